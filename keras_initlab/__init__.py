@@ -1,0 +1,65 @@
+"""keras_initlab: choose, watch and verify weight initialization in Keras 3.
+
+>>> import keras, keras_initlab
+>>> layer = keras.layers.Dense(64, kernel_initializer=keras_initlab.HeNormal(seed=0))
+"""
+
+from keras_initlab import initializers
+from keras_initlab.audit import AuditReport, AuditRow, audit
+from keras_initlab.fans import LAYOUTS, compute_fans
+from keras_initlab.gains import gain
+from keras_initlab.initialize import initialize
+from keras_initlab.initializers import (
+    Constant,
+    DeltaOrthogonal,
+    GlorotNormal,
+    GlorotUniform,
+    HeNormal,
+    HeUniform,
+    KaimingNormal,
+    KaimingUniform,
+    LecunNormal,
+    LecunUniform,
+    Orthogonal,
+    RandomNormal,
+    RandomUniform,
+    ScaledIdentity,
+    VarianceScaling,
+    XavierNormal,
+    XavierUniform,
+    Zeros,
+)
+from keras_initlab.schemes import SCHEMES, get_scheme
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LAYOUTS",
+    "SCHEMES",
+    "AuditReport",
+    "AuditRow",
+    "Constant",
+    "DeltaOrthogonal",
+    "GlorotNormal",
+    "GlorotUniform",
+    "HeNormal",
+    "HeUniform",
+    "KaimingNormal",
+    "KaimingUniform",
+    "LecunNormal",
+    "LecunUniform",
+    "Orthogonal",
+    "RandomNormal",
+    "RandomUniform",
+    "ScaledIdentity",
+    "VarianceScaling",
+    "XavierNormal",
+    "XavierUniform",
+    "Zeros",
+    "audit",
+    "compute_fans",
+    "gain",
+    "get_scheme",
+    "initialize",
+    "initializers",
+]

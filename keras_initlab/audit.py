@@ -1,0 +1,134 @@
+"""``audit``: compare every weight's spread with what its scheme prescribes on true fans."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from keras_initlab.fans import compute_fans
+from keras_initlab.layer_weights import WeightSpec, weight_specs
+from keras_initlab.schemes import as_scheme, for_weight
+
+# Flag a weight when its variance ratio is further from 1 than AUDIT_Z standard errors.
+# The standard error of the variance ratio is sqrt((k - 1) / n) with kurtosis k = 3 (normal:
+# the widest of the families used here), so a correct draw is flagged with probability
+# about 6e-5 per weight, and a depthwise kernel initialized on Keras' fans (8x in std) always.
+AUDIT_Z = 4.0
+_NORMAL_KURTOSIS = 3.0
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One weight: its true fans, its std, the std its scheme prescribes, and a flag."""
+
+    layer: str
+    path: str
+    layout: str
+    fan_in: float | None
+    fan_out: float | None
+    std: float
+    expected_std: float | None
+    ratio: float | None
+    flagged: bool
+
+
+class AuditReport:
+    """The rows of ``audit``; ``str(report)`` is a table, ``report.flagged`` the bad rows."""
+
+    _COLUMNS = ("layer", "path", "layout", "fan_in", "fan_out", "std", "expected_std", "ratio")
+
+    def __init__(self, rows: list[AuditRow]):
+        self.rows = rows
+
+    @property
+    def flagged(self) -> list[AuditRow]:
+        return [r for r in self.rows if r.flagged]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.rows)
+
+    def __repr__(self) -> str:
+        return f"AuditReport({len(self.rows)} weights, {len(self.flagged)} flagged)"
+
+    def __str__(self) -> str:
+        def cell(value: Any) -> str:
+            if value is None:
+                return "-"
+            if isinstance(value, float):
+                return f"{value:.4g}"
+            return str(value)
+
+        table = [[*self._COLUMNS, "flag"]]
+        for r in self.rows:
+            table.append([cell(getattr(r, c)) for c in self._COLUMNS] + ["!!" if r.flagged else ""])
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+                 for row in table]
+        return "\n".join(lines)
+
+
+def _row(spec: WeightSpec, scheme: Any, z: float) -> AuditRow:
+    shape = tuple(spec.variable.shape)
+    values = np.asarray(spec.variable.numpy(), dtype=np.float64)
+    std = float(values.std()) if values.size else 0.0
+    fans: tuple[float | None, float | None] = (None, None)
+    if not spec.is_bias:
+        fans = compute_fans(shape, spec.layout, **spec.layout_args)
+    expected = None
+    if spec.is_bias and scheme is not None:
+        expected = 0.0
+    else:
+        source = as_scheme(spec.initializer if scheme is None else scheme)
+        if source is not None and values.size:
+            try:
+                expected = math.sqrt(for_weight(source, spec.layout, spec.layout_args,
+                                                None).variance(shape))
+            except ValueError:  # the scheme does not apply to this shape (rank too small)
+                expected = None
+    ratio = std / expected if expected else None
+    flagged = False
+    if ratio is not None:
+        tolerance = z * math.sqrt((_NORMAL_KURTOSIS - 1.0) / values.size)
+        flagged = abs(ratio**2 - 1.0) > tolerance
+    return AuditRow(spec.layer.name, spec.path, spec.layout, fans[0], fans[1], std, expected,
+                    ratio, flagged)
+
+
+def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
+    """One row per weight: true fans, actual std, expected std under the scheme, ratio, flag.
+
+    The expected std is what ``scheme`` prescribes on the weight's true layout; with
+    ``scheme=None`` it is what the initializer each layer was configured with prescribes
+    (Keras' built-ins included), so a DepthwiseConv2D built with Keras' ``"he_normal"``
+    (fans read as a dense kernel) is flagged. A row is flagged when the variance ratio
+    ``(std / expected)**2`` is further from 1 than ``z * sqrt(2 / n)``, n the weight's size.
+
+    Args:
+        model: a built Keras model or layer.
+        scheme: None, a scheme name or an initializer.
+        z: how many standard errors of the variance ratio make a flag.
+
+    Returns:
+        An ``AuditReport``; print it for a table.
+
+    Example:
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((8, 8, 64)),
+    ...     keras.layers.DepthwiseConv2D(3, depthwise_initializer="he_normal")])
+    >>> [row.path for row in audit(model).flagged]
+    ['sequential/depthwise_conv2d/depthwise_kernel']
+    """
+    specs = weight_specs(model)
+    if scheme is not None and as_scheme(scheme) is None:
+        raise TypeError(f"Argument `scheme` must be a scheme name or initializer. "
+                        f"Received: scheme={scheme!r}")
+    return AuditReport([_row(spec, scheme, z) for spec in specs])

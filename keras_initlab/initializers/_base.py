@@ -1,0 +1,140 @@
+"""What every keras_initlab initializer shares: dtype checks, seeds, config and sampling.
+
+Seed contract (the same as Keras', for every class):
+
+* ``seed=int``: the same values on every call (and in every process);
+* ``seed=keras.random.SeedGenerator(...)``: new values on each call, reproducible from the
+  generator's own seed;
+* ``seed=None``: a seed is drawn once at construction from Python's ``random`` module, so the
+  instance returns the same values on every call and the draw is reproducible under
+  ``keras.utils.set_random_seed``.
+
+Random values are sampled in float32 and then cast, so float16 and bfloat16 kernels keep the
+target variance of the float32 draw (sampling directly in half precision loses resolution in
+the tails of the truncated normal).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+from typing import Any
+
+import keras
+
+from keras_initlab._validation import check_choice, check_positive
+from keras_initlab.gains import gain as activation_gain
+
+FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
+_MAX_DEFAULT_SEED = 10**9  # the range Keras draws its default seeds from
+
+
+def standardize_dtype(dtype: Any) -> str:
+    """The dtype name to generate, ``keras.config.floatx()`` for None; floats only."""
+    if dtype is None:
+        return keras.config.floatx()
+    try:
+        name = keras.backend.standardize_dtype(dtype)
+    except (ValueError, TypeError, AttributeError):
+        name = str(dtype)
+    if name not in FLOAT_DTYPES:
+        raise TypeError(
+            f"Argument `dtype` must be a floating dtype, one of {list(FLOAT_DTYPES)}. "
+            f"Received: dtype={dtype!r}"
+        )
+    return name
+
+
+def standardize_shape(shape: Any) -> tuple[int, ...]:
+    """The shape as a tuple of non-negative ints."""
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Argument `shape` must be a sequence of ints. Received: shape={shape!r}"
+        ) from None
+    if any(d < 0 for d in dims):
+        raise ValueError(f"Argument `shape` must have non-negative dims. Received: shape={shape}")
+    return dims
+
+
+def resolve_gain(value: Any) -> float:
+    """A gain given as a positive number or an activation name, as a float."""
+    if isinstance(value, str):
+        return activation_gain(value)
+    return check_positive("gain", value)
+
+
+class Scheme(keras.initializers.Initializer):
+    """Base of every keras_initlab initializer.
+
+    Subclasses implement ``_generate(shape) -> float32 tensor`` and ``variance(shape)``.
+    ``get_config`` returns the ``__init__`` arguments, read from attributes of the same
+    names, so ``cls.from_config(obj.get_config())`` rebuilds the object.
+    """
+
+    def __call__(self, shape: Any, dtype: Any = None, **kwargs: Any) -> Any:
+        dtype = standardize_dtype(dtype)
+        shape = standardize_shape(shape)
+        if math.prod(shape) == 0:
+            return keras.ops.zeros(shape, dtype=dtype)
+        values = self._generate(shape)
+        return values if dtype == "float32" else keras.ops.cast(values, dtype)
+
+    def _generate(self, shape: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def variance(self, shape: Any) -> float:
+        """The expected population variance of the entries of a tensor of ``shape``."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        params = inspect.signature(type(self).__init__).parameters
+        return {name: self._config_value(name) for name in params if name != "self"}
+
+    def _config_value(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class RandomScheme(Scheme):
+    """A scheme that draws random values; holds the seed (see the module docstring)."""
+
+    def __init__(self, seed: int | keras.random.SeedGenerator | dict | None = None):
+        self._init_seed = seed
+        if seed is None:
+            # As Keras does: Python's RNG, which keras.utils.set_random_seed seeds.
+            seed = random.randint(1, _MAX_DEFAULT_SEED)
+        elif isinstance(seed, dict):
+            seed = keras.saving.deserialize_keras_object(seed)
+        if isinstance(seed, bool) or not isinstance(seed, (int, keras.random.SeedGenerator)):
+            raise TypeError(
+                "Argument `seed` must be an int, a keras.random.SeedGenerator or None. "
+                f"Received: seed={self._init_seed!r}"
+            )
+        self.seed = seed
+
+    def _config_value(self, name: str) -> Any:
+        if name == "seed":
+            return keras.saving.serialize_keras_object(self._init_seed)
+        return super()._config_value(name)
+
+    def _normal(self, shape: tuple[int, ...], stddev: float, mean: float = 0.0) -> Any:
+        return keras.random.normal(shape, mean=mean, stddev=stddev, dtype="float32",
+                                   seed=self.seed)
+
+    def _truncated_normal(self, shape: tuple[int, ...], stddev: float) -> Any:
+        return keras.random.truncated_normal(shape, mean=0.0, stddev=stddev, dtype="float32",
+                                             seed=self.seed)
+
+    def _uniform(self, shape: tuple[int, ...], minval: float, maxval: float) -> Any:
+        return keras.random.uniform(shape, minval=minval, maxval=maxval, dtype="float32",
+                                    seed=self.seed)
+
+
+def check_distribution(value: Any, allowed: tuple[str, ...]) -> str:
+    return check_choice("distribution", value, allowed)

@@ -1,0 +1,162 @@
+"""Which weights a model has, and the true kernel layout of each (for fans).
+
+``weight_specs(model)`` walks a built model (Sequential, Functional, subclassed, nested,
+wrappers such as Bidirectional) and returns one ``WeightSpec`` per weight of the layer types
+whose layout it knows. Weights of other layers (normalization statistics, custom layers) are
+left out, so nothing that is not an initialized kernel or bias gets touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+L = keras.layers
+_GATES = ((L.LSTMCell, 4), (L.GRUCell, 3), (L.SimpleRNNCell, 1))
+_CONVS = (L.Conv1D, L.Conv2D, L.Conv3D)
+_TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
+_DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
+_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
+# weight attribute -> the layer attribute holding its configured initializer
+_INITIALIZER_ATTRIBUTE = {
+    "kernel": "kernel_initializer",
+    "recurrent_kernel": "recurrent_initializer",
+    "depthwise_kernel": "depthwise_initializer",
+    "pointwise_kernel": "pointwise_initializer",
+    "embeddings": "embeddings_initializer",
+    "bias": "bias_initializer",
+}
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One weight of a model with the layout its fans are read in.
+
+    Attributes:
+        layer: the layer that owns the weight.
+        variable: the ``keras.Variable``.
+        role: the attribute name (``kernel``, ``recurrent_kernel``, ``depthwise_kernel``,
+            ``pointwise_kernel``, ``embeddings``, ``bias``).
+        layout: a ``keras_initlab.compute_fans`` layout, or ``"bias"``.
+        layout_args: the layout's arguments.
+        initializer: the initializer the layer was configured with for this weight.
+    """
+
+    layer: Any
+    variable: Any
+    role: str
+    layout: str
+    layout_args: dict[str, Any] = field(default_factory=dict)
+    initializer: Any = None
+
+    @property
+    def path(self) -> str:
+        return str(self.variable.path)
+
+    @property
+    def is_bias(self) -> bool:
+        return self.layout == "bias"
+
+
+def einsum_axes(equation: str) -> dict[str, tuple[int, ...]]:
+    """The contracted (input) and output axes of an EinsumDense kernel.
+
+    Example:
+    >>> einsum_axes("abc,cde->abde")
+    {'in_axes': (0,), 'out_axes': (1, 2)}
+    """
+    inputs, output = equation.replace(" ", "").split("->")
+    x_spec, kernel_spec = (s.replace("...", "") for s in inputs.split(","))
+    output = output.replace("...", "")
+    in_axes = tuple(i for i, c in enumerate(kernel_spec) if c in x_spec and c not in output)
+    out_axes = tuple(i for i, c in enumerate(kernel_spec) if c in output)
+    return {"in_axes": in_axes, "out_axes": out_axes}
+
+
+def _spec(
+    layer: Any, role: str, layout: str, initializer_attribute: str | None = None,
+    **layout_args: Any,
+) -> WeightSpec | None:
+    variable = getattr(layer, role, None)
+    if variable is None:
+        return None
+    attribute = initializer_attribute or _INITIALIZER_ATTRIBUTE[role]
+    initializer = getattr(layer, attribute, None)
+    return WeightSpec(layer, variable, role, layout, layout_args, initializer)
+
+
+def _layer_specs(layer: Any) -> list[WeightSpec | None] | None:
+    """The specs of a layer of a known type, or None to look inside it."""
+    bias = _spec(layer, "bias", "bias")
+    for cell_type, gates in _GATES:
+        if isinstance(layer, cell_type):
+            return [
+                _spec(layer, "kernel", "recurrent", gates=gates),
+                _spec(layer, "recurrent_kernel", "recurrent", gates=gates),
+                bias,
+            ]
+    if isinstance(layer, L.Dense):
+        return [_spec(layer, "kernel", "dense"), bias]
+    if isinstance(layer, L.EinsumDense):
+        return [_spec(layer, "kernel", "einsum", **einsum_axes(layer.equation)), bias]
+    if isinstance(layer, _CONVS):
+        return [_spec(layer, "kernel", "conv", groups=int(layer.groups)), bias]
+    if isinstance(layer, _TRANSPOSED):
+        strides = [int(s) for s in layer.strides]
+        return [_spec(layer, "kernel", "conv_transpose", strides=strides), bias]
+    if isinstance(layer, _DEPTHWISE):
+        # Keras stores a depthwise layer's kernel as `kernel`, configured by
+        # `depthwise_initializer`.
+        return [_spec(layer, "kernel", "depthwise", "depthwise_initializer"), bias]
+    if isinstance(layer, _SEPARABLE):
+        return [
+            _spec(layer, "depthwise_kernel", "depthwise"),
+            _spec(layer, "pointwise_kernel", "conv"),
+            bias,
+        ]
+    if isinstance(layer, L.Embedding):
+        return [_spec(layer, "embeddings", "embedding")]
+    return None
+
+
+def _walk(layer: Any, seen: set[int]) -> Iterator[WeightSpec]:
+    if id(layer) in seen:
+        return
+    seen.add(id(layer))
+    specs = _layer_specs(layer)
+    if specs is not None:
+        yield from (s for s in specs if s is not None)
+        return
+    # Keras' own tracking of sub-layers: covers Sequential, Functional, subclassed models,
+    # wrappers (Bidirectional, TimeDistributed) and RNN layers holding a cell.
+    for child in layer._flatten_layers(include_self=False, recursive=False):
+        yield from _walk(child, seen)
+
+
+def check_built(model: Any, argument: str = "model") -> None:
+    """Raise a ValueError unless ``model`` is a built Keras layer or model."""
+    if not isinstance(model, L.Layer):
+        raise TypeError(
+            f"Argument `{argument}` must be a Keras model or layer. "
+            f"Received: {argument}={type(model).__name__}"
+        )
+    if not model.built or not model.weights:
+        raise ValueError(
+            f"Argument `{argument}` must be built (call it on data or give it an Input) "
+            f"before its weights can be read. Received: {argument}={model.name!r} (unbuilt)"
+        )
+
+
+def weight_specs(model: Any) -> list[WeightSpec]:
+    """One ``WeightSpec`` per kernel, recurrent kernel, embedding and bias of a built model.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> [(s.role, s.layout) for s in weight_specs(model)]
+    [('kernel', 'dense'), ('bias', 'bias')]
+    """
+    check_built(model)
+    return list(_walk(model, set()))
