@@ -58,6 +58,17 @@ def unknown_name_message(name: str, value: Any, allowed: Iterable[str]) -> str:
     allowed = sorted(allowed)
     close = difflib.get_close_matches(str(value), allowed, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return (
-        f"Argument `{name}` must be one of {allowed}. Received: {name}={value!r}.{hint}"
-    )
+    return f"Argument `{name}` must be one of {allowed}. Received: {name}={value!r}.{hint}"
+
+
+def standardize_shape(shape: Any) -> tuple[int, ...]:
+    """The shape as a tuple of non-negative ints."""
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Argument `shape` must be a sequence of ints. Received: shape={shape!r}"
+        ) from None
+    if any(d < 0 for d in dims):
+        raise ValueError(f"Argument `shape` must have non-negative dims. Received: shape={shape}")
+    return dims

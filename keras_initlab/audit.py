@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,7 +54,7 @@ class AuditReport:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[AuditRow]:
         return iter(self.rows)
 
     def __repr__(self) -> str:
@@ -71,8 +72,10 @@ class AuditReport:
         for r in self.rows:
             table.append([cell(getattr(r, c)) for c in self._COLUMNS] + ["!!" if r.flagged else ""])
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-                 for row in table]
+        lines = [
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        ]
         return "\n".join(lines)
 
 
@@ -90,8 +93,9 @@ def _row(spec: WeightSpec, scheme: Any, z: float) -> AuditRow:
         source = as_scheme(spec.initializer if scheme is None else scheme)
         if source is not None and values.size:
             try:
-                expected = math.sqrt(for_weight(source, spec.layout, spec.layout_args,
-                                                None).variance(shape))
+                expected = math.sqrt(
+                    for_weight(source, spec.layout, spec.layout_args, None).variance(shape)
+                )
             except ValueError:  # the scheme does not apply to this shape (rank too small)
                 expected = None
     ratio = std / expected if expected else None
@@ -99,8 +103,9 @@ def _row(spec: WeightSpec, scheme: Any, z: float) -> AuditRow:
     if ratio is not None:
         tolerance = z * math.sqrt((_NORMAL_KURTOSIS - 1.0) / values.size)
         flagged = abs(ratio**2 - 1.0) > tolerance
-    return AuditRow(spec.layer.name, spec.path, spec.layout, fans[0], fans[1], std, expected,
-                    ratio, flagged)
+    return AuditRow(
+        spec.layer.name, spec.path, spec.layout, fans[0], fans[1], std, expected, ratio, flagged
+    )
 
 
 def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
@@ -123,12 +128,14 @@ def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
     Example:
     >>> import keras
     >>> model = keras.Sequential([keras.Input((8, 8, 64)),
-    ...     keras.layers.DepthwiseConv2D(3, depthwise_initializer="he_normal")])
-    >>> [row.path for row in audit(model).flagged]
-    ['sequential/depthwise_conv2d/depthwise_kernel']
+    ...     keras.layers.DepthwiseConv2D(3, depthwise_initializer="he_normal", name="dw")],
+    ...     name="net")
+    >>> [(row.path, round(row.ratio, 1)) for row in audit(model).flagged]
+    [('net/dw/kernel', 0.1)]
     """
     specs = weight_specs(model)
     if scheme is not None and as_scheme(scheme) is None:
-        raise TypeError(f"Argument `scheme` must be a scheme name or initializer. "
-                        f"Received: scheme={scheme!r}")
+        raise TypeError(
+            f"Argument `scheme` must be a scheme name or initializer. Received: scheme={scheme!r}"
+        )
     return AuditReport([_row(spec, scheme, z) for spec in specs])

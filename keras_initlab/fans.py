@@ -6,21 +6,21 @@ for several layouts; ``compute_fans`` takes the layout explicitly. See
 ``keras_initlab/initializers/README.md`` for the derivations and the numbers measured on
 built layers.
 
-Layouts (channels-last kernels, ``k...`` = spatial kernel size):
+Layouts (channels-last kernels, ``k...`` = spatial kernel size, ``s`` = strides):
 
-========================  ==========================  ==========================  ==========================
-layout                    kernel shape                fan_in                      fan_out
-========================  ==========================  ==========================  ==========================
-``auto``                  any                         Keras' shape rule           Keras' shape rule
-``dense``                 (in, out)                   in                          out
-``conv``                  (k..., in/groups, out)      prod(k) * in/groups         prod(k) * out/groups
-``conv_transpose``        (k..., out, in)             prod(k) * in / prod(s)      prod(k) * out
-``depthwise``             (k..., in, mult)            prod(k)                     prod(k) * mult
-``recurrent``             (in, gates * units)         in                          units
-``einsum``                any                         prod(in_axes)               prod(out_axes)
-``embedding``             (vocab, dim)                1                           dim
-``explicit``              any                         fan_in argument             fan_out argument
-========================  ==========================  ==========================  ==========================
+=================  =====================  =====================  ==================
+layout             kernel shape           fan_in                 fan_out
+=================  =====================  =====================  ==================
+``auto``           any                    Keras' shape rule      Keras' shape rule
+``dense``          (in, out)              in                     out
+``conv``           (k..., in/groups, out) prod(k) * in/groups    prod(k) * out/groups
+``conv_transpose`` (k..., out, in)        prod(k) * in/prod(s)   prod(k) * out
+``depthwise``      (k..., in, mult)       prod(k)                prod(k) * mult
+``recurrent``      (in, gates * units)    in                     units
+``einsum``         any                    prod(in_axes)          prod(out_axes)
+``embedding``      (vocab, dim)           1                      dim
+``explicit``       any                    fan_in argument        fan_out argument
+=================  =====================  =====================  ==================
 
 Transposed convolutions: each output position of a stride-``s`` transposed convolution sums
 ``prod(k) / prod(s)`` taps per input channel on average, so the forward fan-in is
@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from keras_initlab._validation import check_choice
+from keras_initlab._validation import check_choice, standardize_shape
 
 __all__ = ["LAYOUTS", "compute_fans"]
 
@@ -50,8 +50,14 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "embedding": (),
     "explicit": ("fan_in", "fan_out"),
 }
-_MIN_RANK = {"dense": 2, "conv": 3, "conv_transpose": 3, "depthwise": 3, "recurrent": 2,
-             "embedding": 2}
+_MIN_RANK = {
+    "dense": 2,
+    "conv": 3,
+    "conv_transpose": 3,
+    "depthwise": 3,
+    "recurrent": 2,
+    "embedding": 2,
+}
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -120,12 +126,7 @@ def compute_fans(
             f"Layout {layout!r} accepts the arguments {list(LAYOUTS[layout])}. "
             f"Received: {sorted(unknown)}"
         )
-    try:
-        shape = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"Argument `shape` must be a sequence of ints. Received: shape={shape!r}")
-    if any(d < 0 for d in shape):
-        raise ValueError(f"Argument `shape` must have non-negative dims. Received: shape={shape}")
+    shape = standardize_shape(shape)
     rank = len(shape)
     if rank < _MIN_RANK.get(layout, 0):
         raise ValueError(
@@ -175,5 +176,5 @@ def compute_fans(
             f"Argument `strides` must be an int or {spatial} ints. Received: strides={strides!r}"
         )
     step = math.prod(_positive_int("strides", s) for s in strides)
-    fan_in = receptive * shape[-1] / step  # average taps per output position
-    return (int(fan_in) if fan_in.is_integer() else fan_in), receptive * shape[-2]
+    taps = receptive * shape[-1] / step  # average taps per output position
+    return (int(taps) if taps.is_integer() else taps), receptive * shape[-2]

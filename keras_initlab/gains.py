@@ -110,7 +110,7 @@ def gain(activation: str | Callable[..., object], param: float | None = None) ->
     >>> round(gain("relu"), 6)
     1.414214
     >>> round(gain("leaky_relu", 0.2), 6)
-    1.386750
+    1.38675
     """
     name = activation if isinstance(activation, str) else getattr(activation, "__name__", None)
     if not isinstance(name, str):

@@ -77,15 +77,18 @@ def einsum_axes(equation: str) -> dict[str, tuple[int, ...]]:
 
 
 def _spec(
-    layer: Any, role: str, layout: str, initializer_attribute: str | None = None,
-    **layout_args: Any,
+    layer: Any,
+    role: str,
+    layout: str,
+    layout_args: dict[str, Any] | None = None,
+    initializer_attribute: str | None = None,
 ) -> WeightSpec | None:
     variable = getattr(layer, role, None)
     if variable is None:
         return None
     attribute = initializer_attribute or _INITIALIZER_ATTRIBUTE[role]
     initializer = getattr(layer, attribute, None)
-    return WeightSpec(layer, variable, role, layout, layout_args, initializer)
+    return WeightSpec(layer, variable, role, layout, layout_args or {}, initializer)
 
 
 def _layer_specs(layer: Any) -> list[WeightSpec | None] | None:
@@ -94,23 +97,23 @@ def _layer_specs(layer: Any) -> list[WeightSpec | None] | None:
     for cell_type, gates in _GATES:
         if isinstance(layer, cell_type):
             return [
-                _spec(layer, "kernel", "recurrent", gates=gates),
-                _spec(layer, "recurrent_kernel", "recurrent", gates=gates),
+                _spec(layer, "kernel", "recurrent", {"gates": gates}),
+                _spec(layer, "recurrent_kernel", "recurrent", {"gates": gates}),
                 bias,
             ]
     if isinstance(layer, L.Dense):
         return [_spec(layer, "kernel", "dense"), bias]
     if isinstance(layer, L.EinsumDense):
-        return [_spec(layer, "kernel", "einsum", **einsum_axes(layer.equation)), bias]
+        return [_spec(layer, "kernel", "einsum", einsum_axes(layer.equation)), bias]
     if isinstance(layer, _CONVS):
-        return [_spec(layer, "kernel", "conv", groups=int(layer.groups)), bias]
+        return [_spec(layer, "kernel", "conv", {"groups": int(layer.groups)}), bias]
     if isinstance(layer, _TRANSPOSED):
         strides = [int(s) for s in layer.strides]
-        return [_spec(layer, "kernel", "conv_transpose", strides=strides), bias]
+        return [_spec(layer, "kernel", "conv_transpose", {"strides": strides}), bias]
     if isinstance(layer, _DEPTHWISE):
         # Keras stores a depthwise layer's kernel as `kernel`, configured by
         # `depthwise_initializer`.
-        return [_spec(layer, "kernel", "depthwise", "depthwise_initializer"), bias]
+        return [_spec(layer, "kernel", "depthwise", None, "depthwise_initializer"), bias]
     if isinstance(layer, _SEPARABLE):
         return [
             _spec(layer, "depthwise_kernel", "depthwise"),

@@ -62,8 +62,9 @@ def as_scheme(initializer: Any) -> ini.Scheme | None:
         return initializer
     k = keras.initializers
     if isinstance(initializer, k.VarianceScaling):
-        dist = {"untruncated_normal": "normal"}.get(initializer.distribution,
-                                                   initializer.distribution)
+        dist = {"untruncated_normal": "normal"}.get(
+            initializer.distribution, initializer.distribution
+        )
         mode = initializer.mode
         return ini.VarianceScaling(initializer.scale, mode, dist)
     if isinstance(initializer, k.TruncatedNormal):

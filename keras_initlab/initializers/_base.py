@@ -23,7 +23,7 @@ from typing import Any
 
 import keras
 
-from keras_initlab._validation import check_choice, check_positive
+from keras_initlab._validation import check_choice, check_positive, standardize_shape
 from keras_initlab.gains import gain as activation_gain
 
 FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
@@ -44,19 +44,6 @@ def standardize_dtype(dtype: Any) -> str:
             f"Received: dtype={dtype!r}"
         )
     return name
-
-
-def standardize_shape(shape: Any) -> tuple[int, ...]:
-    """The shape as a tuple of non-negative ints."""
-    try:
-        dims = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"Argument `shape` must be a sequence of ints. Received: shape={shape!r}"
-        ) from None
-    if any(d < 0 for d in dims):
-        raise ValueError(f"Argument `shape` must have non-negative dims. Received: shape={shape}")
-    return dims
 
 
 def resolve_gain(value: Any) -> float:
@@ -124,16 +111,17 @@ class RandomScheme(Scheme):
         return super()._config_value(name)
 
     def _normal(self, shape: tuple[int, ...], stddev: float, mean: float = 0.0) -> Any:
-        return keras.random.normal(shape, mean=mean, stddev=stddev, dtype="float32",
-                                   seed=self.seed)
+        return keras.random.normal(shape, mean=mean, stddev=stddev, dtype="float32", seed=self.seed)
 
     def _truncated_normal(self, shape: tuple[int, ...], stddev: float) -> Any:
-        return keras.random.truncated_normal(shape, mean=0.0, stddev=stddev, dtype="float32",
-                                             seed=self.seed)
+        return keras.random.truncated_normal(
+            shape, mean=0.0, stddev=stddev, dtype="float32", seed=self.seed
+        )
 
     def _uniform(self, shape: tuple[int, ...], minval: float, maxval: float) -> Any:
-        return keras.random.uniform(shape, minval=minval, maxval=maxval, dtype="float32",
-                                    seed=self.seed)
+        return keras.random.uniform(
+            shape, minval=minval, maxval=maxval, dtype="float32", seed=self.seed
+        )
 
 
 def check_distribution(value: Any, allowed: tuple[str, ...]) -> str:
