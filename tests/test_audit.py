@@ -71,3 +71,8 @@ def test_report_rows_and_repr():
     assert report.to_dicts()[0]["layout"] == "dense"
     with pytest.raises(TypeError, match=r"Argument `scheme` must be"):
         ki.audit(model, scheme=1.0)
+
+
+def test_unbuilt_model_is_refused():
+    with pytest.raises(ValueError, match=r"Argument `model` must be built"):
+        ki.audit(keras.Sequential([L.Dense(3)]))
