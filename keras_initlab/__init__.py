@@ -29,12 +29,14 @@ from keras_initlab.initializers import (
     XavierUniform,
     Zeros,
 )
+from keras_initlab.lsuv import LSUV, LSUVLayer, LSUVReport, LSUVWarning, lsuv
 from keras_initlab.schemes import SCHEMES, get_scheme
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LAYOUTS",
+    "LSUV",
     "SCHEMES",
     "AuditReport",
     "AuditRow",
@@ -46,6 +48,9 @@ __all__ = [
     "HeUniform",
     "KaimingNormal",
     "KaimingUniform",
+    "LSUVLayer",
+    "LSUVReport",
+    "LSUVWarning",
     "LecunNormal",
     "LecunUniform",
     "Orthogonal",
@@ -62,4 +67,5 @@ __all__ = [
     "get_scheme",
     "initialize",
     "initializers",
+    "lsuv",
 ]

@@ -9,6 +9,7 @@ import keras
 
 from keras_initlab import initializers as ini
 from keras_initlab.layer_weights import WeightSpec, weight_specs
+from keras_initlab.lsuv import LSUV
 from keras_initlab.schemes import as_scheme, for_weight, weight_seed
 
 _DEFAULT_SEED_RANGE = 10**9  # a base seed drawn from Python's RNG when none is given
@@ -17,9 +18,7 @@ _DEFAULT_SEED_RANGE = 10**9  # a base seed drawn from Python's RNG when none is 
 _RECURRENT_AS_GIVEN = (ini.Constant, ini.ScaledIdentity, ini.Orthogonal)
 
 
-def _scheme_for(
-    base: Any, spec: WeightSpec, seed: int
-) -> Any:
+def _scheme_for(base: Any, spec: WeightSpec, seed: int) -> Any:
     if spec.is_bias:
         return ini.Zeros()
     if not isinstance(base, ini.Scheme):
@@ -44,7 +43,9 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None) -> Any:
         model: a built Keras model or layer (Sequential, Functional, subclassed, nested).
         scheme: a scheme name (``keras_initlab.schemes.SCHEMES``: ``"he_normal"``, ...), a
             keras_initlab initializer, or a Keras initializer (Keras' built-ins are
-            translated so they too get the true fans; others are called with the shape).
+            translated so they too get the true fans; others are called with the shape),
+            or ``keras_initlab.LSUV(x)``, which runs ``keras_initlab.lsuv`` on the batch ``x``
+            (its report is kept as ``scheme.report``).
         seed: base seed; each weight gets its own seed derived from it, so two layers of the
             same shape differ. None uses the scheme's int seed if it has one, else a seed
             from Python's RNG (reproducible under ``keras.utils.set_random_seed``).
@@ -60,6 +61,14 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None) -> Any:
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu")])
     >>> model = initialize(model, "he_normal", seed=0)
     """
+    if isinstance(scheme, LSUV):
+        scheme(model, seed=seed)
+        return model
+    if isinstance(scheme, str) and scheme == "lsuv":
+        raise ValueError(
+            "LSUV needs a batch of data: pass `keras_initlab.LSUV(x)` as the "
+            "scheme. Received: scheme='lsuv'"
+        )
     specs = weight_specs(model)
     base = as_scheme(scheme)
     if base is None:
