@@ -1,0 +1,12 @@
+"""Callbacks that watch initialization at work: `VarianceMonitor` and its plots.
+
+>>> from keras_initlab.callbacks import VarianceMonitor
+>>> VarianceMonitor(every_n_batches=10, alert=False)
+VarianceMonitor(every_n_batches=10, layers=None, log_dir=None, alert=False, records=0, alerts=0)
+"""
+
+from keras_initlab.callbacks._alerts import Alert, VarianceWarning
+from keras_initlab.callbacks._monitor import RECORD_KEYS, VarianceMonitor
+from keras_initlab.callbacks._plot import plot_variance
+
+__all__ = ["RECORD_KEYS", "Alert", "VarianceMonitor", "VarianceWarning", "plot_variance"]

@@ -1,0 +1,128 @@
+"""Alerts: the activation or gradient variance changes too much across depth, or is not finite.
+
+For one record (one step), the activation variances of the hidden layers are read in forward
+order and the gradient variances in backward order. When ``max/min`` over that depth profile
+exceeds ``factor``, an alert names the layer with the largest single change, the overall factor
+and the likely fix, chosen from the activations and layer types involved.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "prelu"}
+_SQUASHING = {"tanh", "sigmoid", "hard_sigmoid", "softsign"}
+
+
+class VarianceWarning(UserWarning):
+    """Category of the warnings a `VarianceMonitor` raises for its alerts."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert of a `VarianceMonitor`.
+
+    Attributes:
+        epoch, step: when the record was taken.
+        layer: the layer with the largest change (or the first non-finite value).
+        kind: ``"activation_var"``, ``"gradient_var"`` or ``"non_finite"``.
+        factor: the overall change across depth (``max/min``; NaN for non-finite values).
+        message: the full text, including the suggested fix.
+        fix: the suggested fix alone.
+    """
+
+    epoch: int
+    step: int
+    layer: str
+    kind: str
+    factor: float
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _suggest_fix(rows: Sequence[dict[str, Any]], grows: bool) -> str:
+    activations = {r.get("activation") for r in rows}
+    classes = {r.get("layer_class") for r in rows}
+    fixes = []
+    if any("Depthwise" in str(c) or "Separable" in str(c) for c in classes):
+        fixes.append(
+            "depthwise kernels have fan_in = prod(kernel_size), not kernel_size x channels: "
+            "use a keras_initlab initializer (true fans) or keras_initlab.initialize(model, ...)"
+        )
+    if activations & _RELU_FAMILY:
+        fixes.append("ReLU-family layers: use He (Kaiming) initialization, Var(W) = 2/fan_in")
+    if activations & _SQUASHING:
+        fixes.append("tanh/sigmoid layers: use Glorot (Xavier), Var(W) = 2/(fan_in + fan_out)")
+    if not fixes:
+        fixes.append(
+            "linear layers: use LeCun/Glorot so that fan_in * Var(W) = 1 "
+            "(or an orthogonal init with gain 1)"
+        )
+    fixes.append("the weights are too large" if grows else "the weights are too small")
+    return "; ".join(fixes)
+
+
+def check_depth(
+    rows: Sequence[dict[str, Any]], factor: float, *, epoch: int, step: int
+) -> list[Alert]:
+    """Alerts for one record: ``rows`` are its per-layer dicts in forward order.
+
+    The output layer (last row) is left out of the depth profile when there are at least three
+    rows: its variance is set by the task (softmax, logits), not by the initialization.
+
+    Example:
+    >>> rows = [{"layer": f"d{i}", "activation_var": 4.0**i, "gradient_var": 1.0,
+    ...          "activation": None} for i in range(4)]
+    >>> [a.layer for a in check_depth(rows, 10.0, epoch=0, step=0)]
+    ['d1']
+    """
+    alerts = []
+    # The origin of a non-finite value: the first layer in forward order for activations,
+    # the deepest layer for gradients (they flow backward).
+    scans = (("activation_var", list(rows)), ("gradient_var", list(reversed(rows))))
+    for key, ordered in scans:
+        for row in ordered:
+            value = row.get(key)
+            if value is not None and not math.isfinite(value):
+                fix = (
+                    "lower the learning rate or the initial weight scale, "
+                    "or clip gradients (optimizer argument clipnorm=1.0)"
+                )
+                message = (
+                    f"VarianceMonitor: {key} of layer {row['layer']!r} is not finite ({value}) "
+                    f"at step {step}. Likely fix: {fix}."
+                )
+                return [Alert(epoch, step, str(row["layer"]), "non_finite", math.nan, message, fix)]
+    hidden = list(rows[:-1]) if len(rows) >= 3 else list(rows)
+    for key, direction in (("activation_var", "forward"), ("gradient_var", "backward")):
+        profile: list[tuple[dict[str, Any], float]] = [
+            (r, float(r[key])) for r in hidden if r.get(key) is not None and r[key] > 0
+        ]
+        if direction == "backward":
+            profile.reverse()
+        if len(profile) < 2:
+            continue
+        values = [v for _, v in profile]
+        overall = max(values) / min(values)
+        if overall <= factor:
+            continue
+        steps = [values[i] / values[i - 1] for i in range(1, len(values))]
+        worst = max(range(len(steps)), key=lambda i: abs(math.log(steps[i])))
+        layer = str(profile[worst + 1][0]["layer"])
+        grows = values[-1] > values[0]
+        fix = _suggest_fix([r for r, _ in profile], grows)
+        trend = "grows" if grows else "shrinks"
+        message = (
+            f"VarianceMonitor: {key.replace('_', ' ')} {trend} by a factor of "
+            f"{values[-1] / values[0]:.3g} across depth ({direction}; max/min = {overall:.3g} > "
+            f"{factor:g}) at step {step}; largest single change x{steps[worst]:.3g} at layer "
+            f"{layer!r}. Likely fix: {fix}."
+        )
+        alerts.append(Alert(epoch, step, layer, key, overall, message, fix))
+    return alerts

@@ -1,0 +1,435 @@
+"""On-device statistics for `VarianceMonitor`: the only module that uses `tf.GradientTape`.
+
+Two ways of seeing a layer's output ``y`` and the back-propagated signal ``dLoss/dy``:
+
+* **Probe pass** (`make_probe_function`): one `tf.function` runs the model on the probe in
+  inference mode under a `tf.GradientTape`, with every monitored layer's output routed through
+  an identity "tap" so the tape can differentiate the compiled loss with respect to it. The
+  probe is split across the replicas of the model's `tf.distribute` strategy; each replica
+  returns *sums* (count, sum, sum of squares, per-unit non-zero counts, the Gram matrix of the
+  unit columns), the sums are added across replicas, and only then turned into statistics:
+  per-replica variances are never averaged. Kernel gradients are all-reduced before their
+  variance is taken. One small float64 matrix comes back to the host.
+* **In-step taps** (`InStepTaps`): for ``every_n_batches=1`` the same identity taps are placed
+  inside the training step's own forward and backward pass; a `tf.custom_gradient` reduces the
+  upstream gradient to sums kept in non-trainable variables, read only when a record is due.
+
+Statistics are accumulated in float64 from float32 casts of the layer tensors, so mixed
+precision models are measured in full precision; the loss-scale factor of a
+`LossScaleOptimizer` is divided out of every gradient statistic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+# Column layout of the matrix returned by the probe function (one row per monitored layer).
+COLUMNS = (
+    "activation_mean",
+    "activation_var",
+    "gradient_var",
+    "weight_var",
+    "weight_grad_var",
+    "dead_fraction",
+    "distinct_units",
+    "saturation_fraction",
+)
+# Columns of the in-step accumulators: count, sum, sum of squares, saturated count (forward)
+# and gradient sum, gradient sum of squares (backward).
+_FORWARD_SUMS = 4
+_BACKWARD_SUMS = 2
+# A tanh/sigmoid output within this distance of its bound counts as saturated.
+SATURATION_MARGIN = 0.01
+
+_RECORDERS: list[Any] = []  # the capture in progress while a probe or train step is traced
+
+
+class _ProbeRecorder:
+    """Collects the tapped output tensors of each monitored layer during one trace."""
+
+    def __init__(self, n: int) -> None:
+        self.outputs: list[list[tf.Tensor]] = [[] for _ in range(n)]
+
+    def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
+        y = tf.identity(y)
+        self.outputs[index].append(y)
+        return y
+
+
+def _map_first_tensor(outputs: Any, fn: Callable[[tf.Tensor], tf.Tensor]) -> Any:
+    """Apply ``fn`` to ``outputs`` or, for a tuple/list output, to its first element."""
+    if isinstance(outputs, tf.Tensor):
+        return fn(outputs)
+    if isinstance(outputs, (list, tuple)) and outputs and isinstance(outputs[0], tf.Tensor):
+        return type(outputs)([fn(outputs[0]), *outputs[1:]])
+    return outputs
+
+
+def install_taps(layers: Sequence[Any]) -> None:
+    """Route the output of each layer's ``call`` through the active recorder, if any.
+
+    The wrapper is a pass-through (no op added) whenever no recorder is active, so tracing a
+    training, test or predict function with taps installed changes nothing.
+    """
+    for index, layer in enumerate(layers):
+        current = vars(layer).get("call")
+        if current is not None and not getattr(current, "_variance_monitor_tap", False):
+            raise ValueError(
+                f"Layer {layer.name!r} has an instance-level `call` that VarianceMonitor "
+                "would replace. Monitor the layers around it instead (argument `layers`)."
+            )
+        if current is not None:  # left by a `fit` that raised before `on_train_end`
+            object.__delattr__(layer, "call")
+        original = layer.call
+
+        def call(*args: Any, _i: int = index, _call: Any = original, **kwargs: Any) -> Any:
+            outputs = _call(*args, **kwargs)
+            if _RECORDERS:
+                recorder = _RECORDERS[-1]
+                outputs = _map_first_tensor(outputs, lambda y: recorder.tap(_i, y))
+            return outputs
+
+        call._variance_monitor_tap = True  # type: ignore[attr-defined]
+        object.__setattr__(layer, "call", call)
+
+
+def remove_taps(layers: Sequence[Any]) -> None:
+    """Undo `install_taps`."""
+    for layer in layers:
+        if "call" in vars(layer):
+            object.__delattr__(layer, "call")
+
+
+def _loss_scale(optimizer: Any) -> tf.Tensor | None:
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return tf.cast(optimizer.scale_loss(1.0), tf.float32)
+    return None
+
+
+def _compiled_loss(model: Any, y: Any, y_pred: Any, sample_weight: Any) -> tf.Tensor:
+    """The compiled loss without updating the per-output loss trackers.
+
+    `CompileLoss` skips a tracker that is None, so during this (trace-time) call its tracker
+    list is swapped for one None per loss. A tapped output is a plain tensor: a sigmoid or
+    softmax output loses its `_keras_logits` shortcut, so dL/dy is the gradient through it.
+    """
+    compile_loss = model._compile_loss
+    if compile_loss is None:
+        raise ValueError(
+            "VarianceMonitor needs a compiled model to compute gradients. "
+            "Call `model.compile(loss=...)` first."
+        )
+    saved = compile_loss._metrics
+    object.__setattr__(compile_loss, "_metrics", [None] * len(saved))
+    try:
+        return compile_loss(y, y_pred, sample_weight)
+    finally:
+        object.__setattr__(compile_loss, "_metrics", saved)
+
+
+def _as_rows(t: tf.Tensor) -> tf.Tensor:
+    """A layer output as a float64 matrix (elements, units): units = last axis."""
+    t = tf.cast(tf.cast(t, tf.float32), tf.float64)
+    if t.shape.rank == 0:
+        return tf.reshape(t, (1, 1))
+    if t.shape.rank == 1:
+        return tf.reshape(t, (-1, 1))
+    return tf.reshape(t, (-1, tf.shape(t)[-1]))
+
+
+def _saturated_count(a: tf.Tensor, activation: str | None) -> tf.Tensor:
+    if activation == "tanh":
+        hit = tf.abs(a) >= 1.0 - SATURATION_MARGIN
+    elif activation in ("sigmoid", "hard_sigmoid"):
+        hit = tf.logical_or(a <= SATURATION_MARGIN, a >= 1.0 - SATURATION_MARGIN)
+    else:
+        return tf.constant(0.0, tf.float64)
+    return tf.reduce_sum(tf.cast(hit, tf.float64))
+
+
+def distinct_from_gram(gram: tf.Tensor, rtol: float) -> tf.Tensor:
+    """Number of distinguishable unit columns given their Gram matrix ``G = A^T A``.
+
+    Units i and j are indistinguishable when ``||a_i - a_j|| <= rtol * max(||a_i||, ||a_j||)``,
+    with ``||a_i - a_j||^2 = G_ii + G_jj - 2 G_ij``. Unit i counts when no earlier unit is
+    indistinguishable from it, so identical columns count once and all-zero columns count once.
+    Returns NaN when the Gram matrix is not finite.
+    """
+    norms = tf.linalg.diag_part(gram)
+    dist = norms[:, None] + norms[None, :] - 2.0 * gram
+    bound = rtol**2 * tf.maximum(norms[:, None], norms[None, :])
+    close = dist <= bound
+    units = tf.shape(gram)[0]
+    earlier = tf.linalg.band_part(tf.ones((units, units), tf.bool), -1, 0)  # j <= i
+    earlier = tf.logical_and(earlier, tf.logical_not(tf.eye(units, dtype=tf.bool)))
+    has_twin = tf.reduce_any(tf.logical_and(close, earlier), axis=1)
+    count = tf.reduce_sum(tf.cast(tf.logical_not(has_twin), tf.float64))
+    finite = tf.reduce_all(tf.math.is_finite(gram))
+    return tf.where(finite, count, tf.constant(float("nan"), tf.float64))
+
+
+def _variance_of(sums_count: tf.Tensor, total: tf.Tensor, squares: tf.Tensor) -> tf.Tensor:
+    mean = total / sums_count
+    return tf.maximum(squares / sums_count - mean * mean, 0.0) + 0.0 * mean  # keep NaN
+
+
+def _kernel_value(kernel: Any) -> tf.Tensor:
+    return tf.cast(tf.convert_to_tensor(kernel), tf.float64)
+
+
+def make_probe_function(
+    model: Any,
+    layers: Sequence[Any],
+    kernels: Sequence[Any | None],
+    activations: Sequence[str | None],
+    *,
+    rtol: float,
+    max_units: int,
+) -> Callable[..., tf.Tensor]:
+    """A `tf.function` ``f(x, y, sample_weight) -> (len(layers), len(COLUMNS))`` float64.
+
+    ``y`` may be None (no gradient statistics: those columns are NaN). Layers whose output was
+    not seen in the forward pass get NaN rows.
+    """
+    strategy = model.distribute_strategy
+    n_layers = len(layers)
+    kernel_index = [i for i, k in enumerate(kernels) if k is not None]
+    nan = tf.constant(float("nan"), tf.float64)
+
+    def replica_fn(x: Any, y: Any, sample_weight: Any) -> tuple[Any, ...]:
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync
+        rid = ctx.replica_id_in_sync_group
+        n = tf.shape(tf.nest.flatten(x)[0])[0]
+        start, stop = rid * n // replicas, (rid + 1) * n // replicas
+        x, y, sample_weight = tf.nest.map_structure(
+            lambda t: None if t is None else t[start:stop], (x, y, sample_weight)
+        )
+        recorder = _ProbeRecorder(n_layers)
+        scale = None
+        _RECORDERS.append(recorder)
+        try:
+            with tf.GradientTape() as tape:
+                y_pred = model(x, training=False)
+                loss = None
+                if y is not None:
+                    loss = tf.cast(_compiled_loss(model, y, y_pred, sample_weight), tf.float32)
+                    # Keras divides a per-replica loss by the replica count; undo that and
+                    # weight by this replica's share of the probe instead.
+                    share = tf.cast(stop - start, tf.float32) / tf.cast(n, tf.float32)
+                    loss = loss * float(replicas) * share
+                    scale = _loss_scale(model.optimizer)
+                    if scale is not None:
+                        loss = loss * scale
+        finally:
+            _RECORDERS.pop()
+        taps = [t for outs in recorder.outputs for t in outs]
+        kvars = [kernels[i] for i in kernel_index]
+        if loss is not None:
+            grads = tape.gradient(
+                loss, taps + kvars, unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            unscale = 1.0 if scale is None else 1.0 / tf.cast(scale, tf.float64)
+        else:
+            grads = [None] * (len(taps) + len(kvars))
+            unscale = 1.0
+        tap_grads, kernel_grads = grads[: len(taps)], grads[len(taps) :]
+
+        sums, nonzero, grams = [], [], []
+        k = 0
+        for i, outs in enumerate(recorder.outputs):
+            if not outs:
+                sums.append(tf.zeros((6,), tf.float64))
+                nonzero.append(tf.zeros((0,), tf.float64))
+                grams.append(tf.zeros((0, 0), tf.float64))
+                continue
+            a = tf.concat([_as_rows(o) for o in outs], axis=0)
+            gs = tap_grads[k : k + len(outs)]
+            k += len(outs)
+            if gs[0] is None:
+                g_sum = g_sq = nan
+            else:
+                g = tf.concat([tf.reshape(_as_rows(t), (-1,)) for t in gs], 0) * unscale
+                g_sum, g_sq = tf.reduce_sum(g), tf.reduce_sum(g * g)
+            sums.append(
+                tf.stack(
+                    [
+                        tf.cast(tf.size(a), tf.float64),
+                        tf.reduce_sum(a),
+                        tf.reduce_sum(a * a),
+                        g_sum,
+                        g_sq,
+                        _saturated_count(a, activations[i]),
+                    ]
+                )
+            )
+            nonzero.append(tf.reduce_sum(tf.cast(tf.not_equal(a, 0.0), tf.float64), axis=0))
+            units = a.shape[-1]
+            if units is not None and units <= max_units:
+                grams.append(tf.matmul(a, a, transpose_a=True))
+            else:
+                grams.append(tf.zeros((0, 0), tf.float64))
+        kernel_grad_var = []
+        for gk in kernel_grads:
+            if gk is None:
+                kernel_grad_var.append(nan)
+                continue
+            gk = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(gk, tf.float64) * unscale)
+            kernel_grad_var.append(tf.math.reduce_variance(gk) / float(replicas))
+        return sums, nonzero, grams, kernel_grad_var
+
+    def reduce_sum(value: Any) -> Any:
+        return tf.nest.map_structure(
+            lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), value
+        )
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def probe(x: Any, y: Any, sample_weight: Any) -> tf.Tensor:
+        per_replica = strategy.run(replica_fn, args=(x, y, sample_weight))
+        sums, nonzero, grams, kernel_grad_var = reduce_sum(per_replica)
+        rows = []
+        kernel_pos = {i: p for p, i in enumerate(kernel_index)}
+        for i in range(n_layers):
+            count, total, squares, g_sum, g_sq, saturated = tf.unstack(sums[i])
+            act_var = _variance_of(count, total, squares)
+            grad_var = _variance_of(count, g_sum, g_sq)
+            if i in kernel_pos:
+                w = _kernel_value(kernels[i])
+                weight_var = tf.math.reduce_variance(w)
+                weight_grad_var = kernel_grad_var[kernel_pos[i]]
+            else:
+                weight_var = weight_grad_var = nan
+            units = tf.cast(tf.size(nonzero[i]), tf.float64)
+            dead = tf.reduce_sum(tf.cast(tf.equal(nonzero[i], 0.0), tf.float64)) / units
+            if grams[i].shape[0] == 0:
+                distinct = nan
+            else:
+                distinct = distinct_from_gram(grams[i], rtol)
+                distinct = tf.where(tf.math.is_finite(act_var), distinct, nan)
+            rows.append(
+                tf.stack(
+                    [
+                        total / count,
+                        act_var,
+                        grad_var,
+                        weight_var,
+                        weight_grad_var,
+                        dead,
+                        distinct,
+                        saturated / count,
+                    ]
+                )
+            )
+        return tf.stack(rows)
+
+    return probe
+
+
+class InStepTaps:
+    """Statistics of the training step's own forward and backward pass (the fast path).
+
+    While the training function is traced (`tracing`), each monitored layer's output gets a
+    tap: the forward part writes count, sum, sum of squares and the saturated count of the
+    output, and a `tf.custom_gradient` identity writes the sum and sum of squares of the
+    upstream gradient (divided by the loss scale), into row ``step % capacity`` of
+    non-trainable ring-buffer variables (``step`` = optimizer steps done before this one).
+    Under a distribution strategy the variables are per replica (``ON_READ``) and are added
+    when read. Nothing leaves the device until `read`, which returns a float64 array
+    ``(capacity, layers, 4)`` with the columns ``activation_mean, activation_var,
+    gradient_var, saturation_fraction``; the caller reads at most every ``capacity`` steps.
+    """
+
+    def __init__(self, model: Any, activations: Sequence[str | None], capacity: int) -> None:
+        self._model = model
+        self._activations = list(activations)
+        self.capacity = capacity
+        n = len(activations)
+
+        def ring(width: int, name: str) -> tf.Variable:
+            return tf.Variable(
+                tf.zeros((capacity, width), tf.float64),
+                trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.SUM,
+                name=name,
+            )
+
+        with model.distribute_strategy.scope():
+            self.forward = [ring(_FORWARD_SUMS, f"vm_forward_{i}") for i in range(n)]
+            self.backward = [ring(_BACKWARD_SUMS, f"vm_backward_{i}") for i in range(n)]
+        self._read = tf.function(self._read_impl, autograph=False)
+
+    def __repr__(self) -> str:
+        return f"InStepTaps(layers={len(self.forward)}, capacity={self.capacity})"
+
+    def _slot(self) -> tf.Tensor:
+        iterations = tf.convert_to_tensor(self._model.optimizer.iterations)
+        return tf.reshape(tf.cast(iterations % self.capacity, tf.int32), (1, 1))
+
+    def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
+        slot = self._slot()
+        a = tf.reshape(tf.cast(tf.cast(y, tf.float32), tf.float64), (-1,))
+        sums = tf.stack(
+            [
+                tf.cast(tf.size(a), tf.float64),
+                tf.reduce_sum(a),
+                tf.reduce_sum(a * a),
+                _saturated_count(a, self._activations[index]),
+            ]
+        )
+        forward = self.forward[index]
+        write = forward.assign(tf.tensor_scatter_nd_update(forward.value(), slot, sums[None]))
+        backward = self.backward[index]
+        scale = _loss_scale(self._model.optimizer)
+
+        @tf.custom_gradient
+        def identity(t: tf.Tensor) -> Any:
+            def grad(dy: tf.Tensor) -> tf.Tensor:
+                g = tf.reshape(tf.cast(tf.cast(dy, tf.float32), tf.float64), (-1,))
+                if scale is not None:
+                    g = g / tf.cast(scale, tf.float64)
+                gsums = tf.stack([tf.reduce_sum(g), tf.reduce_sum(g * g)])
+                update = tf.tensor_scatter_nd_update(backward.value(), slot, gsums[None])
+                with tf.control_dependencies([backward.assign(update)]):
+                    return tf.identity(dy)
+
+            return tf.identity(t), grad
+
+        with tf.control_dependencies([write]):
+            return identity(y)
+
+    def tracing(self) -> _TracingScope:
+        return _TracingScope(self)
+
+    def _read_impl(self) -> tf.Tensor:
+        f = tf.stack([tf.convert_to_tensor(v) for v in self.forward], axis=1)
+        b = tf.stack([tf.convert_to_tensor(v) for v in self.backward], axis=1)
+        count, total, squares, saturated = tf.unstack(f, axis=2)
+        g_sum, g_sq = tf.unstack(b, axis=2)
+        return tf.stack(
+            [
+                total / count,
+                _variance_of(count, total, squares),
+                _variance_of(count, g_sum, g_sq),
+                saturated / count,
+            ],
+            axis=2,
+        )
+
+    def read(self) -> tf.Tensor:
+        return self._read()
+
+
+class _TracingScope:
+    def __init__(self, taps: InStepTaps) -> None:
+        self._taps = taps
+
+    def __enter__(self) -> None:
+        _RECORDERS.append(self._taps)
+
+    def __exit__(self, *exc: object) -> None:
+        _RECORDERS.remove(self._taps)

@@ -1,0 +1,152 @@
+"""Symmetry, exponential growth/decay across depth, the NaN path, alerts and options."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import keras_initlab
+from keras_initlab.callbacks import VarianceMonitor, VarianceWarning
+
+L = keras.layers
+
+
+def _xy(n=32, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype("float32"), rng.normal(size=(n, 1)).astype("float32")
+
+
+def _mlp(init, width=8, depth=3, activation="relu", d=4):
+    layers = [keras.Input((d,))]
+    layers += [
+        L.Dense(width, activation=activation, kernel_initializer=init, name=f"h{i}")
+        for i in range(depth)
+    ]
+    layers.append(L.Dense(1, kernel_initializer=init, name="out"))
+    return keras.Sequential(layers)
+
+
+def test_constant_init_keeps_one_distinct_unit_and_he_gives_all():
+    x, y = _xy()
+    const = _mlp(keras_initlab.Constant(0.3))
+    const.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    monitor = VarianceMonitor((x, y), every_n_batches=2, alert=False)
+    const.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[monitor])
+    hidden = [r for r in monitor.records if r["layer"].startswith("h")]
+    assert len({r["step"] for r in hidden}) == 5  # step 0, 2 batch records, 2 epoch ends
+    assert {r["distinct_units"] for r in hidden} == {1}
+
+    he = _mlp(keras_initlab.HeNormal(seed=1), activation="tanh")
+    he.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    monitor = VarianceMonitor((x, y), alert=False)
+    he.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[monitor])
+    assert {r["distinct_units"] for r in monitor.records if r["layer"].startswith("h")} == {8}
+
+
+@pytest.mark.parametrize("scale", [1.5, 0.5])
+def test_identity_stack_grows_and_decays_as_scale_squared_per_layer(scale):
+    depth, width = 6, 2
+    x, y = _xy(n=64, d=width, seed=2)
+    model = keras.Sequential(
+        [keras.Input((width,))]
+        + [
+            L.Dense(
+                width,
+                use_bias=False,
+                name=f"l{i}",
+                kernel_initializer=keras_initlab.ScaledIdentity(scale),
+            )
+            for i in range(depth)
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    monitor = VarianceMonitor((x, np.zeros((64, width), "float32")), alert=False)
+    model.fit(x, y.repeat(width, 1), batch_size=64, epochs=1, verbose=0, callbacks=[monitor])
+    rows = [r for r in monitor.records if r["step"] == 0]
+    act = np.array([r["activation_var"] for r in rows])
+    grad = np.array([r["gradient_var"] for r in rows])
+    # y_l = scale^(l+1) x: Var y_l = scale^(2(l+1)) Var x. With zero targets and MSE,
+    # dL/dy_l = scale^(L-1-l) dL/dy_(L-1), and dL/dy_(L-1) = 2 y_(L-1) / size.
+    np.testing.assert_allclose(act / act[0], (scale**2) ** np.arange(depth), rtol=1e-5)
+    np.testing.assert_allclose(
+        grad / grad[-1], (scale**2) ** np.arange(depth - 1, -1, -1), rtol=1e-5
+    )
+    np.testing.assert_allclose(act[0], np.var(x.astype(np.float64) * scale), rtol=1e-5)
+
+
+def _nan_model():
+    model = _mlp("glorot_uniform")
+    model.layers[1].kernel.assign(np.full((8, 8), np.nan, "float32"))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+def test_nan_is_recorded_alerted_and_training_continues():
+    x, y = _xy()
+    monitor = VarianceMonitor((x, y))
+    with pytest.warns(VarianceWarning, match="not finite"):
+        history = _nan_model().fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[monitor])
+    assert len(history.history["loss"]) == 2
+    h1 = [r for r in monitor.records if r["layer"] == "h1"]
+    assert all(math.isnan(r["activation_var"]) for r in h1)
+    assert all(r["distinct_units"] is None for r in h1)
+    assert monitor.alerts[0].kind == "non_finite"
+    assert monitor.alerts[0].layer == "h1"
+
+
+def test_stop_on_nan_stops_training():
+    x, y = _xy()
+    monitor = VarianceMonitor((x, y), stop_on_nan=True, alert=False)
+    history = _nan_model().fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[monitor])
+    assert len(history.history["loss"]) == 1
+
+
+def test_depth_alert_names_layer_factor_and_he_fix():
+    x, y = _xy(d=16)
+    model = _mlp(keras.initializers.RandomNormal(stddev=0.05, seed=3), width=16, depth=5, d=16)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    monitor = VarianceMonitor((x, y), alert_factor=10.0)
+    with pytest.warns(VarianceWarning, match="var shrinks") as caught:
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[monitor])
+    assert len(caught) == len(monitor.alerts) == 2  # activations and gradients both shrink
+    alert = next(a for a in monitor.alerts if a.kind == "activation_var")
+    assert alert.factor > 10.0
+    assert alert.layer.startswith("h")
+    assert "He" in alert.fix
+    assert str(alert) == alert.message
+    assert alert.layer in alert.message
+
+
+def test_probe_without_targets_gives_activations_only():
+    x, y = _xy()
+    model = _mlp("glorot_uniform")
+    model.compile(optimizer="sgd", loss="mse")
+    monitor = VarianceMonitor(x, alert=False)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[monitor])
+    assert all(r["gradient_var"] is None and r["weight_grad_var"] is None for r in monitor.records)
+    assert all(r["activation_var"] > 0 for r in monitor.records)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"every_n_batches": 0}, "every_n_batches"),
+        ({"alert_factor": -1.0}, "alert_factor"),
+        ({"in_step": True}, "in_step"),
+        ({"layers": ["dense_typo"]}, "Did you mean"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    x, y = _xy()
+
+    def run():
+        monitor = VarianceMonitor((x, y), **kwargs)
+        model = keras.Sequential([keras.Input((4,)), L.Dense(2, name="dense_typ")])
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(x, y.repeat(2, 1), epochs=1, verbose=0, callbacks=[monitor])
+
+    with pytest.raises(ValueError, match=match):
+        run()

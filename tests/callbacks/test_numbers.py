@@ -1,0 +1,259 @@
+"""VarianceMonitor records equal an independent eager GradientTape computation (1e-4 rel)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from keras_initlab.callbacks import VarianceMonitor
+
+L = keras.layers
+N, D = 32, 6
+
+
+def _data(seed: int = 0, n: int = N, d: int = D, out: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype("float32"), rng.normal(size=(n, out)).astype("float32")
+
+
+def _fit(model, x, y, monitor, **kwargs):
+    kwargs = {"batch_size": 8, "epochs": 1, "verbose": 0, "shuffle": False, **kwargs}
+    model.fit(x, y, callbacks=[monitor], **kwargs)
+
+
+def _at(records, event):
+    return [r for r in records if r["event"] == event]
+
+
+def _mlp(with_input: bool) -> keras.Model:
+    layers = [
+        L.Dense(8, activation="relu", name="d0"),
+        L.BatchNormalization(name="bn"),
+        L.Dropout(0.5),
+        L.Dense(8, activation="tanh", name="d1"),
+        L.Dense(8, name="d2"),
+        L.Activation("sigmoid", name="act"),
+        L.Dense(1, name="out"),
+    ]
+    return keras.Sequential(([keras.Input((D,))] if with_input else []) + layers)
+
+
+def _mlp_forward(model):
+    def forward(x, tap):
+        h = x
+        for layer in model.layers:
+            h = layer(h, training=False)
+            if layer.weights or isinstance(layer, L.Activation):
+                h = tap(layer.name, h)
+        return h
+
+    return forward
+
+
+@pytest.mark.parametrize("with_input", [True, False])
+def test_sequential_step0_and_epoch_end_match_reference(ref, with_input):
+    x, y = _data()
+    model = _mlp(with_input)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model(x[:1])  # build so that the step-0 reference sees the same weights
+    kernels = {layer.name: getattr(layer, "kernel", None) for layer in model.layers}
+    mse = keras.losses.MeanSquaredError()
+    before = ref.reference(_mlp_forward(model), mse, x, y, kernels)
+    monitor = VarianceMonitor((x, y), alert=False)
+    _fit(model, x, y, monitor)
+    after = ref.reference(_mlp_forward(model), mse, x, y, kernels)
+    ref.assert_matches(_at(monitor.records, "train_begin"), before)
+    ref.assert_matches(_at(monitor.records, "epoch_end"), after)
+    assert [r["step"] for r in _at(monitor.records, "epoch_end")] == [N // 8] * 6
+    bn = next(r for r in monitor.records if r["layer"] == "bn")
+    assert bn["weight_var"] is None
+    assert bn["weight_grad_var"] is None
+    saturations = {r["layer"]: r["saturation_fraction"] for r in monitor.records}
+    assert saturations["d0"] is None
+    assert saturations["d1"] is not None
+    assert saturations["act"] is not None
+
+
+def test_unbuilt_sequential_step0_is_before_any_update(ref):
+    x, y = _data(1)
+    model = _mlp(with_input=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    weights = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if not weights:
+                weights.extend(v.numpy() for v in self.model.weights)
+
+    monitor = VarianceMonitor((x, y), alert=False)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[monitor, Snapshot()])
+    for v, w in zip(model.weights, weights, strict=False):
+        v.assign(w)
+    kernels = {layer.name: getattr(layer, "kernel", None) for layer in model.layers}
+    expected = ref.reference(_mlp_forward(model), keras.losses.MeanSquaredError(), x, y, kernels)
+    ref.assert_matches(_at(monitor.records, "train_begin"), expected)
+
+
+def test_functional_multi_input_output_matches_reference(ref):
+    rng = np.random.default_rng(2)
+    x1, x2 = (rng.normal(size=(N, 4)).astype("float32") for _ in range(2))
+    y1 = rng.normal(size=(N, 2)).astype("float32")
+    y2 = rng.integers(0, 2, size=(N, 1)).astype("float32")
+    a, b = L.Dense(5, activation="relu", name="a"), L.Dense(5, activation="tanh", name="b")
+    shared = L.Dense(3, name="shared")  # called twice: statistics over both calls
+    h1, h2 = L.Dense(2, name="h1"), L.Dense(1, activation="sigmoid", name="h2")
+    i1, i2 = keras.Input((4,), name="i1"), keras.Input((4,), name="i2")
+    c = L.Concatenate()([shared(a(i1)), shared(b(i2))])
+    model = keras.Model([i1, i2], [h1(c), h2(c)])
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05),
+        loss=["mse", "binary_crossentropy"],
+        loss_weights=[1.0, 0.5],
+    )
+    mse, bce = keras.losses.MeanSquaredError(), keras.losses.BinaryCrossentropy()
+
+    def forward(x, tap):
+        sa = tap("shared", shared(tap("a", a(x[0]))))
+        sb = tap("shared", shared(tap("b", b(x[1]))))
+        c = L.Concatenate()([sa, sb])
+        return tap("h1", h1(c)), tap("h2", h2(c))
+
+    def loss(y, p):
+        return mse(y[0], p[0]) + 0.5 * bce(y[1], p[1])
+
+    kernels = {n: model.get_layer(n).kernel for n in ("a", "b", "shared", "h1", "h2")}
+    before = ref.reference(forward, loss, [x1, x2], [y1, y2], kernels)
+    monitor = VarianceMonitor(([x1, x2], [y1, y2]), alert=False)
+    _fit(model, [x1, x2], [y1, y2], monitor)
+    ref.assert_matches(_at(monitor.records, "train_begin"), before)
+    after = ref.reference(forward, loss, [x1, x2], [y1, y2], kernels)
+    ref.assert_matches(_at(monitor.records, "epoch_end"), after)
+
+
+class _Block(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = L.Dense(6, activation="relu", name="inner")
+        self.act = L.ReLU(name="act")
+
+    def call(self, x):
+        return self.act(self.inner(x) + x[..., :6])
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="sub")
+        self.block = _Block(name="block")
+        self.head = L.Dense(1, name="head")
+
+    def call(self, x, training=False):
+        return self.head(self.block(x))
+
+
+def test_nested_and_subclassed_models_match_reference(ref):
+    x, y = _data(3)
+    inner = keras.Sequential(
+        [keras.Input((D,)), L.Dense(6, activation="tanh", name="t")], name="enc"
+    )
+    sub = _Subclassed()
+    i = keras.Input((D,))
+    model = keras.Model(i, sub(inner(i)))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+
+    def forward(x, tap):
+        h = tap("enc/t", inner.layers[0](x))
+        b = sub.block
+        h = tap("sub/block/act", b.act(tap("sub/block/inner", b.inner(h)) + h[..., :6]))
+        return tap("sub/head", sub.head(h))
+
+    kernels = {
+        "enc/t": inner.layers[0].kernel,
+        "sub/block/inner": sub.block.inner.kernel,
+        "sub/head": sub.head.kernel,
+    }
+    mse = keras.losses.MeanSquaredError()
+    before = ref.reference(forward, mse, x, y, kernels)
+    monitor = VarianceMonitor((x, y), alert=False)
+    _fit(model, x, y, monitor)
+    assert [r["layer"] for r in _at(monitor.records, "train_begin")] == list(before)
+    ref.assert_matches(_at(monitor.records, "train_begin"), before)
+    ref.assert_matches(
+        _at(monitor.records, "epoch_end"), ref.reference(forward, mse, x, y, kernels)
+    )
+
+
+def test_subclassed_model_without_build_and_default_probe(ref):
+    x, y = _data(4)
+    model = _Subclassed()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    monitor = VarianceMonitor(alert=False)  # probe: a batch of the training data
+    _fit(model, x, y, monitor)
+    begin = _at(monitor.records, "train_begin")
+    assert [r["layer"] for r in begin] == ["block/inner", "block/act", "head"]
+    assert all(np.isfinite(r["activation_var"]) and r["gradient_var"] > 0 for r in begin)
+
+
+@pytest.mark.parametrize(
+    "compile_kwargs", [{"steps_per_execution": 2}, {"jit_compile": True}], ids=["spe2", "jit"]
+)
+def test_every_n_batches_steps_and_numbers(ref, compile_kwargs):
+    x, y = _data(5, n=48)
+    model = keras.Sequential(
+        [keras.Input((D,)), L.Dense(8, activation="relu", name="d"), L.Dense(1, name="o")]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", **compile_kwargs)
+    monitor = VarianceMonitor((x, y), every_n_batches=2, alert=False)
+    _fit(model, x, y, monitor, epochs=2)  # 6 steps per epoch
+    steps = sorted({(r["step"], r["event"]) for r in monitor.records})
+    expected_steps = [
+        (0, "train_begin"),
+        (2, "batch"),
+        (4, "batch"),
+        (6, "epoch_end"),
+        (8, "batch"),
+        (10, "batch"),
+        (12, "epoch_end"),
+    ]
+    assert steps == expected_steps
+    kernels = {"d": model.layers[0].kernel, "o": model.layers[1].kernel}
+
+    def forward(x, tap):
+        return tap("o", model.layers[1](tap("d", model.layers[0](x))))
+
+    expected = ref.reference(forward, keras.losses.MeanSquaredError(), x, y, kernels)
+    ref.assert_matches([r for r in monitor.records if r["step"] == 12], expected)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_in_step_fast_path_matches_the_training_batch(ref, jit_compile):
+    x, y = _data(6, n=32)
+    model = keras.Sequential(
+        [keras.Input((D,)), L.Dense(8, activation="tanh", name="d"), L.Dense(1, name="o")]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=jit_compile)
+    mse = keras.losses.MeanSquaredError()
+    expected = {}
+
+    def forward(x, tap):
+        return tap("o", model.layers[1](tap("d", model.layers[0](x))))
+
+    class Reference(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            sl = slice(8 * batch, 8 * batch + 8)
+            expected[batch + 1] = ref.reference(forward, mse, x[sl], y[sl], {})
+
+    monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
+    model.fit(
+        x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[Reference(), monitor]
+    )
+    batch_records = [r for r in monitor.records if r["event"] == "batch"]
+    assert sorted({r["step"] for r in batch_records}) == [1, 2, 3]
+    for step in (1, 2, 3):
+        rows = [r for r in batch_records if r["step"] == step]
+        assert all(r["source"] == "train_batch" and r["distinct_units"] is None for r in rows)
+        want = {
+            k: {s: v[s] for s in ("activation_mean", "activation_var", "gradient_var")}
+            for k, v in expected[step].items()
+        }
+        ref.assert_matches(rows, want)
