@@ -4,7 +4,14 @@
 >>> layer = keras.layers.Dense(64, kernel_initializer=keras_initlab.HeNormal(seed=0))
 """
 
-from keras_initlab import initializers
+import os
+
+# Hide TensorFlow's C++ INFO lines (CPU feature notes) that would otherwise precede every
+# message of the command-line tool; warnings and errors still show, and a value the user
+# has set wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from keras_initlab import callbacks, initializers
 from keras_initlab.audit import AuditReport, AuditRow, audit
 from keras_initlab.fans import LAYOUTS, compute_fans
 from keras_initlab.gains import gain
@@ -62,6 +69,7 @@ __all__ = [
     "XavierUniform",
     "Zeros",
     "audit",
+    "callbacks",
     "compute_fans",
     "gain",
     "get_scheme",

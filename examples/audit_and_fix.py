@@ -1,0 +1,43 @@
+"""Audit a model whose depthwise and transposed convolutions Keras initialized on wrong fans.
+
+Keras reads fans from the kernel shape alone: a DepthwiseConv2D kernel (3, 3, 64, 1) gets
+fan_in 3*3*64 instead of 3*3 (He std 8x too small), a Conv2DTranspose kernel (k, k, out, in)
+gets in and out swapped. ``keras_initlab.audit`` flags both; ``keras_initlab.initialize``
+re-draws every kernel on its true fans, and the audit comes back clean.
+
+Run: python examples/audit_and_fix.py
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+
+import keras_initlab
+
+if __name__ == "__main__":
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 64)),
+            keras.layers.DepthwiseConv2D(
+                3, padding="same", activation="relu", depthwise_initializer="he_normal"
+            ),
+            keras.layers.Conv2D(16, 1, activation="relu", kernel_initializer="he_normal"),
+            keras.layers.Conv2DTranspose(
+                64, 3, strides=1, padding="same", activation="relu", kernel_initializer="he_normal"
+            ),
+        ]
+    )
+    before = keras_initlab.audit(model)
+    print("Audit against each layer's own initializer (Keras' fans):")
+    print(before)
+    flagged = {row.layer for row in before.flagged}
+    assert {"depthwise_conv2d", "conv2d_transpose"} <= flagged, flagged
+
+    keras_initlab.initialize(model, "he_normal", seed=0)
+    after = keras_initlab.audit(model, "he_normal")
+    print("\nAfter keras_initlab.initialize(model, 'he_normal') (true fans):")
+    print(after)
+    assert not after.flagged, after.flagged

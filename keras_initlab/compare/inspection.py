@@ -1,0 +1,166 @@
+"""``keras-initlab inspect``: the audit table and variance profile of a saved model.
+
+The profile is one VarianceMonitor record taken on ``samples`` unit-variance Gaussian inputs
+(integer inputs: 0/1) with the surrogate loss ``L = mean over the batch of sum(r * y)``,
+``r`` unit-variance Gaussian noise shaped like the output ``y``: the gradient that enters
+the network from the output then has unit variance (up to the batch factor, which cancels
+in every ratio), so the backward profile, like the forward one, shows what the network does
+to a unit-variance signal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_initlab.compare.verdicts import backward_ratio, forward_ratio, verdict
+
+INSPECT_SAMPLES = 256  # inputs of the variance profile
+FREE_DIM = 16  # size given to a free (None) non-batch input dimension
+PROFILE_COLUMNS = ("layer", "activation_var", "gradient_var", "dead_fraction", "distinct_units")
+
+
+class ModelUnreadable(RuntimeError):
+    """A model file that does not exist or that Keras cannot load."""
+
+
+def load_model_file(path: str) -> Any:
+    """Load a ``.keras`` / ``.h5`` model without compiling it.
+
+    Raises:
+        ModelUnreadable: the file is missing or Keras cannot load it (one-line reason).
+    """
+    import keras
+
+    import keras_initlab  # noqa: F401  (registers the initializers for deserialization)
+
+    if not Path(path).is_file():
+        raise ModelUnreadable(
+            f"Argument `model` must be a readable model file (.keras or .h5). "
+            f"Received: model={path!r} (no such file)"
+        )
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad archive
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ModelUnreadable(
+            f"Argument `model` must be a readable model file (.keras or .h5). "
+            f"Received: model={path!r} ({type(error).__name__}: {reason[:200]})"
+        ) from None
+
+
+@dataclasses.dataclass
+class Profile:
+    """Per monitored layer (model order): the monitor's rows, and the verdict on them."""
+
+    rows: list[dict[str, Any]]
+
+    @property
+    def activation_ratio(self) -> float:
+        return forward_ratio([_f(r["activation_var"]) for r in self.rows])
+
+    @property
+    def gradient_ratio(self) -> float:
+        return backward_ratio([_f(r["gradient_var"]) for r in self.rows])
+
+    @property
+    def verdict(self) -> str:
+        return verdict(
+            [_f(r["activation_var"]) for r in self.rows],
+            [_f(r["gradient_var"]) for r in self.rows],
+            [],
+            [],
+        )
+
+    def __str__(self) -> str:
+        table = [list(PROFILE_COLUMNS)]
+        for r in self.rows:
+            table.append(
+                [str(r["layer"])]
+                + [
+                    "-"
+                    if r[k] is None or (isinstance(r[k], float) and math.isnan(r[k]))
+                    else f"{r[k]:.4g}"
+                    for k in PROFILE_COLUMNS[1:]
+                ]
+            )
+        widths = [max(len(row[i]) for row in table) for i in range(len(PROFILE_COLUMNS))]
+        lines = [
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        ]
+        lines.append(
+            f"activation variance last/first: {self.activation_ratio:.4g}; gradient "
+            f"variance first/last: {self.gradient_ratio:.4g}; verdict: {self.verdict}"
+        )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Profile({len(self.rows)} layers, verdict={self.verdict!r})"
+
+
+def _f(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _random_input(tensor: Any, samples: int, rng: np.random.Generator) -> np.ndarray:
+    shape = (samples, *(FREE_DIM if d is None else int(d) for d in tensor.shape[1:]))
+    dtype = str(getattr(tensor, "dtype", "float32"))
+    if "int" in dtype:
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype("float32")
+
+
+def _surrogate_loss(y_true: Any, y_pred: Any) -> Any:
+    from keras import ops
+
+    return ops.sum(ops.reshape(y_true * y_pred, (ops.shape(y_pred)[0], -1)), axis=-1)
+
+
+def variance_profile(model: Any, *, samples: int = INSPECT_SAMPLES, seed: int = 0) -> Profile:
+    """Forward and backward variance per layer of a built model on unit-variance input.
+
+    Args:
+        model: a built Keras model (single output for the backward part; with several
+            outputs the gradient columns are empty).
+        samples: batch size of the random input.
+        seed: seed of the input and of the output noise.
+
+    Returns:
+        A ``Profile`` (``str()`` is a table).
+
+    Example:
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((32,))] + [keras.layers.Dense(
+    ...     32, activation="relu", kernel_initializer="he_normal") for _ in range(3)])
+    >>> variance_profile(model).verdict
+    'ok'
+    """
+    import keras
+
+    from keras_initlab.callbacks import VarianceMonitor
+
+    rng = np.random.default_rng(seed)
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(
+            f"Argument `model` must have known inputs (a Functional or "
+            f"Sequential model with an Input). Received: model={model.name!r}"
+        )
+    x = [_random_input(t, samples, rng) for t in inputs]
+    probe_x: Any = x[0] if len(x) == 1 else x
+    outputs = model.outputs
+    probe: Any = probe_x
+    if len(outputs) == 1:
+        shape = (samples, *(FREE_DIM if d is None else int(d) for d in outputs[0].shape[1:]))
+        probe = (probe_x, rng.standard_normal(shape).astype("float32"))
+    model.compile(optimizer=keras.optimizers.SGD(), loss=_surrogate_loss)
+    monitor = VarianceMonitor(probe, alert=False)
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    monitor.on_train_end()
+    return Profile([dict(r) for r in monitor.records])

@@ -1,0 +1,84 @@
+"""The deep multilayer perceptron every scheme is trained on.
+
+``depth`` hidden ``Dense(width, activation)`` layers of one constant width (so the hidden
+kernels are square and ``k * I`` is defined), then a linear ``Dense(num_classes)`` output
+giving logits. Layers are named ``hidden_1`` ... ``hidden_<depth>`` and ``output`` so the
+reports can refer to them by depth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from keras_initlab._validation import check_choice
+
+ACTIVATIONS = ("elu", "gelu", "linear", "relu", "selu", "sigmoid", "silu", "tanh")
+HIDDEN_PREFIX = "hidden_"
+OUTPUT_NAME = "output"
+
+
+def check_size(name: str, value: Any) -> int:
+    """Return ``value`` if it is a positive int, else raise ValueError in Keras' shape.
+
+    Example:
+    >>> check_size("depth", 3)
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+    return value
+
+
+def hidden_names(depth: int) -> list[str]:
+    """Names of the hidden layers, input side first.
+
+    Example:
+    >>> hidden_names(2)
+    ['hidden_1', 'hidden_2']
+    """
+    return [f"{HIDDEN_PREFIX}{i}" for i in range(1, depth + 1)]
+
+
+def build_mlp(
+    num_features: int,
+    num_classes: int,
+    *,
+    depth: int = 10,
+    width: int = 64,
+    activation: str = "relu",
+) -> keras.Model:
+    """A built ``Sequential`` MLP: ``depth`` hidden layers of ``width`` units, logits out.
+
+    The weights it is built with are placeholders: ``keras-initlab compare`` re-initializes
+    every one of them with the scheme under test.
+
+    Args:
+        num_features: input size.
+        num_classes: output size (logits).
+        depth: number of hidden layers.
+        width: units of every hidden layer.
+        activation: hidden activation (``ACTIVATIONS``).
+
+    Returns:
+        A built ``keras.Sequential``.
+
+    Example:
+    >>> model = build_mlp(64, 10, depth=3, width=16)
+    >>> [layer.name for layer in model.layers]
+    ['hidden_1', 'hidden_2', 'hidden_3', 'output']
+    """
+    check_size("num_features", num_features)
+    check_size("num_classes", num_classes)
+    check_size("depth", depth)
+    check_size("width", width)
+    check_choice("activation", activation, ACTIVATIONS)
+    layers: list[Any] = [keras.Input((num_features,))]
+    layers += [
+        keras.layers.Dense(width, activation=activation, name=name) for name in hidden_names(depth)
+    ]
+    layers.append(keras.layers.Dense(num_classes, name=OUTPUT_NAME))
+    return keras.Sequential(layers, name=f"mlp_{depth}x{width}_{activation}")

@@ -1,0 +1,33 @@
+"""The library path of the main job: run_comparison on a 2-D set, then write_report."""
+
+from __future__ import annotations
+
+import json
+
+from keras_initlab.compare import CompareConfig, load_dataset, run_comparison, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_dimensional_report_has_decision_boundaries(tmp_path):
+    data = load_dataset("circles")
+    config = CompareConfig(
+        dataset="circles",
+        schemes=("zeros", "he_normal"),
+        depth=2,
+        width=8,
+        epochs=1,
+        contrast_activation=None,
+        train_limit=64,
+        test_limit=32,
+    )
+    result = run_comparison(config, data=data, progress=None)
+    xs, ys, classes = result.schemes["he_normal"].boundary
+    assert classes.shape == (len(ys), len(xs))
+    assert set(classes.ravel().tolist()) <= {0, 1}
+    paths = write_report(result, tmp_path, data)
+    assert paths["decision_boundaries.png"].read_bytes()[:8] == PNG_MAGIC
+    saved = json.loads(paths["results.json"].read_text())
+    assert saved["dataset"] == "circles"
+    assert saved["contrast"] == {"activation": None, "schemes": {}}
+    assert "![decision_boundaries.png](decision_boundaries.png)" in paths["summary.md"].read_text()
