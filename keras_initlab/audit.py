@@ -12,6 +12,7 @@ import numpy as np
 from keras_initlab.fans import compute_fans
 from keras_initlab.layer_weights import WeightSpec, weight_specs
 from keras_initlab.schemes import as_scheme, for_weight
+from keras_initlab.text_table import format_table
 
 # Flag a weight when its variance ratio is further from 1 than AUDIT_Z standard errors.
 # The standard error of the variance ratio is sqrt((k - 1) / n) with kurtosis k = 3 (normal:
@@ -61,22 +62,10 @@ class AuditReport:
         return f"AuditReport({len(self.rows)} weights, {len(self.flagged)} flagged)"
 
     def __str__(self) -> str:
-        def cell(value: Any) -> str:
-            if value is None:
-                return "-"
-            if isinstance(value, float):
-                return f"{value:.4g}"
-            return str(value)
-
-        table = [[*self._COLUMNS, "flag"]]
-        for r in self.rows:
-            table.append([cell(getattr(r, c)) for c in self._COLUMNS] + ["!!" if r.flagged else ""])
-        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        lines = [
-            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-            for row in table
+        rows = [
+            [*(getattr(r, c) for c in self._COLUMNS), "!!" if r.flagged else ""] for r in self.rows
         ]
-        return "\n".join(lines)
+        return "\n".join(format_table([*self._COLUMNS, "flag"], rows))
 
 
 def _row(spec: WeightSpec, scheme: Any, z: float) -> AuditRow:

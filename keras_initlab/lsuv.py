@@ -61,6 +61,7 @@ from keras_initlab._validation import check_positive
 from keras_initlab.initializers import Orthogonal
 from keras_initlab.layer_weights import WeightSpec, check_built, weight_specs
 from keras_initlab.schemes import weight_seed
+from keras_initlab.text_table import format_table
 
 __all__ = ["LSUV", "LSUVLayer", "LSUVReport", "LSUVWarning", "lsuv"]
 
@@ -180,21 +181,8 @@ class LSUVReport:
         )
 
     def __str__(self) -> str:
-        def cell(value: Any) -> str:
-            if value is None:
-                return "-"
-            if isinstance(value, float):
-                return f"{value:.4g}"
-            return str(value)
-
-        table = [list(self._COLUMNS)]
-        table += [[cell(getattr(r, c)) for c in self._COLUMNS] for r in self.rows]
-        widths = [max(len(row[i]) for row in table) for i in range(len(self._COLUMNS))]
-        lines = [repr(self)]
-        lines += [
-            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-            for row in table
-        ]
+        rows = [[getattr(r, c) for c in self._COLUMNS] for r in self.rows]
+        lines = [repr(self), *format_table(self._COLUMNS, rows)]
         if self.skipped:
             lines.append(f"skipped (not normalized by LSUV): {', '.join(self.skipped)}")
         return "\n".join(lines)

@@ -24,14 +24,7 @@ RECORD_KEYS = (
     "layer",
     "layer_class",
     "activation",
-    "activation_mean",
-    "activation_var",
-    "gradient_var",
-    "weight_var",
-    "weight_grad_var",
-    "dead_fraction",
-    "distinct_units",
-    "saturation_fraction",
+    *_taps.COLUMNS,
 )
 # Two units are the same unit when their output columns on the probe differ by at most this
 # fraction of the larger column norm (float rounding can split exactly-symmetric units by

@@ -5,16 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-_SCALARS = (
-    "activation_mean",
-    "activation_var",
-    "gradient_var",
-    "weight_var",
-    "weight_grad_var",
-    "dead_fraction",
-    "distinct_units",
-    "saturation_fraction",
-)
+from keras_initlab.callbacks._taps import COLUMNS
 
 
 class TensorBoardWriter:
@@ -39,7 +30,7 @@ class TensorBoardWriter:
         tf = self._tf
         with self._writer.as_default(step=step):
             for row in rows:
-                for key in _SCALARS:
+                for key in COLUMNS:
                     if row.get(key) is not None:
                         tf.summary.scalar(f"variance_monitor/{row['layer']}/{key}", row[key])
             for (path, _), kernel in zip(entries, kernels, strict=False):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from keras_initlab.compare.verdicts import backward_ratio, forward_ratio, verdict
+from keras_initlab.text_table import format_table
 
 INSPECT_SAMPLES = 256  # inputs of the variance profile
 FREE_DIM = 16  # size given to a free (None) non-batch input dimension
@@ -77,22 +78,7 @@ class Profile:
         )
 
     def __str__(self) -> str:
-        table = [list(PROFILE_COLUMNS)]
-        for r in self.rows:
-            table.append(
-                [str(r["layer"])]
-                + [
-                    "-"
-                    if r[k] is None or (isinstance(r[k], float) and math.isnan(r[k]))
-                    else f"{r[k]:.4g}"
-                    for k in PROFILE_COLUMNS[1:]
-                ]
-            )
-        widths = [max(len(row[i]) for row in table) for i in range(len(PROFILE_COLUMNS))]
-        lines = [
-            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-            for row in table
-        ]
+        lines = format_table(PROFILE_COLUMNS, [[r[k] for k in PROFILE_COLUMNS] for r in self.rows])
         lines.append(
             f"activation variance last/first: {self.activation_ratio:.4g}; gradient "
             f"variance first/last: {self.gradient_ratio:.4g}; verdict: {self.verdict}"

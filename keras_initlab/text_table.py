@@ -1,0 +1,46 @@
+"""Plain-text tables: the one renderer behind every printable report of the package.
+
+``audit()``, ``lsuv()`` and ``keras-initlab inspect`` print rows of mixed values the same way:
+a header, left-aligned columns two spaces apart, floats to 4 significant digits, and ``-`` for
+a missing or NaN value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+MISSING = "-"  # how a None or NaN cell is printed
+_COLUMN_GAP = "  "
+
+
+def format_cell(value: Any) -> str:
+    """One cell: ``-`` for None/NaN, 4 significant digits for floats, ``str`` otherwise.
+
+    Example:
+    >>> [format_cell(v) for v in (None, float("nan"), 0.123456, 3, "dense")]
+    ['-', '-', '0.1235', '3', 'dense']
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The lines of a table with a header row; every cell goes through ``format_cell``.
+
+    Example:
+    >>> print("\\n".join(format_table(["layer", "std"], [["dense", 0.5], ["conv", None]])))
+    layer  std
+    dense  0.5
+    conv   -
+    """
+    table = [list(columns)] + [[format_cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    return [
+        _COLUMN_GAP.join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
