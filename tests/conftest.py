@@ -16,3 +16,7 @@ import tensorflow as tf
 
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
+
+from keras_initlab import testing as kt  # noqa: E402  (after TensorFlow is configured)
+
+kt.load_profile()

@@ -161,6 +161,13 @@ def test_recurrent_gates_get_the_per_gate_fan_out():
         ((4, 10), "recurrent", {"gates": 4}, r"`gates` must divide"),
         ((3, 3, 4, 6), "conv_transpose", {"strides": (1, 2, 3)}, r"`strides` must be an int or 2"),
         ((3, 4), "einsum", {"in_axes": [5], "out_axes": [1]}, r"`in_axes` must be a sequence"),
+        (
+            (3, 4),
+            "einsum",
+            {"in_axes": [0], "out_axes": [2]},
+            r"`out_axes` must be a sequence.*\[-2, 2\)",
+        ),
+        ((3, 4), "einsum", {"in_axes": [-3], "out_axes": [1]}, r"`in_axes` must be a sequence"),
         ((3, 4), "explicit", {"fan_in": 0, "fan_out": 1}, r"`fan_in` must be a positive integer"),
         ((3, -4), "dense", {}, r"`shape` must have non-negative dims"),
     ],
