@@ -62,6 +62,13 @@ BAD_CONSTRUCTION = [
     (lambda: ki.Constant(NAN), ValueError, r"`value` must be a finite number.*value=nan"),
     (lambda: ki.RandomNormal(stddev=0.0), ValueError, r"`stddev` must be a positive"),
     (lambda: ki.RandomNormal(mean=float("inf")), ValueError, r"`mean` must be a finite"),
+    (lambda: ki.RandomUniform(minval=NAN), ValueError, r"Argument `minval` must be a finite"),
+    (lambda: ki.RandomUniform(minval="0"), TypeError, r"Argument `minval` must be a finite"),
+    (
+        lambda: ki.RandomUniform(maxval=float("inf")),
+        ValueError,
+        r"Argument `maxval` must be a finite.*maxval=inf",
+    ),
     (
         lambda: ki.RandomUniform(0.1, 0.1),
         ValueError,
