@@ -9,10 +9,10 @@ Usage (from the repository root):
 
 mutmut 3 writes a ``mutants/`` folder next to ``pyproject.toml``; to keep the working tree
 clean (and usable by others while it runs) the script copies ``keras_initlab/``, ``tests/``
-and ``pyproject.toml`` to ``--workdir``, appends ``MUTMUT_CONFIG`` (the same section the
-project's pyproject.toml carries) to the copy, and runs ``mutmut run`` there with
-``HYPOTHESIS_PROFILE=mutation`` (derandomized, no shrinking). TensorFlow runs with one
-intra-op and one inter-op thread (tests/conftest.py), which mutmut's fork-per-mutant needs.
+and ``pyproject.toml`` (with its ``[tool.mutmut]`` section) to ``--workdir`` and runs
+``mutmut run`` there with ``HYPOTHESIS_PROFILE=mutation`` (derandomized, no shrinking).
+TensorFlow runs with one intra-op and one inter-op thread (tests/conftest.py), which
+mutmut's fork-per-mutant needs.
 ``--report`` prints the count of each mutant status, the kill rate and the diff of every
 survivor, so that each can be accounted for.
 """
@@ -28,16 +28,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MUTMUT_CONFIG = """
-[tool.mutmut]
-source_paths = ["keras_initlab/"]
-only_mutate = ["keras_initlab/initializers/*", "keras_initlab/fans.py"]
-pytest_add_cli_args_test_selection = [
-    "tests/properties", "tests/initializers", "tests/test_fans.py",
-]
-debug = true  # prints each pytest command: the survivors can be replayed by hand
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--no-header"]
-"""
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 
 
@@ -47,10 +37,7 @@ def prepare(workdir: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc")
     shutil.copytree(ROOT / "keras_initlab", workdir / "keras_initlab", ignore=ignore)
     shutil.copytree(ROOT / "tests", workdir / "tests", ignore=ignore)
-    text = (ROOT / "pyproject.toml").read_text()
-    if "[tool.mutmut]" not in text:
-        text += MUTMUT_CONFIG
-    (workdir / "pyproject.toml").write_text(text)
+    shutil.copy(ROOT / "pyproject.toml", workdir / "pyproject.toml")  # has [tool.mutmut]
 
 
 def report(workdir: Path) -> None:
