@@ -79,8 +79,9 @@ BAD_CONSTRUCTION = [
 
 @pytest.mark.parametrize(("make", "error", "message"), BAD_CONSTRUCTION)
 def test_bad_constructor_arguments(make, error, message):
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as caught:
         make()
+    assert str(caught.value).startswith("Argument `")  # one error shape everywhere
 
 
 BAD_CALLS = [
