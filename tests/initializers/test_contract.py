@@ -99,6 +99,20 @@ def test_half_precision_is_the_cast_of_the_float32_draw(init, shape):
 
 
 @pytest.mark.parametrize(("init", "shape"), CASES, ids=IDS)
+def test_draw_is_float32_whatever_floatx(init, shape):
+    # Values are generated in float32 and cast, also when Keras' default float is float64.
+    config = init.get_config()
+    expected = np.asarray(type(init).from_config(config)(shape, "float32"), dtype=np.float64)
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    try:
+        wide = np.asarray(type(init).from_config(config)(shape, "float64"))
+    finally:
+        keras.config.set_floatx(previous)
+    np.testing.assert_array_equal(wide, expected)
+
+
+@pytest.mark.parametrize(("init", "shape"), CASES, ids=IDS)
 def test_config_keys_are_init_arguments_and_round_trip(init, shape):
     config = init.get_config()
     params = set(inspect.signature(type(init).__init__).parameters) - {"self"}
