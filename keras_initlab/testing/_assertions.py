@@ -69,6 +69,16 @@ def _check_finite(name: str, x: np.ndarray) -> None:
         raise AssertionError(f"{name} failed: {bad} of n={x.size} values are not finite.")
 
 
+def _start_check(name: str, x: np.ndarray, alpha: float | None) -> float:
+    """Validate the draws, count the check against the budget if it uses the budget's
+    alpha (a check given its own alpha does not count against K), and return its alpha."""
+    budgeted = alpha is None
+    alpha = resolve_alpha(alpha)
+    _check_finite(name, x)
+    count_check(budgeted)
+    return alpha
+
+
 def _check_positive(name: str, value: Any) -> float:
     if (
         isinstance(value, bool)
@@ -141,11 +151,8 @@ def assert_variance(
     """
     family = check_family(family)
     variance = _check_positive("variance", variance)
-    budgeted = alpha is None  # only checks at the budget's alpha count against its K
-    alpha = resolve_alpha(alpha)
     x, _ = _as_array(values)
-    _check_finite("assert_variance", x)
-    count_check(budgeted)
+    alpha = _start_check("assert_variance", x, alpha)
     n = x.size
     ratio = float(np.mean((x - mean) ** 2)) / variance
     lo, hi = variance_interval(n, family, alpha)
@@ -185,11 +192,8 @@ def assert_mean(
     """
     family = check_family(family)
     variance = _check_positive("variance", variance)
-    budgeted = alpha is None  # only checks at the budget's alpha count against its K
-    alpha = resolve_alpha(alpha)
     x, _ = _as_array(values)
-    _check_finite("assert_mean", x)
-    count_check(budgeted)
+    alpha = _start_check("assert_mean", x, alpha)
     n = x.size
     observed = float(np.mean(x))
     if family == "normal":
@@ -241,11 +245,8 @@ def assert_support(
             f"Received: family={family!r}"
         )
     variance = _check_positive("variance", variance)
-    budgeted = alpha is None  # only checks at the budget's alpha count against its K
-    alpha = resolve_alpha(alpha)
     x, eps = _as_array(values)
-    _check_finite("assert_support", x)
-    count_check(budgeted)
+    alpha = _start_check("assert_support", x, alpha)
     n = x.size
     limit = EDGE[family] * math.sqrt(variance)
     observed = float(np.max(np.abs(x - mean)))
@@ -322,16 +323,13 @@ def assert_distribution(
     """
     family = check_family(family)
     variance = _check_positive("variance", variance)
-    budgeted = alpha is None  # only checks at the budget's alpha count against its K
-    alpha = resolve_alpha(alpha)
     x, eps = _as_array(values)
     if eps > 2.0**-_MIN_PRECISION_BITS:
         raise ValueError(
             "Argument `values` must be float32 or float64 for a KS test; cast coarser draws "
             f"only after testing them. Received: values with machine epsilon {eps:.3g}"
         )
-    _check_finite("assert_distribution", x)
-    count_check(budgeted)
+    alpha = _start_check("assert_distribution", x, alpha)
     n = x.size
     distance = ks_distance(x, family, variance=variance, mean=mean)
     bound = dkwm_epsilon(n, alpha)
