@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import keras
@@ -10,9 +9,8 @@ import keras
 from keras_initlab import initializers as ini
 from keras_initlab.layer_weights import WeightSpec, weight_specs
 from keras_initlab.lsuv import LSUV
-from keras_initlab.schemes import as_scheme, for_weight, weight_seed
+from keras_initlab.schemes import as_scheme, base_seed, for_weight, weight_seed
 
-_DEFAULT_SEED_RANGE = 10**9  # a base seed drawn from Python's RNG when none is given
 # Schemes applied as they are to recurrent kernels; every other scheme gets an orthogonal
 # recurrent kernel per gate (the choice of Keras' defaults, and of Saxe et al. 2014).
 _RECURRENT_AS_GIVEN = (ini.Constant, ini.ScaledIdentity, ini.Orthogonal)
@@ -78,11 +76,10 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None) -> Any:
                 f"Received: scheme={scheme!r}"
             )
         base = scheme
-    if seed is None:
+    if seed is None:  # the scheme's own int seed, if it has one
         own = getattr(base, "seed", None)
-        seed = own if isinstance(own, int) else random.randint(1, _DEFAULT_SEED_RANGE)
-    elif isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Argument `seed` must be an int or None. Received: seed={seed!r}")
+        seed = own if isinstance(own, int) and not isinstance(own, bool) else None
+    seed = base_seed(seed)
     values = [
         _scheme_for(base, spec, weight_seed(seed, i))(
             tuple(spec.variable.shape), dtype=spec.variable.dtype

@@ -47,7 +47,6 @@ Reference: D. Mishkin and J. Matas, "All you need is a good init", ICLR 2016
 from __future__ import annotations
 
 import math
-import random
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -60,14 +59,13 @@ from keras import ops
 from keras_initlab._validation import check_positive
 from keras_initlab.initializers import Orthogonal
 from keras_initlab.layer_weights import WeightSpec, check_built, weight_specs
-from keras_initlab.schemes import weight_seed
+from keras_initlab.schemes import base_seed, weight_seed
 from keras_initlab.text_table import format_table
 
 __all__ = ["LSUV", "LSUVLayer", "LSUVReport", "LSUVWarning", "lsuv"]
 
 DEFAULT_TOL = 0.1  # |Var - 1| accepted, the paper's Tol_var
 DEFAULT_MAX_ITER = 10  # rescalings per layer, the paper's T_max
-_DEFAULT_SEED_RANGE = 10**9  # a base seed drawn from Python's RNG when none is given
 # With center=True, a within-channel variance below this share of the total variance is
 # float32 rounding of per-channel constants (eps32**2 ~ 1.4e-14), not a signal to rescale.
 _ROUNDING_SHARE = 1e-12
@@ -518,10 +516,7 @@ def lsuv(
     check_built(model)
     tol = check_positive("tol", tol)
     max_iter = _check_max_iter(max_iter)
-    if seed is None:
-        seed = random.randint(1, _DEFAULT_SEED_RANGE)
-    elif isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Argument `seed` must be an int or None. Received: seed={seed!r}")
+    seed = base_seed(seed)
     targets, skipped = _targets(model)
     if not targets:
         raise ValueError(

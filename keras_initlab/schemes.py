@@ -15,6 +15,7 @@ import keras
 
 from keras_initlab import initializers as ini
 from keras_initlab._validation import unknown_name_message
+from keras_initlab.initializers._base import default_seed
 from keras_initlab.initializers._variance_scaling import TRUNCATED_STD
 
 SCHEMES: dict[str, Callable[[], ini.Scheme]] = {
@@ -102,6 +103,26 @@ def for_weight(
     if "seed" in config:
         config["seed"] = seed
     return type(scheme).from_config(config)
+
+
+def base_seed(seed: Any) -> int:
+    """The int base seed of a whole-model operation: ``seed``, or a default when None.
+
+    The default comes from ``keras_initlab.initializers._base.default_seed`` (reproducible
+    under ``keras.utils.set_random_seed``).
+
+    Raises:
+        TypeError: ``seed`` is neither an int nor None.
+
+    Example:
+    >>> base_seed(7)
+    7
+    """
+    if seed is None:
+        return default_seed()
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"Argument `seed` must be an int or None. Received: seed={seed!r}")
+    return seed
 
 
 def weight_seed(base: int, index: int) -> int:

@@ -53,6 +53,12 @@ def resolve_gain(value: Any) -> float:
     return check_positive("gain", value)
 
 
+def default_seed() -> int:
+    """A seed drawn as Keras draws its defaults: from Python's RNG, which
+    ``keras.utils.set_random_seed`` seeds, so the draw is reproducible."""
+    return random.randint(1, _MAX_DEFAULT_SEED)
+
+
 class Scheme(keras.initializers.Initializer):
     """Base of every keras_initlab initializer.
 
@@ -94,8 +100,7 @@ class RandomScheme(Scheme):
     def __init__(self, seed: int | keras.random.SeedGenerator | dict | None = None):
         self._init_seed = seed
         if seed is None:
-            # As Keras does: Python's RNG, which keras.utils.set_random_seed seeds.
-            seed = random.randint(1, _MAX_DEFAULT_SEED)
+            seed = default_seed()
         elif isinstance(seed, dict):
             seed = keras.saving.deserialize_keras_object(seed)
         if isinstance(seed, bool) or not isinstance(seed, (int, keras.random.SeedGenerator)):
