@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 # Column layout of the matrix returned by the probe function (one row per monitored layer).
@@ -131,9 +132,19 @@ def _compiled_loss(model: Any, y: Any, y_pred: Any, sample_weight: Any) -> tf.Te
         object.__setattr__(compile_loss, "_metrics", saved)
 
 
+def _to64(t: Any) -> tf.Tensor:
+    """``t`` in float64 (half-precision values pass through float32, which holds them exactly)."""
+    t = tf.convert_to_tensor(t)
+    return t if t.dtype == tf.float64 else tf.cast(tf.cast(t, tf.float32), tf.float64)
+
+
+def _flat64(t: Any) -> tf.Tensor:
+    return tf.reshape(_to64(t), (-1,))
+
+
 def _as_rows(t: tf.Tensor) -> tf.Tensor:
     """A layer output as a float64 matrix (elements, units): units = last axis."""
-    t = tf.cast(tf.cast(t, tf.float32), tf.float64)
+    t = _to64(t)
     if t.shape.rank == 0:
         return tf.reshape(t, (1, 1))
     if t.shape.rank == 1:
@@ -154,31 +165,47 @@ def _saturated_count(a: tf.Tensor, activation: str | None) -> tf.Tensor:
 def distinct_from_gram(gram: tf.Tensor, rtol: float) -> tf.Tensor:
     """Number of distinguishable unit columns given their Gram matrix ``G = A^T A``.
 
-    Units i and j are indistinguishable when ``||a_i - a_j|| <= rtol * max(||a_i||, ||a_j||)``,
-    with ``||a_i - a_j||^2 = G_ii + G_jj - 2 G_ij``. Unit i counts when no earlier unit is
+    ``gram`` has shape ``(U, U)`` with a static ``U``; the result is a scalar. Units i and j
+    are indistinguishable when ``||a_i - a_j|| <= rtol * max(||a_i||, ||a_j||)``, with
+    ``||a_i - a_j||^2 = G_ii + G_jj - 2 G_ij``. Unit i counts when no earlier unit is
     indistinguishable from it, so identical columns count once and all-zero columns count once.
-    Returns NaN when the Gram matrix is not finite.
+    NaN when the Gram matrix is not finite.
     """
     norms = tf.linalg.diag_part(gram)
-    dist = norms[:, None] + norms[None, :] - 2.0 * gram
-    bound = rtol**2 * tf.maximum(norms[:, None], norms[None, :])
-    close = dist <= bound
-    units = tf.shape(gram)[0]
-    earlier = tf.linalg.band_part(tf.ones((units, units), tf.bool), -1, 0)  # j <= i
-    earlier = tf.logical_and(earlier, tf.logical_not(tf.eye(units, dtype=tf.bool)))
+    rows, cols = norms[:, None], norms[None, :]
+    close = rows + cols - 2.0 * gram <= rtol**2 * tf.maximum(rows, cols)
+    units = gram.shape[-1]
+    earlier = np.tril(np.ones((units, units), bool), -1)  # j < i
     has_twin = tf.reduce_any(tf.logical_and(close, earlier), axis=1)
     count = tf.reduce_sum(tf.cast(tf.logical_not(has_twin), tf.float64))
     finite = tf.reduce_all(tf.math.is_finite(gram))
-    return tf.where(finite, count, tf.constant(float("nan"), tf.float64))
+    return tf.where(finite, count, float("nan"))
 
 
-def _variance_of(sums_count: tf.Tensor, total: tf.Tensor, squares: tf.Tensor) -> tf.Tensor:
-    mean = total / sums_count
-    return tf.maximum(squares / sums_count - mean * mean, 0.0) + 0.0 * mean  # keep NaN
+def _variance_of(count: tf.Tensor, total: tf.Tensor, squares: tf.Tensor) -> tf.Tensor:
+    mean = total / count
+    return tf.maximum(squares / count - mean * mean, 0.0) + 0.0 * mean  # keep NaN
 
 
-def _kernel_value(kernel: Any) -> tf.Tensor:
-    return tf.cast(tf.convert_to_tensor(kernel), tf.float64)
+def _moments(t: tf.Tensor) -> tf.Tensor:
+    """``[count, sum, sum of squares]`` of a tensor, in float64."""
+    t = _flat64(t)
+    return tf.stack([tf.cast(tf.size(t), tf.float64), tf.reduce_sum(t), tf.reduce_sum(t * t)])
+
+
+def _moment_rows(tensors: Sequence[Any]) -> tf.Tensor:
+    """``(len(tensors), 3)`` float64: the `_moments` of each tensor."""
+    if not tensors:
+        return tf.zeros((0, 3), tf.float64)
+    return tf.stack([_moments(t) for t in tensors])
+
+
+def _scatter(n: int, index: Sequence[int], values: tf.Tensor) -> tf.Tensor:
+    """A length-``n`` float64 vector: ``values`` at ``index``, NaN elsewhere."""
+    nan = tf.fill((n,), tf.constant(float("nan"), tf.float64))
+    if not index:
+        return nan
+    return tf.tensor_scatter_nd_update(nan, np.asarray(index)[:, None], values)
 
 
 def make_probe_function(
@@ -193,14 +220,17 @@ def make_probe_function(
     """A `tf.function` ``f(x, y, sample_weight) -> (len(layers), len(COLUMNS))`` float64.
 
     ``y`` may be None (no gradient statistics: those columns are NaN). Layers whose output was
-    not seen in the forward pass get NaN rows.
+    not seen in the forward pass get NaN rows. Each replica reduces its share of the probe to
+    sums; one batched all-reduce adds them; the statistics are then formed for all layers at
+    once (a fixed number of ops, so the trace and each call stay cheap for deep models).
     """
     strategy = model.distribute_strategy
     n_layers = len(layers)
     kernel_index = [i for i, k in enumerate(kernels) if k is not None]
     nan = tf.constant(float("nan"), tf.float64)
+    gram_layers: list[int] = []  # the layers whose Gram matrix is taken
 
-    def replica_fn(x: Any, y: Any, sample_weight: Any) -> tuple[Any, ...]:
+    def replica_fn(x: Any, y: Any, sample_weight: Any) -> Any:
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync
         rid = ctx.replica_id_in_sync_group
@@ -239,13 +269,13 @@ def make_probe_function(
             unscale = 1.0
         tap_grads, kernel_grads = grads[: len(taps)], grads[len(taps) :]
 
-        sums, nonzero, grams = [], [], []
+        sums, nonzero = [], []
+        grams: dict[int, tf.Tensor] = {}
         k = 0
         for i, outs in enumerate(recorder.outputs):
             if not outs:
                 sums.append(tf.zeros((6,), tf.float64))
                 nonzero.append(tf.zeros((0,), tf.float64))
-                grams.append(tf.zeros((0, 0), tf.float64))
                 continue
             a = tf.concat([_as_rows(o) for o in outs], axis=0)
             gs = tap_grads[k : k + len(outs)]
@@ -253,78 +283,72 @@ def make_probe_function(
             if gs[0] is None:
                 g_sum = g_sq = nan
             else:
-                g = tf.concat([tf.reshape(_as_rows(t), (-1,)) for t in gs], 0) * unscale
+                g = tf.concat([_flat64(t) for t in gs], 0) * unscale
                 g_sum, g_sq = tf.reduce_sum(g), tf.reduce_sum(g * g)
-            sums.append(
-                tf.stack(
-                    [
-                        tf.cast(tf.size(a), tf.float64),
-                        tf.reduce_sum(a),
-                        tf.reduce_sum(a * a),
-                        g_sum,
-                        g_sq,
-                        _saturated_count(a, activations[i]),
-                    ]
-                )
-            )
+            backward = tf.stack([g_sum, g_sq, _saturated_count(a, activations[i])])
+            sums.append(tf.concat([_moments(a), backward], 0))
             nonzero.append(tf.reduce_sum(tf.cast(tf.not_equal(a, 0.0), tf.float64), axis=0))
             units = a.shape[-1]
             if units is not None and units <= max_units:
-                grams.append(tf.matmul(a, a, transpose_a=True))
-            else:
-                grams.append(tf.zeros((0, 0), tf.float64))
-        kernel_grad_var = []
-        for gk in kernel_grads:
-            if gk is None:
-                kernel_grad_var.append(nan)
-                continue
-            gk = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(gk, tf.float64) * unscale)
-            kernel_grad_var.append(tf.math.reduce_variance(gk) / float(replicas))
-        return sums, nonzero, grams, kernel_grad_var
-
-    def reduce_sum(value: Any) -> Any:
-        return tf.nest.map_structure(
-            lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), value
+                grams[i] = tf.matmul(a, a, transpose_a=True)
+        gram_layers[:] = grams  # the same in every replica
+        if loss is None:
+            kernel_moments = tf.fill((len(kvars), 3), nan)
+        else:
+            # Sum the kernel gradients first: their variance is the variance of the total.
+            kernel_grads = ctx.all_reduce(
+                tf.distribute.ReduceOp.SUM,
+                [tf.cast(gk, tf.float64) * unscale for gk in kernel_grads],
+            )
+            kernel_moments = _moment_rows(kernel_grads)
+        totals = ctx.all_reduce(
+            tf.distribute.ReduceOp.SUM,
+            {
+                "sums": tf.stack(sums),
+                "nonzero": nonzero,
+                "grams": list(grams.values()),
+            },
         )
+        return totals, kernel_moments
 
     @tf.function(reduce_retracing=True, autograph=False)
     def probe(x: Any, y: Any, sample_weight: Any) -> tf.Tensor:
         per_replica = strategy.run(replica_fn, args=(x, y, sample_weight))
-        sums, nonzero, grams, kernel_grad_var = reduce_sum(per_replica)
-        rows = []
-        kernel_pos = {i: p for p, i in enumerate(kernel_index)}
-        for i in range(n_layers):
-            count, total, squares, g_sum, g_sq, saturated = tf.unstack(sums[i])
-            act_var = _variance_of(count, total, squares)
-            grad_var = _variance_of(count, g_sum, g_sq)
-            if i in kernel_pos:
-                w = _kernel_value(kernels[i])
-                weight_var = tf.math.reduce_variance(w)
-                weight_grad_var = kernel_grad_var[kernel_pos[i]]
-            else:
-                weight_var = weight_grad_var = nan
-            units = tf.cast(tf.size(nonzero[i]), tf.float64)
-            dead = tf.reduce_sum(tf.cast(tf.equal(nonzero[i], 0.0), tf.float64)) / units
-            if grams[i].shape[0] == 0:
-                distinct = nan
-            else:
-                distinct = distinct_from_gram(grams[i], rtol)
-                distinct = tf.where(tf.math.is_finite(act_var), distinct, nan)
-            rows.append(
-                tf.stack(
-                    [
-                        total / count,
-                        act_var,
-                        grad_var,
-                        weight_var,
-                        weight_grad_var,
-                        dead,
-                        distinct,
-                        saturated / count,
-                    ]
-                )
-            )
-        return tf.stack(rows)
+        # Every replica holds the same totals after the all-reduce: take the first.
+        totals, kernel_grad_moments = tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0], per_replica
+        )
+        count, total, squares, g_sum, g_sq, saturated = tf.unstack(totals["sums"], axis=1)
+        act_var = _variance_of(count, total, squares)
+
+        nonzero = totals["nonzero"]
+        sizes = [nz.shape[0] if nz.shape[0] is not None else tf.size(nz) for nz in nonzero]
+        segments = tf.repeat(tf.range(n_layers), tf.stack(sizes))
+        dead_units = tf.math.unsorted_segment_sum(
+            tf.cast(tf.equal(tf.concat(nonzero, 0), 0.0), tf.float64), segments, n_layers
+        )
+        units = tf.math.unsorted_segment_sum(tf.ones_like(segments, tf.float64), segments, n_layers)
+
+        counts = [distinct_from_gram(g, rtol) for g in totals["grams"]]
+        distinct = _scatter(n_layers, gram_layers, tf.stack(counts) if counts else nan)
+        distinct = tf.where(tf.math.is_finite(act_var), distinct, nan)
+
+        kernel_moments = _moment_rows([kernels[i] for i in kernel_index])
+        weight_var, weight_grad_var = (
+            _scatter(n_layers, kernel_index, _variance_of(*tf.unstack(m, axis=1)))
+            for m in (kernel_moments, kernel_grad_moments)
+        )
+        columns = [
+            total / count,
+            act_var,
+            _variance_of(count, g_sum, g_sq),
+            weight_var,
+            weight_grad_var,
+            dead_units / units,
+            distinct,
+            saturated / count,
+        ]
+        return tf.stack(columns, axis=1)
 
     return probe
 
@@ -372,15 +396,8 @@ class InStepTaps:
 
     def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
         slot = self._slot()
-        a = tf.reshape(tf.cast(tf.cast(y, tf.float32), tf.float64), (-1,))
-        sums = tf.stack(
-            [
-                tf.cast(tf.size(a), tf.float64),
-                tf.reduce_sum(a),
-                tf.reduce_sum(a * a),
-                _saturated_count(a, self._activations[index]),
-            ]
-        )
+        a = _flat64(y)
+        sums = tf.concat([_moments(a), _saturated_count(a, self._activations[index])[None]], 0)
         forward = self.forward[index]
         write = forward.assign(tf.tensor_scatter_nd_update(forward.value(), slot, sums[None]))
         backward = self.backward[index]
@@ -389,7 +406,7 @@ class InStepTaps:
         @tf.custom_gradient
         def identity(t: tf.Tensor) -> Any:
             def grad(dy: tf.Tensor) -> tf.Tensor:
-                g = tf.reshape(tf.cast(tf.cast(dy, tf.float32), tf.float64), (-1,))
+                g = _flat64(dy)
                 if scale is not None:
                     g = g / tf.cast(scale, tf.float64)
                 gsums = tf.stack([tf.reduce_sum(g), tf.reduce_sum(g * g)])

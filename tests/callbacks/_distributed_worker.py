@@ -2,8 +2,10 @@
 
 Usage: python _distributed_worker.py mirrored OUT.json
        python _distributed_worker.py multiworker OUT.json   (TF_CONFIG set by the caller)
-Writes the monitor's step-0 and final records and the reference numbers of the same model,
-computed on the whole probe without any strategy, as JSON.
+Both run `model.fit` with the monitor (every_n_batches=1: in-step batch records); the
+multi-worker case needs `_patch_keras_multi_worker` (Keras 3.15.1 bugs). Writes the monitor's
+step-0 and final records and the reference numbers of the same model, computed on the whole
+probe without any strategy, as JSON.
 """
 
 from __future__ import annotations
@@ -11,6 +13,51 @@ from __future__ import annotations
 import json
 import os
 import sys
+
+
+def _patch_keras_multi_worker(model) -> None:
+    """Work around two Keras 3.15.1 bugs that make `fit` fail under MultiWorkerMirroredStrategy
+    with more than one worker (with or without callbacks; keras/src/backend/tensorflow/
+    trainer.py). Test-only: the monitor itself needs no change.
+
+    1. `_maybe_symbolic_build` (line 731) calls `strategy.reduce("MEAN", batch, axis=None)` on
+       the whole `(x, y)` batch; multi-worker `reduce` cannot take a nest ("Attempt to convert
+       a value (PerReplica...) with an unsupported type ... to a Tensor"). Here the build uses
+       the first local shard of each leaf (only shapes and dtypes matter).
+    2. `reduce_per_replica` (line 841) reduces the step's logs with
+       `strategy.reduce("MEAN", v, axis=0)`; the logs are scalars ("Invalid reduction dimension
+       0 for input with 0 dimensions", tensorflow/tensorflow#72388). Here they are averaged
+       across replicas only (axis=None).
+    """
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    strategy = model.distribute_strategy
+
+    def local(v):
+        if isinstance(v, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(v)[0]
+        return v
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tree.map_structure(local, next(it))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    object.__setattr__(model, "_maybe_symbolic_build", maybe_symbolic_build)
+
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    trainer.reduce_per_replica = reduce_per_replica
 
 
 def main(kind: str, out: str) -> None:
@@ -47,21 +94,14 @@ def main(kind: str, out: str) -> None:
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     weights0 = model.get_weights()
     monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
-    if kind == "mirrored":
-        model.fit(
-            x[:30], y[:30], batch_size=10, epochs=1, verbose=0, shuffle=False, callbacks=[monitor]
-        )
-    else:
-        # Keras 3.15.1 `fit` itself fails under MultiWorkerMirroredStrategy here (also without
-        # any callback), so the monitor is driven directly: step-0 and end records on the
-        # probe, split across the two workers' replicas and summed by collectives.
-        monitor.set_model(model)
-        monitor.on_train_begin()
-        monitor.on_epoch_end(0)
-        monitor.on_train_end()
+    if kind != "mirrored":
+        _patch_keras_multi_worker(model)
+    model.fit(
+        x[:30], y[:30], batch_size=10, epochs=1, verbose=0, shuffle=False, callbacks=[monitor]
+    )
     final = model.get_weights()
 
-    def reference(weights):
+    def reference(weights, x=x, y=y):
         plain = keras.Sequential.from_config(model.get_config())
         plain.build((None, 5))
         plain.set_weights(weights)
@@ -94,6 +134,10 @@ def main(kind: str, out: str) -> None:
                 "end": end,
                 "batch_sources": sorted({r["source"] for r in batch}) or None,
                 "batch_steps": sorted({r["step"] for r in batch}),
+                # Step 1's in-step record: the first training batch (shuffle=False) under the
+                # initial weights, split across the replicas.
+                "batch1": [r for r in batch if r["step"] == 1],
+                "ref_batch1": reference(weights0, x[:10], y[:10]),
                 "ref_begin": reference(weights0),
                 "ref_end": reference(final),
                 "replicas": strategy.num_replicas_in_sync,
