@@ -1,13 +1,17 @@
 """Overhead of VarianceMonitor relative to a plain `fit`, as ratios measured in one process.
 
-Runs are interleaved (plain, default monitor, every_n_batches=1, plain, ...) so that machine
-load drifts hit every configuration alike; each configuration's median epoch time over the
-repetitions is divided by the plain fit's median (the ratio of minima, robust to
-interference from other processes, is printed next to it). Times are process CPU times with
-TensorFlow on one thread, so that other load on the machine does not masquerade as overhead.
-The first epoch of each fit (tracing) is excluded: each run fits EPOCHS + 1 epochs and times
-epochs 2.. (epoch end to epoch end, the clock callback placed last so that the monitor's
-epoch-end record is included).
+Each repetition fits a fresh model once per configuration (plain, default monitor,
+every_n_batches=1, ...), in turn, so that machine load drifts hit every configuration alike.
+Times are process CPU times with TensorFlow on one thread, so that other load on the machine
+does not masquerade as overhead. Three numbers per configuration, each the median over the
+repetitions of a ratio (or cost) taken within one repetition:
+
+* ``epoch``: steady-state overhead, the median epoch time of epochs 2.. (epoch end to epoch
+  end, so the monitor's epoch-end record is included) over the plain fit's.
+* ``fit``: the whole fit of EPOCHS + 1 epochs, tracing and the monitor's start-up (tracing
+  its probe function, the step-0 record) included, over the plain fit.
+* ``record``: the monitor's own epoch-end work in milliseconds (a clock callback before and
+  one after it), and as a share of a plain epoch: the low-noise view of the default cost.
 
     python benchmarks/bench_monitor.py [--repeats 5]
 """
@@ -66,8 +70,8 @@ def data(model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
     return x, rng.integers(0, 10, size=(SAMPLES,))
 
 
-class EpochClock(keras.callbacks.Callback):
-    """CPU time from one epoch end to the next (placed last: includes the monitor's work)."""
+class Clock(keras.callbacks.Callback):
+    """CPU time at every epoch end."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,16 +81,28 @@ class EpochClock(keras.callbacks.Callback):
         self.ends.append(time.process_time())
 
 
-def epoch_times(make, callbacks_of) -> list[float]:
-    """Durations of epochs 2..EPOCHS+1 of one fit (epoch 1 holds the tracing)."""
+def run(make, callbacks_of) -> dict[str, float]:
+    """One fit of EPOCHS + 1 epochs: its CPU times (see the module docstring)."""
     model = make()
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
     x, y = data(model)
-    clock = EpochClock()
+    before, after = Clock(), Clock()  # around the other callbacks
+    start = time.process_time()
     model.fit(
-        x, y, batch_size=BATCH, epochs=EPOCHS + 1, verbose=0, callbacks=[*callbacks_of(x, y), clock]
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=EPOCHS + 1,
+        verbose=0,
+        callbacks=[before, *callbacks_of(x, y), after],
     )
-    return [b - a for a, b in zip(clock.ends, clock.ends[1:], strict=False)]
+    epochs = [b - a for a, b in zip(after.ends, after.ends[1:], strict=False)]
+    records = [b - a for a, b in zip(before.ends, after.ends, strict=True)]
+    return {
+        "epoch": statistics.median(epochs),
+        "fit": after.ends[-1] - start,
+        "record": statistics.median(records),
+    }
 
 
 CONFIGS = {
@@ -104,18 +120,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     for name, make in (("deep_mlp", deep_mlp), ("small_cnn", small_cnn)):
-        times: dict[str, list[float]] = {c: [] for c in CONFIGS}
+        ratios: dict[str, dict[str, list[float]]] = {
+            c: {"epoch": [], "fit": [], "record": []} for c in CONFIGS if c != "plain"
+        }
+        plain_epochs = []
         for _ in range(args.repeats):
-            for config, callbacks_of in CONFIGS.items():
-                times[config].extend(epoch_times(make, callbacks_of))
-        base = statistics.median(times["plain"])
-        fastest = min(times["plain"])
-        ratios = ", ".join(
-            f"{c}={statistics.median(t) / base:.3f}x (min {min(t) / fastest:.3f}x)"
-            for c, t in times.items()
-            if c != "plain"
+            times = {config: run(make, callbacks_of) for config, callbacks_of in CONFIGS.items()}
+            base = times.pop("plain")
+            plain_epochs.append(base["epoch"])
+            for config, t in times.items():
+                ratios[config]["epoch"].append(t["epoch"] / base["epoch"])
+                ratios[config]["fit"].append(t["fit"] / base["fit"])
+                ratios[config]["record"].append(t["record"] - base["record"])
+        epoch = statistics.median(plain_epochs)
+        print(
+            f"{name}: plain epoch {epoch:.3f} s CPU ({SAMPLES // BATCH} steps), fit of "
+            f"{EPOCHS + 1} epochs; medians over {args.repeats} repetitions:"
         )
-        print(f"{name}: plain median epoch {base:.3f}s CPU; median ratio (min ratio): {ratios}")
+        for config, r in ratios.items():
+            lo, hi = min(r["epoch"]), max(r["epoch"])
+            record = statistics.median(r["record"])
+            print(
+                f"  {config:18s} epoch {statistics.median(r['epoch']):.3f}x "
+                f"(range {lo:.3f}-{hi:.3f})  fit {statistics.median(r['fit']):.3f}x  "
+                f"record {1000 * record:.1f} ms = {record / epoch:.1%} of an epoch"
+            )
 
 
 if __name__ == "__main__":

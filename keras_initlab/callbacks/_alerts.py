@@ -9,7 +9,7 @@ and the likely fix, chosen from the activations and layer types involved.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,9 +69,16 @@ def _suggest_fix(rows: Sequence[dict[str, Any]], grows: bool) -> str:
 
 
 def check_depth(
-    rows: Sequence[dict[str, Any]], factor: float, *, epoch: int, step: int
+    rows: Sequence[dict[str, Any]],
+    factor: float,
+    *,
+    epoch: int,
+    step: int,
+    skip: Container[tuple[str, str]] = (),
 ) -> list[Alert]:
     """Alerts for one record: ``rows`` are its per-layer dicts in forward order.
+
+    An alert whose ``(kind, layer)`` is in ``skip`` (already reported) is not built again.
 
     The output layer (last row) is left out of the depth profile when there are at least three
     rows: its variance is set by the task (softmax, logits), not by the initialization.
@@ -90,6 +97,8 @@ def check_depth(
         for row in ordered:
             value = row.get(key)
             if value is not None and not math.isfinite(value):
+                if ("non_finite", str(row["layer"])) in skip:
+                    return []
                 fix = (
                     "lower the learning rate or the initial weight scale, "
                     "or clip gradients (optimizer argument clipnorm=1.0)"
@@ -115,6 +124,8 @@ def check_depth(
         steps = [values[i] / values[i - 1] for i in range(1, len(values))]
         worst = max(range(len(steps)), key=lambda i: abs(math.log(steps[i])))
         layer = str(profile[worst + 1][0]["layer"])
+        if (key, layer) in skip:
+            continue
         grows = values[-1] > values[0]
         fix = _suggest_fix([r for r, _ in profile], grows)
         trend = "grows" if grows else "shrinks"

@@ -37,6 +37,7 @@ IN_STEP_CAPACITY = 64
 # Keys merged into Keras logs at epoch end when `log_summary=True`.
 SUMMARY_KEYS = ("vm_activation_var_ratio", "vm_gradient_var_ratio", "vm_min_distinct_units")
 _SATURATING = {"tanh", "sigmoid", "hard_sigmoid"}
+_GRADIENT_KEYS = {"gradient_var", "weight_grad_var"}
 
 
 class VarianceMonitor(keras.callbacks.Callback):
@@ -163,6 +164,16 @@ class VarianceMonitor(keras.callbacks.Callback):
         layers = [layer for _, layer in self._entries]
         self._kernels = [_selection.kernel_of(layer) for layer in layers]
         self._activations = [_selection.activation_name(layer) for layer in layers]
+        self._templates: list[dict[str, Any]] = [
+            dict.fromkeys(RECORD_KEYS)
+            | {"layer": path, "layer_class": type(layer).__name__, "activation": activation}
+            for (path, layer), activation in zip(self._entries, self._activations, strict=True)
+        ]
+        self._unused = [
+            (set() if kernel is not None else {"weight_var", "weight_grad_var"})
+            | (set() if activation in _SATURATING else {"saturation_fraction"})
+            for kernel, activation in zip(self._kernels, self._activations, strict=True)
+        ]
         _taps.install_taps(layers)
         key = (id(model), tuple(id(layer) for layer in layers))
         if self._probe_key != key:  # a later `fit` of the same model reuses the traced probe
@@ -244,13 +255,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         self._in_step_taps = taps
         if "train_step" in vars(model):  # left by a `fit` that raised before `on_train_end`
             object.__delattr__(model, "train_step")
-        original = model.train_step
-
-        def train_step(data: Any) -> Any:
-            with taps.tracing():
-                return original(data)
-
-        object.__setattr__(model, "train_step", train_step)
+        object.__setattr__(model, "train_step", taps.wrap(model.train_step))
         model.make_train_function(force=True)
 
     def _remove_in_step(self) -> None:
@@ -290,39 +295,23 @@ class VarianceMonitor(keras.callbacks.Callback):
         event: str,
         source: str,
     ) -> list[dict[str, Any]]:
-        no_targets = source == "probe" and self._probe_data[1] is None
+        """One record dict per monitored layer from a (layers, columns) matrix of statistics.
+
+        A column that does not apply stays None: weight columns of a layer without a kernel,
+        saturation of a non-saturating activation, gradients of a probe without targets.
+        """
+        skip_gradients = source == "probe" and self._probe_data[1] is None
         rows = []
-        for i, (path, layer) in enumerate(self._entries):
-            values = dict(zip(columns, (float(v) for v in matrix[i]), strict=True))
-            has_kernel = self._kernels[i] is not None
-            distinct = values.get("distinct_units")
-            weight_var = values.get("weight_var") if has_kernel else None
-            weight_grad_var = None if no_targets else values.get("weight_grad_var")
-            rows.append(
-                {
-                    "epoch": epoch,
-                    "step": step,
-                    "event": event,
-                    "source": source,
-                    "layer": path,
-                    "layer_class": type(layer).__name__,
-                    "activation": self._activations[i],
-                    "activation_mean": values["activation_mean"],
-                    "activation_var": values["activation_var"],
-                    "gradient_var": None if no_targets else values["gradient_var"],
-                    "weight_var": weight_var,
-                    "weight_grad_var": weight_grad_var if has_kernel else None,
-                    "dead_fraction": values.get("dead_fraction"),
-                    "distinct_units": (
-                        int(distinct) if distinct is not None and math.isfinite(distinct) else None
-                    ),
-                    "saturation_fraction": (
-                        values["saturation_fraction"]
-                        if self._activations[i] in _SATURATING
-                        else None
-                    ),
-                }
-            )
+        for i, values in enumerate(matrix.tolist()):
+            row = dict(self._templates[i], epoch=epoch, step=step, event=event, source=source)
+            unused = self._unused[i]
+            for key, value in zip(columns, values, strict=True):
+                if key not in unused and not (skip_gradients and key in _GRADIENT_KEYS):
+                    row[key] = value
+            distinct = row["distinct_units"]
+            if distinct is not None:
+                row["distinct_units"] = int(distinct) if math.isfinite(distinct) else None
+            rows.append(row)
         return rows
 
     def _emit(self, rows: list[dict[str, Any]], step: int) -> None:
@@ -332,20 +321,19 @@ class VarianceMonitor(keras.callbacks.Callback):
         self._check(rows, step)
 
     def _check(self, rows: list[dict[str, Any]], step: int) -> None:
-        non_finite = any(
+        if self.alert:
+            alerts = check_depth(
+                rows, self.alert_factor, epoch=self._epoch, step=step, skip=self._alerted
+            )
+            for a in alerts:
+                self._alerted.add((a.kind, a.layer))
+                self.alerts.append(a)
+                warnings.warn(a.message, VarianceWarning, stacklevel=2)
+        if self.stop_on_nan and any(
             r[k] is not None and not math.isfinite(r[k])
             for r in rows
             for k in ("activation_var", "gradient_var")
-        )
-        if self.alert:
-            for a in check_depth(rows, self.alert_factor, epoch=self._epoch, step=step):
-                key = (a.kind, a.layer)
-                if key in self._alerted:
-                    continue
-                self._alerted.add(key)
-                self.alerts.append(a)
-                warnings.warn(a.message, VarianceWarning, stacklevel=2)
-        if non_finite and self.stop_on_nan:
+        ):
             self.model.stop_training = True
 
 

@@ -21,6 +21,7 @@ precision models are measured in full precision; the loss-scale factor of a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -353,16 +354,22 @@ def make_probe_function(
     return probe
 
 
+def _add(total: tf.Tensor | None, value: tf.Tensor) -> tf.Tensor:
+    return value if total is None else total + value
+
+
 class InStepTaps:
     """Statistics of the training step's own forward and backward pass (the fast path).
 
-    While the training function is traced (`tracing`), each monitored layer's output gets a
-    tap: the forward part writes count, sum, sum of squares and the saturated count of the
-    output, and a `tf.custom_gradient` identity writes the sum and sum of squares of the
-    upstream gradient (divided by the loss scale), into row ``step % capacity`` of
-    non-trainable ring-buffer variables (``step`` = optimizer steps done before this one).
-    Under a distribution strategy the variables are per replica (``ON_READ``) and are added
-    when read. Nothing leaves the device until `read`, which returns a float64 array
+    `wrap` returns a training step that, while it is traced, gives each monitored layer's
+    output a tap: the forward part takes count, sum, sum of squares and the saturated count of
+    the output; a `tf.custom_gradient` identity takes the sum and sum of squares of the
+    upstream gradient (divided by the loss scale). When the step has run its forward and
+    backward pass, all of them are written in one in-place scatter into row
+    ``step % capacity`` of one non-trainable ring buffer (``step`` = optimizer steps done
+    before this one), so a step costs a few reductions per layer and one write. Under a
+    distribution strategy the buffer is per replica (``ON_READ``) and the replicas are added
+    when it is read. Nothing leaves the device until `read`, which returns a float64 array
     ``(capacity, layers, 4)`` with the columns ``activation_mean, activation_var,
     gradient_var, saturation_fraction``; the caller reads at most every ``capacity`` steps.
     """
@@ -371,36 +378,58 @@ class InStepTaps:
         self._model = model
         self._activations = list(activations)
         self.capacity = capacity
-        n = len(activations)
-
-        def ring(width: int, name: str) -> tf.Variable:
-            return tf.Variable(
-                tf.zeros((capacity, width), tf.float64),
+        with model.distribute_strategy.scope():
+            self.buffer = tf.Variable(
+                tf.zeros((capacity, len(activations), _FORWARD_SUMS + _BACKWARD_SUMS), tf.float64),
                 trainable=False,
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.SUM,
-                name=name,
+                name="variance_monitor_in_step",
             )
-
-        with model.distribute_strategy.scope():
-            self.forward = [ring(_FORWARD_SUMS, f"vm_forward_{i}") for i in range(n)]
-            self.backward = [ring(_BACKWARD_SUMS, f"vm_backward_{i}") for i in range(n)]
+        # The sums of the step being traced, per thread: MirroredStrategy traces each replica's
+        # step in its own thread and may switch threads mid-step (at a merge call).
+        self._traced = threading.local()
         self._read = tf.function(self._read_impl, autograph=False)
 
     def __repr__(self) -> str:
-        return f"InStepTaps(layers={len(self.forward)}, capacity={self.capacity})"
+        return f"InStepTaps(layers={len(self._activations)}, capacity={self.capacity})"
 
-    def _slot(self) -> tf.Tensor:
-        iterations = tf.convert_to_tensor(self._model.optimizer.iterations)
-        return tf.reshape(tf.cast(iterations % self.capacity, tf.int32), (1, 1))
+    def wrap(self, train_step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``train_step`` with the taps active and one buffer write after it."""
+
+        def step(data: Any) -> Any:
+            iterations = tf.convert_to_tensor(self._model.optimizer.iterations)
+            slot = tf.reshape(tf.cast(iterations % self.capacity, tf.int32), (1, 1))
+            n = len(self._activations)
+            self._traced.forward = [None] * n
+            self._traced.backward = [None] * n
+            _RECORDERS.append(self)
+            try:
+                logs = train_step(data)
+            finally:
+                _RECORDERS.remove(self)
+            # Zero sums: a layer not called in this step gets NaN statistics, an output that
+            # the loss does not depend on a zero gradient.
+            forward = [
+                tf.zeros((_FORWARD_SUMS,), tf.float64) if f is None else f
+                for f in self._traced.forward
+            ]
+            backward = [
+                tf.zeros((_BACKWARD_SUMS,), tf.float64) if b is None else b
+                for b in self._traced.backward
+            ]
+            rows = tf.concat([tf.stack(forward), tf.stack(backward)], 1)
+            # (A SyncOnRead variable has no in-place scatter; the buffer is small.)
+            self.buffer.assign(tf.tensor_scatter_nd_update(self.buffer.value(), slot, rows[None]))
+            return logs
+
+        return step
 
     def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
-        slot = self._slot()
+        traced = self._traced
         a = _flat64(y)
         sums = tf.concat([_moments(a), _saturated_count(a, self._activations[index])[None]], 0)
-        forward = self.forward[index]
-        write = forward.assign(tf.tensor_scatter_nd_update(forward.value(), slot, sums[None]))
-        backward = self.backward[index]
+        traced.forward[index] = _add(traced.forward[index], sums)  # a shared layer: all calls
         scale = _loss_scale(self._model.optimizer)
 
         @tf.custom_gradient
@@ -409,24 +438,17 @@ class InStepTaps:
                 g = _flat64(dy)
                 if scale is not None:
                     g = g / tf.cast(scale, tf.float64)
-                gsums = tf.stack([tf.reduce_sum(g), tf.reduce_sum(g * g)])
-                update = tf.tensor_scatter_nd_update(backward.value(), slot, gsums[None])
-                with tf.control_dependencies([backward.assign(update)]):
-                    return tf.identity(dy)
+                g_sums = tf.stack([tf.reduce_sum(g), tf.reduce_sum(g * g)])
+                traced.backward[index] = _add(traced.backward[index], g_sums)
+                return dy
 
             return tf.identity(t), grad
 
-        with tf.control_dependencies([write]):
-            return identity(y)
-
-    def tracing(self) -> _TracingScope:
-        return _TracingScope(self)
+        return identity(y)
 
     def _read_impl(self) -> tf.Tensor:
-        f = tf.stack([tf.convert_to_tensor(v) for v in self.forward], axis=1)
-        b = tf.stack([tf.convert_to_tensor(v) for v in self.backward], axis=1)
-        count, total, squares, saturated = tf.unstack(f, axis=2)
-        g_sum, g_sq = tf.unstack(b, axis=2)
+        sums = tf.convert_to_tensor(self.buffer)
+        count, total, squares, saturated, g_sum, g_sq = tf.unstack(sums, axis=2)
         return tf.stack(
             [
                 total / count,
@@ -439,14 +461,3 @@ class InStepTaps:
 
     def read(self) -> tf.Tensor:
         return self._read()
-
-
-class _TracingScope:
-    def __init__(self, taps: InStepTaps) -> None:
-        self._taps = taps
-
-    def __enter__(self) -> None:
-        _RECORDERS.append(self._taps)
-
-    def __exit__(self, *exc: object) -> None:
-        _RECORDERS.remove(self._taps)
