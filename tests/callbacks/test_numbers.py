@@ -95,7 +95,11 @@ def test_unbuilt_sequential_step0_is_before_any_update(ref):
     ref.assert_matches(_at(monitor.records, "train_begin"), expected)
 
 
-def test_functional_multi_input_output_matches_reference(ref):
+def _two_towers():
+    """A functional model with two inputs, two outputs and a layer shared by both towers.
+
+    Returns the model, its data ``(x, y)`` and the ``forward``/``loss`` of the reference.
+    """
     rng = np.random.default_rng(2)
     x1, x2 = (rng.normal(size=(N, 4)).astype("float32") for _ in range(2))
     y1 = rng.normal(size=(N, 2)).astype("float32")
@@ -122,13 +126,31 @@ def test_functional_multi_input_output_matches_reference(ref):
     def loss(y, p):
         return mse(y[0], p[0]) + 0.5 * bce(y[1], p[1])
 
+    return model, ([x1, x2], [y1, y2]), forward, loss
+
+
+def test_functional_multi_input_output_matches_reference(ref):
+    model, (x, y), forward, loss = _two_towers()
     kernels = {n: model.get_layer(n).kernel for n in ("a", "b", "shared", "h1", "h2")}
-    before = ref.reference(forward, loss, [x1, x2], [y1, y2], kernels)
-    monitor = VarianceMonitor(([x1, x2], [y1, y2]), alert=False)
-    _fit(model, [x1, x2], [y1, y2], monitor)
+    before = ref.reference(forward, loss, x, y, kernels)
+    monitor = VarianceMonitor((x, y), alert=False)
+    _fit(model, x, y, monitor)
     ref.assert_matches(_at(monitor.records, "train_begin"), before)
-    after = ref.reference(forward, loss, [x1, x2], [y1, y2], kernels)
+    after = ref.reference(forward, loss, x, y, kernels)
     ref.assert_matches(_at(monitor.records, "epoch_end"), after)
+
+
+def test_in_step_records_of_a_shared_layer_cover_both_calls(ref):
+    model, (x, y), forward, loss = _two_towers()
+    model(x)  # build: the reference of step 1 needs the initial weights
+    first = [t[:8] for t in x], [t[:8] for t in y]
+    expected = ref.reference(forward, loss, *first, {})
+    monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
+    _fit(model, x, y, monitor)  # batch_size 8, no shuffle: step 1 trains on `first`
+    rows = [r for r in monitor.records if r["event"] == "batch" and r["step"] == 1]
+    assert {r["source"] for r in rows} == {"train_batch"}
+    keys = ("activation_mean", "activation_var", "gradient_var")
+    ref.assert_matches(rows, {n: {k: v[k] for k in keys} for n, v in expected.items()})
 
 
 class _Block(keras.layers.Layer):
