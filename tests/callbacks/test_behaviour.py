@@ -150,3 +150,71 @@ def test_bad_arguments(kwargs, match):
 
     with pytest.raises(ValueError, match=match):
         run()
+
+
+def _bn_dropout_model():
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            L.Dense(8, activation="relu", name="h0"),
+            L.BatchNormalization(name="bn"),
+            L.Dropout(0.3, seed=5, name="drop"),
+            L.Dense(8, activation="tanh", name="h1"),
+            L.Dense(1, name="out"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+    return model
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"every_n_batches": 2}, {"every_n_batches": 1}],
+    ids=["default", "probe", "in_step"],
+)
+def test_training_is_the_same_with_and_without_the_monitor(kwargs):
+    """The probe pass runs in inference mode with the loss trackers untouched: BatchNorm's
+    moving statistics, the dropout seed stream, the optimizer and History are those of a fit
+    without the monitor (the in-step taps are identities in the forward and backward pass)."""
+    x, y = _xy(n=48)
+    fits = []
+    for monitor in (None, VarianceMonitor((x, y), alert=False, **kwargs)):
+        model = _bn_dropout_model()
+        history = model.fit(
+            x,
+            y,
+            batch_size=8,
+            epochs=2,
+            verbose=0,
+            shuffle=False,
+            callbacks=[] if monitor is None else [monitor],
+        )
+        fits.append((model, history.history))
+    (plain, plain_logs), (watched, watched_logs) = fits
+    assert watched_logs.keys() == plain_logs.keys()
+    for key in plain_logs:
+        np.testing.assert_allclose(watched_logs[key], plain_logs[key], rtol=1e-6, err_msg=key)
+    names = [[v.path.split("/", 1)[1] for v in m.variables] for m in (watched, plain)]
+    assert names[0] == names[1]  # no variable added to the model
+    # BatchNorm's moving statistics and Dropout's seed state are among those compared.
+    assert {"bn/moving_variance", "seed_generator_state"} <= set(names[0])
+    for a, b in zip(watched.variables, plain.variables, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7, err_msg=a.path
+        )
+    assert int(watched.optimizer.iterations) == int(plain.optimizer.iterations) == 12
+
+
+def test_records_hold_only_python_scalars_per_layer_and_record():
+    """Memory is O(layers x records) scalars: no tensor or array is kept in a record."""
+    x, y = _xy()
+    model = _mlp("he_normal")
+    model.compile(optimizer="sgd", loss="mse")
+    monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[monitor])
+    layers = len(model.layers)
+    # step 0, steps 1-3 and 5-7 in step, two epoch ends (steps 4 and 8)
+    assert len(monitor.records) == layers * (1 + 6 + 2)
+    kinds = {type(v) for r in monitor.records for v in r.values()}
+    assert kinds <= {int, float, str, type(None)}, kinds
