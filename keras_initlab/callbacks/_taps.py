@@ -6,13 +6,16 @@ Two ways of seeing a layer's output ``y`` and the back-propagated signal ``dLoss
   inference mode under a `tf.GradientTape`, with every monitored layer's output routed through
   an identity "tap" so the tape can differentiate the compiled loss with respect to it. The
   probe is split across the replicas of the model's `tf.distribute` strategy; each replica
-  returns *sums* (count, sum, sum of squares, per-unit non-zero counts, the Gram matrix of the
-  unit columns), the sums are added across replicas, and only then turned into statistics:
-  per-replica variances are never averaged. Kernel gradients are all-reduced before their
-  variance is taken. One small float64 matrix comes back to the host.
+  returns *sums* (count, sum, sum of squares, the Gram matrix of the unit columns, whose
+  diagonal holds each unit's sum of squares: zero for a dead unit), the sums are added across
+  replicas in one batched all-reduce, and only then turned into statistics: per-replica
+  variances are never averaged. Kernel gradients are added across replicas before their
+  variance is taken. One small float64 matrix comes back to the host. The statistics of all
+  layers are formed together, so the graph has few ops per layer and traces quickly.
 * **In-step taps** (`InStepTaps`): for ``every_n_batches=1`` the same identity taps are placed
   inside the training step's own forward and backward pass; a `tf.custom_gradient` reduces the
-  upstream gradient to sums kept in non-trainable variables, read only when a record is due.
+  upstream gradient to sums, written once per step into a non-trainable ring buffer that is
+  read only when a record is due.
 
 Statistics are accumulated in float64 from float32 casts of the layer tensors, so mixed
 precision models are measured in full precision; the loss-scale factor of a
@@ -146,11 +149,15 @@ def _flat64(t: Any) -> tf.Tensor:
 def _as_rows(t: tf.Tensor) -> tf.Tensor:
     """A layer output as a float64 matrix (elements, units): units = last axis."""
     t = _to64(t)
-    if t.shape.rank == 0:
+    rank = t.shape.rank
+    if rank == 2:
+        return t
+    if rank == 0:
         return tf.reshape(t, (1, 1))
-    if t.shape.rank == 1:
+    if rank == 1:
         return tf.reshape(t, (-1, 1))
-    return tf.reshape(t, (-1, tf.shape(t)[-1]))
+    units = t.shape[-1]
+    return tf.reshape(t, (-1, units if units is not None else tf.shape(t)[-1]))
 
 
 def _saturated_count(a: tf.Tensor, activation: str | None) -> tf.Tensor:
@@ -163,6 +170,22 @@ def _saturated_count(a: tf.Tensor, activation: str | None) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(hit, tf.float64))
 
 
+def _has_twin(gram: tf.Tensor, norms: tf.Tensor, consts: dict[Any, tf.Tensor]) -> tf.Tensor:
+    """Per unit, whether an earlier unit is indistinguishable from it (`distinct_from_gram`).
+
+    ``norms`` is the diagonal of ``gram``. ``consts`` holds shared constants (`_distinct_consts`)
+    and, per unit count U, the (U, U) mask ``j < i``: built by ops that Grappler folds (a
+    boolean NumPy constant is slow to convert).
+    """
+    units = gram.shape[-1]
+    if units not in consts:
+        upper = tf.linalg.band_part(tf.fill((units, units), True), 0, -1)  # j >= i
+        consts[units] = tf.logical_not(upper)
+    rows = tf.reshape(norms, consts["column"])
+    close = rows + norms - consts["two"] * gram <= consts["rtol2"] * tf.maximum(rows, norms)
+    return tf.reduce_any(tf.logical_and(close, consts[units]), axis=consts["axis1"])
+
+
 def distinct_from_gram(gram: tf.Tensor, rtol: float) -> tf.Tensor:
     """Number of distinguishable unit columns given their Gram matrix ``G = A^T A``.
 
@@ -172,18 +195,25 @@ def distinct_from_gram(gram: tf.Tensor, rtol: float) -> tf.Tensor:
     indistinguishable from it, so identical columns count once and all-zero columns count once.
     NaN when the Gram matrix is not finite.
     """
-    norms = tf.linalg.diag_part(gram)
-    rows, cols = norms[:, None], norms[None, :]
-    close = rows + cols - 2.0 * gram <= rtol**2 * tf.maximum(rows, cols)
-    units = gram.shape[-1]
-    earlier = np.tril(np.ones((units, units), bool), -1)  # j < i
-    has_twin = tf.reduce_any(tf.logical_and(close, earlier), axis=1)
-    count = tf.reduce_sum(tf.cast(tf.logical_not(has_twin), tf.float64))
+    consts = _distinct_consts(rtol)
+    twins = _has_twin(gram, tf.linalg.diag_part(gram), consts)
+    count = tf.reduce_sum(tf.cast(tf.logical_not(twins), tf.float64))
     finite = tf.reduce_all(tf.math.is_finite(gram))
     return tf.where(finite, count, float("nan"))
 
 
-def _variance_of(count: tf.Tensor, total: tf.Tensor, squares: tf.Tensor) -> tf.Tensor:
+def _distinct_consts(rtol: float) -> dict[Any, tf.Tensor]:
+    return {
+        "two": tf.constant(2.0, tf.float64),
+        "rtol2": tf.constant(rtol**2, tf.float64),
+        "column": tf.constant([-1, 1]),
+        "axis1": tf.constant(1),
+        "k0": tf.constant(0),
+        "zero": tf.constant(0.0, tf.float64),
+    }
+
+
+def _variance_of(count: Any, total: tf.Tensor, squares: tf.Tensor) -> tf.Tensor:
     mean = total / count
     return tf.maximum(squares / count - mean * mean, 0.0) + 0.0 * mean  # keep NaN
 
@@ -194,19 +224,21 @@ def _moments(t: tf.Tensor) -> tf.Tensor:
     return tf.stack([tf.cast(tf.size(t), tf.float64), tf.reduce_sum(t), tf.reduce_sum(t * t)])
 
 
-def _moment_rows(tensors: Sequence[Any]) -> tf.Tensor:
-    """``(len(tensors), 3)`` float64: the `_moments` of each tensor."""
-    if not tensors:
-        return tf.zeros((0, 3), tf.float64)
-    return tf.stack([_moments(t) for t in tensors])
+class _Sums:
+    """Sums of float64 tensors, sharing the reduction-axis constants (fewer ops to trace)."""
 
+    def __init__(self) -> None:
+        self._axes: dict[tuple[int, int], tf.Tensor] = {}
 
-def _scatter(n: int, index: Sequence[int], values: tf.Tensor) -> tf.Tensor:
-    """A length-``n`` float64 vector: ``values`` at ``index``, NaN elsewhere."""
-    nan = tf.fill((n,), tf.constant(float("nan"), tf.float64))
-    if not index:
-        return nan
-    return tf.tensor_scatter_nd_update(nan, np.asarray(index)[:, None], values)
+    def axes(self, start: int, stop: int) -> tf.Tensor:
+        if (start, stop) not in self._axes:
+            self._axes[start, stop] = tf.constant(np.arange(start, stop, dtype=np.int32))
+        return self._axes[start, stop]
+
+    def sum_and_squares(self, t: tf.Tensor, batch: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """``sum(t)``, ``sum(t * t)`` over all elements, or per row when ``batch``."""
+        axes = self.axes(int(batch), t.shape.rank)
+        return tf.reduce_sum(t, axes), tf.reduce_sum(t * t, axes)
 
 
 def make_probe_function(
@@ -228,18 +260,21 @@ def make_probe_function(
     strategy = model.distribute_strategy
     n_layers = len(layers)
     kernel_index = [i for i, k in enumerate(kernels) if k is not None]
-    nan = tf.constant(float("nan"), tf.float64)
-    gram_layers: list[int] = []  # the layers whose Gram matrix is taken
+    # Found while replica_fn is traced (the same in every replica): per layer, its number of
+    # units (an int, a tensor when not static, 0 when not seen) and whether its Gram matrix is
+    # taken; whether there are gradients and whether they carry a loss scale.
+    layout: dict[str, Any] = {}
 
     def replica_fn(x: Any, y: Any, sample_weight: Any) -> Any:
         ctx = tf.distribute.get_replica_context()
         replicas = ctx.num_replicas_in_sync
-        rid = ctx.replica_id_in_sync_group
-        n = tf.shape(tf.nest.flatten(x)[0])[0]
-        start, stop = rid * n // replicas, (rid + 1) * n // replicas
-        x, y, sample_weight = tf.nest.map_structure(
-            lambda t: None if t is None else t[start:stop], (x, y, sample_weight)
-        )
+        if replicas > 1:
+            rid = ctx.replica_id_in_sync_group
+            n = tf.shape(tf.nest.flatten(x)[0])[0]
+            start, stop = rid * n // replicas, (rid + 1) * n // replicas
+            x, y, sample_weight = tf.nest.map_structure(
+                lambda t: None if t is None else t[start:stop], (x, y, sample_weight)
+            )
         recorder = _ProbeRecorder(n_layers)
         scale = None
         _RECORDERS.append(recorder)
@@ -249,10 +284,11 @@ def make_probe_function(
                 loss = None
                 if y is not None:
                     loss = tf.cast(_compiled_loss(model, y, y_pred, sample_weight), tf.float32)
-                    # Keras divides a per-replica loss by the replica count; undo that and
-                    # weight by this replica's share of the probe instead.
-                    share = tf.cast(stop - start, tf.float32) / tf.cast(n, tf.float32)
-                    loss = loss * float(replicas) * share
+                    if replicas > 1:
+                        # Keras divides a per-replica loss by the replica count; undo that and
+                        # weight by this replica's share of the probe instead.
+                        share = tf.cast(stop - start, tf.float32) / tf.cast(n, tf.float32)
+                        loss = loss * float(replicas) * share
                     scale = _loss_scale(model.optimizer)
                     if scale is not None:
                         loss = loss * scale
@@ -264,88 +300,168 @@ def make_probe_function(
             grads = tape.gradient(
                 loss, taps + kvars, unconnected_gradients=tf.UnconnectedGradients.ZERO
             )
-            unscale = 1.0 if scale is None else 1.0 / tf.cast(scale, tf.float64)
         else:
             grads = [None] * (len(taps) + len(kvars))
-            unscale = 1.0
         tap_grads, kernel_grads = grads[: len(taps)], grads[len(taps) :]
 
-        sums, nonzero = [], []
-        grams: dict[int, tf.Tensor] = {}
+        sums = _Sums()
+        # Per layer: count and saturated count; the sum and the sum of squares of the outputs
+        # (with gradients: of the outputs and of their gradients, as a pair).
+        zero = tf.constant(0.0, tf.float64)
+        none_seen = zero if loss is None else tf.zeros((2,), tf.float64)
+        count, saturated = [zero] * n_layers, [zero] * n_layers
+        first: list[Any] = [none_seen] * n_layers
+        second: list[Any] = [none_seen] * n_layers
+        units: list[Any] = [0] * n_layers
+        gram = [False] * n_layers
+        # Per seen layer, in order: the Gram matrix of its units or their sums of squares.
+        unit_sums: list[tf.Tensor] = []
         k = 0
         for i, outs in enumerate(recorder.outputs):
             if not outs:
-                sums.append(tf.zeros((6,), tf.float64))
-                nonzero.append(tf.zeros((0,), tf.float64))
                 continue
-            a = tf.concat([_as_rows(o) for o in outs], axis=0)
             gs = tap_grads[k : k + len(outs)]
             k += len(outs)
-            if gs[0] is None:
-                g_sum = g_sq = nan
+            a = _as_rows(outs[0])
+            if len(outs) > 1:
+                a = tf.concat([a] + [_as_rows(o) for o in outs[1:]], 0)
+            if loss is None:
+                first[i], second[i] = sums.sum_and_squares(a)
             else:
-                g = tf.concat([_flat64(t) for t in gs], 0) * unscale
-                g_sum, g_sq = tf.reduce_sum(g), tf.reduce_sum(g * g)
-            backward = tf.stack([g_sum, g_sq, _saturated_count(a, activations[i])])
-            sums.append(tf.concat([_moments(a), backward], 0))
-            nonzero.append(tf.reduce_sum(tf.cast(tf.not_equal(a, 0.0), tf.float64), axis=0))
-            units = a.shape[-1]
-            if units is not None and units <= max_units:
-                grams[i] = tf.matmul(a, a, transpose_a=True)
-        gram_layers[:] = grams  # the same in every replica
+                if len(outs) == 1:  # outputs and gradients, cast together
+                    pair = _to64(tf.stack([outs[0], gs[0]]))
+                else:
+                    flat = tf.reshape(a, (-1,))
+                    pair = tf.stack([flat, tf.concat([_flat64(t) for t in gs], 0)])
+                first[i], second[i] = sums.sum_and_squares(pair, batch=True)
+            if activations[i] in ("tanh", "sigmoid", "hard_sigmoid"):
+                saturated[i] = _saturated_count(a, activations[i])
+            n_a = a.shape.num_elements()
+            count[i] = float(n_a) if n_a is not None else tf.cast(tf.size(a), tf.float64)
+            u = a.shape[-1]
+            if u is not None and u <= max_units:
+                gram[i] = True
+                unit_sums.append(tf.matmul(a, a, transpose_a=True))
+            else:
+                unit_sums.append(tf.reduce_sum(a * a, sums.axes(0, 1)))
+            units[i] = u if u is not None else tf.size(unit_sums[-1])
+        layout.update(units=units, gram=gram, grads=loss is not None, scaled=scale is not None)
+        counts = [tf.constant(c, tf.float64) if isinstance(c, float) else c for c in count]
+        rows = [tf.reshape(tf.stack(counts + saturated), (2, n_layers))]
         if loss is None:
-            kernel_moments = tf.fill((len(kvars), 3), nan)
+            rows.append(tf.stack([tf.stack(first), tf.stack(second)]))
         else:
+            rows += [tf.stack(first, axis=1), tf.stack(second, axis=1)]
+        # Rows: count, saturated, sum, [gradient sum], squares, [gradient squares].
+        layer_sums = tf.concat(rows, 0)
+        unscale = None
+        if scale is not None:
+            unscale = 1.0 / tf.cast(scale, tf.float64)
+            one = tf.constant(1.0, tf.float64)
+            factors = tf.stack([one, one, one, unscale, one, unscale * unscale])
+            layer_sums *= tf.reshape(factors, (6, 1))
+        payload = {
+            "layers": layer_sums,
+            "units": unit_sums,
             # Sum the kernel gradients first: their variance is the variance of the total.
-            kernel_grads = ctx.all_reduce(
-                tf.distribute.ReduceOp.SUM,
-                [tf.cast(gk, tf.float64) * unscale for gk in kernel_grads],
-            )
-            kernel_moments = _moment_rows(kernel_grads)
-        totals = ctx.all_reduce(
-            tf.distribute.ReduceOp.SUM,
-            {
-                "sums": tf.stack(sums),
-                "nonzero": nonzero,
-                "grams": list(grams.values()),
-            },
-        )
-        return totals, kernel_moments
+            "kernel_grads": [] if loss is None else [tf.cast(g, tf.float64) for g in kernel_grads],
+        }
+        if replicas > 1:  # (one replica: nothing to add)
+            payload = ctx.all_reduce(tf.distribute.ReduceOp.SUM, payload)
+        return payload if unscale is None else (payload, unscale)
 
     @tf.function(reduce_retracing=True, autograph=False)
     def probe(x: Any, y: Any, sample_weight: Any) -> tf.Tensor:
         per_replica = strategy.run(replica_fn, args=(x, y, sample_weight))
         # Every replica holds the same totals after the all-reduce: take the first.
-        totals, kernel_grad_moments = tf.nest.map_structure(
+        totals = tf.nest.map_structure(
             lambda v: strategy.experimental_local_results(v)[0], per_replica
         )
-        count, total, squares, g_sum, g_sq, saturated = tf.unstack(totals["sums"], axis=1)
-        act_var = _variance_of(count, total, squares)
+        totals, unscale = totals if layout["scaled"] else (totals, None)
+        units, gram, with_grads = layout["units"], layout["gram"], layout["grads"]
+        consts = _distinct_consts(rtol)
+        zero, nan = consts["zero"], tf.constant(float("nan"), tf.float64)
+        nans = tf.fill((n_layers,), nan)
+        if with_grads:
+            count, saturated, total, g_sum, squares, g_sq = tf.unstack(totals["layers"])
+        else:
+            count, saturated, total, squares = tf.unstack(totals["layers"])
+            g_sum = g_sq = nans
 
-        nonzero = totals["nonzero"]
-        sizes = [nz.shape[0] if nz.shape[0] is not None else tf.size(nz) for nz in nonzero]
-        segments = tf.repeat(tf.range(n_layers), tf.stack(sizes))
-        dead_units = tf.math.unsorted_segment_sum(
-            tf.cast(tf.equal(tf.concat(nonzero, 0), 0.0), tf.float64), segments, n_layers
-        )
-        units = tf.math.unsorted_segment_sum(tf.ones_like(segments, tf.float64), segments, n_layers)
+        # A unit is dead when its sum of squares is zero (all its outputs are zero).
+        squares_per_unit, twins = [], []
+        it = iter(totals["units"])
+        for i in range(n_layers):
+            if gram[i]:
+                g = next(it)
+                norms = tf.raw_ops.MatrixDiagPartV3(input=g, k=consts["k0"], padding_value=zero)
+                twins.append(_has_twin(g, norms, consts))
+                squares_per_unit.append(norms)
+            elif not isinstance(units[i], int) or units[i] > 0:
+                squares_per_unit.append(next(it))
+        if all(isinstance(u, int) for u in units):
+            segments = np.repeat(np.arange(n_layers), units)
+            unit_counts = tf.constant(np.asarray(units, np.float64))
+        else:
+            sizes = tf.stack([tf.constant(u) if isinstance(u, int) else u for u in units])
+            segments = tf.repeat(tf.range(n_layers), sizes)
+            unit_counts = tf.cast(sizes, tf.float64)
+        if squares_per_unit:
+            dead = tf.cast(tf.equal(tf.concat(squares_per_unit, 0), zero), tf.float64)
+            dead_units = tf.math.unsorted_segment_sum(dead, segments, n_layers)
+        else:  # no layer seen
+            dead_units = tf.zeros((n_layers,), tf.float64)
 
-        counts = [distinct_from_gram(g, rtol) for g in totals["grams"]]
-        distinct = _scatter(n_layers, gram_layers, tf.stack(counts) if counts else nan)
-        distinct = tf.where(tf.math.is_finite(act_var), distinct, nan)
+        sums = _Sums()
+        k_count = np.full(n_layers, np.nan)
+        kernel_grads = totals["kernel_grads"]
+        none = tf.zeros((2,), tf.float64) if kernel_grads else zero
+        k_first, k_second = [none] * n_layers, [none] * n_layers
+        for j, i in enumerate(kernel_index):
+            w = _to64(kernels[i])
+            k_count[i] = float(np.prod(w.shape))
+            if kernel_grads:
+                pair = tf.stack([w, kernel_grads[j]])
+                k_first[i], k_second[i] = sums.sum_and_squares(pair, batch=True)
+            else:
+                k_first[i], k_second[i] = sums.sum_and_squares(w)
+        if kernel_grads:
+            w_sum, kg_sum = tf.unstack(tf.stack(k_first, axis=1))
+            w_sq, kg_sq = tf.unstack(tf.stack(k_second, axis=1))
+            if unscale is not None:
+                kg_sum, kg_sq = kg_sum * unscale, kg_sq * (unscale * unscale)
+        else:
+            w_sum, w_sq, kg_sum, kg_sq = tf.stack(k_first), tf.stack(k_second), nans, nans
+        # The variances of activations, their gradients, kernels and kernel gradients at once.
+        # (The kernel counts go through a stack: Grappler turns a division by a constant into
+        # a multiplication by its reciprocal, which rounds differently.)
+        k_count_t = tf.constant(k_count)
+        counts = tf.stack([count, count, k_count_t, k_count_t])
+        means = tf.stack([total, g_sum, w_sum, kg_sum]) / counts
+        mean_squares = tf.stack([squares, g_sq, w_sq, kg_sq]) / counts
+        variances = tf.maximum(mean_squares - means * means, zero) + zero * means
+        act_var, grad_var, weight_var, weight_grad_var = tf.unstack(variances)
 
-        kernel_moments = _moment_rows([kernels[i] for i in kernel_index])
-        weight_var, weight_grad_var = (
-            _scatter(n_layers, kernel_index, _variance_of(*tf.unstack(m, axis=1)))
-            for m in (kernel_moments, kernel_grad_moments)
-        )
+        if twins:
+            gram_units = [u for u, is_gram in zip(units, gram, strict=True) if is_gram]
+            twin_count = tf.math.unsorted_segment_sum(
+                tf.cast(tf.concat(twins, 0), tf.float64),
+                np.repeat(np.flatnonzero(gram), gram_units),
+                n_layers,
+            )
+            gram_counts = np.array([u if g else np.nan for u, g in zip(units, gram, strict=True)])
+            # NaN where the activation statistics are: a Gram matrix is finite when the
+            # activations are.
+            distinct = tf.where(tf.math.is_finite(act_var), gram_counts - twin_count, nan)
+        else:
+            distinct = nans
         columns = [
             total / count,
             act_var,
-            _variance_of(count, g_sum, g_sq),
+            grad_var,
             weight_var,
             weight_grad_var,
-            dead_units / units,
+            dead_units / unit_counts,
             distinct,
             saturated / count,
         ]
