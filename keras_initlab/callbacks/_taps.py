@@ -24,6 +24,7 @@ precision models are measured in full precision; the loss-scale factor of a
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -51,6 +52,25 @@ _BACKWARD_SUMS = 2
 SATURATION_MARGIN = 0.01
 
 _RECORDERS: list[Any] = []  # the capture in progress while a probe or train step is traced
+
+
+class _OwnTracingFilter(logging.Filter):
+    """Drop TensorFlow's "frequent retracing" warning about this module's functions.
+
+    Each monitor traces its own probe (and ring-buffer reader) once per model. TensorFlow's
+    detector keys on the Python code object, so fitting a few monitored models in one process
+    (a hyper-parameter loop, `keras-initlab compare`) reads to it like a `tf.function` created
+    in a loop, and it would tell the user to fix code that is not theirs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "retracing" not in message or not (
+            "make_probe_function" in message or "InStepTaps" in message
+        )
+
+
+tf.get_logger().addFilter(_OwnTracingFilter())
 
 
 class _ProbeRecorder:

@@ -218,3 +218,26 @@ def test_records_hold_only_python_scalars_per_layer_and_record():
     assert len(monitor.records) == layers * (1 + 6 + 2)
     kinds = {type(v) for r in monitor.records for v in r.values()}
     assert kinds <= {int, float, str, type(None)}, kinds
+
+
+def test_tensorflow_retracing_warning_about_the_monitor_is_dropped():
+    """Each monitor traces its own probe once per model; TensorFlow's detector (keyed on the
+    code object) would call that "retracing" after a few models. Other warnings pass."""
+    import logging
+
+    import tensorflow as tf
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        template = (
+            "5 out of the last 9 calls to <function {} at 0x1> triggered tf.function retracing."
+        )
+        for name in ("make_probe_function.<locals>.probe", "InStepTaps._read_impl", "user_fn"):
+            logger.warning(template.format(name))
+    finally:
+        logger.removeHandler(handler)
+    assert seen == [template.format("user_fn")]
