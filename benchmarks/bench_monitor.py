@@ -38,7 +38,7 @@ warnings.simplefilter("ignore", VarianceWarning)  # alerts are computed, not pri
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
-EPOCHS = 3
+EPOCHS = 5
 BATCH = 64
 SAMPLES = 4096
 
