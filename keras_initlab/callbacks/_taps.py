@@ -191,11 +191,15 @@ def _saturated_count(a: tf.Tensor, activation: str | None) -> tf.Tensor:
 
 
 def _has_twin(gram: tf.Tensor, norms: tf.Tensor, consts: dict[Any, tf.Tensor]) -> tf.Tensor:
-    """Per unit, whether an earlier unit is indistinguishable from it (`distinct_from_gram`).
+    """Per unit, whether an earlier unit is indistinguishable from it: `distinct_units`.
 
-    ``norms`` is the diagonal of ``gram``. ``consts`` holds shared constants (`_distinct_consts`)
-    and, per unit count U, the (U, U) mask ``j < i``: built by ops that Grappler folds (a
-    boolean NumPy constant is slow to convert).
+    Units i and j of a layer are indistinguishable when
+    ``||a_i - a_j|| <= rtol * max(||a_i||, ||a_j||)`` for their output columns on the probe,
+    with ``||a_i - a_j||^2 = G_ii + G_jj - 2 G_ij`` from the Gram matrix ``G = A^T A``. The
+    distinct units are those with no earlier twin, so identical columns count once and
+    all-zero columns count once. ``norms`` is the diagonal of ``gram`` (static size U).
+    ``consts`` holds shared constants (`_distinct_consts`) and, per U, the (U, U) mask
+    ``j < i``: built by ops that Grappler folds (a boolean NumPy constant is slow to convert).
     """
     units = gram.shape[-1]
     if units not in consts:
@@ -204,22 +208,6 @@ def _has_twin(gram: tf.Tensor, norms: tf.Tensor, consts: dict[Any, tf.Tensor]) -
     rows = tf.reshape(norms, consts["column"])
     close = rows + norms - consts["two"] * gram <= consts["rtol2"] * tf.maximum(rows, norms)
     return tf.reduce_any(tf.logical_and(close, consts[units]), axis=consts["axis1"])
-
-
-def distinct_from_gram(gram: tf.Tensor, rtol: float) -> tf.Tensor:
-    """Number of distinguishable unit columns given their Gram matrix ``G = A^T A``.
-
-    ``gram`` has shape ``(U, U)`` with a static ``U``; the result is a scalar. Units i and j
-    are indistinguishable when ``||a_i - a_j|| <= rtol * max(||a_i||, ||a_j||)``, with
-    ``||a_i - a_j||^2 = G_ii + G_jj - 2 G_ij``. Unit i counts when no earlier unit is
-    indistinguishable from it, so identical columns count once and all-zero columns count once.
-    NaN when the Gram matrix is not finite.
-    """
-    consts = _distinct_consts(rtol)
-    twins = _has_twin(gram, tf.linalg.diag_part(gram), consts)
-    count = tf.reduce_sum(tf.cast(tf.logical_not(twins), tf.float64))
-    finite = tf.reduce_all(tf.math.is_finite(gram))
-    return tf.where(finite, count, float("nan"))
 
 
 def _distinct_consts(rtol: float) -> dict[Any, tf.Tensor]:
@@ -456,10 +444,11 @@ def make_probe_function(
         # (The kernel counts go through a stack: Grappler turns a division by a constant into
         # a multiplication by its reciprocal, which rounds differently.)
         k_count_t = tf.constant(k_count)
-        counts = tf.stack([count, count, k_count_t, k_count_t])
-        means = tf.stack([total, g_sum, w_sum, kg_sum]) / counts
-        mean_squares = tf.stack([squares, g_sq, w_sq, kg_sq]) / counts
-        variances = tf.maximum(mean_squares - means * means, zero) + zero * means
+        variances = _variance_of(
+            tf.stack([count, count, k_count_t, k_count_t]),
+            tf.stack([total, g_sum, w_sum, kg_sum]),
+            tf.stack([squares, g_sq, w_sq, kg_sq]),
+        )
         act_var, grad_var, weight_var, weight_grad_var = tf.unstack(variances)
 
         if twins:
