@@ -28,7 +28,8 @@ class Alert:
     Attributes:
         epoch, step: when the record was taken.
         layer: the layer with the largest change (or the first non-finite value).
-        kind: ``"activation_var"``, ``"gradient_var"`` or ``"non_finite"``.
+        kind: ``"activation_var"``, ``"gradient_var"`` (a change across depth),
+            ``"gradient_zero"`` (no gradient reaches some layers) or ``"non_finite"``.
         factor: the overall change across depth (``max/min``; NaN for non-finite values).
         message: the full text, including the suggested fix.
         fix: the suggested fix alone.
@@ -68,6 +69,68 @@ def _suggest_fix(rows: Sequence[dict[str, Any]], grows: bool) -> str:
     return "; ".join(fixes)
 
 
+_NON_FINITE_FIX = (
+    "lower the learning rate or the initial weight scale, or clip gradients (optimizer "
+    "argument clipnorm=1.0)"
+)
+
+
+def _non_finite(rows: Sequence[dict[str, Any]], step: int, epoch: int) -> list[Alert]:
+    """Alerts for NaN/Inf: the first layer holding non-finite weights (read from the weights
+    themselves), the first layer whose activations are not finite (forward order) and the
+    deepest layer whose gradient is not finite (gradients flow backward); one per layer."""
+    found: dict[str, str] = {}
+    bad = [r for r in rows if r.get("non_finite_weights")]
+    if bad:
+        others = f" ({len(bad) - 1} more layer(s) too)" if len(bad) > 1 else ""
+        found[str(bad[0]["layer"])] = (
+            f"layer {bad[0]['layer']!r} holds {bad[0]['non_finite_weights']} weight value(s) "
+            f"that are not finite (NaN/Inf){others}"
+        )
+    for key, ordered in (("activation_var", list(rows)), ("gradient_var", list(reversed(rows)))):
+        row = next(
+            (r for r in ordered if r.get(key) is not None and not math.isfinite(r[key])), None
+        )
+        if row is not None and str(row["layer"]) not in found:
+            found[str(row["layer"])] = f"{key} of layer {row['layer']!r} is not finite ({row[key]})"
+    return [
+        Alert(
+            epoch,
+            step,
+            layer,
+            "non_finite",
+            math.nan,
+            f"VarianceMonitor: {what} at step {step}. Likely fix: {_NON_FINITE_FIX}.",
+            _NON_FINITE_FIX,
+        )
+        for layer, what in found.items()
+    ]
+
+
+def _vanished_gradient(
+    profile: Sequence[tuple[dict[str, Any], float]], epoch: int, step: int
+) -> Alert | None:
+    """An alert when the gradient is exactly 0 at some layers with a kernel (in backward
+    order): no signal reaches weights there, which no max/min ratio shows. (Layers without a
+    kernel are left out: an input `Normalization`, for one, passes no gradient back.)"""
+    profile = [(r, v) for r, v in profile if r.get("weight_var") is not None]
+    zero = [r for r, v in profile if v == 0]
+    if not zero or len(profile) < 2:
+        return None
+    layer = str(zero[0]["layer"])
+    everywhere = len(zero) == len(profile)
+    fix = (
+        "the loss is saturated or the units are dead: check the output scale (a softmax or "
+        "sigmoid head with too-large weights), ReLU units that never fire (too-negative "
+        "biases, too-large learning rate), or layers the loss does not depend on"
+    )
+    where = "every monitored layer" if everywhere else f"{len(zero)} layer(s), from {layer!r} on"
+    message = (
+        f"VarianceMonitor: the gradient is exactly 0 at {where} at step {step}. Likely fix: {fix}."
+    )
+    return Alert(epoch, step, layer, "gradient_zero", 0.0, message, fix)
+
+
 def check_depth(
     rows: Sequence[dict[str, Any]],
     factor: float,
@@ -89,32 +152,19 @@ def check_depth(
     >>> [a.layer for a in check_depth(rows, 10.0, epoch=0, step=0)]
     ['d1']
     """
-    alerts = []
-    # The origin of a non-finite value: the first layer in forward order for activations,
-    # the deepest layer for gradients (they flow backward).
-    scans = (("activation_var", list(rows)), ("gradient_var", list(reversed(rows))))
-    for key, ordered in scans:
-        for row in ordered:
-            value = row.get(key)
-            if value is not None and not math.isfinite(value):
-                if ("non_finite", str(row["layer"])) in skip:
-                    return []
-                fix = (
-                    "lower the learning rate or the initial weight scale, "
-                    "or clip gradients (optimizer argument clipnorm=1.0)"
-                )
-                message = (
-                    f"VarianceMonitor: {key} of layer {row['layer']!r} is not finite ({value}) "
-                    f"at step {step}. Likely fix: {fix}."
-                )
-                return [Alert(epoch, step, str(row["layer"]), "non_finite", math.nan, message, fix)]
+    alerts = [a for a in _non_finite(rows, step, epoch) if (a.kind, a.layer) not in skip]
     hidden = list(rows[:-1]) if len(rows) >= 3 else list(rows)
     for key, direction in (("activation_var", "forward"), ("gradient_var", "backward")):
-        profile: list[tuple[dict[str, Any], float]] = [
-            (r, float(r[key])) for r in hidden if r.get(key) is not None and r[key] > 0
+        finite = [
+            (r, float(r[key])) for r in hidden if r.get(key) is not None and math.isfinite(r[key])
         ]
         if direction == "backward":
-            profile.reverse()
+            finite.reverse()
+        if key == "gradient_var":
+            vanished = _vanished_gradient(finite, epoch, step)
+            if vanished is not None and (vanished.kind, vanished.layer) not in skip:
+                alerts.append(vanished)
+        profile = [(r, v) for r, v in finite if v > 0]
         if len(profile) < 2:
             continue
         values = [v for _, v in profile]

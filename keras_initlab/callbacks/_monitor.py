@@ -24,8 +24,11 @@ RECORD_KEYS = (
     "layer",
     "layer_class",
     "activation",
+    "mode",
+    "gradient_of",
     *_taps.COLUMNS,
 )
+PROBE_MODES = ("inference", "training")
 # Two units are the same unit when their output columns on the probe differ by at most this
 # fraction of the larger column norm (float rounding can split exactly-symmetric units by
 # ~1e-7 relative; a real feature differs by far more).
@@ -38,6 +41,7 @@ IN_STEP_CAPACITY = 64
 SUMMARY_KEYS = ("vm_activation_var_ratio", "vm_gradient_var_ratio", "vm_min_distinct_units")
 _SATURATING = {"tanh", "sigmoid", "hard_sigmoid"}
 _GRADIENT_KEYS = {"gradient_var", "weight_grad_var"}
+_INT_KEYS = ("distinct_units", "non_finite_weights")
 
 
 class VarianceMonitor(keras.callbacks.Callback):
@@ -57,7 +61,7 @@ class VarianceMonitor(keras.callbacks.Callback):
     Records are taken at the start of training (step 0, before any update), at every epoch
     end and, if ``every_n_batches`` is set, every that many optimizer steps. With
     ``every_n_batches=1`` (or ``in_step=True``) the batch records come from taps inside the
-    training step itself (``source="train_batch"``: the statistics of that step's training
+    training step itself (``source="in_step"``: the statistics of that step's training
     batch in training mode, taken with no extra pass and read from a device ring buffer every
     `IN_STEP_CAPACITY` steps; the weight and unit columns are None there). Other batch records
     and all step-0 / epoch-end records use the probe (``source="probe"``).
@@ -104,6 +108,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         log_summary: bool = False,
         in_step: bool | None = None,
         distinct_rtol: float = DISTINCT_RTOL,
+        probe_mode: str = "inference",
     ) -> None:
         super().__init__()
         if every_n_batches is not None and (
@@ -115,7 +120,15 @@ class VarianceMonitor(keras.callbacks.Callback):
                 "Argument `every_n_batches` must be a positive integer or None. "
                 f"Received: every_n_batches={every_n_batches!r}"
             )
+        if probe_mode not in PROBE_MODES:
+            raise ValueError(
+                f"Argument `probe_mode` must be one of {PROBE_MODES}. "
+                f"Received: probe_mode={probe_mode!r}"
+            )
+        if probe is not None and not _is_dataset(probe):
+            _check_probe(probe)
         self.probe = probe
+        self.probe_mode = probe_mode
         self.every_n_batches = every_n_batches
         self.layers = None if layers is None else list(layers)
         self.log_dir = log_dir
@@ -132,7 +145,9 @@ class VarianceMonitor(keras.callbacks.Callback):
         self.distinct_rtol = check_positive("distinct_rtol", distinct_rtol)
         self.records: list[dict[str, Any]] = []
         self.alerts: list[Alert] = []
-        self._alerted: set[tuple[str, str]] = set()
+        # (path, source, reason) of each monitored layer that did not run and has no records.
+        self.skipped: list[tuple[str, str, str]] = []
+        self._alerted: set[tuple[str, ...]] = set()
         self._entries: list[tuple[str, Any]] = []
         self._probe_fn: Any = None
         self._probe_key: Any = None
@@ -175,7 +190,7 @@ class VarianceMonitor(keras.callbacks.Callback):
             for kernel, activation in zip(self._kernels, self._activations, strict=True)
         ]
         _taps.install_taps(layers)
-        key = (id(model), tuple(id(layer) for layer in layers))
+        key = (id(model), tuple(id(layer) for layer in layers), self.probe_mode)
         if self._probe_key != key:  # a later `fit` of the same model reuses the traced probe
             self._probe_key = key
             self._probe_fn = _taps.make_probe_function(
@@ -185,6 +200,7 @@ class VarianceMonitor(keras.callbacks.Callback):
                 self._activations,
                 rtol=self.distinct_rtol,
                 max_units=MAX_DISTINCT_UNITS,
+                training=self.probe_mode == "training",
             )
         if self.in_step:
             self._install_in_step()
@@ -269,20 +285,27 @@ class VarianceMonitor(keras.callbacks.Callback):
         """Turn the pending in-step batch records into records (one read of the ring buffer)."""
         if not self._pending or self._in_step_taps is None:
             return
-        buffer = self._in_step_taps.read().numpy()
+        taps = self._in_step_taps
+        buffer = taps.read().numpy()
         columns = ("activation_mean", "activation_var", "gradient_var", "saturation_fraction")
         pending, self._pending = self._pending, []
         for step, epoch in pending:
-            matrix = buffer[(step - 1) % self._in_step_taps.capacity]
-            self._emit(self._rows(matrix, columns, step, epoch, "batch", "train_batch"), step)
+            matrix = buffer[(step - 1) % taps.capacity]
+            rows = self._rows(
+                matrix, columns, step, epoch, "batch", "in_step", taps.seen, taps.gradient_of
+            )
+            self._emit(rows, step)
 
     def _record(self, event: str, step: int | None = None) -> list[dict[str, Any]]:
         if step is None:
             step = int(self.model.optimizer.iterations.numpy())
         self._last_record_step = step
         x, y, sw = self._probe_data
-        matrix = self._probe_fn(x, y, sw).numpy()
-        rows = self._rows(matrix, _taps.COLUMNS, step, self._epoch, event, "probe")
+        probe = self._probe_fn
+        matrix = probe(x, y, sw)
+        rows = self._rows(
+            matrix, _taps.COLUMNS, step, self._epoch, event, "probe", probe.seen, probe.gradient_of
+        )
         self._emit(rows, step)
         return rows
 
@@ -294,23 +317,43 @@ class VarianceMonitor(keras.callbacks.Callback):
         epoch: int,
         event: str,
         source: str,
+        seen: list[bool],
+        gradient_of: list[str | None],
     ) -> list[dict[str, Any]]:
-        """One record dict per monitored layer from a (layers, columns) matrix of statistics.
+        """One record dict per monitored layer that ran, from a (layers, columns) matrix.
 
         A column that does not apply stays None: weight columns of a layer without a kernel,
-        saturation of a non-saturating activation, gradients of a probe without targets.
+        saturation of a non-saturating activation, gradients of a probe without targets. A
+        layer that did not run for this source (a sublayer its parent does not call, such as
+        the `Softmax` of a `MultiHeadAttention` on its fused path) has no record; it is listed
+        once in `skipped`.
         """
         skip_gradients = source == "probe" and self._probe_data[1] is None
+        mode = self.probe_mode if source == "probe" else "training"
         rows = []
         for i, values in enumerate(matrix.tolist()):
-            row = dict(self._templates[i], epoch=epoch, step=step, event=event, source=source)
+            if not seen[i]:
+                entry = (self._templates[i]["layer"], source, "did not run")
+                if entry not in self.skipped:
+                    self.skipped.append(entry)
+                continue
+            row = dict(
+                self._templates[i],
+                epoch=epoch,
+                step=step,
+                event=event,
+                source=source,
+                mode=mode,
+                gradient_of=None if skip_gradients else gradient_of[i],
+            )
             unused = self._unused[i]
             for key, value in zip(columns, values, strict=True):
                 if key not in unused and not (skip_gradients and key in _GRADIENT_KEYS):
                     row[key] = value
-            distinct = row["distinct_units"]
-            if distinct is not None:
-                row["distinct_units"] = int(distinct) if math.isfinite(distinct) else None
+            for key in _INT_KEYS:
+                value = row[key]
+                if value is not None:
+                    row[key] = int(value) if math.isfinite(value) else None
             rows.append(row)
         return rows
 
@@ -322,15 +365,17 @@ class VarianceMonitor(keras.callbacks.Callback):
 
     def _check(self, rows: list[dict[str, Any]], step: int) -> None:
         if self.alert:
+            source = rows[0]["source"] if rows else ""
+            alerted = {key[1:] for key in self._alerted if key[0] == source}
             alerts = check_depth(
-                rows, self.alert_factor, epoch=self._epoch, step=step, skip=self._alerted
+                rows, self.alert_factor, epoch=self._epoch, step=step, skip=alerted
             )
             for a in alerts:
-                self._alerted.add((a.kind, a.layer))
+                self._alerted.add((source, a.kind, a.layer))
                 self.alerts.append(a)
                 warnings.warn(a.message, VarianceWarning, stacklevel=2)
         if self.stop_on_nan and any(
-            r[k] is not None and not math.isfinite(r[k])
+            (r[k] is not None and not math.isfinite(r[k])) or r["non_finite_weights"]
             for r in rows
             for k in ("activation_var", "gradient_var")
         ):
@@ -384,6 +429,39 @@ def _build(model: Any, probe: tuple[Any, Any, Any]) -> None:
             model._symbolic_build(data_batch=batch)
 
 
+def _is_dataset(probe: Any) -> bool:
+    import tensorflow as tf
+
+    return isinstance(probe, tf.data.Dataset)
+
+
+def _check_probe(probe: Any) -> None:
+    """Reject a probe that cannot give statistics: no rows, or NaN/Inf values.
+
+    Raises:
+        ValueError: naming the part of the probe (``x``, ``y``, ``sample_weight``) at fault.
+    """
+    import tensorflow as tf
+
+    parts = probe if isinstance(probe, tuple) else (probe,)
+    for name, part in zip(("x", "y", "sample_weight"), parts, strict=False):
+        for leaf in tf.nest.flatten(part):
+            if leaf is None:
+                continue
+            array = np.asarray(leaf)
+            if array.ndim == 0 or array.shape[0] == 0:
+                raise ValueError(
+                    f"Argument `probe` must hold at least one sample. Received: {name} of shape "
+                    f"{array.shape}"
+                )
+            if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+                bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+                raise ValueError(
+                    f"Argument `probe` must hold finite values. Received: {name} with {bad} "
+                    f"NaN or Inf value(s) of {array.size}"
+                )
+
+
 def _probe_tensors(probe: Any) -> tuple[Any, Any, Any]:
     """``(x, y, sample_weight)`` as tensors from any accepted probe form."""
     import tensorflow as tf
@@ -393,6 +471,7 @@ def _probe_tensors(probe: Any) -> tuple[Any, Any, Any]:
         if not batches:
             raise ValueError("Argument `probe` must not be an empty dataset. Received: probe=...")
         probe = tf.nest.map_structure(lambda *b: np.concatenate(b, axis=0), *batches)
+        _check_probe(probe)
     if isinstance(probe, tuple):
         if not 1 <= len(probe) <= 3:
             raise ValueError(

@@ -43,6 +43,7 @@ COLUMNS = (
     "dead_fraction",
     "distinct_units",
     "saturation_fraction",
+    "non_finite_weights",
 )
 # Columns of the in-step accumulators: count, sum, sum of squares, saturated count (forward)
 # and gradient sum, gradient sum of squares (backward).
@@ -73,16 +74,69 @@ class _OwnTracingFilter(logging.Filter):
 tf.get_logger().addFilter(_OwnTracingFilter())
 
 
+# Output ops whose input Keras' cross-entropies read as logits (`_get_logits` in Keras'
+# TensorFlow backend), and how to rebuild each on a tapped input.
+_LOGITS_OPS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "Softmax": lambda z: tf.raw_ops.Softmax(logits=z),
+    "Sigmoid": lambda z: tf.raw_ops.Sigmoid(x=z),
+}
+
+
+def _logits_op_type(y: Any) -> str | None:
+    """``"Softmax"``/``"Sigmoid"`` when graph tensor ``y`` is that op's output, else None."""
+    op = getattr(y, "op", None)
+    if op is None or isinstance(y, tf.__internal__.EagerTensor):
+        return None
+    return op.type if op.type in _LOGITS_OPS and len(op.inputs) == 1 else None
+
+
+def route_output(
+    y: tf.Tensor,
+    see: Callable[[tf.Tensor], None],
+    grad_tap: Callable[[tf.Tensor, str], tf.Tensor],
+) -> tf.Tensor:
+    """A layer output routed through the taps, keeping Keras' from-logits shortcut.
+
+    Keras' cross-entropies read the logits of a softmax or sigmoid output instead of the
+    probabilities (the ``_keras_logits`` attribute, or the input of a graph ``Softmax`` /
+    ``Sigmoid`` op), so training never differentiates through clipped probabilities. A tap
+    must keep that: ``grad_tap(t, "output")`` wraps the output and ``grad_tap(z, "logits")``
+    the logits, which the tapped output carries on in the same way; a bare ``Softmax`` /
+    ``Sigmoid`` op is rebuilt on the tapped logits (same kernel, same values). ``see`` gets
+    the output whose forward statistics are taken.
+    """
+    logits = getattr(y, "_keras_logits", None)
+    op_type = None if logits is not None else _logits_op_type(y)
+    if op_type is not None:
+        out = _LOGITS_OPS[op_type](grad_tap(y.op.inputs[0], "logits"))
+    else:
+        out = grad_tap(y, "output")
+        if logits is not None:
+            out._keras_logits = grad_tap(logits, "logits")
+    see(out)
+    return out
+
+
 class _ProbeRecorder:
-    """Collects the tapped output tensors of each monitored layer during one trace."""
+    """Collects, per call of each monitored layer, its output and the tensors to differentiate.
+
+    ``calls[i]`` holds one dict per call of layer ``i``: ``"out"`` (the output), ``"output"``
+    and ``"logits"`` (identities the tape differentiates; ``"logits"`` only where the output
+    carries Keras' from-logits shortcut).
+    """
 
     def __init__(self, n: int) -> None:
-        self.outputs: list[list[tf.Tensor]] = [[] for _ in range(n)]
+        self.calls: list[list[dict[str, Any]]] = [[] for _ in range(n)]
 
     def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
-        y = tf.identity(y)
-        self.outputs[index].append(y)
-        return y
+        call: dict[str, Any] = {"output": None, "logits": None}
+        self.calls[index].append(call)
+
+        def grad_tap(t: tf.Tensor, slot: str) -> tf.Tensor:
+            call[slot] = tf.identity(t)
+            return call[slot]
+
+        return route_output(y, lambda out: call.__setitem__("out", out), grad_tap)
 
 
 def _map_first_tensor(outputs: Any, fn: Callable[[tf.Tensor], tf.Tensor]) -> Any:
@@ -135,25 +189,40 @@ def _loss_scale(optimizer: Any) -> tf.Tensor | None:
     return None
 
 
-def _compiled_loss(model: Any, y: Any, y_pred: Any, sample_weight: Any) -> tf.Tensor:
-    """The compiled loss without updating the per-output loss trackers.
+def _training_loss(
+    model: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any, training: bool
+) -> tf.Tensor:
+    """The loss `train_step` differentiates, on the probe: ``model.compute_loss(...)``.
 
-    `CompileLoss` skips a tracker that is None, so during this (trace-time) call its tracker
-    list is swapped for one None per loss. A tapped output is a plain tensor: a sigmoid or
-    softmax output loses its `_keras_logits` shortcut, so dL/dy is the gradient through it.
+    That is the compiled loss (Keras' from-logits shortcut and reductions included) plus
+    ``model.losses`` (weight and activity regularization, `add_loss`), or the model's own
+    `compute_loss` override, with ``training`` as the probe runs. The per-output loss
+    trackers of the compiled loss are not updated: `CompileLoss` skips a tracker that is
+    None, so during this (trace-time) call its tracker list is swapped for one None per loss.
+    (A `compute_loss` override that updates metrics of its own is handled by the caller,
+    which restores the metric variables.)
     """
     compile_loss = model._compile_loss
-    if compile_loss is None:
+    if compile_loss is None and not overrides_compute_loss(model):
         raise ValueError(
             "VarianceMonitor needs a compiled model to compute gradients. "
             "Call `model.compile(loss=...)` first."
         )
-    saved = compile_loss._metrics
-    object.__setattr__(compile_loss, "_metrics", [None] * len(saved))
+    saved = None if compile_loss is None else compile_loss._metrics
+    if saved is not None:
+        object.__setattr__(compile_loss, "_metrics", [None] * len(saved))
     try:
-        return compile_loss(y, y_pred, sample_weight)
+        return model._compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
     finally:
-        object.__setattr__(compile_loss, "_metrics", saved)
+        if saved is not None:
+            object.__setattr__(compile_loss, "_metrics", saved)
+
+
+def overrides_compute_loss(model: Any) -> bool:
+    """Whether the model's class defines its own `compute_loss`."""
+    return type(model).compute_loss is not keras.Model.compute_loss
 
 
 def _to64(t: Any) -> tf.Tensor:
@@ -257,13 +326,19 @@ def make_probe_function(
     *,
     rtol: float,
     max_units: int,
-) -> Callable[..., tf.Tensor]:
-    """A `tf.function` ``f(x, y, sample_weight) -> (len(layers), len(COLUMNS))`` float64.
+    training: bool = False,
+) -> ProbeFunction:
+    """A `ProbeFunction` ``f(x, y, sample_weight) -> (len(layers), len(COLUMNS))`` float64.
 
+    The model runs on the probe with ``training`` (False: inference mode; True: batch
+    statistics and dropout, with every non-trainable variable, moving statistics and seed
+    states included, restored afterwards), and the loss `train_step` differentiates
+    (`_training_loss`) is differentiated with respect to every monitored output.
     ``y`` may be None (no gradient statistics: those columns are NaN). Layers whose output was
-    not seen in the forward pass get NaN rows. Each replica reduces its share of the probe to
-    sums; one batched all-reduce adds them; the statistics are then formed for all layers at
-    once (a fixed number of ops, so the trace and each call stay cheap for deep models).
+    not seen in the forward pass get NaN rows (see `ProbeFunction.seen`). Each replica reduces
+    its share of the probe to sums; one batched all-reduce adds them; the statistics are then
+    formed for all layers at once (a fixed number of ops, so the trace and each call stay
+    cheap for deep models).
     """
     strategy = model.distribute_strategy
     n_layers = len(layers)
@@ -285,13 +360,20 @@ def make_probe_function(
             )
         recorder = _ProbeRecorder(n_layers)
         scale = None
+        # State a probe must not change: in training mode, the moving statistics and seed
+        # states (`non_trainable_variables`); the metrics of a `compute_loss` override.
+        kept = list(model.non_trainable_variables) if training else []
+        if y is not None and overrides_compute_loss(model):
+            kept += list(model.metrics_variables)
+        saved = [tf.identity(v.value) for v in kept]
         _RECORDERS.append(recorder)
         try:
             with tf.GradientTape() as tape:
-                y_pred = model(x, training=False)
+                y_pred = model(x, training=training)
                 loss = None
                 if y is not None:
-                    loss = tf.cast(_compiled_loss(model, y, y_pred, sample_weight), tf.float32)
+                    loss = _training_loss(model, x, y, y_pred, sample_weight, training)
+                    loss = tf.cast(loss, tf.float32)
                     if replicas > 1:
                         # Keras divides a per-replica loss by the replica count; undo that and
                         # weight by this replica's share of the probe instead.
@@ -302,15 +384,43 @@ def make_probe_function(
                         loss = loss * scale
         finally:
             _RECORDERS.pop()
-        taps = [t for outs in recorder.outputs for t in outs]
+        calls = recorder.calls
+        sources = [c[slot] for cs in calls for c in cs for slot in ("output", "logits")]
         kvars = [kernels[i] for i in kernel_index]
         if loss is not None:
             grads = tape.gradient(
-                loss, taps + kvars, unconnected_gradients=tf.UnconnectedGradients.ZERO
+                loss,
+                [t for t in sources if t is not None] + kvars,
+                unconnected_gradients=tf.UnconnectedGradients.NONE,
             )
         else:
-            grads = [None] * (len(taps) + len(kvars))
-        tap_grads, kernel_grads = grads[: len(taps)], grads[len(taps) :]
+            grads = [None] * (sum(t is not None for t in sources) + len(kvars))
+        with tf.control_dependencies([g for g in grads if g is not None]):
+            for v, value in zip(kept, saved, strict=True):
+                v.assign(value)
+        grad_of = iter(grads)
+        pairs = [None if t is None else next(grad_of) for t in sources]
+        kernel_grads = [
+            tf.zeros_like(v.value) if g is None else g for v, g in zip(kvars, grad_of, strict=False)
+        ]
+        # Per call, dL/d(output); where the loss reads the logits instead (the from-logits
+        # shortcut: the output itself is then unconnected), dL/d(logits).
+        tap_grads: list[list[tf.Tensor]] = []
+        gradient_of: list[str | None] = []
+        k = 0
+        for cs in calls:
+            gs, of = [], None
+            for c in cs:
+                g_out, g_logits = pairs[k], pairs[k + 1]
+                k += 2
+                if g_out is None and g_logits is not None:
+                    gs.append(g_logits)
+                    of = of or "logits"
+                else:
+                    gs.append(tf.zeros_like(c["out"]) if g_out is None else g_out)
+                    of = of or "output"
+            tap_grads.append(gs)
+            gradient_of.append(of if loss is not None else None)
 
         sums = _Sums()
         # Per layer: count and saturated count; the sum and the sum of squares of the outputs
@@ -324,12 +434,10 @@ def make_probe_function(
         gram = [False] * n_layers
         # Per seen layer, in order: the Gram matrix of its units or their sums of squares.
         unit_sums: list[tf.Tensor] = []
-        k = 0
-        for i, outs in enumerate(recorder.outputs):
-            if not outs:
+        for i, cs in enumerate(calls):
+            if not cs:
                 continue
-            gs = tap_grads[k : k + len(outs)]
-            k += len(outs)
+            outs, gs = [c["out"] for c in cs], tap_grads[i]
             a = _as_rows(outs[0])
             if len(outs) > 1:
                 a = tf.concat([a] + [_as_rows(o) for o in outs[1:]], 0)
@@ -353,7 +461,13 @@ def make_probe_function(
             else:
                 unit_sums.append(tf.reduce_sum(a * a, sums.axes(0, 1)))
             units[i] = u if u is not None else tf.size(unit_sums[-1])
-        layout.update(units=units, gram=gram, grads=loss is not None, scaled=scale is not None)
+        layout.update(
+            units=units,
+            gram=gram,
+            grads=loss is not None,
+            scaled=scale is not None,
+            gradient_of=gradient_of,
+        )
         counts = [tf.constant(c, tf.float64) if isinstance(c, float) else c for c in count]
         rows = [tf.reshape(tf.stack(counts + saturated), (2, n_layers))]
         if loss is None:
@@ -473,10 +587,56 @@ def make_probe_function(
             dead_units / unit_counts,
             distinct,
             saturated / count,
+            _non_finite_counts(layers),
         ]
         return tf.stack(columns, axis=1)
 
-    return probe
+    return ProbeFunction(probe, layout)
+
+
+def _non_finite_counts(layers: Sequence[Any]) -> tf.Tensor:
+    """Per layer, the number of NaN/Inf values among its own floating-point weights.
+
+    Read from the variables themselves: a layer's output does not show every non-finite
+    weight (a fused MatMul + ReLU kernel maps NaN to 0 on some CPUs).
+    """
+    counts = []
+    for layer in layers:
+        bad = [
+            tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(w.value)), tf.float64))
+            for w in layer.weights
+            if w.value.dtype.is_floating
+        ]
+        counts.append(tf.add_n(bad) if bad else tf.constant(0.0, tf.float64))
+    return tf.stack(counts)
+
+
+class ProbeFunction:
+    """The traced probe of `make_probe_function` and what its trace found.
+
+    Calling it returns the ``(layers, len(COLUMNS))`` float64 statistics as a NumPy array.
+    After the first call, `seen` tells per layer whether it ran on the probe and
+    `gradient_of` whether its gradient is taken at its ``"output"`` or, where the loss reads
+    its logits (Keras' from-logits shortcut), at its ``"logits"`` (None: no targets or not seen).
+    """
+
+    def __init__(self, fn: Any, layout: dict[str, Any]) -> None:
+        self._fn = fn
+        self._layout = layout
+
+    def __repr__(self) -> str:
+        return f"ProbeFunction(traced={bool(self._layout)})"
+
+    def __call__(self, x: Any, y: Any, sample_weight: Any) -> np.ndarray:
+        return np.asarray(self._fn(x, y, sample_weight))
+
+    @property
+    def seen(self) -> list[bool]:
+        return [not (isinstance(u, int) and u == 0) for u in self._layout["units"]]
+
+    @property
+    def gradient_of(self) -> list[str | None]:
+        return list(self._layout["gradient_of"])
 
 
 def _add(total: tf.Tensor | None, value: tf.Tensor) -> tf.Tensor:
@@ -515,6 +675,9 @@ class InStepTaps:
         # step in its own thread and may switch threads mid-step (at a merge call).
         self._traced = threading.local()
         self._read = tf.function(self._read_impl, autograph=False)
+        # Found when the wrapped step is traced (see `ProbeFunction`).
+        self.seen: list[bool] = []
+        self.gradient_of: list[str | None] = []
 
     def __repr__(self) -> str:
         return f"InStepTaps(layers={len(self._activations)}, capacity={self.capacity})"
@@ -526,22 +689,34 @@ class InStepTaps:
             iterations = tf.convert_to_tensor(self._model.optimizer.iterations)
             slot = tf.reshape(tf.cast(iterations % self.capacity, tf.int32), (1, 1))
             n = len(self._activations)
-            self._traced.forward = [None] * n
-            self._traced.backward = [None] * n
+            traced = self._traced
+            traced.forward = [None] * n
+            traced.backward = {"output": [None] * n, "logits": [None] * n}
             _RECORDERS.append(self)
             try:
                 logs = train_step(data)
             finally:
                 _RECORDERS.remove(self)
-            # Zero sums: a layer not called in this step gets NaN statistics, an output that
-            # the loss does not depend on a zero gradient.
+            # Per layer, the gradient at its output or, where the loss reads its logits
+            # instead (from-logits shortcut), at its logits. Zero sums: a layer not called in
+            # this step gets NaN statistics, an output the loss does not depend on a zero
+            # gradient.
+            self.seen = [f is not None for f in traced.forward]
+            self.gradient_of = [
+                None if f is None else "output" if o is not None or g is None else "logits"
+                for f, o, g in zip(
+                    traced.forward,
+                    traced.backward["output"],
+                    traced.backward["logits"],
+                    strict=True,
+                )
+            ]
             forward = [
-                tf.zeros((_FORWARD_SUMS,), tf.float64) if f is None else f
-                for f in self._traced.forward
+                tf.zeros((_FORWARD_SUMS,), tf.float64) if f is None else f for f in traced.forward
             ]
             backward = [
-                tf.zeros((_BACKWARD_SUMS,), tf.float64) if b is None else b
-                for b in self._traced.backward
+                o if o is not None else g if g is not None else tf.zeros((2,), tf.float64)
+                for o, g in zip(traced.backward["output"], traced.backward["logits"], strict=True)
             ]
             rows = tf.concat([tf.stack(forward), tf.stack(backward)], 1)
             # (A SyncOnRead variable has no in-place scatter; the buffer is small.)
@@ -552,24 +727,30 @@ class InStepTaps:
 
     def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
         traced = self._traced
-        a = _flat64(y)
-        sums = tf.concat([_moments(a), _saturated_count(a, self._activations[index])[None]], 0)
-        traced.forward[index] = _add(traced.forward[index], sums)  # a shared layer: all calls
         scale = _loss_scale(self._model.optimizer)
 
-        @tf.custom_gradient
-        def identity(t: tf.Tensor) -> Any:
-            def grad(dy: tf.Tensor) -> tf.Tensor:
-                g = _flat64(dy)
-                if scale is not None:
-                    g = g / tf.cast(scale, tf.float64)
-                g_sums = tf.stack([tf.reduce_sum(g), tf.reduce_sum(g * g)])
-                traced.backward[index] = _add(traced.backward[index], g_sums)
-                return dy
+        def see(out: tf.Tensor) -> None:
+            a = _flat64(out)
+            sums = tf.concat([_moments(a), _saturated_count(a, self._activations[index])[None]], 0)
+            traced.forward[index] = _add(traced.forward[index], sums)  # shared layer: all calls
 
-            return tf.identity(t), grad
+        def grad_tap(t: tf.Tensor, slot: str) -> tf.Tensor:
+            @tf.custom_gradient
+            def identity(u: tf.Tensor) -> Any:
+                def grad(dy: tf.Tensor) -> tf.Tensor:
+                    g = _flat64(dy)
+                    if scale is not None:
+                        g = g / tf.cast(scale, tf.float64)
+                    g_sums = tf.stack([tf.reduce_sum(g), tf.reduce_sum(g * g)])
+                    sink = traced.backward[slot]
+                    sink[index] = _add(sink[index], g_sums)
+                    return dy
 
-        return identity(y)
+                return tf.identity(u), grad
+
+            return identity(t)
+
+        return route_output(y, see, grad_tap)
 
     def _read_impl(self) -> tf.Tensor:
         sums = tf.convert_to_tensor(self.buffer)

@@ -41,26 +41,47 @@ def reference(
 ) -> dict[str, dict[str, float]]:
     """Per-layer statistics: ``forward(x, tap)`` must pass each monitored output to tap."""
     outputs: dict[str, list[Any]] = {}
+    logits: dict[str, list[Any]] = {}
     with tf.GradientTape() as tape:
 
         def tap(name: str, t: Any) -> Any:
-            t = tf.identity(t)  # dL/dy through y itself (no `_keras_logits` shortcut)
+            # Keras' cross-entropies read a softmax/sigmoid output's `_keras_logits`; keep it,
+            # as training does, and differentiate with respect to both.
+            z = getattr(t, "_keras_logits", None)
+            t = tf.identity(t)
             tape.watch(t)
+            if z is not None:
+                z = tf.identity(z)
+                tape.watch(z)
+                t._keras_logits = z
             outputs.setdefault(name, []).append(t)
+            logits.setdefault(name, []).append(z)
             return t
 
         loss = loss_fn(y, forward(x, tap))
     names = list(outputs)
     flat = [t for n in names for t in outputs[n]]
+    flat_logits = [
+        z if z is not None else t for n in names for t, z in zip(outputs[n], logits[n], strict=True)
+    ]
     kvars = [kernels[n] for n in names if kernels.get(n) is not None]
-    grads = tape.gradient(loss, flat + kvars)
+    grads = tape.gradient(
+        loss, flat + flat_logits + kvars, unconnected_gradients=tf.UnconnectedGradients.NONE
+    )
+    # dL/dy; where the loss reads the logits instead (y itself unconnected), dL/dlogits.
+    output_grads = [
+        g if g is not None else gz if gz is not None else tf.zeros_like(t)
+        for t, g, gz in zip(flat, grads[: len(flat)], grads[len(flat) : 2 * len(flat)], strict=True)
+    ]
     result: dict[str, dict[str, float]] = {}
     k = 0
-    kernel_grads = iter(grads[len(flat) :])
+    kernel_grads = iter(grads[2 * len(flat) :])
     for name in names:
         outs = outputs[name]
         a = np.concatenate([np.asarray(o, np.float64).reshape(-1, o.shape[-1]) for o in outs])
-        g = np.concatenate([np.asarray(t, np.float64).ravel() for t in grads[k : k + len(outs)]])
+        g = np.concatenate(
+            [np.asarray(t, np.float64).ravel() for t in output_grads[k : k + len(outs)]]
+        )
         k += len(outs)
         row = {
             "activation_mean": a.mean(),
@@ -100,3 +121,56 @@ class _Tools:
 def ref() -> type[_Tools]:
     """The reference computation (see the module docstring)."""
     return _Tools
+
+
+def reference_by_calls(
+    model: Any, layers: dict[str, Any], x: Any, y: Any
+) -> dict[str, dict[str, float]]:
+    """The same statistics for any model: ``layers`` maps record names to layer objects.
+
+    Each layer's ``call`` is wrapped on the instance (for this eager call only) to keep its
+    outputs; the model runs eagerly in inference mode under a `GradientTape`, the loss is
+    Keras' own ``model.compute_loss`` (compiled loss with its from-logits shortcut, plus
+    ``model.losses``), and statistics are taken in NumPy float64. The gradient is dL/dy, or
+    dL/d(logits) where the loss reads a softmax/sigmoid output's logits (y unconnected).
+    """
+    outputs: dict[str, list[Any]] = {name: [] for name in layers}
+    for name, layer in layers.items():
+        original = layer.call
+
+        def call(*args: Any, _name: str = name, _call: Any = original, **kwargs: Any) -> Any:
+            out = _call(*args, **kwargs)
+            outputs[_name].append(out[0] if isinstance(out, (list, tuple)) else out)
+            return out
+
+        object.__setattr__(layer, "call", call)
+    try:
+        with tf.GradientTape(persistent=True) as tape:
+            y_pred = model(x, training=False)
+            loss = model.compute_loss(x, y, y_pred, training=False)
+    finally:
+        for layer in layers.values():
+            object.__delattr__(layer, "call")
+    result: dict[str, dict[str, float]] = {}
+    for name, outs in outputs.items():
+        if not outs:
+            continue
+        grads = []
+        for o in outs:
+            g = tape.gradient(loss, o)
+            z = getattr(o, "_keras_logits", None)
+            if g is None and z is not None:
+                g = tape.gradient(loss, z)
+            grads.append(np.zeros(o.shape) if g is None else np.asarray(g, np.float64))
+        a = np.concatenate([np.asarray(o, np.float64).ravel() for o in outs])
+        g = np.concatenate([t.ravel() for t in grads])
+        result[name] = {
+            "activation_mean": a.mean(),
+            "activation_var": a.var(),
+            "gradient_var": g.var(),
+        }
+    del tape
+    return result
+
+
+_Tools.reference_by_calls = staticmethod(reference_by_calls)  # type: ignore[attr-defined]

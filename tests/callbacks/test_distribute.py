@@ -42,7 +42,7 @@ def _check(result: dict, replicas: int) -> None:
             for key, value in expected.items():
                 np.testing.assert_allclose(record[key], value, rtol=1e-4, err_msg=key)
     # In-step records of steps 1 and 2 (step 3 ends the epoch: the epoch-end record).
-    assert result["batch_sources"] == ["train_batch"]
+    assert result["batch_sources"] == ["in_step"]
     assert result["batch_steps"] == [1, 2]
     assert len(result["batch1"]) == 3
     for record, expected in zip(result["batch1"], result["ref_batch1"], strict=True):

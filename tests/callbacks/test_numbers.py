@@ -148,7 +148,7 @@ def test_in_step_records_of_a_shared_layer_cover_both_calls(ref):
     monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
     _fit(model, x, y, monitor)  # batch_size 8, no shuffle: step 1 trains on `first`
     rows = [r for r in monitor.records if r["event"] == "batch" and r["step"] == 1]
-    assert {r["source"] for r in rows} == {"train_batch"}
+    assert {r["source"] for r in rows} == {"in_step"}
     keys = ("activation_mean", "activation_var", "gradient_var")
     ref.assert_matches(rows, {n: {k: v[k] for k in keys} for n, v in expected.items()})
 
@@ -273,7 +273,7 @@ def test_in_step_fast_path_matches_the_training_batch(ref, jit_compile):
     assert sorted({r["step"] for r in batch_records}) == [1, 2, 3]
     for step in (1, 2, 3):
         rows = [r for r in batch_records if r["step"] == step]
-        assert all(r["source"] == "train_batch" and r["distinct_units"] is None for r in rows)
+        assert all(r["source"] == "in_step" and r["distinct_units"] is None for r in rows)
         want = {
             k: {s: v[s] for s in ("activation_mean", "activation_var", "gradient_var")}
             for k, v in expected[step].items()

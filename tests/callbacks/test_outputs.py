@@ -118,4 +118,4 @@ def test_mixed_float16_statistics_match_float32(trained):
         for key in ("activation_var", "gradient_var", "weight_grad_var"):
             if a[key] is not None:
                 np.testing.assert_allclose(b[key], a[key], rtol=tolerance, err_msg=key)
-    assert {r["source"] for r in results["mixed_float16"]} == {"probe", "train_batch"}
+    assert {r["source"] for r in results["mixed_float16"]} == {"probe", "in_step"}
