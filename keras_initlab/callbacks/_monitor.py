@@ -147,7 +147,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         self.alerts: list[Alert] = []
         # (path, source, reason) of each monitored layer that did not run and has no records.
         self.skipped: list[tuple[str, str, str]] = []
-        self._alerted: set[tuple[str, ...]] = set()
+        self._alerted: set[tuple[str, str, str]] = set()  # (source, kind, layer)
         self._entries: list[tuple[str, Any]] = []
         self._probe_fn: Any = None
         self._probe_key: Any = None
@@ -366,7 +366,7 @@ class VarianceMonitor(keras.callbacks.Callback):
     def _check(self, rows: list[dict[str, Any]], step: int) -> None:
         if self.alert:
             source = rows[0]["source"] if rows else ""
-            alerted = {key[1:] for key in self._alerted if key[0] == source}
+            alerted = {(kind, layer) for s, kind, layer in self._alerted if s == source}
             alerts = check_depth(
                 rows, self.alert_factor, epoch=self._epoch, step=step, skip=alerted
             )

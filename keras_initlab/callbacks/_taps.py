@@ -386,7 +386,7 @@ def make_probe_function(
             _RECORDERS.pop()
         calls = recorder.calls
         sources = [c[slot] for cs in calls for c in cs for slot in ("output", "logits")]
-        kvars = [kernels[i] for i in kernel_index]
+        kvars = [kernel for kernel in kernels if kernel is not None]
         if loss is not None:
             grads = tape.gradient(
                 loss,
