@@ -47,16 +47,26 @@ _INT_KEYS = ("distinct_units", "non_finite_weights")
 class VarianceMonitor(keras.callbacks.Callback):
     """Record per-layer activation and gradient variance during training.
 
-    For each monitored layer (see `records`), with ``y`` the layer's output on the probe and
-    ``L`` the compiled loss on the probe in inference mode:
+    For each monitored layer that runs (see `records`), with ``y`` the layer's output on the
+    probe and ``L`` the loss `train_step` differentiates, evaluated on the probe
+    (``model.compute_loss``: the compiled loss with Keras' from-logits shortcut and its
+    reductions, plus ``model.losses``, i.e. regularization and `add_loss` terms):
     ``activation_var = mean(y^2) - mean(y)^2`` over all elements, ``gradient_var`` the same for
     ``dL/dy``, ``weight_var`` / ``weight_grad_var`` the same for the kernel and ``dL/dW``,
     ``dead_fraction`` the share of units (last axis) that output 0 on the whole probe,
     ``distinct_units`` the number of units whose output columns differ by more than
     ``distinct_rtol`` relative (1 after a constant initialization), ``saturation_fraction``
-    the share of tanh/sigmoid outputs within 0.01 of their bounds. Sums are taken on device in
-    float64 and combined across replicas before any variance is formed; only a small matrix
-    comes back to the host.
+    the share of tanh/sigmoid outputs within 0.01 of their bounds, ``non_finite_weights`` the
+    number of NaN/Inf values among the layer's own weights (read from the weights: a fused
+    MatMul + ReLU maps NaN to 0 on some CPUs, so outputs do not show them). Sums are taken on
+    device in float64 and combined across replicas before any variance is formed; only a
+    small matrix comes back to the host.
+
+    Where a softmax or sigmoid output is read by a cross-entropy, Keras computes the loss from
+    the logits, so the loss does not depend on ``y`` itself: ``gradient_var`` is then that of
+    ``dL/dz`` for the logits ``z``, and the record says so (``gradient_of="logits"``, else
+    ``"output"``). The monitor keeps that shortcut everywhere, so training computes what it
+    computes without the monitor.
 
     Records are taken at the start of training (step 0, before any update), at every epoch
     end and, if ``every_n_batches`` is set, every that many optimizer steps. With
@@ -64,7 +74,18 @@ class VarianceMonitor(keras.callbacks.Callback):
     training step itself (``source="in_step"``: the statistics of that step's training
     batch in training mode, taken with no extra pass and read from a device ring buffer every
     `IN_STEP_CAPACITY` steps; the weight and unit columns are None there). Other batch records
-    and all step-0 / epoch-end records use the probe (``source="probe"``).
+    and all step-0 / epoch-end records use the probe (``source="probe"``; ``mode`` says
+    whether it ran in inference or training mode). Sources are never mixed in one alert
+    comparison or one plot. A monitored layer that does not run (a sublayer its parent does
+    not call, such as the `Softmax` of a `MultiHeadAttention` on its fused path) has no
+    records; it is listed once in `skipped` as ``(layer, source, reason)``.
+
+    BatchNorm: at initialization the moving statistics are (0, 1), so in inference mode
+    (``probe_mode="inference"``, the default, what `evaluate` and `predict` see) BatchNorm is
+    nearly an identity and the probe's picture differs from what training sees. With
+    ``probe_mode="training"`` the probe uses batch statistics (and dropout) as training does;
+    every non-trainable variable (moving statistics, seed states) is restored afterwards,
+    so training is unchanged either way.
 
     Args:
         probe: ``x``, or a tuple ``(x, y)`` / ``(x, y, sample_weight)``, or a small
@@ -82,6 +103,8 @@ class VarianceMonitor(keras.callbacks.Callback):
         in_step: take batch records inside the training step (default: when
             ``every_n_batches == 1``).
         distinct_rtol: relative tolerance of `distinct_units`.
+        probe_mode: ``"inference"`` (default) or ``"training"``: the mode the probe runs in
+            (see BatchNorm above).
 
     Example:
     >>> import keras, numpy as np

@@ -7,12 +7,19 @@ matplotlib is imported only when a plot is made, and the figures are created wit
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 _QUANTITIES = ("activation_var", "gradient_var")
-# log10 of a variance that is 0 or missing is drawn as this (below any real value).
+# log10 of a variance that is 0 or missing is drawn as this (a blank cell).
 _FLOOR = float("nan")
+# At most this many layer labels on an axis; deeper models get block names or every k-th.
+MAX_LAYER_TICKS = 40
+# The block a layer belongs to, from Keras' naming in keras.applications and common code:
+# "conv2_block1_1_conv" -> "conv2_block1", "block_3_expand" -> "block_3", "block1a_dwconv" ->
+# "block1a", "..._stage_0_block_2_..." -> "..._stage_0_block_2", "stage3_conv" -> "stage3".
+_BLOCK = re.compile(r"^(.*?(?:block|stage)_?\d+[a-z]?)(?:_|$)")
 
 
 def _records_of(monitor_or_records: Any) -> list[dict[str, Any]]:
@@ -30,6 +37,67 @@ def _log10(value: Any) -> float:
     if value is None or not isinstance(value, (int, float)) or not value > 0:
         return _FLOOR
     return math.log10(value) if math.isfinite(value) else _FLOOR
+
+
+def block_of(layer: str) -> str | None:
+    """The block name of a layer record name, or None when the name shows no block.
+
+    A nested path gives its outer model or layer (``"encoder/dense"`` -> ``"encoder"``);
+    otherwise Keras' block naming is read (see `_BLOCK`).
+
+    Example:
+    >>> [block_of(n) for n in ("conv2_block1_1_conv", "block_3_expand", "dense_2", "enc/d")]
+    ['conv2_block1', 'block_3', None, 'enc']
+    """
+    if "/" in layer:
+        return layer.split("/", 1)[0]
+    match = _BLOCK.match(layer)
+    return match.group(1) if match else None
+
+
+def layer_ticks(
+    layers: Sequence[str], max_ticks: int = MAX_LAYER_TICKS
+) -> tuple[list[int], list[str]]:
+    """Positions and labels of the layer axis: every layer when there are few, else the first
+    layer of each block (thinned to ``max_ticks``) or, without block names, every k-th layer
+    labelled ``"index: name"``.
+
+    Example:
+    >>> layer_ticks(["a", "b"])
+    ([0, 1], ['a', 'b'])
+    >>> pos, labels = layer_ticks([f"block{i // 3}_{i % 3}" for i in range(300)])
+    >>> len(pos) <= 40, labels[:2]
+    (True, ['block0', 'block3'])
+    """
+    n = len(layers)
+    if n <= max_ticks:
+        return list(range(n)), list(layers)
+    blocks = [block_of(name) for name in layers]
+    starts = [
+        i for i in range(n) if blocks[i] is not None and (i == 0 or blocks[i] != blocks[i - 1])
+    ]
+    if len(starts) >= 2 and sum(b is not None for b in blocks) >= n // 2:
+        every = math.ceil(len(starts) / max_ticks)
+        chosen = starts[::every]
+        return chosen, [str(blocks[i]) for i in chosen]
+    every = math.ceil(n / max_ticks)
+    chosen = list(range(0, n, every))
+    return chosen, [f"{i}: {layers[i]}" for i in chosen]
+
+
+def _of_source(records: Sequence[dict[str, Any]], source: str | None) -> list[dict[str, Any]]:
+    """The records of one source (``"probe"`` or ``"in_step"``): one picture never mixes the
+    probe in inference mode with training batches in training mode."""
+    sources = list(dict.fromkeys(str(r.get("source", "probe")) for r in records))
+    if source is None:
+        source = "probe" if "probe" in sources else sources[0]
+    chosen = [r for r in records if str(r.get("source", "probe")) == source]
+    if not chosen:
+        raise ValueError(
+            f"Argument `source` must be one of the recorded sources {sources}. "
+            f"Received: source={source!r}"
+        )
+    return chosen
 
 
 def variance_grid(
@@ -61,6 +129,7 @@ def plot_variance(
     *,
     steps: Iterable[int] | None = None,
     quantities: Sequence[str] = _QUANTITIES,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Figures of how activation and gradient variance evolve across depth and training.
 
@@ -68,11 +137,15 @@ def plot_variance(
         monitor_or_records: a `VarianceMonitor` or its ``records`` (list of dicts).
         steps: the steps whose depth profile is drawn (default: first and last record).
         quantities: record keys to draw (default activation and gradient variance).
+        source: the records drawn, ``"probe"`` or ``"in_step"`` (default: the probe's, else
+            the only source). Sources are never mixed in one figure.
 
     Returns:
         ``{"heatmap": Figure, "profile": Figure}``: log10 of each quantity as a layer x record
         heatmap, and log10 variance against layer depth at the chosen steps (a straight sloped
-        line is exponential growth or decay: exploding or vanishing signals).
+        line is exponential growth or decay: exploding or vanishing signals). Deep models
+        (more than `MAX_LAYER_TICKS` layers) get one label per block, or every k-th layer;
+        a blank cell is a variance that is 0, NaN/Inf or not recorded.
 
     Example:
     >>> rows = [{"layer": f"d{i}", "step": s, "event": "e", "activation_var": 2.0**i,
@@ -82,25 +155,30 @@ def plot_variance(
     """
     from matplotlib.figure import Figure
 
-    records = _records_of(monitor_or_records)
+    records = _of_source(_records_of(monitor_or_records), source)
+    source = str(records[0].get("source", "probe"))
     n = len(quantities)
-    heatmap = Figure(figsize=(5.5 * n, 4.0), layout="constrained")
+    depth = len(dict.fromkeys(r["layer"] for r in records))
+    height = 4.0 + 4.0 * min(depth, 4 * MAX_LAYER_TICKS) / (4 * MAX_LAYER_TICKS)
+    heatmap = Figure(figsize=(5.5 * n, height), layout="constrained")
     axes = heatmap.subplots(1, n, squeeze=False)[0]
-    for ax, key in zip(axes, quantities, strict=False):
+    for ax, key in zip(axes, quantities, strict=True):
         layers, record_steps, grid = variance_grid(records, key)
         image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="viridis")
-        ax.set_title(f"log10 {key}")
-        ax.set_yticks(range(len(layers)), layers, fontsize=7)
+        ax.set_title(f"log10 {key} ({source}; blank: 0, NaN/Inf or no record)", fontsize=9)
+        positions, labels = layer_ticks(layers)
+        ax.set_yticks(positions, labels, fontsize=7 if len(labels) > 20 else 8)
+        ax.set_ylabel(f"layer ({len(layers)})")
         ticks = list(range(0, len(record_steps), max(1, len(record_steps) // 8)))
         ax.set_xticks(ticks, [str(record_steps[t]) for t in ticks])
         ax.set_xlabel("optimizer step")
-        heatmap.colorbar(image, ax=ax)
+        heatmap.colorbar(image, ax=ax, label=f"log10 {key}")
 
     all_steps = sorted({int(r["step"]) for r in records})
     chosen = [all_steps[0], all_steps[-1]] if steps is None else list(steps)
     profile = Figure(figsize=(5.5 * n, 4.0), layout="constrained")
     axes = profile.subplots(1, n, squeeze=False)[0]
-    for ax, key in zip(axes, quantities, strict=False):
+    for ax, key in zip(axes, quantities, strict=True):
         for step in dict.fromkeys(chosen):
             rows = [r for r in records if int(r["step"]) == step]
             if not rows:
@@ -110,8 +188,12 @@ def plot_variance(
             seen: dict[str, float] = {}
             for r in rows:
                 seen[r["layer"]] = _log10(r.get(key))
-            ax.plot(range(len(seen)), list(seen.values()), marker="o", label=f"step {step}")
-        ax.set_title(f"log10 {key} across depth")
-        ax.set_xlabel("layer index")
+            marker = "o" if len(seen) <= MAX_LAYER_TICKS else None
+            ax.plot(range(len(seen)), list(seen.values()), marker=marker, label=f"step {step}")
+        positions, labels = layer_ticks(list(seen))
+        rotate = 90 if len(labels) > 8 else 0
+        ax.set_xticks(positions, labels, rotation=rotate, fontsize=7 if rotate else 8)
+        ax.set_title(f"log10 {key} across depth ({source})", fontsize=9)
+        ax.set_xlabel(f"layer ({len(seen)})")
         ax.legend()
     return {"heatmap": heatmap, "profile": profile}

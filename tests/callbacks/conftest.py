@@ -124,12 +124,13 @@ def ref() -> type[_Tools]:
 
 
 def reference_by_calls(
-    model: Any, layers: dict[str, Any], x: Any, y: Any
+    model: Any, layers: dict[str, Any], x: Any, y: Any, training: bool = False
 ) -> dict[str, dict[str, float]]:
     """The same statistics for any model: ``layers`` maps record names to layer objects.
 
-    Each layer's ``call`` is wrapped on the instance (for this eager call only) to keep its
-    outputs; the model runs eagerly in inference mode under a `GradientTape`, the loss is
+    Each layer's ``call`` is wrapped on the instance (for this call only) to keep its
+    outputs; the model runs in inference mode (or training mode, its non-trainable
+    variables restored afterwards) under a `GradientTape`, the loss is
     Keras' own ``model.compute_loss`` (compiled loss with its from-logits shortcut, plus
     ``model.losses``), and statistics are taken in NumPy float64. The gradient is dL/dy, or
     dL/d(logits) where the loss reads a softmax/sigmoid output's logits (y unconnected).
@@ -144,32 +145,44 @@ def reference_by_calls(
             return out
 
         object.__setattr__(layer, "call", call)
-    try:
+    state = [np.asarray(v).copy() for v in model.non_trainable_variables]
+
+    # Traced as a graph, as the monitor's probe is: the same fused kernels, so that layers
+    # whose variance is tiny next to their mean (ill-conditioned in float32) compare exactly.
+    @tf.function
+    def run(x: Any, y: Any) -> Any:
         with tf.GradientTape(persistent=True) as tape:
-            y_pred = model(x, training=False)
-            loss = model.compute_loss(x, y, y_pred, training=False)
+            y_pred = model(x, training=training)
+            loss = model.compute_loss(x, y, y_pred, training=training)
+        grads = {}
+        for name, outs in outputs.items():
+            grads[name] = []
+            for o in outs:
+                g = tape.gradient(loss, o)
+                z = getattr(o, "_keras_logits", None)
+                if g is None and z is not None:
+                    g = tape.gradient(loss, z)
+                grads[name].append(tf.zeros_like(o) if g is None else g)
+        return {n: list(outs) for n, outs in outputs.items()}, grads
+
+    try:
+        values, grads = run(x, y)
     finally:
         for layer in layers.values():
             object.__delattr__(layer, "call")
+        for v, value in zip(model.non_trainable_variables, state, strict=True):
+            v.assign(value)
     result: dict[str, dict[str, float]] = {}
-    for name, outs in outputs.items():
+    for name, outs in values.items():
         if not outs:
             continue
-        grads = []
-        for o in outs:
-            g = tape.gradient(loss, o)
-            z = getattr(o, "_keras_logits", None)
-            if g is None and z is not None:
-                g = tape.gradient(loss, z)
-            grads.append(np.zeros(o.shape) if g is None else np.asarray(g, np.float64))
         a = np.concatenate([np.asarray(o, np.float64).ravel() for o in outs])
-        g = np.concatenate([t.ravel() for t in grads])
+        g = np.concatenate([np.asarray(t, np.float64).ravel() for t in grads[name]])
         result[name] = {
             "activation_mean": a.mean(),
             "activation_var": a.var(),
             "gradient_var": g.var(),
         }
-    del tape
     return result
 
 

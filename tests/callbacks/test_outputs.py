@@ -113,9 +113,52 @@ def test_mixed_float16_statistics_match_float32(trained):
     # result and tanh are each rounded once, so each element is within ~4u relative and a
     # variance within ~8u = 0.4%. A missing unscaling would be off by the loss scale (2^15).
     tolerance = 8 * 2.0**-11
-    for a, b in zip(results["float32"], results["mixed_float16"], strict=False):
-        assert (a["step"], a["source"]) == (b["step"], b["source"])
+    assert len(results["float32"]) == len(results["mixed_float16"]) > 0
+    for a, b in zip(results["float32"], results["mixed_float16"], strict=True):
+        assert (a["step"], a["source"], a["layer"]) == (b["step"], b["source"], b["layer"])
         for key in ("activation_var", "gradient_var", "weight_grad_var"):
             if a[key] is not None:
                 np.testing.assert_allclose(b[key], a[key], rtol=tolerance, err_msg=key)
     assert {r["source"] for r in results["mixed_float16"]} == {"probe", "in_step"}
+
+
+def test_plots_never_mix_sources(trained):
+    model, x, y = trained
+    monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)  # in-step + probe
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[monitor])
+    by_source = {}
+    for r in monitor.records:
+        by_source.setdefault(r["source"], set()).add((r["step"], r["event"]))
+    assert set(by_source) == {"probe", "in_step"}
+    for source in ("probe", "in_step"):
+        image = plot_variance(monitor, source=source)["heatmap"].axes[0].images[0].get_array()
+        assert image.shape[1] == len(by_source[source]), source
+    default = plot_variance(monitor)["heatmap"].axes[0].images[0].get_array()
+    assert default.shape[1] == len(by_source["probe"])
+    with pytest.raises(ValueError, match="source"):
+        plot_variance(monitor, source="train_batch")
+
+
+@pytest.mark.parametrize("depth", [10, 120, 500])
+def test_deep_models_get_readable_layer_labels(depth):
+    """Keras-style block names (MobileNetV2: block_<i>_<part>) label blocks, not layers."""
+    names = [f"block_{i // 4}_{('expand', 'dw', 'project', 'bn')[i % 4]}" for i in range(depth)]
+    rows = [
+        {
+            "layer": n,
+            "step": 0,
+            "event": "train_begin",
+            "source": "probe",
+            "activation_var": 1.0 + i,
+            "gradient_var": 1.0,
+        }
+        for i, n in enumerate(names)
+    ]
+    figures = plot_variance(rows)
+    labels = [t.get_text() for t in figures["heatmap"].axes[0].get_yticklabels()]
+    assert 2 <= len(labels) <= 40
+    if depth <= 40:
+        assert labels == names
+    else:
+        assert all(label.startswith("block_") and label.count("_") == 1 for label in labels)
+    assert len(figures["profile"].axes[0].get_xticklabels()) <= 40
