@@ -211,10 +211,11 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
             to a kernel (``DeltaOrthogonal`` on a Dense kernel).
 
     Example:
-    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu")])
+    >>> model = keras.Sequential(
+    ...     [keras.Input((8,)), keras.layers.Dense(4, activation="relu", name="d")], name="net")
     >>> model = initialize(model, "he_normal", seed=0)
     >>> [(row.path, row.action) for row in initialize(model, "he_normal", report=True)]
-    [('sequential/dense/kernel', 're-drawn'), ('sequential/dense/bias', 're-drawn')]
+    [('net/d/kernel', 're-drawn'), ('net/d/bias', 're-drawn')]
     """
     if isinstance(scheme, LSUV):
         lsuv_report = scheme(model, seed=seed)
