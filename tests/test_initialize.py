@@ -191,6 +191,14 @@ def test_lstm_forget_bias_embeddings_and_normalization_are_kept_and_reported():
     assert report.to_dicts()[0]["action"] == "kept"
 
 
+def test_numpy_integer_seeds_are_the_same_as_python_ints():
+    a, b = _two_dense(), _two_dense()
+    ki.initialize(a, "he_normal", seed=np.int64(7))
+    ki.initialize(b, "he_normal", seed=7)
+    for x, y in zip(_weights(a), _weights(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_initialize_returns_the_model_unless_a_report_is_asked_for():
     model = _two_dense()
     assert ki.initialize(model, "he_normal", seed=0) is model

@@ -52,8 +52,9 @@ def check_layout(layout: Any, layout_args: Any) -> dict[str, Any]:
 def check_axes(input_axes: Any, output_axes: Any, layout: str) -> tuple[Any, Any]:
     """Validate Keras' ``input_axes``/``output_axes``; return them as lists of ints or None.
 
-    Both or neither must be given, each a sequence of integer axes, and only with
-    ``layout="auto"`` (they are Keras' way of naming an einsum layout).
+    Both or neither must be given, each a sequence of integer axes. They are Keras' way of
+    naming an einsum layout and apply with ``layout="auto"``; a layout given by name wins
+    (so an ``EinsumDense`` that passes its axes does not override it).
     """
     given = [a is not None for a in (input_axes, output_axes)]
     if not any(given):
@@ -76,11 +77,6 @@ def check_axes(input_axes: Any, output_axes: Any, layout: str) -> tuple[Any, Any
                 f"Received: {name}={value!r}"
             )
         axes.append([int(a) for a in value])
-    if layout != "auto":
-        raise ValueError(
-            "Arguments `input_axes`/`output_axes` name an einsum layout and need "
-            f"layout='auto'. Received: layout={layout!r}, input_axes={input_axes!r}"
-        )
     return axes[0], axes[1]
 
 
@@ -115,8 +111,9 @@ class VarianceScaling(RandomScheme, keras.initializers.VarianceScaling):
             ``"auto"`` is Keras' shape rule.
         layout_args: the layout's arguments, e.g. ``{"groups": 4}`` for a grouped conv.
         input_axes: None, or the kernel axes whose sizes multiply to fan_in (Keras 3.16's
-            argument); given together with ``output_axes`` and only with ``layout="auto"``,
-            it is ``layout="einsum"`` with ``in_axes=input_axes, out_axes=output_axes``.
+            argument); given together with ``output_axes``, it is ``layout="einsum"`` with
+            ``in_axes=input_axes, out_axes=output_axes``. A ``layout`` other than ``"auto"``
+            wins over the axes (an EinsumDense passes its axes to every VarianceScaling).
         output_axes: None, or the kernel axes whose sizes multiply to fan_out.
 
     Example:
@@ -155,7 +152,7 @@ class VarianceScaling(RandomScheme, keras.initializers.VarianceScaling):
 
     def fans(self, shape: Any) -> tuple[float, float]:
         """``(fan_in, fan_out)`` of ``shape`` under this initializer's layout."""
-        if self.input_axes is not None:
+        if self.input_axes is not None and self.layout == "auto":
             return compute_fans(shape, "einsum", in_axes=self.input_axes, out_axes=self.output_axes)
         return compute_fans(shape, self.layout, **self.layout_args)
 

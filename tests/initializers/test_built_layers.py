@@ -105,6 +105,15 @@ def test_einsum_dense_passes_its_axes_to_keras_initlab_variance_scaling():
     kt.assert_variance(layer.kernel.numpy(), 2.0 / 64, family="truncated_normal")
 
 
+def test_a_layout_given_by_name_wins_over_the_einsum_layers_axes():
+    init = ki.HeNormal(seed=2, layout="explicit", layout_args={"fan_in": 16, "fan_out": 1})
+    layer = L.EinsumDense("abc,cde->abde", (5, 4, 32), kernel_initializer=init)
+    layer(np.zeros((1, 5, 64), "float32"))
+    kt.assert_variance(layer.kernel.numpy(), 2.0 / 16, family="truncated_normal")
+    both = ki.VarianceScaling(input_axes=[0], output_axes=[1], layout="dense")
+    assert both.fans((6, 7)) == (6, 7)
+
+
 def test_input_and_output_axes_give_einsum_fans_and_round_trip():
     init = ki.VarianceScaling(2.0, "fan_out", "normal", 4, [0], [1, 2])
     assert init.fans((64, 4, 16)) == (64, 64)
@@ -126,10 +135,6 @@ def test_input_and_output_axes_give_einsum_fans_and_round_trip():
         ({"input_axes": [0]}, r"`input_axes` and `output_axes` must be given together"),
         ({"input_axes": "0", "output_axes": [1]}, r"`input_axes` must be a list of integer"),
         ({"input_axes": [0.5], "output_axes": [1]}, r"`input_axes` must be a list of integer"),
-        (
-            {"input_axes": [0], "output_axes": [1], "layout": "dense"},
-            r"need layout='auto'. Received: layout='dense'",
-        ),
     ],
 )
 def test_bad_axes_are_named(kwargs, message):
