@@ -96,6 +96,27 @@ def test_weights_without_a_known_layout_get_rows_marked_not_handled():
     assert any("s/w" in line and "not handled" in line for line in lines)
 
 
+def test_a_subclassed_models_own_weight_gets_a_not_handled_row():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.head = L.Dense(2, name="head")
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+        def call(self, x):
+            return self.head(x * self.w)
+
+    model = Net()
+    model(np.zeros((1, 3), "float32"))
+    report = ki.audit(model)
+    assert [r.path for r in report.not_handled] == [model.w.path]
+    assert len(report) == len(model.weights) == 3
+    init = ki.initialize(model, "he_normal", seed=0, report=True)
+    assert [(r.path, r.action) for r in init.not_handled] == [(model.w.path, "not handled")]
+
+
 def test_report_rows_and_repr():
     model = keras.Sequential([keras.Input((4,)), L.Dense(3)])
     report = ki.audit(model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -226,7 +228,7 @@ def _layer_type_models():
     return {
         "dense": seq((32,), L.Dense(48)),
         "conv": seq((8, 8, 16), L.Conv2D(32, 3, groups=2)),
-        "depthwise": seq((8, 8, 64), L.DepthwiseConv2D(3, depth_multiplier=2)),
+        "depthwise": seq((8, 8, 64), L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")),
         "separable": seq((8, 8, 32), L.SeparableConv2D(32, 3, depth_multiplier=2)),
         "transpose": seq((8, 8, 16), L.Conv2DTranspose(32, 3, strides=2)),
         "lstm": seq((4, 24), L.LSTM(16)),
@@ -239,14 +241,35 @@ def _layer_type_models():
     }
 
 
-_MODELS = _layer_type_models()
+_LAYER_TYPES = [
+    "attention",
+    "batch_norm",
+    "bidirectional",
+    "conv",
+    "dense",
+    "depthwise",
+    "embedding",
+    "gru",
+    "lstm",
+    "separable",
+    "simple_rnn",
+    "transpose",
+]
 _RANK2 = {"dense", "lstm", "gru", "simple_rnn", "bidirectional"}  # a kernel of rank 2
 
 
-@pytest.mark.parametrize("layer_type", sorted(_MODELS))
+@functools.cache
+def _models():
+    """Built once, on first use (not at collection: layer names stay those of a fresh run)."""
+    models = _layer_type_models()
+    assert sorted(models) == _LAYER_TYPES
+    return models
+
+
+@pytest.mark.parametrize("layer_type", _LAYER_TYPES)
 @pytest.mark.parametrize("scheme", sorted(ki.schemes.SCHEMES))
 def test_audit_of_the_scheme_flags_nothing_right_after_initialize(scheme, layer_type):
-    model = _MODELS[layer_type]
+    model = _models()[layer_type]
     if scheme == "delta_orthogonal" and layer_type in _RANK2:
         with pytest.raises(ValueError, match=r"DeltaOrthogonal needs a conv kernel"):
             ki.initialize(model, scheme, seed=0)
