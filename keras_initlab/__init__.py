@@ -15,7 +15,7 @@ from keras_initlab import callbacks, initializers
 from keras_initlab.audit import AuditReport, AuditRow, audit
 from keras_initlab.fans import LAYOUTS, compute_fans
 from keras_initlab.gains import gain
-from keras_initlab.initialize import initialize
+from keras_initlab.initialize import InitializeReport, InitializeRow, initialize
 from keras_initlab.initializers import (
     Constant,
     DeltaOrthogonal,
@@ -53,6 +53,8 @@ __all__ = [
     "GlorotUniform",
     "HeNormal",
     "HeUniform",
+    "InitializeReport",
+    "InitializeRow",
     "KaimingNormal",
     "KaimingUniform",
     "LSUVLayer",

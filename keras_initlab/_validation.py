@@ -9,8 +9,48 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
+
+
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real scalar: a Python or NumPy int or float, not a bool.
+
+    NumPy scalars (``np.float32(2)``, ``np.int64(3)``) count, as Keras accepts them; bools
+    (``True``, ``np.bool_(True)``), strings, arrays and tensors do not.
+
+    Example:
+    >>> [is_real(v) for v in (2, 0.5, np.float32(2), True, np.bool_(True), "2", np.ones(1))]
+    [True, True, True, False, False, False, False]
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy integer, not a bool.
+
+    Example:
+    >>> [is_integer(v) for v in (3, np.int64(3), 3.0, True)]
+    [True, True, False, False]
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int, or raise if it is not a positive integer.
+
+    Example:
+    >>> check_positive_int("groups", np.int64(4))
+    4
+    """
+    if not is_integer(value) or value < 1:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+    return int(value)
 
 
 def check_positive(name: str, value: Any) -> float:
@@ -19,8 +59,10 @@ def check_positive(name: str, value: Any) -> float:
     Example:
     >>> check_positive("scale", 2)
     2.0
+    >>> check_positive("scale", np.float32(2))
+    2.0
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(
             f"Argument `{name}` must be a positive finite number. Received: {name}={value!r}"
         )
@@ -32,8 +74,13 @@ def check_positive(name: str, value: Any) -> float:
 
 
 def check_finite(name: str, value: Any) -> float:
-    """Return ``value`` as a float, or raise if it is not a finite real number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Return ``value`` as a float, or raise if it is not a finite real number.
+
+    Example:
+    >>> check_finite("mean", np.float32(0.5))
+    0.5
+    """
+    if not is_real(value):
         raise TypeError(f"Argument `{name}` must be a finite number. Received: {name}={value!r}")
     if not math.isfinite(value):
         raise ValueError(f"Argument `{name}` must be a finite number. Received: {name}={value!r}")

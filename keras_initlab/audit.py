@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from keras_initlab.fans import compute_fans
-from keras_initlab.layer_weights import WeightSpec, weight_specs
+from keras_initlab.initialize import plan_weight
+from keras_initlab.layer_weights import OtherWeight, WeightSpec, other_weights, weight_specs
 from keras_initlab.schemes import as_scheme, for_weight
 from keras_initlab.text_table import format_table
 
@@ -24,7 +25,12 @@ _NORMAL_KURTOSIS = 3.0
 
 @dataclass(frozen=True)
 class AuditRow:
-    """One weight: its true fans, its std, the std its scheme prescribes, and a flag."""
+    """One weight: its true fans, its std, the std its scheme prescribes, and a flag.
+
+    ``note`` is empty for a weight audit handles; for a weight with no known layout
+    (normalization layers, custom layers' own weights) it says "not handled" and why, and
+    the fans and expected std are None.
+    """
 
     layer: str
     path: str
@@ -35,10 +41,18 @@ class AuditRow:
     expected_std: float | None
     ratio: float | None
     flagged: bool
+    note: str = ""
+
+    @property
+    def handled(self) -> bool:
+        return not self.note
 
 
 class AuditReport:
-    """The rows of ``audit``; ``str(report)`` is a table, ``report.flagged`` the bad rows."""
+    """The rows of ``audit``; ``str(report)`` is a table, ``report.flagged`` the bad rows.
+
+    The table has a ``note`` column when some row is not handled.
+    """
 
     _COLUMNS = ("layer", "path", "layout", "fan_in", "fan_out", "std", "expected_std", "ratio")
 
@@ -48,6 +62,10 @@ class AuditReport:
     @property
     def flagged(self) -> list[AuditRow]:
         return [r for r in self.rows if r.flagged]
+
+    @property
+    def not_handled(self) -> list[AuditRow]:
+        return [r for r in self.rows if not r.handled]
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.rows]
@@ -62,10 +80,32 @@ class AuditReport:
         return f"AuditReport({len(self.rows)} weights, {len(self.flagged)} flagged)"
 
     def __str__(self) -> str:
+        columns = [*self._COLUMNS, "flag"]
         rows = [
             [*(getattr(r, c) for c in self._COLUMNS), "!!" if r.flagged else ""] for r in self.rows
         ]
-        return "\n".join(format_table([*self._COLUMNS, "flag"], rows))
+        if self.not_handled:
+            columns.append("note")
+            rows = [[*row, r.note] for row, r in zip(rows, self.rows, strict=True)]
+        return "\n".join(format_table(columns, rows))
+
+
+def _expected_std(spec: WeightSpec, scheme: Any, shape: tuple[int, ...]) -> float | None:
+    """The std the weight should have: ``initialize``'s rule under ``scheme``, or (None)
+    what the layer's own initializer prescribes on the true layout."""
+    if scheme is None:
+        source = as_scheme(spec.initializer)
+        initializer = (
+            None if source is None else for_weight(source, spec.layout, spec.layout_args, None)
+        )
+    else:
+        initializer = as_scheme(plan_weight(as_scheme(scheme), spec, None).initializer)
+    if initializer is None:
+        return None
+    try:
+        return math.sqrt(initializer.variance(shape))
+    except ValueError:  # the scheme does not apply to this shape (rank too small)
+        return None
 
 
 def _row(spec: WeightSpec, scheme: Any, z: float) -> AuditRow:
@@ -75,18 +115,7 @@ def _row(spec: WeightSpec, scheme: Any, z: float) -> AuditRow:
     fans: tuple[float | None, float | None] = (None, None)
     if not spec.is_bias:
         fans = compute_fans(shape, spec.layout, **spec.layout_args)
-    expected = None
-    if spec.is_bias and scheme is not None:
-        expected = 0.0
-    else:
-        source = as_scheme(spec.initializer if scheme is None else scheme)
-        if source is not None and values.size:
-            try:
-                expected = math.sqrt(
-                    for_weight(source, spec.layout, spec.layout_args, None).variance(shape)
-                )
-            except ValueError:  # the scheme does not apply to this shape (rank too small)
-                expected = None
+    expected = _expected_std(spec, scheme, shape) if values.size else None
     ratio = std / expected if expected else None
     flagged = False
     if ratio is not None:
@@ -97,14 +126,36 @@ def _row(spec: WeightSpec, scheme: Any, z: float) -> AuditRow:
     )
 
 
+def _unhandled_row(other: OtherWeight) -> AuditRow:
+    values = np.asarray(other.variable.numpy(), dtype=np.float64)
+    std = float(values.std()) if values.size else 0.0
+    return AuditRow(
+        other.layer.name,
+        other.path,
+        "-",
+        None,
+        None,
+        std,
+        None,
+        None,
+        False,
+        f"not handled: {other.reason}",
+    )
+
+
 def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
     """One row per weight: true fans, actual std, expected std under the scheme, ratio, flag.
 
-    The expected std is what ``scheme`` prescribes on the weight's true layout; with
-    ``scheme=None`` it is what the initializer each layer was configured with prescribes
+    The expected std is what ``initialize(model, scheme)`` draws for the weight (the same
+    rule, ``keras_initlab.initialize.plan_weight``: the scheme on the true layout, recurrent
+    kernels orthogonal per gate, biases and embeddings after the layer's own initializers),
+    so an ``initialize``-d model passes the audit of its scheme. With ``scheme=None`` it is
+    what the initializer each layer was configured with prescribes on the true layout
     (Keras' built-ins included), so a DepthwiseConv2D built with Keras' ``"he_normal"``
-    (fans read as a dense kernel) is flagged. A row is flagged when the variance ratio
-    ``(std / expected)**2`` is further from 1 than ``z * sqrt(2 / n)``, n the weight's size.
+    (fans read as a dense kernel) is flagged. Weights with no known layout (normalization
+    layers, custom layers' own ``add_weight`` weights) get a row marked not handled. A row
+    is flagged when the variance ratio ``(std / expected)**2`` is further from 1 than
+    ``z * sqrt(2 / n)``, n the weight's size.
 
     Args:
         model: a built Keras model or layer.
@@ -127,4 +178,5 @@ def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
         raise TypeError(
             f"Argument `scheme` must be a scheme name or initializer. Received: scheme={scheme!r}"
         )
-    return AuditReport([_row(spec, scheme, z) for spec in specs])
+    rows = [_row(spec, scheme, z) for spec in specs]
+    return AuditReport(rows + [_unhandled_row(other) for other in other_weights(model)])

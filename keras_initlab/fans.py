@@ -34,7 +34,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from keras_initlab._validation import check_choice, standardize_shape
+from keras_initlab._validation import (
+    check_choice,
+    check_positive_int,
+    is_integer,
+    standardize_shape,
+)
 
 __all__ = ["LAYOUTS", "compute_fans"]
 
@@ -60,19 +65,11 @@ _MIN_RANK = {
 }
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
-
-
 def _axes(name: str, value: Any, rank: int) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_integer(value):
         value = (value,)
     if not isinstance(value, Sequence) or not all(
-        isinstance(a, int) and not isinstance(a, bool) and -rank <= a < rank for a in value
+        is_integer(a) and -rank <= a < rank for a in value
     ):
         raise ValueError(
             f"Argument `{name}` must be a sequence of axes in [-{rank}, {rank}). "
@@ -137,8 +134,8 @@ def compute_fans(
         return _shape_rule(shape)
     if layout == "explicit":
         return (
-            _positive_int("fan_in", layout_args.get("fan_in")),
-            _positive_int("fan_out", layout_args.get("fan_out")),
+            check_positive_int("fan_in", layout_args.get("fan_in")),
+            check_positive_int("fan_out", layout_args.get("fan_out")),
         )
     if layout == "einsum":
         in_axes = _axes("in_axes", layout_args.get("in_axes"), rank)
@@ -148,7 +145,7 @@ def compute_fans(
         fan_in = math.prod(shape[:-1]) if layout == "dense" else 1
         return fan_in, shape[-1]
     if layout == "recurrent":
-        gates = _positive_int("gates", layout_args.get("gates", 1))
+        gates = check_positive_int("gates", layout_args.get("gates", 1))
         if shape[-1] % gates:
             raise ValueError(
                 f"Argument `gates` must divide the last dim of the kernel. "
@@ -157,7 +154,7 @@ def compute_fans(
         return math.prod(shape[:-1]), shape[-1] // gates
     receptive = math.prod(shape[:-2])
     if layout == "conv":
-        groups = _positive_int("groups", layout_args.get("groups", 1))
+        groups = check_positive_int("groups", layout_args.get("groups", 1))
         if shape[-1] % groups:
             raise ValueError(
                 f"Argument `groups` must divide the output channels. "
@@ -169,12 +166,12 @@ def compute_fans(
     # conv_transpose: (k..., out, in)
     strides = layout_args.get("strides", 1)
     spatial = rank - 2
-    if isinstance(strides, int) and not isinstance(strides, bool):
+    if is_integer(strides):
         strides = (strides,) * spatial
     if not isinstance(strides, Sequence) or len(strides) != spatial:
         raise ValueError(
             f"Argument `strides` must be an int or {spatial} ints. Received: strides={strides!r}"
         )
-    step = math.prod(_positive_int("strides", s) for s in strides)
+    step = math.prod(check_positive_int("strides", s) for s in strides)
     taps = receptive * shape[-1] / step  # average taps per output position
     return (int(taps) if taps.is_integer() else taps), receptive * shape[-2]

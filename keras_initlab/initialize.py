@@ -1,67 +1,225 @@
-"""``initialize``: re-initialize every kernel of a built model with the true fans."""
+"""``initialize``: re-initialize every kernel of a built model with the true fans.
+
+What happens to each weight is decided by one rule, ``plan_weight``, which ``audit`` uses too
+(so that ``audit(model, s)`` right after ``initialize(model, s)`` flags nothing):
+
+* kernels (Dense, ConvND, ConvNDTranspose, DepthwiseConvND, SeparableConvND, EinsumDense and
+  so MultiHeadAttention, the input kernel of LSTM/GRU/SimpleRNN per gate): re-drawn from the
+  scheme on their true layout (``keras_initlab.compute_fans``);
+* recurrent kernels: re-drawn orthogonal per gate (Keras' default family, Saxe et al. 2014),
+  unless the scheme is constant, identity or orthogonal, which apply as they are;
+* biases: re-drawn from the layer's own ``bias_initializer`` (zeros by default), keeping an
+  LSTM's ``unit_forget_bias`` (forget-gate bias 1);
+* embeddings: kept. A lookup table has no fan-in (each output reads one row), so a
+  variance-scaling scheme on fan_in = 1 would give He a std of 1.41 where Keras' default
+  draws 0.05; the table keeps the layer's own ``embeddings_initializer`` draw;
+* normalization layers' scales, offsets and statistics: kept;
+* other weights (custom layers' own ``add_weight`` weights): not handled, left as they are.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import keras
+from keras import ops
 
 from keras_initlab import initializers as ini
-from keras_initlab.layer_weights import WeightSpec, weight_specs
+from keras_initlab.layer_weights import WeightSpec, other_weights, weight_specs
 from keras_initlab.lsuv import LSUV
 from keras_initlab.schemes import as_scheme, base_seed, for_weight, weight_seed
+from keras_initlab.text_table import format_table
 
 # Schemes applied as they are to recurrent kernels; every other scheme gets an orthogonal
 # recurrent kernel per gate (the choice of Keras' defaults, and of Saxe et al. 2014).
 _RECURRENT_AS_GIVEN = (ini.Constant, ini.ScaledIdentity, ini.Orthogonal)
+REDRAWN = "re-drawn"
+KEPT = "kept"
+NOT_HANDLED = "not handled"
+EMBEDDING_REASON = (
+    "embedding table: no fan-in (one row per lookup); keeps the layer's embeddings_initializer"
+)
 
 
-def _scheme_for(base: Any, spec: WeightSpec, seed: int) -> Any:
+@dataclass(frozen=True)
+class WeightPlan:
+    """What ``initialize`` does to one weight.
+
+    Attributes:
+        action: ``"re-drawn"`` or ``"kept"``.
+        initializer: what the weight is drawn from (re-drawn), or what its values follow
+            (kept: the layer's configured initializer); None if unknown.
+        reason: why, in words.
+    """
+
+    action: str
+    initializer: Any
+    reason: str
+
+
+class _UnitForgetBias(keras.initializers.Initializer):
+    """An LSTM bias as Keras' ``unit_forget_bias`` builds it: the forget gate's slice is 1."""
+
+    def __init__(self, base: Any, units: int):
+        self.base = base
+        self.units = units
+
+    def __call__(self, shape: Any, dtype: Any = None) -> Any:
+        u = self.units
+        parts = [self.base((u,), dtype=dtype), ops.ones((u,), dtype=dtype)]
+        return ops.concatenate([*parts, self.base((2 * u,), dtype=dtype)])
+
+
+def _bias_plan(spec: WeightSpec) -> WeightPlan:
+    base = spec.initializer or ini.Zeros()
+    layer = spec.layer
+    if isinstance(layer, keras.layers.LSTMCell) and getattr(layer, "unit_forget_bias", False):
+        return WeightPlan(
+            REDRAWN,
+            _UnitForgetBias(base, int(layer.units)),
+            "bias: the layer's bias_initializer, forget gate 1 (LSTM unit_forget_bias)",
+        )
+    return WeightPlan(REDRAWN, base, "bias: the layer's bias_initializer (zeros by default)")
+
+
+def plan_weight(base: Any, spec: WeightSpec, seed: int | None) -> WeightPlan:
+    """The rule of ``initialize`` (module docstring) for one weight, under scheme ``base``.
+
+    ``base`` is a keras_initlab initializer or a user's own Keras initializer; ``seed`` is
+    the weight's own seed (None: the scheme's default).
+    """
     if spec.is_bias:
-        return ini.Zeros()
+        return _bias_plan(spec)
+    if spec.layout == "embedding":
+        return WeightPlan(KEPT, spec.initializer, EMBEDDING_REASON)
     if not isinstance(base, ini.Scheme):
-        return base  # a user's own initializer: called with the shape alone
+        return WeightPlan(REDRAWN, base, "the given initializer, called with the shape alone")
     if spec.role == "recurrent_kernel" and not isinstance(base, _RECURRENT_AS_GIVEN):
-        base = ini.Orthogonal()
-    return for_weight(base, spec.layout, spec.layout_args, seed)
+        return WeightPlan(
+            REDRAWN,
+            for_weight(ini.Orthogonal(), spec.layout, spec.layout_args, seed),
+            "recurrent kernel: orthogonal per gate",
+        )
+    return WeightPlan(
+        REDRAWN,
+        for_weight(base, spec.layout, spec.layout_args, seed),
+        f"the scheme on the {spec.layout} layout's true fans",
+    )
 
 
-def initialize(model: Any, scheme: Any, *, seed: int | None = None) -> Any:
+@dataclass(frozen=True)
+class InitializeRow:
+    """One weight of an ``initialize`` call: what was done to it and why."""
+
+    layer: str
+    path: str
+    shape: tuple[int, ...]
+    action: str
+    initializer: str | None
+    reason: str
+
+
+class InitializeReport:
+    """The rows of ``initialize(..., report=True)``; ``str(report)`` is a table.
+
+    ``report.redrawn``, ``report.kept`` and ``report.not_handled`` are the rows per action.
+    """
+
+    _COLUMNS = ("layer", "path", "shape", "action", "initializer", "reason")
+
+    def __init__(self, rows: list[InitializeRow]):
+        self.rows = rows
+
+    def _with(self, action: str) -> list[InitializeRow]:
+        return [r for r in self.rows if r.action == action]
+
+    @property
+    def redrawn(self) -> list[InitializeRow]:
+        return self._with(REDRAWN)
+
+    @property
+    def kept(self) -> list[InitializeRow]:
+        return self._with(KEPT)
+
+    @property
+    def not_handled(self) -> list[InitializeRow]:
+        return self._with(NOT_HANDLED)
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[InitializeRow]:
+        return iter(self.rows)
+
+    def __getitem__(self, index: int) -> InitializeRow:
+        return self.rows[index]
+
+    def __repr__(self) -> str:
+        return (
+            f"InitializeReport({len(self.rows)} weights: {len(self.redrawn)} re-drawn, "
+            f"{len(self.kept)} kept, {len(self.not_handled)} not handled)"
+        )
+
+    def __str__(self) -> str:
+        rows = [[getattr(r, c) for c in self._COLUMNS] for r in self.rows]
+        return "\n".join(format_table(self._COLUMNS, rows))
+
+
+def _name_of(initializer: Any) -> str | None:
+    if initializer is None:
+        return None
+    if isinstance(initializer, _UnitForgetBias):
+        return f"{type(initializer.base).__name__} + forget gate 1"
+    return type(initializer).__name__
+
+
+def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool = False) -> Any:
     """Re-initialize every kernel of a built model with ``scheme`` on each layer's true fans.
 
-    Kernels of Dense, ConvND, ConvNDTranspose, DepthwiseConvND, SeparableConvND,
-    LSTM/GRU/SimpleRNN (input kernel per gate), EinsumDense (and so MultiHeadAttention) and
-    Embedding layers are drawn from ``scheme`` with the fans of their true layout
-    (``keras_initlab.compute_fans``); recurrent kernels get an orthogonal block per gate
-    unless the scheme is constant, identity or orthogonal; biases are set to 0. Other weights
-    (normalization layers, custom layers' weights) are left as they are. Every value is
-    computed before any is assigned, so a failure leaves the model untouched.
+    Each kernel is drawn from ``scheme`` with the fans of its true layout
+    (``keras_initlab.compute_fans``), ``Var(W) = scale * gain**2 / fan``; recurrent kernels
+    are orthogonal per gate unless the scheme is constant, identity or orthogonal; biases are
+    reset by the layer's own bias initializer (zeros, an LSTM's forget gate 1); embeddings,
+    normalization weights and custom layers' weights are left as they are (the module
+    docstring gives the rule). Every value is computed before any is assigned, so a failure
+    leaves the model untouched.
 
     Args:
         model: a built Keras model or layer (Sequential, Functional, subclassed, nested).
         scheme: a scheme name (``keras_initlab.schemes.SCHEMES``: ``"he_normal"``, ...), a
             keras_initlab initializer, or a Keras initializer (Keras' built-ins are
-            translated so they too get the true fans; others are called with the shape),
-            or ``keras_initlab.LSUV(x)``, which runs ``keras_initlab.lsuv`` on the batch ``x``
-            (its report is kept as ``scheme.report``).
+            translated so they too get the true fans, keeping their seed; others are called
+            with the shape), or ``keras_initlab.LSUV(x)``, which runs ``keras_initlab.lsuv``
+            on the batch ``x`` (its report is kept as ``scheme.report``).
         seed: base seed; each weight gets its own seed derived from it, so two layers of the
             same shape differ. None uses the scheme's int seed if it has one, else a seed
             from Python's RNG (reproducible under ``keras.utils.set_random_seed``).
+        report: return an ``InitializeReport`` (one row per weight: re-drawn, kept or not
+            handled, and why) instead of the model; with ``LSUV`` its ``LSUVReport``.
 
     Returns:
-        The model, re-initialized in place.
+        The model, re-initialized in place (or the report, with ``report=True``).
 
     Raises:
         TypeError: ``scheme`` is neither a name nor an initializer; ``model`` is not a model.
-        ValueError: unknown scheme name, or an unbuilt model.
+        ValueError: unknown scheme name, an unbuilt model, or a scheme that does not apply
+            to a kernel (``DeltaOrthogonal`` on a Dense kernel).
 
     Example:
-    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu")])
+    >>> model = keras.Sequential(
+    ...     [keras.Input((8,)), keras.layers.Dense(4, activation="relu", name="d")], name="net")
     >>> model = initialize(model, "he_normal", seed=0)
+    >>> [(row.path, row.action) for row in initialize(model, "he_normal", report=True)]
+    [('net/d/kernel', 're-drawn'), ('net/d/bias', 're-drawn')]
     """
     if isinstance(scheme, LSUV):
-        scheme(model, seed=seed)
-        return model
+        lsuv_report = scheme(model, seed=seed)
+        return lsuv_report if report else model
     if isinstance(scheme, str) and scheme == "lsuv":
         raise ValueError(
             "LSUV needs a batch of data: pass `keras_initlab.LSUV(x)` as the "
@@ -80,12 +238,38 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None) -> Any:
         own = getattr(base, "seed", None)
         seed = own if isinstance(own, int) and not isinstance(own, bool) else None
     seed = base_seed(seed)
+    plans = [plan_weight(base, spec, weight_seed(seed, i)) for i, spec in enumerate(specs)]
     values = [
-        _scheme_for(base, spec, weight_seed(seed, i))(
-            tuple(spec.variable.shape), dtype=spec.variable.dtype
-        )
-        for i, spec in enumerate(specs)
+        plan.initializer(tuple(spec.variable.shape), dtype=spec.variable.dtype)
+        if plan.action == REDRAWN
+        else None
+        for spec, plan in zip(specs, plans, strict=True)
     ]
     for spec, value in zip(specs, values, strict=True):
-        spec.variable.assign(value)
-    return model
+        if value is not None:
+            spec.variable.assign(value)
+    if not report:
+        return model
+    rows = [
+        InitializeRow(
+            spec.layer.name,
+            spec.path,
+            tuple(spec.variable.shape),
+            plan.action,
+            _name_of(plan.initializer),
+            plan.reason,
+        )
+        for spec, plan in zip(specs, plans, strict=True)
+    ]
+    rows += [
+        InitializeRow(
+            other.layer.name,
+            other.path,
+            tuple(other.variable.shape),
+            KEPT if other.is_normalization else NOT_HANDLED,
+            None,
+            other.reason,
+        )
+        for other in other_weights(model)
+    ]
+    return InitializeReport(rows)

@@ -2,8 +2,9 @@
 
 ``weight_specs(model)`` walks a built model (Sequential, Functional, subclassed, nested,
 wrappers such as Bidirectional) and returns one ``WeightSpec`` per weight of the layer types
-whose layout it knows. Weights of other layers (normalization statistics, custom layers) are
-left out, so nothing that is not an initialized kernel or bias gets touched.
+whose layout it knows. ``other_weights(model)`` lists every remaining weight (normalization
+layers' scales, offsets and statistics, custom layers' own ``add_weight`` weights) with the
+reason it has no layout, so reports can name them instead of leaving them out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ _CONVS = (L.Conv1D, L.Conv2D, L.Conv3D)
 _TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
 _DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 _SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
+_NORMALIZATION = (
+    L.BatchNormalization,
+    L.LayerNormalization,
+    L.GroupNormalization,
+    L.RMSNormalization,
+    L.SpectralNormalization,
+)
+NORMALIZATION_REASON = "normalization layer: its scale, offset and statistics are not a kernel"
+CUSTOM_REASON = "weight of a layer type with no known kernel layout (a custom add_weight)"
 # weight attribute -> the layer attribute holding its configured initializer
 _INITIALIZER_ATTRIBUTE = {
     "kernel": "kernel_initializer",
@@ -137,6 +147,53 @@ def _walk(layer: Any, seen: set[int]) -> Iterator[WeightSpec]:
     # wrappers (Bidirectional, TimeDistributed) and RNN layers holding a cell.
     for child in layer._flatten_layers(include_self=False, recursive=False):
         yield from _walk(child, seen)
+
+
+@dataclass(frozen=True)
+class OtherWeight:
+    """A weight ``weight_specs`` does not cover: its owner, the variable and why.
+
+    Attributes:
+        layer: the layer that created the weight (the innermost one).
+        variable: the ``keras.Variable``.
+        reason: ``NORMALIZATION_REASON`` or ``CUSTOM_REASON``.
+    """
+
+    layer: Any
+    variable: Any
+    reason: str
+
+    @property
+    def path(self) -> str:
+        return str(self.variable.path)
+
+    @property
+    def is_normalization(self) -> bool:
+        return self.reason == NORMALIZATION_REASON
+
+
+def other_weights(model: Any) -> list[OtherWeight]:
+    """The weights of a built model that ``weight_specs`` leaves out, in ``model.weights`` order.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()])
+    >>> [w.path.split("/")[-1] for w in other_weights(model)]
+    ['gamma', 'beta', 'moving_mean', 'moving_variance']
+    """
+    check_built(model)
+    covered = {id(s.variable) for s in weight_specs(model)}
+    owner: dict[int, Any] = {}
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for variable in layer._trainable_variables + layer._non_trainable_variables:
+            owner[id(variable)] = layer  # children come after their parents: innermost wins
+    rows = []
+    for variable in model.weights:
+        if id(variable) in covered:
+            continue
+        layer = owner.get(id(variable), model)
+        reason = NORMALIZATION_REASON if isinstance(layer, _NORMALIZATION) else CUSTOM_REASON
+        rows.append(OtherWeight(layer, variable, reason))
+    return rows
 
 
 def check_built(model: Any, argument: str = "model") -> None:

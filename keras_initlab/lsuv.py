@@ -38,7 +38,11 @@ unbuilt model) raise before anything is assigned; any error during the iteration
 every weight ``lsuv`` had touched.
 
 Layers LSUV does not normalize (Embedding, recurrent cells, normalization layers, custom
-layers) keep their weights; the report lists the weighted ones under ``skipped``.
+layers' own weights) keep their weights; the report lists every such weighted layer under
+``skipped``, with the reason in ``skip_reasons``.
+
+**Unbuilt models.** LSUV is given data, so a model that is not built yet (a Sequential
+without an ``Input``) is built by calling it once on ``x``.
 
 Reference: D. Mishkin and J. Matas, "All you need is a good init", ICLR 2016
 (arXiv:1511.06422).
@@ -56,9 +60,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_initlab._validation import check_positive
+from keras_initlab._validation import check_positive, check_positive_int
 from keras_initlab.initializers import Orthogonal
-from keras_initlab.layer_weights import WeightSpec, check_built, weight_specs
+from keras_initlab.layer_weights import WeightSpec, check_built, other_weights, weight_specs
 from keras_initlab.schemes import base_seed, weight_seed
 from keras_initlab.text_table import format_table
 
@@ -127,6 +131,7 @@ class LSUVReport:
     Attributes:
         rows: the ``LSUVLayer`` rows.
         skipped: names of weighted layers LSUV does not normalize (left as they were).
+        skip_reasons: ``{name: reason}`` for each name in ``skipped``.
         passes: compiled forward passes run.
         tol: the tolerance used.
         seed: the base seed of the orthonormal pre-initialization (None if there was none).
@@ -145,6 +150,7 @@ class LSUVReport:
     ):
         self.rows = rows
         self.skipped = skipped
+        self.skip_reasons: dict[str, str] = {}
         self.passes = passes
         self.tol = tol
         self.seed = seed
@@ -182,7 +188,10 @@ class LSUVReport:
         rows = [[getattr(r, c) for c in self._COLUMNS] for r in self.rows]
         lines = [repr(self), *format_table(self._COLUMNS, rows)]
         if self.skipped:
-            lines.append(f"skipped (not normalized by LSUV): {', '.join(self.skipped)}")
+            lines.append("skipped (not normalized by LSUV):")
+            lines += [
+                f"  {name}: {self.skip_reasons.get(name, '')}".rstrip() for name in self.skipped
+            ]
         return "\n".join(lines)
 
 
@@ -204,22 +213,31 @@ class _Target:
         return [s.variable for s in specs]
 
 
-def _targets(model: Any) -> tuple[list[_Target], list[str]]:
-    """The LSUV layers of ``model`` (in weight_specs order) and the names of skipped ones."""
+def _skip_reason(layer: Any) -> str:
+    if isinstance(layer, L.Embedding):
+        return "embedding table: a lookup, no kernel whose output variance LSUV could set"
+    return "recurrent cell: LSUV normalizes feed-forward kernels only"
+
+
+def _targets(model: Any) -> tuple[list[_Target], dict[str, str]]:
+    """The LSUV layers of ``model`` (in weight_specs order) and ``{name: reason}`` of the
+    weighted layers it skips (known layers first, then the ``other_weights`` owners)."""
     by_layer: dict[int, list[WeightSpec]] = {}
     for spec in weight_specs(model):
         by_layer.setdefault(id(spec.layer), []).append(spec)
     targets: list[_Target] = []
-    skipped: list[str] = []
+    skipped: dict[str, str] = {}
     for specs in by_layer.values():
         layer = specs[0].layer
         if not isinstance(layer, LSUV_LAYERS):
-            skipped.append(_name(layer))
+            skipped[_name(layer)] = _skip_reason(layer)
             continue
         kernels = [s for s in specs if not s.is_bias]
         scaled = next(s for s in kernels if s.role in ("kernel", "pointwise_kernel"))
         bias = next((s for s in specs if s.is_bias), None)
         targets.append(_Target(layer, scaled, kernels, bias, index=len(targets)))
+    for other in other_weights(model):
+        skipped.setdefault(_name(other.layer), other.reason)
     return targets, skipped
 
 
@@ -412,6 +430,20 @@ def _check_x(model: Any, x: Any) -> Any:
     return keras.tree.pack_sequence_as(x, tensors)
 
 
+def _build_from(model: Any, x: Any) -> None:
+    """Build an unbuilt ``model`` by calling it on ``x``; then check that it is built."""
+    if isinstance(model, L.Layer) and not (model.built and model.weights):
+        checked = _check_x(model, x)
+        try:
+            model(checked, training=False)
+        except Exception as error:
+            raise ValueError(
+                f"Argument `x` must fit model {model.name!r}: calling it on x to build it "
+                f"failed with {type(error).__name__}: {str(error).strip()}"
+            ) from error
+    check_built(model)
+
+
 def _model_inputs(model: Any) -> list[Any] | None:
     try:
         inputs = model.inputs
@@ -421,11 +453,7 @@ def _model_inputs(model: Any) -> list[Any] | None:
 
 
 def _check_max_iter(max_iter: Any) -> int:
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(
-            f"Argument `max_iter` must be a positive integer. Received: max_iter={max_iter!r}"
-        )
-    return max_iter
+    return check_positive_int("max_iter", max_iter)
 
 
 def _step(target: _Target, variance: float, means: np.ndarray, center: bool) -> str | None:
@@ -476,8 +504,8 @@ def lsuv(
     fused activation: see the module docstring) on ``x`` satisfies ``|Var(z) - 1| <= tol``.
 
     Args:
-        model: a built Keras model or layer: Sequential (with or without an Input),
-            Functional, nested or subclassed.
+        model: a Keras model or layer: Sequential (with or without an Input), Functional,
+            nested or subclassed. One not built yet is built by calling it on ``x``.
         x: one batch of inputs (an array, a tensor, or a list/dict of them for a
             multi-input model). LSUV normalizes on exactly this batch; 256 samples or more
             give a variance close to the population's.
@@ -496,7 +524,7 @@ def lsuv(
         its output on ``x``, and whether it converged.
 
     Raises:
-        ValueError: an unbuilt model, a model without LSUV layers, an empty or non-finite
+        ValueError: a model x cannot build, a model without LSUV layers, an empty or non-finite
             ``x`` or one that does not fit the model, a bad ``tol``/``max_iter``. The model
             is left untouched.
         TypeError: ``model`` is not a Keras model; a non-numeric ``tol``; a bad ``seed``.
@@ -513,10 +541,10 @@ def lsuv(
     >>> report.converged, [round(r.variance, 3) for r in report]
     (True, [1.0, 1.0])
     """
-    check_built(model)
     tol = check_positive("tol", tol)
     max_iter = _check_max_iter(max_iter)
     seed = base_seed(seed)
+    _build_from(model, x)
     targets, skipped = _targets(model)
     if not targets:
         raise ValueError(
@@ -542,7 +570,8 @@ def lsuv(
         for variable, value in saved:
             variable.assign(value)
         raise
-    report.skipped, report.seed = skipped, seed if orthonormal else None
+    report.skipped, report.seed = list(skipped), seed if orthonormal else None
+    report.skip_reasons = skipped
     _warn(model, report)
     return report
 

@@ -14,7 +14,7 @@ from typing import Any
 import keras
 
 from keras_initlab import initializers as ini
-from keras_initlab._validation import unknown_name_message
+from keras_initlab._validation import is_integer, unknown_name_message
 from keras_initlab.initializers._base import default_seed
 from keras_initlab.initializers._variance_scaling import TRUNCATED_STD
 
@@ -43,7 +43,7 @@ def get_scheme(name: str) -> ini.Scheme:
 
     Example:
     >>> get_scheme("kaiming_uniform")
-    HeUniform(seed=None, layout='auto', layout_args={})
+    HeUniform(seed=None, input_axes=None, output_axes=None, layout='auto', layout_args={})
     """
     if name not in SCHEMES:
         raise ValueError(unknown_name_message("scheme", name, SCHEMES))
@@ -55,27 +55,30 @@ def as_scheme(initializer: Any) -> ini.Scheme | None:
 
     Accepts a scheme name, a keras_initlab initializer (returned as is) or one of Keras'
     built-ins (VarianceScaling and its subclasses, RandomNormal, RandomUniform,
-    TruncatedNormal, Orthogonal, Zeros, Ones, Constant, Identity).
+    TruncatedNormal, Orthogonal, Zeros, Ones, Constant, Identity), keeping their seed.
     """
     if isinstance(initializer, str):
         return get_scheme(initializer)
     if isinstance(initializer, ini.Scheme):
         return initializer
     k = keras.initializers
+    seed = getattr(initializer, "seed", None)  # Keras' int (drawn if None) or SeedGenerator
     if isinstance(initializer, k.VarianceScaling):
         dist = {"untruncated_normal": "normal"}.get(
             initializer.distribution, initializer.distribution
         )
-        mode = initializer.mode
-        return ini.VarianceScaling(initializer.scale, mode, dist)
+        axes = (getattr(initializer, "input_axes", None), getattr(initializer, "output_axes", None))
+        if None in axes:
+            axes = (None, None)
+        return ini.VarianceScaling(initializer.scale, initializer.mode, dist, seed, *axes)
     if isinstance(initializer, k.TruncatedNormal):
-        return ini.RandomNormal(initializer.mean, initializer.stddev * TRUNCATED_STD)
+        return ini.RandomNormal(initializer.mean, initializer.stddev * TRUNCATED_STD, seed)
     if isinstance(initializer, k.RandomNormal):
-        return ini.RandomNormal(initializer.mean, initializer.stddev)
+        return ini.RandomNormal(initializer.mean, initializer.stddev, seed)
     if isinstance(initializer, k.RandomUniform):
-        return ini.RandomUniform(initializer.minval, initializer.maxval)
+        return ini.RandomUniform(initializer.minval, initializer.maxval, seed)
     if isinstance(initializer, k.Orthogonal):
-        return ini.Orthogonal(initializer.gain)
+        return ini.Orthogonal(initializer.gain, seed)
     if isinstance(initializer, k.Zeros):
         return ini.Zeros()
     if isinstance(initializer, k.Ones):
@@ -100,6 +103,8 @@ def for_weight(
         allowed = {"auto", "recurrent"} if isinstance(scheme, ini.Orthogonal) else None
         if allowed is None or layout in allowed:
             config["layout"], config["layout_args"] = layout, dict(layout_args)
+            if "input_axes" in config:  # Keras' einsum axes: the layout replaces them
+                config["input_axes"] = config["output_axes"] = None
     if "seed" in config:
         config["seed"] = seed
     return type(scheme).from_config(config)
@@ -120,9 +125,9 @@ def base_seed(seed: Any) -> int:
     """
     if seed is None:
         return default_seed()
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_integer(seed):
         raise TypeError(f"Argument `seed` must be an int or None. Received: seed={seed!r}")
-    return seed
+    return int(seed)
 
 
 def weight_seed(base: int, index: int) -> int:

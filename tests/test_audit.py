@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import pytest
 
 import keras_initlab as ki
+from keras_initlab import testing as kt
 
 L = keras.layers
+FLOAT64_REL = 1e-12  # float64 arithmetic on the same numbers: rounding only
 
 
 def test_depthwise_with_keras_he_normal_is_flagged_at_one_eighth():
@@ -59,8 +62,59 @@ def test_keras_transposed_glorot_and_lstm_glorot_are_flagged():
     model = keras.Sequential([keras.Input((4, 16)), L.LSTM(32)])
     report = ki.audit(model)  # Keras: Glorot with fan_out = 4 * units
     kernel = next(r for r in report if r.path.endswith("lstm_cell/kernel"))
+    values = model.layers[0].cell.kernel.numpy().astype(np.float64)
     assert kernel.flagged
-    assert kernel.ratio == pytest.approx(((16 + 32) / (16 + 128)) ** 0.5, rel=0.1)
+    # The row's numbers against plain NumPy and the closed forms, to float64 rounding.
+    assert kernel.std == pytest.approx(values.std(), rel=FLOAT64_REL)
+    assert kernel.expected_std == pytest.approx((2.0 / (16 + 32)) ** 0.5, rel=FLOAT64_REL)
+    assert kernel.ratio == pytest.approx(kernel.std / kernel.expected_std, rel=FLOAT64_REL)
+    # The draw itself is Keras' Glorot uniform on its shape rule (fans 16 and 128).
+    kt.assert_variance(values, 2.0 / (16 + 128), family="uniform")
+
+
+def test_weights_without_a_known_layout_get_rows_marked_not_handled():
+    class Scale(L.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+        def call(self, x):
+            return x * self.w
+
+    model = keras.Sequential(
+        [keras.Input((4,)), L.Dense(3, name="d"), Scale(name="s"), L.LayerNormalization(name="n")]
+    )
+    report = ki.audit(model, "he_normal")
+    assert len(report) == len(model.weights)
+    notes = {r.path.split("/", 1)[1]: r.note for r in report.not_handled}
+    assert set(notes) == {"s/w", "n/gamma", "n/beta"}
+    assert notes["s/w"].startswith("not handled: ")
+    assert "custom" in notes["s/w"]
+    assert "normalization" in notes["n/gamma"]
+    assert all(r.expected_std is None and not r.flagged for r in report.not_handled)
+    lines = str(report).splitlines()
+    assert lines[0].split()[-2:] == ["flag", "note"]
+    assert any("s/w" in line and "not handled" in line for line in lines)
+
+
+def test_a_subclassed_models_own_weight_gets_a_not_handled_row():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.head = L.Dense(2, name="head")
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+        def call(self, x):
+            return self.head(x * self.w)
+
+    model = Net()
+    model(np.zeros((1, 3), "float32"))
+    report = ki.audit(model)
+    assert [r.path for r in report.not_handled] == [model.w.path]
+    assert len(report) == len(model.weights) == 3
+    init = ki.initialize(model, "he_normal", seed=0, report=True)
+    assert [(r.path, r.action) for r in init.not_handled] == [(model.w.path, "not handled")]
 
 
 def test_report_rows_and_repr():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -29,7 +31,7 @@ def _every_layer_model():
     return keras.Model(inputs, L.Dense(3)(x))
 
 
-def test_every_kernel_gets_the_scheme_on_its_true_fans_and_biases_are_zero():
+def test_every_kernel_gets_the_scheme_on_its_true_fans_and_biases_their_initializer():
     model = _every_layer_model()
     ki.initialize(model, "he_normal", seed=0)
     report = ki.audit(model, "he_normal")
@@ -37,11 +39,16 @@ def test_every_kernel_gets_the_scheme_on_its_true_fans_and_biases_are_zero():
     assert any("depthwise" in p for p in paths)
     assert any("recurrent_kernel" in p for p in paths)
     assert any("query" in p for p in paths)
-    # He with true fans everywhere except the recurrent kernels, which are orthogonal.
-    assert [r.path for r in report.flagged if "recurrent_kernel" not in r.path] == []
+    # He on true fans, recurrent kernels orthogonal per gate: audit reads the same rule.
+    assert report.flagged == []
     for spec in ki.layer_weights.weight_specs(model):
         if spec.is_bias:
-            assert not spec.variable.numpy().any()
+            value = spec.variable.numpy()
+            if isinstance(spec.layer, L.LSTMCell):  # unit_forget_bias: forget gate 1
+                units = spec.layer.units
+                np.testing.assert_array_equal(value[units : 2 * units], 1.0)
+                value = np.delete(value, np.s_[units : 2 * units])
+            assert not value.any()
     bn = model.get_layer(index=5)
     np.testing.assert_array_equal(bn.gamma.numpy(), 1.0)  # untouched
 
@@ -115,6 +122,168 @@ def test_keras_builtins_and_user_initializers_are_accepted():
 
     ki.initialize(model, Halves())
     np.testing.assert_array_equal(model.layers[0].kernel.numpy(), 0.5)
+
+
+def _two_dense():
+    return keras.Sequential([keras.Input((8,)), L.Dense(16), L.Dense(4)])
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        keras.initializers.HeNormal(seed=3),
+        keras.initializers.GlorotUniform(seed=3),
+        keras.initializers.RandomNormal(stddev=0.1, seed=3),
+        keras.initializers.Orthogonal(seed=3),
+    ],
+    ids=["he_normal", "glorot_uniform", "random_normal", "orthogonal"],
+)
+def test_a_keras_initializers_seed_is_kept(scheme):
+    a, b = _two_dense(), _two_dense()
+    ki.initialize(a, scheme)
+    ki.initialize(b, scheme)
+    for x, y in zip(_weights(a), _weights(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    other = _two_dense()
+    reseeded = type(scheme).from_config(scheme.get_config() | {"seed": 4})
+    ki.initialize(other, reseeded)
+    assert not np.array_equal(_weights(a)[0], _weights(other)[0])
+
+
+def test_lstm_forget_bias_embeddings_and_normalization_are_kept_and_reported():
+    inputs = keras.Input((5,), dtype="int32")
+    h = L.Embedding(50, 8, name="emb")(inputs)
+    h = L.LSTM(6, name="lstm")(h)
+    h = L.BatchNormalization(name="bn")(h)
+    model = keras.Model(inputs, _Scale(name="scale")(L.Dense(3, name="head")(h)))
+    lstm = model.get_layer("lstm").cell
+    lstm.bias.assign(np.full((24,), 0.3, "float32"))  # as after training
+    emb = model.get_layer("emb").embeddings.numpy().copy()
+    report = ki.initialize(model, "he_normal", seed=0, report=True)
+    np.testing.assert_array_equal(lstm.bias.numpy()[6:12], 1.0)
+    np.testing.assert_array_equal(np.delete(lstm.bias.numpy(), np.s_[6:12]), 0.0)
+    np.testing.assert_array_equal(model.get_layer("emb").embeddings.numpy(), emb)
+    np.testing.assert_array_equal(model.get_layer("scale").w.numpy(), 1.0)
+    actions = {r.path: r.action for r in report}
+    assert actions == {
+        "emb/embeddings": "kept",
+        "lstm/lstm_cell/kernel": "re-drawn",
+        "lstm/lstm_cell/recurrent_kernel": "re-drawn",
+        "lstm/lstm_cell/bias": "re-drawn",
+        "head/kernel": "re-drawn",
+        "head/bias": "re-drawn",
+        "bn/gamma": "kept",
+        "bn/beta": "kept",
+        "bn/moving_mean": "kept",
+        "bn/moving_variance": "kept",
+        "scale/w": "not handled",
+    }
+    assert len(report) == len(model.weights)
+    reasons = {r.path: r.reason for r in report}
+    assert "fan-in" in reasons["emb/embeddings"]
+    assert "unit_forget_bias" in reasons["lstm/lstm_cell/bias"]
+    assert "orthogonal per gate" in reasons["lstm/lstm_cell/recurrent_kernel"]
+    assert "normalization" in reasons["bn/gamma"]
+    assert "custom" in reasons["scale/w"]
+    assert repr(report) == "InitializeReport(11 weights: 5 re-drawn, 5 kept, 1 not handled)"
+    lines = str(report).splitlines()
+    assert lines[0].split() == ["layer", "path", "shape", "action", "initializer", "reason"]
+    assert len(lines) == 1 + len(report)
+    assert [r.path for r in report.not_handled] == [model.get_layer("scale").w.path]
+    assert report.to_dicts()[0]["action"] == "kept"
+
+
+def test_numpy_integer_seeds_are_the_same_as_python_ints():
+    a, b = _two_dense(), _two_dense()
+    ki.initialize(a, "he_normal", seed=np.int64(7))
+    ki.initialize(b, "he_normal", seed=7)
+    for x, y in zip(_weights(a), _weights(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_initialize_returns_the_model_unless_a_report_is_asked_for():
+    model = _two_dense()
+    assert ki.initialize(model, "he_normal", seed=0) is model
+    assert isinstance(ki.initialize(model, "he_normal", report=True), ki.InitializeReport)
+
+
+class _Scale(L.Layer):
+    """A custom layer with its own weight, as ConvNeXt's LayerScale."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+    def call(self, x):
+        return x * self.w
+
+
+def _layer_type_models():
+    """One small model per layer type; sizes give each kernel >= 512 entries."""
+
+    def seq(shape, *layers, dtype="float32"):
+        return keras.Sequential([keras.Input(shape, dtype=dtype), *layers])
+
+    attention_in = keras.Input((6, 32))
+    attention = keras.Model(attention_in, L.MultiHeadAttention(4, 8)(attention_in, attention_in))
+    return {
+        "dense": seq((32,), L.Dense(48)),
+        "conv": seq((8, 8, 16), L.Conv2D(32, 3, groups=2)),
+        "depthwise": seq((8, 8, 64), L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")),
+        "separable": seq((8, 8, 32), L.SeparableConv2D(32, 3, depth_multiplier=2)),
+        "transpose": seq((8, 8, 16), L.Conv2DTranspose(32, 3, strides=2)),
+        "lstm": seq((4, 24), L.LSTM(16)),
+        "gru": seq((4, 24), L.GRU(16)),
+        "simple_rnn": seq((4, 32), L.SimpleRNN(32)),
+        "bidirectional": seq((4, 24), L.Bidirectional(L.LSTM(16))),
+        "embedding": seq((5,), L.Embedding(100, 16), dtype="int32"),
+        "attention": attention,
+        "batch_norm": seq((8, 8, 16), L.Conv2D(32, 3), L.BatchNormalization()),
+    }
+
+
+_LAYER_TYPES = [
+    "attention",
+    "batch_norm",
+    "bidirectional",
+    "conv",
+    "dense",
+    "depthwise",
+    "embedding",
+    "gru",
+    "lstm",
+    "separable",
+    "simple_rnn",
+    "transpose",
+]
+_RANK2 = {"dense", "lstm", "gru", "simple_rnn", "bidirectional"}  # a kernel of rank 2
+
+
+@functools.cache
+def _models():
+    """Built once, on first use (not at collection: layer names stay those of a fresh run)."""
+    models = _layer_type_models()
+    assert sorted(models) == _LAYER_TYPES
+    return models
+
+
+@pytest.mark.parametrize("layer_type", _LAYER_TYPES)
+@pytest.mark.parametrize("scheme", sorted(ki.schemes.SCHEMES))
+def test_audit_of_the_scheme_flags_nothing_right_after_initialize(scheme, layer_type):
+    model = _models()[layer_type]
+    if scheme == "delta_orthogonal" and layer_type in _RANK2:
+        with pytest.raises(ValueError, match=r"DeltaOrthogonal needs a conv kernel"):
+            ki.initialize(model, scheme, seed=0)
+        return
+    ki.initialize(model, scheme, seed=0)
+    report = ki.audit(model, scheme)
+    assert report.flagged == []
+    weights = [r for r in report if r.handled and r.layout != "bias"]
+    assert weights
+    for row in weights:
+        if row.layout == "embedding":  # kept: Keras' default U(-0.05, 0.05)
+            assert row.expected_std == pytest.approx(0.1 / 12**0.5, rel=1e-12)
+        elif scheme not in ("constant", "zeros"):  # fixed values: an expected std of 0
+            assert row.expected_std > 0
 
 
 def test_a_failing_scheme_leaves_every_weight_as_it_was():

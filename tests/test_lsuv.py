@@ -188,6 +188,18 @@ def test_sequential_models_get_unit_variance_in_every_layer(build, shape, count)
         assert row.variance == pytest.approx(v, rel=FLOAT32_SLACK)
 
 
+def test_a_sequential_model_never_built_is_built_from_x():
+    model = keras.Sequential([L.Dense(24), L.ReLU(), L.Dense(8)])
+    assert not model.built
+    x = _normal(256, 16, seed=4)
+    report = lsuv(model, x, seed=0)
+    assert report.converged
+    assert [tuple(w.shape) for w in model.weights] == [(16, 24), (24,), (24, 8), (8,)]
+    variances = _eager_sequential_variances(model, x)
+    assert len(variances) == 2
+    assert all(abs(v - 1) <= TOL + FLOAT32_SLACK for v in variances)
+
+
 def test_functional_model_with_branches_and_two_inputs():
     a, b = keras.Input((8,), name="a"), keras.Input((6,), name="b")
     h = L.Dense(16, name="da")(a)
@@ -295,10 +307,10 @@ def _subclassed_built():
         (_nested, np.full((4, 16), np.nan, "float32"), ValueError, "finite"),
         (_nested, None, ValueError, "Received: x=None"),
         (
-            lambda: keras.Sequential([L.Dense(3)]),
+            lambda: keras.Sequential([L.Conv2D(3, 3)]),
             np.zeros((4, 16), "float32"),
             ValueError,
-            "must be built",
+            "must fit model .*to build it",
         ),
         (
             lambda: keras.Sequential([keras.Input((3,), dtype="int32"), L.Embedding(5, 4)]),
@@ -313,7 +325,7 @@ def _subclassed_built():
         "empty",
         "nan",
         "none",
-        "unbuilt",
+        "unbuilt_and_x_does_not_fit",
         "no_lsuv_layer",
     ],
 )
@@ -439,6 +451,34 @@ def test_report_reads_as_a_table_and_lists_skipped_layers():
     assert "emb" in text
     assert report.to_dicts()[0]["status"] == "converged"
     assert report.seed == 0
+
+
+class _Scale(L.Layer):
+    """A custom layer with its own weight (as ConvNeXt's LayerScale)."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+    def call(self, x):
+        return x * self.w
+
+
+def test_skipped_lists_every_weighted_layer_lsuv_leaves_with_a_reason():
+    inputs = keras.Input((6,), dtype="int32")
+    h = L.GlobalAveragePooling1D()(L.Embedding(20, 8, name="emb")(inputs))
+    h = L.BatchNormalization(name="bn")(L.Dense(8, name="d")(h))
+    h = L.LayerNormalization(name="ln")(_Scale(name="scale")(h))
+    model = keras.Model(inputs, L.Dense(4, name="head")(h))
+    tokens = np.random.default_rng(0).integers(0, 20, size=(128, 6))
+    report = lsuv(model, tokens, seed=0)
+    assert sorted(report.skipped) == ["bn", "emb", "ln", "scale"]
+    assert set(report.skip_reasons) == set(report.skipped)
+    assert "embedding" in report.skip_reasons["emb"]
+    assert "normalization" in report.skip_reasons["bn"]
+    assert "normalization" in report.skip_reasons["ln"]
+    assert "custom" in report.skip_reasons["scale"]
+    assert "scale: " in str(report)
+    np.testing.assert_array_equal(model.get_layer("scale").w.numpy(), 1.0)
 
 
 def test_initialize_accepts_lsuv_as_a_scheme():

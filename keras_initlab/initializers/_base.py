@@ -23,7 +23,7 @@ from typing import Any
 
 import keras
 
-from keras_initlab._validation import check_choice, check_positive, standardize_shape
+from keras_initlab._validation import check_choice, check_positive, is_integer, standardize_shape
 from keras_initlab.gains import gain as activation_gain
 
 FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
@@ -103,6 +103,9 @@ class RandomScheme(Scheme):
             seed = default_seed()
         elif isinstance(seed, dict):
             seed = keras.saving.deserialize_keras_object(seed)
+        elif is_integer(seed):
+            seed = int(seed)  # NumPy integers too; the config keeps a Python int
+            self._init_seed = seed
         if isinstance(seed, bool) or not isinstance(seed, (int, keras.random.SeedGenerator)):
             raise TypeError(
                 "Argument `seed` must be an int, a keras.random.SeedGenerator or None. "

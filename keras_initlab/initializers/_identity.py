@@ -18,8 +18,9 @@ class ScaledIdentity(Scheme):
     """``W = scale * I``: the identity matrix, or the Dirac (identity) kernel for convs.
 
     A 2-D kernel ``(in, out)`` gets ``scale`` on its diagonal (rectangular kernels too); a
-    conv kernel ``(k..., in, out)`` gets ``scale * I`` at its centre tap and 0 elsewhere, so
-    the layer passes its input through, scaled. A stack of ``L`` such linear layers multiplies
+    conv kernel ``(k..., in, out)`` gets ``scale * I`` at its centre tap ``(k - 1) // 2`` on
+    each spatial axis and 0 elsewhere, so a ``padding="same"`` conv passes its input through,
+    scaled, for odd and even kernel sizes. A stack of ``L`` such linear layers multiplies
     the signal by ``scale**L``: with 1.5 it explodes, with 0.5 it vanishes, the tutorial's
     experiment. Deterministic: no seed.
 

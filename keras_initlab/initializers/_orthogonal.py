@@ -66,8 +66,8 @@ class Orthogonal(RandomScheme):
         layout: str = "auto",
         layout_args: dict[str, Any] | None = None,
     ):
-        self.gain = gain
         self._gain_value = resolve_gain(gain)
+        self.gain = gain if isinstance(gain, str) else self._gain_value
         self.layout = check_choice("layout", layout, ORTHOGONAL_LAYOUTS)
         self.layout_args = dict(layout_args or {})
         if layout == "auto" and self.layout_args:
@@ -103,10 +103,13 @@ class Orthogonal(RandomScheme):
 class DeltaOrthogonal(RandomScheme):
     """Delta-orthogonal conv kernel: zero except the centre tap, an orthogonal ``(in, out)``.
 
-    ``W[c..., :, :] = gain * Q`` with ``Q^T Q = I`` (or ``Q Q^T``), ``c = k // 2`` on each spatial
-    axis (the tap left of centre for even sizes); every other tap is 0. A convolution with
-    this kernel is an orthogonal map of the channels at every position, which lets very deep
-    CNNs train without normalization. Entry variance ``gain**2 / (max(in, out) * prod(k))``.
+    ``W[c..., :, :] = gain * Q`` with ``Q^T Q = I`` (or ``Q Q^T``) and ``c = (k - 1) // 2`` on
+    each spatial axis (the middle tap for odd ``k``, the one before the middle for even
+    ``k``); every other tap is 0. That is the tap Keras' ``padding="same"`` aligns with the
+    output position, so a ``same``-padded convolution with this kernel applies ``gain * Q``
+    to the channels at every position, for every kernel size: an orthogonal map, which lets
+    very deep CNNs train without normalization. Entry variance
+    ``gain**2 / (max(in, out) * prod(k))``.
 
     Args:
         gain: a positive number or an activation name (``keras_initlab.gain``).
@@ -125,8 +128,8 @@ class DeltaOrthogonal(RandomScheme):
     """
 
     def __init__(self, gain: float | str = 1.0, seed: Any = None):
-        self.gain = gain
         self._gain_value = resolve_gain(gain)
+        self.gain = gain if isinstance(gain, str) else self._gain_value
         super().__init__(seed)
 
     @staticmethod
@@ -148,9 +151,26 @@ class DeltaOrthogonal(RandomScheme):
         return centre_tap(centre, shape)
 
 
+def centre_index(size: int) -> int:
+    """The centre tap of a kernel axis of ``size``: ``(size - 1) // 2``.
+
+    Keras' ``padding="same"`` pads ``(size - 1) // 2`` steps before the input (and the rest
+    after), so the output at position ``i`` reads the input at ``i`` through this tap: a
+    kernel that is the identity there passes its input through, for odd and even sizes.
+
+    Example:
+    >>> [centre_index(k) for k in (1, 2, 3, 4, 5)]
+    [0, 0, 1, 1, 2]
+    """
+    return (size - 1) // 2
+
+
 def centre_tap(matrix: Any, shape: tuple[int, ...]) -> Any:
-    """A kernel of ``shape`` that is ``matrix`` at the centre tap and 0 elsewhere."""
+    """A kernel of ``shape`` that is ``matrix`` at the centre tap and 0 elsewhere.
+
+    The centre tap is ``centre_index(k)`` on each spatial axis.
+    """
     spatial = shape[:-2]
     tap = ops.reshape(matrix, (1,) * len(spatial) + tuple(shape[-2:]))
-    pads = [(k // 2, k - 1 - k // 2) for k in spatial] + [(0, 0), (0, 0)]
+    pads = [(centre_index(k), k - 1 - centre_index(k)) for k in spatial] + [(0, 0), (0, 0)]
     return ops.pad(tap, pads)

@@ -20,7 +20,7 @@ from typing import Any
 
 import keras
 
-from keras_initlab._validation import check_choice, check_positive
+from keras_initlab._validation import check_choice, check_positive, is_integer
 from keras_initlab.fans import LAYOUTS, compute_fans
 from keras_initlab.initializers._base import RandomScheme, check_distribution, resolve_gain
 
@@ -49,8 +49,39 @@ def check_layout(layout: Any, layout_args: Any) -> dict[str, Any]:
     return dict(layout_args)
 
 
+def check_axes(input_axes: Any, output_axes: Any, layout: str) -> tuple[Any, Any]:
+    """Validate Keras' ``input_axes``/``output_axes``; return them as lists of ints or None.
+
+    Both or neither must be given, each a sequence of integer axes. They are Keras' way of
+    naming an einsum layout and apply with ``layout="auto"``; a layout given by name wins
+    (so an ``EinsumDense`` that passes its axes does not override it).
+    """
+    given = [a is not None for a in (input_axes, output_axes)]
+    if not any(given):
+        return None, None
+    if not all(given):
+        raise ValueError(
+            "Arguments `input_axes` and `output_axes` must be given together. "
+            f"Received: input_axes={input_axes!r}, output_axes={output_axes!r}"
+        )
+    axes = []
+    for name, value in (("input_axes", input_axes), ("output_axes", output_axes)):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            ok = False
+        else:
+            value = list(value)
+            ok = all(is_integer(a) for a in value)
+        if not ok:
+            raise ValueError(
+                f"Argument `{name}` must be a list of integer axes or None. "
+                f"Received: {name}={value!r}"
+            )
+        axes.append([int(a) for a in value])
+    return axes[0], axes[1]
+
+
 @keras.saving.register_keras_serializable(package="keras_initlab")
-class VarianceScaling(RandomScheme):
+class VarianceScaling(RandomScheme, keras.initializers.VarianceScaling):
     """Zero-mean weights with ``Var(W) = scale * gain**2 / fan`` on the kernel's true fans.
 
     ``mode`` picks the fan: ``fan_in`` (keeps the forward variance), ``fan_out`` (keeps the
@@ -64,6 +95,11 @@ class VarianceScaling(RandomScheme):
 
     Unlike ``keras.initializers.VarianceScaling``, ``"normal"`` is a true normal here.
 
+    It is also a ``keras.initializers.VarianceScaling`` (a subclass), so Keras layers that
+    refine the fans of their own variance-scaling initializers do it for this one too:
+    ``EinsumDense`` (and through it ``MultiHeadAttention``) passes its contracted axes as
+    ``input_axes`` and its output axes as ``output_axes``, and the kernel gets its true fans.
+
     Args:
         scale: positive multiplier of the variance.
         mode: ``fan_in``, ``fan_out``, ``fan_avg`` or ``fan_geo_avg``.
@@ -74,12 +110,19 @@ class VarianceScaling(RandomScheme):
         layout: how to read fans from the shape (``keras_initlab.compute_fans``);
             ``"auto"`` is Keras' shape rule.
         layout_args: the layout's arguments, e.g. ``{"groups": 4}`` for a grouped conv.
+        input_axes: None, or the kernel axes whose sizes multiply to fan_in (Keras 3.16's
+            argument); given together with ``output_axes``, it is ``layout="einsum"`` with
+            ``in_axes=input_axes, out_axes=output_axes``. A ``layout`` other than ``"auto"``
+            wins over the axes (an EinsumDense passes its axes to every VarianceScaling).
+        output_axes: None, or the kernel axes whose sizes multiply to fan_out.
 
     Example:
     >>> init = VarianceScaling(2.0, "fan_in", "normal", seed=1)
     >>> layer = keras.layers.Dense(64, kernel_initializer=init)
     >>> init.variance((256, 64))
     0.0078125
+    >>> VarianceScaling(input_axes=[0], output_axes=[1, 2]).fans((64, 4, 16))
+    (64, 64)
 
     Reference: He et al. 2015, "Delving Deep into Rectifiers"; Glorot & Bengio 2010.
     """
@@ -90,6 +133,8 @@ class VarianceScaling(RandomScheme):
         mode: str = "fan_in",
         distribution: str = "truncated_normal",
         seed: Any = None,
+        input_axes: Any = None,
+        output_axes: Any = None,
         *,
         gain: float | str | None = None,
         layout: str = "auto",
@@ -98,14 +143,17 @@ class VarianceScaling(RandomScheme):
         self.scale = check_positive("scale", scale)
         self.mode = check_choice("mode", mode, MODES)
         self.distribution = check_distribution(distribution, DISTRIBUTIONS)
-        self.gain = gain
         self._gain_value = 1.0 if gain is None else resolve_gain(gain)
+        self.gain = gain if gain is None or isinstance(gain, str) else self._gain_value
         self.layout_args = check_layout(layout, layout_args)
         self.layout = layout
+        self.input_axes, self.output_axes = check_axes(input_axes, output_axes, layout)
         super().__init__(seed)
 
     def fans(self, shape: Any) -> tuple[float, float]:
         """``(fan_in, fan_out)`` of ``shape`` under this initializer's layout."""
+        if self.input_axes is not None and self.layout == "auto":
+            return compute_fans(shape, "einsum", in_axes=self.input_axes, out_axes=self.output_axes)
         return compute_fans(shape, self.layout, **self.layout_args)
 
     def variance(self, shape: Any) -> float:
@@ -136,11 +184,20 @@ class _NamedScheme(VarianceScaling):
     def __init__(
         self,
         seed: Any = None,
+        input_axes: Any = None,
+        output_axes: Any = None,
         *,
         layout: str = "auto",
         layout_args: dict[str, Any] | None = None,
     ):
-        super().__init__(*self._PINNED, seed, layout=layout, layout_args=layout_args)
+        super().__init__(
+            *self._PINNED,
+            seed,
+            input_axes,
+            output_axes,
+            layout=layout,
+            layout_args=layout_args,
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_initlab")
@@ -156,6 +213,7 @@ class GlorotNormal(_NamedScheme):
         seed: int, ``keras.random.SeedGenerator`` or None (see ``keras_initlab.initializers``).
         layout: how to read fans from the shape (``keras_initlab.compute_fans``).
         layout_args: the layout's arguments, e.g. ``{"groups": 4}``.
+        input_axes, output_axes: Keras' einsum axes (see ``VarianceScaling``).
 
     Example:
     >>> layer = keras.layers.Dense(64, kernel_initializer=GlorotNormal(seed=0))
@@ -176,6 +234,7 @@ class GlorotUniform(_NamedScheme):
         seed: int, ``keras.random.SeedGenerator`` or None (see ``keras_initlab.initializers``).
         layout: how to read fans from the shape (``keras_initlab.compute_fans``).
         layout_args: the layout's arguments, e.g. ``{"groups": 4}``.
+        input_axes, output_axes: Keras' einsum axes (see ``VarianceScaling``).
 
     Example:
     >>> layer = keras.layers.Dense(64, kernel_initializer=GlorotUniform(seed=0))
@@ -197,6 +256,7 @@ class HeNormal(_NamedScheme):
         seed: int, ``keras.random.SeedGenerator`` or None (see ``keras_initlab.initializers``).
         layout: how to read fans from the shape (``keras_initlab.compute_fans``).
         layout_args: the layout's arguments, e.g. ``{"groups": 4}``.
+        input_axes, output_axes: Keras' einsum axes (see ``VarianceScaling``).
 
     Example:
     >>> layer = keras.layers.Dense(64, kernel_initializer=HeNormal(seed=0))
@@ -217,6 +277,7 @@ class HeUniform(_NamedScheme):
         seed: int, ``keras.random.SeedGenerator`` or None (see ``keras_initlab.initializers``).
         layout: how to read fans from the shape (``keras_initlab.compute_fans``).
         layout_args: the layout's arguments, e.g. ``{"groups": 4}``.
+        input_axes, output_axes: Keras' einsum axes (see ``VarianceScaling``).
 
     Example:
     >>> layer = keras.layers.Dense(64, kernel_initializer=HeUniform(seed=0))
@@ -237,6 +298,7 @@ class LecunNormal(_NamedScheme):
         seed: int, ``keras.random.SeedGenerator`` or None (see ``keras_initlab.initializers``).
         layout: how to read fans from the shape (``keras_initlab.compute_fans``).
         layout_args: the layout's arguments, e.g. ``{"groups": 4}``.
+        input_axes, output_axes: Keras' einsum axes (see ``VarianceScaling``).
 
     Example:
     >>> layer = keras.layers.Dense(64, kernel_initializer=LecunNormal(seed=0))
@@ -257,6 +319,7 @@ class LecunUniform(_NamedScheme):
         seed: int, ``keras.random.SeedGenerator`` or None (see ``keras_initlab.initializers``).
         layout: how to read fans from the shape (``keras_initlab.compute_fans``).
         layout_args: the layout's arguments, e.g. ``{"groups": 4}``.
+        input_axes, output_axes: Keras' einsum axes (see ``VarianceScaling``).
 
     Example:
     >>> layer = keras.layers.Dense(64, kernel_initializer=LecunUniform(seed=0))

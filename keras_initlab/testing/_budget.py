@@ -117,8 +117,18 @@ def count_check(budgeted: bool = True) -> None:
 def checks_made() -> int:
     """How many statistical checks this process has made so far (to compare with ``K``).
 
+    A check at the budget's alpha counts once; one at an explicit ``alpha`` does not.
+
     Example:
-    >>> checks_made() >= 0
-    True
+    >>> import numpy as np
+    >>> from keras_initlab.testing import assert_variance, checks_made
+    >>> x = np.random.default_rng(0).normal(size=10_000)
+    >>> before = checks_made()
+    >>> assert_variance(x, 1.0)
+    >>> checks_made() - before
+    1
+    >>> assert_variance(x, 1.0, alpha=0.01)
+    >>> checks_made() - before
+    1
     """
     return _checks_made

@@ -276,14 +276,14 @@ def _orthogonal(draw: Any, name: str) -> InitializerCase:
 
 
 def identity_kernel(shape: tuple[int, ...], scale: float) -> np.ndarray:
-    """``scale * I`` of ``shape``: the diagonal of a 2-D kernel, the centre tap of a conv.
+    """``scale * I`` of ``shape``: the diagonal of a 2-D kernel, tap ``(k - 1) // 2`` of a conv.
 
     Example:
     >>> identity_kernel((2, 3), 2.0).tolist()
     [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
     """
     values = np.zeros(shape)
-    centre = tuple(k // 2 for k in shape[:-2])
+    centre = tuple((k - 1) // 2 for k in shape[:-2])  # the tap "same" padding aligns
     values[centre] = scale * np.eye(shape[-2], shape[-1])
     return values
 
