@@ -1,47 +1,88 @@
 """keras_initlab: choose, watch and verify weight initialization in Keras 3.
 
+Importing the package is cheap: its names are loaded on first use, so that the
+``keras-initlab`` command parses its arguments (and answers ``--help``) before Keras and
+TensorFlow start. When Keras is already imported, the initializers are loaded at once,
+which registers them with Keras' serialization (``keras.saving.load_model`` of a model that
+uses them needs that); otherwise the first use of any name does it.
+
 >>> import keras, keras_initlab
 >>> layer = keras.layers.Dense(64, kernel_initializer=keras_initlab.HeNormal(seed=0))
 """
 
-import os
+from __future__ import annotations
 
-# Hide TensorFlow's C++ INFO lines (CPU feature notes) that would otherwise precede every
-# message of the command-line tool; warnings and errors still show, and a value the user
-# has set wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
-from keras_initlab import callbacks, initializers
-from keras_initlab.audit import AuditReport, AuditRow, audit
-from keras_initlab.fans import LAYOUTS, compute_fans
-from keras_initlab.gains import gain
-from keras_initlab.initialize import InitializeReport, InitializeRow, initialize
-from keras_initlab.initializers import (
-    Constant,
-    DeltaOrthogonal,
-    GlorotNormal,
-    GlorotUniform,
-    HeNormal,
-    HeUniform,
-    KaimingNormal,
-    KaimingUniform,
-    LecunNormal,
-    LecunUniform,
-    Orthogonal,
-    RandomNormal,
-    RandomUniform,
-    ScaledIdentity,
-    VarianceScaling,
-    XavierNormal,
-    XavierUniform,
-    Zeros,
-)
-from keras_initlab.lsuv import LSUV, LSUVLayer, LSUVReport, LSUVWarning, lsuv
-from keras_initlab.schemes import SCHEMES, get_scheme
+if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type checkers
+    from keras_initlab import callbacks, initializers
+    from keras_initlab.audit import AuditReport, AuditRow, audit
+    from keras_initlab.fans import LAYOUTS, compute_fans
+    from keras_initlab.gains import gain
+    from keras_initlab.initialize import InitializeReport, InitializeRow, initialize
+    from keras_initlab.initializers import (
+        Constant,
+        DeltaOrthogonal,
+        GlorotNormal,
+        GlorotUniform,
+        HeNormal,
+        HeUniform,
+        KaimingNormal,
+        KaimingUniform,
+        LecunNormal,
+        LecunUniform,
+        Orthogonal,
+        RandomNormal,
+        RandomUniform,
+        ScaledIdentity,
+        VarianceScaling,
+        XavierNormal,
+        XavierUniform,
+        Zeros,
+    )
+    from keras_initlab.lsuv import LSUV, LSUVLayer, LSUVReport, LSUVWarning, lsuv
+    from keras_initlab.schemes import SCHEMES, get_scheme
 
 __version__ = "0.1.0"
 
-__all__ = [
+_MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provides
+    "keras_initlab.audit": ("AuditReport", "AuditRow", "audit"),
+    "keras_initlab.fans": ("LAYOUTS", "compute_fans"),
+    "keras_initlab.gains": ("gain",),
+    "keras_initlab.initialize": ("InitializeReport", "InitializeRow", "initialize"),
+    "keras_initlab.initializers": (
+        "Constant",
+        "DeltaOrthogonal",
+        "GlorotNormal",
+        "GlorotUniform",
+        "HeNormal",
+        "HeUniform",
+        "KaimingNormal",
+        "KaimingUniform",
+        "LecunNormal",
+        "LecunUniform",
+        "Orthogonal",
+        "RandomNormal",
+        "RandomUniform",
+        "ScaledIdentity",
+        "VarianceScaling",
+        "XavierNormal",
+        "XavierUniform",
+        "Zeros",
+    ),
+    "keras_initlab.lsuv": ("LSUV", "LSUVLayer", "LSUVReport", "LSUVWarning", "lsuv"),
+    "keras_initlab.schemes": ("SCHEMES", "get_scheme"),
+}
+_SUBPACKAGES = ("callbacks", "initializers")
+_SOURCE = {name: module for module, names in _MODULES.items() for name in names}
+# Functions named like the module that defines them: the import system binds a submodule
+# to its name in the package once it is loaded, and these names must stay the functions.
+_SHADOWED = frozenset(n for n, m in _SOURCE.items() if m == f"keras_initlab.{n}")
+
+__all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py checks)
     "LAYOUTS",
     "LSUV",
     "SCHEMES",
@@ -79,3 +120,30 @@ __all__ = [
     "initializers",
     "lsuv",
 ]
+
+
+class _Package(types.ModuleType):
+    """The package module: loads a public name on first access."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _SUBPACKAGES:
+            value: Any = importlib.import_module(f"keras_initlab.{name}")
+        elif name in _SOURCE:
+            value = getattr(importlib.import_module(_SOURCE[name]), name)
+        else:
+            raise AttributeError(f"module 'keras_initlab' has no attribute {name!r}")
+        setattr(self, name, value)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *__all__})
+
+
+sys.modules[__name__].__class__ = _Package
+if "keras" in sys.modules:  # Keras is loaded anyway: register the initializers now
+    importlib.import_module("keras_initlab.initializers")

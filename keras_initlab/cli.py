@@ -3,8 +3,13 @@
 ``keras-initlab compare`` trains one deep MLP under every initialization scheme on an
 embedded dataset (no network needed), prints a table and writes a report folder;
 ``keras-initlab inspect MODEL.keras`` prints the audit table and the variance profile of a
-saved model. Bad input (unknown names, unreadable files, a download while offline) ends
-with a one-line error on stderr and exit status 2.
+saved model. Bad input (unknown names, unreadable files, output paths that cannot be
+written, a download while offline) ends with a one-line error on stderr and exit status 2,
+before any training. Ctrl-C writes the runs that finished as a partial report and exits
+with status 130.
+
+The arguments are parsed before Keras and TensorFlow are imported (``--help`` and usage
+errors answer at once), and TensorFlow's C++ start-up lines are kept out of the output.
 
 Example (the error line goes to stderr):
 >>> main(["compare", "--schemes", "he_nrmal"])
@@ -15,15 +20,28 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 PROG = "keras-initlab"
 EXIT_USAGE = 2  # bad input: argparse's own exit status for usage errors
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C
 DEFAULT_REPORT_DIR = "initlab-report"
+AUDIT_LEGEND = (
+    "!! flags a weight whose variance ratio (std / expected_std)**2 is further from 1 than "
+    "{z:g} standard errors, {z:g} * sqrt(2 / n) for a weight of n values (a correct draw "
+    "is flagged with probability {p:.1g})."
+)
+# C++ lines TensorFlow prints while it is imported, whatever TF_CPP_MIN_LOG_LEVEL says:
+# absl's notice that logging is not initialized yet, then INFO records (oneDNN, CPU features).
+_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
+_LOG_RECORD = re.compile(r"^([IWEF])\d{4} ")
 
 
 class UsageError(Exception):
@@ -147,29 +165,127 @@ def _config(args: argparse.Namespace) -> Any:
     return check_config(CompareConfig(**values))
 
 
+def without_startup_noise(text: str) -> list[str]:
+    """The lines of ``text`` (TensorFlow's stderr during import) but its start-up noise.
+
+    Dropped: absl's "All log messages before absl::InitializeLog()" notice and INFO records
+    (``I0000 ...`` with their continuation lines); warnings and errors are kept.
+
+    Example:
+    >>> without_startup_noise("I0000 00:00 port.cc:153] oneDNN custom operations are on.\\n"
+    ...     "To enable AVX2, rebuild\\nE0000 00:00 x.cc:1] broken")
+    ['E0000 00:00 x.cc:1] broken']
+    """
+    kept, dropping = [], False
+    for line in text.splitlines():
+        record = _LOG_RECORD.match(line)
+        if record or line.startswith(_ABSL_NOTICE):
+            dropping = line.startswith(_ABSL_NOTICE) or (record is not None and record[1] == "I")
+        if not dropping:
+            kept.append(line)
+    return kept
+
+
 def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """Import TensorFlow with its C++ start-up lines filtered out of stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ warnings and info: off
+    if "tensorflow" not in sys.modules:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            log.seek(0)
+            kept = without_startup_noise(log.read().decode(errors="replace"))
+        if kept:
+            print("\n".join(kept), file=sys.stderr)
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
 
 
+def _cannot_create(path: Path) -> str | None:
+    """Why no file can be created in the nearest existing folder above ``path`` (None: it can)."""
+    folder = next(p for p in path.absolute().parents if p.exists())
+    if not folder.is_dir():
+        return f"{folder} is not a directory"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".keras-initlab-probe-"):
+            pass
+    except OSError as error:
+        return f"{folder}: {error.strerror or error}"
+    return None
+
+
+def check_output_path(argument: str, path: str, *, folder: bool) -> None:
+    """Raise ``UsageError`` unless the file (or folder) ``path`` can be written.
+
+    A folder is written beside itself and then moved in place (so its parent must be
+    writable); a file is overwritten in place. The reason (``is a directory``, ``Permission
+    denied``, ``Read-only file system``...) ends the message.
+    """
+    target = Path(path)
+    reason = None
+    if folder and target.exists() and not target.is_dir():
+        reason = "exists and is not a directory"
+    elif not folder and target.is_dir():
+        reason = "is a directory"
+    elif not folder and target.exists():
+        try:
+            with target.open("r+b"):
+                pass
+        except OSError as error:
+            reason = str(error.strerror or error)
+    if reason is None:
+        reason = _cannot_create(target)
+    if reason is not None:
+        kind = "folder" if folder else "file"
+        raise UsageError(
+            f"Argument `{argument}` must be a path where a {kind} can be written. "
+            f"Received: {argument}={path!r} ({reason})"
+        )
+
+
+def _interrupted(result: Any, args: argparse.Namespace, data: Any, progress: bool) -> int:
+    """Ctrl-C: end the progress line, write what finished as a partial report."""
+    from keras_initlab.compare.report import write_json, write_report
+
+    if progress and sys.stderr.isatty():
+        print(file=sys.stderr)  # the progress bar's line is still open
+    runs = len(result.schemes) + len(result.contrast)
+    if not runs:
+        print(f"{PROG}: interrupted before any run finished; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    written = []
+    if args.json:
+        written.append(str(write_json(result, args.json)))
+    if not args.no_report:
+        written.append(str(write_report(result, args.out, data)["summary.md"]))
+    where = f"; partial results of {runs} finished runs in {', '.join(written)}" if written else ""
+    print(f"{PROG}: interrupted{where}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
 def compare(args: argparse.Namespace) -> int:
     """Run ``keras-initlab compare``; return the exit status."""
+    if args.json:
+        check_output_path("json", args.json, folder=False)
+    if not args.no_report:
+        check_output_path("out", args.out, folder=True)
+    _quiet_tensorflow()
     from keras_initlab.compare.datasets import DatasetUnavailable, load_dataset
+    from keras_initlab.compare.report import check_report_folder
 
     try:
         config = _config(args)
+        if not args.no_report:
+            check_report_folder(args.out, "out")
     except (ValueError, TypeError) as error:
         raise UsageError(_one_line(error)) from None
-    try:  # fail before training, not after, when the outputs cannot be written
-        if not args.no_report:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"Cannot write the report: {_one_line(error)}") from None
-    _quiet_tensorflow()
     try:
         data = load_dataset(config.dataset, seed=config.seed)
     except DatasetUnavailable as error:
@@ -177,11 +293,15 @@ def compare(args: argparse.Namespace) -> int:
 
     from keras_initlab.compare.claims import check_claims
     from keras_initlab.compare.report import format_claims, format_table, write_json, write_report
-    from keras_initlab.compare.runner import run_comparison
+    from keras_initlab.compare.runner import ComparisonInterrupted, run_comparison
 
-    if not args.quiet:
+    progress = not args.quiet
+    if progress:
         print(f"{PROG} compare: {data!r}, {len(config.schemes)} schemes", file=sys.stderr)
-    result = run_comparison(config, data=data, progress=None if args.quiet else sys.stderr)
+    try:
+        result = run_comparison(config, data=data, progress=sys.stderr if progress else None)
+    except ComparisonInterrupted as stop:
+        return _interrupted(stop.result, args, data, progress)
     print(format_table(result))
     print()
     print(format_claims(check_claims(result)))
@@ -197,6 +317,11 @@ def compare(args: argparse.Namespace) -> int:
 
 def inspect(args: argparse.Namespace) -> int:
     """Run ``keras-initlab inspect``; return the exit status."""
+    if args.samples < 1:
+        raise UsageError(
+            f"Argument `samples` must be a positive integer. Received: samples={args.samples}"
+        )
+    _quiet_tensorflow()
     from keras_initlab.compare.inspection import ModelUnreadable, load_model_file
 
     if args.scheme is not None:
@@ -206,17 +331,12 @@ def inspect(args: argparse.Namespace) -> int:
             get_scheme(args.scheme)
         except ValueError as error:
             raise UsageError(_one_line(error)) from None
-    if args.samples < 1:
-        raise UsageError(
-            f"Argument `samples` must be a positive integer. Received: samples={args.samples}"
-        )
-    _quiet_tensorflow()
     try:
         model = load_model_file(args.model)
     except ModelUnreadable as error:
         raise UsageError(_one_line(error)) from None
 
-    from keras_initlab.audit import audit
+    from keras_initlab.audit import AUDIT_Z, audit
     from keras_initlab.compare.inspection import variance_profile
 
     try:  # a model Keras loads but these cannot read (unbuilt, no known inputs)
@@ -226,6 +346,7 @@ def inspect(args: argparse.Namespace) -> int:
         raise UsageError(_one_line(error)) from None
     print(f"Audit of {args.model} ({model.name}):")
     print(report)
+    print(AUDIT_LEGEND.format(z=AUDIT_Z, p=math.erfc(AUDIT_Z / math.sqrt(2.0))))
     print()
     print(f"Variance profile on {args.samples} unit-variance random inputs:")
     print(profile)
@@ -245,5 +366,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        end_line = "\n" if sys.stderr.isatty() else ""  # after the terminal's ^C
+        print(f"{end_line}{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -3,7 +3,8 @@
 To keep the suite fast, the examples share one fresh Python process (one TensorFlow
 import), each run with ``runpy`` as ``__main__`` and its output captured; an example that
 must configure TensorFlow's devices before TensorFlow starts (MirroredStrategy on two
-logical CPUs) gets a process of its own.
+logical CPUs) gets a process of its own. They run under the suite's own warning filters
+(``filterwarnings`` in pyproject.toml: warnings are errors), applied in that process.
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py"))
 TIMEOUT_S = 600  # a hung example fails the test instead of hanging the suite
 
 RUNNER = r"""
-import contextlib, io, json, runpy, sys, traceback
+import builtins, contextlib, io, json, runpy, sys, traceback, warnings
+for spec in json.loads(sys.argv[2]):  # pytest's order: a later filter takes precedence
+    action, message, category, module, lineno = (spec.split(":", 4) + [""] * 4)[:5]
+    warnings.filterwarnings(
+        action, message, getattr(builtins, category) if category else Warning, module,
+        int(lineno or 0),
+    )
 results = {}
-for path in sys.argv[2:]:
+for path in sys.argv[3:]:
     out = io.StringIO()
     sys.argv = [path, sys.argv[1]]
     try:
@@ -37,10 +44,11 @@ print(json.dumps(results))
 """
 
 
-def _run(paths: list[str], workdir: Path) -> dict[str, dict[str, object]]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
+def _run(paths: list[str], workdir: Path, filters: list[str]) -> dict[str, dict[str, object]]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(workdir), *paths],
+        [sys.executable, "-c", RUNNER, str(workdir), json.dumps(filters), *paths],
         capture_output=True,
         text=True,
         cwd=workdir,
@@ -53,12 +61,14 @@ def _run(paths: list[str], workdir: Path) -> dict[str, dict[str, object]]:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, pytestconfig):
     workdir = tmp_path_factory.mktemp("examples")
+    filters = list(pytestconfig.getini("filterwarnings"))
+    assert "error" in filters  # the suite's rule that the examples must obey too
     shared = [str(EXAMPLES / s) for s in SCRIPTS if s not in OWN_PROCESS]
-    found = _run(shared, workdir)
+    found = _run(shared, workdir, filters)
     for script in sorted(OWN_PROCESS & set(SCRIPTS)):
-        found.update(_run([str(EXAMPLES / script)], workdir))
+        found.update(_run([str(EXAMPLES / script)], workdir, filters))
     return {Path(k).name: v for k, v in found.items()}, workdir
 
 

@@ -34,6 +34,7 @@ SPIRAL_ARMS = 3  # classes of the spirals set (one arm each)
 SPIRAL_TURNS = 1.25  # how many turns each arm makes
 SPIRAL_NOISE = 0.15  # std of the angular noise of the spirals, in radians
 _STD_FLOOR = 1e-8  # features with a smaller std (constant pixels) are only centred
+MIN_EXAMPLES = 2  # an x, y file is split: at least one example to train on and one to test
 
 
 class DatasetUnavailable(RuntimeError):
@@ -186,6 +187,80 @@ def _keras_dataset(name: str, seed: int) -> Dataset:
     )
 
 
+def _bad(path: str, rule: str, received: str) -> DatasetUnavailable:
+    return DatasetUnavailable(
+        f"Argument `dataset` must {rule}. Received: dataset={path!r} with {received}"
+    )
+
+
+def check_arrays(path: str, arrays: dict[str, np.ndarray], pairs: list[tuple[str, str]]) -> None:
+    """Raise DatasetUnavailable unless the ``(features, labels)`` arrays can be trained on.
+
+    Each array is real numbers, all finite; features and labels have the same length, at
+    least one example each (``MIN_EXAMPLES`` when there is a single pair, which is split);
+    labels are one per example, integer classes 0, 1, ...; every pair has the same feature
+    shape. The message names the file, the array, the value found and what is allowed.
+
+    Example:
+    >>> check_arrays("d.npz", {"x": np.zeros((3, 2)), "y": np.zeros(2)}, [("x", "y")])
+    Traceback (most recent call last):
+    ...
+    keras_initlab.compare.datasets.DatasetUnavailable: Argument `dataset` must hold one \
+label per example. Received: dataset='d.npz' with 3 examples in `x` and 2 labels in `y`
+    """
+    for name in (n for pair in pairs for n in pair):
+        array = arrays[name]
+        if not (
+            np.issubdtype(array.dtype, np.integer)
+            or np.issubdtype(array.dtype, np.floating)
+            or array.dtype == np.bool_
+        ):
+            raise _bad(path, "hold arrays of real numbers", f"dtype {array.dtype} in `{name}`")
+        if array.ndim == 0:
+            raise _bad(path, "hold one row per example", f"a scalar `{name}`")
+        finite = np.isfinite(array)
+        if not finite.all():
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise _bad(
+                path,
+                "hold finite values only (no NaN or infinity)",
+                f"{int(array.size - finite.sum())} non-finite values in `{name}` "
+                f"({array[first]} at index {first})",
+            )
+    minimum = MIN_EXAMPLES if len(pairs) == 1 else 1
+    for x_name, y_name in pairs:
+        x, y = arrays[x_name], arrays[y_name]
+        if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+            raise _bad(
+                path,
+                "hold labels as integer classes, one per example (shape (n,))",
+                f"`{y_name}` of shape {y.shape}",
+            )
+        if len(x) != len(y):
+            raise _bad(
+                path,
+                "hold one label per example",
+                f"{len(x)} examples in `{x_name}` and {len(y)} labels in `{y_name}`",
+            )
+        if len(x) < minimum:
+            need = "one to train on and one to test on" if len(pairs) == 1 else "one"
+            raise _bad(
+                path,
+                f"hold at least {minimum} examples in `{x_name}` ({need})",
+                f"{len(x)} examples in `{x_name}`",
+            )
+        if not np.all(np.mod(y, 1) == 0) or y.min() < 0:
+            raise _bad(
+                path,
+                "have integer class labels 0, 1, ... (one per class)",
+                f"`{y_name}` holding {y[(np.mod(y, 1) != 0) | (y < 0)].ravel()[0].item()!r}",
+            )
+    shapes = {x_name: arrays[x_name].shape[1:] for x_name, _ in pairs}
+    if len(set(shapes.values())) > 1:
+        found = " and ".join(f"`{k}` of {v}" for k, v in shapes.items())
+        raise _bad(path, "hold examples of one feature shape", f"features {found}")
+
+
 def _npz(path: str, seed: int) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -197,29 +272,16 @@ def _npz(path: str, seed: int) -> Dataset:
         ) from None
     parts: tuple[np.ndarray, ...]
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        check_arrays(path, arrays, [("x_train", "y_train"), ("x_test", "y_test")])
         parts = (arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
         parts = (*_shuffle(parts[0], parts[1], seed), *_shuffle(parts[2], parts[3], seed))
     elif {"x", "y"} <= arrays.keys():
+        check_arrays(path, arrays, [("x", "y")])
         parts = _split(arrays["x"], arrays["y"], seed)
     else:
         raise DatasetUnavailable(
             "Argument `dataset` must be an .npz file with arrays x_train, y_train, x_test, "
             f"y_test (or x, y). Received: dataset={path!r} with arrays {sorted(arrays)}"
-        )
-    for array in parts:
-        if not np.issubdtype(array.dtype, np.number):
-            raise DatasetUnavailable(
-                f"Argument `dataset` must hold numeric arrays. Received: dataset={path!r} "
-                f"with dtype {array.dtype}"
-            )
-    if len(parts[0]) != len(parts[1]) or len(parts[2]) != len(parts[3]) or not len(parts[1]):
-        raise DatasetUnavailable(
-            "Argument `dataset` must hold as many labels as examples, and some examples. "
-            f"Received: dataset={path!r}"
-        )
-    if not all(np.all(np.equal(np.mod(p, 1), 0)) for p in (parts[1], parts[3])):
-        raise DatasetUnavailable(
-            f"Argument `dataset` must have integer class labels. Received: dataset={path!r}"
         )
     return _finish(os.path.basename(path), parts, f"arrays from {path}")
 

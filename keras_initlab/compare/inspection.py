@@ -11,7 +11,11 @@ to a unit-variance signal.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +27,107 @@ from keras_initlab.text_table import format_table
 INSPECT_SAMPLES = 256  # inputs of the variance profile
 FREE_DIM = 16  # size given to a free (None) non-batch input dimension
 PROFILE_COLUMNS = ("layer", "activation_var", "gradient_var", "dead_fraction", "distinct_units")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first bytes of an .h5 file
+_UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 
 
 class ModelUnreadable(RuntimeError):
     """A model file that does not exist or that Keras cannot load."""
 
 
+def _unreadable(path: str, reason: str) -> ModelUnreadable:
+    return ModelUnreadable(
+        "Argument `model` must be a readable model file (.keras or .h5). "
+        f"Received: model={path!r} ({reason})"
+    )
+
+
+def _format_problem(path: str) -> str | None:
+    """Why ``path`` is not a model file at all (None: it may be one)."""
+    file = Path(path)
+    if file.is_dir():
+        return "is a directory"
+    if not file.exists():
+        return "no such file"
+    if not file.is_file():
+        return "not a regular file"
+    with file.open("rb") as f:
+        head = f.read(len(HDF5_SIGNATURE))
+    if file.suffix == ".h5":
+        return None if head == HDF5_SIGNATURE else "corrupt or not an HDF5 model file"
+    if file.suffix == ".keras":
+        if not zipfile.is_zipfile(file):
+            return "corrupt or not a Keras file: a .keras file is a zip archive and this is not"
+        with zipfile.ZipFile(file) as archive:
+            if "config.json" not in archive.namelist():
+                return "corrupt or not a Keras file: the archive holds no config.json"
+    return None
+
+
+def _configs(value: Any) -> Iterator[dict[str, Any]]:
+    """Every object config (a dict with a ``class_name``) nested in a model config."""
+    if isinstance(value, dict):
+        if "class_name" in value:
+            yield value
+        for item in value.values():
+            yield from _configs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _configs(item)
+
+
+def _unregistered_class(path: str, name: str) -> str:
+    """The message for a class Keras cannot locate: its full name and how to register it."""
+    full, registered = name, name
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+        found = next((c for c in _configs(config) if c["class_name"] == name), None)
+        if found is not None:
+            full = f"{found['module']}.{name}" if found.get("module") else name
+            registered = found.get("registered_name") or name
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        pass  # an .h5 file, or an archive without a readable config: the short name
+    return (
+        f"uses the custom class `{full}` (registered name {registered!r}), which is not "
+        "registered; decorate the class with "
+        "@keras.saving.register_keras_serializable() and import its module before loading, "
+        f"or load the model in Python with keras.saving.load_model(path, custom_objects="
+        f"{{{registered!r}: {name}}}) and call keras_initlab.audit on it"
+    )
+
+
 def load_model_file(path: str) -> Any:
     """Load a ``.keras`` / ``.h5`` model without compiling it.
 
     Raises:
-        ModelUnreadable: the file is missing or Keras cannot load it (one-line reason).
+        ModelUnreadable: the file is missing, a directory, corrupt or not a model file, or
+            uses a custom class that is not registered (named in full, with how to
+            register it); one line.
+
+    Example:
+    >>> load_model_file("no_such_model.keras")
+    Traceback (most recent call last):
+    ...
+    keras_initlab.compare.inspection.ModelUnreadable: Argument `model` must be a readable \
+model file (.keras or .h5). Received: model='no_such_model.keras' (no such file)
     """
+    problem = _format_problem(path)
+    if problem is not None:
+        raise _unreadable(path, problem)
     import keras
 
-    import keras_initlab  # noqa: F401  (registers the initializers for deserialization)
+    from keras_initlab import initializers  # noqa: F401  (registers them for loading)
 
-    if not Path(path).is_file():
-        raise ModelUnreadable(
-            f"Argument `model` must be a readable model file (.keras or .h5). "
-            f"Received: model={path!r} (no such file)"
-        )
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ModelUnreadable(
-            f"Argument `model` must be a readable model file (.keras or .h5). "
-            f"Received: model={path!r} ({type(error).__name__}: {reason[:200]})"
-        ) from None
+        text = str(error)
+        unknown = _UNKNOWN_CLASS.search(text)
+        if unknown:
+            raise _unreadable(path, _unregistered_class(path, unknown[1])) from None
+        reason = text.strip().splitlines()[0] if text.strip() else ""
+        raise _unreadable(path, f"{type(error).__name__}: {reason}") from None
 
 
 @dataclasses.dataclass

@@ -12,6 +12,13 @@ The report folder holds:
   ``decision_boundaries.png`` (2-D datasets) and ``training/<scheme>_<activation>.png``
   (the monitor's layer x step heatmap of each run).
 * ``summary.md``: the table, the claims and the plots.
+* ``REPORT_MARKER``: says that the folder is a report, so a later run may replace it.
+
+A report is written whole: into a new folder beside the target, then moved in place, so a
+previous report is replaced all at once (never a mix of old and new plots) and a run that
+fails while writing leaves the previous report as it was. A folder that holds anything
+but a previous report is refused. An interrupted run's report says that it is partial
+(``"partial": true`` in ``results.json``, a note at the top of ``summary.md``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import dataclasses
 import json
 import math
 import os
+import secrets
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +49,11 @@ TABLE_COLUMNS = (
     "loss",
     "test acc",
     "verdict",
+)
+REPORT_MARKER = ".keras-initlab-report"
+_MARKER_TEXT = (
+    "This folder is a `keras-initlab compare` report: a later run with --out here "
+    "replaces the whole folder.\n"
 )
 HEATMAP_CLIP = 6.0  # colour scale of the heatmap: log10 ratios beyond +-6 share one colour
 _DPI = 110
@@ -144,7 +158,8 @@ def to_json(result: CompareResult, claims: list[Claim] | None = None) -> dict[st
     ``{"dataset": name, "schemes": {NAME: {"activation_var": [per layer at init],
     "gradient_var": [per layer at init], "distinct_units": [per hidden layer, after
     training], "loss": [per epoch], "accuracy": [per epoch], ...}}, "contrast": {...},
-    "claims": [...], ...}``; layers are the hidden layers then the output layer.
+    "claims": [...], "partial": bool, ...}``; layers are the hidden layers then the output
+    layer; ``partial`` is true for an interrupted run (only the runs that finished).
     """
     config = result.config
     described = describe_schemes(config.width, config.activation)
@@ -172,6 +187,7 @@ def to_json(result: CompareResult, claims: list[Claim] | None = None) -> dict[st
         },
         "claims": claims_as_dicts(check_claims(result) if claims is None else claims),
         "seconds": result.seconds,
+        "partial": result.partial,
     }
     return _clean(data)
 
@@ -416,9 +432,17 @@ def _summary(result: CompareResult, claims: Sequence[Claim], plots: Sequence[str
         if result.contrast
         else ""
     )
-    lines = [
-        f"# keras-initlab compare: {info['name']}",
-        "",
+    lines = [f"# keras-initlab compare: {info['name']}", ""]
+    if result.partial:
+        missing = [name for name in config.schemes if name not in result.schemes]
+        lines += [
+            "**Partial report: the run was interrupted.** Finished: "
+            + ", ".join(f"{r.name} ({r.activation})" for r in _runs(result))
+            + (f"; not run: {', '.join(missing)}" if missing else "; not run: contrast runs")
+            + ". The claims below are judged on the finished runs only.",
+            "",
+        ]
+    lines += [
         f"Data: {info['description']}; {info['train']} training and {info['test']} test "
         f"examples, {info['features']} features, {info['classes']} classes.",
         f"Network: {config.depth} hidden Dense({config.width}, {config.activation}) layers "
@@ -452,18 +476,35 @@ def _summary(result: CompareResult, claims: Sequence[Claim], plots: Sequence[str
     return "\n".join(lines)
 
 
-def write_report(
-    result: CompareResult, folder: str | os.PathLike[str], data: Dataset | None = None
-) -> dict[str, Path]:
-    """Write the report folder (see the module docstring); return ``{name: path}``.
+def check_report_folder(folder: str | os.PathLike[str], argument: str = "folder") -> None:
+    """Raise ValueError unless ``folder`` is missing, empty or a previous report.
 
-    ``data`` (the dataset trained on) adds ``decision_boundaries.png`` for 2-D datasets.
+    A previous report is recognized by its ``REPORT_MARKER`` file; anything else in the
+    folder (a user's files, another program's output) is never overwritten or deleted.
 
-    Raises:
-        OSError: the folder cannot be created or written.
+    Example:
+    >>> check_report_folder("no/such/folder/yet")
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    path = Path(folder)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ValueError(
+            f"Argument `{argument}` must be a folder. Received: {argument}={str(folder)!r} "
+            "(exists and is not a directory)"
+        )
+    entries = sorted(p.name for p in path.iterdir())
+    if entries and REPORT_MARKER not in entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise ValueError(
+            f"Argument `{argument}` must be a new or empty folder, or a previous "
+            f"keras-initlab report (replaced whole). Received: {argument}={str(folder)!r}, "
+            f"which holds {len(entries)} other entries ({shown}); choose another folder "
+            "with --out"
+        )
+
+
+def _write_files(result: CompareResult, folder: Path, data: Dataset | None) -> dict[str, Path]:
     claims = check_claims(result)
     paths = {"results.json": folder / "results.json"}
     paths["results.json"].write_text(
@@ -478,4 +519,54 @@ def write_report(
         paths[plot] = folder / plot
     (folder / "summary.md").write_text(_summary(result, claims, plots))
     paths["summary.md"] = folder / "summary.md"
+    (folder / REPORT_MARKER).write_text(_MARKER_TEXT)
     return paths
+
+
+def _move_in_place(staging: Path, folder: Path) -> None:
+    """Put ``staging`` at ``folder``, removing what was there (a previous report) after."""
+    if not folder.exists():
+        staging.rename(folder)
+        return
+    old = folder.with_name(f".{folder.name}.old-{secrets.token_hex(4)}")
+    folder.rename(old)
+    try:
+        staging.rename(folder)
+    except OSError:
+        old.rename(folder)
+        raise
+    shutil.rmtree(old)
+
+
+def write_report(
+    result: CompareResult, folder: str | os.PathLike[str], data: Dataset | None = None
+) -> dict[str, Path]:
+    """Write the report folder (see the module docstring); return ``{name: path}``.
+
+    The files are written into a new folder beside ``folder`` and moved in place at the
+    end, replacing a previous report whole.
+
+    Args:
+        result: what ``run_comparison`` returned (``result.partial``: marked partial).
+        folder: the report folder: missing, empty or a previous report.
+        data: the dataset trained on; adds ``decision_boundaries.png`` for 2-D datasets.
+
+    Raises:
+        ValueError: ``folder`` holds files that are not a previous report, or ``result``
+            has no runs.
+        OSError: the folder cannot be created or written.
+    """
+    if not result.schemes:
+        raise ValueError("Argument `result` must hold at least one finished run. Received: none")
+    check_report_folder(folder)
+    target = Path(os.path.abspath(folder))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.writing-{secrets.token_hex(4)}")
+    staging.mkdir()
+    try:
+        paths = _write_files(result, staging, data)
+        _move_in_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {name: Path(folder) / path.relative_to(staging) for name, path in paths.items()}

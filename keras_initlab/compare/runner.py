@@ -139,12 +139,22 @@ class CompareResult:
     schemes: dict[str, SchemeResult]
     contrast: dict[str, SchemeResult]
     seconds: float
+    partial: bool = False  # interrupted: only the runs that finished
 
     def __repr__(self) -> str:
         return (
             f"CompareResult(dataset={self.dataset['name']!r}, schemes={list(self.schemes)}, "
-            f"contrast={list(self.contrast)}, seconds={self.seconds:.0f})"
+            f"contrast={list(self.contrast)}, seconds={self.seconds:.0f}"
+            f"{', partial' if self.partial else ''})"
         )
+
+
+class ComparisonInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_comparison``; ``result`` holds the runs that finished (partial)."""
+
+    def __init__(self, result: CompareResult) -> None:
+        super().__init__()
+        self.result = result
 
 
 class _Progress:
@@ -375,6 +385,7 @@ def run_comparison(
     Raises:
         ValueError: an invalid config.
         DatasetUnavailable: the dataset cannot be loaded.
+        ComparisonInterrupted: Ctrl-C; its ``result`` holds the runs that finished.
 
     Example:
     >>> config = CompareConfig(dataset="circles", schemes=("he_normal",), depth=2, width=8,
@@ -396,20 +407,25 @@ def run_comparison(
     )
     bars = _Progress(progress, len(config.schemes) + len(contrast))
     trainer = Trainer(data, config)
-    results = {
-        name: trainer.train(
-            name,
-            activation=config.activation,
-            on_epoch=bars.start(f"{name} ({config.activation})", config.epochs),
+    results: dict[str, SchemeResult] = {}
+    contrasts: dict[str, SchemeResult] = {}
+    try:
+        for name in config.schemes:
+            results[name] = trainer.train(
+                name,
+                activation=config.activation,
+                on_epoch=bars.start(f"{name} ({config.activation})", config.epochs),
+            )
+        for name in contrast:
+            act = str(config.contrast_activation)
+            contrasts[name] = trainer.train(
+                name, activation=act, on_epoch=bars.start(f"{name} ({act})", config.epochs)
+            )
+    except KeyboardInterrupt:
+        done = CompareResult(
+            config, describe(data), results, contrasts, time.perf_counter() - start, partial=True
         )
-        for name in config.schemes
-    }
-    contrasts = {}
-    for name in contrast:
-        act = str(config.contrast_activation)
-        contrasts[name] = trainer.train(
-            name, activation=act, on_epoch=bars.start(f"{name} ({act})", config.epochs)
-        )
+        raise ComparisonInterrupted(done) from None
     return CompareResult(config, describe(data), results, contrasts, time.perf_counter() - start)
 
 

@@ -2,32 +2,122 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
+import pytest
+
 from keras_initlab.compare import CompareConfig, load_dataset, run_comparison, write_report
+from keras_initlab.compare import report as report_module
+from keras_initlab.compare.report import REPORT_MARKER
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_two_dimensional_report_has_decision_boundaries(tmp_path):
+@pytest.fixture(scope="module")
+def trained():
+    # He trains the circles to (near) perfect test accuracy in a few epochs; zeros stays
+    # symmetric and predicts one class: two very different decision boundaries.
     data = load_dataset("circles")
     config = CompareConfig(
         dataset="circles",
         schemes=("zeros", "he_normal"),
         depth=2,
-        width=8,
-        epochs=1,
+        width=16,
+        epochs=5,
         contrast_activation=None,
-        train_limit=64,
-        test_limit=32,
     )
-    result = run_comparison(config, data=data, progress=None)
-    xs, ys, classes = result.schemes["he_normal"].boundary
+    return run_comparison(config, data=data, progress=None), data
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _assert_boundary_agrees_with_test_accuracy(run, data):
+    # The boundary is the trained model's class on a grid; Keras measured the same model's
+    # accuracy on the test points. A test point inside a grid cell whose four corners share
+    # a class gets that class from the boundary; points in mixed cells may go either way.
+    # So the number of correct test predictions lies in [A, A + B], A the points in
+    # one-class cells whose class is right, B the points in mixed cells.
+    xs, ys, classes = run.boundary
     assert classes.shape == (len(ys), len(xs))
-    assert set(classes.ravel().tolist()) <= {0, 1}
-    paths = write_report(result, tmp_path, data)
+    i = np.searchsorted(xs, data.x_test[:, 0]) - 1
+    j = np.searchsorted(ys, data.x_test[:, 1]) - 1
+    assert ((i >= 0) & (i < len(xs) - 1)).all()  # every test point lies inside the grid
+    assert ((j >= 0) & (j < len(ys) - 1)).all()
+    corners = np.stack([classes[j, i], classes[j, i + 1], classes[j + 1, i], classes[j + 1, i + 1]])
+    clear = (corners == corners[0]).all(axis=0)
+    right = int((clear & (corners[0] == data.y_test)).sum())
+    mixed = int((~clear).sum())
+    correct = round(run.test_accuracy[-1] * len(data.y_test))
+    assert right <= correct <= right + mixed, (run.name, right, mixed, correct)
+
+
+def test_two_dimensional_report_has_decision_boundaries(trained, tmp_path):
+    result, data = trained
+    assert result.schemes["he_normal"].test_accuracy[-1] > 0.9  # a boundary worth drawing
+    for run in result.schemes.values():
+        _assert_boundary_agrees_with_test_accuracy(run, data)
+    paths = write_report(result, tmp_path / "report", data)
     assert paths["decision_boundaries.png"].read_bytes()[:8] == PNG_MAGIC
     saved = json.loads(paths["results.json"].read_text())
     assert saved["dataset"] == "circles"
     assert saved["contrast"] == {"activation": None, "schemes": {}}
-    assert "![decision_boundaries.png](decision_boundaries.png)" in paths["summary.md"].read_text()
+    assert saved["partial"] is False
+    summary = paths["summary.md"].read_text()
+    assert "![decision_boundaries.png](decision_boundaries.png)" in summary
+    assert "Partial" not in summary
+
+
+def _only(result, *names):
+    return dataclasses.replace(result, schemes={n: result.schemes[n] for n in names})
+
+
+def test_previous_report_is_replaced_whole(trained, tmp_path):
+    result, data = trained
+    folder = tmp_path / "report"
+    write_report(result, folder, data)
+    assert (folder / "training" / "zeros_relu.png").exists()
+    smaller = _only(result, "he_normal")
+    write_report(smaller, folder, data)
+    write_report(smaller, tmp_path / "fresh", data)
+    assert _files(folder) == _files(tmp_path / "fresh")  # no stale zeros plot left behind
+    assert not (folder / "training" / "zeros_relu.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "report"]  # no leftovers
+
+
+def test_folder_with_other_files_is_refused(trained, tmp_path):
+    result, data = trained
+    (tmp_path / "thesis.tex").write_text("mine")
+    with pytest.raises(ValueError, match=r"thesis\.tex"):
+        write_report(result, tmp_path, data)
+    assert _files(tmp_path) == ["thesis.tex"]
+
+
+def test_failed_write_keeps_the_previous_report(trained, tmp_path, monkeypatch):
+    result, data = trained
+    folder = tmp_path / "report"
+    write_report(result, folder, data)
+    before = {name: (folder / name).read_bytes() for name in _files(folder)}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report_module, "write_plots", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(_only(result, "he_normal"), folder, data)
+    assert {name: (folder / name).read_bytes() for name in _files(folder)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_partial_report_is_marked(trained, tmp_path):
+    result, data = trained
+    partial = dataclasses.replace(_only(result, "zeros"), partial=True)
+    paths = write_report(partial, tmp_path / "report", data)
+    assert json.loads(paths["results.json"].read_text())["partial"] is True
+    summary = paths["summary.md"].read_text()
+    assert "**Partial report: the run was interrupted.**" in summary
+    assert "not run: he_normal" in summary
+    assert (tmp_path / "report" / REPORT_MARKER).is_file()
