@@ -62,7 +62,7 @@ CSV_COLUMNS = (
 )
 HEATMAP_CLIP = 6.0  # colour scale of the heatmap: log10 ratios beyond +-6 share one colour
 MAX_TICKS = 25  # depth profiles of deeper nets label every k-th layer only
-BLANK_NOTE = "grey / gaps: no finite value (NaN or infinite variance, or 0/0 as under zeros)"
+BLANK_NOTE = "no finite value (a NaN or infinite variance, or 0/0 as under zeros)"
 _DPI = 110
 
 
@@ -425,7 +425,7 @@ def _plot_profiles(runs: Sequence[SchemeResult], title: str) -> Any:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title)
-    fig.text(0.01, 0.005, f"Gaps: {BLANK_NOTE}.", fontsize=7)
+    fig.supxlabel(f"Gaps in a line: {BLANK_NOTE}.", fontsize=7)
     return fig
 
 
@@ -458,7 +458,7 @@ def _plot_heatmap(runs: Sequence[SchemeResult], title: str) -> Any:
         bar = fig.colorbar(image, ax=ax, extend="both")
         bar.set_label(f"log10 ratio (clipped at +-{HEATMAP_CLIP:g})", fontsize=8)
     fig.suptitle(title)
-    fig.text(0.01, 0.005, f"Grey cells: {BLANK_NOTE}.", fontsize=7)
+    fig.supxlabel(f"Grey cells: {BLANK_NOTE}.", fontsize=7)
     return fig
 
 
@@ -492,7 +492,7 @@ def _plot_curves(runs: Sequence[SchemeResult], title: str) -> Any:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title)
-    fig.text(0.01, 0.005, "A curve that stops: the loss became NaN or infinite.", fontsize=7)
+    fig.supxlabel("A curve that stops: the loss became NaN or infinite.", fontsize=7)
     return fig
 
 

@@ -31,3 +31,24 @@ def test_two_dimensional_report_has_decision_boundaries(tmp_path):
     assert saved["dataset"] == "circles"
     assert saved["contrast"] == {"activation": None, "schemes": {}}
     assert "![decision_boundaries.png](decision_boundaries.png)" in paths["summary.md"].read_text()
+
+
+def test_deep_profiles_get_thinned_layer_ticks():
+    from matplotlib.figure import Figure
+
+    from keras_initlab.compare.models import OUTPUT_NAME, hidden_names
+    from keras_initlab.compare.report import MAX_TICKS, _layer_ticks
+
+    layers = [*hidden_names(500), OUTPUT_NAME]
+    ax = Figure().subplots()
+    _layer_ticks(ax, layers, 1)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) <= MAX_TICKS + 1
+    assert labels[0] == "1"
+    assert labels[-1] == OUTPUT_NAME
+    positions = list(ax.get_xticks())
+    assert positions == sorted(positions)
+    assert positions[-1] == len(layers)
+    # a short profile keeps a label per layer
+    _layer_ticks(ax, layers[-5:], 1)
+    assert len(ax.get_xticklabels()) == 5
