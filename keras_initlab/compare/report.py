@@ -420,8 +420,8 @@ def _plot_profiles(runs: Sequence[SchemeResult], title: str) -> Any:
                 )
         _layer_ticks(ax, runs[0].layers, 1)
         ax.set_xlabel("layer (hidden 1..L, then output)")
-        ax.set_ylabel(f"log10 {key} at initialization")
-        ax.set_title(f"{key.replace('_', ' ')} across depth (median, band: min-max over seeds)")
+        ax.set_ylabel(f"log10 {key} at init (median; band: min-max over seeds)", fontsize=8)
+        ax.set_title(f"{key.replace('_', ' ')} across depth")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title)
@@ -454,7 +454,9 @@ def _plot_heatmap(runs: Sequence[SchemeResult], title: str) -> Any:
         _layer_ticks(ax, runs[0].layers[:-1], 0)
         ax.set_xlabel("hidden layer")
         where = "first" if key == "activation_var" else "last"
-        ax.set_title(f"log10 {key} / {where} hidden layer's, at init (median over seeds)")
+        ax.set_title(
+            f"log10 {key} / {where} hidden layer's, at init (median over seeds)", fontsize=9
+        )
         bar = fig.colorbar(image, ax=ax, extend="both")
         bar.set_label(f"log10 ratio (clipped at +-{HEATMAP_CLIP:g})", fontsize=8)
     fig.suptitle(title)

@@ -52,3 +52,29 @@ def test_deep_profiles_get_thinned_layer_ticks():
     # a short profile keeps a label per layer
     _layer_ticks(ax, layers[-5:], 1)
     assert len(ax.get_xticklabels()) == 5
+
+
+def test_a_seed_trained_in_a_stack_equals_it_trained_alone():
+    # Each tower gets the gradient of its own loss only: seed 0 inside a stack of three
+    # follows the same path as seed 0 trained alone (same batches, same initial weights).
+    data = load_dataset("circles")
+    base = {
+        "dataset": "circles",
+        "schemes": ("he_normal",),
+        "depth": 2,
+        "width": 8,
+        "epochs": 2,
+        "contrast_activation": None,
+        "train_limit": 64,
+        "test_limit": 32,
+        "check_widths": (),
+    }
+    alone = run_comparison(CompareConfig(**base, seeds=1), data=data).schemes["he_normal"]
+    stack = run_comparison(CompareConfig(**base, seeds=3), data=data).schemes["he_normal"]
+    assert stack.seeds == [0, 1, 2]
+    first, single = stack.runs[0], alone.runs[0]
+    assert first.activation_var == single.activation_var  # same weights: same forward pass
+    # the other towers add exact zeros to this tower's gradients: bit-identical training
+    assert first.loss == single.loss
+    assert first.test_accuracy == single.test_accuracy
+    assert stack.runs[1].activation_var != single.activation_var  # another seed, other weights
