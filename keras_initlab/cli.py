@@ -102,11 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="activation Xavier and He are also trained with (default: tanh, "
         "or relu when --activation tanh; 'none' to skip)",
     )
-    compare.add_argument("--epochs", type=int, help="epochs per scheme (default 15)")
-    compare.add_argument("--batch-size", type=int, help="batch size (default 32)")
-    compare.add_argument("--learning-rate", type=float, help="SGD learning rate (default 0.01)")
+    compare.add_argument("--epochs", type=int, help="epochs per scheme (default 10)")
+    compare.add_argument("--batch-size", type=int, help="batch size (default 64)")
+    compare.add_argument("--learning-rate", type=float, help="SGD learning rate (default 0.02)")
     compare.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     compare.add_argument("--seed", type=int, help="seed of the split, weights and batches (0)")
+    compare.add_argument(
+        "--seeds", type=int, help="weight seeds per scheme, trained together (default 3)"
+    )
     compare.add_argument(
         "--probe-size", type=int, help="test examples the variance is measured on (default 256)"
     )
@@ -152,6 +155,7 @@ def _config(args: argparse.Namespace) -> Any:
         "learning_rate",
         "momentum",
         "seed",
+        "seeds",
         "probe_size",
     ):
         if getattr(args, field) is not None:
@@ -292,18 +296,32 @@ def compare(args: argparse.Namespace) -> int:
         raise UsageError(_one_line(error)) from None
 
     from keras_initlab.compare.claims import check_claims
-    from keras_initlab.compare.report import format_claims, format_table, write_json, write_report
-    from keras_initlab.compare.runner import ComparisonInterrupted, run_comparison
+    from keras_initlab.compare.report import (
+        format_claims,
+        format_table,
+        format_width_check,
+        width_heading,
+        write_json,
+        write_report,
+    )
+    from keras_initlab.compare.runner import (
+        ComparisonInterrupted,
+        make_reproducible,
+        run_comparison,
+    )
 
     progress = not args.quiet
-    if progress:
-        print(f"{PROG} compare: {data!r}, {len(config.schemes)} schemes", file=sys.stderr)
+    make_reproducible()
     try:
         result = run_comparison(config, data=data, progress=sys.stderr if progress else None)
     except ComparisonInterrupted as stop:
         return _interrupted(stop.result, args, data, progress)
     print(format_table(result))
     print()
+    if result.width_check is not None:
+        print(width_heading(result.width_check))
+        print(format_width_check(result.width_check))
+        print()
     print(format_claims(check_claims(result)))
     if args.quick:
         print("(--quick is a smoke run: too short to train; the claims need the default run)")

@@ -1,7 +1,9 @@
 """The tutorial's claims (seed.md), each checked against a comparison's measurements.
 
 Each check returns a ``Claim``: what the tutorial says, whether the run shows it (None when
-the run lacks the schemes it needs) and the measured evidence. The criteria:
+the run lacks the schemes it needs) and the measured evidence (medians and ranges over the
+seeds). A claim holds only when it holds for every seed; seeds are paired by index where
+two schemes are compared. The criteria:
 
 1. ``zeros`` and ``constant`` keep symmetry: 1 distinct unit in every hidden layer after
    training.
@@ -16,6 +18,10 @@ the run lacks the schemes it needs) and the measured evidence. The criteria:
 6. Xavier with ReLU shrinks the activations layer by layer: activation ratio below 1.
 7. He trains to high accuracy: final test accuracy of ``he_normal`` at least
    ``HIGH_ACCURACY``.
+8. The finite-width effect (Hanin & Rolnick 2018): He's activation ratio across depth
+   fluctuates from seed to seed, less at a larger width: the standard deviation of
+   ``log10`` of the ratio over seeds is smaller at the largest checked width than at the
+   smallest.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import dataclasses
 import math
 from typing import Any
 
-from keras_initlab.compare.runner import CompareResult, SchemeResult
+from keras_initlab.compare.runner import CompareResult, SchemeResult, WidthCheck
+from keras_initlab.compare.spread import Spread, spread
 
 HIGH_ACCURACY = 0.9  # "high accuracy" on the default data (digits: 10 balanced classes)
 
@@ -56,22 +63,67 @@ def _find(result: CompareResult, name: str, activation: str) -> SchemeResult | N
 
 
 def _hidden_outputs_zero(run: SchemeResult) -> bool:
-    """Every hidden layer outputs exactly 0 on the probe after training (mean and var)."""
-    last = max(int(r["step"]) for r in run.records)
+    """Every hidden layer of every seed outputs exactly 0 on the probe after training."""
     hidden = set(run.layers[:-1])
-    rows = [
-        r
-        for r in run.records
-        if int(r["step"]) == last and str(r["layer"]).split("/")[-1] in hidden
-    ]
-    return bool(rows) and all(
-        r["activation_mean"] == 0.0 and r["activation_var"] == 0.0 and r["weight_var"] == 0.0
-        for r in rows
-    )
+    for seed_run in run.runs:
+        last = max(int(r["step"]) for r in seed_run.records)
+        rows = [r for r in seed_run.records if int(r["step"]) == last and r["layer"] in hidden]
+        if not rows or not all(
+            r["activation_mean"] == 0.0 and r["activation_var"] == 0.0 and r["weight_var"] == 0.0
+            for r in rows
+        ):
+            return False
+    return True
 
 
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.3g}"
+
+
+def fmt_spread(s: Spread) -> str:
+    """``median [min..max]`` (one value when the seeds agree), with non-finite seeds counted.
+
+    Example:
+    >>> fmt_spread(spread([0.2, 0.5, 1.7]))
+    '0.5 [0.2..1.7]'
+    """
+    text = _fmt(s.median)
+    if s.n_finite > 1 and s.low != s.high:
+        text += f" [{_fmt(s.low)}..{_fmt(s.high)}]"
+    if not s.all_finite:
+        text += f" ({s.n - s.n_finite}/{s.n} seeds not finite)"
+    return text
+
+
+def _verdicts(run: SchemeResult) -> str:
+    counts = {v: run.verdicts.count(v) for v in dict.fromkeys(run.verdicts)}
+    return ", ".join(f"{v} {n}/{len(run.verdicts)}" for v, n in counts.items())
+
+
+def _ratios(run: SchemeResult) -> str:
+    return (
+        f"activation ratio {fmt_spread(run.activation_spread)}, gradient ratio "
+        f"{fmt_spread(run.gradient_spread)}, verdicts {_verdicts(run)}"
+    )
+
+
+def width_claim(check: WidthCheck) -> Claim:
+    """Claim 8: the seed-to-seed spread of He's depth ratio shrinks as the width grows."""
+    widths = sorted(check.activation_ratio)
+    sds = {w: check.log_sd(check.activation_ratio[w]) for w in widths}
+    narrow, wide = widths[0], widths[-1]
+    holds = len(widths) > 1 and sds[wide] < sds[narrow]
+    evidence = "; ".join(
+        f"width {w}: activation ratio {fmt_spread(spread(check.activation_ratio[w]))}, "
+        f"sd of log10 {_fmt(sds[w])}"
+        for w in widths
+    )
+    return Claim(
+        f"He's depth ratio fluctuates less at larger width (Hanin & Rolnick 2018; "
+        f"{len(check.seeds)} seeds per width)",
+        holds if len(widths) > 1 else None,
+        evidence + "; theory: sd shrinks like sqrt(depth / width)",
+    )
 
 
 def check_claims(result: CompareResult) -> list[Claim]:
@@ -91,10 +143,12 @@ def check_claims(result: CompareResult) -> list[Claim]:
 
     zeros, constant = get("zeros"), get("constant")
     if zeros and constant:
-        units = {r.name: r.distinct_units for r in (zeros, constant)}
-        holds = all(all(d == 1 for d in u) for u in units.values())
+        pairs = [(r.name, seed_run) for r in (zeros, constant) for seed_run in r.runs]
+        holds = all(all(d == 1 for d in run.distinct_units) for _, run in pairs)
         evidence = "; ".join(
-            f"{k}: distinct units per hidden layer {[_fmt(d) for d in v]}" for k, v in units.items()
+            f"{r.name}: distinct units per hidden layer (median over seeds) "
+            f"{[_fmt(d) for d in r.distinct_units]}"
+            for r in (zeros, constant)
         )
     else:
         holds, evidence = None, "needs schemes zeros and constant"
@@ -112,9 +166,8 @@ def check_claims(result: CompareResult) -> list[Claim]:
             Claim(
                 "Zero initialization cannot learn",
                 frozen,
-                f"every hidden layer outputs exactly 0 after training: {frozen}; "
-                f"final test accuracy {zeros.test_accuracy[-1]:.3f}, "
-                f"loss {zeros.loss[0]:.3g} -> {zeros.loss[-1]:.3g}",
+                f"every hidden layer of every seed outputs exactly 0 after training: {frozen}; "
+                f"final test accuracy {fmt_spread(zeros.final('test_accuracy'))}",
             )
         )
     else:
@@ -122,21 +175,24 @@ def check_claims(result: CompareResult) -> list[Claim]:
 
     small, he, large = get("too_small"), get("he_normal"), get("too_large")
     if small and he:
+        slower = [s.loss[-1] > h.loss[-1] for s, h in zip(small.runs, he.runs, strict=True)]
         claims.append(
             Claim(
                 "Too-small weights learn slowly",
-                small.loss[-1] > he.loss[-1],
-                f"final loss too_small {_fmt(small.loss[-1])} vs he_normal {_fmt(he.loss[-1])}; "
-                f"test accuracy {small.test_accuracy[-1]:.3f} vs {he.test_accuracy[-1]:.3f}",
+                all(slower),
+                f"final loss too_small {fmt_spread(small.final('loss'))} vs he_normal "
+                f"{fmt_spread(he.final('loss'))} (higher in {sum(slower)}/{len(slower)} seeds); "
+                f"test accuracy {fmt_spread(small.final('test_accuracy'))} vs "
+                f"{fmt_spread(he.final('test_accuracy'))}",
             )
         )
     if large:
         claims.append(
             Claim(
                 "Too-large weights diverge",
-                large.verdict == "exploding",
-                f"too_large: activation ratio {_fmt(large.activation_ratio)}, final loss "
-                f"{_fmt(large.loss[-1])}, verdict {large.verdict}",
+                all(v == "exploding" for v in large.verdicts),
+                f"too_large: activation ratio {fmt_spread(large.activation_spread)}, final "
+                f"loss {fmt_spread(large.final('loss'))}, verdicts {_verdicts(large)}",
             )
         )
 
@@ -144,14 +200,7 @@ def check_claims(result: CompareResult) -> list[Claim]:
         run = get(name)
         text = f"{name.replace('identity_', '')} I {expected.replace('ing', 'es')} with depth"
         if run:
-            claims.append(
-                Claim(
-                    text,
-                    run.verdict == expected,
-                    f"activation ratio {_fmt(run.activation_ratio)}, gradient "
-                    f"ratio {_fmt(run.gradient_ratio)}, verdict {run.verdict}",
-                )
-            )
+            claims.append(Claim(text, all(v == expected for v in run.verdicts), _ratios(run)))
         else:
             claims.append(Claim(text, None, f"needs scheme {name}"))
 
@@ -159,44 +208,40 @@ def check_claims(result: CompareResult) -> list[Claim]:
         run = get(name, activation)
         text = f"{name} with {activation} keeps the variance across depth"
         if run:
-            claims.append(
-                Claim(
-                    text,
-                    run.verdict == "ok",
-                    f"activation ratio {_fmt(run.activation_ratio)}, gradient "
-                    f"ratio {_fmt(run.gradient_ratio)}, verdict {run.verdict}",
-                )
-            )
+            claims.append(Claim(text, all(v == "ok" for v in run.verdicts), _ratios(run)))
         else:
             claims.append(Claim(text, None, f"needs {name} trained with {activation}"))
 
     run = get("xavier_normal", "relu")
     text = "Xavier with relu shrinks the activations layer by layer"
     if run:
-        per_layer = run.activation_ratio ** (1.0 / max(len(run.layers) - 2, 1))
+        ratios = run.activation_spread
+        per_layer = ratios.median ** (1.0 / max(len(run.layers) - 2, 1))
         claims.append(
             Claim(
                 text,
-                run.activation_ratio < 1.0,
-                f"activation ratio {_fmt(run.activation_ratio)} "
-                f"({_fmt(per_layer)} per layer; theory 0.5)",
+                ratios.all_finite and ratios.high < 1.0,
+                f"activation ratio {fmt_spread(ratios)} ({_fmt(per_layer)} per layer; theory 0.5)",
             )
         )
     else:
         claims.append(Claim(text, None, "needs xavier_normal trained with relu"))
 
     run = get("he_normal", "relu") or get("he_normal")
-    text = f"He trains to high accuracy (test accuracy >= {HIGH_ACCURACY})"
+    text = f"He trains to high accuracy (test accuracy >= {HIGH_ACCURACY} in every seed)"
     if run:
+        accuracy = run.final("test_accuracy")
         claims.append(
             Claim(
                 text,
-                run.test_accuracy[-1] >= HIGH_ACCURACY,
-                f"he_normal ({run.activation}) final test accuracy {run.test_accuracy[-1]:.3f}",
+                accuracy.all_finite and accuracy.low >= HIGH_ACCURACY,
+                f"he_normal ({run.activation}) final test accuracy {fmt_spread(accuracy)}",
             )
         )
     else:
         claims.append(Claim(text, None, "needs scheme he_normal"))
+    if result.width_check is not None:
+        claims.append(width_claim(result.width_check))
     return claims
 
 

@@ -8,6 +8,7 @@ reports can refer to them by depth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -50,6 +51,7 @@ def build_mlp(
     depth: int = 10,
     width: int = 64,
     activation: str = "relu",
+    name: str | None = None,
 ) -> keras.Model:
     """A built ``Sequential`` MLP: ``depth`` hidden layers of ``width`` units, logits out.
 
@@ -62,6 +64,7 @@ def build_mlp(
         depth: number of hidden layers.
         width: units of every hidden layer.
         activation: hidden activation (``ACTIVATIONS``).
+        name: the model's name (default ``mlp_<depth>x<width>_<activation>``).
 
     Returns:
         A built ``keras.Sequential``.
@@ -81,4 +84,62 @@ def build_mlp(
         keras.layers.Dense(width, activation=activation, name=name) for name in hidden_names(depth)
     ]
     layers.append(keras.layers.Dense(num_classes, name=OUTPUT_NAME))
-    return keras.Sequential(layers, name=f"mlp_{depth}x{width}_{activation}")
+    return keras.Sequential(layers, name=name or f"mlp_{depth}x{width}_{activation}")
+
+
+def tower_name(seed: int) -> str:
+    """Name of the MLP of one seed inside a stacked model.
+
+    Example:
+    >>> tower_name(3)
+    'seed_3'
+    """
+    return f"seed_{seed}"
+
+
+def build_stacked_mlp(
+    num_features: int,
+    num_classes: int,
+    seeds: Sequence[int],
+    *,
+    depth: int = 10,
+    width: int = 64,
+    activation: str = "relu",
+) -> keras.Model:
+    """One functional model holding an independent ``build_mlp`` per seed, side by side.
+
+    Every tower (a ``Sequential`` named ``tower_name(seed)``) reads the same input and has
+    its own logits output (output key ``tower_name(seed)``). Compiled with one loss per
+    output, the model's loss is the sum of the towers' losses; a tower's weights get the
+    gradient of its own loss only, so one ``fit`` trains every seed exactly as a separate
+    ``fit`` would on the same batches, and Keras traces one training step for all of them.
+
+    Args:
+        num_features, num_classes, depth, width, activation: as in ``build_mlp``.
+        seeds: one tower per seed (distinct values).
+
+    Returns:
+        A built ``keras.Model``; ``model.get_layer(tower_name(seed))`` is a tower.
+
+    Example:
+    >>> model = build_stacked_mlp(4, 3, [0, 1], depth=2, width=8)
+    >>> [layer.name for layer in model.layers[1:]], sorted(model.output)
+    (['seed_0', 'seed_1'], ['seed_0', 'seed_1'])
+    """
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(
+            f"Argument `seeds` must be distinct and non-empty. Received: seeds={list(seeds)}"
+        )
+    inputs = keras.Input((num_features,))
+    outputs = {}
+    for seed in seeds:
+        tower = build_mlp(
+            num_features,
+            num_classes,
+            depth=depth,
+            width=width,
+            activation=activation,
+            name=tower_name(seed),
+        )
+        outputs[tower_name(seed)] = tower(inputs)
+    return keras.Model(inputs, outputs, name=f"stacked_{len(seeds)}x_mlp_{depth}x{width}")

@@ -4,8 +4,13 @@ The verdict reads the depth profile at initialization, in the direction each sig
 travels: the activation variance of the last hidden layer over the first (forward), and the
 gradient variance at the first hidden layer over the last (backward, towards the input).
 
-* ``symmetric``: every hidden layer has one distinct unit after training (claim 1).
-* ``exploding``: either ratio above ``VERDICT_FACTOR``, or a loss that became NaN/Inf.
+The rules, in this order (the first that applies):
+
+* ``exploding``: a loss, activation variance or gradient variance that is NaN or infinite,
+  or either ratio above ``VERDICT_FACTOR``. Checked first, so that a network whose units all
+  read the same non-finite (or dead) value after diverging is never called symmetric.
+* ``symmetric``: every hidden layer with finite outputs after training has one distinct unit
+  (claim 1); layers whose outputs are not finite (NaN distinct units) are not judged.
 * ``vanishing``: either ratio below ``1 / VERDICT_FACTOR``, or a signal that is exactly 0.
 * ``ok``: both ratios within a factor ``VERDICT_FACTOR`` of 1.
 """
@@ -63,7 +68,8 @@ def verdict(
     Args:
         activation_var: activation variance per hidden layer at initialization.
         gradient_var: gradient variance per hidden layer at initialization.
-        distinct_units: distinct units per hidden layer after training.
+        distinct_units: distinct units per hidden layer after training (NaN: the layer's
+            outputs were not finite, not judged).
         losses: training loss per epoch.
         factor: the allowed change of variance across depth.
 
@@ -78,14 +84,15 @@ def verdict(
     >>> verdict([0.0, 0.0], [0.0, 0.0], [1, 1], [2.3, 2.3])
     'symmetric'
     """
-    if distinct_units and all(d == 1 for d in distinct_units):
-        return "symmetric"
     fwd, bwd = forward_ratio(activation_var), backward_ratio(gradient_var)
     values = [*activation_var, *gradient_var]
     if any(not math.isfinite(v) for v in [*losses, *values] if v is not None) or any(
         r > factor for r in (fwd, bwd)
     ):
         return "exploding"
+    judged = [d for d in distinct_units if d is not None and math.isfinite(d)]
+    if judged and all(d == 1 for d in judged):
+        return "symmetric"
     if any(r < 1.0 / factor for r in (fwd, bwd)) or any(v == 0.0 for v in values):
         return "vanishing"
     return "ok"

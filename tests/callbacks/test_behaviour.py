@@ -146,6 +146,7 @@ def test_probe_without_targets_gives_activations_only():
         ({"alert_factor": -1.0}, "alert_factor"),
         ({"in_step": True}, "in_step"),
         ({"layers": ["dense_typo"]}, "Did you mean"),
+        ({"probe_mode": "train"}, r"`probe_mode` must be one of \('inference', 'training'\)"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -159,6 +160,33 @@ def test_bad_arguments(kwargs, match):
 
     with pytest.raises(ValueError, match=match):
         run()
+
+
+@pytest.mark.parametrize(
+    ("probe", "match"),
+    [
+        (np.zeros((0, 4), "float32"), r"at least one sample. Received: x of shape \(0, 4\)"),
+        (
+            (np.zeros((4, 4), "float32"), np.full((4, 1), np.nan, "float32")),
+            r"finite values. Received: y with 4 NaN or Inf value\(s\) of 4",
+        ),
+        (np.array([[1.0, np.inf, 0.0, 0.0]], "float32"), "finite values. Received: x with 1"),
+    ],
+)
+def test_empty_or_non_finite_probe_is_refused_at_once(probe, match):
+    with pytest.raises(ValueError, match=match):
+        VarianceMonitor(probe)
+
+
+def test_empty_probe_dataset_is_refused_when_training_starts():
+    import tensorflow as tf
+
+    x, y = _xy()
+    empty = tf.data.Dataset.from_tensor_slices((x, y)).take(0).batch(4)
+    model = keras.Sequential([keras.Input((4,)), L.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="empty dataset"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[VarianceMonitor(empty)])
 
 
 def _bn_dropout_model():

@@ -1,0 +1,86 @@
+"""Put a real `keras-initlab compare` run into the README's tour: table and heatmap.
+
+Usage (from the repository root, after a default run):
+
+    keras-initlab compare --out /tmp/report
+    python tools/readme_table.py /tmp/report          # rewrite README.md and the image
+    python tools/readme_table.py /tmp/report --check  # exit 1 if README.md differs
+
+The tables between the ``<!-- compare-table:begin -->`` / ``<!-- compare-table:end -->``
+markers and the ``<!-- width-table:begin -->`` / ``<!-- width-table:end -->`` markers of
+README.md are replaced by the report's ``table.md`` and the finite-width table of its
+``summary.md``; ``heatmap.png`` is copied to ``docs/images/compare_heatmap.png``. The report
+must come from the default run (its ``results.json`` config is compared with
+``CompareConfig()``), so the README always shows what `keras-initlab compare` prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+IMAGE = ROOT / "docs" / "images" / "compare_heatmap.png"
+BLOCKS = ("compare-table", "width-table")
+
+
+def _width_table(summary: str) -> str:
+    """The Markdown finite-width table of a report's summary.md (the one with a width column)."""
+    lines = summary.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| width |"))
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "\n".join(lines[start:end])
+
+
+def _replace(text: str, block: str, content: str) -> str:
+    begin, end = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"
+    if begin not in text or end not in text:
+        raise SystemExit(f"README.md lacks the markers {begin} ... {end}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{content}\n{end}{tail}"
+
+
+def _default_config_differs(results: dict) -> list[str]:
+    from keras_initlab.compare.runner import CompareConfig
+
+    expected = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dataclasses.asdict(CompareConfig()).items()
+    }
+    return [k for k, v in expected.items() if results["config"].get(k) != v]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path, help="folder written by `keras-initlab compare`")
+    parser.add_argument("--check", action="store_true", help="only compare, change nothing")
+    args = parser.parse_args(argv)
+    results = json.loads((args.report / "results.json").read_text())
+    differs = _default_config_differs(results)
+    if differs:
+        print(f"not a default run: {', '.join(differs)} differ", file=sys.stderr)
+        return 2
+    text = README.read_text()
+    updated = _replace(text, BLOCKS[0], (args.report / "table.md").read_text().strip())
+    updated = _replace(updated, BLOCKS[1], _width_table((args.report / "summary.md").read_text()))
+    if args.check:
+        if updated != text:
+            print("README.md's tour differs from this report", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(updated)
+    shutil.copyfile(args.report / "heatmap.png", IMAGE)
+    print(f"README.md and {IMAGE.relative_to(ROOT)} updated from {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
