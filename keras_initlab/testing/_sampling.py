@@ -25,7 +25,18 @@ TARGET_ERROR = 0.05  # every variance check must catch a 5% error with power 0.9
 
 
 def to_numpy(tensor: Any) -> np.ndarray:
-    """A tensor as a NumPy array of the same dtype (the assertions read its precision)."""
+    """A tensor as a NumPy array of the same dtype (the assertions read its precision).
+
+    A 0-d bfloat16 tensor converts to a NumPy scalar that `np.asarray` cannot take (its
+    ``__array__`` returns no array), so it goes through shape (1,).
+
+    Example:
+    >>> import keras
+    >>> to_numpy(keras.ops.cast(1.5, "bfloat16")).shape
+    ()
+    """
+    if tuple(getattr(tensor, "shape", ())) == ():
+        return to_numpy(keras.ops.reshape(tensor, (1,))).reshape(())
     return np.asarray(keras.ops.convert_to_numpy(tensor))
 
 
