@@ -278,3 +278,21 @@ def test_tensorflow_retracing_warning_about_the_monitor_is_dropped():
     finally:
         logger.removeHandler(handler)
     assert seen == [template.format("user_fn")]
+
+
+def test_a_gradient_that_is_exactly_zero_below_a_dead_layer_is_alerted():
+    """Every unit of h1 is dead (bias -100), so no gradient reaches h1's kernel or h0: a
+    max/min ratio over the positive values cannot see that; the zero-gradient alert does."""
+    x, y = _xy()
+    model = _mlp("glorot_uniform", depth=3)
+    model.get_layer("h1").bias.assign(np.full((8,), -100.0, "float32"))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    monitor = VarianceMonitor((x, y))
+    with pytest.warns(VarianceWarning, match="exactly 0 at 2 layer"):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[monitor])
+    begin = {r["layer"]: r for r in monitor.records if r["step"] == 0}
+    assert begin["h1"]["dead_fraction"] == 1.0
+    assert begin["h1"]["gradient_var"] == begin["h0"]["gradient_var"] == 0.0
+    zero = [a for a in monitor.alerts if a.kind == "gradient_zero"]
+    assert [a.layer for a in zero] == ["h1"]  # the deepest layer it reaches no more
+    assert "dead" in zero[0].fix
