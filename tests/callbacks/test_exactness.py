@@ -151,3 +151,41 @@ def test_saturated_head_gradient_is_that_of_the_logits_path():
     np.testing.assert_allclose(begin["h"]["gradient_var"], expected, rtol=1e-4)
     assert begin["h"]["gradient_of"] == "output"
     assert begin["out"]["gradient_of"] == "logits"  # the loss does not read the probabilities
+
+
+def test_gradients_include_the_regularization_train_step_differentiates():
+    """``model.losses`` (here an L2 kernel penalty and an activity penalty) are part of the
+    loss `train_step` differentiates, so they are part of the recorded gradients."""
+    import tensorflow as tf
+
+    x, y = _data("softmax")
+    keras.utils.set_random_seed(1)
+    h = L.Dense(
+        16,
+        activation="relu",
+        kernel_regularizer=keras.regularizers.L2(0.5),
+        activity_regularizer=keras.regularizers.L2(0.1),
+        name="h",
+    )
+    out = L.Dense(CLASSES, activation="softmax", name="out")
+    model = keras.Sequential([keras.Input((D,)), h, out])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="categorical_crossentropy")
+    with tf.GradientTape(persistent=True) as tape:
+        hidden = h(x[:16])
+        data_loss = keras.losses.categorical_crossentropy(y[:16], out(hidden))
+        data_loss = tf.reduce_mean(data_loss)
+        # The penalties written out: 0.5 sum(W^2) and 0.1 sum(h^2) / batch (Keras averages
+        # an activity penalty over the batch).
+        loss = data_loss + 0.5 * tf.reduce_sum(h.kernel**2)
+        loss += 0.1 * tf.reduce_sum(hidden**2) / 16
+    g_hidden, g_kernel = tape.gradient(loss, [hidden, h.kernel])
+    plain = tape.gradient(data_loss, [hidden, h.kernel])
+    monitor = VarianceMonitor((x[:16], y[:16]), alert=False)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[monitor])
+    begin = {r["layer"]: r for r in monitor.records if r["step"] == 0}
+    pairs = (("gradient_var", g_hidden, plain[0]), ("weight_grad_var", g_kernel, plain[1]))
+    for key, g, g_plain in pairs:
+        expected = np.var(np.asarray(g, np.float64))
+        np.testing.assert_allclose(begin["h"][key], expected, rtol=1e-4, err_msg=key)
+        # (the penalties matter: without them the variance is another number)
+        assert not np.isclose(expected, np.var(np.asarray(g_plain, np.float64)), rtol=0.01)
