@@ -296,3 +296,28 @@ def test_a_gradient_that_is_exactly_zero_below_a_dead_layer_is_alerted():
     zero = [a for a in monitor.alerts if a.kind == "gradient_zero"]
     assert [a.layer for a in zero] == ["h1"]  # the deepest layer it reaches no more
     assert "dead" in zero[0].fix
+
+
+def test_one_alert_never_suppresses_another():
+    """A NaN layer, already reported, must not hide a depth change (the old check returned at
+    the first non-finite value, and once that was reported it returned nothing at all)."""
+    from keras_initlab.callbacks._alerts import check_depth
+
+    rows = [
+        {
+            "layer": f"d{i}",
+            "activation": "relu",
+            "layer_class": "Dense",
+            "weight_var": 1.0,
+            "activation_var": 100.0**i,
+            "gradient_var": 1.0,
+            "non_finite_weights": 0,
+        }
+        for i in range(4)
+    ]
+    rows.append(dict(rows[0], layer="nan", activation_var=math.nan, non_finite_weights=3))
+    rows.append(dict(rows[0], layer="out"))
+    first = check_depth(rows, 10.0, epoch=0, step=0)
+    assert [(a.kind, a.layer) for a in first] == [("non_finite", "nan"), ("activation_var", "d1")]
+    again = check_depth(rows, 10.0, epoch=0, step=5, skip={("non_finite", "nan")})
+    assert [(a.kind, a.layer) for a in again] == [("activation_var", "d1")]
