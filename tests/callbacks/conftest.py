@@ -123,32 +123,23 @@ def ref() -> type[_Tools]:
     return _Tools
 
 
-def reference_by_calls(
-    model: Any, layers: dict[str, Any], x: Any, y: Any, training: bool = False
-) -> dict[str, dict[str, float]]:
-    """The same statistics for any model: ``layers`` maps record names to layer objects.
+def reference_function(
+    model: Any, layers: dict[str, Any], training: bool = False
+) -> Callable[[Any, Any], dict[str, dict[str, float]]]:
+    """``f(x, y)``: the same statistics for any model; ``layers`` maps names to layers.
 
-    Each layer's ``call`` is wrapped on the instance (for this call only) to keep its
+    Each layer's ``call`` is wrapped on the instance (while ``f`` runs only) to keep its
     outputs; the model runs in inference mode (or training mode, its non-trainable
-    variables restored afterwards) under a `GradientTape`, the loss is
-    Keras' own ``model.compute_loss`` (compiled loss with its from-logits shortcut, plus
+    variables restored afterwards) under a `GradientTape`, the loss is Keras' own
+    ``model.compute_loss`` (compiled loss with its from-logits shortcut, plus
     ``model.losses``), and statistics are taken in NumPy float64. The gradient is dL/dy, or
     dL/d(logits) where the loss reads a softmax/sigmoid output's logits (y unconnected).
+    Traced once as a graph, as the monitor's probe is: the same fused kernels, so that
+    layers whose variance is tiny next to their mean (ill-conditioned in float32) compare
+    exactly, and a second call (after a fit) costs no second trace.
     """
     outputs: dict[str, list[Any]] = {name: [] for name in layers}
-    for name, layer in layers.items():
-        original = layer.call
 
-        def call(*args: Any, _name: str = name, _call: Any = original, **kwargs: Any) -> Any:
-            out = _call(*args, **kwargs)
-            outputs[_name].append(out[0] if isinstance(out, (list, tuple)) else out)
-            return out
-
-        object.__setattr__(layer, "call", call)
-    state = [np.asarray(v).copy() for v in model.non_trainable_variables]
-
-    # Traced as a graph, as the monitor's probe is: the same fused kernels, so that layers
-    # whose variance is tiny next to their mean (ill-conditioned in float32) compare exactly.
     @tf.function
     def run(x: Any, y: Any) -> Any:
         with tf.GradientTape(persistent=True) as tape:
@@ -165,25 +156,46 @@ def reference_by_calls(
                 grads[name].append(tf.zeros_like(o) if g is None else g)
         return {n: list(outs) for n, outs in outputs.items()}, grads
 
-    try:
-        values, grads = run(x, y)
-    finally:
-        for layer in layers.values():
-            object.__delattr__(layer, "call")
-        for v, value in zip(model.non_trainable_variables, state, strict=True):
-            v.assign(value)
-    result: dict[str, dict[str, float]] = {}
-    for name, outs in values.items():
-        if not outs:
-            continue
-        a = np.concatenate([np.asarray(o, np.float64).ravel() for o in outs])
-        g = np.concatenate([np.asarray(t, np.float64).ravel() for t in grads[name]])
-        result[name] = {
-            "activation_mean": a.mean(),
-            "activation_var": a.var(),
-            "gradient_var": g.var(),
-        }
-    return result
+    def reference(x: Any, y: Any) -> dict[str, dict[str, float]]:
+        for name, layer in layers.items():
+            original = layer.call
+
+            def call(*args: Any, _name: str = name, _call: Any = original, **kw: Any) -> Any:
+                out = _call(*args, **kw)
+                outputs[_name].append(out[0] if isinstance(out, (list, tuple)) else out)
+                return out
+
+            object.__setattr__(layer, "call", call)
+        state = [np.asarray(v).copy() for v in model.non_trainable_variables]
+        try:
+            values, grads = run(x, y)
+        finally:
+            for layer in layers.values():
+                object.__delattr__(layer, "call")
+            for v, value in zip(model.non_trainable_variables, state, strict=True):
+                v.assign(value)
+        result: dict[str, dict[str, float]] = {}
+        for name, outs in values.items():
+            if not outs:
+                continue
+            a = np.concatenate([np.asarray(o, np.float64).ravel() for o in outs])
+            g = np.concatenate([np.asarray(t, np.float64).ravel() for t in grads[name]])
+            result[name] = {
+                "activation_mean": a.mean(),
+                "activation_var": a.var(),
+                "gradient_var": g.var(),
+            }
+        return result
+
+    return reference
+
+
+def reference_by_calls(
+    model: Any, layers: dict[str, Any], x: Any, y: Any, training: bool = False
+) -> dict[str, dict[str, float]]:
+    """`reference_function` for one call."""
+    return reference_function(model, layers, training)(x, y)
 
 
 _Tools.reference_by_calls = staticmethod(reference_by_calls)  # type: ignore[attr-defined]
+_Tools.reference_function = staticmethod(reference_function)  # type: ignore[attr-defined]

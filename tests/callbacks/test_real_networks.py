@@ -54,6 +54,17 @@ def _saturated() -> keras.Model:
     return model
 
 
+def _bn_cnn() -> keras.Model:
+    inputs = keras.Input((16, 16, 3))
+    h = inputs
+    for i in range(3):
+        h = L.Conv2D(8, 3, padding="same", use_bias=False, name=f"conv{i}")(h)
+        h = L.BatchNormalization(name=f"bn{i}")(h)
+        h = L.ReLU(name=f"relu{i}")(h)
+    h = L.Dropout(0.2, seed=1, name="drop")(L.GlobalAveragePooling2D()(h))
+    return keras.Model(inputs, L.Dense(CLASSES, activation="softmax", name="out")(h))
+
+
 def _image(name):
     return lambda: getattr(A, name)(weights=None, input_shape=(SIZE, SIZE, 3), classes=CLASSES)
 
@@ -67,6 +78,7 @@ MODELS = {
     # layer's own Softmax sublayer.
     "transformer_fused": (lambda: _encoder(0.0), (12, 16)),
     "saturated": (_saturated, (20,)),
+    "bn_cnn": (_bn_cnn, (16, 16, 3)),
 }
 
 
@@ -121,13 +133,14 @@ def _assert_close(records, expected):
         )
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if n != "transformer_fused"])
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in ("transformer_fused", "bn_cnn")])
 def test_step0_and_epoch_end_equal_a_gradient_tape_of_the_compiled_loss(ref, name):
     model, x, y, layers = _setup(name)
-    before = ref.reference_by_calls(model, layers, x, y)  # before fit moves any statistic
+    reference = ref.reference_function(model, layers)
+    before = reference(x, y)  # before fit moves any statistic
     monitor = VarianceMonitor((x, y), layers=list(layers.values()), alert=False)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[monitor])
-    after = ref.reference_by_calls(model, layers, x, y)
+    after = reference(x, y)
     ran = {n for n, row in before.items() if row is not None}
     _assert_close([r for r in monitor.records if r["event"] == "train_begin"], before)
     _assert_close([r for r in monitor.records if r["event"] == "epoch_end"], after)
@@ -198,9 +211,8 @@ def test_in_step_taps_on_a_batchnorm_network_change_only_rounding():
 def test_probe_mode_training_uses_batch_statistics_and_restores_them(ref):
     """In inference mode at initialization BatchNorm is an identity (moving statistics 0, 1);
     in training mode the probe sees the batch statistics training sees, and every moving
-    statistic is as before."""
-    model, x, y, layers = _setup("mobilenetv2")
-    model(x[:1])
+    statistic is as before; a fit with such records trains exactly as one without."""
+    model, x, y, layers = _setup("bn_cnn")
     expected = ref.reference_by_calls(model, layers, x, y, training=True)
     state = [np.asarray(v).copy() for v in model.non_trainable_variables]
     monitor = VarianceMonitor(
@@ -220,3 +232,22 @@ def test_probe_mode_training_uses_batch_statistics_and_restores_them(ref):
         not math.isclose(expected[p]["activation_var"], inference[p]["activation_var"], rel_tol=0.1)
         for p in bn
     )
+    fits = []
+    for monitored in (False, True):
+        model, x, y, _ = _setup("bn_cnn")
+        callbacks = (
+            [
+                VarianceMonitor(
+                    (x, y), every_n_batches=1, in_step=False, probe_mode="training", alert=False
+                )
+            ]
+            if monitored
+            else []
+        )
+        history = model.fit(
+            x, y, batch_size=8, epochs=2, verbose=0, shuffle=False, callbacks=callbacks
+        )
+        fits.append((history.history["loss"], [np.asarray(v) for v in model.variables]))
+    assert fits[0][0] == fits[1][0]
+    for a, b in zip(fits[0][1], fits[1][1], strict=True):
+        np.testing.assert_array_equal(a, b)
