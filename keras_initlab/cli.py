@@ -59,7 +59,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _names(text: str) -> tuple[str, ...]:
-    from keras_initlab.compare.setups import COMPARE_SCHEMES
+    from keras_initlab.compare.config import COMPARE_SCHEMES
 
     if text == "all":
         return COMPARE_SCHEMES
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from keras_initlab.compare.runner import QUICK, CompareConfig, check_config
+    from keras_initlab.compare.config import QUICK, CompareConfig, check_config
 
     values: dict[str, Any] = dataclasses.asdict(CompareConfig())
     if args.quick:
@@ -280,12 +280,15 @@ def compare(args: argparse.Namespace) -> int:
         check_output_path("json", args.json, folder=False)
     if not args.no_report:
         check_output_path("out", args.out, folder=True)
+    try:
+        config = _config(args)  # every value checked before TensorFlow starts
+    except (ValueError, TypeError) as error:
+        raise UsageError(_one_line(error)) from None
     _quiet_tensorflow()
     from keras_initlab.compare.datasets import DatasetUnavailable, load_dataset
     from keras_initlab.compare.report import check_report_folder
 
     try:
-        config = _config(args)
         if not args.no_report:
             check_report_folder(args.out, "out")
     except (ValueError, TypeError) as error:

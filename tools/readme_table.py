@@ -49,7 +49,7 @@ def _replace(text: str, block: str, content: str) -> str:
 
 
 def _default_config_differs(results: dict) -> list[str]:
-    from keras_initlab.compare.runner import CompareConfig
+    from keras_initlab.compare.config import CompareConfig
 
     expected = {
         k: list(v) if isinstance(v, tuple) else v

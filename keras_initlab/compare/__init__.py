@@ -17,26 +17,52 @@ Example:
 ['symmetric', 'ok']
 """
 
-from keras_initlab.compare.claims import HIGH_ACCURACY, Claim, check_claims
-from keras_initlab.compare.datasets import (
-    BUILTIN_DATASETS,
-    Dataset,
-    DatasetUnavailable,
-    load_dataset,
-)
-from keras_initlab.compare.inspection import Profile, load_model_file, variance_profile
-from keras_initlab.compare.models import build_mlp
-from keras_initlab.compare.report import format_table, to_json, write_json, write_report
-from keras_initlab.compare.runner import (
-    QUICK,
-    CompareConfig,
-    CompareResult,
-    SchemeResult,
-    Trainer,
-    run_comparison,
-)
-from keras_initlab.compare.setups import COMPARE_SCHEMES, apply_scheme, scheme_initializer
-from keras_initlab.compare.verdicts import VERDICT_FACTOR, verdict
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what `__getattr__` below provides, spelled out for type checkers
+    from keras_initlab.compare.claims import HIGH_ACCURACY, Claim, check_claims
+    from keras_initlab.compare.config import COMPARE_SCHEMES, QUICK, CompareConfig
+    from keras_initlab.compare.datasets import (
+        BUILTIN_DATASETS,
+        Dataset,
+        DatasetUnavailable,
+        load_dataset,
+    )
+    from keras_initlab.compare.inspection import Profile, load_model_file, variance_profile
+    from keras_initlab.compare.models import build_mlp
+    from keras_initlab.compare.report import format_table, to_json, write_json, write_report
+    from keras_initlab.compare.runner import CompareResult, SchemeResult, Trainer, run_comparison
+    from keras_initlab.compare.setups import apply_scheme, scheme_initializer
+    from keras_initlab.compare.verdicts import VERDICT_FACTOR, verdict
+
+# Public name -> the module that defines it. Loaded on first use, so that importing one
+# Keras-free module of this package (`config`, `datasets`: the command line's checks of its
+# arguments) does not start Keras and TensorFlow.
+_SOURCE = {
+    **dict.fromkeys(("HIGH_ACCURACY", "Claim", "check_claims"), "claims"),
+    **dict.fromkeys(("COMPARE_SCHEMES", "QUICK", "CompareConfig"), "config"),
+    **dict.fromkeys(
+        ("BUILTIN_DATASETS", "Dataset", "DatasetUnavailable", "load_dataset"), "datasets"
+    ),
+    **dict.fromkeys(("Profile", "load_model_file", "variance_profile"), "inspection"),
+    "build_mlp": "models",
+    **dict.fromkeys(("format_table", "to_json", "write_json", "write_report"), "report"),
+    **dict.fromkeys(("CompareResult", "SchemeResult", "Trainer", "run_comparison"), "runner"),
+    **dict.fromkeys(("apply_scheme", "scheme_initializer"), "setups"),
+    **dict.fromkeys(("VERDICT_FACTOR", "verdict"), "verdicts"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCE:
+        raise AttributeError(f"module 'keras_initlab.compare' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"keras_initlab.compare.{_SOURCE[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUILTIN_DATASETS",

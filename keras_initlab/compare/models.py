@@ -14,24 +14,10 @@ from typing import Any
 import keras
 
 from keras_initlab._validation import check_choice
+from keras_initlab.compare.config import ACTIVATIONS, check_size
 
-ACTIVATIONS = ("elu", "gelu", "linear", "relu", "selu", "sigmoid", "silu", "tanh")
 HIDDEN_PREFIX = "hidden_"
 OUTPUT_NAME = "output"
-
-
-def check_size(name: str, value: Any) -> int:
-    """Return ``value`` if it is a positive int, else raise ValueError in Keras' shape.
-
-    Example:
-    >>> check_size("depth", 3)
-    3
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
 
 
 def hidden_names(depth: int) -> list[str]:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from keras_initlab import initializers as ini
-from keras_initlab._validation import unknown_name_message
+from keras_initlab.compare.config import COMPARE_SCHEMES, check_scheme_names
 from keras_initlab.gains import gain
 from keras_initlab.initialize import initialize
 from keras_initlab.lsuv import LSUV
@@ -43,35 +43,6 @@ TOO_SMALL_STD = 0.01  # the deeplearning.ai page's "too small" scale
 TOO_LARGE_STD = 1.0  # variance gain width/2 per ReLU layer: explodes for any width > 2
 IDENTITY_SCALES = {"identity_1.5": 1.5, "identity_0.5": 0.5}
 LSUV_BATCH = 256  # training examples LSUV normalizes on (its docstring: 256 or more)
-
-COMPARE_SCHEMES = (
-    "zeros",
-    "constant",
-    "too_small",
-    "too_large",
-    "identity_1.5",
-    "identity_0.5",
-    "xavier_normal",
-    "xavier_uniform",
-    "he_normal",
-    "he_uniform",
-    "lecun_normal",
-    "orthogonal",
-    "lsuv",
-)
-
-
-def check_scheme_names(names: list[str]) -> list[str]:
-    """Return ``names`` if each is a compare scheme, else raise ValueError (close matches).
-
-    Example:
-    >>> check_scheme_names(["zeros", "he_normal"])
-    ['zeros', 'he_normal']
-    """
-    for name in names:
-        if name not in COMPARE_SCHEMES:
-            raise ValueError(unknown_name_message("scheme", name, COMPARE_SCHEMES))
-    return names
 
 
 def scheme_initializer(name: str, *, width: int, activation: str) -> ini.Scheme:

@@ -289,6 +289,11 @@ print(code, "tensorflow" in sys.modules, "keras" in sys.modules)
         (["inspect"], EXIT_USAGE),
         (["inspect", "m.keras", "--samples", "0"], EXIT_USAGE),
         (["compare", "--json", "."], EXIT_USAGE),  # a directory: refused before Keras starts
+        # values, not only their syntax, are checked before Keras starts
+        (["compare", "--depth", "1"], EXIT_USAGE),
+        (["compare", "--schemes", "he_norml"], EXIT_USAGE),
+        (["compare", "--activation", "rleu"], EXIT_USAGE),
+        (["compare", "--dataset", "cirlces"], EXIT_USAGE),
     ],
 )
 def test_help_and_usage_errors_do_not_start_tensorflow(tmp_path, argv, code):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from keras_initlab.cli import main
-from keras_initlab.compare.runner import QUICK, CompareConfig
+from keras_initlab.compare.config import QUICK, CompareConfig
 from keras_initlab.compare.setups import TOO_LARGE_STD, TOO_SMALL_STD
 
 SCHEMES = ("zeros", "too_small", "too_large", "identity_1.5", "he_normal")
