@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ from keras_initlab.fans import compute_fans
 from keras_initlab.initialize import plan_weight
 from keras_initlab.layer_weights import OtherWeight, WeightSpec, other_weights, weight_specs
 from keras_initlab.schemes import as_scheme, for_weight
-from keras_initlab.text_table import format_table
+from keras_initlab.text_table import RowReport, format_table
 
 # Flag a weight when its variance ratio is further from 1 than AUDIT_Z standard errors.
 # The standard error of the variance ratio is sqrt((k - 1) / n) with kurtosis k = 3 (normal:
@@ -48,16 +47,13 @@ class AuditRow:
         return not self.note
 
 
-class AuditReport:
+class AuditReport(RowReport[AuditRow]):
     """The rows of ``audit``; ``str(report)`` is a table, ``report.flagged`` the bad rows.
 
     The table has a ``note`` column when some row is not handled.
     """
 
     _COLUMNS = ("layer", "path", "layout", "fan_in", "fan_out", "std", "expected_std", "ratio")
-
-    def __init__(self, rows: list[AuditRow]):
-        self.rows = rows
 
     @property
     def flagged(self) -> list[AuditRow]:
@@ -66,15 +62,6 @@ class AuditReport:
     @property
     def not_handled(self) -> list[AuditRow]:
         return [r for r in self.rows if not r.handled]
-
-    def to_dicts(self) -> list[dict[str, Any]]:
-        return [asdict(r) for r in self.rows]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[AuditRow]:
-        return iter(self.rows)
 
     def __repr__(self) -> str:
         return f"AuditReport({len(self.rows)} weights, {len(self.flagged)} flagged)"

@@ -19,8 +19,7 @@ What happens to each weight is decided by one rule, ``plan_weight``, which ``aud
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -30,7 +29,7 @@ from keras_initlab import initializers as ini
 from keras_initlab.layer_weights import WeightSpec, other_weights, weight_specs
 from keras_initlab.lsuv import LSUV
 from keras_initlab.schemes import as_scheme, base_seed, for_weight, weight_seed
-from keras_initlab.text_table import format_table
+from keras_initlab.text_table import RowReport, format_table
 
 # Schemes applied as they are to recurrent kernels; every other scheme gets an orthogonal
 # recurrent kernel per gate (the choice of Keras' defaults, and of Saxe et al. 2014).
@@ -121,16 +120,13 @@ class InitializeRow:
     reason: str
 
 
-class InitializeReport:
+class InitializeReport(RowReport[InitializeRow]):
     """The rows of ``initialize(..., report=True)``; ``str(report)`` is a table.
 
     ``report.redrawn``, ``report.kept`` and ``report.not_handled`` are the rows per action.
     """
 
     _COLUMNS = ("layer", "path", "shape", "action", "initializer", "reason")
-
-    def __init__(self, rows: list[InitializeRow]):
-        self.rows = rows
 
     def _with(self, action: str) -> list[InitializeRow]:
         return [r for r in self.rows if r.action == action]
@@ -146,18 +142,6 @@ class InitializeReport:
     @property
     def not_handled(self) -> list[InitializeRow]:
         return self._with(NOT_HANDLED)
-
-    def to_dicts(self) -> list[dict[str, Any]]:
-        return [asdict(r) for r in self.rows]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[InitializeRow]:
-        return iter(self.rows)
-
-    def __getitem__(self, index: int) -> InitializeRow:
-        return self.rows[index]
 
     def __repr__(self) -> str:
         return (

@@ -52,8 +52,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -64,7 +64,7 @@ from keras_initlab._validation import check_positive, check_positive_int
 from keras_initlab.initializers import Orthogonal
 from keras_initlab.layer_weights import WeightSpec, check_built, other_weights, weight_specs
 from keras_initlab.schemes import base_seed, weight_seed
-from keras_initlab.text_table import format_table
+from keras_initlab.text_table import RowReport, format_table
 
 __all__ = ["LSUV", "LSUVLayer", "LSUVReport", "LSUVWarning", "lsuv"]
 
@@ -125,7 +125,7 @@ class LSUVLayer:
         return self.status == CONVERGED
 
 
-class LSUVReport:
+class LSUVReport(RowReport[LSUVLayer]):
     """What ``lsuv`` did, one row per layer in forward order; ``str(report)`` is a table.
 
     Attributes:
@@ -148,7 +148,7 @@ class LSUVReport:
         tol: float,
         seed: int | None,
     ):
-        self.rows = rows
+        super().__init__(rows)
         self.skipped = skipped
         self.skip_reasons: dict[str, str] = {}
         self.passes = passes
@@ -164,18 +164,6 @@ class LSUVReport:
     def failed(self) -> list[LSUVLayer]:
         """The rows that did not converge."""
         return [r for r in self.rows if not r.converged]
-
-    def to_dicts(self) -> list[dict[str, Any]]:
-        return [asdict(r) for r in self.rows]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[LSUVLayer]:
-        return iter(self.rows)
-
-    def __getitem__(self, index: int) -> LSUVLayer:
-        return self.rows[index]
 
     def __repr__(self) -> str:
         done = len(self.rows) - len(self.failed)

@@ -8,8 +8,11 @@ a missing or NaN value.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from typing import Any, Generic, TypeVar
+
+R = TypeVar("R")
 
 MISSING = "-"  # how a None or NaN cell is printed
 _COLUMN_GAP = "  "
@@ -44,3 +47,33 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[
         _COLUMN_GAP.join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
         for row in table
     ]
+
+
+class RowReport(Generic[R]):
+    """The list behaviour every printable report shares: ``rows`` of dataclass rows,
+    ``len``, iteration, indexing and ``to_dicts``; subclasses add their table and views.
+
+    Example:
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Row:
+    ...     layer: str
+    >>> report = RowReport([Row("dense")])
+    >>> len(report), report[0].layer, report.to_dicts()
+    (1, 'dense', [{'layer': 'dense'}])
+    """
+
+    def __init__(self, rows: list[R]) -> None:
+        self.rows = rows
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.rows]  # type: ignore[call-overload]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[R]:
+        return iter(self.rows)
+
+    def __getitem__(self, index: int) -> R:
+        return self.rows[index]
