@@ -238,6 +238,11 @@ class CompareResult:
     width_check: WidthCheck | None = None
     partial: bool = False  # interrupted: only the runs that finished
 
+    @property
+    def all_runs(self) -> list[SchemeResult]:
+        """The runs in report order: the main runs, then the contrast runs."""
+        return [*self.schemes.values(), *self.contrast.values()]
+
     def __repr__(self) -> str:
         return (
             f"CompareResult(dataset={self.dataset['name']!r}, schemes={list(self.schemes)}, "
