@@ -2,12 +2,12 @@
 
 The report folder holds:
 
-* ``results.json``: the ``--json`` format of design.md (``dataset``, ``schemes`` with
-  ``activation_var`` / ``gradient_var`` per layer at initialization, ``distinct_units`` per
-  hidden layer after training, ``loss`` / ``accuracy`` per epoch) plus the configuration,
-  the contrast runs, the verdicts and the claims. Those lists are the medians over seeds;
-  ``seeds`` and ``per_seed`` hold every seed's own lists, ratios and verdict, and
-  ``width_check`` the finite-width check. NaN and infinity are written as ``null``.
+* ``results.json``: the ``--json`` format (keras_initlab/compare/README.md: ``dataset``,
+  ``schemes`` with ``activation_var`` / ``gradient_var`` per layer at initialization,
+  ``distinct_units`` per hidden layer after training, ``loss`` / ``accuracy`` per epoch)
+  plus the configuration, the contrast runs, the verdicts and the claims. Those lists are
+  the medians over seeds; ``seeds`` and ``per_seed`` hold every seed's own lists, ratios
+  and verdict, and ``width_check`` the finite-width check. NaN and infinity are written as ``null``.
 * ``records.csv`` (every VarianceMonitor record of every run and seed), ``history.csv``
   (loss and accuracy per epoch and seed), ``table.csv`` (numbers only: median, min and max
   over seeds in separate columns, an empty cell where a value is missing or not finite),

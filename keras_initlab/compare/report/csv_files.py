@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_initlab.compare.report.table import distinct_range
-from keras_initlab.compare.runner import CompareResult
+from keras_initlab.compare.results import CompareResult
 from keras_initlab.compare.spread import Spread
 
 # Numeric columns of table.csv: each spread over seeds as median, min and max.

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_initlab.compare.datasets import Dataset
-from keras_initlab.compare.runner import CompareResult, SchemeResult, WidthCheck
+from keras_initlab.compare.results import CompareResult, SchemeResult, WidthCheck
 from keras_initlab.compare.spread import spread
 
 HEATMAP_CLIP = 6.0  # colour scale of the heatmap: log10 ratios beyond +-6 share one colour

@@ -15,7 +15,7 @@ from keras_initlab.compare.report.figures import write_plots
 from keras_initlab.compare.report.json_format import to_json
 from keras_initlab.compare.report.summary import summary_markdown
 from keras_initlab.compare.report.table import format_table
-from keras_initlab.compare.runner import CompareResult
+from keras_initlab.compare.results import CompareResult
 
 REPORT_MARKER = ".keras-initlab-report"
 _MARKER_TEXT = (

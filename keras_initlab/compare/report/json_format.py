@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_initlab.compare.claims import Claim, check_claims, claims_as_dicts
-from keras_initlab.compare.runner import CompareResult, SchemeResult, SeedRun, WidthCheck
+from keras_initlab.compare.results import CompareResult, SchemeResult, SeedRun, WidthCheck
 from keras_initlab.compare.setups import describe_schemes
 from keras_initlab.compare.spread import Spread
 from keras_initlab.compare.verdicts import VERDICT_FACTOR
@@ -95,7 +95,9 @@ def _width_json(check: WidthCheck) -> dict[str, Any]:
 
 
 def to_json(result: CompareResult, claims: list[Claim] | None = None) -> dict[str, Any]:
-    """The results in the ``--json`` format (design.md), plus context; strict JSON values.
+    """The results in the ``--json`` format, plus context; strict JSON values.
+
+    The format is documented in keras_initlab/compare/README.md:
 
     ``{"dataset": name, "schemes": {NAME: {"activation_var": [per layer at init],
     "gradient_var": [per layer at init], "distinct_units": [per hidden layer, after

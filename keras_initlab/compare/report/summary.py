@@ -7,7 +7,7 @@ from pathlib import Path
 
 from keras_initlab.compare.claims import Claim
 from keras_initlab.compare.report.table import format_table, format_width_check, width_heading
-from keras_initlab.compare.runner import CompareResult
+from keras_initlab.compare.results import CompareResult
 from keras_initlab.compare.verdicts import VERDICT_FACTOR
 
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 
 from keras_initlab.compare.claims import Claim, fmt_spread
-from keras_initlab.compare.runner import CompareResult, SchemeResult, WidthCheck
+from keras_initlab.compare.results import CompareResult, SchemeResult, WidthCheck
 from keras_initlab.compare.spread import spread
 
 TABLE_COLUMNS = (
