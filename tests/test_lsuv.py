@@ -345,7 +345,7 @@ def test_bad_input_raises_a_clear_error_and_leaves_the_model_untouched(build, x,
         ({"tol": -1.0}, ValueError, "tol"),
         ({"tol": "a"}, TypeError, "tol"),
         ({"max_iter": 0}, ValueError, "max_iter"),
-        ({"max_iter": 2.5}, ValueError, "max_iter"),
+        ({"max_iter": 2.5}, TypeError, "max_iter"),
         ({"seed": "s"}, TypeError, "seed"),
     ],
 )

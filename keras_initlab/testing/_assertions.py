@@ -31,6 +31,7 @@ import keras
 import numpy as np
 from scipy import stats
 
+from keras_initlab._validation import check_positive_int
 from keras_initlab.testing._budget import count_check, resolve_alpha
 from keras_initlab.testing._families import (
     BOUNDED_FAMILIES,
@@ -431,8 +432,9 @@ def detectable_variance_error(
     standard deviation ``(1 + d) sqrt((k - 1) / n)`` under a true variance ``(1 + d)`` times the
     target, an error ``d`` is caught with probability ``power`` when
     ``(1 + d) (1 - z_p s) >= hi`` and ``(1 - d) (1 + z_p s) <= lo`` (``s = sqrt((k-1)/n)``,
-    ``z_p`` the ``power`` quantile). For ``[lo, hi] = 1 +- z* s`` this is design.md's
-    ``n >= (k - 1) (z* + z_p (1 + d))^2 / d^2``. Returns ``inf`` when no error is detectable.
+    ``z_p`` the ``power`` quantile). For ``[lo, hi] = 1 +- z* s`` this gives
+    ``n >= (k - 1) (z* + z_p (1 + d))^2 / d^2`` (``required_sample_size``).
+    Returns ``inf`` when no error is detectable.
 
     Args:
         n: the number of draws.
@@ -446,8 +448,7 @@ def detectable_variance_error(
     """
     family = check_family(family)
     alpha = resolve_alpha(alpha)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"Argument `n` must be a positive integer. Received: n={n!r}")
+    n = check_positive_int("n", n)
     if not 0 < power < 1:
         raise ValueError(f"Argument `power` must be in (0, 1). Received: power={power!r}")
     lo, hi = variance_interval(int(n), family, alpha)
