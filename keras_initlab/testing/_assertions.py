@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from scipy import stats
 
-from keras_initlab._validation import check_positive_int
+from keras_initlab._validation import check_positive, check_positive_int
 from keras_initlab.testing._budget import count_check, resolve_alpha
 from keras_initlab.testing._families import (
     BOUNDED_FAMILIES,
@@ -78,18 +78,6 @@ def _start_check(name: str, x: np.ndarray, alpha: float | None) -> float:
     _check_finite(name, x)
     count_check(budgeted)
     return alpha
-
-
-def _check_positive(name: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not (math.isfinite(value) and value > 0)
-    ):
-        raise ValueError(
-            f"Argument `{name}` must be a positive finite number. Received: {name}={value!r}"
-        )
-    return float(value)
 
 
 def _bernstein(n: int, sigma2: float, bound: float, alpha: float) -> float:
@@ -151,7 +139,7 @@ def assert_variance(
     >>> assert_variance(rng.uniform(-1.0, 1.0, 10_000), 1.0 / 3.0, family="uniform")
     """
     family = check_family(family)
-    variance = _check_positive("variance", variance)
+    variance = check_positive("variance", variance)
     x, _ = _as_array(values)
     alpha = _start_check("assert_variance", x, alpha)
     n = x.size
@@ -192,7 +180,7 @@ def assert_mean(
     >>> assert_mean(np.random.default_rng(0).normal(1.0, 2.0, 1_000), 1.0, variance=4.0)
     """
     family = check_family(family)
-    variance = _check_positive("variance", variance)
+    variance = check_positive("variance", variance)
     x, _ = _as_array(values)
     alpha = _start_check("assert_mean", x, alpha)
     n = x.size
@@ -245,7 +233,7 @@ def assert_support(
             f"Argument `family` must be a bounded family, one of {list(BOUNDED_FAMILIES)}. "
             f"Received: family={family!r}"
         )
-    variance = _check_positive("variance", variance)
+    variance = check_positive("variance", variance)
     x, eps = _as_array(values)
     alpha = _start_check("assert_support", x, alpha)
     n = x.size
@@ -323,7 +311,7 @@ def assert_distribution(
     >>> assert_distribution(w, family="normal", variance=1.0)
     """
     family = check_family(family)
-    variance = _check_positive("variance", variance)
+    variance = check_positive("variance", variance)
     x, eps = _as_array(values)
     if eps > 2.0**-_MIN_PRECISION_BITS:
         raise ValueError(
@@ -372,7 +360,7 @@ def assert_orthogonal(
     >>> q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 4)))
     >>> assert_orthogonal(2.0 * q, gain=2.0)
     """
-    gain = _check_positive("gain", gain)
+    gain = check_positive("gain", gain)
     w, eps = _as_array(matrices)
     shape = np.shape(keras.ops.convert_to_numpy(matrices))
     if len(shape) not in (2, 3):
@@ -473,7 +461,7 @@ def required_sample_size(
     >>> required_sample_size(0.05, alpha=2e-10)
     74873
     """
-    error = _check_positive("error", error)
+    error = check_positive("error", error)
     alpha = resolve_alpha(alpha)
 
     def ok(n: int) -> bool:
