@@ -42,15 +42,38 @@ def is_integer(value: Any) -> bool:
 def check_positive_int(name: str, value: Any) -> int:
     """Return ``value`` as an int, or raise if it is not a positive integer.
 
+    TypeError for a value that is not an integer (a float, a bool, a string), ValueError for
+    an integer below 1.
+
     Example:
     >>> check_positive_int("groups", np.int64(4))
     4
+    >>> check_positive_int("groups", 2.0)
+    Traceback (most recent call last):
+    TypeError: Argument `groups` must be a positive integer. Received: groups=2.0
     """
-    if not is_integer(value) or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
+    message = f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
+    if not is_integer(value):
+        raise TypeError(message)
+    if value < 1:
+        raise ValueError(message)
     return int(value)
+
+
+def check_rank(owner: str, shape: tuple[int, ...], minimum: int, kernel: str = "a kernel") -> None:
+    """Raise ValueError unless ``shape`` has at least ``minimum`` dims; ``owner`` needs it.
+
+    Example:
+    >>> check_rank("Orthogonal", (3, 4), 2)
+    >>> check_rank("Orthogonal", (4,), 2)
+    Traceback (most recent call last):
+    ValueError: Orthogonal needs a kernel of rank >= 2. Received: shape=(4,) of rank 1
+    """
+    if len(shape) < minimum:
+        raise ValueError(
+            f"{owner} needs {kernel} of rank >= {minimum}. Received: shape={shape} "
+            f"of rank {len(shape)}"
+        )
 
 
 def check_positive(name: str, value: Any) -> float:

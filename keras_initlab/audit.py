@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_initlab.fans import compute_fans
 from keras_initlab.initialize import plan_weight
+from keras_initlab.initializers._base import private_default_seeds
 from keras_initlab.layer_weights import OtherWeight, WeightSpec, other_weights, weight_specs
 from keras_initlab.schemes import as_scheme, for_weight
 from keras_initlab.text_table import RowReport, format_table
@@ -161,9 +162,13 @@ def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
     [('net/dw/kernel', 0.1)]
     """
     specs = weight_specs(model)
-    if scheme is not None and as_scheme(scheme) is None:
-        raise TypeError(
-            f"Argument `scheme` must be a scheme name or initializer. Received: scheme={scheme!r}"
-        )
-    rows = [_row(spec, scheme, z) for spec in specs]
+    # The schemes built here only give variances: their default seeds must not advance the
+    # user's global random state.
+    with private_default_seeds():
+        if scheme is not None and as_scheme(scheme) is None:
+            raise TypeError(
+                "Argument `scheme` must be a scheme name or initializer. "
+                f"Received: scheme={scheme!r}"
+            )
+        rows = [_row(spec, scheme, z) for spec in specs]
     return AuditReport(rows + [_unhandled_row(other) for other in other_weights(model)])

@@ -338,10 +338,12 @@ def compare(args: argparse.Namespace) -> int:
 
 def inspect(args: argparse.Namespace) -> int:
     """Run ``keras-initlab inspect``; return the exit status."""
-    if args.samples < 1:
-        raise UsageError(
-            f"Argument `samples` must be a positive integer. Received: samples={args.samples}"
-        )
+    from keras_initlab._validation import check_positive_int
+
+    try:
+        check_positive_int("samples", args.samples)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
     _quiet_tensorflow()
     from keras_initlab.compare.inspection import ModelUnreadable, load_model_file
 

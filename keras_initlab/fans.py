@@ -37,6 +37,7 @@ from typing import Any
 from keras_initlab._validation import (
     check_choice,
     check_positive_int,
+    check_rank,
     is_integer,
     standardize_shape,
 )
@@ -125,11 +126,7 @@ def compute_fans(
         )
     shape = standardize_shape(shape)
     rank = len(shape)
-    if rank < _MIN_RANK.get(layout, 0):
-        raise ValueError(
-            f"Layout {layout!r} needs a kernel of rank >= {_MIN_RANK[layout]}. "
-            f"Received: shape={shape} of rank {rank}"
-        )
+    check_rank(f"Layout {layout!r}", shape, _MIN_RANK.get(layout, 0))
     if layout == "auto":
         return _shape_rule(shape)
     if layout == "explicit":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import keras
 import numpy as np
 import pytest
@@ -130,3 +132,15 @@ def test_report_rows_and_repr():
 def test_unbuilt_model_is_refused():
     with pytest.raises(ValueError, match=r"Argument `model` must be built"):
         ki.audit(keras.Sequential([L.Dense(3)]))
+
+
+@pytest.mark.parametrize("scheme", [None, "he_normal", "orthogonal", ki.HeNormal()])
+def test_audit_leaves_pythons_random_state_as_it_was(scheme):
+    # audit() reads variances only: the schemes it builds for that must not draw their
+    # default seeds from Python's RNG, which keras.utils.set_random_seed seeds for the user.
+    inputs = keras.Input((5, 4))
+    h = L.LSTM(3, kernel_initializer=ki.GlorotUniform())(inputs)  # a recurrent kernel too
+    model = keras.Model(inputs, L.Dense(2, kernel_initializer="he_normal")(h))
+    before = random.getstate()
+    ki.audit(model, scheme)
+    assert random.getstate() == before

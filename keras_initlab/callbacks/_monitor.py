@@ -11,7 +11,7 @@ from typing import Any
 import keras
 
 from keras_initlab import _keras
-from keras_initlab._validation import check_positive
+from keras_initlab._validation import check_positive, check_positive_int
 from keras_initlab.callbacks._alerts import Alert, VarianceWarning, check_depth
 from keras_initlab.measurement import DISTINCT_RTOL, MODES, RECORD_KEYS, Measurement, probe_data
 from keras_initlab.measurement._in_step import IN_STEP_COLUMNS, InStepTaps
@@ -114,15 +114,8 @@ class VarianceMonitor(keras.callbacks.Callback):
         probe_mode: str = "inference",
     ) -> None:
         super().__init__()
-        if every_n_batches is not None and (
-            isinstance(every_n_batches, bool)
-            or not isinstance(every_n_batches, int)
-            or every_n_batches < 1
-        ):
-            raise ValueError(
-                "Argument `every_n_batches` must be a positive integer or None. "
-                f"Received: every_n_batches={every_n_batches!r}"
-            )
+        if every_n_batches is not None:
+            every_n_batches = check_positive_int("every_n_batches", every_n_batches)
         if probe_mode not in PROBE_MODES:
             raise ValueError(
                 f"Argument `probe_mode` must be one of {PROBE_MODES}. "

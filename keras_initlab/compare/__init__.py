@@ -34,8 +34,10 @@ if TYPE_CHECKING:  # what `__getattr__` below provides, spelled out for type che
     from keras_initlab.compare.inspection import Profile, load_model_file, variance_profile
     from keras_initlab.compare.models import build_mlp
     from keras_initlab.compare.report import format_table, to_json, write_json, write_report
-    from keras_initlab.compare.runner import CompareResult, SchemeResult, Trainer, run_comparison
+    from keras_initlab.compare.results import CompareResult, SchemeResult
+    from keras_initlab.compare.runner import run_comparison
     from keras_initlab.compare.setups import apply_scheme, scheme_initializer
+    from keras_initlab.compare.trainer import Trainer
     from keras_initlab.compare.verdicts import VERDICT_FACTOR, verdict
 
 # Public name -> the module that defines it. Loaded on first use, so that importing one
@@ -50,8 +52,10 @@ _SOURCE = {
     **dict.fromkeys(("Profile", "load_model_file", "variance_profile"), "inspection"),
     "build_mlp": "models",
     **dict.fromkeys(("format_table", "to_json", "write_json", "write_report"), "report"),
-    **dict.fromkeys(("CompareResult", "SchemeResult", "Trainer", "run_comparison"), "runner"),
+    **dict.fromkeys(("CompareResult", "SchemeResult"), "results"),
+    "run_comparison": "runner",
     **dict.fromkeys(("apply_scheme", "scheme_initializer"), "setups"),
+    "Trainer": "trainer",
     **dict.fromkeys(("VERDICT_FACTOR", "verdict"), "verdicts"),
 }
 

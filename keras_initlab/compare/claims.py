@@ -1,4 +1,4 @@
-"""The tutorial's claims (seed.md), each checked against a comparison's measurements.
+"""The tutorial's claims (README.md's quick start), each checked against a comparison.
 
 Each check returns a ``Claim``: what the tutorial says, whether the run shows it (None when
 the run lacks the schemes it needs) and the measured evidence (medians and ranges over the
@@ -30,7 +30,7 @@ import dataclasses
 import math
 from typing import Any
 
-from keras_initlab.compare.runner import CompareResult, SchemeResult, WidthCheck
+from keras_initlab.compare.results import CompareResult, SchemeResult, WidthCheck
 from keras_initlab.compare.spread import Spread, spread
 
 HIGH_ACCURACY = 0.9  # "high accuracy" on the default data (digits: 10 balanced classes)

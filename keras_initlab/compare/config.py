@@ -8,9 +8,13 @@ modules that train import Keras).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-from keras_initlab._validation import check_choice, check_positive, unknown_name_message
+from keras_initlab._validation import (
+    check_choice,
+    check_positive,
+    check_positive_int,
+    unknown_name_message,
+)
 from keras_initlab.compare.datasets import check_dataset_name
 
 ACTIVATIONS = ("elu", "gelu", "linear", "relu", "selu", "sigmoid", "silu", "tanh")
@@ -45,20 +49,6 @@ def check_scheme_names(names: list[str]) -> list[str]:
         if name not in COMPARE_SCHEMES:
             raise ValueError(unknown_name_message("scheme", name, COMPARE_SCHEMES))
     return names
-
-
-def check_size(name: str, value: Any) -> int:
-    """Return ``value`` if it is a positive int, else raise ValueError in Keras' shape.
-
-    Example:
-    >>> check_size("depth", 3)
-    3
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +122,9 @@ def check_config(config: CompareConfig) -> CompareConfig:
     if config.contrast_activation is not None:
         check_choice("contrast_activation", config.contrast_activation, ACTIVATIONS)
     for field in ("depth", "width", "epochs", "batch_size", "probe_size", "seeds", "check_seeds"):
-        check_size(field, getattr(config, field))
+        check_positive_int(field, getattr(config, field))
     for width in config.check_widths:
-        check_size("check_widths", width)
+        check_positive_int("check_widths", width)
     if config.check_widths and config.check_seeds < 2:
         raise ValueError(
             "Argument `check_seeds` must be at least 2 (a spread needs two seeds). "
@@ -147,7 +137,7 @@ def check_config(config: CompareConfig) -> CompareConfig:
         )
     for field in ("train_limit", "test_limit"):
         if getattr(config, field) is not None:
-            check_size(field, getattr(config, field))
+            check_positive_int(field, getattr(config, field))
     check_positive("learning_rate", config.learning_rate)
     if not 0.0 <= config.momentum < 1.0:
         raise ValueError(

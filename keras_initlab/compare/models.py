@@ -13,8 +13,8 @@ from typing import Any
 
 import keras
 
-from keras_initlab._validation import check_choice
-from keras_initlab.compare.config import ACTIVATIONS, check_size
+from keras_initlab._validation import check_choice, check_positive_int
+from keras_initlab.compare.config import ACTIVATIONS
 
 HIDDEN_PREFIX = "hidden_"
 OUTPUT_NAME = "output"
@@ -60,10 +60,10 @@ def build_mlp(
     >>> [layer.name for layer in model.layers]
     ['hidden_1', 'hidden_2', 'hidden_3', 'output']
     """
-    check_size("num_features", num_features)
-    check_size("num_classes", num_classes)
-    check_size("depth", depth)
-    check_size("width", width)
+    check_positive_int("num_features", num_features)
+    check_positive_int("num_classes", num_classes)
+    check_positive_int("depth", depth)
+    check_positive_int("width", width)
     check_choice("activation", activation, ACTIVATIONS)
     layers: list[Any] = [keras.Input((num_features,))]
     layers += [

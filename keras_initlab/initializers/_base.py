@@ -16,18 +16,25 @@ the tails of the truncated normal).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import math
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import keras
 
-from keras_initlab._validation import check_choice, check_positive, is_integer, standardize_shape
+from keras_initlab._validation import check_positive, is_integer, standardize_shape
 from keras_initlab.gains import gain as activation_gain
 
 FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
 _MAX_DEFAULT_SEED = 10**9  # the range Keras draws its default seeds from
+# Where default seeds come from: None is Python's global RNG (see `private_default_seeds`).
+_SEED_SOURCE: contextvars.ContextVar[random.Random | None] = contextvars.ContextVar(
+    "keras_initlab_seed_source", default=None
+)
 
 
 def standardize_dtype(dtype: Any) -> str:
@@ -56,7 +63,31 @@ def resolve_gain(value: Any) -> float:
 def default_seed() -> int:
     """A seed drawn as Keras draws its defaults: from Python's RNG, which
     ``keras.utils.set_random_seed`` seeds, so the draw is reproducible."""
-    return random.randint(1, _MAX_DEFAULT_SEED)
+    source = _SEED_SOURCE.get()
+    return (random if source is None else source).randint(1, _MAX_DEFAULT_SEED)
+
+
+@contextlib.contextmanager
+def private_default_seeds() -> Iterator[None]:
+    """Inside the block, default seeds come from a private RNG, not Python's global one.
+
+    For code that builds schemes only to read their ``variance`` (``audit``): their seeds are
+    never used to draw, and the user's global random state, which
+    ``keras.utils.set_random_seed`` set, is left as it was. Per thread and task (a
+    ``contextvars`` variable).
+
+    Example:
+    >>> state = random.getstate()
+    >>> with private_default_seeds():
+    ...     _ = default_seed()
+    >>> random.getstate() == state
+    True
+    """
+    token = _SEED_SOURCE.set(random.Random(0))
+    try:
+        yield
+    finally:
+        _SEED_SOURCE.reset(token)
 
 
 class Scheme(keras.initializers.Initializer):
@@ -130,7 +161,3 @@ class RandomScheme(Scheme):
         return keras.random.uniform(
             shape, minval=minval, maxval=maxval, dtype="float32", seed=self.seed
         )
-
-
-def check_distribution(value: Any, allowed: tuple[str, ...]) -> str:
-    return check_choice("distribution", value, allowed)

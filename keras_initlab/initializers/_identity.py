@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_initlab._validation import check_positive
+from keras_initlab._validation import check_positive, check_rank
 from keras_initlab.initializers._base import Scheme
 from keras_initlab.initializers._orthogonal import centre_tap
 
@@ -41,11 +41,7 @@ class ScaledIdentity(Scheme):
 
     @staticmethod
     def _check(shape: tuple[int, ...]) -> None:
-        if len(shape) < 2:
-            raise ValueError(
-                f"ScaledIdentity needs a kernel of rank >= 2. Received: shape={shape} "
-                f"of rank {len(shape)}"
-            )
+        check_rank("ScaledIdentity", shape, 2)
 
     def variance(self, shape: Any) -> float:
         shape = tuple(shape)

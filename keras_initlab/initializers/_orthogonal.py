@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_initlab._validation import check_choice
+from keras_initlab._validation import check_choice, check_rank
 from keras_initlab.fans import compute_fans
 from keras_initlab.initializers._base import RandomScheme, resolve_gain
 
@@ -78,11 +78,7 @@ class Orthogonal(RandomScheme):
         super().__init__(seed)
 
     def _blocks(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
-        if len(shape) < 2:
-            raise ValueError(
-                f"Orthogonal needs a kernel of rank >= 2. Received: shape={shape} "
-                f"of rank {len(shape)}"
-            )
+        check_rank("Orthogonal", shape, 2)
         if self.layout == "recurrent":
             rows, units = compute_fans(shape, "recurrent", **self.layout_args)
             return shape[-1] // int(units), int(rows), int(units)
@@ -134,11 +130,7 @@ class DeltaOrthogonal(RandomScheme):
 
     @staticmethod
     def _check(shape: tuple[int, ...]) -> None:
-        if len(shape) < 3:
-            raise ValueError(
-                f"DeltaOrthogonal needs a conv kernel of rank >= 3. Received: shape={shape} "
-                f"of rank {len(shape)}"
-            )
+        check_rank("DeltaOrthogonal", shape, 3, "a conv kernel")
 
     def variance(self, shape: Any) -> float:
         shape = tuple(shape)

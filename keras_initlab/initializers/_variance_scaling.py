@@ -22,13 +22,13 @@ import keras
 
 from keras_initlab._validation import check_choice, check_positive, is_integer
 from keras_initlab.fans import LAYOUTS, compute_fans
-from keras_initlab.initializers._base import RandomScheme, check_distribution, resolve_gain
+from keras_initlab.initializers._base import RandomScheme, resolve_gain
 
 MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
 DISTRIBUTIONS = ("normal", "truncated_normal", "uniform")
-# Std of N(0, 1) truncated to (-2, 2): the truncated draw is divided by it to keep the variance.
+# Std of N(0, 1) truncated to (-2, 2) (keras.random.truncated_normal re-draws values beyond 2
+# standard deviations): the truncated draw is divided by it to keep the variance.
 TRUNCATED_STD = 0.87962566103423978
-TRUNCATION = 2.0  # keras.random.truncated_normal re-draws values beyond 2 standard deviations
 UNIFORM_VARIANCE_FACTOR = 3.0  # U(-a, a) has variance a**2 / 3, so a = sqrt(3 * var)
 
 
@@ -142,7 +142,7 @@ class VarianceScaling(RandomScheme, keras.initializers.VarianceScaling):
     ):
         self.scale = check_positive("scale", scale)
         self.mode = check_choice("mode", mode, MODES)
-        self.distribution = check_distribution(distribution, DISTRIBUTIONS)
+        self.distribution = check_choice("distribution", distribution, DISTRIBUTIONS)
         self._gain_value = 1.0 if gain is None else resolve_gain(gain)
         self.gain = gain if gain is None or isinstance(gain, str) else self._gain_value
         self.layout_args = check_layout(layout, layout_args)

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 from scipy import stats
 
+from keras_initlab._validation import check_positive, check_positive_int
 from keras_initlab.testing._budget import count_check, resolve_alpha
 from keras_initlab.testing._families import (
     BOUNDED_FAMILIES,
@@ -77,18 +78,6 @@ def _start_check(name: str, x: np.ndarray, alpha: float | None) -> float:
     _check_finite(name, x)
     count_check(budgeted)
     return alpha
-
-
-def _check_positive(name: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not (math.isfinite(value) and value > 0)
-    ):
-        raise ValueError(
-            f"Argument `{name}` must be a positive finite number. Received: {name}={value!r}"
-        )
-    return float(value)
 
 
 def _bernstein(n: int, sigma2: float, bound: float, alpha: float) -> float:
@@ -150,7 +139,7 @@ def assert_variance(
     >>> assert_variance(rng.uniform(-1.0, 1.0, 10_000), 1.0 / 3.0, family="uniform")
     """
     family = check_family(family)
-    variance = _check_positive("variance", variance)
+    variance = check_positive("variance", variance)
     x, _ = _as_array(values)
     alpha = _start_check("assert_variance", x, alpha)
     n = x.size
@@ -191,7 +180,7 @@ def assert_mean(
     >>> assert_mean(np.random.default_rng(0).normal(1.0, 2.0, 1_000), 1.0, variance=4.0)
     """
     family = check_family(family)
-    variance = _check_positive("variance", variance)
+    variance = check_positive("variance", variance)
     x, _ = _as_array(values)
     alpha = _start_check("assert_mean", x, alpha)
     n = x.size
@@ -244,7 +233,7 @@ def assert_support(
             f"Argument `family` must be a bounded family, one of {list(BOUNDED_FAMILIES)}. "
             f"Received: family={family!r}"
         )
-    variance = _check_positive("variance", variance)
+    variance = check_positive("variance", variance)
     x, eps = _as_array(values)
     alpha = _start_check("assert_support", x, alpha)
     n = x.size
@@ -322,7 +311,7 @@ def assert_distribution(
     >>> assert_distribution(w, family="normal", variance=1.0)
     """
     family = check_family(family)
-    variance = _check_positive("variance", variance)
+    variance = check_positive("variance", variance)
     x, eps = _as_array(values)
     if eps > 2.0**-_MIN_PRECISION_BITS:
         raise ValueError(
@@ -371,7 +360,7 @@ def assert_orthogonal(
     >>> q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 4)))
     >>> assert_orthogonal(2.0 * q, gain=2.0)
     """
-    gain = _check_positive("gain", gain)
+    gain = check_positive("gain", gain)
     w, eps = _as_array(matrices)
     shape = np.shape(keras.ops.convert_to_numpy(matrices))
     if len(shape) not in (2, 3):
@@ -431,8 +420,9 @@ def detectable_variance_error(
     standard deviation ``(1 + d) sqrt((k - 1) / n)`` under a true variance ``(1 + d)`` times the
     target, an error ``d`` is caught with probability ``power`` when
     ``(1 + d) (1 - z_p s) >= hi`` and ``(1 - d) (1 + z_p s) <= lo`` (``s = sqrt((k-1)/n)``,
-    ``z_p`` the ``power`` quantile). For ``[lo, hi] = 1 +- z* s`` this is design.md's
-    ``n >= (k - 1) (z* + z_p (1 + d))^2 / d^2``. Returns ``inf`` when no error is detectable.
+    ``z_p`` the ``power`` quantile). For ``[lo, hi] = 1 +- z* s`` this gives
+    ``n >= (k - 1) (z* + z_p (1 + d))^2 / d^2`` (``required_sample_size``).
+    Returns ``inf`` when no error is detectable.
 
     Args:
         n: the number of draws.
@@ -446,8 +436,7 @@ def detectable_variance_error(
     """
     family = check_family(family)
     alpha = resolve_alpha(alpha)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"Argument `n` must be a positive integer. Received: n={n!r}")
+    n = check_positive_int("n", n)
     if not 0 < power < 1:
         raise ValueError(f"Argument `power` must be in (0, 1). Received: power={power!r}")
     lo, hi = variance_interval(int(n), family, alpha)
@@ -472,7 +461,7 @@ def required_sample_size(
     >>> required_sample_size(0.05, alpha=2e-10)
     74873
     """
-    error = _check_positive("error", error)
+    error = check_positive("error", error)
     alpha = resolve_alpha(alpha)
 
     def ok(n: int) -> bool:

@@ -15,6 +15,8 @@ from hypothesis import reject
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from keras_initlab._validation import check_positive_int
+
 KERNEL_LAYOUTS = (
     "auto",
     "conv",
@@ -58,11 +60,11 @@ class Kernel:
 
 
 def _check_bound(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgument(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
+    """``check_positive_int``, raising Hypothesis' InvalidArgument as strategies do."""
+    try:
+        return check_positive_int(name, value)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(str(error)) from None
 
 
 def _check_bounds(

@@ -19,7 +19,7 @@ from keras_initlab.initializers import VarianceScaling
 from keras_initlab.testing._assertions import required_sample_size
 from keras_initlab.testing._strategies import InitializerCase
 
-MAX_DRAWS = 300_000  # cap on one stacked draw (design.md: n near 300k keeps the suite fast)
+MAX_DRAWS = 300_000  # cap on one stacked draw (n near 300k keeps the suite fast)
 _MAX_DENOMINATOR = 10**4  # transposed-conv fans are ratios of small ints
 TARGET_ERROR = 0.05  # every variance check must catch a 5% error with power 0.999
 

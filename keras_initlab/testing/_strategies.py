@@ -26,7 +26,7 @@ from keras_initlab.testing._kernels import kernels as kernel_strategy
 FAN_MODES = ("fan_avg", "fan_geo_avg", "fan_in", "fan_out")
 FLOAT_DTYPES = {16: ("bfloat16", "float16"), 32: ("float32",), 64: ("float64",)}
 MAX_SEED = 2**31 - 1  # seeds stay in int32 range
-# PyTorch's calculate_gain values (design.md): the names an initializer's `gain` accepts.
+# PyTorch's calculate_gain values (keras_initlab/gains.py): the names `gain` accepts.
 GAINS = {"linear": 1.0, "relu": math.sqrt(2.0), "selu": 0.75, "sigmoid": 1.0, "tanh": 5.0 / 3.0}
 # The defaults the docstrings promise, per class (aliases share their class's entry).
 DOCUMENTED_DEFAULTS: dict[str, dict[str, Any]] = {

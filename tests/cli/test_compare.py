@@ -232,11 +232,11 @@ def _progress_writes(monkeypatch, columns, losses):
     import os
     import shutil
 
-    from keras_initlab.compare import runner
+    from keras_initlab.compare.progress import Progress
 
     monkeypatch.setattr(shutil, "get_terminal_size", lambda *a: os.terminal_size((columns, 24)))
     stream = _Terminal()
-    update = runner._Progress(stream, total=2, epochs=len(losses)).start("he_normal (relu)", 3)
+    update = Progress(stream, total=2, epochs=len(losses)).start("he_normal (relu)", 3)
     for epoch, loss in enumerate(losses):
         update(epoch, {"loss": loss})
     return stream.getvalue().split("\r")[1:]

@@ -6,7 +6,7 @@ import io
 import json
 
 from keras_initlab.cli import EXIT_INTERRUPTED, main
-from keras_initlab.compare.runner import Trainer
+from keras_initlab.compare.trainer import Trainer
 
 
 class _Terminal(io.StringIO):

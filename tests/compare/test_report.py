@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from keras_initlab.compare import CompareConfig, load_dataset, run_comparison, write_report
-from keras_initlab.compare import report as report_module
 from keras_initlab.compare.report import REPORT_MARKER
+from keras_initlab.compare.report import folder as report_folder
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -105,7 +105,7 @@ def test_failed_write_keeps_the_previous_report(trained, tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report_module, "write_plots", disk_full)
+    monkeypatch.setattr(report_folder, "write_plots", disk_full)
     with pytest.raises(OSError, match="No space left"):
         write_report(_only(result, "he_normal"), folder, data)
     assert {name: (folder / name).read_bytes() for name in _files(folder)} == before
@@ -127,7 +127,7 @@ def test_deep_profiles_get_thinned_layer_ticks():
     from matplotlib.figure import Figure
 
     from keras_initlab.compare.models import OUTPUT_NAME, hidden_names
-    from keras_initlab.compare.report import MAX_TICKS, _layer_ticks
+    from keras_initlab.compare.report.figures import MAX_TICKS, _layer_ticks
 
     layers = [*hidden_names(500), OUTPUT_NAME]
     ax = Figure().subplots()

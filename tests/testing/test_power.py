@@ -20,7 +20,7 @@ ERROR = 0.05
 POWER = 0.999
 DRAWS = 20
 SEED = 7
-SUPPORT_N = 4_096  # design.md: the support edge catches a 5% scale error at 4,096 draws
+SUPPORT_N = 4_096  # the support edge catches a 5% scale error at 4,096 draws
 
 
 def _truncated_normal(rng: np.random.Generator, n: int) -> np.ndarray:
