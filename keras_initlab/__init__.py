@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type 
         Zeros,
     )
     from keras_initlab.lsuv import LSUV, LSUVLayer, LSUVReport, LSUVWarning, lsuv
+    from keras_initlab.propagate import PropagateReport, PropagateRow, propagate
     from keras_initlab.schemes import SCHEMES, get_scheme
 
 __version__ = "0.1.0"
@@ -74,6 +75,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provid
         "Zeros",
     ),
     "keras_initlab.lsuv": ("LSUV", "LSUVLayer", "LSUVReport", "LSUVWarning", "lsuv"),
+    "keras_initlab.propagate": ("PropagateReport", "PropagateRow", "propagate"),
     "keras_initlab.schemes": ("SCHEMES", "get_scheme"),
 }
 _SUBPACKAGES = ("callbacks", "initializers")
@@ -104,6 +106,8 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "LecunNormal",
     "LecunUniform",
     "Orthogonal",
+    "PropagateReport",
+    "PropagateRow",
     "RandomNormal",
     "RandomUniform",
     "ScaledIdentity",
@@ -119,6 +123,7 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "initialize",
     "initializers",
     "lsuv",
+    "propagate",
 ]
 
 

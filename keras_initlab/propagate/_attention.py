@@ -1,0 +1,86 @@
+"""MultiHeadAttention: projections, the softmax over keys, the value average, the output.
+
+With ``q, k, v`` the projected query, key and value (EinsumDense rules) and ``T`` keys, the
+attention logits ``q.k / sqrt(key_dim)`` vary across keys with variance ``s2 = E[q^2]
+within_k`` (the keys' channel offsets are common to all keys and cancel in the softmax).
+For large ``T`` the weights are log-normal: ``E[p^2] = exp(s2) / T^2`` (at initialization
+``s2`` is small and attention is near uniform, Noci et al. 2022). The attended values keep
+the value mean and channel offsets and average the fluctuations: ``within_v * exp(s2) /
+T``. Backward: ``Var(dv) = Var(do) Tq exp(s2) / T^2``, and through the softmax ``Var(dq) =
+Var(do) exp(s2) / T * value_dim * within_v * within_k / key_dim``, ``Var(dk) = Var(do) Tq
+exp(s2) / T^2 * value_dim * within_v * E[q^2] / key_dim``. Masks are not read (no mask
+assumed).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from keras_initlab._keras import attention_softmax
+from keras_initlab.propagate._kernels import einsum_dense
+from keras_initlab.propagate._signal import Signal, make
+from keras_initlab.propagate._step import Arg, Call, Part, Step
+
+
+def _argument(call: Call, position: int, name: str, default: int) -> int:
+    value: Any = call.kwargs.get(name)
+    if value is None and len(call.args) > position:
+        value = call.args[position]
+    return value.index if isinstance(value, Arg) else default
+
+
+def _project(dense: Any, x: Signal, call: Call) -> Step:
+    return einsum_dense(Call(dense, [x], [], [(None, dense.kernel.shape[-1])], call.mode))
+
+
+def multi_head_attention(call: Call) -> Step:
+    layer = call.layer
+    qi = _argument(call, 0, "query", 0)
+    vi = _argument(call, 1, "value", qi)
+    ki = _argument(call, 2, "key", vi)
+    key_dim = int(layer.key_dim)
+    value_dim = int(layer.value_dim or key_dim)
+    t_q = math.prod(int(d or 1) for d in call.in_shapes[qi][1:-1])
+    t_k = math.prod(int(d or 1) for d in call.in_shapes[vi][1:-1])
+    q_step = _project(layer.query_dense, call.inputs[qi], call)
+    k_step = _project(layer.key_dense, call.inputs[ki], call)
+    v_step = _project(layer.value_dense, call.inputs[vi], call)
+    q, k, v = q_step.outputs[0], k_step.outputs[0], v_step.outputs[0]
+    s2 = q.second * k.within
+    p2 = math.exp(min(s2, 700.0)) / (t_k * t_k)  # E[p^2]
+    probs = Signal.uniform(1.0 / t_k, max(p2 - 1.0 / t_k**2, 0.0), 1)
+    attended = make(v.means, v.variances * min(p2 * t_k, 1.0))
+    o_step = _project(layer.output_dense, attended, call)
+    out = o_step.outputs[0]
+
+    def grads(g_out: np.ndarray) -> dict[str, np.ndarray]:
+        g_att = o_step.backward([g_out])[0]  # per value channel
+        g_score = p2 * value_dim * float(np.mean(g_att * v.variances))
+        return {
+            "value": g_att * t_q * p2,
+            "query": np.full(q.channels, t_k * g_score * k.within / key_dim),
+            "key": np.full(k.channels, t_q * g_score * q.second / key_dim),
+            "softmax": np.full(1, value_dim * float(np.mean(g_att * v.seconds))),
+        }
+
+    def backward(g: list[np.ndarray]) -> list[np.ndarray]:
+        parts = grads(g[0])
+        result = [np.zeros(x.channels) for x in call.inputs]
+        result[qi] = result[qi] + q_step.backward([parts["query"]])[0]
+        result[ki] = result[ki] + k_step.backward([parts["key"]])[0]
+        result[vi] = result[vi] + v_step.backward([parts["value"]])[0]
+        return result
+
+    softmax = attention_softmax(layer)
+    rows = [
+        Part(layer.query_dense.name, layer.query_dense, q, lambda g: grads(g[0])["query"]),
+        Part(layer.key_dense.name, layer.key_dense, k, lambda g: grads(g[0])["key"]),
+        Part(layer.value_dense.name, layer.value_dense, v, lambda g: grads(g[0])["value"]),
+        Part(softmax.name, softmax, probs, lambda g: grads(g[0])["softmax"]),
+        Part(layer.output_dense.name, layer.output_dense, out, lambda g: g[0]),
+    ]
+    note = "attention weights log-normal over keys (large T), no mask"
+    return Step([out], backward, note=note, parts=rows)
