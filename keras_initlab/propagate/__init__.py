@@ -96,7 +96,7 @@ def propagate(
         ) from error
     walker = Walker(mode)
     shapes = [tuple(t.shape) for t in inputs]
-    signals = [Signal.uniform(input_mean, input_var, s[-1] if s else 1) for s in shapes]
+    signals = [Signal.uniform(input_mean, input_var, s[1:]) for s in shapes]
     outputs, backward = walker.model(model, "", signals, shapes)
-    backward([np.ones(x.channels) for x in outputs])
+    backward([np.ones(x.shape) for x in outputs])
     return PropagateReport([row.freeze() for row in walker.rows])

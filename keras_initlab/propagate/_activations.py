@@ -26,6 +26,25 @@ from keras_initlab.propagate._step import Call, Step
 L = keras.layers
 SOFTMAX = "softmax"
 _NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
+# Keras activations with continuous derivatives (Gauss-Hermite converges fast on them).
+_SMOOTH = {
+    "tanh",
+    "sigmoid",
+    "gelu",
+    "silu",
+    "swish",
+    "mish",
+    "softplus",
+    "softsign",
+    "elu",
+    "selu",
+    "celu",
+    "exponential",
+    "log_sigmoid",
+    "sparse_plus",
+    "squareplus",
+    "tanh_shrink",
+}
 
 
 def _numpy(fn: Callable[..., Any], **kwargs: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -45,7 +64,11 @@ def from_function(fn: Any) -> Activation | str | None:
         raise NotImplementedError(f"activation {name!r} is not elementwise")
     if name == "relu":
         return Activation("relu", _numpy(fn), "relu")
-    return Activation(name, _numpy(fn))
+    if name == "relu6":
+        return Activation("relu6", _numpy(fn), "clipped", top=6.0)
+    return Activation(
+        name, _numpy(fn), smooth=name in _SMOOTH and name not in ("elu", "selu", "celu")
+    )
 
 
 def from_layer(layer: Any) -> Activation | str | None:
@@ -70,7 +93,10 @@ def from_layer(layer: Any) -> Activation | str | None:
             "max_value": layer.max_value,
             "threshold": float(layer.threshold),
         }
-        return Activation("relu", _numpy(keras.activations.relu, **options))
+        fn = _numpy(keras.activations.relu, **options)
+        if slope == 0.0 and float(layer.threshold) == 0.0:  # ReLU6 and the like
+            return Activation("relu", fn, "clipped", top=float(layer.max_value))
+        return Activation("relu", fn)
     if isinstance(layer, L.LeakyReLU):
         slope = float(layer.negative_slope)
         fn = _numpy(keras.activations.leaky_relu, negative_slope=slope)
@@ -84,14 +110,12 @@ def from_layer(layer: Any) -> Activation | str | None:
     raise NotImplementedError(type(layer).__name__)
 
 
-def apply(
-    activation: Activation | str | None, pre: Signal, units: int | None
-) -> tuple[Signal, float]:
-    """``(output moments, backward factor)`` of an activation (None: linear)."""
+def apply(activation: Activation | str | None, pre: Signal) -> tuple[Signal, np.ndarray]:
+    """``(output moments, backward factor per element)`` of an activation (None: linear)."""
     if activation is None:
         return activation_moments(LINEAR, pre)
     if activation == SOFTMAX:
-        return softmax_moments(pre, max(int(units or 1), 1))
+        return softmax_moments(pre)
     assert isinstance(activation, Activation)
     return activation_moments(activation, pre)
 
@@ -105,5 +129,5 @@ def backward_factor(out: Signal, d2: np.ndarray) -> np.ndarray:
 
 
 def activation_layer(call: Call) -> Step:
-    out, d2 = apply(from_layer(call.layer), call.x, call.out_shapes[0][-1])
+    out, d2 = apply(from_layer(call.layer), call.x)
     return Step([out], lambda g: [g[0] * backward_factor(out, d2)])

@@ -33,7 +33,7 @@ def _argument(call: Call, position: int, name: str, default: int) -> int:
 
 
 def _project(dense: Any, x: Signal, call: Call) -> Step:
-    return einsum_dense(Call(dense, [x], [], [(None, dense.kernel.shape[-1])], call.mode))
+    return einsum_dense(Call(dense, [x], [], [], call.mode))
 
 
 def multi_head_attention(call: Call) -> Step:
@@ -43,32 +43,40 @@ def multi_head_attention(call: Call) -> Step:
     ki = _argument(call, 2, "key", vi)
     key_dim = int(layer.key_dim)
     value_dim = int(layer.value_dim or key_dim)
-    t_q = math.prod(int(d or 1) for d in call.in_shapes[qi][1:-1])
-    t_k = math.prod(int(d or 1) for d in call.in_shapes[vi][1:-1])
     q_step = _project(layer.query_dense, call.inputs[qi], call)
     k_step = _project(layer.key_dense, call.inputs[ki], call)
     v_step = _project(layer.value_dense, call.inputs[vi], call)
-    q, k, v = q_step.outputs[0], k_step.outputs[0], v_step.outputs[0]
-    s2 = q.second * k.within
+    q, k, v = q_step.outputs[0], k_step.outputs[0], v_step.outputs[0]  # (T, heads, dim)
+    t_q, t_k = q.means[..., 0, 0].size, k.means[..., 0, 0].size
+    k_within = float(k.variances.mean() + k.means.var(axis=tuple(range(k.means.ndim - 2))).mean())
+    s2 = q.second * k_within
     p2 = math.exp(min(s2, 700.0)) / (t_k * t_k)  # E[p^2]
-    probs = Signal.uniform(1.0 / t_k, max(p2 - 1.0 / t_k**2, 0.0), 1)
-    attended = make(v.means, v.variances * min(p2 * t_k, 1.0))
+    weights_shape = (v.shape[-2], t_q, t_k)
+    probs = Signal.uniform(1.0 / t_k, max(p2 - 1.0 / t_k**2, 0.0), weights_shape)
+    keys = tuple(range(v.means.ndim - 2))
+    v_mean = v.means.mean(axis=keys)  # (heads, dim): softmax weights sum to 1
+    v_var = v.variances.mean(axis=keys) + v.means.var(axis=keys)
+    shape = (*q.shape[:-2], *v.shape[-2:])
+    attended = make(
+        np.broadcast_to(v_mean, shape), np.broadcast_to(v_var * min(p2 * t_k, 1.0), shape)
+    )
     o_step = _project(layer.output_dense, attended, call)
     out = o_step.outputs[0]
 
     def grads(g_out: np.ndarray) -> dict[str, np.ndarray]:
-        g_att = o_step.backward([g_out])[0]  # per value channel
-        g_score = p2 * value_dim * float(np.mean(g_att * v.variances))
+        g_att = o_step.backward([g_out])[0]  # (Tq, heads, value_dim)
+        g_score = p2 * value_dim * float(np.mean(g_att) * np.mean(v_var))
+        g_value = np.broadcast_to(g_att.mean(axis=keys) * t_q * p2, v.shape)
         return {
-            "value": g_att * t_q * p2,
-            "query": np.full(q.channels, t_k * g_score * k.within / key_dim),
-            "key": np.full(k.channels, t_q * g_score * q.second / key_dim),
-            "softmax": np.full(1, value_dim * float(np.mean(g_att * v.seconds))),
+            "value": g_value,
+            "query": np.full(q.shape, t_k * g_score * k_within / key_dim),
+            "key": np.full(k.shape, t_q * g_score * q.second / key_dim),
+            "softmax": np.full(weights_shape, value_dim * float(np.mean(g_att) * v.second)),
         }
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
         parts = grads(g[0])
-        result = [np.zeros(x.channels) for x in call.inputs]
+        result = [np.zeros(x.shape) for x in call.inputs]
         result[qi] = result[qi] + q_step.backward([parts["query"]])[0]
         result[ki] = result[ki] + k_step.backward([parts["key"]])[0]
         result[vi] = result[vi] + v_step.backward([parts["value"]])[0]

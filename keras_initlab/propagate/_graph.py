@@ -40,7 +40,7 @@ class _Row:
         self.gradient = float("nan")
 
     def set_gradient(self, g: np.ndarray) -> None:
-        self.gradient = float(np.mean(g))
+        self.gradient = float(np.mean(g))  # gradients taken as zero-mean: E[g^2]
 
     def freeze(self) -> PropagateRow:
         s = self.signal
@@ -137,7 +137,7 @@ class Walker:
         def gradient(grads: dict[int, np.ndarray], tensor: Any) -> np.ndarray:
             if id(tensor) in grads:
                 return grads[id(tensor)]
-            return np.zeros(env[id(tensor)].channels)
+            return np.zeros(env[id(tensor)].shape)
 
         def backward(g_out: list[np.ndarray]) -> list[np.ndarray]:
             grads: dict[int, np.ndarray] = {}

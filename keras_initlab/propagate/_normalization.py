@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
@@ -34,19 +33,24 @@ def _values(variable: Any, default: float, channels: int) -> np.ndarray:
     if variable is None:
         return np.full(channels, default)
     v = np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64).ravel()
-    return (
-        np.broadcast_to(v, (channels,))
-        if v.size in (1, channels)
-        else np.full(channels, float(v.mean()))
-    )
+    if v.size in (1, channels):
+        return np.broadcast_to(v, (channels,))
+    return np.full(channels, float(v.mean()))
 
 
 def channel_affine(x: Signal, scale: np.ndarray, shift: np.ndarray) -> Step:
-    """``scale_c x_c + shift_c`` and its backward ``scale_c^2``."""
+    """``scale_c x + shift_c`` and its backward ``scale_c^2``."""
     s2 = scale * scale
     source = None if x.source is None else x.source.affine(scale, shift)
     out = make(scale * x.means + shift, s2 * x.variances, source)
     return Step([out], lambda g: [g[0] * s2])
+
+
+def _channel_stats(x: Signal) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance over samples and positions."""
+    m = x.means.reshape(-1, x.channels)
+    v = x.variances.reshape(-1, x.channels)
+    return m.mean(axis=0), v.mean(axis=0) + m.var(axis=0)
 
 
 def batch_normalization(call: Call) -> Step:
@@ -54,31 +58,28 @@ def batch_normalization(call: Call) -> Step:
     c = x.channels
     gamma, beta = _values(layer.gamma, 1.0, c), _values(layer.beta, 0.0, c)
     if call.training:
-        denominator = x.variances + layer.epsilon
-        factor = gamma * gamma / denominator
-        out = make(beta, factor * x.variances)
-        return Step([out], lambda g: [g[0] * factor], note="batch statistics")
+        mu, var = _channel_stats(x)
+        scale = gamma / np.sqrt(var + layer.epsilon)
+        out = make(scale * (x.means - mu) + beta, scale * scale * x.variances)
+        s2 = scale * scale
+        return Step([out], lambda g: [g[0] * s2], note="batch statistics")
     scale = gamma / np.sqrt(_values(layer.moving_variance, 1.0, c) + layer.epsilon)
     shift = beta - scale * _values(layer.moving_mean, 0.0, c)
     step = channel_affine(x, scale, shift)
     return Step(step.outputs, step.backward, note="moving statistics")
 
 
-def _normalized_size(call: Call, axes: Any) -> int:
-    shape = call.in_shapes[0]
-    axes = [axes] if isinstance(axes, int) else list(axes)
-    return math.prod(int(shape[a] or 1) for a in axes)
-
-
-def _standardize(x: Signal, gamma, beta, d: int, eps: float, centre: bool) -> Step:
+def _standardize(x: Signal, gamma, beta, eps: float, centre: bool) -> Step:
+    """Each position standardized over its last axis (``d`` features)."""
+    d = x.channels
     if centre:
-        spread = x.var + eps
-        means = gamma * (x.means - x.mean) / math.sqrt(spread) + beta
+        spread = x.means.var(axis=-1, keepdims=True) + x.variances.mean(axis=-1, keepdims=True)
+        means = gamma * (x.means - x.means.mean(axis=-1, keepdims=True)) / np.sqrt(spread + eps)
     else:
-        spread = x.second + eps
-        means = gamma * x.means / math.sqrt(spread) + beta
-    factor = gamma * gamma / spread
-    out = make(means, factor * x.variances)
+        spread = (x.means**2 + x.variances).mean(axis=-1, keepdims=True)
+        means = gamma * x.means / np.sqrt(spread + eps)
+    factor = gamma * gamma / (spread + eps)
+    out = make(means + beta, factor * x.variances)
     back = factor * ((d - 2) / (d - 3) if centre and d > 3 else 1.0)
     return Step([out], lambda g: [g[0] * back])
 
@@ -86,11 +87,14 @@ def _standardize(x: Signal, gamma, beta, d: int, eps: float, centre: bool) -> St
 def layer_normalization(call: Call) -> Step:
     layer, x = call.layer, call.x
     c = x.channels
+    axis = getattr(layer, "axis", -1)
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    if [a % len(call.in_shapes[0]) for a in axes] != [len(call.in_shapes[0]) - 1]:
+        raise NotImplementedError(f"axis {axis}")
     gamma = _values(getattr(layer, "gamma", None), 1.0, c)
     beta = _values(getattr(layer, "beta", None), 0.0, c)
-    d = _normalized_size(call, getattr(layer, "axis", -1))
     rms = bool(getattr(layer, "rms_scaling", False)) or isinstance(layer, L.RMSNormalization)
-    return _standardize(x, gamma, beta, d, layer.epsilon, centre=not rms)
+    return _standardize(x, gamma, beta, layer.epsilon, centre=not rms)
 
 
 def group_normalization(call: Call) -> Step:
@@ -100,27 +104,13 @@ def group_normalization(call: Call) -> Step:
     gamma = _values(getattr(layer, "gamma", None), 1.0, c)
     beta = _values(getattr(layer, "beta", None), 0.0, c)
     size = c // groups
-    steps = [
-        _standardize(
-            make(x.means[k * size : (k + 1) * size], x.variances[k * size : (k + 1) * size]),
-            gamma[k * size : (k + 1) * size],
-            beta[k * size : (k + 1) * size],
-            10**9,  # many positions: the projections are negligible
-            layer.epsilon,
-            centre=True,
-        )
-        for k in range(groups)
-    ]
-    out = make(
-        np.concatenate([s.outputs[0].means for s in steps]),
-        np.concatenate([s.outputs[0].variances for s in steps]),
-    )
-
-    def backward(g: list[np.ndarray]) -> list[np.ndarray]:
-        parts = [s.backward([g[0][k * size : (k + 1) * size]])[0] for k, s in enumerate(steps)]
-        return [np.concatenate(parts)]
-
-    return Step([out], backward)
+    m = x.means.reshape(-1, groups, size)
+    v = x.variances.reshape(-1, groups, size)
+    mu = m.mean(axis=(0, 2))
+    spread = v.mean(axis=(0, 2)) + m.var(axis=(0, 2)) + layer.epsilon
+    scale = np.repeat(1.0 / np.sqrt(spread), size) * gamma
+    shift = beta - scale * np.repeat(mu, size)
+    return channel_affine(x.plain(), scale, shift)
 
 
 def normalization(call: Call) -> Step:

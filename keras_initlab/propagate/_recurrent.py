@@ -58,14 +58,21 @@ def _of_product(i: Signal, g: Signal, f: Activation) -> tuple[Signal, np.ndarray
     """Per unit: moments of f(i * g) and E[f'(i g)^2] for independent activations i, g of
     Gaussian pre-activations (2-D Gauss-Hermite)."""
     si, sg = i.source or Source(LINEAR, i), g.source or Source(LINEAR, g)
-    a = si.apply(si.pre.means[:, None] + np.sqrt(si.pre.variances)[:, None] * _NODES[None, :])
-    b = sg.apply(sg.pre.means[:, None] + np.sqrt(sg.pre.variances)[:, None] * _NODES[None, :])
+    shape = i.shape
+    a = si.apply(_grid(si.pre), shape)
+    b = sg.apply(_grid(sg.pre), shape)
     c = a[:, :, None] * b[:, None, :]
     w = np.multiply.outer(_WEIGHTS, _WEIGHTS)
     y = f.fn(c)
-    m1 = np.sum(w * y, axis=(1, 2))
-    m2 = np.sum(w * y * y, axis=(1, 2))
-    return make(m1, m2 - m1 * m1), np.sum(w * f.derivative(c) ** 2, axis=(1, 2))
+    m1 = np.sum(w * y, axis=(1, 2)).reshape(shape)
+    m2 = np.sum(w * y * y, axis=(1, 2)).reshape(shape)
+    d2 = np.sum(w * f.derivative(c) ** 2, axis=(1, 2)).reshape(shape)
+    return make(m1, m2 - m1 * m1), d2
+
+
+def _grid(pre: Signal) -> np.ndarray:
+    mean, var = pre.means.reshape(-1), pre.variances.reshape(-1)
+    return mean[:, None] + np.sqrt(var)[:, None] * _NODES[None, :]
 
 
 def _cell_step(cell: Any, x: Signal) -> tuple[Signal, Any]:
@@ -76,7 +83,7 @@ def _cell_step(cell: Any, x: Signal) -> tuple[Signal, Any]:
     rec = _activation(getattr(cell, "recurrent_activation", None))
 
     def through(pairs: list[tuple[int, np.ndarray]]) -> np.ndarray:  # gate grads -> g_x
-        return sum(gates[j][1] @ g for j, g in pairs)
+        return sum(g @ gates[j][1].T for j, g in pairs)
 
     if count == 1:
         out, d2 = activation_moments(act, gates[0][0])
@@ -102,27 +109,44 @@ def _cell_step(cell: Any, x: Signal) -> tuple[Signal, Any]:
     return out, lambda g: through([(0, g * hh.seconds * dz), (2, g * keep.seconds * dh)])
 
 
+def _sequence(layer: Any, x: Signal) -> tuple[Signal, Any]:
+    """Step-0 moments at every time step; the last step's when no sequence is returned."""
+    out, backward = _cell_step(layer.cell, x)
+    if getattr(layer, "return_sequences", False):
+        return out, backward
+    t = x.shape[0]
+
+    def last(g: np.ndarray) -> np.ndarray:
+        full = np.zeros((t, *g.shape))
+        full[-1] = g
+        return backward(full)
+
+    return make(out.means[-1], out.variances[-1]), last
+
+
 def recurrent(call: Call) -> Step:
-    out, backward = _cell_step(call.layer.cell, call.x)
+    if getattr(call.layer, "return_state", False):
+        raise NotImplementedError("return_state")
+    out, backward = _sequence(call.layer, call.x)
     return Step([out], lambda g: [backward(g[0])], note=NOTE)
 
 
 def bidirectional(call: Call) -> Step:
     layer = call.layer
-    forward, fb = _cell_step(layer.forward_layer.cell, call.x)
-    reverse, bb = _cell_step(layer.backward_layer.cell, call.x)
+    forward, fb = _sequence(layer.forward_layer, call.x)
+    reverse, bb = _sequence(layer.backward_layer, call.x)
     mode = layer.merge_mode
     n = forward.channels
     if mode == "concat":
         out = make(
-            np.concatenate([forward.means, reverse.means]),
-            np.concatenate([forward.variances, reverse.variances]),
+            np.concatenate([forward.means, reverse.means], axis=-1),
+            np.concatenate([forward.variances, reverse.variances], axis=-1),
         )
 
         def backward(g: list[np.ndarray]) -> list[np.ndarray]:
-            return [fb(g[0][:n]) + bb(g[0][n:])]
+            return [fb(g[0][..., :n]) + bb(g[0][..., n:])]
 
-        split = (lambda g: g[0][:n], lambda g: g[0][n:])
+        split = (lambda g: g[0][..., :n], lambda g: g[0][..., n:])
     elif mode in ("sum", "ave"):
         scale = 1.0 if mode == "sum" else 0.5
         out = make(

@@ -57,6 +57,8 @@ RULES: tuple[tuple[tuple[type, ...], Rule], ...] = (
     (_structural.PADDING, _structural.zero_padding),
     (_structural.UPSAMPLING, _structural.upsampling),
     (_structural.RELAYOUT, _structural.relayout),
+    ((L.RepeatVector,), _structural.repeat_vector),
+    (_structural.CROPPING, _structural.cropping),
     (_structural.UNCHANGED, _structural.unchanged),
 )
 # keras.ops calls a Functional graph records (``x + y``), by operation class name.
@@ -90,13 +92,13 @@ def predict(call: Call) -> Step:
             return rule(call)
         except NotImplementedError as error:
             reason = f"{name} ({error}) not covered: {ASSUMPTION}"
-    x = call.x.plain() if call.inputs else Signal.uniform(0.0, 0.0, 1)
-    channels = call.out_shapes[0][-1] if call.out_shapes and call.out_shapes[0] else None
-    out = x if channels in (None, x.channels) else Signal.uniform(x.mean, x.var, channels)
-    sizes = [s.channels for s in call.inputs]
+    x = call.x.plain() if call.inputs else Signal.uniform(0.0, 0.0, (1,))
+    shape = tuple(call.out_shapes[0][1:]) if call.out_shapes else x.shape
+    out = x if shape == x.shape else Signal.uniform(x.mean, x.var, shape)
+    shapes = [s.shape for s in call.inputs]
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
         level = float(np.mean(g[0])) if g else 0.0
-        return [np.full(n, level) for n in sizes]
+        return [np.full(s, level) for s in shapes]
 
     return Step([out] * max(len(call.out_shapes), 1), backward, assumed=reason)

@@ -1,18 +1,20 @@
-"""The state propagated along every edge of the graph: per channel, a mean and a variance.
+"""The state propagated along every edge of the graph: a mean and a variance per element.
 
-A tensor's elements are modelled channel by channel (channel = last axis): element
-``x[n, p, c]`` has mean ``means[c]`` and variance ``variances[c]``, the same at every
-position, independent across channels and positions, Gaussian where a layer needs a
-distribution (mean field: Poole et al. 2016; Schoenholz et al. 2017). Keeping channels apart
-is what makes the rules exact for the actual weights of one layer: a Dense layer maps them
-to ``means @ W + b`` and ``variances @ W**2``, so the mean a ReLU leaves (He et al. 2015)
-and the spread of per-channel scales of a depthwise kernel with 9 weights per channel are
-carried instead of averaged away.
+A tensor is described per sample: for every position and channel (the tensor's shape
+without the batch axis) the mean and the variance of that element over samples, elements
+taken as independent and, where a layer needs a distribution, Gaussian (mean field: Poole
+et al. 2016; Schoenholz et al. 2017). Keeping positions and channels apart makes the rules
+exact for the actual weights of one layer: a Dense layer maps them to ``means @ W + b`` and
+``variances @ W**2``, a conv convolves the mean map with ``W`` and the variance map with
+``W**2``, so a ReLU's mean (He et al. 2015), the spread of per-channel scales of a
+depthwise kernel with 9 weights per channel and the zeros a ``same`` conv reads at the
+border of a small map are carried instead of averaged away. Positions whose moments are
+equal (the interior of a map) are computed once by the activation rules.
 
-What a measurement over all elements reports is ``mean = mean_c(means)``, ``var =
-var_c(means) + mean_c(variances)``: the first term (``between``) is the fixed per-channel
-offset, which global average pooling keeps and BatchNormalization in training mode removes;
-the second (``within``) fluctuates and is what pooling averages.
+What a measurement over all elements reports is ``mean = mean(means)``, ``var =
+var(means) + mean(variances)``: the first term is the fixed pattern over positions and
+channels (global average pooling keeps its channel part; BatchNormalization in training mode
+removes it), the second fluctuates from sample to sample.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ import numpy as np
 
 @dataclass(frozen=True, eq=False)
 class Source:
-    """A tensor that is ``scale_c * f(z_c) + shift_c`` of a Gaussian pre-activation ``z``.
+    """A tensor that is ``scale * f(z) + shift`` of a Gaussian pre-activation ``z``.
 
     Elementwise maps after an activation (BatchNormalization in inference mode, Rescaling,
     a depthwise kernel with one valid tap) keep it, so the next activation or max pool
     integrates over ``z`` itself rather than over a Gaussian stand-in for a rectified
-    distribution. ``scale``/``shift`` None: 1 and 0.
+    distribution. ``scale``/``shift`` None: 1 and 0 (arrays broadcast to the tensor).
     """
 
     activation: Any
@@ -38,7 +40,7 @@ class Source:
     scale: np.ndarray | None = None
     shift: np.ndarray | None = None
     # Set by a max pool that reads this tensor: the derivative factor where its gradient
-    # lands (the window maxima) over the factor at a random position, per channel.
+    # lands (the window maxima) over the factor at a random element.
     selection: list[np.ndarray] = field(default_factory=list)
 
     def affine(self, scale: np.ndarray, shift: np.ndarray) -> Source:
@@ -46,13 +48,13 @@ class Source:
         old_shift = 0.0 if self.shift is None else self.shift
         return Source(self.activation, self.pre, scale * old_scale, scale * old_shift + shift)
 
-    def apply(self, z: np.ndarray) -> np.ndarray:
-        """``scale * f(z) + shift`` for nodes ``z`` of shape (channels, nodes)."""
+    def apply(self, z: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """``scale * f(z) + shift`` for nodes ``z`` of shape (elements, nodes)."""
         y = self.activation.fn(z)
         if self.scale is not None:
-            y = self.scale[:, None] * y
+            y = np.broadcast_to(self.scale, shape).reshape(-1)[:, None] * y
         if self.shift is not None:
-            y = y + self.shift[:, None]
+            y = y + np.broadcast_to(self.shift, shape).reshape(-1)[:, None]
         return y
 
     @property
@@ -62,42 +64,33 @@ class Source:
 
 
 @dataclass(frozen=True, eq=False)
-class Padded:
-    """The output of a ZeroPadding layer: the real inputs, their spatial size and the zeros
-    added per axis. A conv or max pool reading it counts the zeros as outside the map
-    (their window geometry), instead of as diluted inputs."""
-
-    original: Signal
-    sizes: tuple[int | None, ...]
-    pads: tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True, eq=False)
 class Signal:
-    """Per-channel moments of one tensor.
+    """Per-element moments of one tensor (shape: the tensor's without the batch axis).
 
     Attributes:
-        means: per-channel means, shape ``(channels,)``.
-        variances: per-channel variances (over samples and positions).
-        padded: a ``Padded`` when the tensor is a ZeroPadding layer's output.
+        means: the mean of every element.
+        variances: the variance of every element (over samples).
         source: a ``Source`` when the tensor is an elementwise function of a Gaussian
-            pre-activation: activations and max pooling integrate over that (the maximum
-            of a nondecreasing function is the function of the maximum).
+            pre-activation: activations and max pooling integrate over that (the maximum of
+            a nondecreasing function is the function of the maximum).
     """
 
     means: np.ndarray
     variances: np.ndarray
     source: Source | None = None
-    padded: Padded | None = None
 
     @staticmethod
-    def uniform(mean: float, var: float, channels: int | None) -> Signal:
-        n = max(int(channels or 1), 1)
-        return Signal(np.full(n, float(mean)), np.full(n, float(var)))
+    def uniform(mean: float, var: float, shape: tuple[int | None, ...]) -> Signal:
+        dims = tuple(max(int(d or 1), 1) for d in shape) or (1,)
+        return Signal(np.full(dims, float(mean)), np.full(dims, float(var)))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.means.shape)
 
     @property
     def channels(self) -> int:
-        return int(self.means.size)
+        return int(self.means.shape[-1])
 
     @property
     def mean(self) -> float:
@@ -105,15 +98,12 @@ class Signal:
 
     @property
     def between(self) -> float:
-        return float(self.means.var())
-
-    @property
-    def within(self) -> float:
-        return float(self.variances.mean())
+        """Variance over channels of the per-channel means (positions averaged)."""
+        return float(self.means.reshape(-1, self.channels).mean(axis=0).var())
 
     @property
     def var(self) -> float:
-        return self.between + self.within
+        return float(self.means.var() + self.variances.mean())
 
     @property
     def second(self) -> float:
@@ -122,26 +112,20 @@ class Signal:
 
     @property
     def seconds(self) -> np.ndarray:
-        """Per-channel E[x^2]."""
+        """Per-element E[x^2]."""
         return self.means**2 + self.variances
 
     def plain(self) -> Signal:
         """The same moments without a source."""
         return Signal(self.means, self.variances)
 
+    def like(self, means: Any, variances: Any, source: Source | None = None) -> Signal:
+        return make(means, variances, source)
+
 
 def make(means: Any, variances: Any, source: Any = None) -> Signal:
-    """A ``Signal`` from array-likes (variances clipped at 0)."""
+    """A ``Signal`` from array-likes (variances clipped at 0, shapes broadcast)."""
     m = np.atleast_1d(np.asarray(means, dtype=np.float64))
     v = np.maximum(np.atleast_1d(np.asarray(variances, dtype=np.float64)), 0.0)
     m, v = np.broadcast_arrays(m, v)
     return Signal(np.array(m), np.array(v), source)
-
-
-def collapse(means: np.ndarray, variances: np.ndarray) -> Signal:
-    """Per-last-axis moments of a tensor given per-element ones (shape ``(..., C)``): the
-    other axes become positions, their spread of means joins the variance."""
-    c = means.shape[-1] if means.ndim else 1
-    m = means.reshape(-1, c)
-    v = np.broadcast_to(variances, means.shape).reshape(-1, c)
-    return make(m.mean(axis=0), v.mean(axis=0) + m.var(axis=0))

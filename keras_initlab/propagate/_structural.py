@@ -1,81 +1,137 @@
-"""Layers that move, copy, pad or randomly drop elements.
+"""Layers that move, copy, pad, crop or randomly drop elements: exact per element.
 
-* Flatten, Reshape, Permute: each element keeps its moments; the per-channel moments of the
-  new last axis are those of the elements that land on it (``collapse``: their spread of
-  means becomes variance), and the gradient maps back the same way. RepeatVector,
-  Cropping, Identity, Masking, ActivityRegularization: unchanged.
-* Dropout (rate ``p``) in training mode: ``E[y^2] = E[x^2] / (1 - p)`` per channel, the mean
-  kept, ``Var(dx) = Var(dy) / (1 - p)``; GaussianDropout the same; GaussianNoise adds
+* Flatten, Reshape, Permute, RepeatVector, Cropping, ZeroPadding (zeros: mean 0, variance
+  0), UpSampling (nearest: copies): the per-element moments move with the elements; the
+  gradient moves back (a copied element receives the sum of its copies' gradients).
+  Identity, Masking, ActivityRegularization: unchanged.
+* Bilinear UpSampling2D averages two neighbours per axis with weights ``(1 - t, t)``: the
+  variances times ``q = prod mean((1 - t)^2 + t^2)`` (borders as the interior).
+* Dropout (rate ``p``) in training mode: ``E[y^2] = E[x^2] / (1 - p)``, the mean kept,
+  ``Var(dx) = Var(dy) / (1 - p)``; GaussianDropout the same; GaussianNoise adds
   ``stddev^2``. All are the identity in inference.
-* ZeroPadding: a fraction ``f = N_in / N_out`` of the output is the input, the rest zeros:
-  ``means' = f means``, ``E'[y^2] = f E[x^2]``; gradients unchanged.
-* UpSampling (nearest) copies each element ``r`` times: moments unchanged, ``Var(dx) = r
-  Var(dy)``; bilinear UpSampling2D averages two neighbours per axis with weights
-  ``(1 - t, t)``: the variances times ``q = prod mean((1 - t)^2 + t^2)``, the gradient
-  times ``r q``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 import numpy as np
 
-from keras_initlab.propagate._signal import Padded, Signal, collapse, make
-from keras_initlab.propagate._step import Call, Step, elements, passthrough
+from keras_initlab.propagate._signal import Source, make
+from keras_initlab.propagate._step import Call, Step, passthrough
 
 L = keras.layers
-UNCHANGED = (
-    L.RepeatVector,
-    L.Cropping1D,
-    L.Cropping2D,
-    L.Cropping3D,
-    L.Identity,
-    L.Masking,
-    L.ActivityRegularization,
-    L.InputLayer,
-)
+UNCHANGED = (L.Identity, L.Masking, L.ActivityRegularization, L.InputLayer)
 RELAYOUT = (L.Flatten, L.Reshape, L.Permute)
 DROPOUT = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D)
 PADDING = (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)
+CROPPING = (L.Cropping1D, L.Cropping2D, L.Cropping3D)
 UPSAMPLING = (L.UpSampling1D, L.UpSampling2D, L.UpSampling3D)
-_MAX_ELEMENTS = 2**22  # per-sample elements above which a relayout averages channels
 
 
 def unchanged(call: Call) -> Step:
     return passthrough(call.x)
 
 
-def _move(array: np.ndarray, in_shape: tuple, out_shape: tuple, perm) -> np.ndarray:
-    full = np.broadcast_to(array, in_shape)
-    moved = np.transpose(full, perm) if perm is not None else full
-    return moved.reshape(out_shape)
+def _out_shape(call: Call) -> tuple[int, ...]:
+    shape = call.out_shapes[0][1:]
+    if any(d is None for d in shape):
+        raise NotImplementedError("unknown output shape")
+    return tuple(int(d) for d in shape)  # type: ignore[arg-type]
+
+
+def _moved(call: Call, forward: Any, backward: Any) -> Step:
+    """Moments and gradients moved by ``forward`` (arrays of the input shape) and back."""
+    x = call.x
+    source = None
+    if x.source is not None:  # the elements keep being f(z) of their own z
+        src = x.source
+
+        def moved(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else forward(np.broadcast_to(a, x.shape))
+
+        pre = make(moved(src.pre.means), moved(src.pre.variances))
+        source = Source(src.activation, pre, moved(src.scale), moved(src.shift))
+    out = make(forward(x.means), forward(x.variances), source)
+    return Step([out], lambda g: [backward(g[0])])
 
 
 def relayout(call: Call) -> Step:
     layer, x = call.layer, call.x
-    in_shape, out_shape = tuple(call.in_shapes[0][1:]), tuple(call.out_shapes[0][1:])
-    known = all(d is not None for d in (*in_shape, *out_shape))
-    if not known or math.prod(in_shape) > _MAX_ELEMENTS or in_shape[-1] != x.channels:
-        out = Signal.uniform(x.mean, x.var, out_shape[-1])
-        return Step([out], lambda g: [np.full(x.channels, float(np.mean(g[0])))])
-    perm = None
+    out_shape = _out_shape(call)
     if isinstance(layer, L.Permute):
         perm = tuple(d - 1 for d in layer.dims)
-    out = collapse(
-        _move(x.means, in_shape, out_shape, perm),
-        _move(x.variances, in_shape, out_shape, perm),
-    )
-    inverse = None if perm is None else tuple(np.argsort(perm))
-    moved_shape = out_shape if perm is None else tuple(in_shape[p] for p in perm)
+        inverse = tuple(int(i) for i in np.argsort(perm))
+        return _moved(call, lambda a: np.transpose(a, perm), lambda g: np.transpose(g, inverse))
+    return _moved(call, lambda a: a.reshape(out_shape), lambda g: g.reshape(x.shape))
 
-    def backward(g: list[np.ndarray]) -> list[np.ndarray]:
-        full = np.broadcast_to(g[0], out_shape).reshape(moved_shape)
-        back = np.transpose(full, inverse) if inverse is not None else full
-        return [back.reshape(-1, in_shape[-1]).mean(axis=0)]
 
-    return Step([out], backward)
+def repeat_vector(call: Call) -> Step:
+    n = int(call.layer.n)
+    return _moved(call, lambda a: np.repeat(a[None, :], n, axis=0), lambda g: g.sum(axis=0))
+
+
+def _pairs(value: Any, rank: int) -> list[tuple[int, int]]:
+    if isinstance(value, int):
+        return [(value, value)] * rank
+    pairs = []
+    for v in value:
+        pairs.append((int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1])))
+    return pairs
+
+
+def _check_last(call: Call) -> None:
+    if getattr(call.layer, "data_format", "channels_last") == "channels_first":
+        raise NotImplementedError("channels_first")
+
+
+def zero_padding(call: Call) -> Step:
+    _check_last(call)
+    x = call.x
+    pads = [*_pairs(call.layer.padding, len(x.shape) - 1), (0, 0)]
+    crop = tuple(slice(a, n + a) for (a, _), n in zip(pads, x.shape, strict=True))
+    return _moved(call, lambda a: np.pad(a, pads), lambda g: g[crop])
+
+
+def cropping(call: Call) -> Step:
+    _check_last(call)
+    x = call.x
+    cuts = [*_pairs(call.layer.cropping, len(x.shape) - 1), (0, 0)]
+    keep = tuple(slice(a, n - b) for (a, b), n in zip(cuts, x.shape, strict=True))
+    return _moved(call, lambda a: a[keep], lambda g: np.pad(g, cuts))
+
+
+def _bilinear_axis(factor: int) -> float:
+    t = (np.arange(factor) + 0.5) / factor - 0.5
+    t = t - np.floor(t)
+    return float(np.mean((1.0 - t) ** 2 + t * t))
+
+
+def upsampling(call: Call) -> Step:
+    _check_last(call)
+    layer, x = call.layer, call.x
+    size = layer.size if isinstance(layer.size, tuple | list) else (layer.size,)
+    size = tuple(int(s) for s in size)
+    interpolation = getattr(layer, "interpolation", "nearest")
+    if interpolation not in ("nearest", "bilinear"):
+        raise NotImplementedError(f"interpolation {interpolation!r}")
+    q = 1.0 if interpolation == "nearest" else math.prod(_bilinear_axis(s) for s in size)
+
+    def up(a: np.ndarray) -> np.ndarray:
+        for axis, s in enumerate(size):
+            a = np.repeat(a, s, axis=axis)
+        return a
+
+    def down(g: np.ndarray) -> np.ndarray:
+        for axis, s in enumerate(size):
+            shape = g.shape
+            g = g.reshape(*shape[:axis], shape[axis] // s, s, *shape[axis + 1 :]).sum(axis + 1)
+        return g * q
+
+    out = make(up(x.means), up(x.variances) * q)
+    return Step([out], lambda g: [down(g[0])])
 
 
 def dropout(call: Call) -> Step:
@@ -97,42 +153,3 @@ def gaussian_noise(call: Call) -> Step:
         return passthrough(x)
     stddev = float(call.layer.stddev)
     return passthrough(make(x.means, x.variances + stddev * stddev))
-
-
-def zero_padding(call: Call) -> Step:
-    x = call.x
-    f = elements(call.in_shapes[0]) / elements(call.out_shapes[0])
-    means = f * x.means
-    padding = call.layer.padding
-    pads = tuple(tuple(int(v) for v in p) for p in padding)
-    if getattr(call.layer, "data_format", "channels_last") == "channels_first":
-        sizes = tuple(call.in_shapes[0][2:])
-    else:
-        sizes = tuple(call.in_shapes[0][1:-1])
-    padded = Padded(x, sizes, pads) if x.padded is None else None
-    out = Signal(*_moments(means, f * x.seconds - means * means), padded=padded)
-    return passthrough(out)
-
-
-def _moments(means: np.ndarray, variances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = make(means, variances)
-    return s.means, s.variances
-
-
-def _bilinear_axis(factor: int) -> float:
-    t = (np.arange(factor) + 0.5) / factor - 0.5
-    t = t - np.floor(t)
-    return float(np.mean((1.0 - t) ** 2 + t * t))
-
-
-def upsampling(call: Call) -> Step:
-    layer, x = call.layer, call.x
-    copies = elements(call.out_shapes[0]) / elements(call.in_shapes[0])
-    interpolation = getattr(layer, "interpolation", "nearest")
-    if interpolation == "nearest":
-        return passthrough(x, copies)
-    if interpolation != "bilinear":
-        raise NotImplementedError(f"interpolation {interpolation!r}")
-    size = layer.size if isinstance(layer.size, tuple | list) else (layer.size,)
-    q = math.prod(_bilinear_axis(int(s)) for s in size)
-    return passthrough(make(x.means, x.variances * q), copies * q)
