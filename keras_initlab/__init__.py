@@ -18,7 +18,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type checkers
-    from keras_initlab import callbacks, initializers
+    from keras_initlab import callbacks, initializers, measurement
     from keras_initlab.audit import AuditReport, AuditRow, audit
     from keras_initlab.fans import LAYOUTS, compute_fans
     from keras_initlab.gains import gain
@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type 
         Zeros,
     )
     from keras_initlab.lsuv import LSUV, LSUVLayer, LSUVReport, LSUVWarning, lsuv
+    from keras_initlab.measurement import Measurement, measure
     from keras_initlab.propagate import PropagateReport, PropagateRow, propagate
     from keras_initlab.schemes import SCHEMES, get_scheme
 
@@ -75,10 +76,11 @@ _MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provid
         "Zeros",
     ),
     "keras_initlab.lsuv": ("LSUV", "LSUVLayer", "LSUVReport", "LSUVWarning", "lsuv"),
+    "keras_initlab.measurement": ("Measurement", "measure"),
     "keras_initlab.propagate": ("PropagateReport", "PropagateRow", "propagate"),
     "keras_initlab.schemes": ("SCHEMES", "get_scheme"),
 }
-_SUBPACKAGES = ("callbacks", "initializers")
+_SUBPACKAGES = ("callbacks", "initializers", "measurement")
 _SOURCE = {name: module for module, names in _MODULES.items() for name in names}
 # Functions named like the module that defines them: the import system binds a submodule
 # to its name in the package once it is loaded, and these names must stay the functions.
@@ -105,6 +107,7 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "LSUVWarning",
     "LecunNormal",
     "LecunUniform",
+    "Measurement",
     "Orthogonal",
     "PropagateReport",
     "PropagateRow",
@@ -123,6 +126,8 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "initialize",
     "initializers",
     "lsuv",
+    "measure",
+    "measurement",
     "propagate",
 ]
 

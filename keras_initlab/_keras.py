@@ -1,17 +1,344 @@
-"""The one place where keras_initlab reads Keras' private attributes.
+"""The one seam to Keras' (and TensorFlow's) private parts.
 
-Every access to a Keras internal (``keras.src.*``, underscore attributes) goes through one
-function here per need, so that a Keras release that moves one is fixed in one place.
+Every use of a Keras attribute that is not public API lives here, one small function per
+need, so that a Keras release that changes one of them fails in one place with a clear
+`KerasInternalsError` instead of deep inside a fit. `SUPPORTED_KERAS` is the range the
+package declares (pyproject.toml) and CI tests at both ends; `CHECKED_ON` the releases each
+helper was read against.
+
+The private uses, and why no public API does the job:
+
+* ``Layer._flatten_layers``: the direct sub-layers of any layer (Sequential, Functional,
+  subclassed models, wrappers, RNN cells) in tracking order; ``Model.layers`` misses the
+  sub-layers of plain layers and of wrappers.
+* ``Layer._trainable_variables`` / ``_non_trainable_variables``: the variables a layer created
+  itself (``layer.weights`` includes its sub-layers').
+* ``Model._compile_loss`` and its ``_metrics``: the compiled loss and its per-output loss
+  trackers, swapped for None while the monitor evaluates the loss (Keras skips a tracker
+  that is None), so a probe does not update the loss metrics.
+* ``Model._compute_loss``: `compute_loss` with the ``training`` argument Keras adds for
+  overrides written before Keras 3.3.
+* ``Model._symbolic_build``: builds the model, compiled loss and metrics from one batch, as
+  `fit` does on the first step (needed before step 0 is recorded).
+* ``epoch_iterator`` in the frame of `Model.fit` and its ``data_adapter``: the training data
+  of the running `fit` (Keras does not hand it to callbacks), for the default probe.
+* ``keras.src.utils.python_utils.is_default``: Keras dispatches batch hooks asynchronously
+  unless a callback overrides them; a callback that needs them only sometimes assigns the
+  hook on the instance (`add_batch_hook`).
+* The ``_keras_logits`` attribute Keras' TensorFlow backend sets on softmax/sigmoid outputs
+  (and the graph op type it falls back to): the cross-entropies read the logits there.
+* ``Functional._nodes_by_depth`` (and ``keras.src.models.functional.Functional``): the calls of
+  a Functional graph with their arguments, for ``propagate``; ``model.layers`` and
+  ``layer.input`` do not say which tensor feeds which argument of a layer called more than
+  once or of a ``keras.ops`` call.
+* ``MultiHeadAttention._softmax``: its Softmax sublayer (the dense sublayers are public).
+* ``tf.__internal__.EagerTensor``: telling an eager tensor from a graph tensor.
+* Instance attributes set with ``object.__setattr__`` (``call``, ``train_step``,
+  ``activation``): Keras' attribute tracking must not see them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-# --- graph (propagate)
+import keras
+
+__all__ = [
+    "CHECKED_ON",
+    "GraphCall",
+    "SUPPORTED_KERAS",
+    "KerasInternalsError",
+    "add_batch_hook",
+    "all_layers",
+    "attention_softmax",
+    "child_layers",
+    "compiled_loss",
+    "compute_loss",
+    "fit_batch",
+    "functional_calls",
+    "is_built",
+    "is_functional",
+    "is_graph_tensor",
+    "is_patched",
+    "logits_of",
+    "own_variables",
+    "patch_call",
+    "patch_train_step",
+    "quiet_retracing_warnings",
+    "restore_call",
+    "restore_train_step",
+    "set_logits",
+    "swapped_attribute",
+    "symbolic_build",
+]
+
+SUPPORTED_KERAS = ">=3.8,<3.16"  # as in pyproject.toml
+CHECKED_ON = ("3.8.0", "3.15.1")
+
+_MISSING = object()
+_SAVED = "_keras_initlab_saved"  # on a wrapper: what the instance attribute was before it
+_OWNER = "_keras_initlab_owner"  # on a wrapper: who installed it
 
 
+class KerasInternalsError(RuntimeError):
+    """A private part of Keras that keras_initlab relies on is missing or changed."""
+
+
+def _internal(owner: Any, name: str, what: str) -> Any:
+    """``getattr(owner, name)``, or a `KerasInternalsError` that says what is needed."""
+    try:
+        return getattr(owner, name)
+    except AttributeError:
+        raise KerasInternalsError(
+            f"keras_initlab needs {what} (`{name}`), which Keras {keras.__version__} does not "
+            f"have. Supported Keras versions: {SUPPORTED_KERAS} (checked on "
+            f"{', '.join(CHECKED_ON)}); install one of them."
+        ) from None
+
+
+# ----------------------------------------------------------------------------- layers
+def child_layers(layer: Any) -> list[Any]:
+    """The direct sub-layers of ``layer`` in Keras' tracking order (empty for a leaf)."""
+    flatten = _internal(layer, "_flatten_layers", "a layer's tracked sub-layers")
+    return list(flatten(include_self=False, recursive=False))
+
+
+def all_layers(model: Any) -> list[Any]:
+    """``model`` and every layer below it, parents before children, each once."""
+    flatten = _internal(model, "_flatten_layers", "a layer's tracked sub-layers")
+    return list(flatten(include_self=True, recursive=True))
+
+
+def own_variables(layer: Any) -> list[Any]:
+    """The variables ``layer`` created itself (not those of its sub-layers)."""
+    trainable = _internal(layer, "_trainable_variables", "a layer's own variables")
+    return list(trainable) + list(
+        _internal(layer, "_non_trainable_variables", "a layer's own variables")
+    )
+
+
+def is_built(model: Any) -> bool:
+    """Whether every layer of ``model`` and its compiled loss (if any) are built."""
+    loss = compiled_loss(model)
+    return all(layer.built for layer in all_layers(model)) and (loss is None or loss.built)
+
+
+# ----------------------------------------------------------------------------- instance patches
+def _patch(obj: Any, name: str, make: Callable[[Any], Any], owner: str) -> None:
+    """Replace ``obj.<name>`` on the instance by ``make(current)``; `_restore` undoes it.
+
+    The one rule for an instance attribute that is already there (a user's own, or another
+    owner's wrapper): it is what gets wrapped and what comes back on restore. A wrapper of
+    the same ``owner`` left behind by an interrupted run is unwrapped first, so one owner's
+    patches never stack up.
+    """
+    saved = vars(obj).get(name, _MISSING)
+    if getattr(saved, _OWNER, None) == owner:
+        saved = getattr(saved, _SAVED)
+    if saved is _MISSING:
+        with contextlib.suppress(AttributeError):
+            object.__delattr__(obj, name)
+    else:
+        object.__setattr__(obj, name, saved)
+    wrapper = make(getattr(obj, name))
+    if inspect.ismethod(wrapper):  # a bound method cannot carry the marks: wrap it
+        wrapper = functools.partial(wrapper)
+    setattr(wrapper, _SAVED, saved)
+    setattr(wrapper, _OWNER, owner)
+    object.__setattr__(obj, name, wrapper)
+
+
+def _restore(obj: Any, name: str, owner: str) -> None:
+    current = vars(obj).get(name, _MISSING)
+    if getattr(current, _OWNER, None) != owner:
+        return
+    saved = getattr(current, _SAVED)
+    if saved is _MISSING:
+        object.__delattr__(obj, name)
+    else:
+        object.__setattr__(obj, name, saved)
+
+
+def patch_call(
+    layer: Any, make: Callable[[Callable[..., Any]], Callable[..., Any]], owner: str
+) -> None:
+    """Make ``layer`` run ``make(call)`` instead of its ``call``, until `restore_call`.
+
+    Args:
+        layer: a Keras layer.
+        make: given the ``call`` the layer has now, returns the one to run.
+        owner: who patches (``"measurement"``, ``"lsuv"``): each restores only its own.
+
+    Example:
+    >>> layer = keras.layers.Dense(2)
+    >>> patch_call(layer, lambda call: lambda *a, **k: 2 * call(*a, **k), owner="doc")
+    >>> restore_call(layer, owner="doc"); "call" in vars(layer)
+    False
+    """
+    _patch(layer, "call", make, owner)
+
+
+def restore_call(layer: Any, owner: str) -> None:
+    """Undo ``owner``'s `patch_call` (nothing to do when it did not patch ``layer``)."""
+    _restore(layer, "call", owner)
+
+
+def is_patched(layer: Any, owner: str) -> bool:
+    """Whether ``layer``'s ``call`` is ``owner``'s patch."""
+    return getattr(vars(layer).get("call"), _OWNER, None) == owner
+
+
+@contextlib.contextmanager
+def swapped_attribute(obj: Any, name: str, value: Any) -> Iterator[None]:
+    """Set ``obj.<name> = value`` on the instance for the ``with`` block, untracked by Keras."""
+    saved = vars(obj).get(name, _MISSING)
+    object.__setattr__(obj, name, value)
+    try:
+        yield
+    finally:
+        if saved is _MISSING:
+            object.__delattr__(obj, name)
+        else:
+            object.__setattr__(obj, name, saved)
+
+
+def patch_train_step(model: Any, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Any:
+    """Train ``model`` with ``make(train_step)`` until `restore_train_step`.
+
+    The compiled training function is rebuilt with the new step (one trace); the one it had
+    is returned, for `restore_train_step` to put back, so a later `fit` without the patch
+    does not trace again.
+    """
+    before = model.train_function
+    _patch(model, "train_step", make, "train_step")
+    model.make_train_function(force=True)
+    return before
+
+
+def restore_train_step(model: Any, train_function: Any) -> None:
+    """Undo `patch_train_step`, putting back the compiled function it returned."""
+    _restore(model, "train_step", "train_step")
+    if train_function is not None:
+        model.train_function = train_function
+    else:
+        model.make_train_function(force=True)
+
+
+def add_batch_hook(callback: Any, name: str, hook: Callable[..., Any]) -> None:
+    """Give ``callback`` a batch hook (e.g. ``"on_train_batch_end"``) on the instance.
+
+    Keras runs batch hooks synchronously, and dispatches nothing per batch, only for
+    callbacks whose hook is not its ``@default`` no-op; a callback that needs the hook only
+    in some configurations sets it on the instance, so the others keep the fast path.
+    """
+    object.__setattr__(callback, name, hook)
+
+
+# ----------------------------------------------------------------------------- loss and build
+def compiled_loss(model: Any) -> Any:
+    """The model's compiled loss (a `CompileLoss`), or None before `compile(loss=...)`."""
+    return getattr(model, "_compile_loss", None)
+
+
+def compute_loss(
+    model: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any, training: bool
+) -> Any:
+    """The loss `train_step` differentiates, without updating the compiled loss trackers.
+
+    ``model.compute_loss`` (the compiled loss with its reductions and loss weights, plus
+    ``model.losses``; or the model's own override), called as `train_step` calls it.
+    `CompileLoss` skips a loss tracker that is None, so the trackers are swapped for Nones
+    during the call.
+    """
+    loss = compiled_loss(model)
+    trackers = None if loss is None else _internal(loss, "_metrics", "the compiled loss trackers")
+    call = _internal(model, "_compute_loss", "`compute_loss` with a training argument")
+    if trackers is None:
+        return call(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+    with swapped_attribute(loss, "_metrics", [None] * len(trackers)):
+        return call(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+
+def symbolic_build(model: Any, batch: Any) -> None:
+    """Build ``model``, its compiled loss and metrics from ``batch`` as `fit` does."""
+    _internal(model, "_symbolic_build", "the symbolic build of `fit`")(data_batch=batch)
+
+
+def fit_batch() -> Any:
+    """A batch of the training data of the `fit` call running now, or None.
+
+    Found through the ``epoch_iterator`` of the `fit` frame on the call stack; a fresh batch
+    is drawn from its data adapter when that re-iterates without consuming data (arrays,
+    `tf.data` datasets). None for other data (generators, PyDataset) or outside `fit`.
+    """
+    frame = inspect.currentframe()
+    while frame is not None:
+        iterator = frame.f_locals.get("epoch_iterator")
+        if iterator is not None and hasattr(iterator, "data_adapter"):
+            adapter = iterator.data_adapter
+            if type(adapter).__name__ not in ("ArrayDataAdapter", "TFDatasetAdapter"):
+                return None
+            batch = next(iter(adapter.get_tf_dataset()))
+            return tuple(batch) if isinstance(batch, (tuple, list)) else batch
+        frame = frame.f_back
+    return None
+
+
+# ----------------------------------------------------------------------------- tensors
+def logits_of(y: Any) -> Any:
+    """The logits Keras' cross-entropies read instead of ``y`` (a softmax/sigmoid), or None."""
+    return getattr(y, "_keras_logits", None)
+
+
+def set_logits(y: Any, logits: Any) -> None:
+    """Make Keras' cross-entropies read ``logits`` for output ``y`` (see `logits_of`)."""
+    y._keras_logits = logits
+
+
+def is_graph_tensor(y: Any) -> bool:
+    """Whether ``y`` is a TensorFlow graph tensor (has a producing op) rather than eager."""
+    import tensorflow as tf
+
+    return getattr(y, "op", None) is not None and not isinstance(y, tf.__internal__.EagerTensor)
+
+
+# ----------------------------------------------------------------------------- logging
+class _OwnRetracingFilter(logging.Filter):
+    """Drop TensorFlow's "frequent retracing" warning about keras_initlab's own functions.
+
+    Each monitor traces its probe (and ring-buffer reader) once per model. TensorFlow keys
+    its detector on the Python code object, so fitting a few monitored models in one process
+    reads to it like a `tf.function` created in a loop, and it would tell the user to fix
+    code that is not theirs.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.names = names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "retracing" not in message or not any(n in message for n in self.names)
+
+
+def quiet_retracing_warnings(*names: str) -> None:
+    """Silence TensorFlow's retracing warning for functions named ``names`` (idempotent)."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    for existing in logger.filters:
+        if isinstance(existing, _OwnRetracingFilter) and set(names) <= set(existing.names):
+            return
+    logger.addFilter(_OwnRetracingFilter(tuple(names)))
+
+
+# ----------------------------------------------------------------------------- graph (propagate)
 @dataclass(frozen=True)
 class GraphCall:
     """One call of an operation in a Functional graph.
@@ -41,12 +368,14 @@ def is_functional(model: Any) -> bool:
 def functional_calls(model: Any) -> list[GraphCall]:
     """The calls of a Functional model in an order that computes every input first.
 
-    Keras 3 keeps them in ``model._nodes_by_depth`` (depth 0: the outputs); input nodes are
-    left out.
+    Keras 3 keeps them in ``model._nodes_by_depth`` (depth 0: the outputs), each node with
+    its ``operation``, ``arguments`` (``args``/``kwargs``), ``input_tensors`` and
+    ``outputs``; input nodes are left out.
     """
+    by_depth = _internal(model, "_nodes_by_depth", "a Functional model's graph nodes")
     calls = []
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
             if not node.operation or node.is_input:
                 continue
             calls.append(
@@ -63,4 +392,4 @@ def functional_calls(model: Any) -> list[GraphCall]:
 
 def attention_softmax(layer: Any) -> Any:
     """The Softmax sublayer of a MultiHeadAttention (Keras keeps it as ``_softmax``)."""
-    return layer._softmax
+    return _internal(layer, "_softmax", "a MultiHeadAttention's softmax sublayer")

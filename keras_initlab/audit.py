@@ -109,7 +109,7 @@ def _row(spec: WeightSpec, scheme: Any, z: float) -> AuditRow:
         tolerance = z * math.sqrt((_NORMAL_KURTOSIS - 1.0) / values.size)
         flagged = abs(ratio**2 - 1.0) > tolerance
     return AuditRow(
-        spec.layer.name, spec.path, spec.layout, fans[0], fans[1], std, expected, ratio, flagged
+        spec.layer_path, spec.path, spec.layout, fans[0], fans[1], std, expected, ratio, flagged
     )
 
 
@@ -117,7 +117,7 @@ def _unhandled_row(other: OtherWeight) -> AuditRow:
     values = np.asarray(other.variable.numpy(), dtype=np.float64)
     std = float(values.std()) if values.size else 0.0
     return AuditRow(
-        other.layer.name,
+        other.layer_path,
         other.path,
         "-",
         None,

@@ -236,7 +236,7 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
         return model
     rows = [
         InitializeRow(
-            spec.layer.name,
+            spec.layer_path,
             spec.path,
             tuple(spec.variable.shape),
             plan.action,
@@ -247,7 +247,7 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
     ]
     rows += [
         InitializeRow(
-            other.layer.name,
+            other.layer_path,
             other.path,
             tuple(other.variable.shape),
             KEPT if other.is_normalization else NOT_HANDLED,

@@ -10,10 +10,13 @@ reason it has no layout, so reports can name them instead of leaving them out.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import keras
+
+from keras_initlab import _keras
+from keras_initlab.layer_tree import walk
 
 L = keras.layers
 _GATES = ((L.LSTMCell, 4), (L.GRUCell, 3), (L.SimpleRNNCell, 1))
@@ -53,6 +56,8 @@ class WeightSpec:
         layout: a ``keras_initlab.compute_fans`` layout, or ``"bias"``.
         layout_args: the layout's arguments.
         initializer: the initializer the layer was configured with for this weight.
+        layer_path: the layer's name in reports, its path below the model
+            (`keras_initlab.layer_tree`).
     """
 
     layer: Any
@@ -61,6 +66,7 @@ class WeightSpec:
     layout: str
     layout_args: dict[str, Any] = field(default_factory=dict)
     initializer: Any = None
+    layer_path: str = ""
 
     @property
     def path(self) -> str:
@@ -135,18 +141,21 @@ def _layer_specs(layer: Any) -> list[WeightSpec | None] | None:
     return None
 
 
-def _walk(layer: Any, seen: set[int]) -> Iterator[WeightSpec]:
-    if id(layer) in seen:
+def _walk(model: Any) -> Iterator[WeightSpec]:
+    """The specs of ``model`` and of every layer below it that has a known type.
+
+    Keras' tracking of sub-layers (`keras_initlab.layer_tree`) covers Sequential,
+    Functional, subclassed models, wrappers (Bidirectional, TimeDistributed) and RNN layers
+    holding a cell; a layer of a known type is not looked into.
+    """
+    top = _layer_specs(model)
+    if top is not None:
+        yield from (replace(s, layer_path=model.name) for s in top if s is not None)
         return
-    seen.add(id(layer))
-    specs = _layer_specs(layer)
-    if specs is not None:
-        yield from (s for s in specs if s is not None)
-        return
-    # Keras' own tracking of sub-layers: covers Sequential, Functional, subclassed models,
-    # wrappers (Bidirectional, TimeDistributed) and RNN layers holding a cell.
-    for child in layer._flatten_layers(include_self=False, recursive=False):
-        yield from _walk(child, seen)
+    for path, layer in walk(model, descend=lambda layer: _layer_specs(layer) is None):
+        specs = _layer_specs(layer)
+        if specs is not None:
+            yield from (replace(s, layer_path=path) for s in specs if s is not None)
 
 
 @dataclass(frozen=True)
@@ -157,11 +166,13 @@ class OtherWeight:
         layer: the layer that created the weight (the innermost one).
         variable: the ``keras.Variable``.
         reason: ``NORMALIZATION_REASON`` or ``CUSTOM_REASON``.
+        layer_path: the layer's path below the model (`keras_initlab.layer_tree`).
     """
 
     layer: Any
     variable: Any
     reason: str
+    layer_path: str = ""
 
     @property
     def path(self) -> str:
@@ -182,17 +193,17 @@ def other_weights(model: Any) -> list[OtherWeight]:
     """
     check_built(model)
     covered = {id(s.variable) for s in weight_specs(model)}
-    owner: dict[int, Any] = {}
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for variable in layer._trainable_variables + layer._non_trainable_variables:
-            owner[id(variable)] = layer  # children come after their parents: innermost wins
+    owner: dict[int, tuple[str, Any]] = {}
+    for path, layer in [(model.name, model), *walk(model)]:
+        for variable in _keras.own_variables(layer):
+            owner[id(variable)] = path, layer  # children come after parents: innermost wins
     rows = []
     for variable in model.weights:
         if id(variable) in covered:
             continue
-        layer = owner.get(id(variable), model)
+        path, layer = owner.get(id(variable), (model.name, model))
         reason = NORMALIZATION_REASON if isinstance(layer, _NORMALIZATION) else CUSTOM_REASON
-        rows.append(OtherWeight(layer, variable, reason))
+        rows.append(OtherWeight(layer, variable, reason, path))
     return rows
 
 
@@ -219,4 +230,4 @@ def weight_specs(model: Any) -> list[WeightSpec]:
     [('kernel', 'dense'), ('bias', 'bias')]
     """
     check_built(model)
-    return list(_walk(model, set()))
+    return list(_walk(model))

@@ -3,45 +3,25 @@
 from __future__ import annotations
 
 import csv
-import inspect
 import math
 import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import keras
-import numpy as np
 
+from keras_initlab import _keras
 from keras_initlab._validation import check_positive
-from keras_initlab.callbacks import _selection, _taps
 from keras_initlab.callbacks._alerts import Alert, VarianceWarning, check_depth
+from keras_initlab.measurement import DISTINCT_RTOL, MODES, RECORD_KEYS, Measurement, probe_data
+from keras_initlab.measurement._in_step import IN_STEP_COLUMNS, InStepTaps
+from keras_initlab.measurement._probe_data import check_probe, fit_probe, is_dataset
 
-RECORD_KEYS = (
-    "epoch",
-    "step",
-    "event",
-    "source",
-    "layer",
-    "layer_class",
-    "activation",
-    "mode",
-    "gradient_of",
-    *_taps.COLUMNS,
-)
-PROBE_MODES = ("inference", "training")
-# Two units are the same unit when their output columns on the probe differ by at most this
-# fraction of the larger column norm (float rounding can split exactly-symmetric units by
-# ~1e-7 relative; a real feature differs by far more).
-DISTINCT_RTOL = 1e-3
-# Above this many units the U x U Gram matrix for `distinct_units` is skipped (None).
-MAX_DISTINCT_UNITS = 2048
+PROBE_MODES = MODES
 # Steps the in-step ring buffer holds: it is read (one device-to-host copy) at most this often.
 IN_STEP_CAPACITY = 64
 # Keys merged into Keras logs at epoch end when `log_summary=True`.
 SUMMARY_KEYS = ("vm_activation_var_ratio", "vm_gradient_var_ratio", "vm_min_distinct_units")
-_SATURATING = {"tanh", "sigmoid", "hard_sigmoid"}
-_GRADIENT_KEYS = {"gradient_var", "weight_grad_var"}
-_INT_KEYS = ("distinct_units", "non_finite_weights")
 
 
 class VarianceMonitor(keras.callbacks.Callback):
@@ -148,8 +128,8 @@ class VarianceMonitor(keras.callbacks.Callback):
                 f"Argument `probe_mode` must be one of {PROBE_MODES}. "
                 f"Received: probe_mode={probe_mode!r}"
             )
-        if probe is not None and not _is_dataset(probe):
-            _check_probe(probe)
+        if probe is not None and not is_dataset(probe):
+            check_probe(probe)
         self.probe = probe
         self.probe_mode = probe_mode
         self.every_n_batches = every_n_batches
@@ -168,13 +148,10 @@ class VarianceMonitor(keras.callbacks.Callback):
         self.distinct_rtol = check_positive("distinct_rtol", distinct_rtol)
         self.records: list[dict[str, Any]] = []
         self.alerts: list[Alert] = []
-        # (path, source, reason) of each monitored layer that did not run and has no records.
-        self.skipped: list[tuple[str, str, str]] = []
         self._alerted: set[tuple[str, str, str]] = set()  # (source, kind, layer)
-        self._entries: list[tuple[str, Any]] = []
-        self._probe_fn: Any = None
-        self._probe_key: Any = None
+        self._measurement: Measurement | None = None
         self._in_step_taps: Any = None
+        self._train_function: Any = None
         self._probe_data: Any = None
         self._writer: Any = None
         self._epoch = 0
@@ -184,7 +161,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         if every_n_batches is not None:
             # Only now does the callback have a batch hook: Keras skips batch hooks (and keeps
             # asynchronous dispatch) for callbacks that do not override them.
-            self.on_train_batch_end = self._on_train_batch_end
+            _keras.add_batch_hook(self, "on_train_batch_end", self._on_train_batch_end)
 
     def __repr__(self) -> str:
         return (
@@ -193,38 +170,33 @@ class VarianceMonitor(keras.callbacks.Callback):
             f"alerts={len(self.alerts)})"
         )
 
+    @property
+    def skipped(self) -> list[tuple[str, str, str]]:
+        """``(layer, source, reason)`` of each monitored layer that did not run (no records)."""
+        return [] if self._measurement is None else self._measurement.skipped
+
+    @property
+    def _active(self) -> Measurement:
+        if self._measurement is None:
+            raise RuntimeError(
+                "VarianceMonitor has not started: it records while `model.fit` runs it "
+                "(for a one-off measurement use `keras_initlab.measure`)"
+            )
+        return self._measurement
+
     # ----------------------------------------------------------------- Keras hooks
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         model = self.model
-        self._probe_data = _probe_tensors(self.probe if self.probe is not None else _fit_batch())
-        _build(model, self._probe_data)
-        self._entries = _selection.monitored_layers(model, self.layers)
-        layers = [layer for _, layer in self._entries]
-        self._kernels = [_selection.kernel_of(layer) for layer in layers]
-        self._activations = [_selection.activation_name(layer) for layer in layers]
-        self._templates: list[dict[str, Any]] = [
-            dict.fromkeys(RECORD_KEYS)
-            | {"layer": path, "layer_class": type(layer).__name__, "activation": activation}
-            for (path, layer), activation in zip(self._entries, self._activations, strict=True)
-        ]
-        self._unused = [
-            (set() if kernel is not None else {"weight_var", "weight_grad_var"})
-            | (set() if activation in _SATURATING else {"saturation_fraction"})
-            for kernel, activation in zip(self._kernels, self._activations, strict=True)
-        ]
-        _taps.install_taps(layers)
-        key = (id(model), tuple(id(layer) for layer in layers), self.probe_mode)
-        if self._probe_key != key:  # a later `fit` of the same model reuses the traced probe
-            self._probe_key = key
-            self._probe_fn = _taps.make_probe_function(
-                model,
-                layers,
-                self._kernels,
-                self._activations,
-                rtol=self.distinct_rtol,
-                max_units=MAX_DISTINCT_UNITS,
-                training=self.probe_mode == "training",
+        _keras.quiet_retracing_warnings("make_probe_function", "InStepTaps")
+        self._probe_data = probe_data(self.probe if self.probe is not None else fit_probe())
+        m = self._measurement
+        if m is None or m.model is not model:  # a later `fit` reuses the traced probe
+            m = Measurement(
+                model, self.layers, mode=self.probe_mode, distinct_rtol=self.distinct_rtol
             )
+            self._measurement = m
+        m.prepare(self._probe_data)
+        m.attach()
         if self.in_step:
             self._install_in_step()
         if self.log_dir is not None:
@@ -248,7 +220,8 @@ class VarianceMonitor(keras.callbacks.Callback):
         # `batch` is the index of the last step run in this execution (steps_per_execution).
         step = self._epoch_start_step + batch + 1
         n = self.every_n_batches
-        assert n is not None
+        if n is None:  # (the hook is set only with every_n_batches)
+            return
         if self.params and batch + 1 == self.params.get("steps"):
             return  # the epoch-end record follows at this very step
         if step // n <= self._last_record_step // n:
@@ -265,8 +238,9 @@ class VarianceMonitor(keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._flush()
-        _taps.remove_taps([layer for _, layer in self._entries])
         self._remove_in_step()
+        if self._measurement is not None:
+            self._measurement.detach()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -290,32 +264,34 @@ class VarianceMonitor(keras.callbacks.Callback):
     def _install_in_step(self) -> None:
         model = self.model
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
-        taps = _taps.InStepTaps(model, self._activations, max(IN_STEP_CAPACITY, 2 * spe))
+        taps = InStepTaps(model, self._active.activations, max(IN_STEP_CAPACITY, 2 * spe))
         self._in_step_taps = taps
-        if "train_step" in vars(model):  # left by a `fit` that raised before `on_train_end`
-            object.__delattr__(model, "train_step")
-        object.__setattr__(model, "train_step", taps.wrap(model.train_step))
-        model.make_train_function(force=True)
+        self._train_function = _keras.patch_train_step(model, taps.wrap)
 
     def _remove_in_step(self) -> None:
         if self._in_step_taps is not None:
-            if "train_step" in vars(self.model):
-                object.__delattr__(self.model, "train_step")
-            self.model.make_train_function(force=True)
-            self._in_step_taps = None
+            _keras.restore_train_step(self.model, self._train_function)
+            self._in_step_taps = self._train_function = None
 
     def _flush(self) -> None:
         """Turn the pending in-step batch records into records (one read of the ring buffer)."""
-        if not self._pending or self._in_step_taps is None:
+        if not self._pending or self._in_step_taps is None or self._measurement is None:
             return
         taps = self._in_step_taps
         buffer = taps.read().numpy()
-        columns = ("activation_mean", "activation_var", "gradient_var", "saturation_fraction")
         pending, self._pending = self._pending, []
         for step, epoch in pending:
-            matrix = buffer[(step - 1) % taps.capacity]
-            rows = self._rows(
-                matrix, columns, step, epoch, "batch", "in_step", taps.seen, taps.gradient_of
+            rows = self._measurement.table.rows(
+                buffer[(step - 1) % taps.capacity],
+                IN_STEP_COLUMNS,
+                seen=taps.seen,
+                gradient_of=taps.gradient_of,
+                with_gradients=True,
+                epoch=epoch,
+                step=step,
+                event="batch",
+                source="in_step",
+                mode="training",
             )
             self._emit(rows, step)
 
@@ -323,67 +299,14 @@ class VarianceMonitor(keras.callbacks.Callback):
         if step is None:
             step = int(self.model.optimizer.iterations.numpy())
         self._last_record_step = step
-        x, y, sw = self._probe_data
-        probe = self._probe_fn
-        matrix = probe(x, y, sw)
-        rows = self._rows(
-            matrix, _taps.COLUMNS, step, self._epoch, event, "probe", probe.seen, probe.gradient_of
-        )
+        rows = self._active(self._probe_data, epoch=self._epoch, step=step, event=event)
         self._emit(rows, step)
-        return rows
-
-    def _rows(
-        self,
-        matrix: Any,
-        columns: tuple[str, ...],
-        step: int,
-        epoch: int,
-        event: str,
-        source: str,
-        seen: list[bool],
-        gradient_of: list[str | None],
-    ) -> list[dict[str, Any]]:
-        """One record dict per monitored layer that ran, from a (layers, columns) matrix.
-
-        A column that does not apply stays None: weight columns of a layer without a kernel,
-        saturation of a non-saturating activation, gradients of a probe without targets. A
-        layer that did not run for this source (a sublayer its parent does not call, such as
-        the `Softmax` of a `MultiHeadAttention` on its fused path) has no record; it is listed
-        once in `skipped`.
-        """
-        skip_gradients = source == "probe" and self._probe_data[1] is None
-        mode = self.probe_mode if source == "probe" else "training"
-        rows = []
-        for i, values in enumerate(matrix.tolist()):
-            if not seen[i]:
-                entry = (self._templates[i]["layer"], source, "did not run")
-                if entry not in self.skipped:
-                    self.skipped.append(entry)
-                continue
-            row = dict(
-                self._templates[i],
-                epoch=epoch,
-                step=step,
-                event=event,
-                source=source,
-                mode=mode,
-                gradient_of=None if skip_gradients else gradient_of[i],
-            )
-            unused = self._unused[i]
-            for key, value in zip(columns, values, strict=True):
-                if key not in unused and not (skip_gradients and key in _GRADIENT_KEYS):
-                    row[key] = value
-            for key in _INT_KEYS:
-                value = row[key]
-                if value is not None:
-                    row[key] = int(value) if math.isfinite(value) else None
-            rows.append(row)
         return rows
 
     def _emit(self, rows: list[dict[str, Any]], step: int) -> None:
         self.records.extend(rows)
         if self._writer is not None:
-            self._writer.write(rows, step, self._entries, self._kernels)
+            self._writer.write(rows, step, self._active.entries, self._active.kernels)
         self._check(rows, step)
 
     def _check(self, rows: list[dict[str, Any]], step: int) -> None:
@@ -426,111 +349,3 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
         "vm_gradient_var_ratio": ratio("gradient_var", True),
         "vm_min_distinct_units": float(min(distinct)) if distinct else float("nan"),
     }
-
-
-def _build(model: Any, probe: tuple[Any, Any, Any]) -> None:
-    """Build the model, its compiled loss and optimizer before the first training step.
-
-    TensorFlow's `fit` builds a Sequential without Input or a subclassed model only while
-    tracing its first step (other backends build symbolically first); step 0 must be recorded
-    before that step, so the symbolic build Keras uses elsewhere is run here, under the model's
-    strategy.
-    """
-    compile_loss = getattr(model, "_compile_loss", None)
-    if all(layer.built for layer in model._flatten_layers()) and (
-        compile_loss is None or compile_loss.built
-    ):
-        return
-    x, y, sample_weight = probe
-    with model.distribute_strategy.scope():
-        if y is None:  # no loss to build: build the layers with a call on one sample
-            import tensorflow as tf
-
-            model(tf.nest.map_structure(lambda t: t[:1], x), training=False)
-        else:
-            batch = (x, y) if sample_weight is None else (x, y, sample_weight)
-            model._symbolic_build(data_batch=batch)
-
-
-def _is_dataset(probe: Any) -> bool:
-    import tensorflow as tf
-
-    return isinstance(probe, tf.data.Dataset)
-
-
-def _check_probe(probe: Any) -> None:
-    """Reject a probe that cannot give statistics: no rows, or NaN/Inf values.
-
-    Raises:
-        ValueError: naming the part of the probe (``x``, ``y``, ``sample_weight``) at fault.
-    """
-    import tensorflow as tf
-
-    parts = probe if isinstance(probe, tuple) else (probe,)
-    for name, part in zip(("x", "y", "sample_weight"), parts, strict=False):
-        for leaf in tf.nest.flatten(part):
-            if leaf is None:
-                continue
-            array = np.asarray(leaf)
-            if array.ndim == 0 or array.shape[0] == 0:
-                raise ValueError(
-                    f"Argument `probe` must hold at least one sample. Received: {name} of shape "
-                    f"{array.shape}"
-                )
-            if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
-                bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-                raise ValueError(
-                    f"Argument `probe` must hold finite values. Received: {name} with {bad} "
-                    f"NaN or Inf value(s) of {array.size}"
-                )
-
-
-def _probe_tensors(probe: Any) -> tuple[Any, Any, Any]:
-    """``(x, y, sample_weight)`` as tensors from any accepted probe form."""
-    import tensorflow as tf
-
-    if isinstance(probe, tf.data.Dataset):
-        batches = list(probe.as_numpy_iterator())
-        if not batches:
-            raise ValueError("Argument `probe` must not be an empty dataset. Received: probe=...")
-        probe = tf.nest.map_structure(lambda *b: np.concatenate(b, axis=0), *batches)
-        _check_probe(probe)
-    if isinstance(probe, tuple):
-        if not 1 <= len(probe) <= 3:
-            raise ValueError(
-                "Argument `probe` must be x, (x, y) or (x, y, sample_weight). "
-                f"Received: a tuple of length {len(probe)}"
-            )
-        x, y, sw = (*probe, None, None)[:3]
-    else:
-        x, y, sw = probe, None, None
-
-    def convert(t: Any) -> Any:
-        return None if t is None else tf.nest.map_structure(tf.convert_to_tensor, t)
-
-    return convert(x), convert(y), convert(sw)
-
-
-def _fit_batch() -> Any:
-    """A batch of the training data of the `fit` call that is starting (the default probe).
-
-    Keras does not hand data to callbacks; the `fit` frame's epoch iterator is found on the call
-    stack and a fresh batch is drawn from its data adapter (arrays and `tf.data` pipelines are
-    re-iterable, so training data is not consumed).
-    """
-    frame = inspect.currentframe()
-    while frame is not None:
-        iterator = frame.f_locals.get("epoch_iterator")
-        if iterator is not None and hasattr(iterator, "data_adapter"):
-            adapter = iterator.data_adapter
-            name = type(adapter).__name__
-            if name not in ("ArrayDataAdapter", "TFDatasetAdapter"):
-                break
-            batch = next(iter(adapter.get_tf_dataset()))
-            return tuple(batch) if isinstance(batch, (tuple, list)) else batch
-        frame = frame.f_back
-    raise ValueError(
-        "VarianceMonitor could not take a probe batch from this `fit` call (only arrays and "
-        "tf.data datasets are read without consuming data). Pass one: "
-        "VarianceMonitor(probe=(x, y))."
-    )

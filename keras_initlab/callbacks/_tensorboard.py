@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from keras_initlab.callbacks._taps import COLUMNS
+from keras_initlab.measurement import COLUMNS
 
 
 class TensorBoardWriter:

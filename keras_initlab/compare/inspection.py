@@ -1,11 +1,12 @@
 """``keras-initlab inspect``: the audit table and variance profile of a saved model.
 
-The profile is one VarianceMonitor record taken on ``samples`` unit-variance Gaussian inputs
-(integer inputs: 0/1) with the surrogate loss ``L = mean over the batch of sum(r * y)``,
-``r`` unit-variance Gaussian noise shaped like the output ``y``: the gradient that enters
-the network from the output then has unit variance (up to the batch factor, which cancels
-in every ratio), so the backward profile, like the forward one, shows what the network does
-to a unit-variance signal.
+The profile is one measurement (`keras_initlab.measure`) on ``samples`` unit-variance
+Gaussian inputs (integer inputs: 0/1), the model untouched (not compiled or trained), with
+the surrogate loss ``L = mean over the batch of sum(r * y)``, ``r`` unit-variance Gaussian
+noise shaped like the output ``y``: the gradient that enters the network from the output
+then has unit variance (up to the batch factor, which cancels in every ratio), so the
+backward profile, like the forward one, shows what the network does to a unit-variance
+signal.
 """
 
 from __future__ import annotations
@@ -202,9 +203,7 @@ def variance_profile(model: Any, *, samples: int = INSPECT_SAMPLES, seed: int = 
     >>> variance_profile(model).verdict
     'ok'
     """
-    import keras
-
-    from keras_initlab.callbacks import VarianceMonitor
+    from keras_initlab.measurement import measure
 
     rng = np.random.default_rng(seed)
     inputs = getattr(model, "inputs", None)
@@ -220,9 +219,4 @@ def variance_profile(model: Any, *, samples: int = INSPECT_SAMPLES, seed: int = 
     if len(outputs) == 1:
         shape = (samples, *(FREE_DIM if d is None else int(d) for d in outputs[0].shape[1:]))
         probe = (probe_x, rng.standard_normal(shape).astype("float32"))
-    model.compile(optimizer=keras.optimizers.SGD(), loss=_surrogate_loss)
-    monitor = VarianceMonitor(probe, alert=False)
-    monitor.set_model(model)
-    monitor.on_train_begin()
-    monitor.on_train_end()
-    return Profile([dict(r) for r in monitor.records])
+    return Profile(measure(model, probe, loss=_surrogate_loss))

@@ -329,19 +329,6 @@ def _history(logs: dict[str, list[float]], key: str, metric: str, single: bool) 
     return [float(v) for v in logs[name]]
 
 
-def _snapshot(model: Any, monitor: Any, *, epoch: int) -> list[dict[str, Any]]:
-    """The monitor's records of the model's current weights, tagged with ``epoch``.
-
-    A ``fit`` of zero epochs on the monitor's probe records the current step
-    (``optimizer.iterations``) and changes nothing. Measuring only at initialization and
-    after training (not after every epoch) keeps the probe's cost to two passes per scheme.
-    """
-    monitor.records.clear()
-    x, y = monitor.probe
-    model.fit(x, y, epochs=0, batch_size=len(x), callbacks=[monitor], verbose=0)
-    return [{**r, "epoch": epoch} for r in monitor.records]
-
-
 class Trainer:
     """Trains the seeds of one scheme after another, with one compiled model per activation.
 
@@ -365,14 +352,14 @@ class Trainer:
         return f"Trainer({self.data!r}, models={sorted(self._models)})"
 
     def _model(self, activation: str) -> tuple[Any, list[tuple[Any, Any]], Any]:
-        """The compiled stacked model, its optimizer's initial state and its monitor.
+        """The compiled stacked model, its optimizer's initial state, its measurement and probe.
 
-        One VarianceMonitor per model: a later ``fit`` of the same model reuses the probe
-        function it traced (its records are cleared before each scheme).
+        One `keras_initlab.measurement.Measurement` per model, with its probe: each scheme
+        reuses the probe pass it traced.
         """
         import keras
 
-        from keras_initlab.callbacks import VarianceMonitor
+        from keras_initlab.measurement import Measurement, probe_data
 
         if activation not in self._models:
             config = self.config
@@ -396,12 +383,11 @@ class Trainer:
             initial = [(v, keras.ops.convert_to_numpy(v.value)) for v in model.optimizer.variables]
             x, y = self.data.x_test[: config.probe_size], self.data.y_test[: config.probe_size]
             layers = [*hidden_names(config.depth), OUTPUT_NAME]
-            monitor = VarianceMonitor(
-                (x, {k: y for k in keys}),
-                layers=[f"{k}/{layer}" for k in keys for layer in layers],
-                alert=False,
+            measurement = Measurement(
+                model, layers=[f"{k}/{layer}" for k in keys for layer in layers]
             )
-            self._models[activation] = (model, initial, monitor)
+            probe = probe_data((x, {k: y for k in keys}))
+            self._models[activation] = (model, initial, (measurement, probe))
         return self._models[activation]
 
     def train(
@@ -428,7 +414,7 @@ class Trainer:
         seeds = config.seed_values
         keys = [tower_name(s) for s in seeds]
         single = len(seeds) == 1
-        model, optimizer_state, monitor = self._model(activation)
+        model, optimizer_state, (measurement, probe) = self._model(activation)
         keras.utils.set_random_seed(config.seed)
         for variable, value in optimizer_state:
             variable.assign(value)
@@ -450,7 +436,7 @@ class Trainer:
                 on_epoch(epoch, {"loss": spread(losses).median})
 
             callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=report))
-        records = _snapshot(model, monitor, epoch=0)
+        records = measurement(probe, epoch=0)
         history = model.fit(
             data.x_train,
             {k: data.y_train for k in keys},
@@ -461,7 +447,7 @@ class Trainer:
             callbacks=callbacks,
             verbose=0,
         )
-        records += _snapshot(model, monitor, epoch=config.epochs)
+        records += measurement(probe, epoch=config.epochs)
         # records by tower and step; layer names without the tower prefix
         by_tower: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
         for record in records:
@@ -538,7 +524,7 @@ def measure_width_check(data: Dataset, config: CompareConfig) -> WidthCheck:
     """
     import keras
 
-    from keras_initlab.callbacks import VarianceMonitor
+    from keras_initlab.measurement import measure
 
     seeds = [config.seed + i for i in range(config.check_seeds)]
     keys = [tower_name(s) for s in seeds]
@@ -568,8 +554,7 @@ def measure_width_check(data: Dataset, config: CompareConfig) -> WidthCheck:
                 width=width,
                 activation=config.activation,
             )
-        monitor = VarianceMonitor((x, {k: y for k in keys}), alert=False)
-        by_layer = {str(r["layer"]): r for r in _snapshot(model, monitor, epoch=0)}
+        by_layer = {str(r["layer"]): r for r in measure(model, (x, {k: y for k in keys}))}
         act[width] = [
             forward_ratio([_float(by_layer[f"{k}/{n}"]["activation_var"]) for n in (first, last)])
             for k in keys

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from keras_initlab.callbacks import VarianceMonitor
-from keras_initlab.callbacks._selection import monitored_layers
+from keras_initlab.measurement._selection import monitored_layers
 
 pytestmark = pytest.mark.slow
 L = keras.layers

@@ -1,9 +1,12 @@
-"""Which layers a `VarianceMonitor` watches, their names, kernels and activations.
+"""Which layers are measured, and their kernels and activations.
 
-Monitored: every leaf layer that owns weights (Dense, Conv, BatchNormalization, Embedding,
-recurrent layers as a whole) and every separate activation layer (Activation, ReLU, ...), found
-by walking the model tree, so nested and subclassed models are covered. A layer's name is its
-path below the model, e.g. ``"encoder/dense_1"``.
+Measured by default: every leaf layer that owns weights (Dense, Conv, Embedding, recurrent
+layers as a whole), every separate activation layer (Activation, ReLU, ...), every merge
+layer (Add, Concatenate, Multiply, ...: in a residual network the stream is where variance
+grows) and every normalization layer, found by walking the model tree
+(`keras_initlab.layer_tree`), so nested and subclassed models are covered. Any other leaf
+layer (pooling, dropout, reshaping) is measured when asked for by name. A layer's name is
+its path below the model, e.g. ``"encoder/dense_1"``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,33 @@ from typing import Any
 import keras
 
 from keras_initlab._validation import unknown_name_message
+from keras_initlab.layer_tree import leaf_layers
 
 L = keras.layers
 ACTIVATION_LAYERS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Softmax)
+MERGE_LAYERS = (
+    L.Add,
+    L.Subtract,
+    L.Multiply,
+    L.Average,
+    L.Maximum,
+    L.Minimum,
+    L.Concatenate,
+    L.Dot,
+)
+NORMALIZATION_LAYERS = tuple(
+    getattr(L, name)
+    for name in (
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "UnitNormalization",
+        "RMSNormalization",  # Keras >= 3.9
+        "SpectralNormalization",
+    )
+    if hasattr(L, name)
+)
+_MEASURED = ACTIVATION_LAYERS + MERGE_LAYERS + NORMALIZATION_LAYERS
 _ACTIVATION_LAYER_NAMES = {
     L.ReLU: "relu",
     L.LeakyReLU: "leaky_relu",
@@ -28,31 +55,16 @@ _ACTIVATION_LAYER_NAMES = {
 _KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "embeddings")
 
 
-def _children(layer: Any) -> list[Any]:
-    return list(layer._flatten_layers(include_self=False, recursive=False))
-
-
-def _walk(layer: Any, prefix: str, out: list[tuple[str, Any]], seen: set[int]) -> None:
-    for child in _children(layer):
-        if id(child) in seen:
-            continue
-        seen.add(id(child))
-        path = prefix + child.name
-        if _children(child) and not isinstance(child, L.RNN):
-            _walk(child, path + "/", out, seen)
-        elif child.weights or isinstance(child, ACTIVATION_LAYERS):
-            out.append((path, child))
-
-
 def monitored_layers(model: Any, layers: Iterable[Any] | None = None) -> list[tuple[str, Any]]:
-    """``(path, layer)`` for each monitored layer of ``model``, in model order.
+    """``(path, layer)`` for each measured layer of ``model``, in model order.
 
     Args:
         model: a built Keras model.
-        layers: None for all monitorable layers, or names, paths or layer objects to keep.
+        layers: None for the default set (see the module docstring), or names, paths or
+            layer objects of any leaf layers.
 
     Raises:
-        ValueError: a requested name matches no monitorable layer (close matches suggested).
+        ValueError: a requested name matches no leaf layer (close matches suggested).
 
     Example:
     >>> import keras
@@ -60,10 +72,10 @@ def monitored_layers(model: Any, layers: Iterable[Any] | None = None) -> list[tu
     >>> [p for p, _ in monitored_layers(m)] == [m.layers[0].name, m.layers[1].name]
     True
     """
-    found: list[tuple[str, Any]] = []
-    _walk(model, "", found, set())
+    leaves = leaf_layers(model)
     if layers is None:
-        return found
+        return [(p, layer) for p, layer in leaves if layer.weights or isinstance(layer, _MEASURED)]
+    found = leaves
     wanted = list(layers)
     by_key: dict[Any, tuple[str, Any]] = {}
     for path, layer in found:

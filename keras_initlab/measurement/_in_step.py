@@ -1,0 +1,151 @@
+"""In-step taps: the statistics of the training step's own forward and backward pass."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from keras_initlab.measurement._probe import loss_scale
+from keras_initlab.measurement._routing import RECORDERS, route_output
+from keras_initlab.measurement._sums import flat64, moments, saturated_count, variance_of
+
+# The columns `InStepTaps.read` returns, in order (the monitor reads them by these names).
+IN_STEP_COLUMNS = ("activation_mean", "activation_var", "gradient_var", "saturation_fraction")
+# Sums per layer and step: count, sum, sum of squares, saturated count (forward) and
+# gradient sum, gradient sum of squares (backward).
+_FORWARD_SUMS = 4
+_BACKWARD_SUMS = 2
+
+
+def _add(total: tf.Tensor | None, value: tf.Tensor) -> tf.Tensor:
+    return value if total is None else total + value
+
+
+class InStepTaps:
+    """Statistics of the training step's own forward and backward pass (the fast path).
+
+    `wrap` returns a training step that, while it is traced, gives each monitored layer's
+    output a tap: the forward part takes count, sum, sum of squares and the saturated count of
+    the output; a `tf.custom_gradient` identity takes the sum and sum of squares of the
+    upstream gradient (divided by the loss scale). When the step has run its forward and
+    backward pass, all of them are written in one in-place scatter into row
+    ``step % capacity`` of one non-trainable ring buffer (``step`` = optimizer steps done
+    before this one), so a step costs a few reductions per layer and one write. Under a
+    distribution strategy the buffer is per replica (``ON_READ``) and the replicas are added
+    when it is read. Nothing leaves the device until `read`, which returns a float64 array
+    ``(capacity, layers, 4)`` with the columns ``activation_mean, activation_var,
+    gradient_var, saturation_fraction`` (`IN_STEP_COLUMNS`); the caller reads at most every
+    ``capacity`` steps.
+    """
+
+    def __init__(self, model: Any, activations: Sequence[str | None], capacity: int) -> None:
+        self._model = model
+        self._activations = list(activations)
+        self.capacity = capacity
+        with model.distribute_strategy.scope():
+            self.buffer = tf.Variable(
+                tf.zeros((capacity, len(activations), _FORWARD_SUMS + _BACKWARD_SUMS), tf.float64),
+                trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.SUM,
+                name="variance_monitor_in_step",
+            )
+        # The sums of the step being traced, per thread: MirroredStrategy traces each replica's
+        # step in its own thread and may switch threads mid-step (at a merge call).
+        self._traced = threading.local()
+        self._read = tf.function(self._read_impl, autograph=False)
+        # Found when the wrapped step is traced (see `ProbeFunction`).
+        self.seen: list[bool] = []
+        self.gradient_of: list[str | None] = []
+
+    def __repr__(self) -> str:
+        return f"InStepTaps(layers={len(self._activations)}, capacity={self.capacity})"
+
+    def wrap(self, train_step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``train_step`` with the taps active and one buffer write after it."""
+
+        def step(data: Any) -> Any:
+            iterations = tf.convert_to_tensor(self._model.optimizer.iterations)
+            slot = tf.reshape(tf.cast(iterations % self.capacity, tf.int32), (1, 1))
+            n = len(self._activations)
+            traced = self._traced
+            traced.forward = [None] * n
+            traced.backward = {"output": [None] * n, "logits": [None] * n}
+            RECORDERS.append(self)
+            try:
+                logs = train_step(data)
+            finally:
+                RECORDERS.remove(self)
+            # Per layer, the gradient at its output or, where the loss reads its logits
+            # instead (from-logits shortcut), at its logits. Zero sums: a layer not called in
+            # this step gets NaN statistics, an output the loss does not depend on a zero
+            # gradient.
+            self.seen = [f is not None for f in traced.forward]
+            self.gradient_of = [
+                None if f is None else "output" if o is not None or g is None else "logits"
+                for f, o, g in zip(
+                    traced.forward,
+                    traced.backward["output"],
+                    traced.backward["logits"],
+                    strict=True,
+                )
+            ]
+            forward = [
+                tf.zeros((_FORWARD_SUMS,), tf.float64) if f is None else f for f in traced.forward
+            ]
+            backward = [
+                o if o is not None else g if g is not None else tf.zeros((2,), tf.float64)
+                for o, g in zip(traced.backward["output"], traced.backward["logits"], strict=True)
+            ]
+            rows = tf.concat([tf.stack(forward), tf.stack(backward)], 1)
+            # (A SyncOnRead variable has no in-place scatter; the buffer is small.)
+            self.buffer.assign(tf.tensor_scatter_nd_update(self.buffer.value(), slot, rows[None]))
+            return logs
+
+        return step
+
+    def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
+        traced = self._traced
+        scale = loss_scale(self._model.optimizer)
+
+        def see(out: tf.Tensor) -> None:
+            a = flat64(out)
+            sums = tf.concat([moments(a), saturated_count(a, self._activations[index])[None]], 0)
+            traced.forward[index] = _add(traced.forward[index], sums)  # shared layer: all calls
+
+        def grad_tap(t: tf.Tensor, slot: str) -> tf.Tensor:
+            @tf.custom_gradient
+            def identity(u: tf.Tensor) -> Any:
+                def grad(dy: tf.Tensor) -> tf.Tensor:
+                    g = flat64(dy)
+                    if scale is not None:
+                        g = g / tf.cast(scale, tf.float64)
+                    g_sums = tf.stack([tf.reduce_sum(g), tf.reduce_sum(g * g)])
+                    sink = traced.backward[slot]
+                    sink[index] = _add(sink[index], g_sums)
+                    return dy
+
+                return tf.identity(u), grad
+
+            return identity(t)
+
+        return route_output(y, see, grad_tap)
+
+    def _read_impl(self) -> tf.Tensor:
+        sums = tf.convert_to_tensor(self.buffer)
+        count, total, squares, saturated, g_sum, g_sq = tf.unstack(sums, axis=2)
+        return tf.stack(
+            [
+                total / count,
+                variance_of(count, total, squares),
+                variance_of(count, g_sum, g_sq),
+                saturated / count,
+            ],
+            axis=2,
+        )
+
+    def read(self) -> tf.Tensor:
+        return self._read()

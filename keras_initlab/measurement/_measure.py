@@ -1,0 +1,249 @@
+"""`measure()` and `Measurement`: per-layer statistics of a model on a probe, now."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import keras
+
+from keras_initlab._validation import check_choice, check_positive
+from keras_initlab.measurement import _probe_data, _routing, _selection
+from keras_initlab.measurement._probe import COLUMNS, make_probe_function
+from keras_initlab.measurement._records import RecordTable
+
+MODES = ("inference", "training")
+# Two units are the same unit when their output columns on the probe differ by at most this
+# fraction of the larger column norm (float rounding can split exactly-symmetric units by
+# ~1e-7 relative; a real feature differs by far more).
+DISTINCT_RTOL = 1e-3
+# Above this many units the U x U Gram matrix for `distinct_units` is skipped (None).
+MAX_DISTINCT_UNITS = 2048
+
+
+class Measurement:
+    """The measured layers of a model and the traced probe pass that measures them.
+
+    Build one to measure the same model repeatedly (the probe pass is traced on the first
+    call and reused while the probe's shapes stay the same); `measure` is the one-shot form
+    and documents the statistics.
+
+    Args:
+        model: a Keras model (built on the first call if it is not yet).
+        layers: names, paths or layer objects to measure (default: see `measure`).
+        mode: ``"inference"`` or ``"training"`` (batch statistics and dropout; every
+            non-trainable variable is restored after the pass).
+        loss: a loss (name, function or `keras.losses.Loss`) to differentiate instead of the
+            model's compiled loss.
+        distinct_rtol: relative tolerance of ``distinct_units``.
+
+    Example:
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu")])
+    >>> measurement = Measurement(model, loss="mse")
+    >>> x, y = np.ones((16, 4), "float32"), np.zeros((16, 8), "float32")
+    >>> [r["layer_class"] for r in measurement((x, y))]
+    ['Dense']
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        layers: Iterable[Any] | None = None,
+        *,
+        mode: str = "inference",
+        loss: Any = None,
+        distinct_rtol: float = DISTINCT_RTOL,
+    ) -> None:
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                f"Argument `model` must be a Keras model. Received: model={type(model).__name__}"
+            )
+        self.model = model
+        self.layers = None if layers is None else list(layers)
+        self.mode = check_choice("mode", mode, MODES)
+        self.loss = None if loss is None else _as_loss(loss)
+        self.distinct_rtol = check_positive("distinct_rtol", distinct_rtol)
+        self._ready = False
+        self._attached = False
+
+    def __repr__(self) -> str:
+        return f"Measurement(model={self.model.name!r}, layers={self.layers}, mode={self.mode!r})"
+
+    def prepare(self, data: tuple[Any, Any, Any]) -> None:
+        """Build the model if needed and fix the measured layers (done by the first call)."""
+        if self._ready:
+            return
+        _probe_data.build(self.model, data)
+        self.entries = _selection.monitored_layers(self.model, self.layers)
+        layers = [layer for _, layer in self.entries]
+        self.kernels = [_selection.kernel_of(layer) for layer in layers]
+        self.activations = [_selection.activation_name(layer) for layer in layers]
+        self.table = RecordTable(self.entries, self.kernels, self.activations)
+        self._fn = make_probe_function(
+            self.model,
+            layers,
+            self.kernels,
+            self.activations,
+            rtol=self.distinct_rtol,
+            max_units=MAX_DISTINCT_UNITS,
+            training=self.mode == "training",
+            loss_fn=self.loss,
+        )
+        self._ready = True
+
+    @property
+    def skipped(self) -> list[tuple[str, str, str]]:
+        """``(layer, source, reason)`` of each measured layer that did not run."""
+        return self.table.skipped if self._ready else []
+
+    def attach(self) -> None:
+        """Keep the taps on the layers until `detach` (while a fit traces its steps)."""
+        _routing.install_taps([layer for _, layer in self.entries])
+        self._attached = True
+
+    def detach(self) -> None:
+        """Undo `attach`."""
+        if self._attached:
+            _routing.remove_taps([layer for _, layer in self.entries])
+            self._attached = False
+
+    @contextlib.contextmanager
+    def _taps(self) -> Iterator[None]:
+        if self._attached:
+            yield
+            return
+        self.attach()
+        try:
+            yield
+        finally:
+            self.detach()
+
+    def __call__(
+        self,
+        probe: Any,
+        *,
+        epoch: int | None = None,
+        step: int | None = None,
+        event: str = "measure",
+    ) -> list[dict[str, Any]]:
+        """The records of the model as it is now on ``probe`` (see `measure`)."""
+        data = probe if _is_data(probe) else _probe_data.probe_tensors(probe)
+        self.prepare(data)
+        if step is None:
+            optimizer = getattr(self.model, "optimizer", None)
+            built = getattr(optimizer, "built", False)
+            step = int(optimizer.iterations.numpy()) if optimizer is not None and built else 0
+        with self._taps():
+            matrix = self._fn(*data)
+        return self.table.rows(
+            matrix,
+            COLUMNS,
+            seen=self._fn.seen,
+            gradient_of=self._fn.gradient_of,
+            with_gradients=data[1] is not None,
+            epoch=epoch,
+            step=step,
+            event=event,
+            source="probe",
+            mode=self.mode,
+        )
+
+
+def _as_loss(loss: Any) -> Any:
+    """``loss`` as ``f(y_true, y_pred, sample_weight) -> scalar`` (mean over the batch)."""
+    fn = keras.losses.get(loss)
+    if isinstance(fn, keras.losses.Loss):
+        return fn
+    if not callable(fn):
+        raise ValueError(
+            f"Argument `loss` must be a Keras loss, its name or a function (y_true, y_pred). "
+            f"Received: loss={loss!r}"
+        )
+
+    def weighted_mean(y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        values = fn(y_true, y_pred)
+        if sample_weight is not None:
+            values = values * keras.ops.cast(sample_weight, values.dtype)
+        return keras.ops.mean(values)
+
+    return weighted_mean
+
+
+class _Data(tuple):
+    """``(x, y, sample_weight)`` already converted by `probe_tensors`."""
+
+
+def _is_data(probe: Any) -> bool:
+    return isinstance(probe, _Data)
+
+
+def probe_data(probe: Any) -> _Data:
+    """The probe converted once, for repeated `Measurement` calls."""
+    return _Data(_probe_data.probe_tensors(probe))
+
+
+def measure(
+    model: Any,
+    probe: Any,
+    *,
+    layers: Iterable[Any] | None = None,
+    mode: str = "inference",
+    loss: Any = None,
+    distinct_rtol: float = DISTINCT_RTOL,
+) -> list[dict[str, Any]]:
+    """Per-layer activation and gradient statistics of ``model`` on ``probe``, now.
+
+    Runs the model once on the probe (no `fit`, nothing changes: weights, moving
+    statistics, optimizer and seed states are as before) and returns one record per
+    measured layer that ran, with the keys of `RECORD_KEYS`, the records a
+    `VarianceMonitor` takes. For a layer with output ``y`` and ``L`` the loss on the probe
+    (the compiled loss as `train_step` computes it, Keras' from-logits shortcut and
+    ``model.losses`` included; or ``loss``):
+
+        activation_mean = mean(y),  activation_var = mean(y^2) - mean(y)^2   (all elements)
+        gradient_var    = Var(dL/dy)  (``gradient_of="logits"``: Var(dL/dz) for the logits
+                                       z the loss reads instead of a softmax/sigmoid y)
+        weight_var, weight_grad_var = Var(W), Var(dL/dW)   (the layer's kernel)
+
+    plus ``dead_fraction`` (share of units, the last axis, that output 0 on the whole
+    probe), ``distinct_units`` (units whose output columns differ by more than
+    ``distinct_rtol`` relative: 1 after a constant initialization), ``saturation_fraction``
+    (tanh/sigmoid outputs within 0.01 of a bound) and ``non_finite_weights``. Sums are taken
+    on device in float64 and combined across replicas before any variance is formed.
+
+    Measured by default: every layer with weights, every activation layer, every merge
+    layer (Add, Concatenate, Multiply, ...) and every normalization layer, named by their
+    path below the model (``"encoder/dense_1"``, see `keras_initlab.layer_tree`).
+
+    Args:
+        model: a Keras model (compiled, unless ``loss`` is given or ``probe`` has no ``y``).
+        probe: ``x`` (forward statistics only), ``(x, y)`` or ``(x, y, sample_weight)``, or a
+            small `tf.data.Dataset` (read whole).
+        layers: names, paths or layer objects of the leaf layers to measure (any leaf
+            layer: pooling and reshaping layers too).
+        mode: ``"inference"`` (what `evaluate`/`predict` see: BatchNorm uses its moving
+            statistics) or ``"training"`` (batch statistics and dropout).
+        loss: a loss to differentiate instead of the compiled loss.
+        distinct_rtol: relative tolerance of ``distinct_units``.
+
+    Returns:
+        A list of records (dicts), in model order; ``event="measure"``, ``source="probe"``,
+        ``step`` the optimizer's step count (0 without an optimizer), ``epoch`` None.
+
+    Raises:
+        ValueError: an empty or non-finite probe, an unknown layer name, a bad ``mode``,
+            targets but neither a compiled loss nor ``loss``.
+        TypeError: ``model`` is not a Keras model.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_initlab import HeNormal
+    >>> model = keras.Sequential([keras.Input((256,))] + [keras.layers.Dense(
+    ...     256, activation="relu", kernel_initializer=HeNormal(seed=i)) for i in range(3)])
+    >>> x = np.random.default_rng(0).standard_normal((1024, 256)).astype("float32")
+    >>> [round(r["activation_var"], 2) for r in measure(model, x)]  # He: near 1 - 1/pi
+    [0.69, 0.71, 0.7]
+    """
+    return Measurement(model, layers, mode=mode, loss=loss, distinct_rtol=distinct_rtol)(probe)

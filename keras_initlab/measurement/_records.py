@@ -1,0 +1,106 @@
+"""Records: one dict per measured layer and measurement, the format every consumer reads.
+
+`RECORD_KEYS` are the keys of a record: where and when (``epoch``, ``step``, ``event``,
+``source``: ``"probe"`` or ``"in_step"``), which layer (``layer``: its path,
+``layer_class``, ``activation``), how (``mode``: ``"inference"`` or ``"training"``;
+``gradient_of``: ``"output"`` or ``"logits"``) and the statistics (`COLUMNS`). A column that
+does not apply is None.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from keras_initlab.measurement._probe import COLUMNS
+
+RECORD_KEYS = (
+    "epoch",
+    "step",
+    "event",
+    "source",
+    "layer",
+    "layer_class",
+    "activation",
+    "mode",
+    "gradient_of",
+    *COLUMNS,
+)
+_SATURATING = {"tanh", "sigmoid", "hard_sigmoid"}
+_GRADIENT_KEYS = {"gradient_var", "weight_grad_var"}
+_INT_KEYS = ("distinct_units", "non_finite_weights")
+
+
+class RecordTable:
+    """Turns statistics matrices of a fixed list of layers into records.
+
+    Args:
+        entries: ``(path, layer)`` of the measured layers, in order.
+        kernels: per layer, its kernel variable or None.
+        activations: per layer, the name of its activation or None.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[tuple[str, Any]],
+        kernels: Sequence[Any | None],
+        activations: Sequence[str | None],
+    ) -> None:
+        self.templates = [
+            dict.fromkeys(RECORD_KEYS)
+            | {"layer": path, "layer_class": type(layer).__name__, "activation": activation}
+            for (path, layer), activation in zip(entries, activations, strict=True)
+        ]
+        self._unused = [
+            (set() if kernel is not None else {"weight_var", "weight_grad_var"})
+            | (set() if activation in _SATURATING else {"saturation_fraction"})
+            for kernel, activation in zip(kernels, activations, strict=True)
+        ]
+        # (path, source, reason) of each layer that did not run and has no records.
+        self.skipped: list[tuple[str, str, str]] = []
+
+    def __repr__(self) -> str:
+        return f"RecordTable(layers={len(self.templates)})"
+
+    def rows(
+        self,
+        matrix: Any,
+        columns: Sequence[str],
+        *,
+        seen: Sequence[bool],
+        gradient_of: Sequence[str | None],
+        with_gradients: bool,
+        **context: Any,
+    ) -> list[dict[str, Any]]:
+        """One record per layer that ran, from a ``(layers, columns)`` matrix.
+
+        ``context`` gives ``epoch``, ``step``, ``event``, ``source`` and ``mode``. A column
+        that does not apply stays None: weight columns of a layer without a kernel,
+        saturation of a non-saturating activation, gradients without targets
+        (``with_gradients=False``). A layer that did not run for this source (a sublayer
+        its parent does not call, such as the `Softmax` of a `MultiHeadAttention` on its
+        fused path) has no record; it is listed once in `skipped`.
+        """
+        rows = []
+        for i, values in enumerate(matrix.tolist()):
+            if not seen[i]:
+                entry = (str(self.templates[i]["layer"]), str(context["source"]), "did not run")
+                if entry not in self.skipped:
+                    self.skipped.append(entry)
+                continue
+            row = dict(
+                self.templates[i],
+                **context,
+                gradient_of=gradient_of[i] if with_gradients else None,
+            )
+            unused = self._unused[i]
+            for key, value in zip(columns, values, strict=True):
+                if key not in unused and (with_gradients or key not in _GRADIENT_KEYS):
+                    row[key] = value
+            for key in _INT_KEYS:
+                value = row[key]
+                if value is not None:
+                    row[key] = int(value) if math.isfinite(value) else None
+            rows.append(row)
+        return rows

@@ -1,0 +1,112 @@
+"""Routing layer outputs through identity "taps" while a probe or a training step is traced.
+
+`install_taps` wraps the ``call`` of each measured layer; while a recorder is active (the
+probe being traced, or the in-step taps inside a training step) the layer's output goes
+through ``recorder.tap(index, y)``, which returns the same values through identities the
+recorder can see and differentiate. With no recorder active the wrapper adds nothing.
+`route_output` keeps Keras' from-logits shortcut through a tap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import tensorflow as tf
+
+from keras_initlab import _keras
+
+
+class Recorder(Protocol):
+    """What a tap hands a layer's output to."""
+
+    def tap(self, index: int, y: tf.Tensor) -> tf.Tensor: ...
+
+
+OWNER = "measurement"  # the patch owner (see `keras_initlab._keras.patch_call`)
+RECORDERS: list[Recorder] = []  # the capture in progress while a probe or train step is traced
+
+
+# Output ops whose input Keras' cross-entropies read as logits (`_get_logits` in Keras'
+# TensorFlow backend), and how to rebuild each on a tapped input.
+_LOGITS_OPS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "Softmax": lambda z: tf.raw_ops.Softmax(logits=z),
+    "Sigmoid": lambda z: tf.raw_ops.Sigmoid(x=z),
+}
+
+
+def _logits_op_type(y: Any) -> str | None:
+    """``"Softmax"``/``"Sigmoid"`` when graph tensor ``y`` is that op's output, else None."""
+    if not _keras.is_graph_tensor(y):
+        return None
+    op = y.op
+    return op.type if op.type in _LOGITS_OPS and len(op.inputs) == 1 else None
+
+
+def route_output(
+    y: tf.Tensor,
+    see: Callable[[tf.Tensor], None],
+    grad_tap: Callable[[tf.Tensor, str], tf.Tensor],
+) -> tf.Tensor:
+    """A layer output routed through the taps, keeping Keras' from-logits shortcut.
+
+    Keras' cross-entropies read the logits of a softmax or sigmoid output instead of the
+    probabilities (the ``_keras_logits`` attribute, or the input of a graph ``Softmax`` /
+    ``Sigmoid`` op), so training never differentiates through clipped probabilities. A tap
+    must keep that: ``grad_tap(t, "output")`` wraps the output and ``grad_tap(z, "logits")``
+    the logits, which the tapped output carries on in the same way; a bare ``Softmax`` /
+    ``Sigmoid`` op is rebuilt on the tapped logits (same kernel, same values). ``see`` gets
+    the output whose forward statistics are taken.
+    """
+    logits = _keras.logits_of(y)
+    op_type = None if logits is not None else _logits_op_type(y)
+    if op_type is not None:
+        out = _LOGITS_OPS[op_type](grad_tap(y.op.inputs[0], "logits"))
+    else:
+        out = grad_tap(y, "output")
+        if logits is not None:
+            _keras.set_logits(out, grad_tap(logits, "logits"))
+    see(out)
+    return out
+
+
+def _map_first_tensor(outputs: Any, fn: Callable[[tf.Tensor], tf.Tensor]) -> Any:
+    """Apply ``fn`` to ``outputs`` or, for a tuple/list output, to its first element."""
+    if isinstance(outputs, tf.Tensor):
+        return fn(outputs)
+    if isinstance(outputs, (list, tuple)) and outputs and isinstance(outputs[0], tf.Tensor):
+        return type(outputs)([fn(outputs[0]), *outputs[1:]])
+    return outputs
+
+
+def install_taps(layers: Sequence[Any]) -> None:
+    """Route the output of each layer's ``call`` through the active recorder, if any.
+
+    The wrapper is a pass-through (no op added) whenever no recorder is active, so tracing a
+    training, test or predict function with taps installed changes nothing. `remove_taps`
+    puts back the ``call`` each layer had.
+    """
+    for index, layer in enumerate(layers):
+
+        def make(original: Callable[..., Any], _i: int = index) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                outputs = original(*args, **kwargs)
+                if RECORDERS:
+                    recorder = RECORDERS[-1]
+                    outputs = _map_first_tensor(outputs, lambda y: recorder.tap(_i, y))
+                return outputs
+
+            return call
+
+        _keras.patch_call(layer, make, OWNER)
+
+
+def taps_installed(layers: Sequence[Any]) -> bool:
+    """Whether `install_taps` is in effect on every one of ``layers``."""
+    return all(_keras.is_patched(layer, OWNER) for layer in layers)
+
+
+def remove_taps(layers: Sequence[Any]) -> None:
+    """Undo `install_taps`."""
+    for layer in layers:
+        _keras.restore_call(layer, OWNER)

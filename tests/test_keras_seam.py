@@ -1,0 +1,148 @@
+"""`keras_initlab._keras`: each use of a Keras internal still does what the package needs.
+
+These are the tests CI runs against the oldest and the newest supported Keras: a Keras
+release that changes one of the internals fails here, by name.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_initlab import _keras
+
+L = keras.layers
+
+
+def small_model() -> keras.Model:
+    inner = keras.Sequential([keras.Input((4,)), L.Dense(4, name="d")], name="inner")
+    x = keras.Input((4,))
+    out = L.Dense(3, activation="softmax", name="head")(inner(x))
+    model = keras.Model(x, out, name="outer")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_layers_and_their_own_variables():
+    model = small_model()
+    inner = model.get_layer("inner")
+    assert [layer.name for layer in _keras.child_layers(model)][-2:] == ["inner", "head"]
+    assert _keras.child_layers(inner)[-1].name == "d"
+    assert {layer.name for layer in _keras.all_layers(model)} >= {"outer", "inner", "d", "head"}
+    head = model.get_layer("head")
+    assert [v.name for v in _keras.own_variables(head)] == ["kernel", "bias"]
+    assert _keras.own_variables(inner) == []  # its weights belong to its Dense
+
+
+def test_compute_loss_is_the_training_loss_and_leaves_the_trackers_alone():
+    model = small_model()
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype("float32")
+    y = np.arange(8) % 3
+    _keras.symbolic_build(model, (x, y))
+    assert _keras.is_built(model)
+    assert _keras.compiled_loss(model) is not None
+    before = [v.numpy().copy() for v in model.metrics_variables]
+    loss = _keras.compute_loss(model, x, y, model(x), None, training=False)
+    expected = keras.losses.SparseCategoricalCrossentropy()(y, model(x))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert all(
+        np.array_equal(a, v.numpy()) for a, v in zip(before, model.metrics_variables, strict=False)
+    )
+
+
+def test_fit_batch_is_found_inside_fit_only():
+    model = small_model()
+    x = np.ones((8, 4), "float32")
+    y = np.zeros(8, "int64")
+    seen = []
+    hook = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: seen.append(_keras.fit_batch())
+    )
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[hook])
+    assert _keras.fit_batch() is None
+    batch_x, batch_y = seen[0]
+    assert tuple(batch_x.shape) == (4, 4)
+    assert tuple(batch_y.shape) == (4,)
+
+
+def test_a_batch_hook_on_the_instance_makes_keras_call_it():
+    calls = []
+    callback = keras.callbacks.Callback()
+    _keras.add_batch_hook(
+        callback, "on_train_batch_end", lambda batch, logs=None: calls.append(batch)
+    )
+    model = small_model()
+    model.fit(np.ones((8, 4)), np.zeros(8), batch_size=4, verbose=0, callbacks=[callback])
+    assert calls == [0, 1]
+
+
+def test_softmax_outputs_carry_their_logits():
+    out = keras.activations.softmax(tf.constant([[1.0, 2.0]]))
+    assert _keras.logits_of(out) is not None
+    other = tf.constant([1.0])
+    _keras.set_logits(other, out)
+    assert _keras.logits_of(other) is out
+    assert not _keras.is_graph_tensor(out)
+    assert tf.function(lambda t: tf.constant(_keras.is_graph_tensor(t)))(other).numpy()
+
+
+def test_patch_call_wraps_and_restores_a_users_own_call():
+    layer = L.Dense(2)
+    layer.build((None, 3))
+    own = lambda *a, **k: "own"  # noqa: E731
+    object.__setattr__(layer, "call", own)
+    _keras.patch_call(layer, lambda call: lambda *a, **k: ("wrapped", call(*a, **k)), "t")
+    assert layer.call(None) == ("wrapped", "own")
+    assert _keras.is_patched(layer, "t")
+    # A second patch by the same owner (a run that was interrupted) does not stack.
+    _keras.patch_call(layer, lambda call: lambda *a, **k: ("again", call(*a, **k)), "t")
+    assert layer.call(None) == ("again", "own")
+    _keras.restore_call(layer, "other")  # not its patch: nothing happens
+    assert layer.call(None) == ("again", "own")
+    _keras.restore_call(layer, "t")
+    assert layer.call is own
+
+
+def test_patch_train_step_puts_back_the_compiled_function():
+    model = small_model()
+    x, y = np.ones((8, 4), "float32"), np.zeros(8, "int64")
+    model.fit(x, y, verbose=0)
+    plain = model.train_function
+    before = _keras.patch_train_step(model, lambda step: step)
+    assert before is plain
+    assert model.train_function is not plain
+    _keras.restore_train_step(model, before)
+    assert model.train_function is plain
+    assert "train_step" not in vars(model)
+
+
+def test_retracing_filter_is_installed_once():
+    logger = tf.get_logger()
+    count = len(logger.filters)
+    _keras.quiet_retracing_warnings("make_probe_function")
+    _keras.quiet_retracing_warnings("make_probe_function")
+    assert len(logger.filters) == count + 1
+    record = logging.LogRecord(
+        "tf",
+        logging.WARNING,
+        "",
+        0,
+        "5 out of the last 5 calls to "
+        "<function make_probe_function.<locals>.probe> triggered "
+        "tf.function retracing",
+        None,
+        None,
+    )
+    assert not logger.filters[-1].filter(record)
+
+
+def test_a_missing_internal_is_a_clear_error():
+    class Stranger:
+        pass
+
+    with pytest.raises(_keras.KerasInternalsError, match=r"_flatten_layers.*Supported Keras"):
+        _keras.child_layers(Stranger())
