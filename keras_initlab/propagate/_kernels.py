@@ -212,7 +212,7 @@ def _depthwise(x: Signal, index: np.ndarray, w: np.ndarray, out_spatial) -> Sign
             )
 
         pre = make(spread(src.pre.means), spread(src.pre.variances))
-        rep = Source(src.activation, pre, spread(src.scale), spread(src.shift))
+        rep = Source(src.activation, pre, spread(src.scale), spread(src.shift), origin=src.root)
         source = rep.affine(scale.reshape(*out_spatial, -1), np.zeros(1))
     return make(apply(x.means, taps), apply(x.variances, taps * taps), source)
 

@@ -155,9 +155,20 @@ def activation_moments(f: Activation, pre: Signal) -> tuple[Signal, np.ndarray]:
         shift = np.broadcast_to(0.0 if src.shift is None else src.shift, shape)
         (m, v, a, b), inverse = _unique(src.pre.means, src.pre.variances, scale, shift)
         e, we = normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
-        x = a[:, None] * src.activation.fn(m[:, None] + np.sqrt(v)[:, None] * e) + b[:, None]
+        z = m[:, None] + np.sqrt(v)[:, None] * e
+        x = a[:, None] * src.activation.fn(z) + b[:, None]
         y = f.fn(x)
-        g1, g2, d2 = y @ we, (y * y) @ we, f.derivative(x) ** 2 @ we
+        top = f.derivative(x) ** 2
+        g1, g2, d2 = y @ we, (y * y) @ we, top @ we
+        root = src.root
+        if root.pre.shape == shape:
+            # the two derivatives see the same z: E[g'(z)^2 f'(x)^2] is not the product of
+            # the two means; the earlier activation's backward factor is corrected by this
+            below = src.activation.derivative(z) ** 2
+            joint, d2_below = (below * top) @ we, below @ we
+            both = d2_below * d2
+            ratio = np.where(both > 0, joint / np.where(both > 0, both, 1.0), 1.0)
+            root.selection[:] = [np.asarray(ratio)[inverse].reshape(shape)]
         next_source = Source(f, pre.plain())
     else:
         (m, v), inverse = _unique(pre.means, pre.variances)

@@ -42,11 +42,23 @@ class Source:
     # Set by a max pool that reads this tensor: the derivative factor where its gradient
     # lands (the window maxima) over the factor at a random element.
     selection: list[np.ndarray] = field(default_factory=list)
+    # The activation's own Source when this one was derived from it (affine maps, moves).
+    origin: Source | None = None
+
+    @property
+    def root(self) -> Source:
+        return self if self.origin is None else self.origin
 
     def affine(self, scale: np.ndarray, shift: np.ndarray) -> Source:
         old_scale = 1.0 if self.scale is None else self.scale
         old_shift = 0.0 if self.shift is None else self.shift
-        return Source(self.activation, self.pre, scale * old_scale, scale * old_shift + shift)
+        return Source(
+            self.activation,
+            self.pre,
+            scale * old_scale,
+            scale * old_shift + shift,
+            origin=self.root,
+        )
 
     def apply(self, z: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """``scale * f(z) + shift`` for nodes ``z`` of shape (elements, nodes)."""

@@ -53,7 +53,7 @@ def _moved(call: Call, forward: Any, backward: Any) -> Step:
             return None if a is None else forward(np.broadcast_to(a, x.shape))
 
         pre = make(moved(src.pre.means), moved(src.pre.variances))
-        source = Source(src.activation, pre, moved(src.scale), moved(src.shift))
+        source = Source(src.activation, pre, moved(src.scale), moved(src.shift), origin=src.root)
     out = make(forward(x.means), forward(x.variances), source)
     return Step([out], lambda g: [backward(g[0])])
 

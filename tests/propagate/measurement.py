@@ -1,12 +1,10 @@
-"""Step-0 measurement of every leaf layer's output moments and output-gradient variance.
+"""The measurement ``propagate`` is checked against, and the error summaries.
 
-Until ``keras_initlab.measure`` is on main: each leaf layer's ``call`` is wrapped on the
-instance (while the measurement runs only) to keep its output, the model runs eagerly under
-a ``tf.GradientTape`` and the surrogate loss ``L = sum(y * u)``, ``u`` iid N(0, 1) of the
-model output's shape, is differentiated with respect to every kept output. ``dL/dy_out =
-u``, so each layer's gradient variance is divided by ``Var(u)`` (measured): the result is
-relative to the output's gradient, as ``propagate`` predicts it. Statistics over all
-elements in float64. Layer names: the path below the model, parents joined by ``/``.
+``keras_initlab.measure`` on every leaf layer (``layer_tree.leaf_layers``), with the
+surrogate loss ``L = mean_n sum_j y_nj u_nj``: ``u`` iid N(0, 1) of the output's shape passed
+as the targets, so ``dL/dy_out = u / N`` and every layer's gradient variance divided by the
+output's is what ``propagate`` predicts (relative to the output's gradient). Loaded by path
+(tests and ``benchmarks/bench_propagate.py``), so it is not collected as a test module.
 """
 
 from __future__ import annotations
@@ -16,65 +14,35 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_initlab.callbacks._selection import _children
+import keras_initlab
+from keras_initlab.layer_tree import leaf_layers
 
 
-def leaf_layers(model: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for child in _children(model):
-        path = prefix + child.name
-        if _children(child) and not isinstance(child, keras.layers.RNN):
-            out.extend(leaf_layers(child, path + "/"))
-        if not isinstance(child, keras.layers.InputLayer):
-            out.append((path, child))
-    return out
+def surrogate(y_true: Any, y_pred: Any) -> Any:
+    """Per sample ``sum_j y_j u_j`` (``u`` = the targets): ``dL/dy = u / N``."""
+    axes = list(range(1, len(y_pred.shape)))
+    return keras.ops.sum(y_pred * y_true, axis=axes)
 
 
 def measure(model: Any, x: Any, *, mode: str = "inference", seed: int = 0) -> dict[str, dict]:
-    """``{layer path: {"activation_mean", "activation_var", "gradient_var"}}``."""
-    entries = leaf_layers(model)
-    kept: dict[str, Any] = {}
-    originals = {}
-    with tf.GradientTape(persistent=False) as tape:
-        for path, layer in entries:
-            original = layer.call
-            originals[path] = (layer, original)
-
-            def call(*args, _original=original, _path=path, **kwargs):
-                y = _original(*args, **kwargs)
-                if _path not in kept and isinstance(y, tf.Tensor):
-                    y = tf.identity(y)
-                    tape.watch(y)
-                    kept[_path] = y
-                return y
-
-            layer.call = call
-        try:
-            y = model(x, training=mode == "training")
-        finally:
-            for layer, original in originals.values():
-                del layer.call  # back to the class's method
-        u = tf.random.stateless_normal(tf.shape(y), seed=[seed, 1], dtype=y.dtype)
-        loss = tf.reduce_sum(y * u)
-    names = list(kept)
-    grads = tape.gradient(loss, [kept[n] for n in names])
-    g_out = float(np.var(np.asarray(u, np.float64)))
+    """``{layer path: record}``; ``gradient_var`` relative to the model output's."""
+    out_shape = (x.shape[0], *model.outputs[0].shape[1:])
+    u = np.random.default_rng(seed + 10_000).standard_normal(out_shape).astype("float32")
+    paths = [p for p, _ in leaf_layers(model)]
+    records = keras_initlab.measure(model, (x, u), layers=paths, mode=mode, loss=surrogate)
+    # dL/dy_out = u / N: the output's gradient variance is Var(u) / N^2
+    reference = float(np.var(u.astype(np.float64))) / x.shape[0] ** 2
     result = {}
-    for name, t, g in zip(names, [kept[n] for n in names], grads, strict=True):
-        a = np.asarray(t, np.float64)
-        gv = math.nan if g is None else float(np.var(np.asarray(g, np.float64))) / g_out
-        result[name] = {
-            "activation_mean": float(a.mean()),
-            "activation_var": float(a.var()),
-            "gradient_var": gv,
-        }
+    for r in records:
+        row = dict(r)
+        row["gradient_var"] = r["gradient_var"] / reference
+        result[r["layer"]] = row
     return result
 
 
 def log_errors(report: Any, measured: dict[str, dict], key: str) -> dict[str, float]:
-    """``|log(predicted / measured)|`` per layer present in both with positive values."""
+    """``|log(predicted / measured)|`` per predicted layer present in both, both positive."""
     out = {}
     for row in report:
         m = measured.get(row.layer)
@@ -87,5 +55,6 @@ def log_errors(report: Any, measured: dict[str, dict], key: str) -> dict[str, fl
 
 
 def summary(errors: dict[str, float]) -> tuple[float, float]:
+    """(median, 90th percentile)."""
     values = np.array(list(errors.values()))
     return float(np.median(values)), float(np.quantile(values, 0.9))
