@@ -5,8 +5,8 @@ attention logits ``q.k / sqrt(key_dim)`` vary across keys with variance ``s2 = E
 within_k`` (the keys' channel offsets are common to all keys and cancel in the softmax).
 For large ``T`` the weights are log-normal: ``E[p^2] = exp(s2) / T^2`` (at initialization
 ``s2`` is small and attention is near uniform, Noci et al. 2022). The attended values keep
-the value mean and channel offsets and average the fluctuations: ``within_v * exp(s2) /
-T``. Backward: ``Var(dv) = Var(do) Tq exp(s2) / T^2``, and through the softmax ``Var(dq) =
+the value mean and channel offsets and average the fluctuations: ``within_v * T E[p^2]``,
+``E[p^2]`` from the log-normal sum of the other keys' weights (``softmax_square``). Backward: ``Var(dv) = Var(do) Tq exp(s2) / T^2``, and through the softmax ``Var(dq) =
 Var(do) exp(s2) / T * value_dim * within_v * within_k / key_dim``, ``Var(dk) = Var(do) Tq
 exp(s2) / T^2 * value_dim * within_v * E[q^2] / key_dim``. Masks are not read (no mask
 assumed).
@@ -23,6 +23,34 @@ from keras_initlab._keras import attention_softmax
 from keras_initlab.propagate._kernels import einsum_dense
 from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Arg, Call, Part, Step
+
+
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(40)
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+
+
+def softmax_square(s2: float, t: int) -> float:
+    """``E[p_1^2]`` for ``p = softmax(s)`` over ``t`` iid N(0, s2) logits.
+
+    ``p_1 = e^a / (e^a + R)`` with ``R`` the sum of the other ``t - 1`` terms, taken as
+    log-normal with its exact mean and variance (Fenton-Wilkinson); a 2-D Gauss-Hermite
+    rule does the rest. ``t = 1``: 1.
+
+    Example:
+    >>> round(softmax_square(0.0, 16), 6)  # uniform attention: 1 / t^2
+    0.003906
+    """
+    if t <= 1:
+        return 1.0
+    s2 = min(max(s2, 0.0), 50.0)
+    mean = (t - 1) * math.exp(s2 / 2.0)
+    var = (t - 1) * (math.exp(2.0 * s2) - math.exp(s2))
+    sigma2 = math.log1p(var / (mean * mean))
+    mu = math.log(mean) - sigma2 / 2.0
+    a = math.sqrt(s2) * _NODES[:, None]
+    b = mu + math.sqrt(sigma2) * _NODES[None, :]
+    p = 1.0 / (1.0 + np.exp(b - a))
+    return float(np.sum(np.outer(_WEIGHTS, _WEIGHTS) * p * p))
 
 
 def _argument(call: Call, position: int, name: str, default: int) -> int:
@@ -50,7 +78,7 @@ def multi_head_attention(call: Call) -> Step:
     t_q, t_k = q.means[..., 0, 0].size, k.means[..., 0, 0].size
     k_within = float(k.variances.mean() + k.means.var(axis=tuple(range(k.means.ndim - 2))).mean())
     s2 = q.second * k_within
-    p2 = math.exp(min(s2, 700.0)) / (t_k * t_k)  # E[p^2]
+    p2 = softmax_square(s2, t_k)
     weights_shape = (v.shape[-2], t_q, t_k)
     probs = Signal.uniform(1.0 / t_k, max(p2 - 1.0 / t_k**2, 0.0), weights_shape)
     keys = tuple(range(v.means.ndim - 2))

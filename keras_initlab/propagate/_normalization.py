@@ -78,7 +78,11 @@ def _standardize(x: Signal, gamma, beta, eps: float, centre: bool) -> Step:
     else:
         spread = (x.means**2 + x.variances).mean(axis=-1, keepdims=True)
         means = gamma * x.means / np.sqrt(spread + eps)
-    factor = gamma * gamma / (spread + eps)
+    if centre and d > 3:  # E[1/sigma^2] of d iid features: d / ((d - 3) S)
+        safe = np.maximum(spread, 1e-30)
+        factor = gamma * gamma / safe * (1.0 - eps * d / ((d - 3) * safe))
+    else:
+        factor = gamma * gamma / (spread + eps)
     out = make(means + beta, factor * x.variances)
     back = factor * ((d - 2) / (d - 3) if centre and d > 3 else 1.0)
     return Step([out], lambda g: [g[0] * back])
