@@ -51,8 +51,8 @@ import keras
 
 __all__ = [
     "CHECKED_ON",
-    "GraphCall",
     "SUPPORTED_KERAS",
+    "GraphCall",
     "KerasInternalsError",
     "add_batch_hook",
     "all_layers",

@@ -14,6 +14,7 @@ Both are NumPy only (no Keras), so ``gains`` stays cheap to import.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -67,7 +68,7 @@ def normal_nodes(
     lo, hi = -width, width
     cuts = sorted({lo, hi, *((b - mean) / std for b in breaks if lo < (b - mean) / std < hi)})
     nodes, weights = [], []
-    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+    for a, b in itertools.pairwise(cuts):
         u, w = simpson(a, b, points)
         nodes.append(mean + std * u)
         weights.append(w * np.exp(-0.5 * u * u) / _SQRT_2PI)

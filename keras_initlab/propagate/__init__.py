@@ -1,23 +1,28 @@
 """``propagate``: predict every layer's activation moments and gradient variance.
 
-An analytic, mean-field prediction from the model's *current* weights (their actual means
-and variances, not a scheme's), for Sequential, Functional and nested models. Each tensor is
-described by its mean, the variance of its per-channel means and its fluctuating variance
-(``Signal``); each layer maps them forward and maps gradient variances backward. The rules
+An analytic, mean-field prediction from the model's *current* weights (the actual values:
+their means and variances enter, not a scheme's), for Sequential, Functional and nested
+models. Each tensor is described per sample by the mean and variance of every element
+(position and channel, ``Signal``); each layer maps them forward and maps gradient
+variances backward. The rules
 and their formulas are in the modules of this package: ``_kernels`` (Dense, Conv,
 Depthwise, Separable, Transpose, EinsumDense, Embedding), ``_moments``/``_activations``
 (every Keras activation), ``_normalization``, ``_merge``, ``_pooling``, ``_structural``,
 ``_attention``, ``_recurrent``; ``_graph`` walks the model.
 
-Assumptions (mean field): weights independent of each other and of the signal; inputs of a
-layer independent across channels and, for the fluctuating part, across positions;
-pre-activations Gaussian; the gradient independent of the forward signal (Poole et al.
-2016; Schoenholz et al. 2017). The prediction is exact in expectation over the weights for
-wide layers; at finite width ``n`` one layer's variance departs from it by about
-``sqrt(2 / n)`` relative (the spread of ``||W_c||^2`` over output channels), and these
-departures compound with depth. It is known to fail where the assumptions fail: inputs that
-are not iid Gaussian, attention that is far from uniform, recurrent layers past their first
-step, and deep stacks without normalization where per-channel scale differences multiply.
+Assumptions (mean field): the elements of a layer's input independent of each other
+(across channels and positions) and of the weights; pre-activations Gaussian; the gradient
+independent of the forward signal (Poole et al. 2016; Schoenholz et al. 2017), except where
+a rule tracks the dependence (max pooling's argmax, two activations chained through an
+elementwise map). For one layer on independent inputs the rules are exact for the actual
+weights; through depth, the channels of a layer's output are correlated by their shared
+inputs at ``O(1/sqrt(fan_in))``, so a deep stack departs from the prediction by about
+``sqrt(2 / fan_in)`` relative per layer, compounding, and narrow layers (a 3-channel stem,
+a 16-channel bottleneck) matter most. Known to fail: correlated inputs (a bottleneck whose
+width exceeds its fan-in keeps its outputs correlated, e.g. EfficientNet's stem on tiny
+rescaled inputs); attention reached by a gradient common to all tokens; recurrent layers
+past their first step (the recurrent kernel is not read); a gradient and its activation
+correlated through 1x1 maps beyond what is tracked.
 
 References: He et al. 2015 (Delving deep into rectifiers); Glorot and Bengio 2010;
 Poole et al. 2016 (Exponential expressivity in deep neural networks through transient chaos);

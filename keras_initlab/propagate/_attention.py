@@ -1,15 +1,17 @@
 """MultiHeadAttention: projections, the softmax over keys, the value average, the output.
 
-With ``q, k, v`` the projected query, key and value (EinsumDense rules) and ``T`` keys, the
-attention logits ``q.k / sqrt(key_dim)`` vary across keys with variance ``s2 = E[q^2]
-within_k`` (the keys' channel offsets are common to all keys and cancel in the softmax).
-For large ``T`` the weights are log-normal: ``E[p^2] = exp(s2) / T^2`` (at initialization
-``s2`` is small and attention is near uniform, Noci et al. 2022). The attended values keep
-the value mean and channel offsets and average the fluctuations: ``within_v * T E[p^2]``,
-``E[p^2]`` from the log-normal sum of the other keys' weights (``softmax_square``). Backward: ``Var(dv) = Var(do) Tq exp(s2) / T^2``, and through the softmax ``Var(dq) =
-Var(do) exp(s2) / T * value_dim * within_v * within_k / key_dim``, ``Var(dk) = Var(do) Tq
-exp(s2) / T^2 * value_dim * within_v * E[q^2] / key_dim``. Masks are not read (no mask
-assumed).
+With ``q, k, v`` the projected query, key and value (the EinsumDense rule, per head) and
+``T`` keys, the attention logits ``q.k / sqrt(key_dim)`` vary across keys with variance
+``s2 = E[q^2] within_k`` (the keys' fixed offsets are common to all keys and cancel in the
+softmax). The weights' ``E[p^2]`` comes from the log-normal sum of the other keys' terms
+(``softmax_square``; ``1/T^2`` for uniform attention, Noci et al. 2022 on attention at
+initialization). The attended values keep the values' mean (the weights sum to 1) and
+their fluctuations shrink to ``T E[p^2]``. Backward, for a gradient independent across
+query tokens: ``Var(dv) = Var(do) Tq E[p^2]``; through the softmax ``Var(dq) = Var(do) T
+E[p^2] value_dim within_v within_k / key_dim`` and ``Var(dk) = Var(do) Tq E[p^2] value_dim
+within_v E[q^2] / key_dim`` (leading order in the logits). Masks are not read (no mask
+assumed). Known to fail: a gradient common to all query tokens (a pooled output) reaches
+the values coherently, ``Var(dv) ~ Var(do)``, up to ``1 / (T E[p^2])`` times more.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from keras_initlab._keras import attention_softmax
 from keras_initlab.propagate._kernels import einsum_dense
 from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Arg, Call, Part, Step
-
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(40)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()

@@ -101,10 +101,8 @@ class Walker:
         steps: list[Backward] = []
         for layer in model.layers:
             out_shape = _output_shape(layer, shape)
-            outs, backward = self._operation(
-                layer, prefix, [x], [shape], [out_shape], (Arg(0),), {}
-            )
-            steps.append(backward)
+            outs, step = self._operation(layer, prefix, [x], [shape], [out_shape], (Arg(0),), {})
+            steps.append(step)
             x, shape = outs[0], out_shape
 
         def backward(g: list[np.ndarray]) -> list[np.ndarray]:
@@ -121,7 +119,7 @@ class Walker:
         done: list[tuple[Any, Backward]] = []
         for call in functional_calls(model):
             index = {id(t): i for i, t in enumerate(call.inputs)}
-            outs, backward = self._operation(
+            outs, step = self._operation(
                 call.operation,
                 prefix,
                 [env[id(t)] for t in call.inputs],
@@ -132,7 +130,7 @@ class Walker:
             )
             for t, s in zip(call.outputs, outs, strict=False):
                 env[id(t)] = s
-            done.append((call, backward))
+            done.append((call, step))
 
         def gradient(grads: dict[int, np.ndarray], tensor: Any) -> np.ndarray:
             if id(tensor) in grads:

@@ -166,7 +166,7 @@ def transposed_conv(call: Call) -> Step:
     index = _index(call, transposed=True)  # (input positions, taps) -> output positions
     w = kernel(layer.kernel)  # Keras: (taps..., out, in)
     taps = np.swapaxes(w.reshape(-1, w.shape[-2], w.shape[-1]), 1, 2)  # (taps, in, out)
-    out_shape = tuple(call.out_shapes[0][1:])
+    out_shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
     n_out = int(np.prod(out_shape[:-1]))
 
     def forward(v: np.ndarray, k: np.ndarray) -> np.ndarray:

@@ -8,9 +8,11 @@ rectified Gaussian: ``E[relu(u + s e)] = u Phi(u/s) + s phi(u/s)``, ``E[relu^2] 
 s^2) Phi(u/s) + u s phi(u/s)``, ``E[relu'^2] = Phi(u/s)``) and ReLU6 (truncated normal
 moments); every other activation by quadrature on the Keras function itself: Gauss-Hermite
 for the smooth ones (tanh, sigmoid, gelu, silu, ...), Simpson's rule (``keras_initlab.
-gaussian``, the integrator the gains use) for the rest; derivatives by differences. Max pooling of ``n`` iid inputs
-``f(z_j)`` with ``f`` nondecreasing is ``f(mean + std * M_n)``, ``M_n`` the maximum of ``n``
-standard normals (order statistics).
+gaussian``, the integrator the gains use) for the rest; derivatives by one-sided
+differences (the flatter side at a kink, as TensorFlow's gradients). Elements with equal
+moments (a map's interior) are integrated once. Max pooling of ``n`` iid inputs ``f(z_j)``
+with ``f`` nondecreasing is ``f(mean + std * M_n)``, ``M_n`` the maximum of ``n`` standard
+normals (order statistics).
 """
 
 from __future__ import annotations

@@ -1,19 +1,22 @@
 """BatchNormalization, LayerNormalization (RMS, Group), Normalization and Rescaling.
 
-* Per-channel affine maps ``y_c = s_c x_c + t_c`` are exact per channel: ``means' = s
-  means + t``, ``variances' = s^2 variances``, ``Var(dx_c) = s_c^2 Var(dy_c)``.
+* Per-channel affine maps ``y = s_c x + t_c`` are exact element by element: ``means' = s
+  means + t``, ``variances' = s^2 variances``, ``Var(dx) = s_c^2 Var(dy)``.
   BatchNormalization in inference mode is one, with ``s = gamma / sqrt(moving_var + eps)``,
-  ``t = beta - s moving_mean``; so are Normalization and Rescaling.
-* BatchNormalization in training mode standardizes each channel with its batch statistics:
-  ``means' = beta``, ``variances' = gamma^2 v / (v + eps)``, ``Var(dx) = gamma^2 Var(dy) /
-  (v + eps)`` (the projections onto the batch mean and direction are O(1/batch)).
-* LayerNormalization standardizes each position over its ``d`` features; their spread at a
-  position is ``S = var_c(means) + mean_c(variances)`` (the channel offsets vary across
-  features and are kept): ``means'_c = gamma_c (means_c - mean) / sqrt(S + eps) + beta_c``,
-  ``variances'_c = gamma_c^2 variances_c / (S + eps)``. Backward the two projections (mean,
-  direction) remove 2 of ``d`` degrees of freedom and ``1/sigma^2`` of ``d`` iid features
-  has mean ``d / ((d - 3) S)``: ``Var(dx_c) = gamma_c^2 (d - 2) / ((d - 3)(S + eps))
-  Var(dy_c)`` (Ba et al. 2016). Both modes are the same.
+  ``t = beta - s moving_mean`` (at initialization the identity: nothing resets the scale);
+  so are Normalization and Rescaling.
+* BatchNormalization in training mode standardizes each channel with its batch statistics
+  (mean ``mu_c`` and variance ``v_c`` over samples and positions, fixed pattern included):
+  ``means' = gamma (means - mu_c) / sqrt(v_c + eps) + beta``, ``variances' = gamma^2
+  variances / (v_c + eps)``, the same factor backward (its projections onto the batch mean
+  and direction are O(1/batch)).
+* LayerNormalization standardizes each position over its ``d`` features, whose spread
+  there is ``S = var_c(means) + mean_c(variances)``: ``means' = gamma (means - mean) /
+  sqrt(S) + beta``, ``variances' = gamma^2 variances / S * (1 - eps d / ((d - 3) S))`` (the
+  mean of ``1/sigma^2`` over ``d`` iid features is ``d / ((d - 3) S)``). Backward the two
+  projections (mean, direction) remove 2 of ``d`` degrees of freedom: ``Var(dx) = gamma^2
+  (d - 2) / ((d - 3) S) Var(dy)`` (Ba et al. 2016); exact for Gaussian features. Both modes
+  are the same. RMS scaling divides by ``sqrt(E[x^2] + eps)`` and keeps the mean.
 """
 
 from __future__ import annotations

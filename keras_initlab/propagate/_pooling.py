@@ -40,10 +40,11 @@ def _index(call: Call) -> np.ndarray:
         raise NotImplementedError("channels_first")
     pool = tuple(layer.pool_size)
     strides = tuple(layer.strides) if layer.strides is not None else pool
-    n_in, n_out = tuple(call.in_shapes[0][1:-1]), tuple(call.out_shapes[0][1:-1])
+    n_in, n_out = call.in_shapes[0][1:-1], call.out_shapes[0][1:-1]
     if any(d is None for d in (*n_in, *n_out)):
         raise NotImplementedError("unknown spatial size")
-    return window_index(n_in, n_out, pool, strides, (1,) * len(pool), layer.padding)
+    sizes_in, sizes_out = [int(d or 0) for d in n_in], [int(d or 0) for d in n_out]
+    return window_index(sizes_in, sizes_out, pool, strides, (1,) * len(pool), layer.padding)
 
 
 def average_pooling(call: Call) -> Step:
@@ -111,7 +112,8 @@ def _maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[
 
 
 def max_pooling(call: Call) -> Step:
-    step, _ = _maximum(call.x, _index(call), tuple(call.out_shapes[0][1:]))
+    out_shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
+    step, _ = _maximum(call.x, _index(call), out_shape)
     return step
 
 
@@ -138,5 +140,5 @@ def global_max_pooling(call: Call) -> Step:
     x = call.x
     index = np.arange(_positions(x))[None, :]
     out_shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
-    step, _ = _maximum(x, index, out_shape)
+    step, _ = _maximum(x, index, out_shape)  # one window: every position
     return step

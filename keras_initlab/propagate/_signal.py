@@ -131,9 +131,6 @@ class Signal:
         """The same moments without a source."""
         return Signal(self.means, self.variances)
 
-    def like(self, means: Any, variances: Any, source: Source | None = None) -> Signal:
-        return make(means, variances, source)
-
 
 def make(means: Any, variances: Any, source: Any = None) -> Signal:
     """A ``Signal`` from array-likes (variances clipped at 0, shapes broadcast)."""

@@ -59,9 +59,9 @@ class Part:
 class Step:
     """A rule's answer: output moments and the backward map of gradient variances.
 
-    ``backward(output gradient variances) -> input gradient variances``, per channel. ``assumed`` is empty
-    for a prediction, else the reason the output was assumed (the layer is not covered);
-    ``note`` states an approximation the prediction makes.
+    ``backward(output gradient variances) -> input gradient variances``, per element.
+    ``assumed`` is empty for a prediction, else the reason the output was assumed (the
+    layer is not covered); ``note`` states an approximation the prediction makes.
     """
 
     outputs: list[Signal]
@@ -69,11 +69,6 @@ class Step:
     assumed: str = ""
     note: str = ""
     parts: list[Part] = field(default_factory=list)
-
-
-def elements(shape: Shape) -> int:
-    """The number of elements per sample (unknown axes count as 1)."""
-    return int(np.prod([d for d in shape[1:] if d is not None], dtype=np.int64))
 
 
 def passthrough(x: Signal, factor: float = 1.0) -> Step:

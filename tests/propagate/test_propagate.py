@@ -32,7 +32,8 @@ from keras_initlab.testing import budget
 _spec = importlib.util.spec_from_file_location(
     "propagate_measurement", Path(__file__).with_name("measurement.py")
 )
-assert _spec is not None and _spec.loader is not None
+assert _spec is not None
+assert _spec.loader is not None
 M = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(M)
 
@@ -63,8 +64,12 @@ def test_a_deep_orthogonal_linear_stack_is_exact():
     model = keras.Sequential(
         [keras.Input((width,))]
         + [
-            L.Dense(width, kernel_initializer=keras_initlab.Orthogonal(gain=g, seed=i),
-                    use_bias=False, name=f"d{i}")
+            L.Dense(
+                width,
+                kernel_initializer=keras_initlab.Orthogonal(gain=g, seed=i),
+                use_bias=False,
+                name=f"d{i}",
+            )
             for i, g in enumerate(gains[:depth])
         ]
     )
@@ -78,8 +83,9 @@ def test_a_deep_orthogonal_linear_stack_is_exact():
         got = measured[row.layer]
         # the variance: 2 * prod(g^2) from the covariance, plus the spread of unit means
         for key in KEYS:
-            np.testing.assert_allclose(getattr(row, key), got[key], rtol=1e-3, atol=1e-6,
-                                       err_msg=f"{row.layer}.{key}")
+            np.testing.assert_allclose(
+                getattr(row, key), got[key], rtol=1e-3, atol=1e-6, err_msg=f"{row.layer}.{key}"
+            )
     assert report[0].activation_var > 2.0 * 0.25 * 0.999  # the covariance part alone
     np.testing.assert_allclose(report[-1].gradient_var, 1.0)
     np.testing.assert_allclose(report[0].gradient_var, scale / gains[0] ** 2, rtol=1e-4)
@@ -99,8 +105,13 @@ def test_dense_plus_add_of_independent_inputs_is_exact():
     measured = _relative(model, [x1, x2], u)
     for row in report:
         for key in KEYS:
-            np.testing.assert_allclose(getattr(row, key), measured[row.layer][key], rtol=1e-3,
-                                       atol=1e-6, err_msg=f"{row.layer}.{key}")
+            np.testing.assert_allclose(
+                getattr(row, key),
+                measured[row.layer][key],
+                rtol=1e-3,
+                atol=1e-6,
+                err_msg=f"{row.layer}.{key}",
+            )
 
 
 # ------------------------------------------------------------------------ each layer type
@@ -116,11 +127,13 @@ CASES: dict[str, tuple[tuple[int, ...], Any, float]] = {
     "conv_same_small_map": ((4, 4, 8), lambda: [L.Conv2D(16, 3, padding="same")], 0),
     "conv_groups_strides": ((9, 9, 8), lambda: [L.Conv2D(8, 3, strides=2, groups=4)], 0),
     "conv1d_causal": ((10, 6), lambda: [L.Conv1D(12, 3, padding="causal", dilation_rate=2)], 0),
-    "depthwise": ((6, 6, 8), lambda: [L.DepthwiseConv2D(3, padding="same",
-                                                         depth_multiplier=2)], 0),
+    "depthwise": ((6, 6, 8), lambda: [L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)], 0),
     "separable": ((6, 6, 8), lambda: [L.SeparableConv2D(12, 3, padding="same")], 0),
-    "transpose_strided": ((5, 5, 8), lambda: [L.Conv2DTranspose(6, 3, strides=2,
-                                                                padding="same")], 0),
+    "transpose_strided": (
+        (5, 5, 8),
+        lambda: [L.Conv2DTranspose(6, 3, strides=2, padding="same")],
+        0,
+    ),
     "activation_tanh": ((64,), lambda: [L.Activation("tanh")], 0),
     "activation_hard_silu": ((64,), lambda: [L.Activation("hard_silu")], 0),
     "relu6": ((64,), lambda: [L.ReLU(6.0)], 0),
@@ -185,8 +198,10 @@ def _chunked(model: Any, mode: str = "inference", ids: int | None = None) -> dic
             for k in KEYS:
                 row[k].append(r[k] / scale if k == "gradient_var" else r[k])
     return {
-        layer: {k: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(CHUNKS)))
-                for k, v in row.items()}
+        layer: {
+            k: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(CHUNKS)))
+            for k, v in row.items()
+        }
         for layer, row in rows.items()
     }
 
@@ -279,7 +294,9 @@ def test_an_unknown_layer_is_listed_and_prediction_continues_unchanged():
     assert rows["double"].activation_var == pytest.approx(rows["d0"].activation_var)
     assert rows["d1"].predicted  # continues after it
     text = str(report)
-    assert "assumed" in text and "double" in text and "Doubler" in text
+    assert "assumed" in text
+    assert "double" in text
+    assert "Doubler" in text
     assert repr(report) == "PropagateReport(3 layers, 1 assumed)"
 
 
@@ -301,8 +318,9 @@ def test_arguments_are_checked():
 
 
 def test_nested_models_are_named_by_path():
-    inner = keras.Sequential([keras.Input((8,)), L.Dense(8, activation="relu", name="d")],
-                             name="enc")
+    inner = keras.Sequential(
+        [keras.Input((8,)), L.Dense(8, activation="relu", name="d")], name="enc"
+    )
     inputs = keras.Input((8,))
     model = keras.Model(inputs, L.Dense(2, name="out")(inner(inputs)))
     assert [r.layer for r in keras_initlab.propagate(model)] == ["enc/d", "out"]
@@ -312,7 +330,8 @@ def test_nested_models_are_named_by_path():
 _aspec = importlib.util.spec_from_file_location(
     "propagate_architectures", Path(__file__).with_name("architectures.py")
 )
-assert _aspec is not None and _aspec.loader is not None
+assert _aspec is not None
+assert _aspec.loader is not None
 A = importlib.util.module_from_spec(_aspec)
 _aspec.loader.exec_module(A)
 
