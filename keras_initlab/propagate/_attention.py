@@ -10,8 +10,9 @@ their fluctuations shrink to ``T E[p^2]``. Backward, for a gradient independent 
 query tokens: ``Var(dv) = Var(do) Tq E[p^2]``; through the softmax ``Var(dq) = Var(do) T
 E[p^2] value_dim within_v within_k / key_dim`` and ``Var(dk) = Var(do) Tq E[p^2] value_dim
 within_v E[q^2] / key_dim`` (leading order in the logits). Masks are not read (no mask
-assumed). Known to fail: a gradient common to all query tokens (a pooled output) reaches
-the values coherently, ``Var(dv) ~ Var(do)``, up to ``1 / (T E[p^2])`` times more.
+assumed). A gradient common to all query tokens (the walk marks it: a global average pool
+downstream through per-position layers) reaches the values coherently: ``Var(dv) = Var(do)
+(Tq / T)^2``.
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ def multi_head_attention(call: Call) -> Step:
     def grads(g_out: np.ndarray) -> dict[str, np.ndarray]:
         g_att = o_step.backward([g_out])[0]  # (Tq, heads, value_dim)
         g_score = p2 * value_dim * float(np.mean(g_att) * np.mean(v_var))
-        g_value = np.broadcast_to(g_att.mean(axis=keys) * t_q * p2, v.shape)
+        if step.context.get("coherent", False):  # sum_t p_ts = Tq / T of a common gradient
+            g_value = np.broadcast_to(g_att.mean(axis=keys) * (t_q / t_k) ** 2, v.shape)
+        else:
+            g_value = np.broadcast_to(g_att.mean(axis=keys) * t_q * p2, v.shape)
         return {
             "value": g_value,
             "query": np.full(q.shape, t_k * g_score * k_within / key_dim),
@@ -120,4 +124,5 @@ def multi_head_attention(call: Call) -> Step:
         Part(layer.output_dense.name, layer.output_dense, out, lambda g: g[0]),
     ]
     note = "attention weights log-normal over keys (large T), no mask"
-    return Step([out], backward, note=note, parts=rows)
+    step = Step([out], backward, note=note, parts=rows)
+    return step

@@ -56,6 +56,46 @@ class _Row:
         )
 
 
+L = keras.layers
+# Layers that act on each position alone: a gradient common to all positions stays common.
+_PER_POSITION = (
+    L.Dense,
+    L.EinsumDense,
+    L.LayerNormalization,
+    L.BatchNormalization,
+    L.Add,
+    L.Subtract,
+    L.Average,
+    L.Dropout,
+    L.Activation,
+    L.ReLU,
+    L.LeakyReLU,
+    L.ELU,
+    L.Rescaling,
+    L.MultiHeadAttention,  # its value path averages a common gradient into a common one
+)
+_POOLING = (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D)
+_PER_POSITION_OPS = ("Add", "Subtract")
+
+
+def _mark_coherent(calls: list[Any], steps: list[Step | None], outputs: Any) -> None:
+    """Which calls' output gradients are common to all positions (see ``Step.context``):
+    a global average pool's input is; a per-position layer passes it on; a tensor read by
+    several calls is coherent only if all of them pass it on."""
+    coherent = {id(t): False for t in outputs}
+    for call, step in zip(reversed(calls), reversed(steps), strict=True):
+        op = call.operation
+        out = all(coherent.get(id(t), True) for t in call.outputs)
+        if step is not None:
+            step.context["coherent"] = out
+        per_position = isinstance(op, _PER_POSITION) or (
+            not isinstance(op, L.Layer) and type(op).__name__ in _PER_POSITION_OPS
+        )
+        value = True if isinstance(op, _POOLING) else (out and per_position)
+        for t in call.inputs:
+            coherent[id(t)] = coherent.get(id(t), True) and value
+
+
 def _shape(tensor: Any) -> Shape:
     return tuple(tensor.shape)
 
@@ -117,6 +157,7 @@ class Walker:
     ) -> tuple[list[Signal], Backward]:
         env = {id(t): s for t, s in zip(model.inputs, inputs, strict=True)}
         done: list[tuple[Any, Backward]] = []
+        steps: list[Step | None] = []
         for call in functional_calls(model):
             index = {id(t): i for i, t in enumerate(call.inputs)}
             outs, step = self._operation(
@@ -131,6 +172,8 @@ class Walker:
             for t, s in zip(call.outputs, outs, strict=False):
                 env[id(t)] = s
             done.append((call, step))
+            steps.append(self._last_step)
+        _mark_coherent([c for c, _ in done], steps, model.outputs)
 
         def gradient(grads: dict[int, np.ndarray], tensor: Any) -> np.ndarray:
             if id(tensor) in grads:
@@ -157,6 +200,8 @@ class Walker:
         self.rows.append(row)
         return row
 
+    _last_step: Step | None = None
+
     def _operation(
         self,
         operation: Any,
@@ -167,6 +212,7 @@ class Walker:
         args: Any,
         kwargs: dict[str, Any],
     ) -> tuple[list[Signal], Backward]:
+        self._last_step = None
         if is_functional(operation) or isinstance(operation, keras.Sequential):
             return self.model(operation, f"{prefix}{operation.name}/", inputs, in_shapes)
         if isinstance(operation, keras.layers.InputLayer):
@@ -195,4 +241,5 @@ class Walker:
                     part_row.set_gradient(part.gradient(g))
             return step.backward(g)
 
+        self._last_step = step
         return step.outputs, backward

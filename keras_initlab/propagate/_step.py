@@ -69,6 +69,10 @@ class Step:
     assumed: str = ""
     note: str = ""
     parts: list[Part] = field(default_factory=list)
+    # Set by the walk before the backward pass: "coherent" is True when the gradient that
+    # reaches the output is the same at every position (a global average pool downstream,
+    # through per-position layers only).
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 def passthrough(x: Signal, factor: float = 1.0) -> Step:
