@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type 
     )
     from keras_initlab.lsuv import LSUV, LSUVLayer, LSUVReport, LSUVWarning, lsuv
     from keras_initlab.measurement import Measurement, measure
+    from keras_initlab.propagate import PropagateReport, PropagateRow, propagate
     from keras_initlab.schemes import SCHEMES, get_scheme
 
 __version__ = "0.1.0"
@@ -76,6 +77,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provid
     ),
     "keras_initlab.lsuv": ("LSUV", "LSUVLayer", "LSUVReport", "LSUVWarning", "lsuv"),
     "keras_initlab.measurement": ("Measurement", "measure"),
+    "keras_initlab.propagate": ("PropagateReport", "PropagateRow", "propagate"),
     "keras_initlab.schemes": ("SCHEMES", "get_scheme"),
 }
 _SUBPACKAGES = ("callbacks", "initializers", "measurement")
@@ -107,6 +109,8 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "LecunUniform",
     "Measurement",
     "Orthogonal",
+    "PropagateReport",
+    "PropagateRow",
     "RandomNormal",
     "RandomUniform",
     "ScaledIdentity",
@@ -124,6 +128,7 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "lsuv",
     "measure",
     "measurement",
+    "propagate",
 ]
 
 

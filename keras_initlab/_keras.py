@@ -27,6 +27,11 @@ The private uses, and why no public API does the job:
   hook on the instance (`add_batch_hook`).
 * The ``_keras_logits`` attribute Keras' TensorFlow backend sets on softmax/sigmoid outputs
   (and the graph op type it falls back to): the cross-entropies read the logits there.
+* ``Functional._nodes_by_depth`` (and ``keras.src.models.functional.Functional``): the calls of
+  a Functional graph with their arguments, for ``propagate``; ``model.layers`` and
+  ``layer.input`` do not say which tensor feeds which argument of a layer called more than
+  once or of a ``keras.ops`` call.
+* ``MultiHeadAttention._softmax``: its Softmax sublayer (the dense sublayers are public).
 * ``tf.__internal__.EagerTensor``: telling an eager tensor from a graph tensor.
 * Instance attributes set with ``object.__setattr__`` (``call``, ``train_step``,
   ``activation``): Keras' attribute tracking must not see them.
@@ -39,6 +44,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -46,14 +52,18 @@ import keras
 __all__ = [
     "CHECKED_ON",
     "SUPPORTED_KERAS",
+    "GraphCall",
     "KerasInternalsError",
     "add_batch_hook",
     "all_layers",
+    "attention_softmax",
     "child_layers",
     "compiled_loss",
     "compute_loss",
     "fit_batch",
+    "functional_calls",
     "is_built",
+    "is_functional",
     "is_graph_tensor",
     "is_patched",
     "logits_of",
@@ -326,3 +336,60 @@ def quiet_retracing_warnings(*names: str) -> None:
         if isinstance(existing, _OwnRetracingFilter) and set(names) <= set(existing.names):
             return
     logger.addFilter(_OwnRetracingFilter(tuple(names)))
+
+
+# ----------------------------------------------------------------------------- graph (propagate)
+@dataclass(frozen=True)
+class GraphCall:
+    """One call of an operation in a Functional graph.
+
+    Attributes:
+        operation: the layer, nested model or ``keras.ops`` operation called.
+        args: the positional arguments, KerasTensors where the graph feeds them.
+        kwargs: the keyword arguments, the same.
+        inputs: the KerasTensors it reads, flattened, in argument order.
+        outputs: the KerasTensors it produces, flattened.
+    """
+
+    operation: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    inputs: tuple[Any, ...]
+    outputs: tuple[Any, ...]
+
+
+def is_functional(model: Any) -> bool:
+    """Whether ``model`` is a Functional graph (a Sequential model is not, for this)."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)
+
+
+def functional_calls(model: Any) -> list[GraphCall]:
+    """The calls of a Functional model in an order that computes every input first.
+
+    Keras 3 keeps them in ``model._nodes_by_depth`` (depth 0: the outputs), each node with
+    its ``operation``, ``arguments`` (``args``/``kwargs``), ``input_tensors`` and
+    ``outputs``; input nodes are left out.
+    """
+    by_depth = _internal(model, "_nodes_by_depth", "a Functional model's graph nodes")
+    calls = []
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            if not node.operation or node.is_input:
+                continue
+            calls.append(
+                GraphCall(
+                    node.operation,
+                    tuple(node.arguments.args),
+                    dict(node.arguments.kwargs),
+                    tuple(node.input_tensors),
+                    tuple(node.outputs),
+                )
+            )
+    return calls
+
+
+def attention_softmax(layer: Any) -> Any:
+    """The Softmax sublayer of a MultiHeadAttention (Keras keeps it as ``_softmax``)."""
+    return _internal(layer, "_softmax", "a MultiHeadAttention's softmax sublayer")

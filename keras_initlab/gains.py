@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from keras_initlab._validation import check_finite, unknown_name_message
+from keras_initlab.gaussian import normal_nodes
 
 __all__ = ["gain"]
 
@@ -78,13 +79,8 @@ _NAMES = sorted([*_FIXED, *_DERIVED, "leaky_relu"])
 
 def _second_moment(f: Callable[[np.ndarray], np.ndarray]) -> float:
     """E[f(z)^2] for z ~ N(0, 1): Simpson's rule on each half of [-12, 12]."""
-    total = 0.0
-    for lo, hi in ((-12.0, 0.0), (0.0, 12.0)):
-        z = np.linspace(lo, hi, 24_001)
-        y = f(z) ** 2 * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-        h = z[1] - z[0]
-        total += h / 3.0 * (y[0] + y[-1] + 4.0 * y[1:-1:2].sum() + 2.0 * y[2:-1:2].sum())
-    return float(total)
+    z, w = normal_nodes(0.0, 1.0, breaks=(0.0,), points=24_001, width=12.0)
+    return float(np.sum(w * f(z) ** 2))
 
 
 def gain(activation: str | Callable[..., object], param: float | None = None) -> float:

@@ -1,0 +1,133 @@
+"""Keras activations (functions and layers) as ``Activation`` objects, and their rule.
+
+Every elementwise Keras activation is evaluated through Keras itself on a float64 grid, so
+any activation (``gelu``, ``silu``, ``mish``, ``hard_silu``, ``relu6``, a custom function)
+is covered by quadrature; linear, ReLU and leaky ReLU use their closed forms. Softmax is not
+elementwise: it has its own large-width rule (``softmax_moments``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_initlab.propagate._moments import (
+    LINEAR,
+    Activation,
+    activation_moments,
+    softmax_moments,
+)
+from keras_initlab.propagate._signal import Signal
+from keras_initlab.propagate._step import Call, Step
+
+L = keras.layers
+SOFTMAX = "softmax"
+_NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
+# Keras activations with continuous derivatives (Gauss-Hermite converges fast on them).
+_SMOOTH = {
+    "tanh",
+    "sigmoid",
+    "gelu",
+    "silu",
+    "swish",
+    "mish",
+    "softplus",
+    "softsign",
+    "elu",
+    "selu",
+    "celu",
+    "exponential",
+    "log_sigmoid",
+    "sparse_plus",
+    "squareplus",
+    "tanh_shrink",
+}
+
+
+def _numpy(fn: Callable[..., Any], **kwargs: Any) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda z: np.asarray(fn(z, **kwargs), dtype=np.float64)
+
+
+def from_function(fn: Any) -> Activation | str | None:
+    """An ``Activation``, ``"softmax"``, or None (linear or no activation)."""
+    if fn is None:
+        return None
+    name = str(getattr(fn, "__name__", type(fn).__name__))
+    if name == "linear":
+        return None
+    if name == "softmax":
+        return SOFTMAX
+    if name in _NOT_ELEMENTWISE:
+        raise NotImplementedError(f"activation {name!r} is not elementwise")
+    if name == "relu":
+        return Activation("relu", _numpy(fn), "relu")
+    if name == "relu6":
+        return Activation("relu6", _numpy(fn), "clipped", top=6.0)
+    return Activation(
+        name, _numpy(fn), smooth=name in _SMOOTH and name not in ("elu", "selu", "celu")
+    )
+
+
+def from_layer(layer: Any) -> Activation | str | None:
+    """The activation an activation layer applies (ReLU's options included)."""
+    if isinstance(layer, L.Activation):
+        return from_function(layer.activation)
+    if isinstance(layer, L.Softmax):
+        return SOFTMAX
+    if isinstance(layer, L.ReLU):
+        slope = float(layer.negative_slope)
+        if layer.max_value is None and float(layer.threshold) == 0.0:
+            return Activation(
+                "relu",
+                _numpy(keras.activations.leaky_relu, negative_slope=slope)
+                if slope
+                else _numpy(keras.activations.relu),
+                "relu",
+                slope,
+            )
+        options = {
+            "negative_slope": slope,
+            "max_value": layer.max_value,
+            "threshold": float(layer.threshold),
+        }
+        fn = _numpy(keras.activations.relu, **options)
+        if slope == 0.0 and float(layer.threshold) == 0.0:  # ReLU6 and the like
+            return Activation("relu", fn, "clipped", top=float(layer.max_value))
+        return Activation("relu", fn)
+    if isinstance(layer, L.LeakyReLU):
+        slope = float(layer.negative_slope)
+        fn = _numpy(keras.activations.leaky_relu, negative_slope=slope)
+        return Activation("leaky_relu", fn, "relu", slope)
+    if isinstance(layer, L.ELU):
+        return Activation("elu", _numpy(keras.activations.elu, alpha=float(layer.alpha)))
+    if isinstance(layer, L.PReLU):  # per-unit slopes: their mean
+        slope = float(np.mean(np.asarray(layer.alpha.numpy(), dtype=np.float64)))
+        fn = _numpy(keras.activations.leaky_relu, negative_slope=slope)
+        return Activation("prelu", fn, "relu", slope)
+    raise NotImplementedError(type(layer).__name__)
+
+
+def apply(activation: Activation | str | None, pre: Signal) -> tuple[Signal, np.ndarray]:
+    """``(output moments, backward factor per element)`` of an activation (None: linear)."""
+    if activation is None:
+        return activation_moments(LINEAR, pre)
+    if activation == SOFTMAX:
+        return softmax_moments(pre)
+    assert isinstance(activation, Activation)
+    return activation_moments(activation, pre)
+
+
+def backward_factor(out: Signal, d2: np.ndarray) -> np.ndarray:
+    """``E[f'(z)^2]``, corrected where a max pool reading the output routes its gradient
+    to the window maxima only (where a ReLU's derivative is 1 far more often than 1/2)."""
+    if out.source is not None and out.source.selection:
+        return d2 * out.source.selection[0]
+    return d2
+
+
+def activation_layer(call: Call) -> Step:
+    out, d2 = apply(from_layer(call.layer), call.x)
+    return Step([out], lambda g: [g[0] * backward_factor(out, d2)])

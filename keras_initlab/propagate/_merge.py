@@ -1,0 +1,85 @@
+"""Merge layers (and the ``keras.ops`` arithmetic a Functional graph records).
+
+Inputs are taken as independent (the residual branch's weights are independent of the
+stream it is added to; Brock et al. 2021 plot exactly this sum), element by element with
+NumPy broadcasting (a squeeze-excite gate of shape (1, 1, C) multiplies every position):
+
+* ``Add``/``Subtract``: means add (subtract), variances add; ``Var(dx_i) = Var(dy)``.
+* ``Average`` of ``n``: the same divided by ``n`` (``n^2`` for variances and gradients).
+* ``Multiply``: ``E[y] = prod E[x_i]``, ``E[y^2] = prod E[x_i^2]``; ``Var(dx_1) = Var(dy)
+  E[x_2^2]``.
+* ``Concatenate``: the inputs side by side; the gradient is split back.
+
+A broadcast input receives the sum of the gradients of the elements it was broadcast to.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from keras_initlab.propagate._signal import Signal, make
+from keras_initlab.propagate._step import Call, Step
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``g`` over the axes ``shape`` was broadcast along."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    axes = tuple(i for i, (a, b) in enumerate(zip(shape, g.shape, strict=True)) if a == 1 < b)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def add(call: Call, signs: tuple[float, ...] | None = None, scale: float = 1.0) -> Step:
+    xs: list[Signal] = call.inputs
+    signs = signs or (1.0,) * len(xs)
+    means = scale * sum(s * x.means for s, x in zip(signs, xs, strict=True))
+    variances = scale * scale * sum(x.variances for x in xs)
+    shapes = [x.shape for x in xs]
+    return Step(
+        [make(means, variances)],
+        lambda g: [_unbroadcast(g[0] * scale * scale, s) for s in shapes],
+    )
+
+
+def subtract(call: Call) -> Step:
+    return add(call, (1.0, -1.0))
+
+
+def average(call: Call) -> Step:
+    return add(call, scale=1.0 / len(call.inputs))
+
+
+def multiply(call: Call) -> Step:
+    xs: list[Signal] = call.inputs
+    means = np.prod(np.broadcast_arrays(*[x.means for x in xs]), axis=0)
+    seconds = np.prod(np.broadcast_arrays(*[x.seconds for x in xs]), axis=0)
+    out = make(means, seconds - means * means)
+
+    def backward(g: list[np.ndarray]) -> list[np.ndarray]:
+        result = []
+        for i, x in enumerate(xs):
+            others = [y.seconds for j, y in enumerate(xs) if j != i]
+            factor = np.prod(np.broadcast_arrays(*others), axis=0) if others else 1.0
+            result.append(_unbroadcast(g[0] * factor, x.shape))
+        return result
+
+    return Step([out], backward)
+
+
+def concatenate(call: Call) -> Step:
+    axis = call.layer.axis
+    rank = len(call.out_shapes[0])
+    axis = (axis % rank) - 1  # per sample: the batch axis is gone
+    xs = call.inputs
+    out = make(
+        np.concatenate([x.means for x in xs], axis=axis),
+        np.concatenate([x.variances for x in xs], axis=axis),
+    )
+    bounds = np.cumsum([0] + [x.shape[axis] for x in xs])
+
+    def backward(g: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.take(g[0], np.arange(a, b), axis=axis) for a, b in itertools.pairwise(bounds)]
+
+    return Step([out], backward)

@@ -1,0 +1,222 @@
+"""Moments of an elementwise activation of a Gaussian pre-activation, and of a max pool.
+
+Per channel, for ``y = f(z)``, ``z ~ N(mean_c, var_c)``: ``E[y]``, ``Var(y)`` and the
+backward factor ``E[f'(z)^2]`` (a gradient independent of ``z``, the gradient-independence
+assumption of mean-field theory, Schoenholz et al. 2017, leaves the activation with
+``Var(dz) = E[f'(z)^2] Var(dy)``). Closed forms for linear, ReLU and leaky ReLU (the
+rectified Gaussian: ``E[relu(u + s e)] = u Phi(u/s) + s phi(u/s)``, ``E[relu^2] = (u^2 +
+s^2) Phi(u/s) + u s phi(u/s)``, ``E[relu'^2] = Phi(u/s)``) and ReLU6 (truncated normal
+moments); every other activation by quadrature on the Keras function itself: Gauss-Hermite
+for the smooth ones (tanh, sigmoid, gelu, silu, ...), Simpson's rule (``keras_initlab.
+gaussian``, the integrator the gains use) for the rest; derivatives by one-sided
+differences (the flatter side at a kink, as TensorFlow's gradients). Elements with equal
+moments (a map's interior) are integrated once. Max pooling of ``n`` iid inputs ``f(z_j)``
+with ``f`` nondecreasing is ``f(mean + std * M_n)``, ``M_n`` the maximum of ``n`` standard
+normals (order statistics).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from keras_initlab.gaussian import max_normal_nodes, normal_nodes
+from keras_initlab.propagate._signal import Signal, Source, make
+
+_INNER_POINTS = 801  # Simpson nodes per channel (kinks cost O(h^2), h = 0.03 std)
+_INNER_WIDTH = 12.0
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation: its name, NumPy float64 function and closed form.
+
+    ``closed`` is ``"linear"``, ``"relu"`` (with ``slope`` the negative slope),
+    ``"clipped"`` (``min(relu(z), top)``: ReLU6) or None: quadrature on ``fn``, Gauss-Hermite
+    (64 nodes) where ``smooth``, else Simpson's rule (kinks).
+    """
+
+    name: str
+    fn: Callable[[np.ndarray], np.ndarray]
+    closed: str | None = None
+    slope: float = 0.0
+    top: float = 0.0
+    smooth: bool = False
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        if self.closed == "linear":
+            return np.ones_like(z)
+        if self.closed == "relu":
+            return np.where(z > 0, 1.0, self.slope)
+        if self.closed == "clipped":
+            return ((z > 0) & (z < self.top)).astype(np.float64)
+        # One-sided differences; where they disagree (a kink hit exactly, e.g. the zeros a
+        # ReLU leaves), the flatter side, as TensorFlow's gradients take it there.
+        h = 1e-4 * max(float(np.max(np.abs(z))), 1e-30)
+        y = self.fn(z)
+        up, down = (self.fn(z + h) - y) / h, (y - self.fn(z - h)) / h
+        kink = np.abs(up - down) > 1e-2 * (np.abs(up) + np.abs(down)) + 1e-6
+        flatter = np.where(np.abs(up) < np.abs(down), up, down)
+        return np.where(kink, flatter, 0.5 * (up + down))
+
+    def is_nondecreasing(self) -> bool:
+        if self.closed is not None:
+            return self.closed != "relu" or self.slope >= 0.0
+        z = np.linspace(-20.0, 20.0, 4001)
+        return bool(np.all(np.diff(self.fn(z)) >= -1e-12))
+
+
+LINEAR = Activation("linear", lambda z: z, "linear")
+
+
+def _phi(t: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
+
+
+def _cdf(t: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + _erf(t / math.sqrt(2.0)))
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    import keras  # vectorized erf (NumPy has none)
+
+    return np.asarray(keras.ops.convert_to_numpy(keras.ops.erf(np.asarray(x, np.float64))))
+
+
+def _relu(u: np.ndarray, s: np.ndarray, slope: float) -> tuple[np.ndarray, ...]:
+    """E of f, f^2 and f'^2 for f = leaky ReLU at z ~ N(u, s^2), per element."""
+    t = u / np.where(s > 0, s, 1.0)
+    cdf = np.where(s > 0, _cdf(t), (u > 0).astype(np.float64))
+    pdf = np.where(s > 0, _phi(t), 0.0)
+    pos1, pos2 = u * cdf + s * pdf, (u * u + s * s) * cdf + u * s * pdf
+    neg1 = -u * (1.0 - cdf) + s * pdf  # E[relu(-z)]
+    neg2 = (u * u + s * s) * (1.0 - cdf) - u * s * pdf  # E[relu(-z)^2]
+    return pos1 - slope * neg1, pos2 + slope * slope * neg2, cdf + slope * slope * (1.0 - cdf)
+
+
+def _unique(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of the stacked per-element parameters, and the inverse index."""
+    stacked = np.stack([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays], axis=1)
+    rounded = np.round(stacked, 12) if stacked.size else stacked
+    _, first, inverse = np.unique(rounded, axis=0, return_index=True, return_inverse=True)
+    return [stacked[first, k] for k in range(stacked.shape[1])], inverse.reshape(-1)
+
+
+def _clipped(u: np.ndarray, s: np.ndarray, top: float) -> tuple[np.ndarray, ...]:
+    """E of f, f^2 and f'^2 for f = min(relu(z), top) at z ~ N(u, s^2) (truncated normal)."""
+    safe = np.where(s > 0, s, 1.0)
+    a, b = -u / safe, (top - u) / safe
+    ca, cb, pa, pb = _cdf(a), _cdf(b), _phi(a), _phi(b)
+    inside = np.where(s > 0, cb - ca, ((u > 0) & (u < top)).astype(np.float64))
+    above = np.where(s > 0, 1.0 - cb, (u >= top).astype(np.float64))
+    first = u * inside + np.where(s > 0, s * (pa - pb), 0.0)
+    second = (u * u + s * s) * inside + np.where(
+        s > 0, 2.0 * u * s * (pa - pb) + s * s * (a * pa - b * pb), 0.0
+    )
+    return first + top * above, second + top * top * above, inside
+
+
+_HERMITE = np.polynomial.hermite_e.hermegauss(64)  # smooth activations
+
+
+def _gaussian(f: Activation, mean: np.ndarray, var: np.ndarray):
+    """E[f], E[f^2], E[f'^2] per element for z ~ N(mean, var)."""
+    if f.closed == "relu":
+        return _relu(mean, np.sqrt(var), f.slope)
+    if f.closed == "clipped":
+        return _clipped(mean, np.sqrt(var), f.top)
+    if f.smooth:
+        e, we = _HERMITE[0], _HERMITE[1] / _HERMITE[1].sum()
+        z = mean[:, None] + np.sqrt(var)[:, None] * e[None, :]
+        y = f.fn(z)
+        return y @ we, (y * y) @ we, f.derivative(z) ** 2 @ we
+    e, we = normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
+    z = mean[:, None] + np.sqrt(var)[:, None] * e[None, :]
+    y = f.fn(z)
+    return y @ we, (y * y) @ we, f.derivative(z) ** 2 @ we
+
+
+def activation_moments(f: Activation, pre: Signal) -> tuple[Signal, np.ndarray]:
+    """``(moments of f(z), E[f'(z)^2] per element)`` for the pre-activation ``pre``.
+
+    Example:
+    >>> relu = Activation("relu", lambda z: np.maximum(z, 0.0), "relu")
+    >>> out, d2 = activation_moments(relu, Signal.uniform(0.0, 1.0, (1,)))
+    >>> round(out.mean, 6), round(out.second, 6), float(d2[0])  # 1/sqrt(2 pi), 1/2, 1/2
+    (0.398942, 0.5, 0.5)
+    """
+    shape = pre.shape
+    if f.closed == "linear":
+        return pre, np.ones(shape)
+    src = pre.source
+    if src is not None:  # f of (scale * g(z) + shift): integrate over z itself
+        scale = np.broadcast_to(1.0 if src.scale is None else src.scale, shape)
+        shift = np.broadcast_to(0.0 if src.shift is None else src.shift, shape)
+        (m, v, a, b), inverse = _unique(src.pre.means, src.pre.variances, scale, shift)
+        e, we = normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
+        z = m[:, None] + np.sqrt(v)[:, None] * e
+        x = a[:, None] * src.activation.fn(z) + b[:, None]
+        y = f.fn(x)
+        top = f.derivative(x) ** 2
+        g1, g2, d2 = y @ we, (y * y) @ we, top @ we
+        root = src.root
+        if root.pre.shape == shape:
+            # the two derivatives see the same z: E[g'(z)^2 f'(x)^2] is not the product of
+            # the two means; the earlier activation's backward factor is corrected by this
+            below = src.activation.derivative(z) ** 2
+            joint, d2_below = (below * top) @ we, below @ we
+            both = d2_below * d2
+            ratio = np.where(both > 0, joint / np.where(both > 0, both, 1.0), 1.0)
+            root.selection[:] = [np.asarray(ratio)[inverse].reshape(shape)]
+        next_source = Source(f, pre.plain())
+    else:
+        (m, v), inverse = _unique(pre.means, pre.variances)
+        g1, g2, d2 = _gaussian(f, m, v)
+        next_source = Source(f, pre)
+    g1, g2, d2 = (np.asarray(t, dtype=np.float64)[inverse].reshape(shape) for t in (g1, g2, d2))
+    return make(g1, g2 - g1 * g1, source=next_source), d2
+
+
+def max_moments(source: Source, n: int, shape: tuple[int, ...]) -> Signal:
+    """Per-element moments of the maximum of ``n`` iid draws of a nondecreasing source.
+
+    Example:
+    >>> gaussian = Source(LINEAR, Signal.uniform(0.0, 1.0, (1,)))
+    >>> round(max_moments(gaussian, 2, (1,)).mean, 6)  # E[max of 2 normals] = 1/sqrt(pi)
+    0.56419
+    """
+    m, wm = max_normal_nodes(n, points=_INNER_POINTS, width=_INNER_WIDTH)
+    pre = source.pre
+    z = pre.means.reshape(-1)[:, None] + np.sqrt(pre.variances.reshape(-1))[:, None] * m
+    y = source.apply(z, pre.shape)
+    g1, g2 = (y @ wm).reshape(shape), ((y * y) @ wm).reshape(shape)
+    return make(g1, g2 - g1 * g1)
+
+
+def max_derivative(source: Source, n: int) -> np.ndarray:
+    """``E[f'(z_max)^2] / E[f'(z)^2]`` per element, ``z_max`` the maximum of ``n`` draws."""
+    f, pre = source.activation, source.pre
+    e, we = normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
+    m, wm = max_normal_nodes(n, points=_INNER_POINTS, width=_INNER_WIDTH)
+    mu, sd = pre.means.reshape(-1)[:, None], np.sqrt(pre.variances.reshape(-1))[:, None]
+    at_max = f.derivative(mu + sd * m) ** 2 @ wm
+    anywhere = f.derivative(mu + sd * e) ** 2 @ we
+    ratio = np.where(anywhere > 0, at_max / np.where(anywhere > 0, anywhere, 1.0), 1.0)
+    return ratio.reshape(pre.shape)
+
+
+def softmax_moments(pre: Signal) -> tuple[Signal, np.ndarray]:
+    """Moments of a softmax over the last axis (``n`` logits, variance ``v`` across them).
+
+    Large-``n`` log-normal approximation (the denominator concentrates at ``n E[exp z]``):
+    ``E[p] = 1/n``, ``E[p^2] = exp(v) / n^2``; the backward factor ``E[p^2]`` (``dz = p (dy -
+    <p, dy>)``, the projection is O(1/n)).
+    """
+    n = pre.channels
+    spread = pre.means.var(axis=-1, keepdims=True) + pre.variances.mean(axis=-1, keepdims=True)
+    second = np.exp(np.minimum(spread, 700.0)) / (n * n)
+    out = make(np.full(pre.shape, 1.0 / n), np.broadcast_to(second - 1.0 / (n * n), pre.shape))
+    return out, np.broadcast_to(second, pre.shape).copy()

@@ -1,0 +1,140 @@
+"""The state propagated along every edge of the graph: a mean and a variance per element.
+
+A tensor is described per sample: for every position and channel (the tensor's shape
+without the batch axis) the mean and the variance of that element over samples, elements
+taken as independent and, where a layer needs a distribution, Gaussian (mean field: Poole
+et al. 2016; Schoenholz et al. 2017). Keeping positions and channels apart makes the rules
+exact for the actual weights of one layer: a Dense layer maps them to ``means @ W + b`` and
+``variances @ W**2``, a conv convolves the mean map with ``W`` and the variance map with
+``W**2``, so a ReLU's mean (He et al. 2015), the spread of per-channel scales of a
+depthwise kernel with 9 weights per channel and the zeros a ``same`` conv reads at the
+border of a small map are carried instead of averaged away. Positions whose moments are
+equal (the interior of a map) are computed once by the activation rules.
+
+What a measurement over all elements reports is ``mean = mean(means)``, ``var =
+var(means) + mean(variances)``: the first term is the fixed pattern over positions and
+channels (global average pooling keeps its channel part; BatchNormalization in training mode
+removes it), the second fluctuates from sample to sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """A tensor that is ``scale * f(z) + shift`` of a Gaussian pre-activation ``z``.
+
+    Elementwise maps after an activation (BatchNormalization in inference mode, Rescaling,
+    a depthwise kernel with one valid tap) keep it, so the next activation or max pool
+    integrates over ``z`` itself rather than over a Gaussian stand-in for a rectified
+    distribution. ``scale``/``shift`` None: 1 and 0 (arrays broadcast to the tensor).
+    """
+
+    activation: Any
+    pre: Signal
+    scale: np.ndarray | None = None
+    shift: np.ndarray | None = None
+    # Set by a max pool that reads this tensor: the derivative factor where its gradient
+    # lands (the window maxima) over the factor at a random element.
+    selection: list[np.ndarray] = field(default_factory=list)
+    # The activation's own Source when this one was derived from it (affine maps, moves).
+    origin: Source | None = None
+
+    @property
+    def root(self) -> Source:
+        return self if self.origin is None else self.origin
+
+    def affine(self, scale: np.ndarray, shift: np.ndarray) -> Source:
+        old_scale = 1.0 if self.scale is None else self.scale
+        old_shift = 0.0 if self.shift is None else self.shift
+        return Source(
+            self.activation,
+            self.pre,
+            scale * old_scale,
+            scale * old_shift + shift,
+            origin=self.root,
+        )
+
+    def apply(self, z: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """``scale * f(z) + shift`` for nodes ``z`` of shape (elements, nodes)."""
+        y = self.activation.fn(z)
+        if self.scale is not None:
+            y = np.broadcast_to(self.scale, shape).reshape(-1)[:, None] * y
+        if self.shift is not None:
+            y = y + np.broadcast_to(self.shift, shape).reshape(-1)[:, None]
+        return y
+
+    @property
+    def nondecreasing(self) -> bool:
+        ok = self.scale is None or bool(np.all(self.scale >= 0))
+        return ok and self.activation.is_nondecreasing()
+
+
+@dataclass(frozen=True, eq=False)
+class Signal:
+    """Per-element moments of one tensor (shape: the tensor's without the batch axis).
+
+    Attributes:
+        means: the mean of every element.
+        variances: the variance of every element (over samples).
+        source: a ``Source`` when the tensor is an elementwise function of a Gaussian
+            pre-activation: activations and max pooling integrate over that (the maximum of
+            a nondecreasing function is the function of the maximum).
+    """
+
+    means: np.ndarray
+    variances: np.ndarray
+    source: Source | None = None
+
+    @staticmethod
+    def uniform(mean: float, var: float, shape: tuple[int | None, ...]) -> Signal:
+        dims = tuple(max(int(d or 1), 1) for d in shape) or (1,)
+        return Signal(np.full(dims, float(mean)), np.full(dims, float(var)))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.means.shape)
+
+    @property
+    def channels(self) -> int:
+        return int(self.means.shape[-1])
+
+    @property
+    def mean(self) -> float:
+        return float(self.means.mean())
+
+    @property
+    def between(self) -> float:
+        """Variance over channels of the per-channel means (positions averaged)."""
+        return float(self.means.reshape(-1, self.channels).mean(axis=0).var())
+
+    @property
+    def var(self) -> float:
+        return float(self.means.var() + self.variances.mean())
+
+    @property
+    def second(self) -> float:
+        """E[x^2] over all elements."""
+        return float(np.mean(self.means**2 + self.variances))
+
+    @property
+    def seconds(self) -> np.ndarray:
+        """Per-element E[x^2]."""
+        return self.means**2 + self.variances
+
+    def plain(self) -> Signal:
+        """The same moments without a source."""
+        return Signal(self.means, self.variances)
+
+
+def make(means: Any, variances: Any, source: Any = None) -> Signal:
+    """A ``Signal`` from array-likes (variances clipped at 0, shapes broadcast)."""
+    m = np.atleast_1d(np.asarray(means, dtype=np.float64))
+    v = np.maximum(np.atleast_1d(np.asarray(variances, dtype=np.float64)), 0.0)
+    m, v = np.broadcast_arrays(m, v)
+    return Signal(np.array(m), np.array(v), source)

@@ -1,0 +1,80 @@
+"""What a layer rule receives (``Call``) and returns (``Step``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from keras_initlab.propagate._signal import Signal
+
+Shape = tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a layer: its input moments and the static shapes around it.
+
+    ``args``/``kwargs`` are the call's arguments with each graph tensor replaced by its index
+    in ``inputs`` (an ``int`` wrapped in ``Arg``), so a rule can tell a query from a value.
+    """
+
+    layer: Any
+    inputs: list[Signal]
+    in_shapes: list[Shape]
+    out_shapes: list[Shape]
+    mode: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def x(self) -> Signal:
+        return self.inputs[0]
+
+    @property
+    def training(self) -> bool:
+        return self.mode == "training"
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A call argument that is the graph tensor ``inputs[index]``."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Part:
+    """A sublayer with its own row (MultiHeadAttention's query, ..., a wrapped RNN)."""
+
+    name: str
+    layer: Any
+    signal: Signal
+    gradient: Callable[[list[np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Step:
+    """A rule's answer: output moments and the backward map of gradient variances.
+
+    ``backward(output gradient variances) -> input gradient variances``, per element.
+    ``assumed`` is empty for a prediction, else the reason the output was assumed (the
+    layer is not covered); ``note`` states an approximation the prediction makes.
+    """
+
+    outputs: list[Signal]
+    backward: Callable[[list[np.ndarray]], list[np.ndarray]]
+    assumed: str = ""
+    note: str = ""
+    parts: list[Part] = field(default_factory=list)
+    # Set by the walk before the backward pass: "coherent" is True when the gradient that
+    # reaches the output is the same at every position (a global average pool downstream,
+    # through per-position layers only).
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def passthrough(x: Signal, factor: float = 1.0) -> Step:
+    """The output is ``x``; the gradient is multiplied by ``factor``."""
+    return Step([x], lambda g: [g[0] * factor])

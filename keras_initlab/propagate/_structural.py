@@ -1,0 +1,155 @@
+"""Layers that move, copy, pad, crop or randomly drop elements: exact per element.
+
+* Flatten, Reshape, Permute, RepeatVector, Cropping, ZeroPadding (zeros: mean 0, variance
+  0), UpSampling (nearest: copies): the per-element moments move with the elements; the
+  gradient moves back (a copied element receives the sum of its copies' gradients).
+  Identity, Masking, ActivityRegularization: unchanged.
+* Bilinear UpSampling2D averages two neighbours per axis with weights ``(1 - t, t)``: the
+  variances times ``q = prod mean((1 - t)^2 + t^2)`` (borders as the interior).
+* Dropout (rate ``p``) in training mode: ``E[y^2] = E[x^2] / (1 - p)``, the mean kept,
+  ``Var(dx) = Var(dy) / (1 - p)``; GaussianDropout the same; GaussianNoise adds
+  ``stddev^2``. All are the identity in inference.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_initlab.propagate._signal import Source, make
+from keras_initlab.propagate._step import Call, Step, passthrough
+
+L = keras.layers
+UNCHANGED = (L.Identity, L.Masking, L.ActivityRegularization, L.InputLayer)
+RELAYOUT = (L.Flatten, L.Reshape, L.Permute)
+DROPOUT = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D)
+PADDING = (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)
+CROPPING = (L.Cropping1D, L.Cropping2D, L.Cropping3D)
+UPSAMPLING = (L.UpSampling1D, L.UpSampling2D, L.UpSampling3D)
+
+
+def unchanged(call: Call) -> Step:
+    return passthrough(call.x)
+
+
+def _out_shape(call: Call) -> tuple[int, ...]:
+    shape = call.out_shapes[0][1:]
+    if any(d is None for d in shape):
+        raise NotImplementedError("unknown output shape")
+    return tuple(int(d) for d in shape)  # type: ignore[arg-type]
+
+
+def _moved(call: Call, forward: Any, backward: Any) -> Step:
+    """Moments and gradients moved by ``forward`` (arrays of the input shape) and back."""
+    x = call.x
+    source = None
+    if x.source is not None:  # the elements keep being f(z) of their own z
+        src = x.source
+
+        def moved(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else forward(np.broadcast_to(a, x.shape))
+
+        pre = make(moved(src.pre.means), moved(src.pre.variances))
+        source = Source(src.activation, pre, moved(src.scale), moved(src.shift), origin=src.root)
+    out = make(forward(x.means), forward(x.variances), source)
+    return Step([out], lambda g: [backward(g[0])])
+
+
+def relayout(call: Call) -> Step:
+    layer, x = call.layer, call.x
+    out_shape = _out_shape(call)
+    if isinstance(layer, L.Permute):
+        perm = tuple(d - 1 for d in layer.dims)
+        inverse = tuple(int(i) for i in np.argsort(perm))
+        return _moved(call, lambda a: np.transpose(a, perm), lambda g: np.transpose(g, inverse))
+    return _moved(call, lambda a: a.reshape(out_shape), lambda g: g.reshape(x.shape))
+
+
+def repeat_vector(call: Call) -> Step:
+    n = int(call.layer.n)
+    return _moved(call, lambda a: np.repeat(a[None, :], n, axis=0), lambda g: g.sum(axis=0))
+
+
+def _pairs(value: Any, rank: int) -> list[tuple[int, int]]:
+    if isinstance(value, int):
+        return [(value, value)] * rank
+    pairs = []
+    for v in value:
+        pairs.append((int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1])))
+    return pairs
+
+
+def _check_last(call: Call) -> None:
+    if getattr(call.layer, "data_format", "channels_last") == "channels_first":
+        raise NotImplementedError("channels_first")
+
+
+def zero_padding(call: Call) -> Step:
+    _check_last(call)
+    x = call.x
+    pads = [*_pairs(call.layer.padding, len(x.shape) - 1), (0, 0)]
+    crop = tuple(slice(a, n + a) for (a, _), n in zip(pads, x.shape, strict=True))
+    return _moved(call, lambda a: np.pad(a, pads), lambda g: g[crop])
+
+
+def cropping(call: Call) -> Step:
+    _check_last(call)
+    x = call.x
+    cuts = [*_pairs(call.layer.cropping, len(x.shape) - 1), (0, 0)]
+    keep = tuple(slice(a, n - b) for (a, b), n in zip(cuts, x.shape, strict=True))
+    return _moved(call, lambda a: a[keep], lambda g: np.pad(g, cuts))
+
+
+def _bilinear_axis(factor: int) -> float:
+    t = (np.arange(factor) + 0.5) / factor - 0.5
+    t = t - np.floor(t)
+    return float(np.mean((1.0 - t) ** 2 + t * t))
+
+
+def upsampling(call: Call) -> Step:
+    _check_last(call)
+    layer, x = call.layer, call.x
+    size = layer.size if isinstance(layer.size, tuple | list) else (layer.size,)
+    size = tuple(int(s) for s in size)
+    interpolation = getattr(layer, "interpolation", "nearest")
+    if interpolation not in ("nearest", "bilinear"):
+        raise NotImplementedError(f"interpolation {interpolation!r}")
+    q = 1.0 if interpolation == "nearest" else math.prod(_bilinear_axis(s) for s in size)
+
+    def up(a: np.ndarray) -> np.ndarray:
+        for axis, s in enumerate(size):
+            a = np.repeat(a, s, axis=axis)
+        return a
+
+    def down(g: np.ndarray) -> np.ndarray:
+        for axis, s in enumerate(size):
+            shape = g.shape
+            g = g.reshape(*shape[:axis], shape[axis] // s, s, *shape[axis + 1 :]).sum(axis + 1)
+        return g * q
+
+    out = make(up(x.means), up(x.variances) * q)
+    return Step([out], lambda g: [down(g[0])])
+
+
+def dropout(call: Call) -> Step:
+    x, rate = call.x, float(call.layer.rate)
+    if not call.training or rate == 0.0:
+        return passthrough(x)
+    keep = 1.0 - rate
+    out = make(x.means, x.seconds / keep - x.means**2)
+    return Step([out], lambda g: [g[0] / keep])
+
+
+def gaussian_dropout(call: Call) -> Step:
+    return dropout(call)
+
+
+def gaussian_noise(call: Call) -> Step:
+    x = call.x
+    if not call.training:
+        return passthrough(x)
+    stddev = float(call.layer.stddev)
+    return passthrough(make(x.means, x.variances + stddev * stddev))

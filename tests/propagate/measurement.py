@@ -1,0 +1,111 @@
+"""The measurement ``propagate`` is checked against, and the error summaries.
+
+``keras_initlab.measure`` on every leaf layer (``layer_tree.leaf_layers``), with the
+surrogate loss ``L = mean_n sum_j y_nj u_nj``: ``u`` iid N(0, 1) of the output's shape passed
+as the targets, so ``dL/dy_out = u / N`` and every layer's gradient variance divided by the
+output's is what ``propagate`` predicts (relative to the output's gradient). Loaded by path
+(tests and ``benchmarks/bench_propagate.py``), so it is not collected as a test module.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+
+import keras_initlab
+from keras_initlab.layer_tree import leaf_layers
+
+
+def surrogate(y_true: Any, y_pred: Any) -> Any:
+    """Per sample ``sum_j y_j u_j`` (``u`` = the targets): ``dL/dy = u / N``."""
+    axes = list(range(1, len(y_pred.shape)))
+    return keras.ops.sum(y_pred * y_true, axis=axes)
+
+
+def measure(
+    model: Any, x: Any, *, mode: str = "inference", seed: int = 0, stride: int = 1
+) -> dict[str, dict]:
+    """``{layer path: record}`` of every ``stride``-th leaf layer and the last;
+    ``gradient_var`` relative to the model output's."""
+    out_shape = (x.shape[0], *model.outputs[0].shape[1:])
+    u = np.random.default_rng(seed + 10_000).standard_normal(out_shape).astype("float32")
+    leaves = [p for p, _ in leaf_layers(model)]
+    paths = leaves[::stride] + ([leaves[-1]] if (len(leaves) - 1) % stride else [])
+    records = keras_initlab.measure(model, (x, u), layers=paths, mode=mode, loss=surrogate)
+    # dL/dy_out = u / N: the output's gradient variance is Var(u) / N^2
+    reference = float(np.var(u.astype(np.float64))) / x.shape[0] ** 2
+    result = {}
+    for r in records:
+        row = dict(r)
+        row["gradient_var"] = r["gradient_var"] / reference
+        result[r["layer"]] = row
+    return result
+
+
+def measure_eager(model: Any, x: Any, *, seed: int = 0) -> dict[str, dict]:
+    """The same statistics from one eager pass under a ``tf.GradientTape`` (inference mode).
+
+    Each leaf layer's ``call`` is wrapped on the instance while the pass runs, to keep its
+    output; ``dL/dy`` is taken for every kept output with the same surrogate loss (summed,
+    so ``dL/dy_out = u`` and the gradient is divided by ``Var(u)``). This is the reference
+    ``measure()`` is checked against to 1e-4 (tests/callbacks/test_real_networks.py); it
+    skips the traced probe, whose tracing costs seconds on a 200-layer application model.
+    """
+    import tensorflow as tf
+
+    kept: dict[str, Any] = {}
+    wrapped = []
+    with tf.GradientTape() as tape:
+        for path, layer in leaf_layers(model):
+
+            def call(*args: Any, _original: Any = layer.call, _path: str = path, **kw: Any):
+                y = _original(*args, **kw)
+                if _path not in kept and isinstance(y, tf.Tensor):
+                    y = tf.identity(y)
+                    tape.watch(y)
+                    kept[_path] = y
+                return y
+
+            object.__setattr__(layer, "call", call)
+            wrapped.append(layer)
+        try:
+            y = model(x, training=False)
+        finally:
+            for layer in wrapped:
+                object.__delattr__(layer, "call")
+        u = tf.constant(np.random.default_rng(seed + 10_000).standard_normal(y.shape), y.dtype)
+        loss = tf.reduce_sum(y * u)
+    names = list(kept)
+    grads = tape.gradient(loss, [kept[n] for n in names])
+    reference = float(np.var(np.asarray(u, np.float64)))
+    result = {}
+    for name, g in zip(names, grads, strict=True):
+        a = np.asarray(kept[name], np.float64)
+        result[name] = {
+            "activation_mean": float(a.mean()),
+            "activation_var": float(a.var()),
+            "gradient_var": math.nan if g is None else float(np.var(np.asarray(g))) / reference,
+        }
+    return result
+
+
+def log_errors(report: Any, measured: dict[str, dict], key: str) -> dict[str, float]:
+    """``|log(predicted / measured)|`` per predicted layer present in both, both positive."""
+    out = {}
+    for row in report:
+        m = measured.get(row.layer)
+        if m is None or not row.predicted:
+            continue
+        p, v = getattr(row, key), m[key]
+        if p > 0 and v > 0 and math.isfinite(p) and math.isfinite(v):
+            out[row.layer] = abs(math.log(p / v))
+    return out
+
+
+def summary(errors: dict[str, float]) -> tuple[float, float]:
+    """(median, 90th percentile)."""
+    values = np.array(list(errors.values()))
+    return float(np.median(values)), float(np.quantile(values, 0.9))

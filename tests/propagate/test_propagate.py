@@ -1,0 +1,365 @@
+"""``propagate()`` against measurement (``keras_initlab.measure``).
+
+* Exact cases: linear layers on a *designed* input whose sample mean and covariance are
+  exactly the stated ones (centred orthonormal columns), so the measured statistics equal
+  their expectations up to float32 rounding: prediction and measurement agree to 1e-3 (a deep
+  orthogonal Dense stack with nonzero input mean, and Dense + Add of two independent inputs).
+* Each layer type after a Gaussian input, against a sampled measurement: the measurement is
+  repeated on ``CHUNKS`` independent batches and its standard error taken from their spread;
+  a prediction must lie within ``t * SE`` (Student's t at the suite's per-check alpha), plus a
+  stated model error where the rule is an approximation (``MODEL_ERROR``).
+* Layers no rule covers: listed, marked assumed, the prediction continues past them.
+* Real architectures on small inputs: median |log(predicted / measured)| <= log 1.25 and the
+  90th percentile <= log 2 for the activation and the gradient variance.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+from scipy import stats
+
+import keras_initlab
+from keras_initlab.measurement import Measurement
+from keras_initlab.testing import budget
+
+_spec = importlib.util.spec_from_file_location(
+    "propagate_measurement", Path(__file__).with_name("measurement.py")
+)
+assert _spec is not None
+assert _spec.loader is not None
+M = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(M)
+
+L = keras.layers
+KEYS = ("activation_mean", "activation_var", "gradient_var")
+CHUNKS, CHUNK = 64, 32  # independent measurements of CHUNK samples each
+T = float(stats.t.ppf(1.0 - budget().alpha / 2.0, CHUNKS - 1))
+
+
+# ------------------------------------------------------------------------ exact cases
+def _design(n: int, d: int, mean: float, var: float, seed: int) -> np.ndarray:
+    """n rows whose sample mean is ``mean`` and sample covariance ``var * I`` exactly."""
+    a = np.random.default_rng(seed).standard_normal((n, d))
+    q, _ = np.linalg.qr(a - a.mean(axis=0))  # orthonormal columns orthogonal to ones
+    return mean + math.sqrt(n * var) * q
+
+
+def _relative(model: Any, x: Any, u: np.ndarray) -> dict[str, dict]:
+    """Measured statistics, the gradient relative to Var(u) / N^2 (u designed: Var 1)."""
+    records = keras_initlab.measure(model, (x, u.astype("float32")), loss=M.surrogate)
+    scale = float(np.var(u)) / u.shape[0] ** 2
+    return {r["layer"]: {**r, "gradient_var": r["gradient_var"] / scale} for r in records}
+
+
+def test_a_deep_orthogonal_linear_stack_is_exact():
+    width, depth, n = 64, 6, 512
+    gains = [0.5, 1.0, 1.5, 2.0, 0.8, 1.2]
+    model = keras.Sequential(
+        [keras.Input((width,))]
+        + [
+            L.Dense(
+                width,
+                kernel_initializer=keras_initlab.Orthogonal(gain=g, seed=i),
+                use_bias=False,
+                name=f"d{i}",
+            )
+            for i, g in enumerate(gains[:depth])
+        ]
+    )
+    x = _design(n, width, 0.7, 2.0, seed=0).astype("float32")
+    u = _design(n, width, 0.0, 1.0, seed=1)
+    report = keras_initlab.propagate(model, input_mean=0.7, input_var=2.0)
+    measured = _relative(model, x, u)
+    scale = 1.0
+    for row, g in zip(report, gains, strict=True):
+        scale *= g * g
+        got = measured[row.layer]
+        # the variance: 2 * prod(g^2) from the covariance, plus the spread of unit means
+        for key in KEYS:
+            np.testing.assert_allclose(
+                getattr(row, key), got[key], rtol=1e-3, atol=1e-6, err_msg=f"{row.layer}.{key}"
+            )
+    assert report[0].activation_var > 2.0 * 0.25 * 0.999  # the covariance part alone
+    np.testing.assert_allclose(report[-1].gradient_var, 1.0)
+    np.testing.assert_allclose(report[0].gradient_var, scale / gains[0] ** 2, rtol=1e-4)
+
+
+def test_dense_plus_add_of_independent_inputs_is_exact():
+    n, d = 512, 32
+    both = _design(n, 2 * d, 0.0, 1.5, seed=2)  # the two halves: exactly uncorrelated
+    x1, x2 = both[:, :d].astype("float32"), both[:, d:].astype("float32")
+    i1, i2 = keras.Input((d,)), keras.Input((d,))
+    init = keras.initializers.RandomNormal(0.05, 0.2, seed=3)  # nonzero-mean weights
+    a = L.Dense(48, kernel_initializer=init, bias_initializer="ones", name="a")(i1)
+    b = L.Dense(48, kernel_initializer=init, name="b")(i2)
+    model = keras.Model([i1, i2], L.Add(name="add")([a, b]))
+    u = _design(n, 48, 0.0, 1.0, seed=4)
+    report = keras_initlab.propagate(model, input_var=1.5)
+    measured = _relative(model, [x1, x2], u)
+    for row in report:
+        for key in KEYS:
+            np.testing.assert_allclose(
+                getattr(row, key),
+                measured[row.layer][key],
+                rtol=1e-3,
+                atol=1e-6,
+                err_msg=f"{row.layer}.{key}",
+            )
+
+
+# ------------------------------------------------------------------------ each layer type
+def _conv_stack(layer: Any) -> list[Any]:
+    return [layer]
+
+
+# name -> (input shape, layers after the input, relative model error, why)
+CASES: dict[str, tuple[tuple[int, ...], Any, float]] = {
+    "dense_relu": ((64,), lambda: [L.Dense(48, activation="relu", bias_initializer="ones")], 0),
+    "dense_gelu": ((64,), lambda: [L.Dense(48, activation="gelu")], 0),
+    "einsum": ((6, 16), lambda: [L.EinsumDense("abc,cd->abd", (6, 24), bias_axes="d")], 0),
+    "conv_same_small_map": ((4, 4, 8), lambda: [L.Conv2D(16, 3, padding="same")], 0),
+    "conv_groups_strides": ((9, 9, 8), lambda: [L.Conv2D(8, 3, strides=2, groups=4)], 0),
+    "conv1d_causal": ((10, 6), lambda: [L.Conv1D(12, 3, padding="causal", dilation_rate=2)], 0),
+    "depthwise": ((6, 6, 8), lambda: [L.DepthwiseConv2D(3, padding="same", depth_multiplier=2)], 0),
+    "separable": ((6, 6, 8), lambda: [L.SeparableConv2D(12, 3, padding="same")], 0),
+    "transpose_strided": (
+        (5, 5, 8),
+        lambda: [L.Conv2DTranspose(6, 3, strides=2, padding="same")],
+        0,
+    ),
+    "activation_tanh": ((64,), lambda: [L.Activation("tanh")], 0),
+    "activation_hard_silu": ((64,), lambda: [L.Activation("hard_silu")], 0),
+    "relu6": ((64,), lambda: [L.ReLU(6.0)], 0),
+    "leaky_relu": ((64,), lambda: [L.LeakyReLU(0.2)], 0),
+    "elu": ((64,), lambda: [L.ELU()], 0),
+    "batchnorm_inference": ((6, 6, 8), lambda: [L.BatchNormalization()], 0),
+    "layernorm": ((5, 32), lambda: [L.LayerNormalization()], 0),
+    "maxpool_same": ((7, 7, 4), lambda: [L.ReLU(), L.MaxPooling2D(3, 2, padding="same")], 0),
+    "avgpool_same": ((7, 7, 4), lambda: [L.AveragePooling2D(3, 2, padding="same")], 0),
+    "global_average": ((5, 5, 8), lambda: [L.GlobalAveragePooling2D()], 0),
+    "global_max": ((6, 8), lambda: [L.GlobalMaxPooling1D()], 0),
+    "zero_padding": ((4, 4, 3), lambda: [L.ZeroPadding2D(((1, 2), (0, 1)))], 0),
+    "upsampling": ((3, 3, 4), lambda: [L.UpSampling2D(2)], 0),
+    "cropping": ((6, 6, 2), lambda: [L.Cropping2D(((1, 0), (2, 1)))], 0),
+    "flatten_dense": ((3, 3, 4), lambda: [L.Flatten(), L.Dense(8)], 0),
+    "permute_dense": ((4, 6), lambda: [L.Permute((2, 1)), L.Dense(5)], 0),
+    "reshape": ((4, 6), lambda: [L.Reshape((8, 3))], 0),
+    "repeat_vector": ((6,), lambda: [L.RepeatVector(3)], 0),
+    "rescaling": ((8,), lambda: [L.Rescaling(0.5, offset=1.0)], 0),
+    # finite width: gates share x, their pre-activations correlate ~ 1/sqrt(fan_in)
+    "lstm_step0": ((1, 256), lambda: [L.LSTM(32)], 3.0 / math.sqrt(256)),
+    "gru_step0": ((1, 256), lambda: [L.GRU(32)], 3.0 / math.sqrt(256)),
+    "simple_rnn_step0": ((1, 64), lambda: [L.SimpleRNN(32, return_sequences=True)], 0),
+}
+
+
+def _before(shape: tuple[int, ...]) -> Any:
+    """An identity Dense layer: its output gradient is the next layer's input gradient."""
+    return L.Dense(shape[-1], kernel_initializer="identity", use_bias=False, name="before")
+
+
+def _case_model(name: str) -> keras.Model:
+    shape, layers, _ = CASES[name]
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input(shape)
+    h = _before(shape)(inputs)  # its gradient: the layer's backward
+    for layer in layers():
+        h = layer(h)
+    return keras.Model(inputs, h)
+
+
+def _chunked(model: Any, mode: str = "inference", ids: int | None = None) -> dict[str, Any]:
+    """Per layer and key: (mean over CHUNKS measurements, standard error)."""
+    from keras_initlab.layer_tree import leaf_layers
+
+    rng = np.random.default_rng(11)
+    measurement = Measurement(
+        model, [p for p, _ in leaf_layers(model)], mode=mode, loss=M.surrogate
+    )
+    in_shape = (CHUNK, *model.inputs[0].shape[1:])
+    out_shape = (CHUNK, *model.outputs[0].shape[1:])
+    rows: dict[str, dict[str, list[float]]] = {}
+    for _ in range(CHUNKS):
+        if ids is None:
+            x = rng.standard_normal(in_shape).astype("float32")
+        else:
+            x = rng.integers(0, ids, in_shape)
+        u = rng.standard_normal(out_shape).astype("float32")
+        scale = 1.0 / CHUNK**2  # dL/dy = u / CHUNK, Var(u) = 1 in expectation
+        for r in measurement((x, u)):
+            row = rows.setdefault(r["layer"], {k: [] for k in KEYS})
+            for k in KEYS:
+                row[k].append(r[k] / scale if k == "gradient_var" else r[k])
+    return {
+        layer: {
+            k: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(CHUNKS)))
+            for k, v in row.items()
+        }
+        for layer, row in rows.items()
+    }
+
+
+def _check(report: Any, measured: dict[str, Any], model_error: float, skip=()) -> None:
+    for row in report:
+        if row.layer not in measured:
+            continue
+        for key in KEYS:
+            if (row.layer, key) in skip:
+                continue
+            value, se = measured[row.layer][key]
+            predicted = getattr(row, key)
+            bound = T * se + model_error * abs(predicted) + 1e-9
+            assert abs(predicted - value) <= bound, (
+                f"{row.layer}.{key}: predicted {predicted:.5g}, measured {value:.5g} "
+                f"+- {se:.2g} (bound {bound:.3g})"
+            )
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_layer_type_matches_a_sampled_measurement(name):
+    model = _case_model(name)
+    report = keras_initlab.propagate(model)
+    assert not report.assumed, report.assumed
+    _check(report, _chunked(model), CASES[name][2])
+
+
+def test_training_mode_batch_statistics_and_dropout():
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6, 6, 8))
+    h = _before(inputs.shape[1:])(inputs)
+    h = L.Conv2D(8, 3, padding="same", bias_initializer="ones")(h)
+    h = L.BatchNormalization(gamma_initializer="random_normal")(h)
+    model = keras.Model(inputs, L.Dropout(0.3)(L.ReLU()(h)))
+    report = keras_initlab.propagate(model, mode="training")
+    # batch statistics over CHUNK * 36 values per channel: O(1/n) departures (projections)
+    _check(report, _chunked(model, mode="training"), 3.0 / (CHUNK * 36))
+
+
+def test_embedding_with_uniform_token_ids():
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((4,), dtype="int32")
+    h = L.Embedding(50, 16, embeddings_initializer="random_uniform", name="emb")(inputs)
+    model = keras.Model(inputs, h)
+    report = keras_initlab.propagate(model)
+    assert "uniform" in report.by_layer()["emb"].note
+    _check(report, _chunked(model, ids=50), 0.0, skip={("emb", "gradient_var")})
+
+
+def test_multi_head_attention_near_uniform_attention():
+    keras.utils.set_random_seed(9)
+    inputs = keras.Input((16, 32))
+    h = _before(inputs.shape[1:])(inputs)
+    h = L.MultiHeadAttention(4, 8, name="mha")(h, h)
+    model = keras.Model(inputs, h)
+    report = keras_initlab.propagate(model)
+    rows = report.by_layer()
+    assert {"mha/query", "mha/key", "mha/value", "mha/attention_output"} <= set(rows)
+    measured = _chunked(model)
+    # forward, values and output: log-normal weights, E[p^2] = exp(s2)/T^2 to O(s2^2 + 1/T)
+    # (s2 ~ 0.25, T = 16); queries and keys are reached only through the softmax's backward,
+    # second order in the logits and kept to its leading term: within a factor 1.5
+    through_softmax = {(f"mha/{n}", "gradient_var") for n in ("query", "key")}
+    _check(report, measured, 0.25, skip={("before", "gradient_var"), *through_softmax})
+    for layer, key in through_softmax:
+        assert abs(math.log(getattr(rows[layer], key) / measured[layer][key][0])) <= math.log(
+            1.5
+        ), layer
+
+
+# ------------------------------------------------------------------------ unknown layers
+class Doubler(keras.layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+
+
+def test_an_unknown_layer_is_listed_and_prediction_continues_unchanged():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((32,))
+    h = L.Dense(32, name="d0")(inputs)
+    h = Doubler(name="double")(h)
+    model = keras.Model(inputs, L.Dense(16, name="d1")(h))
+    report = keras_initlab.propagate(model)
+    rows = report.by_layer()
+    assert [r.layer for r in report.assumed] == ["double"]
+    assert rows["double"].status == "assumed"
+    assert "no rule for Doubler" in rows["double"].note
+    assert "variance taken as unchanged" in rows["double"].note
+    assert rows["double"].activation_var == pytest.approx(rows["d0"].activation_var)
+    assert rows["d1"].predicted  # continues after it
+    text = str(report)
+    assert "assumed" in text
+    assert "double" in text
+    assert "Doubler" in text
+    assert repr(report) == "PropagateReport(3 layers, 1 assumed)"
+
+
+def test_arguments_are_checked():
+    model = keras.Sequential([keras.Input((3,)), L.Dense(2)])
+    with pytest.raises(ValueError, match="`mode`"):
+        keras_initlab.propagate(model, mode="train")
+    with pytest.raises(ValueError, match="`input_var`"):
+        keras_initlab.propagate(model, input_var=-1.0)
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    sub = Sub()
+    sub(np.zeros((1, 3), "float32"))
+    with pytest.raises((TypeError, ValueError), match="`model`"):
+        keras_initlab.propagate(sub)
+
+
+def test_nested_models_are_named_by_path():
+    inner = keras.Sequential(
+        [keras.Input((8,)), L.Dense(8, activation="relu", name="d")], name="enc"
+    )
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, L.Dense(2, name="out")(inner(inputs)))
+    assert [r.layer for r in keras_initlab.propagate(model)] == ["enc/d", "out"]
+
+
+# ------------------------------------------------------------------------ real architectures
+_aspec = importlib.util.spec_from_file_location(
+    "propagate_architectures", Path(__file__).with_name("architectures.py")
+)
+assert _aspec is not None
+assert _aspec.loader is not None
+A = importlib.util.module_from_spec(_aspec)
+_aspec.loader.exec_module(A)
+
+GOAL_MEDIAN, GOAL_P90 = math.log(1.25), math.log(2.0)
+SIZE, BATCH = 32, 16
+APPLICATIONS = ("mobilenetv2", "resnet50", "efficientnetb0")
+
+
+def _errors(name: str) -> dict[str, tuple[float, float]]:
+    keras.utils.set_random_seed(0)
+    model = A.MODELS[name](SIZE)
+    report = keras_initlab.propagate(model)
+    assert not report.assumed, [(r.layer, r.note) for r in report.assumed]
+    x = np.random.default_rng(0).standard_normal((BATCH, *A.input_shape(model)))
+    x = x.astype("float32")
+    # measure(): one traced probe pass; for the 150-250-layer applications its eager
+    # reference (equal to it to 1e-4, tests/callbacks) saves the tracing time.
+    measure = M.measure_eager if name in APPLICATIONS else M.measure
+    measured = measure(model, x)
+    return {key: M.summary(M.log_errors(report, measured, key)) for key in KEYS[1:]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(A.MODELS))
+def test_real_architectures_meet_the_goal(name):
+    """The issue's goal: median |log(pred / meas)| <= log 1.25, 90th percentile <= log 2,
+    for the activation variance and the gradient variance (ResNet50 included: in inference
+    mode at initialization its seed-to-seed spread is large, see the benchmark)."""
+    for key, (median, p90) in _errors(name).items():
+        assert median <= GOAL_MEDIAN, (name, key, median)
+        assert p90 <= GOAL_P90, (name, key, p90)
