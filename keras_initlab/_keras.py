@@ -78,8 +78,8 @@ __all__ = [
     "symbolic_build",
 ]
 
-SUPPORTED_KERAS = ">=3.8,<3.16"  # as in pyproject.toml
-CHECKED_ON = ("3.8.0", "3.15.1")
+SUPPORTED_KERAS = ">=3.12,<3.16"  # as in pyproject.toml
+CHECKED_ON = ("3.12.0", "3.15.1")
 
 _MISSING = object()
 _SAVED = "_keras_initlab_saved"  # on a wrapper: what the instance attribute was before it

@@ -24,12 +24,18 @@ _CONVS = (L.Conv1D, L.Conv2D, L.Conv3D)
 _TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
 _DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 _SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-_NORMALIZATION = (
-    L.BatchNormalization,
-    L.LayerNormalization,
-    L.GroupNormalization,
-    L.RMSNormalization,
-    L.SpectralNormalization,
+# The normalization layers of the installed Keras (RMSNormalization: Keras >= 3.9).
+NORMALIZATION_LAYERS = tuple(
+    getattr(L, name)
+    for name in (
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "UnitNormalization",
+        "RMSNormalization",
+        "SpectralNormalization",
+    )
+    if hasattr(L, name)
 )
 NORMALIZATION_REASON = "normalization layer: its scale, offset and statistics are not a kernel"
 CUSTOM_REASON = "weight of a layer type with no known kernel layout (a custom add_weight)"
@@ -202,7 +208,7 @@ def other_weights(model: Any) -> list[OtherWeight]:
         if id(variable) in covered:
             continue
         path, layer = owner.get(id(variable), (model.name, model))
-        reason = NORMALIZATION_REASON if isinstance(layer, _NORMALIZATION) else CUSTOM_REASON
+        reason = NORMALIZATION_REASON if isinstance(layer, NORMALIZATION_LAYERS) else CUSTOM_REASON
         rows.append(OtherWeight(layer, variable, reason, path))
     return rows
 

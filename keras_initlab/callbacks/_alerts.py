@@ -17,6 +17,9 @@ _RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "s
 _SQUASHING = {"tanh", "sigmoid", "hard_sigmoid", "softsign"}
 
 
+DEPTH_KINDS = ("activation_var", "gradient_var")  # alerts on a change across depth
+
+
 class VarianceWarning(UserWarning):
     """Category of the warnings a `VarianceMonitor` raises for its alerts."""
 
@@ -138,10 +141,17 @@ def check_depth(
     epoch: int,
     step: int,
     skip: Container[tuple[str, str]] = (),
+    reference: Any = None,
 ) -> list[Alert]:
     """Alerts for one record: ``rows`` are its per-layer dicts in forward order.
 
     An alert whose ``(kind, layer)`` is in ``skip`` (already reported) is not built again.
+
+    With a ``reference`` (`keras_initlab.callbacks._reference.Reference`: the variances a
+    healthy initialization of this architecture predicts), the profile judged is
+    ``measured / predicted`` per layer: an architecture that changes the variance by design
+    (pooling, BatchNorm, residual sums) gives a flat profile, and the alert names the layer
+    where measurement and prediction part, with advice from this model's own faults.
 
     The output layer (last row) is left out of the depth profile when there are at least three
     rows: its variance is set by the task (softmax, logits), not by the initialization.
@@ -165,6 +175,13 @@ def check_depth(
             if vanished is not None and (vanished.kind, vanished.layer) not in skip:
                 alerts.append(vanished)
         profile = [(r, v) for r, v in finite if v > 0]
+        if reference is not None:
+            predicted = reference.values(key)
+            profile = [
+                (r, v / predicted[r["layer"]])
+                for r, v in profile
+                if predicted.get(r["layer"], 0.0) > 0 and math.isfinite(predicted[r["layer"]])
+            ]
         if len(profile) < 2:
             continue
         values = [v for _, v in profile]
@@ -177,13 +194,22 @@ def check_depth(
         if (key, layer) in skip:
             continue
         grows = values[-1] > values[0]
-        fix = _suggest_fix([r for r, _ in profile], grows)
         trend = "grows" if grows else "shrinks"
+        if reference is None:
+            fix = _suggest_fix([r for r, _ in profile], grows)
+            what = f"{key.replace('_', ' ')} {trend} by a factor of {values[-1] / values[0]:.3g}"
+            where = f"largest single change x{steps[worst]:.3g}"
+        else:
+            fix = reference.fix(layer, grows)  # growth along the signal either way: too large
+            what = (
+                f"{key.replace('_', ' ')} {trend} against what a healthy "
+                f"({reference.scheme}) initialization of this architecture predicts, by a "
+                f"factor of {values[-1] / values[0]:.3g}"
+            )
+            where = f"measurement and prediction part most (x{steps[worst]:.3g})"
         message = (
-            f"VarianceMonitor: {key.replace('_', ' ')} {trend} by a factor of "
-            f"{values[-1] / values[0]:.3g} across depth ({direction}; max/min = {overall:.3g} > "
-            f"{factor:g}) at step {step}; largest single change x{steps[worst]:.3g} at layer "
-            f"{layer!r}. Likely fix: {fix}."
+            f"VarianceMonitor: {what} across depth ({direction}; max/min = {overall:.3g} > "
+            f"{factor:g}) at step {step}; {where} at layer {layer!r}. Likely fix: {fix}."
         )
         alerts.append(Alert(epoch, step, layer, key, overall, message, fix))
     return alerts

@@ -12,7 +12,7 @@ import keras
 
 from keras_initlab import _keras
 from keras_initlab._validation import check_positive, check_positive_int
-from keras_initlab.callbacks._alerts import Alert, VarianceWarning, check_depth
+from keras_initlab.callbacks._alerts import DEPTH_KINDS, Alert, VarianceWarning, check_depth
 from keras_initlab.measurement import DISTINCT_RTOL, MODES, RECORD_KEYS, Measurement, probe_data
 from keras_initlab.measurement._in_step import IN_STEP_COLUMNS, InStepTaps
 from keras_initlab.measurement._probe_data import check_probe, fit_probe, is_dataset
@@ -143,6 +143,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         self.alerts: list[Alert] = []
         self._alerted: set[tuple[str, str, str]] = set()  # (source, kind, layer)
         self._measurement: Measurement | None = None
+        self._references: dict[str, Any] = {}  # mode -> healthy Reference (or None)
         self._in_step_taps: Any = None
         self._train_function: Any = None
         self._probe_data: Any = None
@@ -168,6 +169,14 @@ class VarianceMonitor(keras.callbacks.Callback):
         """``(layer, source, reason)`` of each monitored layer that did not run (no records)."""
         return [] if self._measurement is None else self._measurement.skipped
 
+    def _reference(self, mode: str) -> Any:
+        """The healthy-initialization `Reference` of the model in ``mode`` (computed once)."""
+        if mode not in self._references:
+            from keras_initlab.callbacks._reference import healthy_reference
+
+            self._references[mode] = healthy_reference(self.model, self._probe_data[0], mode)
+        return self._references[mode]
+
     @property
     def _active(self) -> Measurement:
         if self._measurement is None:
@@ -188,6 +197,7 @@ class VarianceMonitor(keras.callbacks.Callback):
                 model, self.layers, mode=self.probe_mode, distinct_rtol=self.distinct_rtol
             )
             self._measurement = m
+            self._references = {}
         m.prepare(self._probe_data)
         m.attach()
         if self.in_step:
@@ -309,6 +319,20 @@ class VarianceMonitor(keras.callbacks.Callback):
             alerts = check_depth(
                 rows, self.alert_factor, epoch=self._epoch, step=step, skip=alerted
             )
+            if any(a.kind in DEPTH_KINDS for a in alerts):
+                # The variance changes across depth: judge it against what this architecture
+                # predicts for a healthy initialization (pooling, BatchNorm and residual sums
+                # change it by design).
+                reference = self._reference(rows[0]["mode"])
+                if reference is not None:
+                    alerts = check_depth(
+                        rows,
+                        self.alert_factor,
+                        epoch=self._epoch,
+                        step=step,
+                        skip=alerted,
+                        reference=reference,
+                    )
             for a in alerts:
                 self._alerted.add((source, a.kind, a.layer))
                 self.alerts.append(a)

@@ -28,6 +28,10 @@ from keras_initlab.text_table import format_table
 INSPECT_SAMPLES = 256  # inputs of the variance profile
 FREE_DIM = 16  # size given to a free (None) non-batch input dimension
 PROFILE_COLUMNS = ("layer", "activation_var", "gradient_var", "dead_fraction", "distinct_units")
+PREDICTION_COLUMNS = ("predicted_activation_var", "predicted_gradient_var", "parts")
+# Measured and predicted variance "part" when they differ by more than this factor: beyond
+# the finite-width spread of a healthy layer (see `keras_initlab.propagate`).
+PART_FACTOR = 2.0
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first bytes of an .h5 file
 _UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 
@@ -133,9 +137,15 @@ model file (.keras or .h5). Received: model='no_such_model.keras' (no such file)
 
 @dataclasses.dataclass
 class Profile:
-    """Per monitored layer (model order): the monitor's rows, and the verdict on them."""
+    """Per measured layer (model order): the measured rows, the prediction, the verdict.
+
+    ``predicted`` maps a layer to ``(activation_var, gradient_var)`` predicted by
+    `keras_initlab.propagate` for this input (gradients relative to the output's; the
+    measured gradients are shown relative to the last layer's for the comparison).
+    """
 
     rows: list[dict[str, Any]]
+    predicted: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     @property
     def activation_ratio(self) -> float:
@@ -154,12 +164,48 @@ class Profile:
             [],
         )
 
+    @property
+    def parted(self) -> list[str]:
+        """The layers where measurement and prediction differ by more than `PART_FACTOR`."""
+        return [r["layer"] for r in self.rows if self._parts(r)]
+
+    def _parts(self, row: dict[str, Any]) -> str:
+        if row["layer"] not in self.predicted:
+            return ""
+        act, grad = self.predicted[row["layer"]]
+        measured = (_f(row["activation_var"]), self._relative_gradient(row))
+        parts = [
+            name
+            for name, m, p in zip(("act", "grad"), measured, (act, grad), strict=True)
+            if math.isfinite(m) and m > 0 and p > 0 and abs(math.log(m / p)) > math.log(PART_FACTOR)
+        ]
+        return "+".join(parts)
+
+    def _relative_gradient(self, row: dict[str, Any]) -> float:
+        last = _f(self.rows[-1]["gradient_var"]) if self.rows else math.nan
+        return _f(row["gradient_var"]) / last if last > 0 else math.nan
+
     def __str__(self) -> str:
-        lines = format_table(PROFILE_COLUMNS, [[r[k] for k in PROFILE_COLUMNS] for r in self.rows])
+        columns = PROFILE_COLUMNS + (PREDICTION_COLUMNS if self.predicted else ())
+        table = []
+        for r in self.rows:
+            line = [r[k] for k in PROFILE_COLUMNS]
+            if self.predicted:
+                act, grad = self.predicted.get(r["layer"], (None, None))
+                line += [act, grad, self._parts(r)]
+            table.append(line)
+        lines = format_table(columns, table)
         lines.append(
             f"activation variance last/first: {self.activation_ratio:.4g}; gradient "
             f"variance first/last: {self.gradient_ratio:.4g}; verdict: {self.verdict}"
         )
+        if self.predicted:
+            parted = self.parted
+            lines.append(
+                f"measured and predicted (keras_initlab.propagate) part by more than "
+                f"{PART_FACTOR:g}x at {len(parted)} of {len(self.rows)} layers"
+                + (f": {', '.join(parted[:10])}" if parted else "")
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -219,4 +265,14 @@ def variance_profile(model: Any, *, samples: int = INSPECT_SAMPLES, seed: int = 
     if len(outputs) == 1:
         shape = (samples, *(FREE_DIM if d is None else int(d) for d in outputs[0].shape[1:]))
         probe = (probe_x, rng.standard_normal(shape).astype("float32"))
-    return Profile(measure(model, probe, loss=_surrogate_loss))
+    rows = measure(model, probe, loss=_surrogate_loss)
+    return Profile(rows, _prediction(model, x))
+
+
+def _prediction(model: Any, x: list[np.ndarray]) -> dict[str, tuple[float, float]]:
+    """`keras_initlab.propagate` on the profile's input statistics, per layer."""
+    from keras_initlab.propagate import propagate
+
+    first = np.asarray(x[0], np.float64)
+    report = propagate(model, input_mean=float(first.mean()), input_var=float(first.var()))
+    return {r.layer: (r.activation_var, r.gradient_var) for r in report if r.predicted}

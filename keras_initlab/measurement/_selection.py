@@ -18,6 +18,7 @@ import keras
 
 from keras_initlab._validation import unknown_name_message
 from keras_initlab.layer_tree import leaf_layers
+from keras_initlab.layer_weights import NORMALIZATION_LAYERS
 
 L = keras.layers
 ACTIVATION_LAYERS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Softmax)
@@ -30,18 +31,6 @@ MERGE_LAYERS = (
     L.Minimum,
     L.Concatenate,
     L.Dot,
-)
-NORMALIZATION_LAYERS = tuple(
-    getattr(L, name)
-    for name in (
-        "BatchNormalization",
-        "LayerNormalization",
-        "GroupNormalization",
-        "UnitNormalization",
-        "RMSNormalization",  # Keras >= 3.9
-        "SpectralNormalization",
-    )
-    if hasattr(L, name)
 )
 _MEASURED = ACTIVATION_LAYERS + MERGE_LAYERS + NORMALIZATION_LAYERS
 _ACTIVATION_LAYER_NAMES = {

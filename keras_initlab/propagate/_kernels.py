@@ -35,8 +35,10 @@ SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
 
 
 def kernel(variable: Any) -> np.ndarray:
-    """A kernel's current values in float64."""
-    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64)
+    """A kernel's current values in float64 (``.numpy()``: NumPy's ``__array__`` of a
+    TensorFlow variable warns under NumPy 2 inside a distribution scope, as in `fit`)."""
+    value = variable.numpy() if hasattr(variable, "numpy") else variable
+    return np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)
 
 
 def values(variable: Any) -> np.ndarray | None:

@@ -80,10 +80,11 @@ def _cdf(t: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + _erf(t / math.sqrt(2.0)))
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    import keras  # vectorized erf (NumPy has none)
+_ERF = np.vectorize(math.erf, otypes=[np.float64])  # NumPy has no erf; math.erf is exact
 
-    return np.asarray(keras.ops.convert_to_numpy(keras.ops.erf(np.asarray(x, np.float64))))
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.asarray(_ERF(np.asarray(x, np.float64)))
 
 
 def _relu(u: np.ndarray, s: np.ndarray, slope: float) -> tuple[np.ndarray, ...]:

@@ -26,6 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_initlab.propagate._kernels import kernel
 from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Call, Step
 
@@ -35,7 +36,7 @@ L = keras.layers
 def _values(variable: Any, default: float, channels: int) -> np.ndarray:
     if variable is None:
         return np.full(channels, default)
-    v = np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64).ravel()
+    v = kernel(variable).ravel()
     if v.size in (1, channels):
         return np.broadcast_to(v, (channels,))
     return np.full(channels, float(v.mean()))

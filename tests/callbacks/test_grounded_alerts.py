@@ -1,0 +1,142 @@
+"""Alerts judged against what a healthy initialization of the architecture predicts.
+
+Healthy real networks (their variance changes across depth by design: pooling, BatchNorm,
+residual sums) give no alert at step 0; planted faults are named at the layer where the
+measurement departs from the prediction, with advice from the model's own faults.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from keras_initlab import initialize, measure
+from keras_initlab.callbacks import VarianceMonitor
+from keras_initlab.callbacks._reference import healthy_reference
+
+pytestmark = pytest.mark.slow
+L = keras.layers
+N = 32
+
+
+def _step0_alerts(model, x, y, **kwargs):
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    monitor = VarianceMonitor((x, y), **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y, epochs=0, batch_size=len(x), verbose=0, callbacks=[monitor])
+    return monitor
+
+
+def _data(shape, classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, *shape)).astype("float32")
+    return x, keras.utils.to_categorical(rng.integers(0, classes, N), classes)
+
+
+def _mobilenet():
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10)
+    initialize(model, "he_normal", seed=0)
+    return model, (32, 32, 3)
+
+
+def _encoder():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 16))
+    h = inputs
+    for b in range(2):
+        attention = L.MultiHeadAttention(4, 8, name=f"mha{b}")(h, h)
+        h = L.LayerNormalization(name=f"ln{b}a")(h + attention)
+        f = L.Dense(16, name=f"fo{b}")(L.Dense(32, activation="relu", name=f"ff{b}")(h))
+        h = L.LayerNormalization(name=f"ln{b}b")(h + f)
+    out = L.Dense(10, activation="softmax")(L.GlobalAveragePooling1D()(h))
+    model = keras.Model(inputs, out)
+    # True fans for the attention kernels (Keras before 3.13 reads an EinsumDense kernel's
+    # fans off its shape: 4x too small a variance for these heads).
+    initialize(model, "glorot_normal", seed=0)
+    return model, (12, 16)
+
+
+def _tanh_mlp():
+    layers = [L.Dense(128, activation="tanh", name=f"h{i}") for i in range(12)]
+    model = keras.Sequential([keras.Input((128,)), *layers, L.Dense(10, activation="softmax")])
+    initialize(model, "glorot_normal", seed=0)
+    return model, (128,)
+
+
+@pytest.mark.parametrize("build", [_mobilenet, _encoder, _tanh_mlp])
+def test_no_alert_at_step0_on_healthy_networks(build):
+    model, shape = build()
+    x, y = _data(shape)
+    monitor = _step0_alerts(model, x, y)
+    assert [a.message for a in monitor.alerts] == []
+
+
+def test_the_reference_follows_the_measurement_on_mobilenet():
+    model, shape = _mobilenet()
+    x, y = _data(shape)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    records = measure(model, (x, y))
+    reference = healthy_reference(model, x, "inference")
+    assert reference is not None
+    assert reference.flagged == []  # initialize(model, "he_normal"): nothing to fix
+    ratios = [
+        r["activation_var"] / reference.activation_var[r["layer"]]
+        for r in records[:-1]
+        if reference.activation_var.get(r["layer"], 0) > 0
+    ]
+    assert len(ratios) > 0.9 * (len(records) - 1)
+    assert max(ratios) / min(ratios) <= 10.0  # the monitor's default alert factor
+
+
+def _separable_stack():
+    """Depthwise + pointwise blocks without BatchNorm, depthwise kernels on Keras' own fans."""
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((16, 16, 8))]
+    for i in range(6):
+        layers += [
+            L.DepthwiseConv2D(3, padding="same", name=f"dw{i}"),  # glorot_uniform, Keras' fans
+            L.Conv2D(8, 1, activation="relu", kernel_initializer="he_normal", name=f"pw{i}"),
+        ]
+    layers += [L.GlobalAveragePooling2D(), L.Dense(10, activation="softmax", name="out")]
+    return keras.Sequential(layers), (16, 16, 8)
+
+
+def _relu_mlp(kernel_initializer):
+    keras.utils.set_random_seed(0)
+    layers = [
+        L.Dense(128, activation="relu", kernel_initializer=kernel_initializer, name=f"h{i}")
+        for i in range(14)
+    ]
+    return keras.Sequential([keras.Input((128,)), *layers, L.Dense(10, activation="softmax")])
+
+
+PLANTED = {
+    # (model, input shape), the fault's direction, and what the advice must name
+    "keras_depthwise_fans": (_separable_stack, "too small", "dw0"),
+    "too_large_weights": (
+        lambda: (_relu_mlp(keras.initializers.RandomNormal(stddev=2 * (2 / 128) ** 0.5)), (128,)),
+        "too large",
+        "He",
+    ),
+    "xavier_under_relu": (lambda: (_relu_mlp("glorot_normal"), (128,)), "too small", "He"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(PLANTED))
+def test_a_planted_fault_is_named_where_measurement_and_prediction_part(fault):
+    build, direction, named = PLANTED[fault]
+    model, shape = build()
+    x, y = _data(shape)
+    monitor = _step0_alerts(model, x, y)
+    depth = [a for a in monitor.alerts if a.kind == "activation_var"]
+    assert len(depth) == 1, [a.message for a in monitor.alerts]
+    alert = depth[0]
+    assert "healthy" in alert.message
+    assert direction in alert.fix
+    assert named in alert.fix
+    assert alert.layer in {r["layer"] for r in monitor.records}
