@@ -155,6 +155,24 @@ def test_a_loss_of_ones_own_without_compiling(data):
     assert getattr(fresh, "optimizer", None) is None  # still not compiled
 
 
+def test_a_weightless_first_layer_gets_its_gradient():
+    """An input Rescaling computes from no watched tensor; its gradient is still dL/dy."""
+    x = keras.Input((8,))
+    h = L.Rescaling(2.0, name="scale")(x)
+    out = L.Dense(4, kernel_initializer=HeNormal(seed=0), name="d")(h)
+    model = keras.Model(x, out)
+    model.compile(loss="mse")
+    rng = np.random.default_rng(0)
+    xs, ys = rng.standard_normal((32, 8)).astype("float32"), np.zeros((32, 4), "float32")
+    records = {r["layer"]: r for r in measure(model, (xs, ys), layers=["scale", "d"])}
+    t = tf.constant(2.0 * xs)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        loss = keras.losses.MeanSquaredError()(ys, model.get_layer("d")(t))
+    g = np.asarray(tape.gradient(loss, t), np.float64)
+    assert records["scale"]["gradient_var"] == pytest.approx(g.var(), rel=1e-5)
+
+
 def test_forward_only_without_targets(data):
     x, _ = data
     records = measure(residual_model(), x)

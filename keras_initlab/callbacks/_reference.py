@@ -6,7 +6,7 @@ no fault by itself; a variance that departs from what the architecture predicts 
 healthy initialization is. The reference is `keras_initlab.propagate` on a copy of the
 model (same architecture) in which every layer whose weights fit none of the schemes that
 suit the activation its output meets (`healthy_schemes`: He before a ReLU-family
-activation, Glorot or LeCun before tanh/sigmoid, any of them before none; judged by
+activation, Glorot, LeCun or He otherwise; judged by
 `keras_initlab.audit` on true fans) is re-drawn by the first of them; layers that fit keep
 their weights. The input mean and variance are the probe's. The advice comes from this
 model: the weights that fit no healthy scheme (e.g. depthwise kernels on Keras' own fans),
@@ -34,18 +34,19 @@ _FIX_SCHEME = {
 def healthy_schemes(activation: str | None) -> tuple[str, ...]:
     """The schemes that keep the variance through ``activation``, the first preferred.
 
-    He before a ReLU-family activation; Glorot (or LeCun) before tanh/sigmoid; before no
-    activation LeCun, Glorot or He (a linear layer's scale is set by what follows, e.g. a
-    BatchNorm or a residual sum, within that factor of 2).
+    He before a ReLU-family activation (half the signal is cut); before tanh/sigmoid Glorot,
+    LeCun or He (tanh's own gain, 5/3, lies between; a sigmoid gate such as a squeeze-excite
+    block's is commonly He-initialized); before no activation LeCun, Glorot or He (a linear
+    layer's scale is set by what follows, a BatchNorm or a residual sum, within that factor).
 
     Example:
     >>> healthy_schemes("relu"), healthy_schemes("tanh")
-    (('he_normal',), ('glorot_normal', 'lecun_normal'))
+    (('he_normal',), ('glorot_normal', 'lecun_normal', 'he_normal'))
     """
     if activation in _RELU_FAMILY:
         return ("he_normal",)
     if activation in _SQUASHING:
-        return ("glorot_normal", "lecun_normal")
+        return ("glorot_normal", "lecun_normal", "he_normal")
     return ("lecun_normal", "glorot_normal", "he_normal")
 
 

@@ -196,6 +196,10 @@ def _pass(
     RECORDERS.append(recorder)
     try:
         with tf.GradientTape() as tape:
+            # The tape records an op only when it reads a watched tensor: without the inputs
+            # watched, a weightless layer before the first weighted one (an input Rescaling)
+            # would be off the tape and get a zero gradient.
+            tape.watch([t for t in tf.nest.flatten(x) if t is not None and t.dtype.is_floating])
             y_pred = model(x, training=training)
             loss = None
             if y is not None:
