@@ -29,7 +29,8 @@ The private uses, and why no public API does the job:
   (and the graph op type it falls back to): the cross-entropies read the logits there.
 * ``tf.__internal__.EagerTensor``: telling an eager tensor from a graph tensor.
 * Instance attributes set with ``object.__setattr__`` (``call``, ``train_step``,
-  ``activation``): Keras' attribute tracking must not see them.
+  ``activation``, the per-model cache of traced measurements): Keras' attribute tracking
+  must not see them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "compiled_loss",
     "compute_loss",
     "fit_batch",
+    "instance_cache",
     "is_built",
     "is_graph_tensor",
     "is_patched",
@@ -196,6 +198,19 @@ def swapped_attribute(obj: Any, name: str, value: Any) -> Iterator[None]:
             object.__delattr__(obj, name)
         else:
             object.__setattr__(obj, name, saved)
+
+
+def instance_cache(obj: Any, name: str) -> dict[Any, Any]:
+    """A dict kept on ``obj`` itself (untracked by Keras, not saved), created on first use.
+
+    What it holds lives as long as ``obj`` and no longer (a reference cycle through ``obj``
+    is collected with it), unlike a global cache keyed on ``obj``.
+    """
+    cache = vars(obj).get(name)
+    if cache is None:
+        cache = {}
+        object.__setattr__(obj, name, cache)
+    return cache
 
 
 def patch_train_step(model: Any, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Any:
