@@ -16,8 +16,8 @@ repetitions of a ratio (or cost) taken within one repetition:
 * ``record/step``: that epoch-end work over one plain training step of the same batch.
 
 The small models (a 12 x 128 MLP, a 3-conv CNN) fit EPOCHS + 1 epochs of 64 steps of 64;
-the keras.applications models (weights=None, 64 x 64 x 3, 10 classes) fit APP_EPOCHS epochs
-of APP_STEPS steps of APP_BATCH, with fewer repetitions (``--app-repeats``).
+the keras.applications models (weights=None, 64 x 64 x 3, 10 classes, logits out) fit
+APP_EPOCHS epochs of APP_STEPS steps of APP_BATCH, with fewer repetitions (``--app-repeats``).
 
     python benchmarks/bench_monitor.py [--repeats 5] [--app-repeats 1] [--models mlp,cnn,...]
 """
@@ -75,7 +75,9 @@ def small_cnn() -> keras.Model:
 
 def application(name: str):
     def make() -> keras.Model:
-        return getattr(keras.applications, name)(weights=None, input_shape=(64, 64, 3), classes=10)
+        return getattr(keras.applications, name)(
+            weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
+        )
 
     return make
 
