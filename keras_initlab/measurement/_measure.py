@@ -238,7 +238,9 @@ def measure(
 
     plus ``dead_fraction`` (share of units, the last axis, that output 0 on the whole
     probe), ``distinct_units`` (units whose output columns differ by more than
-    ``distinct_rtol`` relative: 1 after a constant initialization), ``saturation_fraction``
+    ``distinct_rtol`` relative: 1 after a constant initialization; compared on a sketch of
+    the rows for layers with many probe rows, with the error stated in
+    `keras_initlab.measurement._distinct`), ``saturation_fraction``
     (tanh/sigmoid outputs within 0.01 of a bound) and ``non_finite_weights``. Sums are taken
     on device in float64 and combined across replicas before any variance is formed.
 
