@@ -13,7 +13,13 @@ repetitions of a ratio (or cost) taken within one repetition:
 * ``record``: the monitor's own epoch-end work in milliseconds (a clock callback before and
   one after it), and as a share of a plain epoch: the low-noise view of the default cost.
 
-    python benchmarks/bench_monitor.py [--repeats 5]
+* ``record/step``: that epoch-end work over one plain training step of the same batch.
+
+The small models (a 12 x 128 MLP, a 3-conv CNN) fit EPOCHS + 1 epochs of 64 steps of 64;
+the keras.applications models (weights=None, 64 x 64 x 3, 10 classes, logits out) fit
+APP_EPOCHS epochs of APP_STEPS steps of APP_BATCH, with fewer repetitions (``--app-repeats``).
+
+    python benchmarks/bench_monitor.py [--repeats 5] [--app-repeats 1] [--models mlp,cnn,...]
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 EPOCHS = 5
 BATCH = 64
 SAMPLES = 4096
+APP_EPOCHS = 3
+APP_BATCH = 16
+APP_STEPS = 50
 
 
 def deep_mlp() -> keras.Model:
@@ -64,10 +73,30 @@ def small_cnn() -> keras.Model:
     )
 
 
-def data(model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+def application(name: str):
+    def make() -> keras.Model:
+        return getattr(keras.applications, name)(
+            weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
+        )
+
+    return make
+
+
+# name: (make, epochs of the fit, batch, samples)
+MODELS = {
+    "mlp": (deep_mlp, EPOCHS + 1, BATCH, SAMPLES),
+    "cnn": (small_cnn, EPOCHS + 1, BATCH, SAMPLES),
+    **{
+        name.lower(): (application(name), APP_EPOCHS, APP_BATCH, APP_STEPS * APP_BATCH)
+        for name in ("MobileNetV2", "EfficientNetB0", "ResNet50")
+    },
+}
+
+
+def data(model: keras.Model, samples: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(SAMPLES, *model.input_shape[1:])).astype("float32")
-    return x, rng.integers(0, 10, size=(SAMPLES,))
+    x = rng.normal(size=(samples, *model.input_shape[1:])).astype("float32")
+    return x, rng.integers(0, 10, size=(samples,))
 
 
 class Clock(keras.callbacks.Callback):
@@ -81,25 +110,25 @@ class Clock(keras.callbacks.Callback):
         self.ends.append(time.process_time())
 
 
-def run(make, callbacks_of) -> dict[str, float]:
-    """One fit of EPOCHS + 1 epochs: its CPU times (see the module docstring)."""
+def run(make, callbacks_of, epochs: int, batch: int, samples: int) -> dict[str, float]:
+    """One fit of ``epochs`` epochs: its CPU times (see the module docstring)."""
     model = make()
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
-    x, y = data(model)
+    x, y = data(model, samples)
     before, after = Clock(), Clock()  # around the other callbacks
     start = time.process_time()
     model.fit(
         x,
         y,
-        batch_size=BATCH,
-        epochs=EPOCHS + 1,
+        batch_size=batch,
+        epochs=epochs,
         verbose=0,
         callbacks=[before, *callbacks_of(x, y), after],
     )
-    epochs = [b - a for a, b in zip(after.ends, after.ends[1:], strict=False)]
+    epoch_times = [b - a for a, b in zip(after.ends, after.ends[1:], strict=False)]
     records = [b - a for a, b in zip(before.ends, after.ends, strict=True)]
     return {
-        "epoch": statistics.median(epochs),
+        "epoch": statistics.median(epoch_times),
         "fit": after.ends[-1] - start,
         "record": statistics.median(records),
     }
@@ -118,14 +147,20 @@ CONFIGS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--app-repeats", type=int, default=1)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--configs", default=",".join(CONFIGS))
     args = parser.parse_args()
-    for name, make in (("deep_mlp", deep_mlp), ("small_cnn", small_cnn)):
+    configs = {c: CONFIGS[c] for c in ["plain", *args.configs.split(",")] if c in CONFIGS}
+    for name in args.models.split(","):
+        make, epochs, batch, samples = MODELS[name]
+        repeats = args.repeats if name in ("mlp", "cnn") else args.app_repeats
         ratios: dict[str, dict[str, list[float]]] = {
-            c: {"epoch": [], "fit": [], "record": []} for c in CONFIGS if c != "plain"
+            c: {"epoch": [], "fit": [], "record": []} for c in configs if c != "plain"
         }
         plain_epochs = []
-        for _ in range(args.repeats):
-            times = {config: run(make, callbacks_of) for config, callbacks_of in CONFIGS.items()}
+        for _ in range(repeats):
+            times = {c: run(make, cb, epochs, batch, samples) for c, cb in configs.items()}
             base = times.pop("plain")
             plain_epochs.append(base["epoch"])
             for config, t in times.items():
@@ -133,9 +168,11 @@ def main() -> None:
                 ratios[config]["fit"].append(t["fit"] / base["fit"])
                 ratios[config]["record"].append(t["record"] - base["record"])
         epoch = statistics.median(plain_epochs)
+        steps = samples // batch
         print(
-            f"{name}: plain epoch {epoch:.3f} s CPU ({SAMPLES // BATCH} steps), fit of "
-            f"{EPOCHS + 1} epochs; medians over {args.repeats} repetitions:"
+            f"{name}: plain epoch {epoch:.3f} s CPU ({steps} steps of {batch}), fit of "
+            f"{epochs} epochs; medians over {repeats} repetitions:",
+            flush=True,
         )
         for config, r in ratios.items():
             lo, hi = min(r["epoch"]), max(r["epoch"])
@@ -143,7 +180,9 @@ def main() -> None:
             print(
                 f"  {config:18s} epoch {statistics.median(r['epoch']):.3f}x "
                 f"(range {lo:.3f}-{hi:.3f})  fit {statistics.median(r['fit']):.3f}x  "
-                f"record {1000 * record:.1f} ms = {record / epoch:.1%} of an epoch"
+                f"record {1000 * record:.1f} ms = {record / epoch:.1%} of an epoch "
+                f"= {record / (epoch / steps):.2f} steps",
+                flush=True,
             )
 
 

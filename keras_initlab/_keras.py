@@ -34,7 +34,8 @@ The private uses, and why no public API does the job:
 * ``MultiHeadAttention._softmax``: its Softmax sublayer (the dense sublayers are public).
 * ``tf.__internal__.EagerTensor``: telling an eager tensor from a graph tensor.
 * Instance attributes set with ``object.__setattr__`` (``call``, ``train_step``,
-  ``activation``): Keras' attribute tracking must not see them.
+  ``activation``, the per-model cache of traced measurements): Keras' attribute tracking
+  must not see them.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ __all__ = [
     "compute_loss",
     "fit_batch",
     "functional_calls",
+    "instance_cache",
     "is_built",
     "is_functional",
     "is_graph_tensor",
@@ -206,6 +208,19 @@ def swapped_attribute(obj: Any, name: str, value: Any) -> Iterator[None]:
             object.__delattr__(obj, name)
         else:
             object.__setattr__(obj, name, saved)
+
+
+def instance_cache(obj: Any, name: str) -> dict[Any, Any]:
+    """A dict kept on ``obj`` itself (untracked by Keras, not saved), created on first use.
+
+    What it holds lives as long as ``obj`` and no longer (a reference cycle through ``obj``
+    is collected with it), unlike a global cache keyed on ``obj``.
+    """
+    cache = vars(obj).get(name)
+    if cache is None:
+        cache = {}
+        object.__setattr__(obj, name, cache)
+    return cache
 
 
 def patch_train_step(model: Any, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Any:

@@ -192,8 +192,8 @@ class VarianceMonitor(keras.callbacks.Callback):
         _keras.quiet_retracing_warnings("make_probe_function", "InStepTaps")
         self._probe_data = probe_data(self.probe if self.probe is not None else fit_probe())
         m = self._measurement
-        if m is None or m.model is not model:  # a later `fit` reuses the traced probe
-            m = Measurement(
+        if m is None or m.model is not model:  # monitors and fits of a model share one trace
+            m = Measurement.shared(
                 model, self.layers, mode=self.probe_mode, distinct_rtol=self.distinct_rtol
             )
             self._measurement = m

@@ -8,6 +8,7 @@ from typing import Any
 
 import keras
 
+from keras_initlab import _keras
 from keras_initlab._validation import check_choice, check_positive
 from keras_initlab.measurement import _probe_data, _routing, _selection
 from keras_initlab.measurement._probe import COLUMNS, make_probe_function
@@ -67,6 +68,34 @@ class Measurement:
         self.distinct_rtol = check_positive("distinct_rtol", distinct_rtol)
         self._ready = False
         self._attached = False
+
+    @classmethod
+    def shared(
+        cls,
+        model: Any,
+        layers: Iterable[Any] | None = None,
+        *,
+        mode: str = "inference",
+        distinct_rtol: float = DISTINCT_RTOL,
+    ) -> Measurement:
+        """The `Measurement` of ``model`` with these settings, made once per model.
+
+        Kept on the model (it lives as long as the model does), so every monitor and every
+        `fit` of one model reuse one traced probe pass (traced again only for a probe of a
+        new shape). Layers are told apart by name or by identity.
+        """
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                f"Argument `model` must be a Keras model. Received: model={type(model).__name__}"
+            )
+        names = (
+            None if layers is None else tuple(x if isinstance(x, str) else id(x) for x in layers)
+        )
+        key = (names, mode, float(distinct_rtol))
+        cache = _keras.instance_cache(model, "_keras_initlab_measurements")
+        if key not in cache:
+            cache[key] = cls(model, layers, mode=mode, distinct_rtol=distinct_rtol)
+        return cache[key]
 
     def __repr__(self) -> str:
         return f"Measurement(model={self.model.name!r}, layers={self.layers}, mode={self.mode!r})"
@@ -209,7 +238,9 @@ def measure(
 
     plus ``dead_fraction`` (share of units, the last axis, that output 0 on the whole
     probe), ``distinct_units`` (units whose output columns differ by more than
-    ``distinct_rtol`` relative: 1 after a constant initialization), ``saturation_fraction``
+    ``distinct_rtol`` relative: 1 after a constant initialization; compared on a sketch of
+    the rows for layers with many probe rows, with the error stated in
+    `keras_initlab.measurement._distinct`), ``saturation_fraction``
     (tanh/sigmoid outputs within 0.01 of a bound) and ``non_finite_weights``. Sums are taken
     on device in float64 and combined across replicas before any variance is formed.
 

@@ -23,7 +23,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_initlab import _keras
-from keras_initlab.measurement._distinct import distinct_consts, has_twin
+from keras_initlab.measurement._distinct import (
+    distinct_consts,
+    has_twin,
+    sketch_rows,
+    uses_sketch,
+)
 from keras_initlab.measurement._routing import RECORDERS, route_output
 from keras_initlab.measurement._sums import (
     Sums,
@@ -269,7 +274,9 @@ def _layer_sums(
 
     Per layer: count and saturated count; the sum and the sum of squares of the outputs
     (with gradients: of the outputs and of their gradients, as a pair); the Gram matrix of
-    its units (at most ``max_units``) or their sums of squares. Per kernel: its gradient.
+    its units (at most ``max_units``; of a sketch of its rows and their sums of squares for a
+    layer with many probe rows, see `_distinct`) or their sums of squares. Per kernel: its
+    gradient.
     """
     calls, tap_grads = seen["calls"], seen["grads"]
     with_grads = tap_grads is not None
@@ -282,6 +289,8 @@ def _layer_sums(
     second: list[Any] = [none_seen] * n_layers
     units: list[Any] = [0] * n_layers
     gram = [False] * n_layers
+    sketched = [False] * n_layers  # the Gram matrix is that of a row sketch (`_distinct`)
+    sketch_consts: dict[Any, Any] = {}
     # Per seen layer, in order: the Gram matrix of its units or their sums of squares.
     unit_sums: list[tf.Tensor] = []
     for i, outs in enumerate(calls):
@@ -305,16 +314,22 @@ def _layer_sums(
         n_a = a.shape.num_elements()
         count[i] = float(n_a) if n_a is not None else tf.cast(tf.size(a), tf.float64)
         u = a.shape[-1]
+        per_unit = tf.reduce_sum(a * a, sums.axes(0, 1))
         if u is not None and u <= max_units:
             gram[i] = True
-            unit_sums.append(tf.matmul(a, a, transpose_a=True))
+            if uses_sketch(a.shape[0]):  # the sketch (added across replicas), the squares
+                sketched[i] = True
+                unit_sums += [sketch_rows(a, sketch_consts), per_unit]
+            else:
+                unit_sums.append(tf.matmul(a, a, transpose_a=True))
         else:
-            unit_sums.append(tf.reduce_sum(a * a, sums.axes(0, 1)))
-        units[i] = u if u is not None else tf.size(unit_sums[-1])
+            unit_sums.append(per_unit)
+        units[i] = u if u is not None else tf.size(per_unit)
     scale = seen["scale"]
     found = {
         "units": units,
         "gram": gram,
+        "sketched": sketched,
         "grads": with_grads,
         "scaled": scale is not None,
         "gradient_of": seen["gradient_of"],
@@ -366,7 +381,13 @@ def _statistics(
     squares_per_unit, twins = [], []
     it = iter(totals["units"])
     for i in range(n_layers):
-        if gram[i]:
+        if gram[i] and layout["sketched"][i]:
+            b, exact = next(it), next(it)
+            g = tf.matmul(b, b, transpose_a=True)
+            norms = tf.raw_ops.MatrixDiagPartV3(input=g, k=consts["k0"], padding_value=zero)
+            twins.append(has_twin(g, norms, consts, exact))
+            squares_per_unit.append(exact)
+        elif gram[i]:
             g = next(it)
             norms = tf.raw_ops.MatrixDiagPartV3(input=g, k=consts["k0"], padding_value=zero)
             twins.append(has_twin(g, norms, consts))
