@@ -143,6 +143,8 @@ def reference_function(
     @tf.function
     def run(x: Any, y: Any) -> Any:
         with tf.GradientTape(persistent=True) as tape:
+            # Watched inputs: a weightless layer before the first weight is on the tape too.
+            tape.watch([t for t in tf.nest.flatten(x) if t.dtype.is_floating])
             y_pred = model(x, training=training)
             loss = model.compute_loss(x, y, y_pred, training=training)
         grads = {}
