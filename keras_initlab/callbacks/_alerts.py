@@ -13,8 +13,9 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "prelu"}
-_SQUASHING = {"tanh", "sigmoid", "hard_sigmoid", "softsign"}
+# Activations by how they treat the variance (read by the advice here and in _reference).
+RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "prelu"}
+SQUASHING = {"tanh", "sigmoid", "hard_sigmoid", "softsign"}
 
 
 DEPTH_KINDS = ("activation_var", "gradient_var")  # alerts on a change across depth
@@ -59,9 +60,9 @@ def _suggest_fix(rows: Sequence[dict[str, Any]], grows: bool) -> str:
             "depthwise kernels have fan_in = prod(kernel_size), not kernel_size x channels: "
             "use a keras_initlab initializer (true fans) or keras_initlab.initialize(model, ...)"
         )
-    if activations & _RELU_FAMILY:
+    if activations & RELU_FAMILY:
         fixes.append("ReLU-family layers: use He (Kaiming) initialization, Var(W) = 2/fan_in")
-    if activations & _SQUASHING:
+    if activations & SQUASHING:
         fixes.append("tanh/sigmoid layers: use Glorot (Xavier), Var(W) = 2/(fan_in + fan_out)")
     if not fixes:
         fixes.append(

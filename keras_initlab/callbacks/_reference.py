@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-_RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "prelu"}
-_SQUASHING = {"tanh", "sigmoid", "hard_sigmoid", "softsign"}
+from keras_initlab.callbacks._alerts import RELU_FAMILY, SQUASHING
+
 _FIX_SCHEME = {
     "he_normal": "He (Kaiming), Var(W) = 2/fan_in, for ReLU-family layers",
     "glorot_normal": "Glorot (Xavier), Var(W) = 2/(fan_in + fan_out), for tanh/sigmoid layers",
@@ -43,9 +43,9 @@ def healthy_schemes(activation: str | None) -> tuple[str, ...]:
     >>> healthy_schemes("relu"), healthy_schemes("tanh")
     (('he_normal',), ('glorot_normal', 'lecun_normal', 'he_normal'))
     """
-    if activation in _RELU_FAMILY:
+    if activation in RELU_FAMILY:
         return ("he_normal",)
-    if activation in _SQUASHING:
+    if activation in SQUASHING:
         return ("glorot_normal", "lecun_normal", "he_normal")
     return ("lecun_normal", "glorot_normal", "he_normal")
 
@@ -142,7 +142,7 @@ def healthy_reference(model: Any, x: Any, mode: str) -> Reference | None:
 
     from keras_initlab.audit import audit
     from keras_initlab.initialize import initialize
-    from keras_initlab.layer_tree import walk
+    from keras_initlab.layer_tree import leaf_layers, walk
     from keras_initlab.measurement._selection import kernel_of
     from keras_initlab.propagate import propagate
 
@@ -152,11 +152,12 @@ def healthy_reference(model: Any, x: Any, mode: str) -> Reference | None:
         return None
     met = _met_activations(model)
     originals = dict(walk(model))
+    leaves = {id(layer) for _, layer in leaf_layers(clone)}
     schemes: dict[str, str] = {}
     flagged: list[tuple[str, float]] = []
     for seed, (path, layer) in enumerate(walk(clone)):
         original = originals.get(path)
-        if original is None or kernel_of(layer) is None or _keras_children(layer):
+        if original is None or kernel_of(layer) is None or id(layer) not in leaves:
             continue
         candidates = healthy_schemes(met.get(id(original)))
         audits = [audit(original, scheme) for scheme in candidates]
@@ -176,11 +177,3 @@ def healthy_reference(model: Any, x: Any, mode: str) -> Reference | None:
     act = {r.layer: r.activation_var for r in report if r.predicted}
     grad = {r.layer: r.gradient_var for r in report if r.predicted}
     return Reference(schemes, act, grad, flagged)
-
-
-def _keras_children(layer: Any) -> bool:
-    import keras
-
-    from keras_initlab import _keras
-
-    return bool(_keras.child_layers(layer)) and not isinstance(layer, keras.layers.RNN)

@@ -31,6 +31,7 @@ from keras_initlab.measurement._distinct import (
 )
 from keras_initlab.measurement._routing import RECORDERS, route_output
 from keras_initlab.measurement._sums import (
+    SATURATING,
     Sums,
     as_rows,
     flat64,
@@ -51,7 +52,6 @@ COLUMNS = (
     "saturation_fraction",
     "non_finite_weights",
 )
-_SATURATING = ("tanh", "sigmoid", "hard_sigmoid")
 
 
 class _ProbeRecorder:
@@ -309,7 +309,7 @@ def _layer_sums(
                 flat = tf.reshape(a, (-1,))
                 pair = tf.stack([flat, tf.concat([flat64(t) for t in gs], 0)])
             first[i], second[i] = sums.sum_and_squares(pair, batch=True)
-        if activations[i] in _SATURATING:
+        if activations[i] in SATURATING:
             saturated[i] = saturated_count(a, activations[i])
         n_a = a.shape.num_elements()
         count[i] = float(n_a) if n_a is not None else tf.cast(tf.size(a), tf.float64)

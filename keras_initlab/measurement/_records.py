@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keras_initlab.measurement._probe import COLUMNS
+from keras_initlab.measurement._sums import SATURATING
 
 RECORD_KEYS = (
     "epoch",
@@ -27,7 +28,6 @@ RECORD_KEYS = (
     "gradient_of",
     *COLUMNS,
 )
-_SATURATING = {"tanh", "sigmoid", "hard_sigmoid"}
 _GRADIENT_KEYS = {"gradient_var", "weight_grad_var"}
 _INT_KEYS = ("distinct_units", "non_finite_weights")
 
@@ -54,7 +54,7 @@ class RecordTable:
         ]
         self._unused = [
             (set() if kernel is not None else {"weight_var", "weight_grad_var"})
-            | (set() if activation in _SATURATING else {"saturation_fraction"})
+            | (set() if activation in SATURATING else {"saturation_fraction"})
             for kernel, activation in zip(kernels, activations, strict=True)
         ]
         # (path, source, reason) of each layer that did not run and has no records.

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 # A tanh/sigmoid output within this distance of its bound counts as saturated.
 SATURATION_MARGIN = 0.01
+# The activations whose saturation is counted.
+SATURATING = ("tanh", "sigmoid", "hard_sigmoid")
 
 
 def to64(t: Any) -> tf.Tensor:
