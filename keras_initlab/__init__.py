@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type 
     from keras_initlab.lsuv import LSUV, LSUVLayer, LSUVReport, LSUVWarning, lsuv
     from keras_initlab.measurement import Measurement, measure
     from keras_initlab.propagate import PropagateReport, PropagateRow, propagate
+    from keras_initlab.residual import ResidualBlock, ResidualReport, UnresolvedSum, residual_blocks
     from keras_initlab.schemes import SCHEMES, get_scheme
 
 __version__ = "0.1.0"
@@ -78,6 +79,12 @@ _MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provid
     "keras_initlab.lsuv": ("LSUV", "LSUVLayer", "LSUVReport", "LSUVWarning", "lsuv"),
     "keras_initlab.measurement": ("Measurement", "measure"),
     "keras_initlab.propagate": ("PropagateReport", "PropagateRow", "propagate"),
+    "keras_initlab.residual": (
+        "ResidualBlock",
+        "ResidualReport",
+        "UnresolvedSum",
+        "residual_blocks",
+    ),
     "keras_initlab.schemes": ("SCHEMES", "get_scheme"),
 }
 _SUBPACKAGES = ("callbacks", "initializers", "measurement")
@@ -113,7 +120,10 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "PropagateRow",
     "RandomNormal",
     "RandomUniform",
+    "ResidualBlock",
+    "ResidualReport",
     "ScaledIdentity",
+    "UnresolvedSum",
     "VarianceScaling",
     "XavierNormal",
     "XavierUniform",
@@ -129,6 +139,7 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "measure",
     "measurement",
     "propagate",
+    "residual_blocks",
 ]
 
 
