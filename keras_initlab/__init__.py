@@ -3,8 +3,9 @@
 Importing the package is cheap: its names are loaded on first use, so that the
 ``keras-initlab`` command parses its arguments (and answers ``--help``) before Keras and
 TensorFlow start. When Keras is already imported, the initializers are loaded at once,
-which registers them with Keras' serialization (``keras.saving.load_model`` of a model that
-uses them needs that); otherwise the first use of any name does it.
+which registers them (and ``ResidualGate``) with Keras' serialization
+(``keras.saving.load_model`` of a model that uses them needs that); otherwise the first
+use of any name does it.
 
 >>> import keras, keras_initlab
 >>> layer = keras.layers.Dense(64, kernel_initializer=keras_initlab.HeNormal(seed=0))
@@ -47,6 +48,8 @@ if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type 
     from keras_initlab.measurement import Measurement, measure
     from keras_initlab.propagate import PropagateReport, PropagateRow, propagate
     from keras_initlab.residual import ResidualBlock, ResidualReport, UnresolvedSum, residual_blocks
+    from keras_initlab.residual_gate import ResidualGate
+    from keras_initlab.residual_init import ResidualInitReport
     from keras_initlab.schemes import SCHEMES, get_scheme
 
 __version__ = "0.1.0"
@@ -85,6 +88,8 @@ _MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provid
         "UnresolvedSum",
         "residual_blocks",
     ),
+    "keras_initlab.residual_gate": ("ResidualGate",),
+    "keras_initlab.residual_init": ("ResidualInitReport",),
     "keras_initlab.schemes": ("SCHEMES", "get_scheme"),
 }
 _SUBPACKAGES = ("callbacks", "initializers", "measurement")
@@ -121,6 +126,8 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "RandomNormal",
     "RandomUniform",
     "ResidualBlock",
+    "ResidualGate",
+    "ResidualInitReport",
     "ResidualReport",
     "ScaledIdentity",
     "UnresolvedSum",
@@ -166,5 +173,6 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
-if "keras" in sys.modules:  # Keras is loaded anyway: register the initializers now
+if "keras" in sys.modules:  # Keras is loaded anyway: register the serializables now
     importlib.import_module("keras_initlab.initializers")
+    importlib.import_module("keras_initlab.residual_gate")

@@ -28,6 +28,12 @@ from keras import ops
 from keras_initlab import initializers as ini
 from keras_initlab.layer_weights import WeightSpec, other_weights, weight_specs
 from keras_initlab.lsuv import LSUV
+from keras_initlab.residual_init import (
+    ResidualInitReport,
+    apply_residual,
+    check_rule,
+    plan_residual,
+)
 from keras_initlab.schemes import as_scheme, base_seed, for_weight, weight_seed
 from keras_initlab.text_table import RowReport, format_table
 
@@ -123,10 +129,17 @@ class InitializeRow:
 class InitializeReport(RowReport[InitializeRow]):
     """The rows of ``initialize(..., report=True)``; ``str(report)`` is a table.
 
-    ``report.redrawn``, ``report.kept`` and ``report.not_handled`` are the rows per action.
+    ``report.redrawn``, ``report.kept`` and ``report.not_handled`` are the rows per action;
+    ``report.residual`` is the ``ResidualInitReport`` of a ``residual`` rule (or None).
     """
 
     _COLUMNS = ("layer", "path", "shape", "action", "initializer", "reason")
+
+    def __init__(
+        self, rows: list[InitializeRow], residual: ResidualInitReport | None = None
+    ) -> None:
+        super().__init__(rows)
+        self.residual = residual
 
     def _with(self, action: str) -> list[InitializeRow]:
         return [r for r in self.rows if r.action == action]
@@ -151,7 +164,8 @@ class InitializeReport(RowReport[InitializeRow]):
 
     def __str__(self) -> str:
         rows = [[getattr(r, c) for c in self._COLUMNS] for r in self.rows]
-        return "\n".join(format_table(self._COLUMNS, rows))
+        lines = format_table(self._COLUMNS, rows)
+        return "\n".join(lines + ([str(self.residual)] if self.residual is not None else []))
 
 
 def _name_of(initializer: Any) -> str | None:
@@ -162,7 +176,14 @@ def _name_of(initializer: Any) -> str | None:
     return type(initializer).__name__
 
 
-def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool = False) -> Any:
+def initialize(
+    model: Any,
+    scheme: Any,
+    *,
+    seed: int | None = None,
+    report: bool = False,
+    residual: str | None = None,
+) -> Any:
     """Re-initialize every kernel of a built model with ``scheme`` on each layer's true fans.
 
     Each kernel is drawn from ``scheme`` with the fans of its true layout
@@ -185,6 +206,14 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
             from Python's RNG (reproducible under ``keras.utils.set_random_seed``).
         report: return an ``InitializeReport`` (one row per weight: re-drawn, kept or not
             handled, and why) instead of the model; with ``LSUV`` its ``LSUVReport``.
+        residual: None, or a rule applied after the draw to every residual block that
+            ``keras_initlab.residual_blocks`` finds (``keras_initlab.residual_init``):
+            ``"zero"`` (last layer of each branch zeroed, Goyal et al. 2017), ``"fixup"``
+            (that, and the branch's other kernels times ``L^(-1/(2m-2))``, Zhang et al.
+            2019), ``"skipinit"`` (each branch's gate, a ``keras_initlab.ResidualGate``, set
+            to 0, De and Smith 2020) or ``"scaled"`` (last layer times ``1/sqrt(L)``, GPT-2).
+            The report's ``residual`` lists the weights it changed. With ``LSUV`` the rule
+            changes the weights LSUV leaves.
 
     Returns:
         The model, re-initialized in place (or the report, with ``report=True``).
@@ -192,7 +221,8 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
     Raises:
         TypeError: ``scheme`` is neither a name nor an initializer; ``model`` is not a model.
         ValueError: unknown scheme name, an unbuilt model, or a scheme that does not apply
-            to a kernel (``DeltaOrthogonal`` on a Dense kernel).
+            to a kernel (``DeltaOrthogonal`` on a Dense kernel); an unknown ``residual``, a
+            model with no residual block, a ``"skipinit"`` branch without a gate.
 
     Example:
     >>> model = keras.Sequential(
@@ -200,9 +230,19 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
     >>> model = initialize(model, "he_normal", seed=0)
     >>> [(row.path, row.action) for row in initialize(model, "he_normal", report=True)]
     [('net/d/kernel', 're-drawn'), ('net/d/bias', 're-drawn')]
+    >>> x = keras.Input((8,))
+    >>> h = keras.layers.Dense(8, activation="relu", name="d1")(x)
+    >>> y = keras.layers.Add(name="sum")([x, keras.layers.Dense(8, name="d2")(h)])
+    >>> rows = initialize(keras.Model(x, y), "he_normal", residual="zero", report=True).residual
+    >>> [(r.add, r.weight, r.factor) for r in rows]
+    [('sum', 'd2/kernel', 0.0), ('sum', 'd2/bias', 0.0)]
     """
+    rule = check_rule(residual)  # planned first: a failure changes nothing
+    plan = None if rule is None else plan_residual(model, rule, weight_specs(model))
     if isinstance(scheme, LSUV):
         lsuv_report = scheme(model, seed=seed)
+        if plan is not None:
+            _assign_residual(plan, model)
         return lsuv_report if report else model
     if isinstance(scheme, str) and scheme == "lsuv":
         raise ValueError(
@@ -229,9 +269,10 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
         else None
         for spec, plan in zip(specs, plans, strict=True)
     ]
-    for spec, value in zip(specs, values, strict=True):
-        if value is not None:
-            spec.variable.assign(value)
+    extra: list[tuple[Any, Any]] = []
+    if plan is not None:
+        values, extra = apply_residual(plan, specs, values)
+    _assign(specs, values, extra)
     if not report:
         return model
     rows = [
@@ -256,4 +297,19 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
         )
         for other in other_weights(model)
     ]
-    return InitializeReport(rows)
+    return InitializeReport(rows, plan)
+
+
+def _assign(specs: list[WeightSpec], values: list[Any], extra: list[tuple[Any, Any]]) -> None:
+    """Assign the computed values (None: keep the weight) and the residual rule's others."""
+    for spec, value in zip(specs, values, strict=True):
+        if value is not None:
+            spec.variable.assign(value)
+    for variable, value in extra:
+        variable.assign(value)
+
+
+def _assign_residual(plan: ResidualInitReport, model: Any) -> None:
+    """Apply a residual plan to the model's current weights (after LSUV)."""
+    specs = weight_specs(model)
+    _assign(specs, *apply_residual(plan, specs, [None] * len(specs)))

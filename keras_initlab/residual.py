@@ -58,6 +58,8 @@ class ResidualBlock:
             (ResNet's last BatchNorm), or None.
         last_kernel_layer: that layer object.
         last_norm_layer: that layer object, or None.
+        tail_layers: the layers on the branch after ``last_kernel`` (its norm, activations,
+            a gate such as ``keras_initlab.ResidualGate``), in graph order.
     """
 
     add: str
@@ -69,6 +71,7 @@ class ResidualBlock:
     last_norm: str | None
     last_kernel_layer: Any = field(default=None, repr=False, compare=False)
     last_norm_layer: Any = field(default=None, repr=False, compare=False)
+    tail_layers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -263,13 +266,17 @@ class _Finder:
         last_call = max(
             i for i in members if last in self._weights_of(prefix + calls[i].operation.name)
         )
+        tail = tuple(
+            calls[i].operation
+            for i in sorted(members)
+            if i > last_call and isinstance(calls[i].operation, keras.layers.Layer)
+        )
         norm = next(
             (
-                calls[i].operation
-                for i in sorted(members, reverse=True)
-                if i > last_call
-                and isinstance(calls[i].operation, NORMALIZATION_LAYERS)
-                and getattr(calls[i].operation, "gamma", None) is not None
+                layer
+                for layer in reversed(tail)
+                if isinstance(layer, NORMALIZATION_LAYERS)
+                and getattr(layer, "gamma", None) is not None
             ),
             None,
         )
@@ -285,6 +292,7 @@ class _Finder:
                 last_norm=None if norm is None else prefix + norm.name,
                 last_kernel_layer=self.kernels[last],
                 last_norm_layer=norm,
+                tail_layers=tail,
             )
         )
 
