@@ -212,8 +212,9 @@ def initialize(
             (that, and the branch's other kernels times ``L^(-1/(2m-2))``, Zhang et al.
             2019), ``"skipinit"`` (each branch's gate, a ``keras_initlab.ResidualGate``, set
             to 0, De and Smith 2020) or ``"scaled"`` (last layer times ``1/sqrt(L)``, GPT-2).
-            The report's ``residual`` lists the weights it changed. With ``LSUV`` the rule
-            changes the weights LSUV leaves.
+            The report's ``residual`` lists the weights it changed; ``audit(model, scheme)``
+            flags them, as they no longer follow the scheme. With ``LSUV`` the rule changes
+            the weights LSUV leaves.
 
     Returns:
         The model, re-initialized in place (or the report, with ``report=True``).

@@ -183,18 +183,19 @@ CASES = {  # scheme, branch gain g = (d s1)(d s2) / 2
     ),
 }
 SEEDS = 16
+SCALED_WIDTH = 256  # the spread over seeds shrinks with the width (finite-width correlations)
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_scaled_keeps_the_deep_mlp_stream_at_the_predicted_growth(case):
     scheme, g = CASES[case]
-    model = _mlp()
+    model = _mlp(width=SCALED_WIDTH)
     last = f"b{BLOCKS - 1}_add"
     measurement = Measurement(model, [last])
     ratios = []
     for seed in range(SEEDS):
         report = initialize(model, scheme, seed=seed, residual="scaled", report=True)
-        x = _gaussian((256, WIDTH), 100 + seed)
+        x = _gaussian((256, SCALED_WIDTH), 100 + seed)
         (record,) = measurement(x)
         mean_square = record["activation_var"] + record["activation_mean"] ** 2
         ratios.append(mean_square / float(np.mean(np.asarray(x, np.float64) ** 2)))
@@ -278,6 +279,21 @@ def test_residual_gate_round_trips_through_saving(tmp_path):
     assert float(loaded.get_layer("gate").alpha.numpy()) == 0.5
     x = _gaussian((4, 4), 0)
     np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def test_nested_blocks_are_changed_by_path():
+    x = keras.Input((4,))
+    inner = L.Dense(4, activation="relu", name="d1")(x)
+    block = keras.Model(x, L.Add(name="s")([x, L.Dense(4, name="d2")(inner)]), name="blk")
+    model = keras.Sequential([keras.Input((4,)), block, L.Dense(3, name="head")])
+    report = initialize(model, "he_normal", seed=0, residual="zero", report=True)
+    kernel = block.get_layer("d2").kernel  # weight: Keras' variable path, as in the report
+    assert [(r.add, r.layer, r.weight) for r in report.residual] == [
+        ("blk/s", "blk/d2", kernel.path),
+        ("blk/s", "blk/d2", block.get_layer("d2").bias.path),
+    ]
+    assert not np.any(kernel.numpy())
+    assert np.any(model.get_layer("head").kernel.numpy())
 
 
 # --------------------------------------------------------------- reports and errors
