@@ -13,8 +13,9 @@ one follows its last kernel, as ResNet's ``_3_bn``, else its last kernel with it
   weight give for 0 (0 for linear layers, ReLU, GELU, a BatchNormalization with beta 0, as
   initialized), so each block starts as its skip: ``Var(y) = Var(s)``.
 * ``"fixup"`` (Zhang et al. 2019, "Fixup Initialization"): the last layer zeroed as above and
-  the output kernel of every other weighted layer of the branch multiplied by
-  ``L^(-1/(2m-2))`` (nothing more when ``m = 1``). Fixup's scalar multiplier and scalar
+  the output kernel of every weighted layer of the branch before its last kernel multiplied
+  by ``L^(-1/(2m-2))`` (nothing more when ``m = 1``; the last kernel itself is kept when a
+  normalization after it is the zeroed layer). Fixup's scalar multiplier and scalar
   biases before each layer are parameters the architecture must have: they are not added
   here (``ResidualGate`` provides a multiplier); the shortcut's kernels are not scaled.
   ``m`` counts every weighted layer of the branch, parallel ones too (attention's query, key

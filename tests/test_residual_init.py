@@ -281,6 +281,24 @@ def test_residual_gate_round_trips_through_saving(tmp_path):
     np.testing.assert_array_equal(loaded(x), model(x))
 
 
+def test_a_transformer_block_zeroes_and_scales_its_attention_output():
+    x = keras.Input((6, 8))
+    h = x + L.MultiHeadAttention(2, 4, name="mha")(x, x)
+    h = L.LayerNormalization(name="ln")(h)
+    f = L.Dense(8, name="ff2")(L.Dense(16, activation="relu", name="ff1")(h))
+    model = keras.Model(x, L.Add(name="ff_add")([h, f]))
+    initialize(model, "glorot_uniform", seed=0, residual="zero")
+    out = keras_initlab.residual_blocks(model)[0].last_kernel_layer  # mha/attention_output
+    assert not np.any(out.kernel.numpy())
+    assert not np.any(out.bias.numpy())
+    assert not np.any(model.get_layer("ff2").kernel.numpy())
+    initialize(model, "glorot_uniform", seed=0)
+    plain = np.array(out.kernel.numpy())
+    report = initialize(model, "glorot_uniform", seed=0, residual="scaled", report=True)
+    assert [r.layer for r in report.residual] == ["mha/attention_output"] * 2 + ["ff2"] * 2
+    np.testing.assert_array_equal(out.kernel.numpy(), plain * np.float32(1 / math.sqrt(2)))
+
+
 def test_nested_blocks_are_changed_by_path():
     x = keras.Input((4,))
     inner = L.Dense(4, activation="relu", name="d1")(x)
