@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import re
@@ -33,6 +34,7 @@ PROG = "keras-initlab"
 EXIT_USAGE = 2  # bad input: argparse's own exit status for usage errors
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C
 DEFAULT_REPORT_DIR = "initlab-report"
+DEFAULT_RESIDUAL_DIR = "initlab-residual-report"
 AUDIT_LEGEND = (
     "!! flags a weight whose variance ratio (std / expected_std)**2 is further from 1 than "
     "{z:g} standard errors, {z:g} * sqrt(2 / n) for a weight of n values (a correct draw "
@@ -58,12 +60,42 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def _names(text: str) -> tuple[str, ...]:
-    from keras_initlab.compare.config import COMPARE_SCHEMES
-
+def _names(text: str, every: tuple[str, ...]) -> tuple[str, ...]:
+    """The comma-separated names of ``text``; ``all``: ``every``."""
     if text == "all":
-        return COMPARE_SCHEMES
+        return every
     return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _add_data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits (default, embedded), circles, spirals, mnist, "
+        "fashion_mnist (need a network once) or a PATH.npz",
+    )
+
+
+def _add_run_options(
+    parser: argparse.ArgumentParser, out: str, quick: str, learning_rate: float
+) -> None:
+    """The training and output options ``compare`` and ``residual`` share."""
+    parser.add_argument("--epochs", type=int, help="epochs per scheme (default 10)")
+    parser.add_argument("--batch-size", type=int, help="batch size (default 64)")
+    parser.add_argument(
+        "--learning-rate", type=float, help=f"SGD learning rate (default {learning_rate:g})"
+    )
+    parser.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    parser.add_argument("--seed", type=int, help="seed of the split, weights and batches (0)")
+    parser.add_argument("--seeds", type=int, help="weight seeds per scheme (default 3)")
+    parser.add_argument(
+        "--probe-size", type=int, help="test examples the variance is measured on (default 256)"
+    )
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", default=out, help=f"report folder (default ./{out})")
+    parser.add_argument("--no-report", action="store_true", help="print only, write no folder")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Weight initialization, measured: `compare` trains one deep network "
-        "under every scheme and writes a report; `inspect` audits a saved model.",
+        "under every scheme and writes a report; `residual` does the same for unnormalized "
+        "residual networks; `inspect` audits a saved model.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
@@ -82,12 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one deep MLP under every initialization scheme with the same "
         "data, seed and optimizer; print a table and write a report folder.",
     )
-    compare.add_argument(
-        "--dataset",
-        default="digits",
-        help="digits (default, embedded), circles, spirals, mnist, "
-        "fashion_mnist (need a network once) or a PATH.npz",
-    )
+    _add_data_option(compare)
     compare.add_argument(
         "--schemes",
         default="all",
@@ -102,28 +130,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="activation Xavier and He are also trained with (default: tanh, "
         "or relu when --activation tanh; 'none' to skip)",
     )
-    compare.add_argument("--epochs", type=int, help="epochs per scheme (default 10)")
-    compare.add_argument("--batch-size", type=int, help="batch size (default 64)")
-    compare.add_argument("--learning-rate", type=float, help="SGD learning rate (default 0.02)")
-    compare.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
-    compare.add_argument("--seed", type=int, help="seed of the split, weights and batches (0)")
-    compare.add_argument(
-        "--seeds", type=int, help="weight seeds per scheme, trained together (default 3)"
+    _add_run_options(
+        compare,
+        DEFAULT_REPORT_DIR,
+        "smoke run: depth 6, width 32, 2 epochs, 512 training examples",
+        learning_rate=0.02,
     )
-    compare.add_argument(
-        "--probe-size", type=int, help="test examples the variance is measured on (default 256)"
+
+    residual = commands.add_parser(
+        "residual",
+        help="He, Xavier, LSUV, auto and residual rules on unnormalized residual networks",
+        description="Train a deep residual MLP and a residual CNN without normalization "
+        "under He, Xavier, LSUV, auto and He with each residual rule (zero, fixup, skipinit, "
+        "scaled); print the stream's growth at initialization and the accuracy reached, "
+        "check the claims and write a report folder.",
     )
-    compare.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: depth 6, width 32, 2 epochs, 512 training examples",
+    _add_data_option(residual)
+    residual.add_argument(
+        "--schemes", default="all", help="comma-separated scheme names, or 'all' (default)"
     )
-    compare.add_argument(
-        "--out", default=DEFAULT_REPORT_DIR, help=f"report folder (default ./{DEFAULT_REPORT_DIR})"
+    residual.add_argument(
+        "--architectures", default="mlp,cnn", help="mlp and/or cnn (default mlp,cnn)"
     )
-    compare.add_argument("--no-report", action="store_true", help="print only, write no folder")
-    compare.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
-    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    residual.add_argument("--blocks", type=int, help="residual blocks of the MLP (default 32)")
+    residual.add_argument("--width", type=int, help="units of the MLP (default 64)")
+    residual.add_argument("--cnn-blocks", type=int, help="residual blocks of the CNN (default 16)")
+    residual.add_argument("--channels", type=int, help="channels of the CNN (default 16)")
+    _add_run_options(
+        residual,
+        DEFAULT_RESIDUAL_DIR,
+        "smoke run: 6 MLP / 3 CNN blocks, 2 epochs, 2 seeds, 256 training examples",
+        learning_rate=0.005,
+    )
 
     inspect = commands.add_parser(
         "inspect",
@@ -141,32 +179,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from keras_initlab.compare.config import QUICK, CompareConfig, check_config
+    from keras_initlab.compare.config import COMPARE_SCHEMES, QUICK, CompareConfig, check_config
 
     values: dict[str, Any] = dataclasses.asdict(CompareConfig())
     if args.quick:
         values.update(QUICK)
-    for field in (
-        "depth",
-        "width",
-        "activation",
-        "epochs",
-        "batch_size",
-        "learning_rate",
-        "momentum",
-        "seed",
-        "seeds",
-        "probe_size",
-    ):
+    for field in ("depth", "width", "activation", *_RUN_FIELDS):
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
     values["dataset"] = args.dataset
-    values["schemes"] = _names(args.schemes)
+    values["schemes"] = _names(args.schemes, COMPARE_SCHEMES)
     contrast = args.contrast_activation
     if contrast is None:
         contrast = "relu" if values["activation"] == "tanh" else "tanh"
     values["contrast_activation"] = None if contrast == "none" else contrast
     return check_config(CompareConfig(**values))
+
+
+_RUN_FIELDS = ("epochs", "batch_size", "learning_rate", "momentum", "seed", "seeds", "probe_size")
+
+
+def _residual_config(args: argparse.Namespace) -> Any:
+    from keras_initlab.compare.residual.config import (
+        ARCHITECTURES,
+        RESIDUAL_QUICK,
+        RESIDUAL_SCHEMES,
+        ResidualConfig,
+        check_residual_config,
+    )
+
+    values: dict[str, Any] = dataclasses.asdict(ResidualConfig())
+    if args.quick:
+        values.update(RESIDUAL_QUICK)
+    for field in (*_RUN_FIELDS, "blocks", "width", "cnn_blocks", "channels"):
+        if getattr(args, field) is not None:
+            values[field] = getattr(args, field)
+    values["dataset"] = args.dataset
+    values["schemes"] = _names(args.schemes, RESIDUAL_SCHEMES)
+    values["architectures"] = _names(args.architectures, ARCHITECTURES)
+    return check_residual_config(ResidualConfig(**values))
 
 
 def without_startup_noise(text: str) -> list[str]:
@@ -336,6 +387,51 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def residual(args: argparse.Namespace) -> int:
+    """Run ``keras-initlab residual``; return the exit status."""
+    if args.json:
+        check_output_path("json", args.json, folder=False)
+    if not args.no_report:
+        check_output_path("out", args.out, folder=True)
+    try:
+        config = _residual_config(args)  # every value checked before TensorFlow starts
+    except (ValueError, TypeError) as error:
+        raise UsageError(_one_line(error)) from None
+    _quiet_tensorflow()
+    from keras_initlab.compare.datasets import DatasetUnavailable, load_dataset
+    from keras_initlab.compare.report import check_report_folder
+
+    try:
+        if not args.no_report:
+            check_report_folder(args.out, "out")
+        data = load_dataset(config.dataset, seed=config.seed)
+    except (ValueError, TypeError, DatasetUnavailable) as error:
+        raise UsageError(_one_line(error)) from None
+    from keras_initlab.compare.residual import (
+        print_residual,
+        run_residual,
+        to_residual_json,
+        write_residual_report,
+    )
+    from keras_initlab.compare.runner import make_reproducible
+
+    make_reproducible()
+    try:
+        result = run_residual(config, data=data, progress=None if args.quiet else sys.stderr)
+    except ValueError as error:  # a CNN on data that are not square images
+        raise UsageError(_one_line(error)) from None
+    print(print_residual(result))
+    if args.quick:
+        print("(--quick is a smoke run: too short to train; the claims need the default run)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(to_residual_json(result), indent=1) + "\n")
+        print(f"JSON: {args.json}")
+    if not args.no_report:
+        paths = write_residual_report(result, args.out)
+        print(f"Report: {paths['summary.md']} (plots, results.json in {args.out}/)")
+    return 0
+
+
 def inspect(args: argparse.Namespace) -> int:
     """Run ``keras-initlab inspect``; return the exit status."""
     from keras_initlab._validation import check_positive_int
@@ -384,7 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return compare(args) if args.command == "compare" else inspect(args)
+        command = {"compare": compare, "residual": residual, "inspect": inspect}[args.command]
+        return command(args)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -49,6 +49,19 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[
     ]
 
 
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The lines of the same table in Markdown (cells through ``format_cell``).
+
+    Example:
+    >>> print("\\n".join(markdown_table(["layer", "std"], [["dense", 0.5]])))
+    | layer | std |
+    |---|---|
+    | dense | 0.5 |
+    """
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    return lines + ["| " + " | ".join(format_cell(v) for v in row) + " |" for row in rows]
+
+
 class RowReport(Generic[R]):
     """The list behaviour every printable report shares: ``rows`` of dataclass rows,
     ``len``, iteration, indexing and ``to_dicts``; subclasses add their table and views.

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from keras_initlab.compare.claims import check_claims
@@ -19,7 +20,7 @@ from keras_initlab.compare.results import CompareResult
 
 REPORT_MARKER = ".keras-initlab-report"
 _MARKER_TEXT = (
-    "This folder is a `keras-initlab compare` report: a later run with --out here "
+    "This folder is a `keras-initlab` report: a later run with --out here "
     "replaces the whole folder.\n"
 )
 
@@ -69,7 +70,6 @@ def _write_files(result: CompareResult, folder: Path, data: Dataset | None) -> d
         paths[plot] = folder / plot
     (folder / "summary.md").write_text(summary_markdown(result, claims, plots))
     paths["summary.md"] = folder / "summary.md"
-    (folder / REPORT_MARKER).write_text(_MARKER_TEXT)
     return paths
 
 
@@ -88,13 +88,40 @@ def _move_in_place(staging: Path, folder: Path) -> None:
     shutil.rmtree(old)
 
 
+def write_folder(
+    folder: str | os.PathLike[str], write_files: Callable[[Path], dict[str, Path]]
+) -> dict[str, Path]:
+    """Write a report folder whole: ``write_files(staging)`` fills a new folder beside
+    ``folder``, which is then moved in place (replacing a previous report) with the
+    ``REPORT_MARKER`` file; a failure leaves ``folder`` as it was. Returns ``{name: path}``
+    under ``folder``.
+
+    Raises:
+        ValueError: ``folder`` holds files that are not a previous report.
+        OSError: the folder cannot be created or written.
+    """
+    check_report_folder(folder)
+    target = Path(os.path.abspath(folder))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.writing-{secrets.token_hex(4)}")
+    staging.mkdir()
+    try:
+        paths = write_files(staging)
+        (staging / REPORT_MARKER).write_text(_MARKER_TEXT)
+        _move_in_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {name: Path(folder) / path.relative_to(staging) for name, path in paths.items()}
+
+
 def write_report(
     result: CompareResult, folder: str | os.PathLike[str], data: Dataset | None = None
 ) -> dict[str, Path]:
     """Write the report folder (see ``keras_initlab.compare.report``); return ``{name: path}``.
 
     The files are written into a new folder beside ``folder`` and moved in place at the
-    end, replacing a previous report whole.
+    end, replacing a previous report whole (`write_folder`).
 
     Args:
         result: what ``run_comparison`` returned (``result.partial``: marked partial).
@@ -108,15 +135,4 @@ def write_report(
     """
     if not result.schemes:
         raise ValueError("Argument `result` must hold at least one finished run. Received: none")
-    check_report_folder(folder)
-    target = Path(os.path.abspath(folder))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.writing-{secrets.token_hex(4)}")
-    staging.mkdir()
-    try:
-        paths = _write_files(result, staging, data)
-        _move_in_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return {name: Path(folder) / path.relative_to(staging) for name, path in paths.items()}
+    return write_folder(folder, lambda staging: _write_files(result, staging, data))

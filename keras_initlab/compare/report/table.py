@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from keras_initlab.compare.claims import Claim, fmt_spread
 from keras_initlab.compare.results import CompareResult, SchemeResult, WidthCheck
 from keras_initlab.compare.spread import spread
+from keras_initlab.text_table import format_table as text_table
+from keras_initlab.text_table import markdown_table
 
 TABLE_COLUMNS = (
     "scheme",
@@ -78,12 +80,9 @@ def format_table(result: CompareResult, *, markdown: bool = False) -> str:
     """
     rows = table_rows(result)
     if markdown:
-        lines = [
-            "| " + " | ".join(TABLE_COLUMNS) + " |",
-            "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|",
-        ]
-        lines += ["| " + " | ".join(r[c] for c in TABLE_COLUMNS) + " |" for r in rows]
-        return "\n".join(lines)
+        return "\n".join(
+            markdown_table(TABLE_COLUMNS, [[r[c] for c in TABLE_COLUMNS] for r in rows])
+        )
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in TABLE_COLUMNS}
     lines = ["  ".join(c.ljust(widths[c]) for c in TABLE_COLUMNS).rstrip()]
     for i, r in enumerate(rows):
@@ -106,15 +105,10 @@ def format_width_check(check: WidthCheck, *, markdown: bool = False) -> str:
         }
         for w in sorted(check.activation_ratio)
     ]
+    cells = [[r[c] for c in columns] for r in rows]
     if markdown:
-        lines = ["| " + " | ".join(c.strip() for c in columns) + " |"]
-        lines.append("|" + "|".join("---" for _ in columns) + "|")
-        lines += ["| " + " | ".join(r[c] for c in columns) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns).rstrip()]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in rows]
-    return "\n".join(lines)
+        return "\n".join(markdown_table([c.strip() for c in columns], cells))
+    return "\n".join(text_table([c.strip() for c in columns], cells))
 
 
 def width_heading(check: WidthCheck) -> str:
