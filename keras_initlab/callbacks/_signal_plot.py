@@ -15,6 +15,7 @@ channel columns (``channel_mean_sq``, ``channel_var``); the blocks come from
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +51,7 @@ def _snapshot(records: list[dict[str, Any]], step: int | None) -> dict[str, dict
     """The records of one step by layer (the last record of a layer at that step wins)."""
     steps = sorted({int(r["step"]) for r in records})
     chosen = steps[0] if step is None else step
-    if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen not in steps:
+    if isinstance(chosen, bool) or not isinstance(chosen, numbers.Integral) or chosen not in steps:
         raise ValueError(
             f"Argument `step` must be a recorded step {steps}. Received: step={step!r}"
         )
