@@ -249,7 +249,7 @@ def softmax_moments(pre: Signal) -> tuple[Signal, np.ndarray]:
     ``n``; that large-``n`` form alone exceeds the bound ``E[p^2] <= E[p] = 1/n`` for few
     classes, a segmentation head's 2 to 4); the backward factor is ``E[p^2]`` (``dz = p (dy
     - <p, dy>)``, the projection is O(1/n): for few classes it is not small, and the
-    gradient below a softmax is predicted too large).
+    gradient below such a softmax is only roughly predicted).
     """
     n = pre.channels
     spread = pre.means.var(axis=-1, keepdims=True) + pre.variances.mean(axis=-1, keepdims=True)
