@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_initlab import HeNormal, measure
 from keras_initlab.callbacks import RECORD_KEYS, VarianceMonitor
-from keras_initlab.measurement import Measurement
+from keras_initlab.measurement import MAX_DISTINCT_UNITS, Measurement
 
 L = keras.layers
 RTOL = 1e-6  # float64 sums of the same float32 tensors: rounding only
@@ -133,6 +133,62 @@ def test_merge_layer_numbers_match_numpy_and_a_gradient_tape(data):
         loss = keras.losses.SparseCategoricalCrossentropy()(y, rest(t, training=False))
     g = np.asarray(tape.gradient(loss, t), np.float64)
     assert records["add"]["gradient_var"] == pytest.approx(g.var(), rel=1e-4)
+
+
+def _channel_reference(a: np.ndarray) -> tuple[float, float, float]:
+    """``channel_mean_sq``, ``channel_var`` of a layer output in NumPy float64, and the
+    relative error float64 summation may leave: naive sums of ``n`` terms err by at most
+    ``n * eps`` of the sum of magnitudes, and ``Q / n - m^2`` loses ``mean(a^2) / var``."""
+    rows = a.reshape(-1, a.shape[-1])
+    means, variances = rows.mean(0), rows.var(0)
+    cancellation = max(1.0, float(np.mean(rows * rows) / variances.mean()))
+    rtol = 2 * rows.size * np.finfo(np.float64).eps * cancellation
+    return float(np.mean(means**2)), float(variances.mean()), rtol
+
+
+def test_channel_statistics_match_numpy(data):
+    x, _ = data
+    model = residual_model()
+    records = {r["layer"]: r for r in measure(model, data)}
+    for name in ("stem", "bn", "relu", "add", "cat", "gate", "ln", "head"):
+        a = np.asarray(keras.Model(model.input, model.get_layer(name).output)(x), np.float64)
+        mean_sq, var, rtol = _channel_reference(a)
+        assert records[name]["channel_mean_sq"] == pytest.approx(mean_sq, rel=rtol), name
+        assert records[name]["channel_var"] == pytest.approx(var, rel=rtol), name
+
+
+def test_channel_statistics_of_a_shared_and_a_wide_layer():
+    """Two calls of one layer pool their rows; a layer past `MAX_DISTINCT_UNITS` (no Gram
+    matrix) gets them from its own sums of squares."""
+    x = keras.Input((6,))
+    wide = L.Dense(MAX_DISTINCT_UNITS + 7, activation="relu", name="wide")(x)
+    shared = L.Dense(3, name="shared")
+    out = L.Add(name="add")([shared(L.Dense(6, name="left")(wide)), shared(x)])
+    model = keras.Model(x, out)
+    xs = np.random.default_rng(2).standard_normal((16, 6)).astype("float32") + 0.5
+    records = {r["layer"]: r for r in measure(model, xs, layers=["wide", "shared"])}
+    left = keras.Model(x, model.get_layer("left").output)(xs)
+    calls = [shared(left), shared(xs)]
+    outputs = {
+        "wide": np.asarray(keras.Model(x, wide)(xs), np.float64),
+        "shared": np.concatenate([np.asarray(c, np.float64) for c in calls]),
+    }
+    for name, a in outputs.items():
+        mean_sq, var, rtol = _channel_reference(a)
+        assert records[name]["channel_mean_sq"] == pytest.approx(mean_sq, rel=rtol), name
+        assert records[name]["channel_var"] == pytest.approx(var, rel=rtol), name
+
+
+@pytest.mark.parametrize("mode", ["inference", "training"])
+def test_channel_statistics_add_up_to_the_variance(data, mode):
+    """Law of total variance: ``activation_var = channel_var + channel_mean_sq - mean^2``
+    (every unit has the same number of rows), to float64 rounding."""
+    n = data[0].shape[0] * 8 * 8  # the most rows of a unit: float64 sums of n terms
+    for r in measure(residual_model(), data, mode=mode):
+        total = r["channel_var"] + r["channel_mean_sq"] - r["activation_mean"] ** 2
+        moment = r["activation_var"] + r["activation_mean"] ** 2  # the cancellation's scale
+        tol = 4 * n * 12 * np.finfo(np.float64).eps * moment  # 12 units at most
+        assert total == pytest.approx(r["activation_var"], abs=tol), r["layer"]
 
 
 def test_a_loss_of_ones_own_without_compiling(data):

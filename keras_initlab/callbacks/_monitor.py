@@ -36,7 +36,9 @@ class VarianceMonitor(keras.callbacks.Callback):
     ``dead_fraction`` the share of units (last axis) that output 0 on the whole probe,
     ``distinct_units`` the number of units whose output columns differ by more than
     ``distinct_rtol`` relative (1 after a constant initialization), ``saturation_fraction``
-    the share of tanh/sigmoid outputs within 0.01 of their bounds, ``non_finite_weights`` the
+    the share of tanh/sigmoid outputs within 0.01 of their bounds, ``channel_mean_sq`` and
+    ``channel_var`` the mean over units of the squared unit mean and of the unit variance
+    (over batch and positions: Brock et al. 2021), ``non_finite_weights`` the
     number of NaN/Inf values among the layer's own weights (read from the weights: a fused
     MatMul + ReLU maps NaN to 0 on some CPUs, so outputs do not show them). Sums are taken on
     device in float64 and combined across replicas before any variance is formed; only a
@@ -53,8 +55,8 @@ class VarianceMonitor(keras.callbacks.Callback):
     ``every_n_batches=1`` (or ``in_step=True``) the batch records come from taps inside the
     training step itself (``source="in_step"``: the statistics of that step's training
     batch in training mode, taken with no extra pass and read from a device ring buffer every
-    `IN_STEP_CAPACITY` steps; the weight and unit columns are None there). Other batch records
-    and all step-0 / epoch-end records use the probe (``source="probe"``; ``mode`` says
+    `IN_STEP_CAPACITY` steps; weight, unit and channel columns are None there). Other batch
+    records and all step-0 / epoch-end records use the probe (``source="probe"``; ``mode`` says
     whether it ran in inference or training mode). Sources are never mixed in one alert
     comparison or one plot. A monitored layer that does not run (a sublayer its parent does
     not call, such as the `Softmax` of a `MultiHeadAttention` on its fused path) has no

@@ -130,6 +130,8 @@ def plot_variance(
     steps: Iterable[int] | None = None,
     quantities: Sequence[str] = _QUANTITIES,
     source: str | None = None,
+    model: Any = None,
+    blocks: Any = None,
 ) -> dict[str, Any]:
     """Figures of how activation and gradient variance evolve across depth and training.
 
@@ -139,13 +141,19 @@ def plot_variance(
         quantities: record keys to draw (default activation and gradient variance).
         source: the records drawn, ``"probe"`` or ``"in_step"`` (default: the probe's, else
             the only source). Sources are never mixed in one figure.
+        model: the monitored model: adds the signal propagation plot of its residual blocks
+            (``"signal"``, see `plot_signal`, at the first step drawn).
+        blocks: ``residual_blocks(model)`` instead of ``model`` (adds ``"signal"`` too).
 
     Returns:
         ``{"heatmap": Figure, "profile": Figure}``: log10 of each quantity as a layer x record
         heatmap, and log10 variance against layer depth at the chosen steps (a straight sloped
         line is exponential growth or decay: exploding or vanishing signals). Deep models
         (more than `MAX_LAYER_TICKS` layers) get one label per block, or every k-th layer;
-        a blank cell is a variance that is 0, NaN/Inf or not recorded.
+        a blank cell is a variance that is 0, NaN/Inf or not recorded. With ``model`` or
+        ``blocks``, also ``"signal"``: `plot_signal` of the same records (Brock et al.
+        2021: per residual block, the stream's squared channel mean and channel variance
+        and the residual branch's channel variance; per layer without residual blocks).
 
     Example:
     >>> rows = [{"layer": f"d{i}", "step": s, "event": "e", "activation_var": 2.0**i,
@@ -196,4 +204,9 @@ def plot_variance(
         ax.set_title(f"log10 {key} across depth ({source})", fontsize=9)
         ax.set_xlabel(f"layer ({len(seen)})")
         ax.legend()
-    return {"heatmap": heatmap, "profile": profile}
+    figures = {"heatmap": heatmap, "profile": profile}
+    if model is not None or blocks is not None:
+        from keras_initlab.callbacks._signal_plot import plot_signal
+
+        figures["signal"] = plot_signal(records, model, blocks=blocks, step=chosen[0])
+    return figures

@@ -235,13 +235,19 @@ def measure(
         gradient_var    = Var(dL/dy)  (``gradient_of="logits"``: Var(dL/dz) for the logits
                                        z the loss reads instead of a softmax/sigmoid y)
         weight_var, weight_grad_var = Var(W), Var(dL/dW)   (the layer's kernel)
+        channel_mean_sq = mean_c m_c^2,  channel_var = mean_c v_c
+                                      (m_c, v_c: mean and variance of unit c, the last
+                                       axis, over the batch and all positions)
 
     plus ``dead_fraction`` (share of units, the last axis, that output 0 on the whole
     probe), ``distinct_units`` (units whose output columns differ by more than
     ``distinct_rtol`` relative: 1 after a constant initialization; compared on a sketch of
     the rows for layers with many probe rows, with the error stated in
     `keras_initlab.measurement._distinct`), ``saturation_fraction``
-    (tanh/sigmoid outputs within 0.01 of a bound) and ``non_finite_weights``. Sums are taken
+    (tanh/sigmoid outputs within 0.01 of a bound) and ``non_finite_weights``. The channel
+    statistics are those of Brock et al. 2021's signal propagation plot
+    (`keras_initlab.callbacks.plot_signal`); ``channel_var + channel_mean_sq -
+    activation_mean^2 = activation_var``. Sums are taken
     on device in float64 and combined across replicas before any variance is formed.
 
     Measured by default: every layer with weights, every activation layer, every merge

@@ -10,7 +10,7 @@ into statistics: per-replica variances are never averaged. Kernel gradients are 
 across replicas before their variance is taken. One small float64 matrix comes back to the
 host. The statistics of all layers are formed together, so the graph has few ops per layer
 and traces quickly. The loss-scale factor of a `LossScaleOptimizer` is divided out of every
-gradient statistic.
+gradient statistic. Each unit's sum is taken too, for the channel statistics.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ COLUMNS = (
     "distinct_units",
     "saturation_fraction",
     "non_finite_weights",
+    "channel_mean_sq",
+    "channel_var",
 )
 
 
@@ -275,8 +277,8 @@ def _layer_sums(
     Per layer: count and saturated count; the sum and the sum of squares of the outputs
     (with gradients: of the outputs and of their gradients, as a pair); the Gram matrix of
     its units (at most ``max_units``; of a sketch of its rows and their sums of squares for a
-    layer with many probe rows, see `_distinct`) or their sums of squares. Per kernel: its
-    gradient.
+    layer with many probe rows, see `_distinct`) or their sums of squares; the sum of each
+    unit (for the channel statistics). Per kernel: its gradient.
     """
     calls, tap_grads = seen["calls"], seen["grads"]
     with_grads = tap_grads is not None
@@ -291,8 +293,10 @@ def _layer_sums(
     gram = [False] * n_layers
     sketched = [False] * n_layers  # the Gram matrix is that of a row sketch (`_distinct`)
     sketch_consts: dict[Any, Any] = {}
-    # Per seen layer, in order: the Gram matrix of its units or their sums of squares.
+    # Per seen layer, in order: the Gram matrix of its units or their sums of squares; and
+    # the sums of its units (the channel statistics).
     unit_sums: list[tf.Tensor] = []
+    unit_totals: list[tf.Tensor] = []
     for i, outs in enumerate(calls):
         if not outs:
             continue
@@ -315,6 +319,7 @@ def _layer_sums(
         count[i] = float(n_a) if n_a is not None else tf.cast(tf.size(a), tf.float64)
         u = a.shape[-1]
         per_unit = tf.reduce_sum(a * a, sums.axes(0, 1))
+        unit_totals.append(tf.reduce_sum(a, sums.axes(0, 1)))
         if u is not None and u <= max_units:
             gram[i] = True
             if uses_sketch(a.shape[0]):  # the sketch (added across replicas), the squares
@@ -351,6 +356,7 @@ def _layer_sums(
     payload = {
         "layers": layer_sums,
         "units": unit_sums,
+        "unit_totals": unit_totals,
         # Sum the kernel gradients first: their variance is the variance of the total.
         "kernel_grads": [] if not with_grads else [tf.cast(g, tf.float64) for g in kernel_grads],
     }
@@ -402,10 +408,15 @@ def _statistics(
         segments = tf.repeat(tf.range(n_layers), sizes)
         unit_counts = tf.cast(sizes, tf.float64)
     if squares_per_unit:
-        dead = tf.cast(tf.equal(tf.concat(squares_per_unit, 0), zero), tf.float64)
+        unit_squares = tf.concat(squares_per_unit, 0)
+        dead = tf.cast(tf.equal(unit_squares, zero), tf.float64)
         dead_units = tf.math.unsorted_segment_sum(dead, segments, n_layers)
+        channel_mean_sq, channel_var = _channel_statistics(
+            tf.concat(totals["unit_totals"], 0), unit_squares, count, unit_counts, segments
+        )
     else:  # no layer seen
         dead_units = tf.zeros((n_layers,), tf.float64)
+        channel_mean_sq = channel_var = nans
 
     sums = Sums()
     kernel_index = [i for i, k in enumerate(kernels) if k is not None]
@@ -462,8 +473,34 @@ def _statistics(
         distinct,
         saturated / count,
         _non_finite_counts(layers),
+        channel_mean_sq,
+        channel_var,
     ]
     return tf.stack(columns, axis=1)
+
+
+def _channel_statistics(
+    unit_totals: tf.Tensor,
+    unit_squares: tf.Tensor,
+    count: tf.Tensor,
+    unit_counts: tf.Tensor,
+    segments: Any,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per layer, ``channel_mean_sq`` and ``channel_var`` from the sums of its units.
+
+    A unit (channel: the last axis) ``c`` of a layer with ``n`` rows (batch and positions)
+    has mean ``m_c = S_c / n`` and variance ``v_c = Q_c / n - m_c^2`` (``S_c``, ``Q_c``: the
+    sum and the sum of squares of its column); ``channel_mean_sq = mean_c m_c^2`` and
+    ``channel_var = mean_c v_c`` (Brock et al. 2021's signal propagation plot). Their sum
+    minus ``activation_mean^2`` is ``activation_var`` (the law of total variance).
+    """
+    n_layers = count.shape[0]
+    rows = tf.gather(count / unit_counts, segments)
+    means = unit_totals / rows
+    per_unit = tf.stack([means * means, variance_of(rows, unit_totals, unit_squares)])
+    totals = tf.math.unsorted_segment_sum(tf.transpose(per_unit), segments, n_layers)
+    mean_sq, var = tf.unstack(tf.transpose(totals) / unit_counts)
+    return mean_sq, var
 
 
 def _non_finite_counts(layers: Sequence[Any]) -> tf.Tensor:

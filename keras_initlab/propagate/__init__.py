@@ -22,7 +22,8 @@ a 16-channel bottleneck) matter most. Known to fail: correlated inputs (a bottle
 width exceeds its fan-in keeps its outputs correlated, e.g. EfficientNet's stem on tiny
 rescaled inputs); attention reached by a gradient common to all tokens; recurrent layers
 past their first step (the recurrent kernel is not read); a gradient and its activation
-correlated through 1x1 maps beyond what is tracked.
+correlated through 1x1 maps beyond what is tracked; the gradient below a softmax over few
+classes (its O(1/n) projection is dropped).
 
 References: He et al. 2015 (Delving deep into rectifiers); Glorot and Bengio 2010;
 Poole et al. 2016 (Exponential expressivity in deep neural networks through transient chaos);

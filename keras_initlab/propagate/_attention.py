@@ -17,42 +17,15 @@ downstream through per-position layers) reaches the values coherently: ``Var(dv)
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from keras_initlab._keras import attention_softmax
 from keras_initlab.propagate._kernels import einsum_dense
+from keras_initlab.propagate._moments import softmax_square
 from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Arg, Call, Part, Step
-
-_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(40)
-_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
-
-
-def softmax_square(s2: float, t: int) -> float:
-    """``E[p_1^2]`` for ``p = softmax(s)`` over ``t`` iid N(0, s2) logits.
-
-    ``p_1 = e^a / (e^a + R)`` with ``R`` the sum of the other ``t - 1`` terms, taken as
-    log-normal with its exact mean and variance (Fenton-Wilkinson); a 2-D Gauss-Hermite
-    rule does the rest. ``t = 1``: 1.
-
-    Example:
-    >>> round(softmax_square(0.0, 16), 6)  # uniform attention: 1 / t^2
-    0.003906
-    """
-    if t <= 1:
-        return 1.0
-    s2 = min(max(s2, 0.0), 50.0)
-    mean = (t - 1) * math.exp(s2 / 2.0)
-    var = (t - 1) * (math.exp(2.0 * s2) - math.exp(s2))
-    sigma2 = math.log1p(var / (mean * mean))
-    mu = math.log(mean) - sigma2 / 2.0
-    a = math.sqrt(s2) * _NODES[:, None]
-    b = mu + math.sqrt(sigma2) * _NODES[None, :]
-    p = 1.0 / (1.0 + np.exp(b - a))
-    return float(np.sum(np.outer(_WEIGHTS, _WEIGHTS) * p * p))
 
 
 def _argument(call: Call, position: int, name: str, default: int) -> int:

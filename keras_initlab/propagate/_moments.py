@@ -12,7 +12,8 @@ gaussian``, the integrator the gains use) for the rest; derivatives by one-sided
 differences (the flatter side at a kink, as TensorFlow's gradients). Elements with equal
 moments (a map's interior) are integrated once. Max pooling of ``n`` iid inputs ``f(z_j)``
 with ``f`` nondecreasing is ``f(mean + std * M_n)``, ``M_n`` the maximum of ``n`` standard
-normals (order statistics).
+normals (order statistics). A softmax (not elementwise) by the log-normal sum of the other
+logits' terms (``softmax_square``, also the attention weights' rule).
 """
 
 from __future__ import annotations
@@ -209,15 +210,50 @@ def max_derivative(source: Source, n: int) -> np.ndarray:
     return ratio.reshape(pre.shape)
 
 
+_SOFTMAX_NODES, _SOFTMAX_WEIGHTS = np.polynomial.hermite_e.hermegauss(40)
+_SOFTMAX_WEIGHTS = _SOFTMAX_WEIGHTS / _SOFTMAX_WEIGHTS.sum()
+
+
+def softmax_square(s2: float, t: int) -> float:
+    """``E[p_1^2]`` for ``p = softmax(s)`` over ``t`` iid N(0, s2) logits.
+
+    ``p_1 = e^a / (e^a + R)`` with ``R`` the sum of the other ``t - 1`` terms, taken as
+    log-normal with its exact mean and variance (Fenton-Wilkinson; exact for ``t = 2``, one
+    log-normal term); a 2-D Gauss-Hermite rule does the rest. ``t = 1``: 1. At most ``1/t``
+    (``p^2 <= p``, ``E[p_1] = 1/t``): the log-normal fit overshoots that bound at large
+    ``s2``, where the softmax is near one-hot and ``E[p_1^2]`` tends to ``1/t``.
+
+    Example:
+    >>> round(softmax_square(0.0, 16), 6)  # uniform attention: 1 / t^2
+    0.003906
+    """
+    if t <= 1:
+        return 1.0
+    s2 = min(max(s2, 0.0), 50.0)
+    mean = (t - 1) * math.exp(s2 / 2.0)
+    var = (t - 1) * (math.exp(2.0 * s2) - math.exp(s2))
+    sigma2 = math.log1p(var / (mean * mean))
+    mu = math.log(mean) - sigma2 / 2.0
+    a = math.sqrt(s2) * _SOFTMAX_NODES[:, None]
+    b = mu + math.sqrt(sigma2) * _SOFTMAX_NODES[None, :]
+    p = 1.0 / (1.0 + np.exp(b - a))
+    return min(float(np.sum(np.outer(_SOFTMAX_WEIGHTS, _SOFTMAX_WEIGHTS) * p * p)), 1.0 / t)
+
+
 def softmax_moments(pre: Signal) -> tuple[Signal, np.ndarray]:
     """Moments of a softmax over the last axis (``n`` logits, variance ``v`` across them).
 
-    Large-``n`` log-normal approximation (the denominator concentrates at ``n E[exp z]``):
-    ``E[p] = 1/n``, ``E[p^2] = exp(v) / n^2``; the backward factor ``E[p^2]`` (``dz = p (dy -
-    <p, dy>)``, the projection is O(1/n)).
+    The logits taken as iid ``N(., v)`` across the ``n`` channels (``v``: the variance of
+    the channel means plus the mean variance): ``E[p] = 1/n`` and ``E[p^2] =
+    softmax_square(v, n)`` (Fenton-Wilkinson: exact for ``n = 2``, ``exp(v) / n^2`` at large
+    ``n``; that large-``n`` form alone exceeds the bound ``E[p^2] <= E[p] = 1/n`` for few
+    classes, a segmentation head's 2 to 4); the backward factor is ``E[p^2]`` (``dz = p (dy
+    - <p, dy>)``, the projection is O(1/n): for few classes it is not small, and the
+    gradient below such a softmax is only roughly predicted).
     """
     n = pre.channels
     spread = pre.means.var(axis=-1, keepdims=True) + pre.variances.mean(axis=-1, keepdims=True)
-    second = np.exp(np.minimum(spread, 700.0)) / (n * n)
+    values, where = np.unique(spread, return_inverse=True)  # a map's interior: once
+    second = np.array([softmax_square(float(v), n) for v in values])[where].reshape(spread.shape)
     out = make(np.full(pre.shape, 1.0 / n), np.broadcast_to(second - 1.0 / (n * n), pre.shape))
     return out, np.broadcast_to(second, pre.shape).copy()

@@ -115,9 +115,12 @@ def main(kind: str, out: str) -> None:
             loss = keras.losses.MeanSquaredError()(y, h)
         grads = tape.gradient(loss, outs + [layer.kernel for layer in plain.layers])
         for i, (o, g) in enumerate(zip(outs, grads, strict=False)):
+            units = np.asarray(o, np.float64).reshape(-1, o.shape[-1])  # channels: last axis
             rows.append(
                 {
                     "activation_var": float(np.var(np.asarray(o, np.float64))),
+                    "channel_mean_sq": float(np.mean(units.mean(axis=0) ** 2)),
+                    "channel_var": float(np.mean(units.var(axis=0))),
                     "gradient_var": float(np.var(np.asarray(g, np.float64))),
                     "weight_grad_var": float(np.var(np.asarray(grads[len(outs) + i], np.float64))),
                 }

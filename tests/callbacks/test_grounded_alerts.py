@@ -7,6 +7,7 @@ measurement departs from the prediction, with advice from the model's own faults
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import keras
@@ -66,6 +67,60 @@ def _tanh_mlp():
     model = keras.Sequential([keras.Input((128,)), *layers, L.Dense(10, activation="softmax")])
     initialize(model, "glorot_normal", seed=0)
     return model, (128,)
+
+
+def _unet(classes=4):
+    """A small U-Net: Conv/BN/ReLU pairs, MaxPool down, UpSampling and Conv2DTranspose up,
+    Concatenate skips, a per-pixel softmax."""
+    keras.utils.set_random_seed(0)
+
+    def pair(h, filters, name):
+        for j in range(2):
+            h = L.Conv2D(filters, 3, padding="same", name=f"{name}_conv{j}")(h)
+            h = L.ReLU(name=f"{name}_relu{j}")(L.BatchNormalization(name=f"{name}_bn{j}")(h))
+        return h
+
+    inputs = keras.Input((32, 32, 3))
+    e1 = pair(inputs, 8, "enc1")
+    e2 = pair(L.MaxPooling2D(name="down1")(e1), 16, "enc2")
+    mid = pair(L.MaxPooling2D(name="down2")(e2), 32, "mid")
+    up2 = L.UpSampling2D(name="up2")(mid)
+    d2 = pair(L.Concatenate(name="skip2")([up2, e2]), 16, "dec2")
+    up1 = L.Conv2DTranspose(8, 2, strides=2, name="up1")(d2)
+    d1 = pair(L.Concatenate(name="skip1")([up1, e1]), 8, "dec1")
+    out = L.Conv2D(classes, 1, activation="softmax", name="out")(d1)
+    model = keras.Model(inputs, out)
+    initialize(model, "he_normal", seed=0)
+    return model, (32, 32, 3)
+
+
+def _pixel_data(shape, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, *shape)).astype("float32")
+    labels = rng.integers(0, classes, (N, *shape[:-1]))
+    return x, keras.utils.to_categorical(labels, classes)
+
+
+@pytest.mark.parametrize("probe_mode", ["inference", "training"])
+def test_no_alert_at_step0_on_a_healthy_unet(probe_mode):
+    model, shape = _unet()
+    x, y = _pixel_data(shape)
+    monitor = _step0_alerts(model, x, y, probe_mode=probe_mode)
+    assert [a.message for a in monitor.alerts] == []
+    # Not by luck: the healthy reference follows the measurement (the issue's goal: median
+    # |log(predicted / measured)| <= log 1.25, 90th percentile <= log 2), the 4-class softmax
+    # head included (E[p^2] <= 1/4; the large-n form predicted 7x the measured variance).
+    reference = healthy_reference(model, x, probe_mode)
+    assert reference is not None
+    assert reference.flagged == []
+    step0 = {r["layer"]: r for r in monitor.records if r["event"] == "train_begin"}
+    errors = {
+        name: abs(math.log(r["activation_var"] / reference.activation_var[name]))
+        for name, r in step0.items()
+    }
+    assert np.median(list(errors.values())) <= math.log(1.25), errors
+    assert np.quantile(list(errors.values()), 0.9) <= math.log(2.0), errors
+    assert errors["out"] <= math.log(2.0)
 
 
 @pytest.mark.parametrize("build", [_mobilenet, _encoder, _tanh_mlp])

@@ -274,6 +274,7 @@ def test_in_step_fast_path_matches_the_training_batch(ref, jit_compile):
     for step in (1, 2, 3):
         rows = [r for r in batch_records if r["step"] == step]
         assert all(r["source"] == "in_step" and r["distinct_units"] is None for r in rows)
+        assert all(r["channel_mean_sq"] is None and r["channel_var"] is None for r in rows)
         want = {
             k: {s: v[s] for s in ("activation_mean", "activation_var", "gradient_var")}
             for k, v in expected[step].items()

@@ -273,6 +273,28 @@ def test_multi_head_attention_near_uniform_attention():
         ), layer
 
 
+def test_softmax_of_few_classes():
+    """Two iid N(0, v) logits: ``p_1 = sigmoid(a - b)``, ``a - b ~ N(0, 2v)``, a 1-D integral
+    (Fenton-Wilkinson is exact for one log-normal term); ``E[p^2] <= E[p] = 1/n`` always
+    (the large-n form ``exp(v) / n^2`` breaks it for a segmentation head's few classes)."""
+    from keras_initlab.gaussian import normal_nodes
+    from keras_initlab.propagate._moments import softmax_square
+
+    for v in (0.25, 1.0, 2.0):
+        e, w = normal_nodes(0.0, 2.0 * v, breaks=(), points=4001)
+        exact = float(w @ (1.0 / (1.0 + np.exp(-e))) ** 2)
+        # Both rules are converged here: 40 Gauss-Hermite nodes, 4001 Simpson points.
+        assert softmax_square(v, 2) == pytest.approx(exact, rel=1e-9)
+    for n in (2, 3, 4, 10, 100):
+        assert all(softmax_square(v, n) <= 1.0 / n for v in (0.5, 2.0, 4.0, 9.0, 25.0, 50.0))
+    # A sampled measurement of two classes: the forward moments are exact in theory. The
+    # gradient below the softmax is not checked: its rule drops an O(1/n) projection.
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, L.Activation("softmax", name="p")(_before((2,))(inputs)))
+    _check(keras_initlab.propagate(model), _chunked(model), 0.0, skip={("before", "gradient_var")})
+
+
 # ------------------------------------------------------------------------ unknown layers
 class Doubler(keras.layers.Layer):
     def call(self, x):
