@@ -162,7 +162,14 @@ def _name_of(initializer: Any) -> str | None:
     return type(initializer).__name__
 
 
-def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool = False) -> Any:
+def initialize(
+    model: Any,
+    scheme: Any,
+    *,
+    seed: int | None = None,
+    report: bool = False,
+    input_var: float | None = None,
+) -> Any:
     """Re-initialize every kernel of a built model with ``scheme`` on each layer's true fans.
 
     Each kernel is drawn from ``scheme`` with the fans of its true layout
@@ -179,12 +186,17 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
             keras_initlab initializer, or a Keras initializer (Keras' built-ins are
             translated so they too get the true fans, keeping their seed; others are called
             with the shape), or ``keras_initlab.LSUV(x)``, which runs ``keras_initlab.lsuv``
-            on the batch ``x`` (its report is kept as ``scheme.report``).
+            on the batch ``x`` (its report is kept as ``scheme.report``), or ``"auto"``:
+            AutoInit (``keras_initlab.autoinit``), each kernel's scale set from the
+            propagated moments so every layer's output variance stays at ``input_var``.
         seed: base seed; each weight gets its own seed derived from it, so two layers of the
             same shape differ. None uses the scheme's int seed if it has one, else a seed
             from Python's RNG (reproducible under ``keras.utils.set_random_seed``).
         report: return an ``InitializeReport`` (one row per weight: re-drawn, kept or not
-            handled, and why) instead of the model; with ``LSUV`` its ``LSUVReport``.
+            handled, and why) instead of the model; with ``LSUV`` its ``LSUVReport``, with
+            ``"auto"`` an ``AutoInitReport`` (per layer the scale and predicted variance).
+        input_var: ``"auto"`` only: the variance of the model's input elements and the
+            target of every layer (default 1.0).
 
     Returns:
         The model, re-initialized in place (or the report, with ``report=True``).
@@ -201,6 +213,17 @@ def initialize(model: Any, scheme: Any, *, seed: int | None = None, report: bool
     >>> [(row.path, row.action) for row in initialize(model, "he_normal", report=True)]
     [('net/d/kernel', 're-drawn'), ('net/d/bias', 're-drawn')]
     """
+    if isinstance(scheme, str) and scheme == "auto":
+        from keras_initlab.autoinit import autoinit  # it draws through this module
+
+        return autoinit(
+            model, input_var=1.0 if input_var is None else input_var, seed=seed, report=report
+        )
+    if input_var is not None:
+        raise ValueError(
+            "Argument `input_var` applies to scheme 'auto' only. "
+            f"Received: input_var={input_var!r} with scheme={scheme!r}"
+        )
     if isinstance(scheme, LSUV):
         lsuv_report = scheme(model, seed=seed)
         return lsuv_report if report else model

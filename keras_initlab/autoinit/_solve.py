@@ -1,0 +1,128 @@
+"""The scale of one kernel: the factor ``c`` on the kernel that gives its output the target.
+
+A kernel layer's pre-activation is linear in its kernel: with the kernel times ``c`` each
+element has mean ``c (m - b) + b`` (``b`` the bias) and variance ``c^2 v``, and the
+elementwise affine layers that follow keep that form, so at the activation's input
+``X(c)`` has means ``c a + d`` and variances ``c^2 v`` (``d``: what the bias and the
+affine shifts give at ``c = 0``). ``c`` solves ``Var(f(X(c))) = target`` over all elements
+(fixed pattern included, as ``Signal.var``):
+
+* no activation (or a softmax, which is not elementwise): the quadratic
+  ``c^2 (Var(a) + E[v]) + 2 c Cov(a, d) + Var(d) = target`` (``c = sqrt(target / Var)``
+  for ``d = 0``, the usual case);
+* a rectifier (ReLU, leaky ReLU, PReLU) with ``d = 0``: positively homogeneous, so
+  ``c = sqrt(target / Var(f(X(1))))``;
+* any other activation: bisection on ``log c``, the variance of ``f(X(c))`` by the rules of
+  ``keras_initlab.propagate`` on the distinct elements.
+
+A pre-activation variance above ``MAX_PRE`` times the target is not used: every rectifier
+and smooth ReLU reaches a variance of 1 below it (ReLU, GELU and SiLU at about 3, softplus
+3.4), while bounded activations cannot (``Var(tanh(z)) < 1``, ``Var(sigmoid(z)) < 1/4``);
+their pre-activation gets the target variance instead (unit variance into a tanh, where it
+is still near linear).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from keras_initlab.propagate._moments import Activation, activation_moments
+from keras_initlab.propagate._signal import Signal, make
+
+MAX_PRE = 4.0
+_BISECTIONS = 48
+_TINY = 1e-300
+
+
+def _rows(x1: Signal, x0: Signal) -> tuple[np.ndarray, ...]:
+    """The distinct ``(a, d, v)`` element rows and their counts."""
+    a = (x1.means - x0.means).reshape(-1)
+    d = np.broadcast_to(x0.means, x1.shape).reshape(-1)
+    v = x1.variances.reshape(-1)
+    scale = math.sqrt(float(np.mean(a * a + v + d * d))) or 1.0
+    stacked = np.stack([a, d, v], axis=1)
+    _, first, counts = np.unique(
+        np.round(stacked / scale, 9), axis=0, return_index=True, return_counts=True
+    )
+    rows = stacked[first]
+    return rows[:, 0], rows[:, 1], rows[:, 2], counts / counts.sum()
+
+
+def _variance(signal: Signal, weights: np.ndarray) -> float:
+    mean = float(weights @ signal.means)
+    second = float(weights @ (signal.means**2 + signal.variances))
+    return max(second - mean * mean, 0.0)
+
+
+class Problem:
+    """``Var(f(X(c)))`` as a function of ``c``, on the distinct elements of ``X``."""
+
+    def __init__(self, x1: Signal, x0: Signal, activation: Activation | None) -> None:
+        self.a, self.d, self.v, self.w = _rows(x1, x0)
+        self.activation = activation
+        w = self.w
+        mean_a, mean_d = float(w @ self.a), float(w @ self.d)
+        self.quadratic = (
+            float(w @ (self.a * self.a)) - mean_a**2 + float(w @ self.v),
+            float(w @ (self.a * self.d)) - mean_a * mean_d,
+            float(w @ (self.d * self.d)) - mean_d**2,
+        )
+
+    def pre(self, c: float) -> Signal:
+        return make(c * self.a + self.d, c * c * self.v)
+
+    def after(self, c: float) -> float:
+        pre = self.pre(c)
+        if self.activation is None:
+            return _variance(pre, self.w)
+        return _variance(activation_moments(self.activation, pre)[0], self.w)
+
+    def pre_scale(self, target: float) -> float:
+        """The ``c >= 0`` with pre-activation variance ``target`` (0 if the offsets alone
+        exceed it)."""
+        q, b, r = self.quadratic
+        if q <= _TINY:
+            return 0.0
+        disc = b * b - q * (r - target)
+        return max((-b + math.sqrt(max(disc, 0.0))) / q, 0.0)
+
+    @property
+    def homogeneous(self) -> bool:
+        f = self.activation
+        rectifier = f is None or f.closed in ("linear", "relu")
+        return rectifier and not bool(np.any(self.d))
+
+
+def solve(problem: Problem, target: float) -> tuple[float, str]:
+    """The kernel factor ``c`` and how it was found (a note for the report)."""
+    f = problem.activation
+    top = problem.pre_scale(MAX_PRE * target)
+    if top <= 0.0:
+        return 1.0, "output is constant (no variance to scale): kept"
+    if f is None:
+        return problem.pre_scale(target), "output variance"
+    name = f"variance after {f.name}"
+    if problem.homogeneous:
+        now = problem.after(1.0)
+        return (math.sqrt(target / now), name) if now > _TINY else (1.0, "no variance: kept")
+    if problem.after(top) < target:
+        return problem.pre_scale(target), (
+            f"{f.name} cannot reach the target below {MAX_PRE:g}x pre-activation variance: "
+            "pre-activation variance"
+        )
+    low, high = math.log(top) - math.log(1e4), math.log(top)
+    for _ in range(_BISECTIONS):
+        mid = 0.5 * (low + high)
+        if problem.after(math.exp(mid)) < target:
+            low = mid
+        else:
+            high = mid
+    return math.exp(0.5 * (low + high)), name
+
+
+def scaled(variable: Any, factor: float) -> None:
+    """Multiply a kernel variable by ``factor`` in its own dtype."""
+    variable.assign(variable * factor)
