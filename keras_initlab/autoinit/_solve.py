@@ -15,11 +15,14 @@ affine shifts give at ``c = 0``). ``c`` solves ``Var(f(X(c))) = target`` over al
 * any other activation: bisection on ``log c``, the variance of ``f(X(c))`` by the rules of
   ``keras_initlab.propagate`` on the distinct elements.
 
-A pre-activation variance above ``MAX_PRE`` times the target is not used: every rectifier
-and smooth ReLU reaches a variance of 1 below it (ReLU, GELU and SiLU at about 3, softplus
-3.4), while bounded activations cannot (``Var(tanh(z)) < 1``, ``Var(sigmoid(z)) < 1/4``);
-their pre-activation gets the target variance instead (unit variance into a tanh, where it
-is still near linear).
+A pre-activation variance above ``MAX_PRE = 3.5`` times the target is not used, so every
+layer output stays within a factor 4 of the target with room for the finite-width error of
+the prediction: every rectifier and smooth ReLU reaches a
+variance of 1 below it on zero-mean input (ReLU, GELU and SiLU at about 3, softplus 3.4; a
+fixed pattern of channel means, which a narrow layer on a ReLU's nonzero mean has, can ask
+for more: the scale is then capped there), while bounded activations cannot
+(``Var(tanh(z)) < 1``, ``Var(sigmoid(z)) < 1/4``); their pre-activation gets the target
+variance instead (unit variance into a tanh, where it is still near linear).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 from keras_initlab.propagate._moments import Activation, activation_moments
 from keras_initlab.propagate._signal import Signal, make
 
-MAX_PRE = 4.0
+MAX_PRE = 3.5
 _BISECTIONS = 48
 _TINY = 1e-300
 
@@ -107,7 +110,12 @@ def solve(problem: Problem, target: float) -> tuple[float, str]:
     name = f"variance after {f.name}"
     if problem.homogeneous:
         now = problem.after(1.0)
-        return (math.sqrt(target / now), name) if now > _TINY else (1.0, "no variance: kept")
+        if now <= _TINY:
+            return 1.0, "no variance: kept"
+        c = math.sqrt(target / now)
+        if c > top:  # fixed channel means below zero: the rectifier would need more
+            return top, f"{name}, pre-activation capped at {MAX_PRE:g}x the target"
+        return c, name
     if problem.after(top) < target:
         return problem.pre_scale(target), (
             f"{f.name} cannot reach the target below {MAX_PRE:g}x pre-activation variance: "
