@@ -10,7 +10,9 @@ input's, and the same MLP trained to >= 0.9 test accuracy on the embedded digits
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import re
 from pathlib import Path
 
 import keras
@@ -18,11 +20,12 @@ import numpy as np
 import pytest
 
 import keras_initlab
-from keras_initlab import autoinit as auto
 from keras_initlab.compare.datasets import load_dataset
 from keras_initlab.propagate import _graph
 
 L = keras.layers
+# The module (keras_initlab.autoinit is also the function's name at the package level).
+ALGORITHM = importlib.import_module("keras_initlab.autoinit._algorithm")
 PROBE = 256
 BLOCKS, WIDTH = 32, 64
 SUM_BOUNDS = (1 / 3, 3.0)
@@ -67,7 +70,8 @@ def test_residual_mlp_sums_stay_bounded_under_auto_and_explode_under_he():
     keras_initlab.initialize(model, "auto", seed=0)
     auto_vars = measured(model)
     ratios = [auto_vars[f"add{b}"] / auto_vars["stem"] for b in range(BLOCKS)]
-    assert SUM_BOUNDS[0] <= min(ratios) and max(ratios) <= SUM_BOUNDS[1], ratios
+    assert min(ratios) >= SUM_BOUNDS[0], ratios
+    assert max(ratios) <= SUM_BOUNDS[1], ratios
     keras_initlab.initialize(model, "he_normal", seed=0)
     he_vars = measured(model)
     growth = he_vars[f"add{BLOCKS - 1}"] / he_vars["stem"]
@@ -84,7 +88,8 @@ def test_the_branch_share_is_one_over_the_stream_length_and_the_sums_grow_to_nea
         assert rows[f"fc{b}b"].activation_var == pytest.approx(0.25, rel=1e-6)
     assert rows["stem"].activation_var == pytest.approx(1.0, rel=1e-6)
     assert sums == sorted(sums)
-    assert SUM_BOUNDS[0] <= sums[0] and sums[-1] <= SUM_BOUNDS[1], sums
+    assert sums[0] >= SUM_BOUNDS[0], sums
+    assert sums[-1] <= SUM_BOUNDS[1], sums
 
 
 # ------------------------------------------------------------------------ real architectures
@@ -139,7 +144,7 @@ def test_one_walk_whose_rows_are_the_final_prediction(monkeypatch):
         return original(call)
 
     monkeypatch.setattr(_graph, "predict", counted)
-    monkeypatch.setattr("keras_initlab.autoinit._algorithm.predict", counted)
+    monkeypatch.setattr(ALGORITHM, "predict", counted)
     model = residual_mlp(blocks=8, width=16)
     report = keras_initlab.initialize(model, "auto", seed=0, report=True)
     assert len(calls) <= 2 * len(report)  # each layer once, each kernel layer once more
@@ -212,8 +217,42 @@ def test_a_failing_walk_restores_every_weight(monkeypatch):
     def broken(call):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("keras_initlab.autoinit._algorithm.predict", broken)
+    monkeypatch.setattr(ALGORITHM, "predict", broken)
     with pytest.raises(RuntimeError, match="boom"):
-        auto.autoinit(model)
+        keras_initlab.autoinit(model)
     for a, b in zip(before, model.weights, strict=True):
         np.testing.assert_array_equal(a, b.numpy())
+
+
+# ------------------------------------------------------------------------ compare and inspect
+def test_auto_is_a_compare_scheme():
+    from keras_initlab.compare.config import check_scheme_names
+    from keras_initlab.compare.models import build_mlp
+    from keras_initlab.compare.setups import apply_scheme, describe_schemes
+
+    assert check_scheme_names(["auto"]) == ["auto"]
+    assert "autoinit" in describe_schemes(64, "relu")["auto"]
+    model = apply_scheme(
+        build_mlp(64, 10, depth=6, width=32), "auto", seed=0, width=32, activation="relu"
+    )
+    variances = measured(model)
+    assert share_within(variances, LAYER_BOUNDS) == 1.0, variances
+
+
+def test_inspect_scheme_auto_prints_the_scales_and_the_profile_after(capsys, tmp_path):
+    from keras_initlab.cli import main
+
+    model = residual_mlp(blocks=3, width=16)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    assert main(["inspect", str(path), "--scheme", "auto", "--samples", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "AutoInit of" in out
+    assert "the file is not changed" in out
+    assert "residual branch into add2: 1/3 of the target" in out
+    summary = re.search(r"activation variance last/first: (\S+);.*verdict: (\w+)", out)
+    assert summary is not None, out
+    assert summary[2] == "ok"
+    reloaded = keras.saving.load_model(path, compile=False)
+    for a, b in zip(model.weights, reloaded.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -137,7 +137,12 @@ class _Hook:
             variable = layer.pointwise_kernel if isinstance(layer, SEPARABLE) else layer.kernel
             follow = self.follows.get(id(layer), Follow())
             self._set(
-                name, layer, variable, step.pre, follow, self._target(layer),
+                name,
+                layer,
+                variable,
+                step.pre,
+                follow,
+                self._target(layer),
                 _own_activation(layer),
             )
 
@@ -204,7 +209,8 @@ def autoinit(
     >>> import keras
     >>> x = keras.Input((64,))
     >>> h = keras.layers.Dense(64, name="d1")(keras.layers.ReLU(name="r")(x))
-    >>> model = keras.Model(x, keras.layers.Add(name="sum")([x, keras.layers.Dense(64, name="d2")(h)]))
+    >>> y = keras.layers.Add(name="sum")([x, keras.layers.Dense(64, name="d2")(h)])
+    >>> model = keras.Model(x, y)
     >>> rows = autoinit(model, seed=0, report=True).by_layer()
     >>> round(rows["d2"].target, 3), round(rows["sum"].activation_var, 2)
     (1.0, 2.0)
