@@ -191,8 +191,12 @@ def test_bad_input_errors_leave_the_model_untouched():
     before = [w.numpy().copy() for w in model.weights]
     with pytest.raises(ValueError, match=r"`input_var` must be a positive finite number"):
         keras_initlab.initialize(model, "auto", input_var=-1.0)
+    with pytest.raises(TypeError, match=r"`input_var` must be .* Received: input_var='1'"):
+        keras_initlab.initialize(model, "auto", input_var="1")
     with pytest.raises(ValueError, match=r"`input_var` applies to scheme 'auto' only"):
         keras_initlab.initialize(model, "he_normal", input_var=2.0)
+    with pytest.raises(ValueError, match=r"`model` must be built .* \(unbuilt\)"):
+        keras_initlab.initialize(keras.Sequential([L.Dense(3)]), "auto")
 
     class Sub(keras.Model):
         def __init__(self):
