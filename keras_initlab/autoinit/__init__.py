@@ -39,9 +39,10 @@ reach ``T``, get ``T' = T``.
   ``gamma^2``: the same weights are bounded in both modes. LayerNormalization resets the
   variance of each position in both modes; the next kernel reads its output's moments.
   Normalization weights are not changed.
-* **MultiHeadAttention**: the query and key projections get unit second moment (attention
-  logits of unit variance), the value projection ``T``, the output projection ``T`` (or the
-  residual share) from the attended values the attention rule predicts.
+* **MultiHeadAttention**: the query and key projections get unit variance (attention
+  logits of unit variance, whatever ``input_var``), the value projection ``T``, the output
+  projection ``T`` (or the residual share) from the attended values the attention rule
+  predicts.
 
 Layers with kernels the walk does not scale (Embedding, recurrent layers, a layer in a
 subclassed model) keep the draw; their report rows carry no scale.

@@ -33,8 +33,9 @@ from keras_initlab.propagate._step import Call
 L = keras.layers
 KERNEL_LAYERS = (*CONVS, *TRANSPOSED, *DEPTHWISE, *SEPARABLE, L.Dense, L.EinsumDense)
 MODE = "inference"
-# The attention logits q.k / sqrt(key_dim) get unit variance: q and k unit second moment.
+# The attention logits q.k / sqrt(key_dim) get unit variance: q and k unit variance.
 LOGITS_VAR = 1.0
+LOGITS_NOTE = "attention logits of unit variance"
 
 
 @dataclass(frozen=True)
@@ -147,21 +148,21 @@ class _Hook:
             )
 
     def _attention(self, call: Call, name: str) -> None:
-        """q and k to unit second moment (unit logits), v to the target, then the output
+        """q and k to unit variance (unit logits), v to the target, then the output
         projection from the attended values the rule predicts with them."""
         layer = call.layer
         qi = _attention._argument(call, 0, "query", 0)
         vi = _attention._argument(call, 1, "value", qi)
         ki = _attention._argument(call, 2, "key", vi)
         projections = (
-            (layer.query_dense, qi, LOGITS_VAR),
-            (layer.key_dense, ki, LOGITS_VAR),
-            (layer.value_dense, vi, self.input_var),
+            (layer.query_dense, qi, (LOGITS_VAR, LOGITS_NOTE)),
+            (layer.key_dense, ki, (LOGITS_VAR, LOGITS_NOTE)),
+            (layer.value_dense, vi, (self.input_var, "")),
         )
         for dense, index, target in projections:
             pre = einsum_dense(Call(dense, [call.inputs[index]], [], [], MODE)).pre
             assert pre is not None
-            self._set(f"{name}/{dense.name}", dense, dense.kernel, pre, Follow(), (target, ""))
+            self._set(f"{name}/{dense.name}", dense, dense.kernel, pre, Follow(), target)
         out = _attention.multi_head_attention(call).outputs[0]
         dense = layer.output_dense
         follow = self.follows.get(id(layer), Follow())

@@ -12,8 +12,8 @@ affine shifts give at ``c = 0``). ``c`` solves ``Var(f(X(c))) = target`` over al
   for ``d = 0``, the usual case);
 * a rectifier (ReLU, leaky ReLU, PReLU) with ``d = 0``: positively homogeneous, so
   ``c = sqrt(target / Var(f(X(1))))``;
-* any other activation: bisection on ``log c``, the variance of ``f(X(c))`` by the rules of
-  ``keras_initlab.propagate`` on the distinct elements.
+* any other activation: regula falsi (Illinois) on ``log c``, the variance of ``f(X(c))``
+  by the quadrature of ``keras_initlab.propagate`` on the distinct elements.
 
 A pre-activation variance above ``MAX_PRE = 3.5`` times the target is not used, so every
 layer output stays within a factor 4 of the target with room for the finite-width error of
@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from keras_initlab.propagate._moments import Activation, activation_moments
+from keras_initlab.propagate._moments import Activation, output_moments
 from keras_initlab.propagate._signal import Signal, make
 
 MAX_PRE = 3.5
-_BISECTIONS = 48
+_ITERATIONS = 60
+_LOG_TOL = 1e-9  # |log(variance / target)| at which the root is taken
 _TINY = 1e-300
 
 
@@ -81,7 +82,7 @@ class Problem:
         pre = self.pre(c)
         if self.activation is None:
             return _variance(pre, self.w)
-        return _variance(activation_moments(self.activation, pre)[0], self.w)
+        return _variance(output_moments(self.activation, pre), self.w)
 
     def pre_scale(self, target: float) -> float:
         """The ``c >= 0`` with pre-activation variance ``target`` (0 if the offsets alone
@@ -121,14 +122,37 @@ def solve(problem: Problem, target: float) -> tuple[float, str]:
             f"{f.name} cannot reach the target below {MAX_PRE:g}x pre-activation variance: "
             "pre-activation variance"
         )
-    low, high = math.log(top) - math.log(1e4), math.log(top)
-    for _ in range(_BISECTIONS):
-        mid = 0.5 * (low + high)
-        if problem.after(math.exp(mid)) < target:
-            low = mid
+    return _regula_falsi(problem, target, top), name
+
+
+def _regula_falsi(problem: Problem, target: float, top: float) -> float:
+    """``c`` in ``(top / 1e3, top]`` with ``Var(f(X(c))) = target``, on ``log Var`` against
+    ``log c`` (a near-straight line: slope 2 for a homogeneous map), Illinois variant."""
+
+    def h(u: float) -> float:
+        return math.log(max(problem.after(math.exp(u)), _TINY)) - math.log(target)
+
+    low, high = math.log(top) - math.log(1e3), math.log(top)
+    f_low, f_high = h(low), h(high)
+    if f_low >= 0.0:  # the offsets alone give the target: the smallest scale tried
+        return math.exp(low)
+    side = 0
+    for _ in range(_ITERATIONS):
+        u = high - f_high * (high - low) / (f_high - f_low)
+        f_u = h(u)
+        if abs(f_u) < _LOG_TOL:
+            return math.exp(u)
+        if f_u > 0.0:
+            high, f_high = u, f_u
+            if side == 1:
+                f_low /= 2.0
+            side = 1
         else:
-            high = mid
-    return math.exp(0.5 * (low + high)), name
+            low, f_low = u, f_u
+            if side == -1:
+                f_high /= 2.0
+            side = -1
+    return math.exp(0.5 * (low + high))
 
 
 def scaled(variable: Any, factor: float) -> None:
