@@ -134,6 +134,23 @@ def test_nested_and_sequential_models_with_bounded_activation():
     assert share_within(variances, LAYER_BOUNDS) == 1.0, variances
 
 
+def test_an_own_activation_ends_the_chain_and_a_softmax_sets_the_logits():
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            L.Dense(16, name="d"),
+            L.Dropout(0.5, name="drop"),
+            L.ReLU(name="r"),
+            L.Dense(4, activation="softmax", name="soft"),
+            L.ReLU(name="after"),
+        ]
+    )
+    rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+    assert rows["d"].note == "variance after relu"  # through the dropout, to the ReLU
+    assert rows["r"].activation_var == pytest.approx(1.0, rel=1e-6)
+    assert rows["soft"].note == "output variance"  # its logits; the ReLU after is not its own
+
+
 # ------------------------------------------------------------------------ the one pass
 def test_one_walk_whose_rows_are_the_final_prediction(monkeypatch):
     calls = []

@@ -51,11 +51,15 @@ def _elementwise(activation: Any) -> Any:
     return None if activation == _activations.SOFTMAX else activation
 
 
-def _own_activation(layer: Any) -> Any:
+def _own_activation(layer: Any) -> tuple[bool, Any]:
+    """Whether the layer applies an activation of its own, and it as an elementwise
+    ``Activation`` (None: a softmax or another non-elementwise one)."""
+    fn = getattr(layer, "activation", None)
     try:
-        return _elementwise(_activations.from_function(getattr(layer, "activation", None)))
+        own = _activations.from_function(fn)
     except NotImplementedError:
-        return None
+        return True, None
+    return own is not None, _elementwise(own)
 
 
 def _layer_activation(layer: Any) -> Any:
@@ -106,13 +110,14 @@ class _Hook:
         pre: Signal,
         follow: Follow,
         target: tuple[float, str],
-        activation: Any = None,
+        own: tuple[bool, Any] = (False, None),
     ) -> None:
-        chain = follow.chain
-        if activation is None:
-            activation = _layer_activation(follow.activation)
+        """Scale ``variable`` so the variance at the end of what follows is the target;
+        ``own``: the layer's own activation (``_own_activation``), which ends the chain."""
+        if own[0]:
+            chain, activation = (), own[1]
         else:
-            chain = ()
+            chain, activation = follow.chain, _layer_activation(follow.activation)
         offset = np.broadcast_to(bias_means(layer, pre.shape), pre.shape)
         problem = Problem(
             _through(chain, pre.plain()),
