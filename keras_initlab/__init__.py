@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type checkers
     from keras_initlab import callbacks, initializers, measurement
     from keras_initlab.audit import AuditReport, AuditRow, audit
+    from keras_initlab.autoinit import AutoInitReport, AutoInitRow, autoinit
     from keras_initlab.fans import LAYOUTS, compute_fans
     from keras_initlab.gains import gain
     from keras_initlab.initialize import InitializeReport, InitializeRow, initialize
@@ -56,6 +57,7 @@ __version__ = "0.1.0"
 
 _MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provides
     "keras_initlab.audit": ("AuditReport", "AuditRow", "audit"),
+    "keras_initlab.autoinit": ("AutoInitReport", "AutoInitRow", "autoinit"),
     "keras_initlab.fans": ("LAYOUTS", "compute_fans"),
     "keras_initlab.gains": ("gain",),
     "keras_initlab.initialize": ("InitializeReport", "InitializeRow", "initialize"),
@@ -104,6 +106,8 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "SCHEMES",
     "AuditReport",
     "AuditRow",
+    "AutoInitReport",
+    "AutoInitRow",
     "Constant",
     "DeltaOrthogonal",
     "GlorotNormal",
@@ -136,6 +140,7 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "XavierUniform",
     "Zeros",
     "audit",
+    "autoinit",
     "callbacks",
     "compute_fans",
     "gain",

@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 
 PROG = "keras-initlab"
 EXIT_USAGE = 2  # bad input: argparse's own exit status for usage errors
+AUTO = "auto"  # the scheme name of AutoInit in `initialize` (keras_initlab.autoinit)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C
 DEFAULT_REPORT_DIR = "initlab-report"
 DEFAULT_RESIDUAL_DIR = "initlab-residual-report"
@@ -171,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("model", help="a .keras (or .h5) model file")
     inspect.add_argument(
-        "--scheme", help="audit against this scheme instead of each layer's configured initializer"
+        "--scheme",
+        help="audit against this scheme instead of each layer's configured initializer; "
+        "'auto': initialize the loaded model with AutoInit (in memory, the file is not "
+        "changed) and print its scale per layer and the profile after",
     )
     inspect.add_argument("--samples", type=int, default=256, help="random inputs (256)")
     inspect.add_argument("--seed", type=int, default=0, help="seed of the random input (0)")
@@ -443,7 +447,8 @@ def inspect(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from keras_initlab.compare.inspection import ModelUnreadable, load_model_file
 
-    if args.scheme is not None:
+    auto = args.scheme == AUTO
+    if args.scheme is not None and not auto:
         from keras_initlab.schemes import get_scheme
 
         try:
@@ -458,14 +463,23 @@ def inspect(args: argparse.Namespace) -> int:
     from keras_initlab.audit import AUDIT_Z, audit
     from keras_initlab.compare.inspection import variance_profile
 
-    try:  # a model Keras loads but these cannot read (unbuilt, no known inputs)
-        report = audit(model, args.scheme)
+    try:  # a model Keras loads but these cannot read (unbuilt, no known inputs, subclassed)
+        if auto:
+            from keras_initlab.initialize import initialize
+
+            report = initialize(model, AUTO, seed=args.seed, report=True)
+        else:
+            report = audit(model, args.scheme)
         profile = variance_profile(model, samples=args.samples, seed=args.seed)
-    except ValueError as error:
+    except (TypeError, ValueError) as error:
         raise UsageError(_one_line(error)) from None
-    print(f"Audit of {args.model} ({model.name}):")
-    print(report)
-    print(AUDIT_LEGEND.format(z=AUDIT_Z, p=math.erfc(AUDIT_Z / math.sqrt(2.0))))
+    if auto:
+        print(f"AutoInit of {args.model} ({model.name}), in memory (the file is not changed):")
+        print(report)
+    else:
+        print(f"Audit of {args.model} ({model.name}):")
+        print(report)
+        print(AUDIT_LEGEND.format(z=AUDIT_Z, p=math.erfc(AUDIT_Z / math.sqrt(2.0))))
     print()
     print(f"Variance profile on {args.samples} unit-variance random inputs:")
     print(profile)

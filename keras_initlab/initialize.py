@@ -183,6 +183,7 @@ def initialize(
     seed: int | None = None,
     report: bool = False,
     residual: str | None = None,
+    input_var: float | None = None,
 ) -> Any:
     """Re-initialize every kernel of a built model with ``scheme`` on each layer's true fans.
 
@@ -200,12 +201,15 @@ def initialize(
             keras_initlab initializer, or a Keras initializer (Keras' built-ins are
             translated so they too get the true fans, keeping their seed; others are called
             with the shape), or ``keras_initlab.LSUV(x)``, which runs ``keras_initlab.lsuv``
-            on the batch ``x`` (its report is kept as ``scheme.report``).
+            on the batch ``x`` (its report is kept as ``scheme.report``), or ``"auto"``:
+            AutoInit (``keras_initlab.autoinit``), each kernel's scale set from the
+            propagated moments so every layer's output variance stays at ``input_var``.
         seed: base seed; each weight gets its own seed derived from it, so two layers of the
             same shape differ. None uses the scheme's int seed if it has one, else a seed
             from Python's RNG (reproducible under ``keras.utils.set_random_seed``).
         report: return an ``InitializeReport`` (one row per weight: re-drawn, kept or not
-            handled, and why) instead of the model; with ``LSUV`` its ``LSUVReport``.
+            handled, and why) instead of the model; with ``LSUV`` its ``LSUVReport``, with
+            ``"auto"`` an ``AutoInitReport`` (per layer the scale and predicted variance).
         residual: None, or a rule applied after the draw to every residual block that
             ``keras_initlab.residual_blocks`` finds (``keras_initlab.residual_init``):
             ``"zero"`` (last layer of each branch zeroed, Goyal et al. 2017), ``"fixup"``
@@ -214,7 +218,9 @@ def initialize(
             to 0, De and Smith 2020) or ``"scaled"`` (last layer times ``1/sqrt(L)``, GPT-2).
             The report's ``residual`` lists the weights it changed; ``audit(model, scheme)``
             flags them, as they no longer follow the scheme. With ``LSUV`` the rule changes
-            the weights LSUV leaves.
+            the weights LSUV leaves, and with ``"auto"`` the weights it set.
+        input_var: ``"auto"`` only: the variance of the model's input elements and the
+            target of every layer (default 1.0).
 
     Returns:
         The model, re-initialized in place (or the report, with ``report=True``).
@@ -238,8 +244,22 @@ def initialize(
     >>> [(r.add, r.weight, r.factor) for r in rows]
     [('sum', 'd2/kernel', 0.0), ('sum', 'd2/bias', 0.0)]
     """
+    if input_var is not None and not (isinstance(scheme, str) and scheme == "auto"):
+        raise ValueError(
+            "Argument `input_var` applies to scheme 'auto' only. "
+            f"Received: input_var={input_var!r} with scheme={scheme!r}"
+        )
     rule = check_rule(residual)  # planned first: a failure changes nothing
     plan = None if rule is None else plan_residual(model, rule, weight_specs(model))
+    if isinstance(scheme, str) and scheme == "auto":
+        from keras_initlab.autoinit import autoinit  # it draws through this module
+
+        result = autoinit(
+            model, input_var=1.0 if input_var is None else input_var, seed=seed, report=report
+        )
+        if plan is not None:
+            _assign_residual(plan, model)
+        return result
     if isinstance(scheme, LSUV):
         lsuv_report = scheme(model, seed=seed)
         if plan is not None:

@@ -35,6 +35,7 @@ COMPARE_SCHEMES = (
     "lecun_normal",
     "orthogonal",
     "lsuv",
+    "auto",
 )
 
 

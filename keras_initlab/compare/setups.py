@@ -27,6 +27,9 @@ draws every kernel on its true fans and sets every bias to 0. The fixed choices:
   ``keras_initlab.lsuv``) on a batch ``x`` of ``LSUV_BATCH`` training examples: orthonormal
   kernels, then each layer's kernel rescaled in forward order
   until its pre-activation output has unit variance (Mishkin & Matas 2016).
+* ``auto``: ``initialize(model, "auto", seed=seed)`` (``keras_initlab.autoinit``): LeCun
+  normal kernels, each then scaled from the propagated moments so that every layer's output
+  variance is 1 (the standardized inputs' variance), after its activation; no data needed.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ LSUV_BATCH = 256  # training examples LSUV normalizes on (its docstring: 256 or 
 def scheme_initializer(name: str, *, width: int, activation: str) -> ini.Scheme:
     """The initializer applied to every kernel under the compare scheme ``name``.
 
-    For ``lsuv`` it is the orthonormal start (``Orthogonal()``) that LSUV then rescales.
+    For ``lsuv`` it is the orthonormal start (``Orthogonal()``) that LSUV then rescales, for
+    ``auto`` the LeCun normal draw that AutoInit then scales.
 
     Example:
     >>> scheme_initializer("identity_1.5", width=64, activation="relu")
@@ -69,6 +73,8 @@ def scheme_initializer(name: str, *, width: int, activation: str) -> ini.Scheme:
         return ini.Orthogonal(gain(activation))
     if name == "lsuv":
         return ini.Orthogonal()
+    if name == "auto":
+        return ini.LecunNormal()
     fixed: dict[str, type[ini.Scheme]] = {
         "xavier_normal": ini.GlorotNormal,
         "xavier_uniform": ini.GlorotUniform,
@@ -97,6 +103,8 @@ def apply_scheme(
         if x is None:
             raise ValueError("Scheme `lsuv` needs training inputs. Received: x=None")
         return initialize(model, LSUV(x[:LSUV_BATCH]), seed=seed)
+    if name == "auto":
+        return initialize(model, "auto", seed=seed)
     return initialize(
         model, scheme_initializer(name, width=width, activation=activation), seed=seed
     )
@@ -109,4 +117,5 @@ def describe_schemes(width: int, activation: str) -> dict[str, str]:
         for name in COMPARE_SCHEMES
     }
     described["lsuv"] = f"lsuv(model, x[:{LSUV_BATCH}]) (orthonormal start, unit variance)"
+    described["auto"] = "autoinit(model) (LeCun normal start, unit variance after each layer)"
     return described

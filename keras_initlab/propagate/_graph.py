@@ -115,11 +115,20 @@ def _bind(value: Any, index: dict[int, int]) -> Any:
     return value
 
 
-class Walker:
-    """Walks one model; ``rows`` holds the layers in execution order."""
+Hook = Callable[[Call, str], None]
 
-    def __init__(self, mode: str) -> None:
+
+class Walker:
+    """Walks one model; ``rows`` holds the layers in execution order.
+
+    ``before`` (optional) is called with each layer's ``Call`` and path just before its rule
+    runs: it may change the layer's weights from the input moments it is about to receive
+    (``keras_initlab.autoinit`` sets each kernel's scale so, in one pass).
+    """
+
+    def __init__(self, mode: str, before: Hook | None = None) -> None:
         self.mode = mode
+        self.before = before
         self.rows: list[_Row] = []
         self._named: set[str] = set()
 
@@ -222,9 +231,10 @@ class Walker:
             step = predict(Call(object(), inputs, in_shapes, out_shapes, self.mode))
             step = Step(step.outputs, step.backward, f"subclassed model: {ASSUMPTION}")
         else:
-            step = predict(
-                Call(operation, inputs, in_shapes, out_shapes, self.mode, tuple(args), kwargs)
-            )
+            call = Call(operation, inputs, in_shapes, out_shapes, self.mode, tuple(args), kwargs)
+            if self.before is not None:
+                self.before(call, f"{prefix}{operation.name}")
+            step = predict(call)
         name = f"{prefix}{operation.name}"
         status = ASSUMED if step.assumed else PREDICTED
         row = self._add_row(name, operation, step.outputs[0], status, step.assumed or step.note)

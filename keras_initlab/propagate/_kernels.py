@@ -57,8 +57,27 @@ def _finish(call: Call, pre: Signal, backward: Any, note: str = "") -> Step:
     activation = _activations.from_function(getattr(call.layer, "activation", None))
     out, d2 = _activations.apply(activation, pre)
     return Step(
-        [out], lambda g: [backward(g[0] * _activations.backward_factor(out, d2))], note=note
+        [out],
+        lambda g: [backward(g[0] * _activations.backward_factor(out, d2))],
+        note=note,
+        pre=pre,
     )
+
+
+def bias_means(layer: Any, shape: tuple[int, ...]) -> np.ndarray | float:
+    """The bias of a kernel layer broadcast to its per-sample output ``shape`` (0: none).
+
+    On the last axis, except an EinsumDense's, whose ``bias_axes`` name output axes of its
+    equation in the output's order.
+    """
+    bias = values(getattr(layer, "bias", None))
+    if bias is None:
+        return 0.0
+    if isinstance(layer, L.EinsumDense):
+        out_sub = layer.equation.split("->")[1][1:]
+        axes = layer.bias_axes or ""
+        return bias.reshape([shape[i] if a in axes else 1 for i, a in enumerate(out_sub)])
+    return bias.reshape(-1)
 
 
 def dense(call: Call) -> Step:
@@ -80,12 +99,7 @@ def einsum_dense(call: Call) -> Step:
         raise NotImplementedError(f"equation {layer.equation!r} on shape {x.shape}")
     forward = f"{x_sub},{k_sub}->{out_sub}"
     means = np.einsum(forward, x.means, w)
-    bias = values(getattr(layer, "bias", None))
-    if bias is not None:  # bias_axes name output axes, in the output's order
-        axes = layer.bias_axes or ""
-        means = means + bias.reshape(
-            [means.shape[i] if a in axes else 1 for i, a in enumerate(out_sub)]
-        )
+    means = means + bias_means(layer, means.shape)
     pre = make(means, np.einsum(forward, x.variances, w * w))
     w2, back = w * w, f"{out_sub},{k_sub}->{x_sub}"
     return _finish(call, pre, lambda g: np.einsum(back, np.broadcast_to(g, pre.shape), w2))

@@ -124,21 +124,29 @@ def _clipped(u: np.ndarray, s: np.ndarray, top: float) -> tuple[np.ndarray, ...]
 _HERMITE = np.polynomial.hermite_e.hermegauss(64)  # smooth activations
 
 
-def _gaussian(f: Activation, mean: np.ndarray, var: np.ndarray):
-    """E[f], E[f^2], E[f'^2] per element for z ~ N(mean, var)."""
+def _gaussian(f: Activation, mean: np.ndarray, var: np.ndarray, derivative: bool = True):
+    """E[f], E[f^2], E[f'^2] per element for z ~ N(mean, var) (E[f'^2] 0 without
+    ``derivative``: the quadrature then calls ``f`` once)."""
     if f.closed == "relu":
         return _relu(mean, np.sqrt(var), f.slope)
     if f.closed == "clipped":
         return _clipped(mean, np.sqrt(var), f.top)
     if f.smooth:
         e, we = _HERMITE[0], _HERMITE[1] / _HERMITE[1].sum()
-        z = mean[:, None] + np.sqrt(var)[:, None] * e[None, :]
-        y = f.fn(z)
-        return y @ we, (y * y) @ we, f.derivative(z) ** 2 @ we
-    e, we = normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
+    else:
+        e, we = normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
     z = mean[:, None] + np.sqrt(var)[:, None] * e[None, :]
     y = f.fn(z)
-    return y @ we, (y * y) @ we, f.derivative(z) ** 2 @ we
+    d2 = f.derivative(z) ** 2 @ we if derivative else np.zeros(len(mean))
+    return y @ we, (y * y) @ we, d2
+
+
+def output_moments(f: Activation, pre: Signal) -> Signal:
+    """The moments of ``f(z)`` alone (no backward factor), for a ``pre`` without a source."""
+    (m, v), inverse = _unique(pre.means, pre.variances)
+    g1, g2, _ = _gaussian(f, m, v, derivative=False)
+    g1, g2 = (np.asarray(t, dtype=np.float64)[inverse].reshape(pre.shape) for t in (g1, g2))
+    return make(g1, g2 - g1 * g1)
 
 
 def activation_moments(f: Activation, pre: Signal) -> tuple[Signal, np.ndarray]:

@@ -69,6 +69,8 @@ class Step:
     assumed: str = ""
     note: str = ""
     parts: list[Part] = field(default_factory=list)
+    # A kernel layer's output before its own activation (None: not a kernel layer).
+    pre: Signal | None = None
     # Set by the walk before the backward pass: "coherent" is True when the gradient that
     # reaches the output is the same at every position (a global average pool downstream,
     # through per-position layers only).

@@ -1,0 +1,64 @@
+"""AutoInit: signal-preserving initialization from the propagated moments of the graph.
+
+``initialize(model, "auto")`` (or ``autoinit(model)``) draws every kernel from LeCun normal
+on its true fans (``keras_initlab.initialize``: ``Var(W) = 1 / fan_in``, biases from the
+layer's own initializer), then walks the graph once in execution order with the rules of
+``keras_initlab.propagate``. Just before a kernel layer's rule runs, the walk knows the
+moments of the input the layer is about to receive, and multiplies its kernel by the ``c``
+that gives the layer's output the target variance ``T`` (``input_var``), so that every
+layer after it sees the rescaled signal: one pass, ``O(layers)`` (Bingham and Miikkulainen
+2022, "AutoInit: Analytic Signal-Preserving Weight Initialization for Neural Networks";
+this is an implementation of the idea on this package's rules, not of their code).
+
+For a Dense or conv layer on inputs of mean ``m`` and variance ``v`` (``E[x^2] = m^2 + v``)
+the result is, in expectation over the draw,
+
+    Var(W) = T' / (fan_in * E[x^2])
+
+on the layer's true fans (depthwise, separable: the pointwise kernel, transposed, grouped,
+EinsumDense), where ``T'`` is the pre-activation variance that makes the variance of what
+follows equal ``T``: the layer's own activation, or an activation layer reached through
+BatchNormalization (inference mode) and dropout layers. For a ReLU ``T' = T / (1/2 -
+1/(2 pi)) = 2.93 T``, so the *post*-activation variance is preserved; the rule is solved on
+the actual moments (per channel and border position, a conv's ``same`` padding included),
+not on this closed form (``_solve``). Bounded activations (tanh, sigmoid), which cannot
+reach ``T``, get ``T' = T``.
+
+* **Residual sums** (``keras_initlab.residual_blocks``): the identity skip carries the
+  stream unchanged, so sums can only add variance. Each of the ``n`` residual branches that
+  add to one stream gets ``T / n`` at its output (its last kernel), so the stream goes from
+  ``T`` to ``2 T`` over the stream, and every sum stays within ``[T, 2 T]`` (GPT-2's
+  ``1/sqrt(N)`` scaling of residual projections is the same idea); a branch is still alive
+  (a zero-initialized branch would start with no gradient through its earlier layers' sum).
+  Sums AutoInit cannot resolve as residual keep ``T`` per input (``n T``).
+* **Normalization.** AutoInit targets **inference mode** (what ``measure()``, ``propagate``
+  and a model called with ``training=False`` give at initialization): BatchNormalization
+  with its moving statistics is an affine map (the identity at initialization) that the
+  scales pass through. In training mode it standardizes each channel with its batch
+  statistics, so the kernel's scale before it cancels and its output has variance
+  ``gamma^2``: the same weights are bounded in both modes. LayerNormalization resets the
+  variance of each position in both modes; the next kernel reads its output's moments.
+  Normalization weights are not changed.
+* **MultiHeadAttention**: the query and key projections get unit variance (attention
+  logits of unit variance, whatever ``input_var``), the value projection ``T``, the output
+  projection ``T`` (or the residual share) from the attended values the attention rule
+  predicts.
+
+Layers with kernels the walk does not scale (Embedding, recurrent layers, a layer in a
+subclassed model) keep the draw; their report rows carry no scale.
+
+Example:
+>>> import keras, keras_initlab
+>>> model = keras.Sequential([keras.Input((32,)),
+...     keras.layers.Dense(32, activation="relu", name="d0"),
+...     keras.layers.Dense(32, activation="relu", name="d1")])
+>>> report = keras_initlab.initialize(model, "auto", seed=0, report=True)
+>>> [round(r.activation_var, 3) for r in report]
+[1.0, 1.0]
+"""
+
+from keras_initlab.autoinit._algorithm import autoinit
+from keras_initlab.autoinit._report import AutoInitReport, AutoInitRow
+from keras_initlab.autoinit._solve import MAX_PRE as MAX_PRE
+
+__all__ = ["AutoInitReport", "AutoInitRow", "autoinit"]

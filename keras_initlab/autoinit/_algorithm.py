@@ -1,0 +1,255 @@
+"""``autoinit``: the draw, then one walk of the graph that sets every kernel's scale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_initlab import _keras
+from keras_initlab import initializers as ini
+from keras_initlab._validation import check_positive
+from keras_initlab.autoinit._plan import Follow, follows, shares
+from keras_initlab.autoinit._report import AutoInitReport, AutoInitRow
+from keras_initlab.autoinit._solve import Problem, scaled, solve
+from keras_initlab.initialize import initialize
+from keras_initlab.layer_weights import check_built
+from keras_initlab.propagate import _activations, _attention
+from keras_initlab.propagate._graph import Walker
+from keras_initlab.propagate._kernels import (
+    CONVS,
+    DEPTHWISE,
+    SEPARABLE,
+    TRANSPOSED,
+    bias_means,
+    einsum_dense,
+)
+from keras_initlab.propagate._rules import predict
+from keras_initlab.propagate._signal import Signal, make
+from keras_initlab.propagate._step import Call
+
+L = keras.layers
+KERNEL_LAYERS = (*CONVS, *TRANSPOSED, *DEPTHWISE, *SEPARABLE, L.Dense, L.EinsumDense)
+MODE = "inference"
+# The attention logits q.k / sqrt(key_dim) get unit variance: q and k unit variance.
+LOGITS_VAR = 1.0
+LOGITS_NOTE = "attention logits of unit variance"
+
+
+@dataclass(frozen=True)
+class _Choice:
+    scale: float
+    kernel_std: float
+    target: float
+    note: str
+
+
+def _elementwise(activation: Any) -> Any:
+    """An elementwise ``Activation`` or None (linear, softmax, not elementwise)."""
+    return None if activation == _activations.SOFTMAX else activation
+
+
+def _own_activation(layer: Any) -> tuple[bool, Any]:
+    """Whether the layer applies an activation of its own, and it as an elementwise
+    ``Activation`` (None: a softmax or another non-elementwise one)."""
+    fn = getattr(layer, "activation", None)
+    try:
+        own = _activations.from_function(fn)
+    except NotImplementedError:
+        return True, None
+    return own is not None, _elementwise(own)
+
+
+def _layer_activation(layer: Any) -> Any:
+    if layer is None:
+        return None
+    try:
+        return _elementwise(_activations.from_layer(layer))
+    except NotImplementedError:
+        return None
+
+
+def _through(chain: tuple[Any, ...], x: Signal) -> Signal:
+    for layer in chain:
+        shape = (None, *x.shape)
+        x = predict(Call(layer, [x], [shape], [shape], MODE)).outputs[0].plain()
+    return x
+
+
+def _std(variable: Any) -> float:
+    return float(np.std(keras.ops.convert_to_numpy(variable).astype(np.float64)))
+
+
+class _Hook:
+    """Called by the walk before each layer's rule: sets the layer's kernel scale from the
+    input moments the layer is about to receive."""
+
+    def __init__(self, model: Any, input_var: float) -> None:
+        self.input_var = input_var
+        self.follows = follows(model)
+        self.shares = shares(model)
+        self.done: set[int] = set()
+        self.choices: dict[str, _Choice] = {}
+
+    def _target(self, *layers: Any) -> tuple[float, str]:
+        for layer in layers:
+            share = self.shares.get(id(layer))
+            if share is not None:
+                return self.input_var * share.fraction, (
+                    f"residual branch into {share.add}: 1/{share.stream} of the target"
+                )
+        return self.input_var, ""
+
+    def _set(
+        self,
+        name: str,
+        layer: Any,
+        variable: Any,
+        pre: Signal,
+        follow: Follow,
+        target: tuple[float, str],
+        own: tuple[bool, Any] = (False, None),
+    ) -> None:
+        """Scale ``variable`` so the variance at the end of what follows is the target;
+        ``own``: the layer's own activation (``_own_activation``), which ends the chain."""
+        if own[0]:
+            chain, activation = (), own[1]
+        else:
+            chain, activation = follow.chain, _layer_activation(follow.activation)
+        offset = np.broadcast_to(bias_means(layer, pre.shape), pre.shape)
+        problem = Problem(
+            _through(chain, pre.plain()),
+            _through(chain, make(offset, np.zeros(pre.shape))),
+            activation,
+        )
+        c, how = solve(problem, target[0])
+        scaled(variable, c)
+        note = "; ".join(n for n in (how, target[1]) if n)
+        self.choices[name] = _Choice(c, _std(variable), target[0], note)
+
+    def __call__(self, call: Call, name: str) -> None:
+        layer = call.layer
+        if id(layer) in self.done:  # a shared layer: scaled at its first call
+            return
+        self.done.add(id(layer))
+        if isinstance(layer, L.MultiHeadAttention):
+            self._attention(call, name)
+        elif isinstance(layer, KERNEL_LAYERS):
+            step = predict(call)
+            if step.pre is None:
+                return  # the rule cannot read this call: left as drawn (assumed row)
+            variable = layer.pointwise_kernel if isinstance(layer, SEPARABLE) else layer.kernel
+            follow = self.follows.get(id(layer), Follow())
+            self._set(
+                name,
+                layer,
+                variable,
+                step.pre,
+                follow,
+                self._target(layer),
+                _own_activation(layer),
+            )
+
+    def _attention(self, call: Call, name: str) -> None:
+        """q and k to unit variance (unit logits), v to the target, then the output
+        projection from the attended values the rule predicts with them."""
+        layer = call.layer
+        qi = _attention._argument(call, 0, "query", 0)
+        vi = _attention._argument(call, 1, "value", qi)
+        ki = _attention._argument(call, 2, "key", vi)
+        projections = (
+            (layer.query_dense, qi, (LOGITS_VAR, LOGITS_NOTE)),
+            (layer.key_dense, ki, (LOGITS_VAR, LOGITS_NOTE)),
+            (layer.value_dense, vi, (self.input_var, "")),
+        )
+        for dense, index, target in projections:
+            pre = einsum_dense(Call(dense, [call.inputs[index]], [], [], MODE)).pre
+            assert pre is not None
+            self._set(f"{name}/{dense.name}", dense, dense.kernel, pre, Follow(), target)
+        out = _attention.multi_head_attention(call).outputs[0]
+        dense = layer.output_dense
+        follow = self.follows.get(id(layer), Follow())
+        self._set(
+            f"{name}/{dense.name}", dense, dense.kernel, out, follow, self._target(dense, layer)
+        )
+
+
+def _check(model: Any) -> None:
+    if not (_keras.is_functional(model) or isinstance(model, keras.Sequential)):
+        raise TypeError(
+            "Argument `model` must be a Sequential or Functional model (AutoInit walks its "
+            f"graph; a subclassed model has none). Received: model={type(model).__name__}"
+        )
+    check_built(model)
+    try:
+        list(model.inputs)
+    except (AttributeError, ValueError) as error:
+        raise ValueError(
+            "Argument `model` must be a built model with known inputs (call it once or give "
+            f"it a keras.Input). Received: model={model!r}"
+        ) from error
+
+
+def autoinit(
+    model: Any, *, input_var: float = 1.0, seed: int | None = None, report: bool = False
+) -> Any:
+    """AutoInit: draw every kernel on its true fans, then scale each so that the predicted
+    variance at every layer output stays at ``input_var`` (see the package docstring).
+
+    Args:
+        model: a built Sequential or Functional model (nested models are walked).
+        input_var: variance of every input element, and the target of every layer.
+        seed: base seed of the draw (as ``keras_initlab.initialize``).
+        report: return an ``AutoInitReport`` instead of the model.
+
+    Returns:
+        The model, initialized in place (or the report).
+
+    Raises:
+        TypeError: a subclassed model (no graph to walk).
+        ValueError: ``input_var`` not positive and finite, or an unbuilt model.
+
+    Example:
+    >>> import keras
+    >>> x = keras.Input((64,))
+    >>> h = keras.layers.Dense(64, name="d1")(keras.layers.ReLU(name="r")(x))
+    >>> y = keras.layers.Add(name="sum")([x, keras.layers.Dense(64, name="d2")(h)])
+    >>> model = keras.Model(x, y)
+    >>> rows = autoinit(model, seed=0, report=True).by_layer()
+    >>> round(rows["d2"].target, 3), round(rows["sum"].activation_var, 2)
+    (1.0, 2.0)
+    """
+    input_var = check_positive("input_var", input_var)
+    _check(model)
+    saved = [(v, keras.ops.convert_to_numpy(v)) for v in model.weights]
+    try:
+        initialize(model, ini.LecunNormal(), seed=seed)
+        hook = _Hook(model, input_var)
+        walker = Walker(MODE, before=hook)
+        inputs = list(model.inputs)
+        shapes = [tuple(t.shape) for t in inputs]
+        walker.model(model, "", [Signal.uniform(0.0, input_var, s[1:]) for s in shapes], shapes)
+    except Exception:
+        for variable, value in saved:
+            variable.assign(value)
+        raise
+    if not report:
+        return model
+    rows = []
+    for row in walker.rows:
+        choice = hook.choices.get(row.name)
+        rows.append(
+            AutoInitRow(
+                row.name,
+                type(row.layer).__name__,
+                None if choice is None else choice.scale,
+                None if choice is None else choice.kernel_std,
+                None if choice is None else choice.target,
+                row.signal.mean,
+                row.signal.var,
+                row.note if choice is None else choice.note,
+            )
+        )
+    return AutoInitReport(rows, input_var)

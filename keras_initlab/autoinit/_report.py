@@ -1,0 +1,76 @@
+"""What ``autoinit`` reports: per layer the scale chosen and the predicted variance after."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keras_initlab.text_table import RowReport, format_table
+
+
+@dataclass(frozen=True)
+class AutoInitRow:
+    """One layer of the walk, after AutoInit set every scale up to it.
+
+    Attributes:
+        layer: the layer's path (as ``propagate`` and ``measure`` name it).
+        class_name: the layer's class.
+        scale: the factor applied to the kernel drawn on its true fans (LeCun normal,
+            ``Var(W) = 1 / fan_in``), None for a layer without a scaled kernel.
+        kernel_std: the kernel's standard deviation after (None: no scaled kernel).
+        target: the variance the scale aims at (None: no scaled kernel).
+        activation_mean: predicted mean of the layer's output.
+        activation_var: predicted variance of the layer's output.
+        note: what the target is of (``variance after relu``, a residual share), or why
+            the layer was left as drawn.
+    """
+
+    layer: str
+    class_name: str
+    scale: float | None
+    kernel_std: float | None
+    target: float | None
+    activation_mean: float
+    activation_var: float
+    note: str = ""
+
+
+class AutoInitReport(RowReport[AutoInitRow]):
+    """The rows of ``autoinit`` in execution order; ``str(report)`` is a table.
+
+    Attributes:
+        rows: one ``AutoInitRow`` per layer.
+        input_var: the target variance.
+    """
+
+    _COLUMNS = (
+        "layer",
+        "class_name",
+        "scale",
+        "kernel_std",
+        "target",
+        "activation_var",
+        "note",
+    )
+
+    def __init__(self, rows: list[AutoInitRow], input_var: float) -> None:
+        super().__init__(rows)
+        self.input_var = input_var
+
+    @property
+    def scaled(self) -> list[AutoInitRow]:
+        """The rows of the layers whose kernel was scaled."""
+        return [r for r in self.rows if r.scale is not None]
+
+    def by_layer(self) -> dict[str, AutoInitRow]:
+        """``{layer path: row}``."""
+        return {r.layer: r for r in self.rows}
+
+    def __repr__(self) -> str:
+        return (
+            f"AutoInitReport({len(self.rows)} layers, {len(self.scaled)} scaled, "
+            f"input_var={self.input_var:g})"
+        )
+
+    def __str__(self) -> str:
+        rows = [[getattr(r, c) for c in self._COLUMNS] for r in self.rows]
+        return "\n".join([repr(self), *format_table(self._COLUMNS, rows)])

@@ -1,0 +1,160 @@
+"""The scale of one kernel: the factor ``c`` on the kernel that gives its output the target.
+
+A kernel layer's pre-activation is linear in its kernel: with the kernel times ``c`` each
+element has mean ``c (m - b) + b`` (``b`` the bias) and variance ``c^2 v``, and the
+elementwise affine layers that follow keep that form, so at the activation's input
+``X(c)`` has means ``c a + d`` and variances ``c^2 v`` (``d``: what the bias and the
+affine shifts give at ``c = 0``). ``c`` solves ``Var(f(X(c))) = target`` over all elements
+(fixed pattern included, as ``Signal.var``):
+
+* no activation (or a softmax, which is not elementwise): the quadratic
+  ``c^2 (Var(a) + E[v]) + 2 c Cov(a, d) + Var(d) = target`` (``c = sqrt(target / Var)``
+  for ``d = 0``, the usual case);
+* a rectifier (ReLU, leaky ReLU, PReLU) with ``d = 0``: positively homogeneous, so
+  ``c = sqrt(target / Var(f(X(1))))``;
+* any other activation: regula falsi (Illinois) on ``log c``, the variance of ``f(X(c))``
+  by the quadrature of ``keras_initlab.propagate`` on the distinct elements.
+
+A pre-activation variance above ``MAX_PRE = 3.5`` times the target is not used, so every
+layer output stays within a factor 4 of the target with room for the finite-width error of
+the prediction: every rectifier and smooth ReLU reaches a
+variance of 1 below it on zero-mean input (ReLU, GELU and SiLU at about 3, softplus 3.4; a
+fixed pattern of channel means, which a narrow layer on a ReLU's nonzero mean has, can ask
+for more: the scale is then capped there), while bounded activations cannot
+(``Var(tanh(z)) < 1``, ``Var(sigmoid(z)) < 1/4``); their pre-activation gets the target
+variance instead (unit variance into a tanh, where it is still near linear).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from keras_initlab.propagate._moments import Activation, output_moments
+from keras_initlab.propagate._signal import Signal, make
+
+MAX_PRE = 3.5
+_ITERATIONS = 60
+_LOG_TOL = 1e-9  # |log(variance / target)| at which the root is taken
+_TINY = 1e-300
+
+
+def _rows(x1: Signal, x0: Signal) -> tuple[np.ndarray, ...]:
+    """The distinct ``(a, d, v)`` element rows and their counts."""
+    a = (x1.means - x0.means).reshape(-1)
+    d = np.broadcast_to(x0.means, x1.shape).reshape(-1)
+    v = x1.variances.reshape(-1)
+    scale = math.sqrt(float(np.mean(a * a + v + d * d))) or 1.0
+    stacked = np.stack([a, d, v], axis=1)
+    _, first, counts = np.unique(
+        np.round(stacked / scale, 9), axis=0, return_index=True, return_counts=True
+    )
+    rows = stacked[first]
+    return rows[:, 0], rows[:, 1], rows[:, 2], counts / counts.sum()
+
+
+def _variance(signal: Signal, weights: np.ndarray) -> float:
+    mean = float(weights @ signal.means)
+    second = float(weights @ (signal.means**2 + signal.variances))
+    return max(second - mean * mean, 0.0)
+
+
+class Problem:
+    """``Var(f(X(c)))`` as a function of ``c``, on the distinct elements of ``X``."""
+
+    def __init__(self, x1: Signal, x0: Signal, activation: Activation | None) -> None:
+        self.a, self.d, self.v, self.w = _rows(x1, x0)
+        self.activation = activation
+        w = self.w
+        mean_a, mean_d = float(w @ self.a), float(w @ self.d)
+        self.quadratic = (
+            float(w @ (self.a * self.a)) - mean_a**2 + float(w @ self.v),
+            float(w @ (self.a * self.d)) - mean_a * mean_d,
+            float(w @ (self.d * self.d)) - mean_d**2,
+        )
+
+    def pre(self, c: float) -> Signal:
+        return make(c * self.a + self.d, c * c * self.v)
+
+    def after(self, c: float) -> float:
+        pre = self.pre(c)
+        if self.activation is None:
+            return _variance(pre, self.w)
+        return _variance(output_moments(self.activation, pre), self.w)
+
+    def pre_scale(self, target: float) -> float:
+        """The ``c >= 0`` with pre-activation variance ``target`` (0 if the offsets alone
+        exceed it)."""
+        q, b, r = self.quadratic
+        if q <= _TINY:
+            return 0.0
+        disc = b * b - q * (r - target)
+        return max((-b + math.sqrt(max(disc, 0.0))) / q, 0.0)
+
+    @property
+    def homogeneous(self) -> bool:
+        f = self.activation
+        rectifier = f is None or f.closed in ("linear", "relu")
+        return rectifier and not bool(np.any(self.d))
+
+
+def solve(problem: Problem, target: float) -> tuple[float, str]:
+    """The kernel factor ``c`` and how it was found (a note for the report)."""
+    f = problem.activation
+    top = problem.pre_scale(MAX_PRE * target)
+    if top <= 0.0:
+        return 1.0, "output is constant (no variance to scale): kept"
+    if f is None:
+        return problem.pre_scale(target), "output variance"
+    name = f"variance after {f.name}"
+    if problem.homogeneous:
+        now = problem.after(1.0)
+        if now <= _TINY:
+            return 1.0, "no variance: kept"
+        c = math.sqrt(target / now)
+        if c > top:  # fixed channel means below zero: the rectifier would need more
+            return top, f"{name}, pre-activation capped at {MAX_PRE:g}x the target"
+        return c, name
+    if problem.after(top) < target:
+        return problem.pre_scale(target), (
+            f"{f.name} cannot reach the target below {MAX_PRE:g}x pre-activation variance: "
+            "pre-activation variance"
+        )
+    return _regula_falsi(problem, target, top), name
+
+
+def _regula_falsi(problem: Problem, target: float, top: float) -> float:
+    """``c`` in ``(top / 1e3, top]`` with ``Var(f(X(c))) = target``, on ``log Var`` against
+    ``log c`` (a near-straight line: slope 2 for a homogeneous map), Illinois variant."""
+
+    def h(u: float) -> float:
+        return math.log(max(problem.after(math.exp(u)), _TINY)) - math.log(target)
+
+    low, high = math.log(top) - math.log(1e3), math.log(top)
+    f_low, f_high = h(low), h(high)
+    if f_low >= 0.0:  # the offsets alone give the target: the smallest scale tried
+        return math.exp(low)
+    side = 0
+    for _ in range(_ITERATIONS):
+        u = high - f_high * (high - low) / (f_high - f_low)
+        f_u = h(u)
+        if abs(f_u) < _LOG_TOL:
+            return math.exp(u)
+        if f_u > 0.0:
+            high, f_high = u, f_u
+            if side == 1:
+                f_low /= 2.0
+            side = 1
+        else:
+            low, f_low = u, f_u
+            if side == -1:
+                f_high /= 2.0
+            side = -1
+    return math.exp(0.5 * (low + high))
+
+
+def scaled(variable: Any, factor: float) -> None:
+    """Multiply a kernel variable by ``factor`` in its own dtype."""
+    variable.assign(variable * factor)

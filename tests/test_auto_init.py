@@ -1,0 +1,279 @@
+"""``initialize(model, "auto")``: AutoInit against measurement (``keras_initlab.measure``).
+
+Every check measures on unit-variance Gaussian input (``PROBE`` samples; a layer's variance
+is then estimated over ``PROBE x units`` elements, a relative standard error below 2% for
+every layer here, far inside the bounds). The bounds are the issue's: every residual sum of
+the 32-block unnormalized residual MLP within [1/3, 3] of the stem's variance, >= 90% of the
+measured layers of MobileNetV2, a Transformer encoder and a U-Net within [0.25, 4] of the
+input's, and the same MLP trained to >= 0.9 test accuracy on the embedded digits.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import keras_initlab
+from keras_initlab.compare.datasets import load_dataset
+from keras_initlab.propagate import _graph
+
+L = keras.layers
+# The module (keras_initlab.autoinit is also the function's name at the package level).
+ALGORITHM = importlib.import_module("keras_initlab.autoinit._algorithm")
+PROBE = 256
+BLOCKS, WIDTH = 32, 64
+SUM_BOUNDS = (1 / 3, 3.0)
+LAYER_BOUNDS, LAYER_SHARE = (0.25, 4.0), 0.9
+
+_aspec = importlib.util.spec_from_file_location(
+    "auto_architectures", Path(__file__).parent / "propagate" / "architectures.py"
+)
+assert _aspec is not None
+assert _aspec.loader is not None
+A = importlib.util.module_from_spec(_aspec)
+_aspec.loader.exec_module(A)
+
+
+def residual_mlp(blocks: int = BLOCKS, width: int = WIDTH, features: int = 64) -> keras.Model:
+    """``x + Dense(Dense(relu(x)))`` per block, no normalization, a stem and a linear head."""
+    inputs = keras.Input((features,))
+    h = L.Dense(width, name="stem")(inputs)
+    for b in range(blocks):
+        r = L.Dense(width, name=f"fc{b}b")(L.Dense(width, name=f"fc{b}a")(L.ReLU(name=f"r{b}")(h)))
+        h = L.Add(name=f"add{b}")([h, r])
+    return keras.Model(inputs, L.Dense(10, name="head")(L.ReLU(name="r_head")(h)))
+
+
+def gaussian(model: keras.Model, n: int = PROBE, seed: int = 0) -> np.ndarray:
+    shape = (n, *(int(d) for d in model.inputs[0].shape[1:]))
+    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+
+
+def measured(model: keras.Model) -> dict[str, float]:
+    return {r["layer"]: r["activation_var"] for r in keras_initlab.measure(model, gaussian(model))}
+
+
+def share_within(variances: dict[str, float], bounds: tuple[float, float]) -> float:
+    v = np.array(list(variances.values()))
+    return float(np.mean((v >= bounds[0]) & (v <= bounds[1])))
+
+
+# ------------------------------------------------------------------------ residual streams
+def test_residual_mlp_sums_stay_bounded_under_auto_and_explode_under_he():
+    model = residual_mlp()
+    keras_initlab.initialize(model, "auto", seed=0)
+    auto_vars = measured(model)
+    ratios = [auto_vars[f"add{b}"] / auto_vars["stem"] for b in range(BLOCKS)]
+    assert min(ratios) >= SUM_BOUNDS[0], ratios
+    assert max(ratios) <= SUM_BOUNDS[1], ratios
+    keras_initlab.initialize(model, "he_normal", seed=0)
+    he_vars = measured(model)
+    growth = he_vars[f"add{BLOCKS - 1}"] / he_vars["stem"]
+    assert growth >= 100.0, growth
+
+
+def test_the_branch_share_is_one_over_the_stream_length_and_the_sums_grow_to_near_twice():
+    model = residual_mlp(blocks=4, width=32)
+    rows = keras_initlab.initialize(model, "auto", seed=1, report=True).by_layer()
+    sums = [rows[f"add{b}"].activation_var for b in range(4)]
+    for b in range(4):
+        assert rows[f"fc{b}b"].target == pytest.approx(0.25)
+        assert "1/4" in rows[f"fc{b}b"].note
+        assert rows[f"fc{b}b"].activation_var == pytest.approx(0.25, rel=1e-6)
+    assert rows["stem"].activation_var == pytest.approx(1.0, rel=1e-6)
+    assert sums == sorted(sums)
+    assert sums[0] >= SUM_BOUNDS[0], sums
+    assert sums[-1] <= SUM_BOUNDS[1], sums
+
+
+# ------------------------------------------------------------------------ real architectures
+@pytest.mark.parametrize("name", ["mobilenetv2", "transformer", "unet"])
+def test_real_architectures_stay_near_the_input_variance(name):
+    keras.utils.set_random_seed(0)
+    model = A.MODELS[name](32)
+    keras_initlab.initialize(model, "auto", seed=0)
+    variances = measured(model)
+    assert share_within(variances, LAYER_BOUNDS) >= LAYER_SHARE, variances
+
+
+def test_batch_norm_in_both_modes_keeps_the_scale():
+    """Inference mode (the target): BN is the identity at init, the kernel scale carries
+    through; training mode: BN standardizes, the same weights stay bounded."""
+    inputs = keras.Input((16, 16, 3))
+    h = inputs
+    for i in range(6):
+        h = L.Conv2D(16, 3, padding="same", use_bias=False, name=f"c{i}")(h)
+        h = L.ReLU(name=f"r{i}")(L.BatchNormalization(name=f"bn{i}")(h))
+    model = keras.Model(inputs, L.Conv2D(4, 1, name="head")(h))
+    rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+    assert "variance after relu" in rows["c0"].note  # through the BN, to the ReLU
+    for mode in ("inference", "training"):
+        records = keras_initlab.measure(model, gaussian(model, 64), mode=mode)
+        variances = {r["layer"]: r["activation_var"] for r in records}
+        assert share_within(variances, LAYER_BOUNDS) >= LAYER_SHARE, (mode, variances)
+
+
+def test_nested_and_sequential_models_with_bounded_activation():
+    inner = keras.Sequential(
+        [keras.Input((32,)), *(L.Dense(32, activation="tanh", name=f"t{i}") for i in range(4))],
+        name="enc",
+    )
+    inputs = keras.Input((32,))
+    model = keras.Model(inputs, L.Dense(8, activation="gelu", name="g")(inner(inputs)))
+    rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+    assert "tanh cannot reach the target" in rows["enc/t0"].note
+    assert rows["g"].activation_var == pytest.approx(1.0, rel=1e-6)  # gelu reaches it
+    variances = measured(model)
+    assert variances.keys() >= {"enc/t0", "g"}
+    assert share_within(variances, LAYER_BOUNDS) == 1.0, variances
+
+
+def test_an_own_activation_ends_the_chain_and_a_softmax_sets_the_logits():
+    model = keras.Sequential(
+        [
+            keras.Input((16,)),
+            L.Dense(16, name="d"),
+            L.Dropout(0.5, name="drop"),
+            L.ReLU(name="r"),
+            L.Dense(4, activation="softmax", name="soft"),
+            L.ReLU(name="after"),
+        ]
+    )
+    rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+    assert rows["d"].note == "variance after relu"  # through the dropout, to the ReLU
+    assert rows["r"].activation_var == pytest.approx(1.0, rel=1e-6)
+    assert rows["soft"].note == "output variance"  # its logits; the ReLU after is not its own
+
+
+# ------------------------------------------------------------------------ the one pass
+def test_one_walk_whose_rows_are_the_final_prediction(monkeypatch):
+    calls = []
+    original = _graph.predict
+
+    def counted(call):
+        calls.append(call.layer.name)
+        return original(call)
+
+    monkeypatch.setattr(_graph, "predict", counted)
+    monkeypatch.setattr(ALGORITHM, "predict", counted)
+    model = residual_mlp(blocks=8, width=16)
+    report = keras_initlab.initialize(model, "auto", seed=0, report=True)
+    assert len(calls) <= 2 * len(report)  # each layer once, each kernel layer once more
+    monkeypatch.undo()
+    predicted = keras_initlab.propagate(model)
+    assert [r.layer for r in predicted] == [r.layer for r in report]
+    for row, after in zip(report, predicted, strict=True):
+        assert row.activation_var == pytest.approx(after.activation_var, rel=1e-9)
+    scaled = {r.layer for r in report.scaled}
+    assert scaled == {layer.name for layer in model.layers if isinstance(layer, L.Dense)}
+
+
+def test_input_var_is_the_target_and_seed_reproduces():
+    model = residual_mlp(blocks=2, width=16)
+    rows = keras_initlab.initialize(model, "auto", input_var=4.0, seed=3, report=True)
+    assert rows.by_layer()["stem"].activation_var == pytest.approx(4.0, rel=1e-6)
+    first = [w.numpy().copy() for w in model.weights]
+    keras_initlab.initialize(model, "auto", input_var=4.0, seed=3)
+    for a, b in zip(first, model.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
+# ------------------------------------------------------------------------ training
+@pytest.mark.slow
+def test_residual_mlp_trains_on_digits():
+    """10 epochs of SGD with momentum (about 40 s on 2 busy CPU cores)."""
+    data = load_dataset("digits", seed=0)
+    keras.utils.set_random_seed(0)
+    model = residual_mlp()
+    keras_initlab.initialize(model, "auto", seed=0)
+    model.compile(
+        keras.optimizers.SGD(0.01, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(data.x_train, data.y_train, epochs=10, batch_size=64, verbose=0)
+    _, accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)
+    assert accuracy >= 0.9, accuracy
+
+
+# ------------------------------------------------------------------------ bad input
+def test_bad_input_errors_leave_the_model_untouched():
+    model = residual_mlp(blocks=1, width=8)
+    before = [w.numpy().copy() for w in model.weights]
+    with pytest.raises(ValueError, match=r"`input_var` must be a positive finite number"):
+        keras_initlab.initialize(model, "auto", input_var=-1.0)
+    with pytest.raises(TypeError, match=r"`input_var` must be .* Received: input_var='1'"):
+        keras_initlab.initialize(model, "auto", input_var="1")
+    with pytest.raises(ValueError, match=r"`input_var` applies to scheme 'auto' only"):
+        keras_initlab.initialize(model, "he_normal", input_var=2.0)
+    with pytest.raises(ValueError, match=r"`model` must be built .* \(unbuilt\)"):
+        keras_initlab.initialize(keras.Sequential([L.Dense(3)]), "auto")
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = L.Dense(4)
+
+        def call(self, x):
+            return self.d(x)
+
+    sub = Sub()
+    sub(np.zeros((1, 3), "float32"))
+    with pytest.raises(TypeError, match=r"Sequential or Functional model .* Received: model=Sub"):
+        keras_initlab.initialize(sub, "auto")
+    for a, b in zip(before, model.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_a_failing_walk_restores_every_weight(monkeypatch):
+    model = residual_mlp(blocks=1, width=8)
+    before = [w.numpy().copy() for w in model.weights]
+
+    def broken(call):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ALGORITHM, "predict", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        keras_initlab.autoinit(model)
+    for a, b in zip(before, model.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
+# ------------------------------------------------------------------------ compare and inspect
+def test_auto_is_a_compare_scheme():
+    from keras_initlab.compare.config import check_scheme_names
+    from keras_initlab.compare.models import build_mlp
+    from keras_initlab.compare.setups import apply_scheme, describe_schemes
+
+    assert check_scheme_names(["auto"]) == ["auto"]
+    assert "autoinit" in describe_schemes(64, "relu")["auto"]
+    model = apply_scheme(
+        build_mlp(64, 10, depth=6, width=32), "auto", seed=0, width=32, activation="relu"
+    )
+    variances = measured(model)
+    assert share_within(variances, LAYER_BOUNDS) == 1.0, variances
+
+
+def test_inspect_scheme_auto_prints_the_scales_and_the_profile_after(capsys, tmp_path):
+    from keras_initlab.cli import main
+
+    model = residual_mlp(blocks=3, width=16)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    assert main(["inspect", str(path), "--scheme", "auto", "--samples", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "AutoInit of" in out
+    assert "the file is not changed" in out
+    assert "residual branch into add2: 1/3 of the target" in out
+    summary = re.search(r"activation variance last/first: (\S+);.*verdict: (\w+)", out)
+    assert summary is not None, out
+    assert summary[2] == "ok"
+    reloaded = keras.saving.load_model(path, compile=False)
+    for a, b in zip(model.weights, reloaded.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
