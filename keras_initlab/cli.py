@@ -101,6 +101,9 @@ def _add_run_options(
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``keras-initlab`` command."""
+    from keras_initlab.compare.config import CompareConfig  # both Keras-free
+    from keras_initlab.compare.residual.config import ResidualConfig
+
     parser = _Parser(
         prog=PROG,
         description="Weight initialization, measured: `compare` trains one deep network "
@@ -135,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         compare,
         DEFAULT_REPORT_DIR,
         "smoke run: depth 6, width 32, 2 epochs, 512 training examples",
-        learning_rate=0.02,
+        learning_rate=CompareConfig.learning_rate,
     )
 
     residual = commands.add_parser(
@@ -161,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         residual,
         DEFAULT_RESIDUAL_DIR,
         "smoke run: 6 MLP / 3 CNN blocks, 2 epochs, 2 seeds, 256 training examples",
-        learning_rate=0.005,
+        learning_rate=ResidualConfig.learning_rate,
     )
 
     inspect = commands.add_parser(
@@ -247,7 +250,10 @@ def without_startup_noise(text: str) -> list[str]:
 
 def _quiet_tensorflow() -> None:
     """Import TensorFlow with its C++ start-up lines filtered out of stderr."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ warnings and info: off
+    # C++ log records off, errors included: TensorFlow 2.21's own tf.data graphs log an
+    # ERROR ("NodeDef mentions attribute use_unbounded_threadpool ...") on every fit over
+    # more than a few hundred examples; Python exceptions are what reports a real failure.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" not in sys.modules:
         sys.stderr.flush()
         saved = os.dup(2)

@@ -15,16 +15,16 @@ from keras_initlab.compare.spread import spread
 HEATMAP_CLIP = 6.0  # colour scale of the heatmap: log10 ratios beyond +-6 share one colour
 MAX_TICKS = 25  # depth profiles of deeper nets label every k-th layer only
 BLANK_NOTE = "no finite value (a NaN or infinite variance, or 0/0 as under zeros)"
-_DPI = 110
+DPI = 110
 
 
-def _log10(value: float) -> float:
+def log10_or_nan(value: float) -> float:
     return (
         math.log10(value) if value is not None and value > 0 and math.isfinite(value) else math.nan
     )
 
 
-def _colors(n: int) -> list[Any]:
+def scheme_colors(n: int) -> list[Any]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab20"]
@@ -57,8 +57,8 @@ def _plot_profiles(runs: Sequence[SchemeResult], title: str) -> Any:
     fig = Figure(figsize=(12, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("activation_var", "gradient_var"), strict=True):
-        for run, color in zip(runs, _colors(len(runs)), strict=True):
-            per_seed = [[_log10(v) for v in getattr(r, key)] for r in run.runs]
+        for run, color in zip(runs, scheme_colors(len(runs)), strict=True):
+            per_seed = [[log10_or_nan(v) for v in getattr(r, key)] for r in run.runs]
             columns = [spread(c) for c in zip(*per_seed, strict=True)]
             median = [c.median for c in columns]
             label = f"{run.name} ({run.activation})"
@@ -99,7 +99,7 @@ def _plot_heatmap(runs: Sequence[SchemeResult], title: str) -> Any:
     for ax, key in zip(axes, ("activation_var", "gradient_var"), strict=True):
         grid = []
         for run in runs:
-            values = [_log10(v) for v in getattr(run, key)[:-1]]  # hidden layers, medians
+            values = [log10_or_nan(v) for v in getattr(run, key)[:-1]]  # hidden layers, medians
             reference = values[0] if key == "activation_var" else values[-1]
             grid.append([v - reference for v in values])
         image = ax.imshow(
@@ -129,7 +129,7 @@ def _plot_curves(runs: Sequence[SchemeResult], title: str) -> Any:
 
     fig = Figure(figsize=(12, 4.8), layout="constrained")
     axes = fig.subplots(1, 2)
-    for run, color in zip(runs, _colors(len(runs)), strict=True):
+    for run, color in zip(runs, scheme_colors(len(runs)), strict=True):
         epochs = range(1, len(run.loss) + 1)
         style = "--" if run.activation != runs[0].activation else "-"
         label = f"{run.name} ({run.activation})"
@@ -174,7 +174,7 @@ def _plot_width_check(check: WidthCheck, title: str) -> Any:
         strict=True,
     ):
         for i, w in enumerate(widths):
-            logs = [_log10(v) for v in values[w]]
+            logs = [log10_or_nan(v) for v in values[w]]
             jitter = np.linspace(-0.15, 0.15, len(logs))
             ax.scatter(i + jitter, logs, s=12, alpha=0.7)
             ax.plot([i - 0.25, i + 0.25], [spread(logs).median] * 2, color="black")
@@ -266,7 +266,7 @@ def write_plots(result: CompareResult, folder: Path, data: Dataset | None = None
             with_boundary, data, f"Decision boundary after training ({name})"
         )
     for filename, fig in figures.items():
-        fig.savefig(folder / filename, dpi=_DPI)
+        fig.savefig(folder / filename, dpi=DPI)
         paths.append(folder / filename)
     training = folder / "training"
     training.mkdir(exist_ok=True)
@@ -277,6 +277,6 @@ def write_plots(result: CompareResult, folder: Path, data: Dataset | None = None
         figs["heatmap"].suptitle(
             f"{run.name} ({run.activation}), seed {first.seed}: variance by layer and step"
         )
-        figs["heatmap"].savefig(path, dpi=_DPI)
+        figs["heatmap"].savefig(path, dpi=DPI)
         paths.append(path)
     return paths

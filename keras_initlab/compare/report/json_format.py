@@ -16,14 +16,14 @@ from keras_initlab.compare.spread import Spread
 from keras_initlab.compare.verdicts import VERDICT_FACTOR
 
 
-def _clean(value: Any) -> Any:
+def strict_json(value: Any) -> Any:
     """``value`` with NaN/Inf floats replaced by None, recursively (strict JSON)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [strict_json(v) for v in value]
     return value
 
 
@@ -137,7 +137,7 @@ def to_json(result: CompareResult, claims: list[Claim] | None = None) -> dict[st
         "seconds": result.seconds,
         "partial": result.partial,
     }
-    return _clean(data)
+    return strict_json(data)
 
 
 def write_json(result: CompareResult, path: str | os.PathLike[str]) -> Path:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from keras_initlab.compare.claims import Claim, fmt_spread
-from keras_initlab.compare.report.figures import _DPI, _colors, _log10
+from keras_initlab.compare.report.figures import DPI, log10_or_nan, scheme_colors
 from keras_initlab.compare.report.folder import write_folder
-from keras_initlab.compare.report.json_format import _clean
+from keras_initlab.compare.report.json_format import strict_json
 from keras_initlab.compare.report.table import format_claims
 from keras_initlab.compare.residual.claims import check_residual_claims, verdict
 from keras_initlab.compare.residual.experiment import ResidualResult
@@ -66,7 +66,7 @@ def format_residual_table(result: ResidualResult, *, markdown: bool = False) -> 
 def to_residual_json(result: ResidualResult, claims: Sequence[Claim] | None = None) -> dict:
     """The JSON document of ``results.json`` (strict JSON: NaN and infinity as null)."""
     claims = check_residual_claims(result) if claims is None else claims
-    return _clean(
+    return strict_json(
         {
             "config": dataclasses.asdict(result.config),
             "data": result.data,
@@ -100,8 +100,8 @@ def _profile_figure(result: ResidualResult) -> Any:
     for ax, arch in zip(axes, archs, strict=True):
         blocks = result.config.depth(arch)
         x = list(range(blocks + 1))
-        for scheme, color in zip(schemes, _colors(len(schemes)), strict=True):
-            rows = [[_log10(v) for v in r.relative_stream] for r in result.of(arch, scheme)]
+        for scheme, color in zip(schemes, scheme_colors(len(schemes)), strict=True):
+            rows = [[log10_or_nan(v) for v in r.relative_stream] for r in result.of(arch, scheme)]
             if rows:
                 _band(ax, x, rows, color, scheme)
         ax.plot(x, [i * math.log10(3.0) for i in x], color="grey", ls=":", label="3^l (He theory)")
@@ -122,12 +122,12 @@ def _curves_figure(result: ResidualResult) -> Any:
     axes = fig.subplots(len(archs), 2, squeeze=False)
     schemes = result.config.schemes
     for row, arch in zip(axes, archs, strict=True):
-        for scheme, color in zip(schemes, _colors(len(schemes)), strict=True):
+        for scheme, color in zip(schemes, scheme_colors(len(schemes)), strict=True):
             runs = result.of(arch, scheme)
             if not runs:
                 continue
             x = list(range(1, len(runs[0].loss) + 1))
-            _band(row[0], x, [[_log10(v) for v in r.loss] for r in runs], color, scheme)
+            _band(row[0], x, [[log10_or_nan(v) for v in r.loss] for r in runs], color, scheme)
             _band(row[1], x, [r.test_accuracy for r in runs], color, scheme)
         row[0].set_ylabel(f"{arch}: log10 training loss")
         row[1].set_ylabel(f"{arch}: test accuracy")
@@ -193,7 +193,7 @@ def write_residual_report(result: ResidualResult, folder: str | os.PathLike[str]
             ("stream_profile.png", _profile_figure(result)),
             ("training_curves.png", _curves_figure(result)),
         ):
-            figure.savefig(staging / name, dpi=_DPI)
+            figure.savefig(staging / name, dpi=DPI)
             paths[name] = staging / name
         paths["summary.md"] = staging / "summary.md"
         plots = ["stream_profile.png", "training_curves.png"]
