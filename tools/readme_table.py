@@ -1,10 +1,12 @@
-"""Put a real `keras-initlab compare` run into the README's tour: table and heatmap.
+"""Put a real `keras-initlab compare` (or `residual`) run into the README: tables and image.
 
 Usage (from the repository root, after a default run):
 
     keras-initlab compare --out /tmp/report
     python tools/readme_table.py /tmp/report          # rewrite README.md and the image
     python tools/readme_table.py /tmp/report --check  # exit 1 if README.md differs
+    keras-initlab residual --out /tmp/residual
+    python tools/readme_table.py /tmp/residual        # the residual section and its image
 
 The tables between the ``<!-- compare-table:begin -->`` / ``<!-- compare-table:end -->``
 markers and the ``<!-- width-table:begin -->`` / ``<!-- width-table:end -->`` markers of
@@ -12,6 +14,10 @@ README.md are replaced by the report's ``table.md`` and the finite-width table o
 ``summary.md``; ``heatmap.png`` is copied to ``docs/images/compare_heatmap.png``. The report
 must come from the default run (its ``results.json`` config is compared with
 ``CompareConfig()``), so the README always shows what `keras-initlab compare` prints.
+A `keras-initlab residual` report (its ``results.json`` has ``runs``) fills the
+``<!-- residual-table:begin -->`` block from its ``table.md`` and copies
+``stream_profile.png`` to ``docs/images/residual_stream.png``, under the same rule
+(``ResidualConfig()``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 IMAGE = ROOT / "docs" / "images" / "compare_heatmap.png"
 BLOCKS = ("compare-table", "width-table")
+RESIDUAL_IMAGE = ROOT / "docs" / "images" / "residual_stream.png"
+RESIDUAL_BLOCK = "residual-table"
 
 
 def _width_table(summary: str) -> str:
@@ -48,12 +56,10 @@ def _replace(text: str, block: str, content: str) -> str:
     return f"{head}{begin}\n{content}\n{end}{tail}"
 
 
-def _default_config_differs(results: dict) -> list[str]:
-    from keras_initlab.compare.config import CompareConfig
-
+def _default_config_differs(results: dict, config: object) -> list[str]:
     expected = {
         k: list(v) if isinstance(v, tuple) else v
-        for k, v in dataclasses.asdict(CompareConfig()).items()
+        for k, v in dataclasses.asdict(config).items()  # type: ignore[call-overload]
     }
     return [k for k, v in expected.items() if results["config"].get(k) != v]
 
@@ -63,22 +69,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("report", type=Path, help="folder written by `keras-initlab compare`")
     parser.add_argument("--check", action="store_true", help="only compare, change nothing")
     args = parser.parse_args(argv)
+    from keras_initlab.compare.config import CompareConfig
+    from keras_initlab.compare.residual.config import ResidualConfig
+
     results = json.loads((args.report / "results.json").read_text())
-    differs = _default_config_differs(results)
+    residual = "runs" in results
+    differs = _default_config_differs(results, ResidualConfig() if residual else CompareConfig())
     if differs:
         print(f"not a default run: {', '.join(differs)} differ", file=sys.stderr)
         return 2
     text = README.read_text()
-    updated = _replace(text, BLOCKS[0], (args.report / "table.md").read_text().strip())
-    updated = _replace(updated, BLOCKS[1], _width_table((args.report / "summary.md").read_text()))
+    table = (args.report / "table.md").read_text().strip()
+    if residual:
+        updated = _replace(text, RESIDUAL_BLOCK, table)
+        source, image = args.report / "stream_profile.png", RESIDUAL_IMAGE
+    else:
+        updated = _replace(text, BLOCKS[0], table)
+        summary = (args.report / "summary.md").read_text()
+        updated = _replace(updated, BLOCKS[1], _width_table(summary))
+        source, image = args.report / "heatmap.png", IMAGE
     if args.check:
         if updated != text:
             print("README.md's tour differs from this report", file=sys.stderr)
             return 1
         return 0
     README.write_text(updated)
-    shutil.copyfile(args.report / "heatmap.png", IMAGE)
-    print(f"README.md and {IMAGE.relative_to(ROOT)} updated from {args.report}")
+    shutil.copyfile(source, image)
+    print(f"README.md and {image.relative_to(ROOT)} updated from {args.report}")
     return 0
 
 
