@@ -335,14 +335,18 @@ def _interrupted(result: Any, args: argparse.Namespace, data: Any, progress: boo
     return EXIT_INTERRUPTED
 
 
-def compare(args: argparse.Namespace) -> int:
-    """Run ``keras-initlab compare``; return the exit status."""
+def _prepare(args: argparse.Namespace, make_config: Any) -> tuple[Any, Any]:
+    """The checked config and the loaded dataset of a training command, or UsageError.
+
+    The output paths and every argument value are checked before TensorFlow starts; the
+    report folder and the dataset right after.
+    """
     if args.json:
         check_output_path("json", args.json, folder=False)
     if not args.no_report:
         check_output_path("out", args.out, folder=True)
     try:
-        config = _config(args)  # every value checked before TensorFlow starts
+        config = make_config(args)
     except (ValueError, TypeError) as error:
         raise UsageError(_one_line(error)) from None
     _quiet_tensorflow()
@@ -352,12 +356,15 @@ def compare(args: argparse.Namespace) -> int:
     try:
         if not args.no_report:
             check_report_folder(args.out, "out")
-    except (ValueError, TypeError) as error:
-        raise UsageError(_one_line(error)) from None
-    try:
         data = load_dataset(config.dataset, seed=config.seed)
-    except DatasetUnavailable as error:
+    except (ValueError, TypeError, DatasetUnavailable) as error:
         raise UsageError(_one_line(error)) from None
+    return config, data
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Run ``keras-initlab compare``; return the exit status."""
+    config, data = _prepare(args, _config)
 
     from keras_initlab.compare.claims import check_claims
     from keras_initlab.compare.report import (
@@ -399,24 +406,7 @@ def compare(args: argparse.Namespace) -> int:
 
 def residual(args: argparse.Namespace) -> int:
     """Run ``keras-initlab residual``; return the exit status."""
-    if args.json:
-        check_output_path("json", args.json, folder=False)
-    if not args.no_report:
-        check_output_path("out", args.out, folder=True)
-    try:
-        config = _residual_config(args)  # every value checked before TensorFlow starts
-    except (ValueError, TypeError) as error:
-        raise UsageError(_one_line(error)) from None
-    _quiet_tensorflow()
-    from keras_initlab.compare.datasets import DatasetUnavailable, load_dataset
-    from keras_initlab.compare.report import check_report_folder
-
-    try:
-        if not args.no_report:
-            check_report_folder(args.out, "out")
-        data = load_dataset(config.dataset, seed=config.seed)
-    except (ValueError, TypeError, DatasetUnavailable) as error:
-        raise UsageError(_one_line(error)) from None
+    config, data = _prepare(args, _residual_config)
     from keras_initlab.compare.residual import (
         print_residual,
         run_residual,

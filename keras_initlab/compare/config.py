@@ -8,6 +8,7 @@ modules that train import Keras).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from keras_initlab._validation import (
     check_choice,
@@ -122,7 +123,8 @@ def check_config(config: CompareConfig) -> CompareConfig:
     check_choice("activation", config.activation, ACTIVATIONS)
     if config.contrast_activation is not None:
         check_choice("contrast_activation", config.contrast_activation, ACTIVATIONS)
-    for field in ("depth", "width", "epochs", "batch_size", "probe_size", "seeds", "check_seeds"):
+    check_training(config)
+    for field in ("depth", "width", "check_seeds"):
         check_positive_int(field, getattr(config, field))
     for width in config.check_widths:
         check_positive_int("check_widths", width)
@@ -136,6 +138,22 @@ def check_config(config: CompareConfig) -> CompareConfig:
             f"Argument `depth` must be at least 2 (a first and a last hidden "
             f"layer to compare). Received: depth={config.depth}"
         )
+    return config
+
+
+def check_training(config: Any) -> None:
+    """Check the training fields every run config has (``compare``'s and ``residual``'s):
+    ``epochs``, ``batch_size``, ``seeds``, ``probe_size`` and the optional ``train_limit``
+    / ``test_limit`` positive integers, ``learning_rate`` positive, ``momentum`` in [0, 1).
+
+    Example:
+    >>> check_training(CompareConfig(momentum=1.0))
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `momentum` must be in [0, 1). Received: momentum=1.0
+    """
+    for field in ("epochs", "batch_size", "seeds", "probe_size"):
+        check_positive_int(field, getattr(config, field))
     for field in ("train_limit", "test_limit"):
         if getattr(config, field) is not None:
             check_positive_int(field, getattr(config, field))
@@ -144,4 +162,3 @@ def check_config(config: CompareConfig) -> CompareConfig:
         raise ValueError(
             f"Argument `momentum` must be in [0, 1). Received: momentum={config.momentum!r}"
         )
-    return config

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_initlab._validation import check_positive, check_positive_int, unknown_name_message
+from keras_initlab._validation import check_positive_int, unknown_name_message
+from keras_initlab.compare.config import check_training
 from keras_initlab.compare.datasets import check_dataset_name
 
 # Plain schemes, LSUV, the architecture-aware `auto`, and He with each residual rule
@@ -128,16 +129,7 @@ def check_residual_config(config: ResidualConfig) -> ResidualConfig:
     check_dataset_name(config.dataset)
     _check_names("schemes", config.schemes, RESIDUAL_SCHEMES)
     _check_names("architectures", config.architectures, ARCHITECTURES)
-    for field in ("blocks", "width", "cnn_blocks", "channels", "epochs", "batch_size"):
+    for field in ("blocks", "width", "cnn_blocks", "channels"):
         check_positive_int(field, getattr(config, field))
-    for field in ("seeds", "probe_size"):
-        check_positive_int(field, getattr(config, field))
-    for field in ("train_limit", "test_limit"):
-        if getattr(config, field) is not None:
-            check_positive_int(field, getattr(config, field))
-    check_positive("learning_rate", config.learning_rate)
-    if not 0.0 <= config.momentum < 1.0:
-        raise ValueError(
-            f"Argument `momentum` must be in [0, 1). Received: momentum={config.momentum!r}"
-        )
+    check_training(config)
     return config
