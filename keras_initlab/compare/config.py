@@ -8,7 +8,6 @@ modules that train import Keras).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from keras_initlab._validation import (
     check_choice,
@@ -54,32 +53,21 @@ def check_scheme_names(names: list[str]) -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True)
-class CompareConfig:
-    """Everything that defines a comparison run (the defaults are the default run).
+class TrainingConfig:
+    """What every training command's run shares: data, optimizer, schedule and seeds.
 
     Attributes:
         dataset: dataset name or ``.npz`` path (``keras_initlab.compare.datasets``).
-        schemes: compare scheme names (`COMPARE_SCHEMES`).
-        depth, width, activation: the MLP (``models.build_mlp``).
-        contrast_activation: the activation ``CONTRAST_SCHEMES`` are trained again with
-            (None: no contrast run).
-        epochs, batch_size, learning_rate, momentum: the optimizer and schedule, the same
-            for every scheme.
+        epochs, batch_size, learning_rate, momentum: SGD with momentum and its schedule,
+            the same for every scheme.
         seed: seed of the split and of the batch order; the weights of seed ``i`` of
             ``seeds`` are drawn with ``seed + i``.
-        seeds: how many seeds each scheme is trained with (together, in one model).
-        probe_size: held-out examples the VarianceMonitor measures on.
+        seeds: how many seeds each scheme is trained with.
+        probe_size: held-out examples the variances are measured on.
         train_limit, test_limit: keep only the first examples of each split (None: all).
-        check_widths: widths of the finite-width check at initialization (``()``: none).
-        check_seeds: seeds per width of that check.
     """
 
     dataset: str = "digits"
-    schemes: tuple[str, ...] = COMPARE_SCHEMES
-    depth: int = 10
-    width: int = 64
-    activation: str = "relu"
-    contrast_activation: str | None = "tanh"
     epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 0.02
@@ -89,13 +77,35 @@ class CompareConfig:
     probe_size: int = 256
     train_limit: int | None = None
     test_limit: int | None = None
-    check_widths: tuple[int, ...] = (64, 256)
-    check_seeds: int = 12
 
     @property
     def seed_values(self) -> list[int]:
         """The weight seeds of every scheme: ``seed, seed + 1, ...``."""
         return [self.seed + i for i in range(self.seeds)]
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig(TrainingConfig):
+    """Everything that defines a comparison run (the defaults are the default run): the
+    `TrainingConfig` fields and
+
+    Attributes:
+        schemes: compare scheme names (`COMPARE_SCHEMES`).
+        depth, width, activation: the MLP (``models.build_mlp``); the seeds of a scheme
+            are trained together, one model holding a network per seed.
+        contrast_activation: the activation ``CONTRAST_SCHEMES`` are trained again with
+            (None: no contrast run).
+        check_widths: widths of the finite-width check at initialization (``()``: none).
+        check_seeds: seeds per width of that check.
+    """
+
+    schemes: tuple[str, ...] = COMPARE_SCHEMES
+    depth: int = 10
+    width: int = 64
+    activation: str = "relu"
+    contrast_activation: str | None = "tanh"
+    check_widths: tuple[int, ...] = (64, 256)
+    check_seeds: int = 12
 
 
 QUICK = {
@@ -141,7 +151,7 @@ def check_config(config: CompareConfig) -> CompareConfig:
     return config
 
 
-def check_training(config: Any) -> None:
+def check_training(config: TrainingConfig) -> None:
     """Check the training fields every run config has (``compare``'s and ``residual``'s):
     ``epochs``, ``batch_size``, ``seeds``, ``probe_size`` and the optional ``train_limit``
     / ``test_limit`` positive integers, ``learning_rate`` positive, ``momentum`` in [0, 1).

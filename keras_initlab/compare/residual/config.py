@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from keras_initlab._validation import check_positive_int, unknown_name_message
-from keras_initlab.compare.config import check_training
+from keras_initlab.compare.config import TrainingConfig, check_training
 from keras_initlab.compare.datasets import check_dataset_name
 
 # Plain schemes, LSUV, the architecture-aware `auto`, and He with each residual rule
@@ -37,52 +37,32 @@ def split_scheme(name: str) -> tuple[str, str | None]:
 
 
 @dataclasses.dataclass(frozen=True)
-class ResidualConfig:
-    """Everything that defines a residual experiment (the defaults are the default run).
+class ResidualConfig(TrainingConfig):
+    """Everything that defines a residual experiment (the defaults are the default run): the
+    ``keras_initlab.compare.config.TrainingConfig`` fields and
 
     Attributes:
-        dataset: dataset name or ``.npz`` path (``keras_initlab.compare.datasets``); the
-            CNN needs square images (features a perfect square: digits are 8 x 8).
         schemes: `RESIDUAL_SCHEMES` names.
         architectures: ``"mlp"`` (``blocks`` blocks ``x + Dense(relu(Dense(x)))`` of
             ``width`` units) and/or ``"cnn"`` (``cnn_blocks`` blocks of two 3x3 convs of
-            ``channels`` channels); neither has normalization layers.
+            ``channels`` channels, on square images: the dataset's features a perfect
+            square, digits are 8 x 8); neither has normalization layers.
         blocks, width, cnn_blocks, channels: their sizes.
-        epochs, batch_size, learning_rate, momentum: SGD with momentum, the same for all.
-            The learning rate is a tenth of ``compare``'s: the last layers of all ``L``
-            branches move together, so one step changes the stream about ``L`` times as
-            much as one layer's step. Measured on digits, 3 seeds, 10 epochs: at 0.02 even
-            zero-initialized branches diverge on the 32-block MLP; at 0.005 the MLP's
+        learning_rate: 0.002 by default, a tenth of ``compare``'s: the last layers of all
+            ``L`` branches move together, so one step changes the stream about ``L`` times
+            as much as one layer's step. Measured on digits, 3 seeds, 10 epochs: at 0.02
+            even zero-initialized branches diverge on the 32-block MLP; at 0.005 the MLP's
             ``scaled`` runs and one of three CNN ``auto`` runs still diverge; at 0.002
             every scheme with a bounded stream trains (test accuracy 0.92-0.98).
-        seed: seed of the split and batch order; seed ``i`` of ``seeds`` draws the weights
-            with ``seed + i``.
-        seeds: how many seeds each scheme is trained with.
-        probe_size: held-out examples the variance profile at initialization is measured on.
-        train_limit, test_limit: keep only the first examples of each split (None: all).
     """
 
-    dataset: str = "digits"
+    learning_rate: float = 0.002
     schemes: tuple[str, ...] = RESIDUAL_SCHEMES
     architectures: tuple[str, ...] = ARCHITECTURES
     blocks: int = 32
     width: int = 64
     cnn_blocks: int = 16
     channels: int = 16
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 0.002
-    momentum: float = 0.9
-    seed: int = 0
-    seeds: int = 3
-    probe_size: int = 256
-    train_limit: int | None = None
-    test_limit: int | None = None
-
-    @property
-    def seed_values(self) -> list[int]:
-        """The weight seeds of every scheme: ``seed, seed + 1, ...``."""
-        return [self.seed + i for i in range(self.seeds)]
 
     def depth(self, architecture: str) -> int:
         """Residual blocks of ``architecture``."""
