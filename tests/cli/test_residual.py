@@ -159,3 +159,10 @@ def test_a_folder_that_is_not_a_report_is_refused(capsys, tmp_path):
     assert main(["residual", "--quick", "--out", str(tmp_path)]) == 2
     assert "keep.txt" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_the_experiment_trains_every_residual_rule_initialize_has():
+    from keras_initlab.compare.residual.config import RESIDUAL_RULES
+    from keras_initlab.residual_init import RULES
+
+    assert RESIDUAL_RULES == RULES  # config.py names them without importing Keras
