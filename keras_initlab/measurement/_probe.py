@@ -40,6 +40,26 @@ from keras_initlab.measurement._sums import (
     variance_of,
 )
 
+# The Grappler passes left off while the probe function is instantiated: on its large graph
+# (MobileNetV2: 7,000 ops) they cost more start-up than they save at a record; the remapper
+# (fused convolutions) and the memory optimizer stay on. Without them the values are the
+# same (a division by a constant is not turned into a product by its reciprocal, which
+# rounds differently; nothing here relies on either).
+LIGHT_GRAPPLER = {
+    "layout_optimizer": False,
+    "constant_folding": False,
+    "shape_optimization": False,
+    "arithmetic_optimization": False,
+    "dependency_optimization": False,
+    "loop_optimization": False,
+    "function_optimization": False,
+    "debug_stripper": False,
+    "scoped_allocator_optimization": False,
+    "pin_to_host_optimization": False,
+    "implementation_selector": False,
+    "auto_mixed_precision": False,
+}
+
 # Column layout of the matrix returned by the probe function (one row per measured layer).
 COLUMNS = (
     "activation_mean",
@@ -500,7 +520,11 @@ class ProbeFunction:
         return f"ProbeFunction(traced={bool(self._layout)})"
 
     def __call__(self, x: Any, y: Any, sample_weight: Any) -> np.ndarray:
-        return np.asarray(self._fn(x, y, sample_weight))
+        # Grappler's options are read when the function is instantiated (its first call). A
+        # function another thread instantiates meanwhile is optimized less, not computed
+        # differently.
+        with _keras.grappler_options(LIGHT_GRAPPLER):
+            return np.asarray(self._fn(x, y, sample_weight))
 
     @property
     def seen(self) -> list[bool]:
