@@ -319,22 +319,23 @@ def _layer_sums(
         a = as_rows(outs[0])
         if len(outs) > 1:
             a = tf.concat([a] + [as_rows(o) for o in outs[1:]], 0)
+        # Per unit, the sum and the sum of squares (the squares also tell dead units); the
+        # layer's totals are their sums.
+        per_unit_sum = tf.reduce_sum(a, sums.axes(0, 1))
+        per_unit = tf.reduce_sum(a * a, sums.axes(0, 1))
+        totals = tf.reduce_sum(tf.stack([per_unit_sum, per_unit]), sums.axes(1, 2))
         if not with_grads:
-            first[i], second[i] = sums.sum_and_squares(a)
+            first[i], second[i] = tf.unstack(totals)
         else:
             gs = tap_grads[i]
-            if len(outs) == 1:  # outputs and gradients, cast together
-                pair = to64(tf.stack([outs[0], gs[0]]))
-            else:
-                flat = tf.reshape(a, (-1,))
-                pair = tf.stack([flat, tf.concat([flat64(t) for t in gs], 0)])
-            first[i], second[i] = sums.sum_and_squares(pair, batch=True)
+            g = flat64(gs[0]) if len(gs) == 1 else tf.concat([flat64(t) for t in gs], 0)
+            g_totals = tf.stack(sums.sum_and_squares(g))
+            first[i], second[i] = tf.unstack(tf.stack([totals, g_totals], axis=1))
         if activations[i] in SATURATING:
             saturated[i] = saturated_count(a, activations[i])
         n_a = a.shape.num_elements()
         count[i] = float(n_a) if n_a is not None else tf.cast(tf.size(a), tf.float64)
         u = a.shape[-1]
-        per_unit = tf.reduce_sum(a * a, sums.axes(0, 1))
         if u is not None and u <= max_units:
             gram[i] = True
             if uses_sketch(a.shape[0]):  # the sketch (added across replicas), the squares
