@@ -24,9 +24,11 @@ import tensorflow as tf
 
 from keras_initlab import _keras
 from keras_initlab.measurement._distinct import (
+    FAST_MIN_UNITS,
     distinct_consts,
     has_twin,
     sketch_rows,
+    twins,
     uses_sketch,
 )
 from keras_initlab.measurement._routing import RECORDERS, route_output
@@ -175,7 +177,7 @@ def make_probe_function(
             share = tf.cast(stop - start, tf.float32) / tf.cast(n, tf.float32)
             share = share * float(replicas) if loss_fn is None else share
         seen = _pass(model, layers, kernels, (x, y, sample_weight), training, loss_fn, share)
-        payload, found, unscale = _layer_sums(seen, kernels, activations, max_units)
+        payload, found, unscale = _layer_sums(seen, kernels, activations, max_units, replicas)
         layout.update(found)
         if replicas > 1:  # (one replica: nothing to add)
             payload = ctx.all_reduce(tf.distribute.ReduceOp.SUM, payload)
@@ -288,6 +290,7 @@ def _layer_sums(
     kernels: Sequence[Any | None],
     activations: Sequence[str | None],
     max_units: int,
+    replicas: int,
 ) -> tuple[Any, dict[str, Any], tf.Tensor | None]:
     """One replica's sums: what is added across replicas, the layout found on the way and
     ``1 / loss scale`` (None without one), which is not added.
@@ -295,8 +298,9 @@ def _layer_sums(
     Per layer: count and saturated count; the sum and the sum of squares of the outputs
     (with gradients: of the outputs and of their gradients, as a pair); the Gram matrix of
     its units (at most ``max_units``; of a sketch of its rows and their sums of squares for a
-    layer with many probe rows, see `_distinct`) or their sums of squares. Per kernel: its
-    gradient.
+    layer with many probe rows, see `_distinct`; with one replica and at least
+    `FAST_MIN_UNITS` units, the rows themselves and their sums of squares for a layer with
+    few: `twins` compares them) or their sums of squares. Per kernel: its gradient.
     """
     calls, tap_grads = seen["calls"], seen["grads"]
     with_grads = tap_grads is not None
@@ -310,6 +314,7 @@ def _layer_sums(
     units: list[Any] = [0] * n_layers
     gram = [False] * n_layers
     sketched = [False] * n_layers  # the Gram matrix is that of a row sketch (`_distinct`)
+    by_rows = [False] * n_layers  # the rows themselves are passed on (one replica)
     sketch_consts: dict[Any, Any] = {}
     # Per seen layer, in order: the Gram matrix of its units or their sums of squares.
     unit_sums: list[tf.Tensor] = []
@@ -341,6 +346,9 @@ def _layer_sums(
             if uses_sketch(a.shape[0]):  # the sketch (added across replicas), the squares
                 sketched[i] = True
                 unit_sums += [sketch_rows(a, sketch_consts), per_unit]
+            elif replicas == 1 and u >= FAST_MIN_UNITS:  # (rows are not added across replicas)
+                by_rows[i] = True
+                unit_sums += [a, per_unit]
             else:
                 unit_sums.append(tf.matmul(a, a, transpose_a=True))
         else:
@@ -351,6 +359,7 @@ def _layer_sums(
         "units": units,
         "gram": gram,
         "sketched": sketched,
+        "rows": by_rows,
         "grads": with_grads,
         "scaled": scale is not None,
         "gradient_of": seen["gradient_of"],
@@ -399,19 +408,25 @@ def _statistics(
         g_sum = g_sq = nans
 
     # A unit is dead when its sum of squares is zero (all its outputs are zero).
-    squares_per_unit, twins = [], []
+    squares_per_unit, twins_found = [], []
     it = iter(totals["units"])
     for i in range(n_layers):
-        if gram[i] and layout["sketched"][i]:
+        if gram[i] and (
+            layout["rows"][i] or (layout["sketched"][i] and units[i] >= FAST_MIN_UNITS)
+        ):
+            m, exact = next(it), next(it)
+            twins_found.append(twins(m, exact, consts, layout["sketched"][i]))
+            squares_per_unit.append(exact)
+        elif gram[i] and layout["sketched"][i]:
             b, exact = next(it), next(it)
             g = tf.matmul(b, b, transpose_a=True)
             norms = tf.raw_ops.MatrixDiagPartV3(input=g, k=consts["k0"], padding_value=zero)
-            twins.append(has_twin(g, norms, consts, exact))
+            twins_found.append(has_twin(g, norms, consts, exact))
             squares_per_unit.append(exact)
         elif gram[i]:
             g = next(it)
             norms = tf.raw_ops.MatrixDiagPartV3(input=g, k=consts["k0"], padding_value=zero)
-            twins.append(has_twin(g, norms, consts))
+            twins_found.append(has_twin(g, norms, consts))
             squares_per_unit.append(norms)
         elif not isinstance(units[i], int) or units[i] > 0:
             squares_per_unit.append(next(it))
@@ -460,10 +475,10 @@ def _statistics(
     )
     act_var, grad_var, weight_var, weight_grad_var = tf.unstack(variances)
 
-    if twins:
+    if twins_found:
         gram_units = [u for u, is_gram in zip(units, gram, strict=True) if is_gram]
         twin_count = tf.math.unsorted_segment_sum(
-            tf.cast(tf.concat(twins, 0), tf.float64),
+            tf.cast(tf.concat(twins_found, 0), tf.float64),
             np.repeat(np.flatnonzero(gram), gram_units),
             n_layers,
         )
