@@ -33,6 +33,10 @@ The private uses, and why no public API does the job:
   once or of a ``keras.ops`` call.
 * ``MultiHeadAttention._softmax``: its Softmax sublayer (the dense sublayers are public).
 * ``tf.__internal__.EagerTensor``: telling an eager tensor from a graph tensor.
+* The eager context's ``_optimizer_experimental_options`` (TensorFlow): the Grappler options
+  set for a block and put back exactly after it (`grappler_options`); the public
+  ``tf.config.optimizer`` setter only adds options and its getter omits those left at their
+  default, so it cannot put back what was there.
 * Instance attributes set with ``object.__setattr__`` (``call``, ``train_step``,
   ``activation``, the per-model cache of traced measurements): Keras' attribute tracking
   must not see them.
@@ -63,6 +67,7 @@ __all__ = [
     "compute_loss",
     "fit_batch",
     "functional_calls",
+    "grappler_options",
     "instance_cache",
     "is_built",
     "is_functional",
@@ -351,6 +356,25 @@ def quiet_retracing_warnings(*names: str) -> None:
         if isinstance(existing, _OwnRetracingFilter) and set(names) <= set(existing.names):
             return
     logger.addFilter(_OwnRetracingFilter(tuple(names)))
+
+
+@contextlib.contextmanager
+def grappler_options(options: dict[str, Any]) -> Iterator[None]:
+    """TensorFlow's global Grappler ``options`` for the block, the previous ones after it.
+
+    Read when a `tf.function` is instantiated (its first call per input signature).
+    """
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    current = _internal(ctx, "_optimizer_experimental_options", "TensorFlow's optimizer options")
+    saved = dict(current)
+    ctx.set_optimizer_experimental_options(options)
+    try:
+        yield
+    finally:
+        current.clear()
+        ctx.set_optimizer_experimental_options(saved)
 
 
 # ----------------------------------------------------------------------------- graph (propagate)

@@ -20,10 +20,16 @@ import tensorflow as tf
 from keras_initlab import HeNormal, measure
 from keras_initlab.measurement import DISTINCT_RTOL
 from keras_initlab.measurement._distinct import (
+    FAST_MIN_UNITS,
     SKETCH_DIM,
     SKETCH_MIN_ROWS,
+    _fast_twins,
+    _gamma,
     distinct_consts,
+    has_twin,
+    roundoff,
     sketch_rows,
+    twins,
     uses_sketch,
 )
 
@@ -120,3 +126,66 @@ def test_sketch_is_linear_and_within_its_bound():
     # ||C d||^2 <= L ||d||^2 for every column (Cauchy-Schwarz over a bucket of L rows).
     squares = np.sum(a.numpy() ** 2, axis=0)
     assert np.all(np.sum(c**2, axis=0) <= load * squares * (1 + 1e-12))
+
+
+# --- the float32 comparison first (`twins`): the booleans of the float64 comparison
+
+
+def _float64_twins(m: tf.Tensor, squares: tf.Tensor, sketched: bool) -> np.ndarray:
+    """What the probe computes without the float32 step: `has_twin` of the float64 Gram."""
+    consts = distinct_consts(DISTINCT_RTOL)
+    g = tf.matmul(m, m, transpose_a=True)
+    return has_twin(g, tf.linalg.diag_part(g), consts, squares if sketched else None).numpy()
+
+
+def _undecided(m: tf.Tensor, squares: tf.Tensor) -> int:
+    k, u = m.shape[0], roundoff()
+    bounds = [
+        _gamma(k, u),
+        2 * (_gamma(k, u) + 2.1 * u + 2.0**-50),
+        2 * (_gamma(k, 2.0**-53) + 2.0**-50),
+    ]
+    c = tf.cast(m, tf.float32)
+    b = tf.matmul(c, c, transpose_a=True)
+    rtol2 = tf.constant(DISTINCT_RTOL**2, tf.float64)
+    _, undecided = _fast_twins(b, squares, squares, rtol2, tf.constant(bounds, tf.float64))
+    return int(np.sum(undecided.numpy()))
+
+
+def _columns(kind: str, rows: int = 64, units: int = FAST_MIN_UNITS) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    a = np.maximum(rng.standard_normal((rows, units)), 0.0)  # He-like ReLU units
+    if kind == "constant":
+        a[:] = a[:, :1]
+    elif kind == "dead":  # dead units, and weak units firing on one row each, next to strong
+        a[:, ::3] = 0.0
+        weak = np.arange(1, units, 6)
+        a[:, weak] = 0.0
+        a[np.arange(len(weak)) % rows, weak] = 1e-5 * (1 + rng.random(len(weak)))
+    elif kind.startswith("near"):  # pairs at a distance ratio around rtol: undecided in float32
+        relative = float(kind[4:])
+        a[:, units // 2 :] = a[:, : units // 2] * (1 + relative)
+    return a.astype(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("kind", ["he", "constant", "dead", "near1e-7", "near9e-4", "near1.1e-3"])
+@pytest.mark.parametrize("sketched", [False, True])
+def test_float32_first_gives_the_float64_booleans(kind, sketched):
+    a = _columns(kind, rows=4 * SKETCH_MIN_ROWS if sketched else 64)
+    rows = tf.constant(a)
+    squares = tf.reduce_sum(rows * rows, 0)
+    m = sketch_rows(rows, distinct_consts(DISTINCT_RTOL)) if sketched else rows
+    got = twins(m, squares, distinct_consts(DISTINCT_RTOL), sketched).numpy()
+    np.testing.assert_array_equal(got, _float64_twins(m, squares, sketched))
+    if not sketched and kind in ("he", "constant", "dead", "near1e-7"):
+        assert int(np.sum(~got)) == exact_distinct(a)
+
+
+def test_float32_decides_distinct_and_dead_units_alone():
+    # He-like and dead units: every unit decided in float32 (no float64 product at all);
+    # pairs near the threshold are left to the float64 comparison.
+    for kind in ("he", "dead"):
+        rows = tf.constant(_columns(kind))
+        assert _undecided(rows, tf.reduce_sum(rows * rows, 0)) == 0, kind
+    rows = tf.constant(_columns("near9e-4"))
+    assert _undecided(rows, tf.reduce_sum(rows * rows, 0)) > 0

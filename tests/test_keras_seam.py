@@ -134,6 +134,23 @@ def test_retracing_filter_is_installed_once():
     assert ours[0].filter(other)
 
 
+def test_grappler_options_apply_inside_and_are_put_back_exactly():
+    before = tf.config.optimizer.get_experimental_options()
+    assert "constant_folding" not in before  # left at its default, which the getter omits
+    with _keras.grappler_options({"constant_folding": False}):
+        assert tf.config.optimizer.get_experimental_options()["constant_folding"] is False
+
+        @tf.function(autograph=False)
+        def double(x):
+            return x * tf.constant(2.0)
+
+        assert double(tf.constant(1.5)).numpy() == 3.0  # instantiated under the options
+    assert tf.config.optimizer.get_experimental_options() == before
+    with pytest.raises(RuntimeError), _keras.grappler_options({"layout_optimizer": False}):
+        raise RuntimeError("inside")
+    assert tf.config.optimizer.get_experimental_options() == before
+
+
 def test_a_missing_internal_is_a_clear_error():
     class Stranger:
         pass

@@ -24,9 +24,11 @@ import tensorflow as tf
 
 from keras_initlab import _keras
 from keras_initlab.measurement._distinct import (
+    FAST_MIN_UNITS,
     distinct_consts,
     has_twin,
     sketch_rows,
+    twins,
     uses_sketch,
 )
 from keras_initlab.measurement._routing import RECORDERS, route_output
@@ -39,6 +41,26 @@ from keras_initlab.measurement._sums import (
     to64,
     variance_of,
 )
+
+# The Grappler passes left off while the probe function is instantiated: on its large graph
+# (MobileNetV2: 7,000 ops) they cost more start-up than they save at a record; the remapper
+# (fused convolutions) and the memory optimizer stay on. Without them the values are the
+# same (a division by a constant is not turned into a product by its reciprocal, which
+# rounds differently; nothing here relies on either).
+LIGHT_GRAPPLER = {
+    "layout_optimizer": False,
+    "constant_folding": False,
+    "shape_optimization": False,
+    "arithmetic_optimization": False,
+    "dependency_optimization": False,
+    "loop_optimization": False,
+    "function_optimization": False,
+    "debug_stripper": False,
+    "scoped_allocator_optimization": False,
+    "pin_to_host_optimization": False,
+    "implementation_selector": False,
+    "auto_mixed_precision": False,
+}
 
 # Column layout of the matrix returned by the probe function (one row per measured layer).
 COLUMNS = (
@@ -157,7 +179,7 @@ def make_probe_function(
             share = tf.cast(stop - start, tf.float32) / tf.cast(n, tf.float32)
             share = share * float(replicas) if loss_fn is None else share
         seen = _pass(model, layers, kernels, (x, y, sample_weight), training, loss_fn, share)
-        payload, found, unscale = _layer_sums(seen, kernels, activations, max_units)
+        payload, found, unscale = _layer_sums(seen, kernels, activations, max_units, replicas)
         layout.update(found)
         if replicas > 1:  # (one replica: nothing to add)
             payload = ctx.all_reduce(tf.distribute.ReduceOp.SUM, payload)
@@ -270,6 +292,7 @@ def _layer_sums(
     kernels: Sequence[Any | None],
     activations: Sequence[str | None],
     max_units: int,
+    replicas: int,
 ) -> tuple[Any, dict[str, Any], tf.Tensor | None]:
     """One replica's sums: what is added across replicas, the layout found on the way and
     ``1 / loss scale`` (None without one), which is not added.
@@ -277,8 +300,10 @@ def _layer_sums(
     Per layer: count and saturated count; the sum and the sum of squares of the outputs
     (with gradients: of the outputs and of their gradients, as a pair); the Gram matrix of
     its units (at most ``max_units``; of a sketch of its rows and their sums of squares for a
-    layer with many probe rows, see `_distinct`) or their sums of squares; the sum of each
-    unit (for the channel statistics). Per kernel: its gradient.
+    layer with many probe rows, see `_distinct`; with one replica and at least
+    `FAST_MIN_UNITS` units, the rows themselves and their sums of squares for a layer with
+    few: `twins` compares them) or their sums of squares; the sum of each unit (for the
+    channel statistics). Per kernel: its gradient.
     """
     calls, tap_grads = seen["calls"], seen["grads"]
     with_grads = tap_grads is not None
@@ -292,6 +317,7 @@ def _layer_sums(
     units: list[Any] = [0] * n_layers
     gram = [False] * n_layers
     sketched = [False] * n_layers  # the Gram matrix is that of a row sketch (`_distinct`)
+    by_rows = [False] * n_layers  # the rows themselves are passed on (one replica)
     sketch_consts: dict[Any, Any] = {}
     # Per seen layer, in order: the Gram matrix of its units or their sums of squares; and
     # the sums of its units (the channel statistics).
@@ -303,28 +329,32 @@ def _layer_sums(
         a = as_rows(outs[0])
         if len(outs) > 1:
             a = tf.concat([a] + [as_rows(o) for o in outs[1:]], 0)
+        # Per unit, the sum and the sum of squares (the squares also tell dead units); the
+        # layer's totals are their sums.
+        per_unit_sum = tf.reduce_sum(a, sums.axes(0, 1))
+        per_unit = tf.reduce_sum(a * a, sums.axes(0, 1))
+        totals = tf.reduce_sum(tf.stack([per_unit_sum, per_unit]), sums.axes(1, 2))
         if not with_grads:
-            first[i], second[i] = sums.sum_and_squares(a)
+            first[i], second[i] = tf.unstack(totals)
         else:
             gs = tap_grads[i]
-            if len(outs) == 1:  # outputs and gradients, cast together
-                pair = to64(tf.stack([outs[0], gs[0]]))
-            else:
-                flat = tf.reshape(a, (-1,))
-                pair = tf.stack([flat, tf.concat([flat64(t) for t in gs], 0)])
-            first[i], second[i] = sums.sum_and_squares(pair, batch=True)
+            g = flat64(gs[0]) if len(gs) == 1 else tf.concat([flat64(t) for t in gs], 0)
+            g_totals = tf.stack(sums.sum_and_squares(g))
+            first[i], second[i] = tf.unstack(tf.stack([totals, g_totals], axis=1))
         if activations[i] in SATURATING:
             saturated[i] = saturated_count(a, activations[i])
         n_a = a.shape.num_elements()
         count[i] = float(n_a) if n_a is not None else tf.cast(tf.size(a), tf.float64)
         u = a.shape[-1]
-        per_unit = tf.reduce_sum(a * a, sums.axes(0, 1))
-        unit_totals.append(tf.reduce_sum(a, sums.axes(0, 1)))
+        unit_totals.append(per_unit_sum)
         if u is not None and u <= max_units:
             gram[i] = True
             if uses_sketch(a.shape[0]):  # the sketch (added across replicas), the squares
                 sketched[i] = True
                 unit_sums += [sketch_rows(a, sketch_consts), per_unit]
+            elif replicas == 1 and u >= FAST_MIN_UNITS:  # (rows are not added across replicas)
+                by_rows[i] = True
+                unit_sums += [a, per_unit]
             else:
                 unit_sums.append(tf.matmul(a, a, transpose_a=True))
         else:
@@ -335,6 +365,7 @@ def _layer_sums(
         "units": units,
         "gram": gram,
         "sketched": sketched,
+        "rows": by_rows,
         "grads": with_grads,
         "scaled": scale is not None,
         "gradient_of": seen["gradient_of"],
@@ -384,19 +415,25 @@ def _statistics(
         g_sum = g_sq = nans
 
     # A unit is dead when its sum of squares is zero (all its outputs are zero).
-    squares_per_unit, twins = [], []
+    squares_per_unit, twins_found = [], []
     it = iter(totals["units"])
     for i in range(n_layers):
-        if gram[i] and layout["sketched"][i]:
+        if gram[i] and (
+            layout["rows"][i] or (layout["sketched"][i] and units[i] >= FAST_MIN_UNITS)
+        ):
+            m, exact = next(it), next(it)
+            twins_found.append(twins(m, exact, consts, layout["sketched"][i]))
+            squares_per_unit.append(exact)
+        elif gram[i] and layout["sketched"][i]:
             b, exact = next(it), next(it)
             g = tf.matmul(b, b, transpose_a=True)
             norms = tf.raw_ops.MatrixDiagPartV3(input=g, k=consts["k0"], padding_value=zero)
-            twins.append(has_twin(g, norms, consts, exact))
+            twins_found.append(has_twin(g, norms, consts, exact))
             squares_per_unit.append(exact)
         elif gram[i]:
             g = next(it)
             norms = tf.raw_ops.MatrixDiagPartV3(input=g, k=consts["k0"], padding_value=zero)
-            twins.append(has_twin(g, norms, consts))
+            twins_found.append(has_twin(g, norms, consts))
             squares_per_unit.append(norms)
         elif not isinstance(units[i], int) or units[i] > 0:
             squares_per_unit.append(next(it))
@@ -450,10 +487,10 @@ def _statistics(
     )
     act_var, grad_var, weight_var, weight_grad_var = tf.unstack(variances)
 
-    if twins:
+    if twins_found:
         gram_units = [u for u, is_gram in zip(units, gram, strict=True) if is_gram]
         twin_count = tf.math.unsorted_segment_sum(
-            tf.cast(tf.concat(twins, 0), tf.float64),
+            tf.cast(tf.concat(twins_found, 0), tf.float64),
             np.repeat(np.flatnonzero(gram), gram_units),
             n_layers,
         )
@@ -537,7 +574,11 @@ class ProbeFunction:
         return f"ProbeFunction(traced={bool(self._layout)})"
 
     def __call__(self, x: Any, y: Any, sample_weight: Any) -> np.ndarray:
-        return np.asarray(self._fn(x, y, sample_weight))
+        # Grappler's options are read when the function is instantiated (its first call). A
+        # function another thread instantiates meanwhile is optimized less, not computed
+        # differently.
+        with _keras.grappler_options(LIGHT_GRAPPLER):
+            return np.asarray(self._fn(x, y, sample_weight))
 
     @property
     def seen(self) -> list[bool]:
