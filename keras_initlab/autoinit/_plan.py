@@ -25,16 +25,14 @@ from typing import Any
 import keras
 
 from keras_initlab import _keras
+from keras_initlab.propagate._structural import DROPOUT
 from keras_initlab.residual import residual_blocks
 
 L = keras.layers
 # Elementwise affine maps at initialization in inference mode (the mode AutoInit targets).
 PASS_THROUGH = (
     L.BatchNormalization,
-    L.Dropout,
-    L.SpatialDropout1D,
-    L.SpatialDropout2D,
-    L.SpatialDropout3D,
+    *DROPOUT,
     L.GaussianNoise,
     L.GaussianDropout,
     L.AlphaDropout,
