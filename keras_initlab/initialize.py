@@ -250,20 +250,20 @@ def initialize(
             f"Received: input_var={input_var!r} with scheme={scheme!r}"
         )
     rule = check_rule(residual)  # planned first: a failure changes nothing
-    plan = None if rule is None else plan_residual(model, rule, weight_specs(model))
+    residual_plan = None if rule is None else plan_residual(model, rule, weight_specs(model))
     if isinstance(scheme, str) and scheme == "auto":
         from keras_initlab.autoinit import autoinit  # it draws through this module
 
         result = autoinit(
             model, input_var=1.0 if input_var is None else input_var, seed=seed, report=report
         )
-        if plan is not None:
-            _assign_residual(plan, model)
+        if residual_plan is not None:
+            _assign_residual(residual_plan, model)
         return result
     if isinstance(scheme, LSUV):
         lsuv_report = scheme(model, seed=seed)
-        if plan is not None:
-            _assign_residual(plan, model)
+        if residual_plan is not None:
+            _assign_residual(residual_plan, model)
         return lsuv_report if report else model
     if isinstance(scheme, str) and scheme == "lsuv":
         raise ValueError(
@@ -291,8 +291,8 @@ def initialize(
         for spec, plan in zip(specs, plans, strict=True)
     ]
     extra: list[tuple[Any, Any]] = []
-    if plan is not None:
-        values, extra = apply_residual(plan, specs, values)
+    if residual_plan is not None:
+        values, extra = apply_residual(residual_plan, specs, values)
     _assign(specs, values, extra)
     if not report:
         return model
@@ -318,7 +318,7 @@ def initialize(
         )
         for other in other_weights(model)
     ]
-    return InitializeReport(rows, plan)
+    return InitializeReport(rows, residual_plan)
 
 
 def _assign(specs: list[WeightSpec], values: list[Any], extra: list[tuple[Any, Any]]) -> None:
