@@ -1,7 +1,9 @@
-"""The ``keras-initlab`` command: ``compare`` (the main job) and ``inspect``.
+"""The ``keras-initlab`` command: ``compare`` (the main job), ``residual`` and ``inspect``.
 
 ``keras-initlab compare`` trains one deep MLP under every initialization scheme on an
 embedded dataset (no network needed), prints a table and writes a report folder;
+``keras-initlab residual`` does the same for a deep residual MLP and CNN without
+normalization (He, Xavier, LSUV, ``auto`` and the residual rules);
 ``keras-initlab inspect MODEL.keras`` prints the audit table and the variance profile of a
 saved model. Bad input (unknown names, unreadable files, output paths that cannot be
 written, a download while offline) ends with a one-line error on stderr and exit status 2,
