@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import re
@@ -412,7 +411,7 @@ def residual(args: argparse.Namespace) -> int:
     from keras_initlab.compare.residual import (
         print_residual,
         run_residual,
-        to_residual_json,
+        write_residual_json,
         write_residual_report,
     )
     from keras_initlab.compare.runner import make_reproducible
@@ -426,8 +425,7 @@ def residual(args: argparse.Namespace) -> int:
     if args.quick:
         print("(--quick is a smoke run: too short to train; the claims need the default run)")
     if args.json:
-        Path(args.json).write_text(json.dumps(to_residual_json(result), indent=1) + "\n")
-        print(f"JSON: {args.json}")
+        print(f"JSON: {write_residual_json(result, args.json)}")
     if not args.no_report:
         paths = write_residual_report(result, args.out)
         print(f"Report: {paths['summary.md']} (plots, results.json in {args.out}/)")

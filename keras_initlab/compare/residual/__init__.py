@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # what `__getattr__` below provides, spelled out for type che
         format_residual_table,
         print_residual,
         to_residual_json,
+        write_residual_json,
         write_residual_report,
     )
 
@@ -64,7 +65,13 @@ _SOURCE = {
     ),
     **dict.fromkeys(("build_residual_cnn", "build_residual_mlp"), "models"),
     **dict.fromkeys(
-        ("format_residual_table", "print_residual", "to_residual_json", "write_residual_report"),
+        (
+            "format_residual_table",
+            "print_residual",
+            "to_residual_json",
+            "write_residual_json",
+            "write_residual_report",
+        ),
         "report",
     ),
 }
@@ -95,5 +102,6 @@ __all__ = [
     "run_residual",
     "to_residual_json",
     "verdict",
+    "write_residual_json",
     "write_residual_report",
 ]

@@ -30,7 +30,13 @@ from keras_initlab.compare.spread import spread
 from keras_initlab.text_table import format_table, markdown_table
 
 COLUMNS = ("network", "scheme", "last sum / stem", "max sum / stem", "test acc", "verdict")
-__all__ = ["COLUMNS", "format_residual_table", "to_residual_json", "write_residual_report"]
+__all__ = [
+    "COLUMNS",
+    "format_residual_table",
+    "to_residual_json",
+    "write_residual_json",
+    "write_residual_report",
+]
 
 
 def _rows(result: ResidualResult) -> list[list[str]]:
@@ -79,6 +85,17 @@ def to_residual_json(result: ResidualResult, claims: Sequence[Claim] | None = No
             "claims": [dataclasses.asdict(c) for c in claims],
         }
     )
+
+
+def write_residual_json(
+    result: ResidualResult, path: str | os.PathLike[str], claims: Sequence[Claim] | None = None
+) -> Path:
+    """Write ``to_residual_json(result)`` to ``path`` (parent folders created); return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = to_residual_json(result, claims)
+    path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    return path
 
 
 def _band(ax: Any, x: Sequence[int], rows: list[list[float]], color: Any, label: str) -> None:
@@ -182,10 +199,7 @@ def write_residual_report(result: ResidualResult, folder: str | os.PathLike[str]
     claims = check_residual_claims(result)
 
     def write(staging: Path) -> dict[str, Path]:
-        paths = {"results.json": staging / "results.json"}
-        paths["results.json"].write_text(
-            json.dumps(to_residual_json(result, claims), indent=1, allow_nan=False) + "\n"
-        )
+        paths = {"results.json": write_residual_json(result, staging / "results.json", claims)}
         for name, markdown in (("table.txt", False), ("table.md", True)):
             paths[name] = staging / name
             paths[name].write_text(format_residual_table(result, markdown=markdown) + "\n")
