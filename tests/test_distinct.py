@@ -20,18 +20,21 @@ import tensorflow as tf
 from keras_initlab import HeNormal, measure
 from keras_initlab.measurement import DISTINCT_RTOL
 from keras_initlab.measurement._distinct import (
-    FAST_MIN_UNITS,
     SKETCH_DIM,
     SKETCH_MIN_ROWS,
-    _fast_twins,
-    _gamma,
+    Twins,
+    _sketch_map,
     distinct_consts,
-    has_twin,
-    roundoff,
+    project,
+    screen,
+    screen_dtype,
+    screen_lhs,
+    screen_slack,
+    sketch_load,
     sketch_rows,
-    twins,
     uses_sketch,
 )
+from keras_initlab.measurement._sums import unit_sums
 
 L = keras.layers
 ROWS = 4 * SKETCH_MIN_ROWS  # probe rows of the dense layers: sketched
@@ -128,31 +131,48 @@ def test_sketch_is_linear_and_within_its_bound():
     assert np.all(np.sum(c**2, axis=0) <= load * squares * (1 + 1e-12))
 
 
-# --- the float32 comparison first (`twins`): the booleans of the float64 comparison
+# --- the comparison in two steps (`Twins`): a screen, then the definition on flagged units
 
 
-def _float64_twins(m: tf.Tensor, squares: tf.Tensor, sketched: bool) -> np.ndarray:
-    """What the probe computes without the float32 step: `has_twin` of the float64 Gram."""
+def _reference_twins(m: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    """The definition in NumPy float64 on columns ``m``: an earlier unit within ``rtol``."""
+    found = np.zeros(m.shape[1], bool)
+    for i in range(m.shape[1]):
+        d = np.sum((m[:, :i] - m[:, i : i + 1]) ** 2, axis=0)
+        found[i] = np.any(d <= DISTINCT_RTOL**2 * np.maximum(squares[:i], squares[i]))
+    return found
+
+
+def _numpy_sketch(a: np.ndarray) -> np.ndarray:
+    buckets, signs = _sketch_map(a.shape[0], {})
+    m = np.zeros((SKETCH_DIM, a.shape[1]))
+    np.add.at(m, buckets, a * signs)
+    return m
+
+
+def _twins_of(a: np.ndarray, summed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The probe's twin flags of one layer with rows ``a`` (one replica, or ``summed``: the
+    sketch as several replicas add it) and the flags the screen raised."""
     consts = distinct_consts(DISTINCT_RTOL)
-    g = tf.matmul(m, m, transpose_a=True)
-    return has_twin(g, tf.linalg.diag_part(g), consts, squares if sketched else None).numpy()
+    rows = tf.constant(a)
+    squares = tf.reduce_sum(rows * rows, 0)
+    twins = Twins(consts)
+    if summed:
+        m = sketch_rows(rows, consts)
+        p = project(m, consts)
+        twins.add(0, a.shape[1], m, None, None)
+        norms2 = tf.reduce_sum(m * m, 0)
+    else:
+        p = unit_sums(rows, *screen_lhs(rows, consts, screened=True))[0][1:]
+        sketched = uses_sketch(a.shape[0])
+        load = sketch_load(a.shape[0])
+        twins.add(0, a.shape[1], rows, load, a.shape[0] if sketched else None)
+        norms2 = load * squares
+    flagged = screen(p, squares, norms2, consts["rtol2"], screen_dtype())
+    return twins.run(p, squares).numpy(), flagged.numpy()
 
 
-def _undecided(m: tf.Tensor, squares: tf.Tensor) -> int:
-    k, u = m.shape[0], roundoff()
-    bounds = [
-        _gamma(k, u),
-        2 * (_gamma(k, u) + 2.1 * u + 2.0**-50),
-        2 * (_gamma(k, 2.0**-53) + 2.0**-50),
-    ]
-    c = tf.cast(m, tf.float32)
-    b = tf.matmul(c, c, transpose_a=True)
-    rtol2 = tf.constant(DISTINCT_RTOL**2, tf.float64)
-    _, undecided = _fast_twins(b, squares, squares, rtol2, tf.constant(bounds, tf.float64))
-    return int(np.sum(undecided.numpy()))
-
-
-def _columns(kind: str, rows: int = 64, units: int = FAST_MIN_UNITS) -> np.ndarray:
+def _columns(kind: str, rows: int = 64, units: int = 512) -> np.ndarray:
     rng = np.random.default_rng(7)
     a = np.maximum(rng.standard_normal((rows, units)), 0.0)  # He-like ReLU units
     if kind == "constant":
@@ -162,30 +182,59 @@ def _columns(kind: str, rows: int = 64, units: int = FAST_MIN_UNITS) -> np.ndarr
         weak = np.arange(1, units, 6)
         a[:, weak] = 0.0
         a[np.arange(len(weak)) % rows, weak] = 1e-5 * (1 + rng.random(len(weak)))
-    elif kind.startswith("near"):  # pairs at a distance ratio around rtol: undecided in float32
+    elif kind.startswith("near"):  # pairs at a distance ratio around rtol
         relative = float(kind[4:])
         a[:, units // 2 :] = a[:, : units // 2] * (1 + relative)
+    elif kind == "scales":  # twins among units whose norms span 12 decades
+        a *= 10.0 ** rng.integers(-6, 6, size=units)
+        a[:, 1::4] = a[:, ::4] * (1 + 5e-4 * rng.standard_normal((rows, 1)))
     return a.astype(np.float32).astype(np.float64)
 
 
-@pytest.mark.parametrize("kind", ["he", "constant", "dead", "near1e-7", "near9e-4", "near1.1e-3"])
-@pytest.mark.parametrize("sketched", [False, True])
-def test_float32_first_gives_the_float64_booleans(kind, sketched):
-    a = _columns(kind, rows=4 * SKETCH_MIN_ROWS if sketched else 64)
-    rows = tf.constant(a)
-    squares = tf.reduce_sum(rows * rows, 0)
-    m = sketch_rows(rows, distinct_consts(DISTINCT_RTOL)) if sketched else rows
-    got = twins(m, squares, distinct_consts(DISTINCT_RTOL), sketched).numpy()
-    np.testing.assert_array_equal(got, _float64_twins(m, squares, sketched))
-    if not sketched and kind in ("he", "constant", "dead", "near1e-7"):
+KINDS = ["he", "constant", "dead", "near1e-7", "near9e-4", "near1.1e-3", "scales"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("layout", ["rows", "sketched", "summed"])
+def test_twins_are_the_definition(kind, layout):
+    """The flags equal the definition on the columns compared (the rows, or their sketch)."""
+    a = _columns(kind, rows=4 * SKETCH_MIN_ROWS if layout != "rows" else 64)
+    got, _ = _twins_of(a, summed=layout == "summed")
+    m = a if layout == "rows" else _numpy_sketch(a)
+    np.testing.assert_array_equal(got, _reference_twins(m, np.sum(a * a, 0)))
+    if layout == "rows" and kind != "near1.1e-3":
         assert int(np.sum(~got)) == exact_distinct(a)
 
 
-def test_float32_decides_distinct_and_dead_units_alone():
-    # He-like and dead units: every unit decided in float32 (no float64 product at all);
-    # pairs near the threshold are left to the float64 comparison.
-    for kind in ("he", "dead"):
-        rows = tf.constant(_columns(kind))
-        assert _undecided(rows, tf.reduce_sum(rows * rows, 0)) == 0, kind
-    rows = tf.constant(_columns("near9e-4"))
-    assert _undecided(rows, tf.reduce_sum(rows * rows, 0)) > 0
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_screen_flags_every_twin_and_no_he_unit(kind):
+    a = _columns(kind)
+    _, flagged = _twins_of(a)
+    squares = np.sum(a * a, 0)
+    d = np.sum((a[:, :, None] - a[:, None, :]) ** 2, axis=0)
+    twin = d <= DISTINCT_RTOL**2 * np.maximum(squares[:, None], squares[None, :])
+    np.fill_diagonal(twin, False)
+    assert np.all(flagged[np.any(twin, axis=1)]), kind  # a superset of the twins
+    if kind == "he":  # distinct units are decided by the screen alone
+        assert not flagged.any()
+    if kind == "dead":  # only the zero columns (each has zero twins)
+        np.testing.assert_array_equal(flagged, squares == 0)
+
+
+def test_screen_slack_bounds_its_rounding():
+    """The slack exceeds the rounding of the float32 comparison on real columns: the computed
+    squared distances of every pair are within ``slack (n_i^2 + n_j^2) / 2`` of NumPy's."""
+    a = _columns("he", rows=64, units=256) * 10.0 ** np.random.default_rng(1).integers(-3, 3, 256)
+    consts = distinct_consts(DISTINCT_RTOL)
+    rows = tf.constant(a)
+    p = unit_sums(rows, *screen_lhs(rows, consts, screened=True))[0][1:]
+    p32 = tf.cast(p, tf.float32)
+    q = tf.reduce_sum(p32 * p32, 0)
+    d = (q[:, None] + q[None, :] - 2.0 * tf.matmul(p32, p32, transpose_a=True)).numpy()
+    pn = p.numpy()
+    exact = np.sum((pn[:, :, None] - pn[:, None, :]) ** 2, axis=0)
+    n2 = np.sum(a * a, 0)
+    bound = screen_slack(tf.float32) * (n2[:, None] + n2[None, :]) / 2
+    assert np.all(np.abs(d - exact) <= bound)
+    # and the projection shrinks every distance (orthonormal directions)
+    assert np.all(exact <= np.sum((a[:, :, None] - a[:, None, :]) ** 2, axis=0) * (1 + 1e-12))

@@ -246,6 +246,26 @@ def test_a_measurement_traces_once_and_follows_the_weights(data):
     assert measurement._fn._fn.experimental_get_tracing_count() == 1
 
 
+def test_non_finite_weights_are_counted_per_layer_and_kernel_statistics_match_numpy():
+    """Each layer counts the NaN/Inf among its own weights (kernel, bias, a float64 layer's
+    too), whatever the other layers hold; the kernel variances are NumPy's."""
+    x = keras.Input((5,))
+    a = L.Dense(7, name="a")(x)
+    b = L.Dense(6, name="b")(a)
+    c = L.Dense(3, name="c", dtype="float64")(b)
+    model = keras.Model(x, c)
+    kernel_b = model.get_layer("b").kernel.numpy()
+    kernel_b[0, :3] = [np.nan, np.inf, -np.inf]
+    model.get_layer("b").kernel.assign(kernel_b)
+    bias_c = model.get_layer("c").bias.numpy()
+    bias_c[1] = np.nan
+    model.get_layer("c").bias.assign(bias_c)
+    records = {r["layer"]: r for r in measure(model, np.ones((4, 5), "float32"))}
+    assert [records[n]["non_finite_weights"] for n in "abc"] == [0, 3, 1]
+    kernel_a = np.asarray(model.get_layer("a").kernel.numpy(), np.float64)
+    assert records["a"]["weight_var"] == pytest.approx(kernel_a.var(), rel=RTOL)
+
+
 def test_bad_input_is_named(data):
     x, y = data
     model = residual_model()

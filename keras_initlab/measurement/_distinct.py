@@ -1,13 +1,15 @@
 """`distinct_units`: how many units of a layer compute different functions on the probe.
 
-Units i and j are the same unit when ``||a_i - a_j|| <= rtol * max(||a_i||, ||a_j||)`` for
-their output columns ``a`` on the probe. The distances come from a Gram matrix: ``A^T A``
-itself (`exact`) for a layer with few probe rows, else that of a *sketch* ``C A`` of the rows
-(`sketch_rows`), which costs ``rows x units`` instead of ``rows x units^2``:
+Units i and j are the same unit when ``||m_i - m_j||^2 <= rtol^2 max(s_i, s_j)``, with ``s_i =
+||a_i||^2`` the exact square norm of unit i's output column ``a_i`` on the probe and ``m`` the
+columns themselves (``m = a``) for a layer with few probe rows, else a *sketch* ``m = C a`` of
+the rows (`sketch_rows`):
 
     C: SKETCH_DIM x rows, one +-1 per column (row r goes to bucket b(r) with sign s(r)),
        the buckets balanced: each holds L = ceil(rows / SKETCH_DIM) rows (rows are split
-       across replicas: L is then that of every replica's share, times the replicas).
+       across replicas: L is then that of every replica's share, times the replicas). The
+       buckets are a seeded permutation of static rows; rows that are not static (a
+       replica's share) go to bucket ``r mod SKETCH_DIM``, with seeded signs.
 
 ``C`` is linear, so identical columns stay identical and zero columns stay zero: constant
 initialization still gives 1 unit, dead units still count once. Its error is one-sided in
@@ -16,177 +18,304 @@ ratio ``rho <= rtol / sqrt(L)`` is always found to be the same unit; a pair with
 rtol`` is merged only if the sketch shrinks its distance by more than ``rho / rtol``. For a
 difference spread over the rows each bucket sum is a signed sum of ``L`` terms, so that needs
 all SKETCH_DIM bucket sums to cancel at once (about ``(rtol / rho)^SKETCH_DIM``: none for He
-units, ``rho`` near 1.4). The norms in the threshold are always exact.
+units, ``rho`` near 1.4). With several replicas every layer is sketched (the sketches add
+across replicas; the rows do not).
 
-For a layer of at least `FAST_MIN_UNITS` units the U x U comparison (`twins`) runs first in
-float32 (a float64 matrix product runs about four times slower on a CPU): ``B = M^T M`` of
-the columns ``m_i`` (the rows or the sketch) in float32 and ``d'_ij = B_ii + B_jj - 2 B_ij``.
-Its error is bounded (``k`` the rows of ``m``, ``u`` the float32 unit round-off, ``n_i >=
-||m_i||`` from ``B_ii``; any order of summation, with or without FMA):
+The distinct units are those with no *earlier* twin (identical columns count once). The
+comparison runs in two steps (`Twins`), so that its cost grows neither as ``rows x
+units^2`` nor with a copy of its ops per layer:
 
-    |d'_ij - ||m_i - m_j||^2| <= 2 (gamma_k(u) + 2.1 u + 8 u64) (n_i + n_j)^2,
-    gamma_k(u) = k u / (1 - k u),
+1. A screen (`screen`): each column is projected on ``k = SCREEN_DIM`` orthonormal
+   directions of m's space, ``p_i = R^T m_i`` (``||R||_2 = 1``, so ``||p_i - p_j|| <= ||m_i
+   - m_j||``; for a sketched layer ``R^T C`` is applied to the rows, in the product that
+   also gives the per-unit sums: `screen_lhs`). A unit is flagged when some other unit j
+   has ``||p_i - p_j||^2 <= t_i + t_j``, ``t_i = rtol^2 s_i + slack n_i^2`` (``n_i^2 >=
+   ||m_i||^2``: ``L s_i`` for one replica's sketch, else ``||m_i||^2``). That holds for
+   every pair of twins: ``rtol^2 max(s_i, s_j) <= rtol^2 (s_i + s_j)``, and the slack
+   (`screen_slack`) bounds the rounding of ``p`` (float64 from the float32 outputs) and of
+   the U x U comparison (float32, or float64 where float32 products use TF32). Its cost is
+   one ``U x (k + 1) x U`` product and two passes over it. He units are not flagged (their
+   projected distances are about ``sqrt(k / dim)`` of their distance, near 1.4 of their
+   norm); twins, dead units and near-identical columns are.
+2. The flagged units (typically none) are compared exactly, as the definition states, in
+   float64 on the Gram matrix of their own columns of ``m`` (`exact_twins`): a unit is never
+   the twin of an unflagged one, since the screen flags both units of a pair.
 
-and the float64 comparison's own rounding by the same form in ``u64`` with the norms of
-``m``. A pair whose ``d'`` is farther than both bounds from the threshold is decided as the
-float64 comparison decides it; two zero columns are the same unit. Each unit with a pair
-left undecided (a pair near the threshold itself: near-identical columns, such as after a
-constant initialization) is compared again in float64, its row of the Gram matrix only, so
-the result is that of the float64 comparison (up to the order of its own float64 sums).
+The counts are those of the float64 comparison of all pairs (up to the order of its float64
+sums).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 # Dimensions of the row sketch, and the fewest probe rows for which it is used (below, the
-# exact Gram matrix is as cheap).
+# rows themselves are as cheap).
 SKETCH_DIM = 128
 SKETCH_MIN_ROWS = 2 * SKETCH_DIM
-# The fewest units for which `twins` compares in float32 first (below, the float64 product
-# is cheap and the extra ops would cost more trace time than they save).
-FAST_MIN_UNITS = 512
+# Directions of the screen's projection (`screen`).
+SCREEN_DIM = 8
 
 
-def uses_sketch(rows: int | None) -> bool:
-    """Whether a layer with ``rows`` probe rows (None: not static) is sketched."""
-    return rows is not None and rows >= SKETCH_MIN_ROWS
+def uses_sketch(rows: int | None, replicas: int = 1) -> bool:
+    """Whether a layer with ``rows`` probe rows per replica (None: not static) is sketched."""
+    return replicas > 1 or (rows is not None and rows >= SKETCH_MIN_ROWS)
 
 
-def sketch_rows(a: tf.Tensor, consts: dict[Any, tf.Tensor]) -> tf.Tensor:
-    """``C a`` (SKETCH_DIM, units) for ``a`` (rows, units) with static rows (see the module).
+def sketch_load(rows: int) -> float:
+    """``L`` of one replica's sketch of ``rows`` static rows (1 unsketched): ``||m_i||^2 <= L
+    s_i``."""
+    return float(math.ceil(rows / SKETCH_DIM)) if uses_sketch(rows) else 1.0
 
-    The buckets and signs are fixed per row count (a seeded permutation), so every call and
-    every replica uses the same ``C``.
-    """
-    rows = a.shape[0]
+
+def _sketch_map(rows: int, consts: dict[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The buckets and signs of ``C`` for ``rows`` rows: a seeded permutation, so every call
+    and every replica uses the same ``C``."""
     key = ("sketch", rows)
     if key not in consts:
         rng = np.random.default_rng(rows)
         buckets = rng.permutation(rows) % SKETCH_DIM
         signs = rng.choice(np.array([-1.0, 1.0]), size=(rows, 1))
-        consts[key] = (tf.constant(buckets.astype(np.int32)), tf.constant(signs))
-    buckets, signs = consts[key]
-    return tf.math.unsorted_segment_sum(a * signs, buckets, SKETCH_DIM)
+        consts[key] = (buckets.astype(np.int32), signs)
+    return consts[key]
 
 
-def has_twin(
-    gram: tf.Tensor, norms: tf.Tensor, consts: dict[Any, tf.Tensor], squares: tf.Tensor = None
-) -> tf.Tensor:
-    """Per unit, whether an earlier unit is indistinguishable from it: `distinct_units`.
-
-    ``||a_i - a_j||^2 = G_ii + G_jj - 2 G_ij`` from the Gram matrix ``gram`` (exact or of the
-    sketch) with ``norms`` its diagonal (static size U); ``squares`` the exact ``||a_i||^2``
-    for the threshold (default ``norms``). The distinct units are those with no earlier
-    twin, so identical columns count once and all-zero columns count once. ``consts`` holds
-    shared constants (`distinct_consts`). The U x U comparison runs as one XLA-compiled
-    function (`_twins`): its elementwise steps fuse into one pass over the matrix (a
-    comparison of float64 values formed in the same order, so the same booleans).
-    """
-    squares = norms if squares is None else squares
-    return _twins(gram, norms, squares, consts["rtol2"])
-
-
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=False)
-def _twins(gram: tf.Tensor, norms: tf.Tensor, squares: tf.Tensor, rtol2: tf.Tensor) -> tf.Tensor:
-    units = gram.shape[-1]
-    earlier = tf.logical_not(tf.linalg.band_part(tf.fill((units, units), True), 0, -1))  # j < i
-    rows = tf.reshape(norms, (-1, 1))
-    scale = tf.maximum(tf.reshape(squares, (-1, 1)), squares)
-    close = rows + norms - 2.0 * gram <= rtol2 * scale
-    return tf.reduce_any(tf.logical_and(close, earlier), axis=1)
-
-
-def twins(
-    m: tf.Tensor, squares: tf.Tensor, consts: dict[Any, tf.Tensor], sketched: bool
-) -> tf.Tensor:
-    """`has_twin` of the float64 Gram matrix of ``m`` (rows or sketch, units), from float32.
-
-    ``squares`` are the exact ``||a_i||^2`` (for the rows, the diagonal of that Gram matrix up
-    to rounding). The float32 comparison (`_fast_twins`, see the module) decides the units it
-    can; the others (typically none) are compared in float64 on their Gram rows
-    (`_exact_rows`).
-    """
-    k = m.shape[0]
-    u, u64 = roundoff(), 2.0**-53
-    bounds = np.array(
-        [
-            _gamma(k, u),
-            2.0 * (_gamma(k, u) + 2.1 * u + 8.0 * u64),
-            2.0 * (_gamma(k, u64) + 8.0 * u64),
-        ]
+def sketch_rows(a: tf.Tensor, consts: dict[Any, Any]) -> tf.Tensor:
+    """``C a`` (SKETCH_DIM, units) for ``a`` (rows, units) float64. Rows not static (a
+    replica's share of the probe): row r goes to bucket ``r mod SKETCH_DIM``, seeded signs."""
+    if a.shape[0] is not None:
+        buckets, signs = _sketch_map(a.shape[0], consts)
+        return tf.math.unsorted_segment_sum(a * signs, buckets, SKETCH_DIM)
+    n = tf.shape(a)[0]
+    coin = tf.random.stateless_uniform(tf.stack([n, 1]), seed=(1, 0), dtype=tf.float64)
+    signs = tf.where(coin < 0.5, tf.constant(-1.0, tf.float64), 1.0)
+    return tf.math.unsorted_segment_sum(
+        a * signs, tf.math.floormod(tf.range(n), SKETCH_DIM), SKETCH_DIM
     )
-    m_squares = tf.reduce_sum(m * m, consts["axis0"]) if sketched else squares
-    c = tf.cast(m, tf.float32)
-    b = tf.matmul(c, c, transpose_a=True)
-    sure, undecided = _fast_twins(b, m_squares, squares, consts["rtol2"], tf.constant(bounds))
-    return _exact_rows(m, m_squares, squares, consts["rtol2"], sure, undecided)
 
 
-def roundoff() -> float:
-    """The unit round-off of a float32 matrix product here (TF32 on a GPU: 10-bit inputs)."""
+def _np_directions(dim: int, consts: dict[Any, Any]) -> np.ndarray:
+    """``R``: ``dim x SCREEN_DIM`` with orthonormal columns (seeded; zero columns past
+    ``dim``)."""
+    key = ("directions", dim)
+    if key not in consts:
+        k = min(dim, SCREEN_DIM)
+        q = np.linalg.qr(np.random.default_rng(dim).standard_normal((dim, k)))[0]
+        consts[key] = np.concatenate([q, np.zeros((dim, SCREEN_DIM - k))], 1)
+    return consts[key]
+
+
+def _dynamic_directions(dim: Any) -> tf.Tensor:
+    gaussian = tf.random.stateless_normal(
+        tf.stack([dim, tf.minimum(dim, SCREEN_DIM)]), seed=(0, 0), dtype=tf.float64
+    )
+    q = tf.linalg.qr(gaussian)[0]
+    return tf.pad(q, tf.stack([[0, 0], [0, SCREEN_DIM - tf.shape(q)[1]]]))
+
+
+def screen_lhs(a: tf.Tensor, consts: dict[Any, Any], screened: bool) -> tuple[Any, Any]:
+    """``lhs`` and ``ones`` for `unit_sums` of ``a`` (rows, units): a column of ones (the
+    per-unit sums), and when ``screened`` next to it ``W`` with ``p = W^T a``: ``R`` for
+    unsketched rows, ``C^T R`` for sketched ones (one product with the rows gives the sums
+    and the projection of their sketch). ``R`` has SCREEN_DIM columns (zero columns when the
+    rows are fewer: they change no distance)."""
+    rows = a.shape[0]
+    if rows is None:
+        n = tf.shape(a)[0]
+        ones = tf.ones(tf.stack([n, 1]), tf.float64)
+        if not screened:
+            return ones, ones
+        return tf.concat([ones, _dynamic_directions(n)], 1), ones
+    key = ("lhs", rows, screened)
+    if key not in consts:
+        ones = np.ones((rows, 1))
+        if not screened:
+            lhs = ones
+        elif uses_sketch(rows):
+            buckets, signs = _sketch_map(rows, consts)
+            lhs = np.concatenate([ones, signs * _np_directions(SKETCH_DIM, consts)[buckets]], 1)
+        else:
+            lhs = np.concatenate([ones, _np_directions(rows, consts)], 1)
+        consts[key] = tf.constant(lhs)
+        consts["ones", rows] = consts[key] if not screened else tf.constant(ones)
+    return consts[key], consts["ones", rows]
+
+
+def project(m: tf.Tensor, consts: dict[Any, Any]) -> tf.Tensor:
+    """``p = R^T m`` (k, units) for a sketch ``m`` (SKETCH_DIM, units)."""
+    if ("R", SKETCH_DIM) not in consts:
+        consts["R", SKETCH_DIM] = tf.constant(_np_directions(SKETCH_DIM, consts))
+    return tf.matmul(consts["R", SKETCH_DIM], m, transpose_a=True)
+
+
+def screen_dtype() -> tf.DType:
+    """float32, or float64 where float32 products run in TF32 (10-bit inputs) on a GPU."""
     tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
-    return 2.0**-11 if tf32 and tf.config.list_physical_devices("GPU") else 2.0**-24
+    return tf.float64 if tf32 and tf.config.list_physical_devices("GPU") else tf.float32
 
 
-def _gamma(k: int, u: float) -> float:
-    return k * u / (1.0 - k * u)
+def screen_slack(dtype: tf.DType) -> float:
+    """The ``slack`` of `screen` in ``t_i`` (see the module).
+
+    With ``e = u + u64`` the relative error of each projected coordinate (float64 products of
+    the float32 outputs, then rounded to ``dtype``'s unit round-off ``u``) and ``gamma =
+    (k + 4) u / (1 - (k + 4) u)`` that of the comparison's product and sums, the computed
+    ``||p_i - p_j||^2`` exceeds the exact one by at most ``(3 sqrt(k) e + 2 gamma (1 +
+    sqrt(k) e)^2) (n_i + n_j)^2 <= slack (n_i^2 + n_j^2) / 2``; doubled for margin.
+    """
+    u = 2.0**-24 if dtype == tf.float32 else 2.0**-53
+    k = SCREEN_DIM
+    e = math.sqrt(k) * (u + 2.0**-50)
+    gamma = (k + 4) * u / (1.0 - (k + 4) * u)
+    return 2.0 * 2.0 * (3.0 * e + 2.0 * gamma * (1.0 + e) ** 2)
 
 
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=False)
-def _fast_twins(
-    b32: tf.Tensor, m_squares: tf.Tensor, squares: tf.Tensor, rtol2: tf.Tensor, bounds: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per unit: an earlier unit is surely its twin; one may be and none surely is (`twins`)."""
-    gamma, err32, err64 = tf.unstack(bounds)
-    units = b32.shape[-1]
-    earlier = tf.logical_not(tf.linalg.band_part(tf.fill((units, units), True), 0, -1))  # j < i
-    b = tf.cast(b32, tf.float64)
-    diag = tf.linalg.diag_part(b)
-    d = tf.reshape(diag, (-1, 1)) + diag - 2.0 * b
-    n = tf.sqrt(tf.maximum(diag, 0.0) / (1.0 - gamma))
-    n_pair = tf.reshape(n, (-1, 1)) + n
-    m_norm = tf.sqrt(m_squares)
-    m_pair = tf.reshape(m_norm, (-1, 1)) + m_norm
-    err = err32 * n_pair * n_pair + err64 * m_pair * m_pair
-    threshold = rtol2 * tf.maximum(tf.reshape(squares, (-1, 1)), squares)
-    zero = tf.equal(squares, 0.0)
-    dead = tf.logical_and(tf.reshape(zero, (-1, 1)), zero)  # both columns zero
-    sure = tf.reduce_any(tf.logical_and(tf.logical_or(d + err <= threshold, dead), earlier), 1)
-    maybe = tf.reduce_any(tf.logical_and(d - err <= threshold, earlier), 1)
-    return sure, tf.logical_and(maybe, tf.logical_not(sure))
-
-
-@tf.function(autograph=False, reduce_retracing=True)
-def _exact_rows(
-    m: tf.Tensor,
-    m_squares: tf.Tensor,
-    squares: tf.Tensor,
-    rtol2: tf.Tensor,
-    sure: tf.Tensor,
-    undecided: tf.Tensor,
+def screen(
+    p: tf.Tensor, squares: tf.Tensor, norms2: tf.Tensor, rtol2: tf.Tensor, dtype: tf.DType
 ) -> tf.Tensor:
-    """``sure`` with the ``undecided`` units compared in float64 (their Gram rows only)."""
-    index = tf.where(undecided)[:, 0]
-    rows = tf.matmul(tf.gather(m, index, axis=1), m, transpose_a=True)  # (undecided, units)
-    norms = tf.gather(m_squares, index)[:, None]
-    scale = tf.maximum(tf.gather(squares, index)[:, None], squares)
-    close = norms + m_squares - 2.0 * rows <= rtol2 * scale
-    earlier = tf.range(tf.shape(m, out_type=tf.int64)[1])[None, :] < index[:, None]
-    found = tf.reduce_any(tf.logical_and(close, earlier), 1)
-    return tf.tensor_scatter_nd_update(sure, index[:, None], found)
+    """Per unit, whether some other unit may be its twin (see the module; a superset).
+
+    ``p`` (k, units) float64, ``squares`` the exact ``s_i`` (units,), ``norms2`` the ``n_i^2
+    >= ||m_i||^2``. In one
+    product: ``h_ij = p_i . p_j - (q_j - t_j) / 2`` (``q = ||p||^2``), and unit i is flagged
+    when ``max_{j != i} h_ij >= (q_i - t_i) / 2``.
+    """
+    units = tf.shape(p)[1]
+    t = rtol2 * squares + screen_slack(dtype) * norms2
+    p, t = tf.cast(p, dtype), tf.cast(t, dtype)
+    q = tf.reduce_sum(p * p, 0)
+    half = 0.5 * (q - t)
+    left = tf.concat([p, tf.ones(tf.stack([1, units]), dtype)], 0)
+    right = tf.concat([p, -half[None]], 0)
+    h = tf.matmul(left, right, transpose_a=True)
+    h = tf.linalg.set_diag(h, tf.fill(tf.reshape(units, (1,)), tf.constant(-np.inf, dtype)))
+    return tf.reduce_max(h, 1) >= half
 
 
-def distinct_consts(rtol: float) -> dict[Any, tf.Tensor]:
+def exact_twins(
+    m: tf.Tensor, flagged: tf.Tensor, squares: tf.Tensor, rtol2: tf.Tensor
+) -> tf.Tensor:
+    """Per unit, whether an earlier unit is its twin, by the definition in float64, among the
+    ``flagged`` units; ``m`` holds the columns (sketch or rows) of the flagged units that are
+    not dead (``s_i > 0``).
+
+    Dead units (``m_i = 0``) need no column: two are always twins, and a dead unit and a
+    live unit j are twins exactly when ``||m_j||^2 <= rtol^2 s_j`` (j's column is near zero:
+    only a sketch can make it so). Such a j is flagged whenever a dead unit is, so
+    training-time dead units (half of some MobileNetV2 layers after an epoch) cost nothing.
+    """
+    index = tf.where(flagged)[:, 0]
+    s = tf.gather(squares, index)
+    dead = tf.equal(s, 0.0)
+    live_index, dead_index = index[~dead], index[dead]
+    s_live = s[~dead]
+    g = tf.matmul(m, m, transpose_a=True)  # (live flagged, live flagged)
+    norms = tf.linalg.diag_part(g)
+    scale = rtol2 * tf.maximum(s_live[:, None], s_live)
+    close = norms[:, None] + norms[None, :] - 2.0 * g <= scale
+    earlier = live_index[None, :] < live_index[:, None]
+    near_zero = norms <= rtol2 * s_live
+    never = tf.constant(np.iinfo(np.int64).max, tf.int64)
+    first_dead = tf.reduce_min(tf.concat([dead_index, never[None]], 0))
+    first_near_zero = tf.reduce_min(tf.concat([live_index[near_zero], never[None]], 0))
+    live_found = tf.logical_or(
+        tf.reduce_any(tf.logical_and(close, earlier), 1),
+        tf.logical_and(near_zero, first_dead < live_index),
+    )
+    dead_found = tf.logical_or(dead_index > first_dead, dead_index > first_near_zero)
+    shape = tf.shape(flagged, out_type=tf.int64)
+    return tf.logical_or(
+        tf.scatter_nd(live_index[:, None], live_found, shape),
+        tf.scatter_nd(dead_index[:, None], dead_found, shape),
+    )
+
+
+class Twins:
+    """`distinct_units` of many layers: per unit, whether an earlier unit is its twin.
+
+    Each layer (`add`) is a range of the units of all layers, whose screen projections and
+    exact sums of squares `run` receives as one matrix and one vector, and ``m``: its
+    sketch, or its rows (sketched for the exact step when the layer is sketched). `run`
+    compares all layers in one `tf.while_loop` (`screen`, then `exact_twins` on the flagged
+    columns), so the probe's graph holds one copy of the comparison however many layers
+    there are (a copy per layer made its trace and its instantiation 2-3x slower on
+    MobileNetV2, and each op costs time at every call).
+    """
+
+    def __init__(self, consts: dict[Any, Any]) -> None:
+        self._consts = consts
+        self._jobs: list[tuple[int, int, tf.Tensor, float, int]] = []
+        self._maps: list[int] = []  # the static row counts of the sketched rows
+
+    def add(
+        self, offset: int, units: int, m: tf.Tensor, load: float | None, sketch_of: Any
+    ) -> None:
+        """One layer: its units ``offset:offset + units``; ``load`` its ``L`` (None: ``m``
+        is the sketch, ``n_i^2 = ||m_i||^2``); ``sketch_of`` the static rows of ``m`` to
+        sketch for the exact step (None: compare ``m`` itself)."""
+        index = -1
+        if sketch_of is not None:
+            if sketch_of not in self._maps:
+                self._maps.append(sketch_of)
+            index = self._maps.index(sketch_of)
+        self._jobs.append((offset, units, m, 0.0 if load is None else load, index))
+
+    def run(self, p_all: tf.Tensor, squares_all: tf.Tensor) -> tf.Tensor:
+        """The twin flags of the units of the added layers, concatenated in their order:
+        ``p_all`` (SCREEN_DIM, all units) the projections, ``squares_all`` the ``s_i``."""
+        n = len(self._jobs)
+        rtol2 = self._consts["rtol2"]
+        dtype = screen_dtype()
+        ms = _tensor_list((j[2] for j in self._jobs), tf.float64, 2)
+        maps = [_sketch_map(rows, self._consts) for rows in self._maps]
+        buckets = _tensor_list((tf.constant(b) for b, _ in maps), tf.int32, 1)
+        signs = _tensor_list((tf.constant(s) for _, s in maps), tf.float64, 2)
+        table = tf.constant(np.array([j[:2] for j in self._jobs], np.int32).reshape(n, 2))
+        loads = tf.constant([j[3] for j in self._jobs], tf.float64)
+        map_of = tf.constant([j[4] for j in self._jobs], tf.int32)
+
+        def body(i: tf.Tensor, out: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
+            m = ms.read(i)
+            offset, size = table[i, 0], table[i, 1]
+            p = tf.slice(p_all, tf.stack([0, offset]), tf.stack([-1, size]))
+            s = tf.slice(squares_all, offset[None], size[None])
+            load, k = loads[i], map_of[i]
+            norms2 = tf.cond(load > 0.0, lambda: load * s, lambda: tf.reduce_sum(m * m, 0))
+            flagged = screen(p, s, norms2, rtol2, dtype)
+            live = tf.logical_and(flagged, tf.greater(s, 0.0))
+            columns = tf.gather(m, tf.where(live)[:, 0], axis=1)
+            columns = tf.cond(
+                k >= 0,
+                lambda: tf.math.unsorted_segment_sum(
+                    columns * signs.read(k), buckets.read(k), SKETCH_DIM
+                ),
+                lambda: columns,
+            )
+            return i + 1, out.write(i, exact_twins(columns, flagged, s, rtol2))
+
+        out = tf.TensorArray(tf.bool, size=n, infer_shape=False, element_shape=[None])
+        _, out = tf.while_loop(lambda i, _: i < n, body, (tf.constant(0), out))
+        return tf.reshape(out.concat(), (sum(j[1] for j in self._jobs),))
+
+
+def _tensor_list(tensors: Any, dtype: tf.DType, rank: int) -> tf.TensorArray:
+    """A TensorArray of tensors of one dtype and rank and of different shapes."""
+    values = list(tensors)
+    ta = tf.TensorArray(
+        dtype, size=len(values), infer_shape=False, element_shape=tf.TensorShape([None] * rank)
+    )
+    for i, v in enumerate(values):
+        ta = ta.write(i, v)
+    return ta
+
+
+def distinct_consts(rtol: float) -> dict[Any, Any]:
+    """The shared constants of one trace (the tolerance; cached sketch maps, directions)."""
     return {
-        "two": tf.constant(2.0, tf.float64),
         "rtol2": tf.constant(rtol**2, tf.float64),
-        "column": tf.constant([-1, 1]),
-        "axis0": tf.constant(0),
-        "axis1": tf.constant(1),
-        "k0": tf.constant(0),
         "zero": tf.constant(0.0, tf.float64),
     }

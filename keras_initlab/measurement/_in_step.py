@@ -10,7 +10,14 @@ import tensorflow as tf
 
 from keras_initlab.measurement._probe import loss_scale
 from keras_initlab.measurement._routing import RECORDERS, route_output
-from keras_initlab.measurement._sums import flat64, moments, saturated_count, variance_of
+from keras_initlab.measurement._sums import (
+    SATURATING,
+    Consts,
+    row_totals,
+    saturated_count,
+    to64,
+    variance_of,
+)
 
 # The columns `InStepTaps.read` returns, in order (the monitor reads them by these names).
 IN_STEP_COLUMNS = ("activation_mean", "activation_var", "gradient_var", "saturation_fraction")
@@ -20,25 +27,41 @@ _FORWARD_SUMS = 4
 _BACKWARD_SUMS = 2
 
 
-def _add(total: tf.Tensor | None, value: tf.Tensor) -> tf.Tensor:
-    return value if total is None else total + value
+def _add(total: list[Any] | None, value: list[Any]) -> list[Any]:
+    """Sums of a layer's calls (None: not taken)."""
+    if total is None:
+        return value
+    return [
+        v if t is None else t if v is None else t + v for t, v in zip(total, value, strict=True)
+    ]
+
+
+def _columns(sums: Sequence[list[Any] | None], width: int) -> list[tf.Tensor]:
+    """Per sum, the vector over the layers of ``sums`` (each a list of ``width`` tensors of
+    one element, or None: zero): one concatenation per column, not ops per layer."""
+    zero = tf.zeros((1,), tf.float64)
+    return [
+        tf.reshape(tf.concat([zero if s is None or s[k] is None else s[k] for s in sums], 0), (-1,))
+        for k in range(width)
+    ]
 
 
 class InStepTaps:
     """Statistics of the training step's own forward and backward pass (the fast path).
 
     `wrap` returns a training step that, while it is traced, gives each monitored layer's
-    output a tap: the forward part takes count, sum, sum of squares and the saturated count of
-    the output; a `tf.custom_gradient` identity takes the sum and sum of squares of the
-    upstream gradient (divided by the loss scale). When the step has run its forward and
-    backward pass, all of them are written in one in-place scatter into row
-    ``step % capacity`` of one non-trainable ring buffer (``step`` = optimizer steps done
-    before this one), so a step costs a few reductions per layer and one write. Under a
-    distribution strategy the buffer is per replica (``ON_READ``) and the replicas are added
-    when it is read. Nothing leaves the device until `read`, which returns a float64 array
-    ``(capacity, layers, 4)`` with the columns ``activation_mean, activation_var,
-    gradient_var, saturation_fraction`` (`IN_STEP_COLUMNS`); the caller reads at most every
-    ``capacity`` steps.
+    output a tap: the forward part takes count, sum, sum of squares and the saturated count
+    of the output; a `tf.custom_gradient` identity takes the sum and sum of squares of the
+    upstream gradient (the loss scale is divided out of the sums). Each takes a handful of
+    ops per layer: an op in the training step costs about 10 microseconds at every step.
+    When the step has run its forward and backward pass, all of them are written in one
+    in-place scatter into row ``step % capacity`` of one non-trainable ring buffer
+    (``step`` = optimizer steps done before this one), so a step costs a few reductions per
+    layer and one write. Under a distribution strategy the buffer is per replica
+    (``ON_READ``) and the replicas are added when it is read. Nothing leaves the device
+    until `read`, which returns a float64 array ``(capacity, layers, 4)`` with the columns
+    ``activation_mean, activation_var, gradient_var, saturation_fraction``
+    (`IN_STEP_COLUMNS`); the caller reads at most every ``capacity`` steps.
     """
 
     def __init__(self, model: Any, activations: Sequence[str | None], capacity: int) -> None:
@@ -73,6 +96,8 @@ class InStepTaps:
             n = len(self._activations)
             traced = self._traced
             traced.forward = [None] * n
+            traced.consts = Consts()
+            traced.scale = None
             traced.backward = {"output": [None] * n, "logits": [None] * n}
             RECORDERS.append(self)
             try:
@@ -93,14 +118,18 @@ class InStepTaps:
                     strict=True,
                 )
             ]
-            forward = [
-                tf.zeros((_FORWARD_SUMS,), tf.float64) if f is None else f for f in traced.forward
-            ]
-            backward = [
-                o if o is not None else g if g is not None else tf.zeros((2,), tf.float64)
+            traced.backward_of = [
+                o if o is not None else g
                 for o, g in zip(traced.backward["output"], traced.backward["logits"], strict=True)
             ]
-            rows = tf.concat([tf.stack(forward), tf.stack(backward)], 1)
+            rows = tf.stack(
+                [*_columns(traced.forward, _FORWARD_SUMS), *_columns(traced.backward_of, 2)],
+                axis=1,
+            )
+            if traced.scale is not None:
+                unscale = 1.0 / tf.cast(traced.scale, tf.float64)
+                one = tf.constant(1.0, tf.float64)
+                rows *= tf.stack([one, one, one, one, unscale, unscale * unscale])
             # (A SyncOnRead variable has no in-place scatter; the buffer is small.)
             self.buffer.assign(tf.tensor_scatter_nd_update(self.buffer.value(), slot, rows[None]))
             return logs
@@ -109,23 +138,27 @@ class InStepTaps:
 
     def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
         traced = self._traced
-        scale = loss_scale(self._model.optimizer)
+        traced.scale = loss_scale(self._model.optimizer)
+        consts = traced.consts
 
         def see(out: tf.Tensor) -> None:
-            a = flat64(out)
-            sums = tf.concat([moments(a), saturated_count(a, self._activations[index])[None]], 0)
+            a = tf.reshape(to64(out), consts.get("row", (1, -1)))
+            n = out.shape.num_elements()
+            count = consts.get(("count", n), [n], tf.float64) if n is not None else None
+            if count is None:
+                count = tf.cast(tf.size(a), tf.float64)[None]
+            total, squares = row_totals(a, consts)
+            activation = self._activations[index]
+            saturated = saturated_count(a, activation)[None] if activation in SATURATING else None
+            sums = [count, total, squares, saturated]
             traced.forward[index] = _add(traced.forward[index], sums)  # shared layer: all calls
 
         def grad_tap(t: tf.Tensor, slot: str) -> tf.Tensor:
             @tf.custom_gradient
             def identity(u: tf.Tensor) -> Any:
                 def grad(dy: tf.Tensor) -> tf.Tensor:
-                    g = flat64(dy)
-                    if scale is not None:
-                        g = g / tf.cast(scale, tf.float64)
-                    g_sums = tf.stack([tf.reduce_sum(g), tf.reduce_sum(g * g)])
                     sink = traced.backward[slot]
-                    sink[index] = _add(sink[index], g_sums)
+                    sink[index] = _add(sink[index], list(row_totals(dy, consts)))
                     return dy
 
                 return tf.identity(u), grad
