@@ -168,7 +168,8 @@ def _twins_of(a: np.ndarray, summed: bool = False) -> tuple[np.ndarray, np.ndarr
         load = sketch_load(a.shape[0])
         twins.add(0, a.shape[1], rows, load, a.shape[0] if sketched else None)
         norms2 = load * squares
-    flagged = screen(p, squares, norms2, consts["rtol2"], screen_dtype())
+    slack = screen_slack(screen_dtype(), SKETCH_DIM if summed else a.shape[0])
+    flagged = screen(p, squares, norms2, consts["rtol2"], slack, screen_dtype())
     return twins.run(p, squares).numpy(), flagged.numpy()
 
 
@@ -234,7 +235,7 @@ def test_screen_slack_bounds_its_rounding():
     pn = p.numpy()
     exact = np.sum((pn[:, :, None] - pn[:, None, :]) ** 2, axis=0)
     n2 = np.sum(a * a, 0)
-    bound = screen_slack(tf.float32) * (n2[:, None] + n2[None, :]) / 2
+    bound = screen_slack(tf.float32, a.shape[0]) * (n2[:, None] + n2[None, :]) / 2
     assert np.all(np.abs(d - exact) <= bound)
     # and the projection shrinks every distance (orthonormal directions)
     assert np.all(exact <= np.sum((a[:, :, None] - a[:, None, :]) ** 2, axis=0) * (1 + 1e-12))

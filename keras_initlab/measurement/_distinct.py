@@ -53,6 +53,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_initlab.measurement._sums import to64
+
 # Dimensions of the row sketch, and the fewest probe rows for which it is used (below, the
 # rows themselves are as cheap).
 SKETCH_DIM = 128
@@ -158,34 +160,45 @@ def screen_dtype() -> tf.DType:
     return tf.float64 if tf32 and tf.config.list_physical_devices("GPU") else tf.float32
 
 
-def screen_slack(dtype: tf.DType) -> float:
-    """The ``slack`` of `screen` in ``t_i`` (see the module).
+def screen_slack(dtype: tf.DType, rows: int | None) -> float:
+    """The ``slack`` of `screen` in ``t_i`` (see the module), for projections formed from
+    ``rows`` rows (None: not static, bounded by 2^31).
 
-    With ``e = u + u64`` the relative error of each projected coordinate (float64 products of
-    the float32 outputs, then rounded to ``dtype``'s unit round-off ``u``) and ``gamma =
-    (k + 4) u / (1 - (k + 4) u)`` that of the comparison's product and sums, the computed
-    ``||p_i - p_j||^2`` exceeds the exact one by at most ``(3 sqrt(k) e + 2 gamma (1 +
-    sqrt(k) e)^2) (n_i + n_j)^2 <= slack (n_i^2 + n_j^2) / 2``; doubled for margin.
+    With ``e = u + gamma_{rows + dim}(u64)`` the relative error of each projected coordinate
+    (float64 products over the rows, the float64 sketch of the exact step next to them, then
+    rounded to ``dtype``'s unit round-off ``u``) and ``gamma = gamma_{k + 4}(u)`` that of the
+    comparison's product and sums (``gamma_n(u) = n u / (1 - n u)``), the computed ``||p_i -
+    p_j||^2`` exceeds the exact one by at most ``(3 sqrt(k) e + 2 gamma (1 + sqrt(k) e)^2)
+    (n_i + n_j)^2 <= slack (n_i^2 + n_j^2) / 2``; doubled for margin.
     """
     u = 2.0**-24 if dtype == tf.float32 else 2.0**-53
     k = SCREEN_DIM
-    e = math.sqrt(k) * (u + 2.0**-50)
-    gamma = (k + 4) * u / (1.0 - (k + 4) * u)
-    return 2.0 * 2.0 * (3.0 * e + 2.0 * gamma * (1.0 + e) ** 2)
+    n = (2**31 if rows is None else rows) + SKETCH_DIM
+    e = math.sqrt(k) * (u + _gamma(n, 2.0**-53))
+    return 2.0 * 2.0 * (3.0 * e + 2.0 * _gamma(k + 4, u) * (1.0 + e) ** 2)
+
+
+def _gamma(n: int, u: float) -> float:
+    return n * u / (1.0 - n * u)
 
 
 def screen(
-    p: tf.Tensor, squares: tf.Tensor, norms2: tf.Tensor, rtol2: tf.Tensor, dtype: tf.DType
+    p: tf.Tensor,
+    squares: tf.Tensor,
+    norms2: tf.Tensor,
+    rtol2: tf.Tensor,
+    slack: Any,
+    dtype: tf.DType,
 ) -> tf.Tensor:
     """Per unit, whether some other unit may be its twin (see the module; a superset).
 
     ``p`` (k, units) float64, ``squares`` the exact ``s_i`` (units,), ``norms2`` the ``n_i^2
-    >= ||m_i||^2``. In one
-    product: ``h_ij = p_i . p_j - (q_j - t_j) / 2`` (``q = ||p||^2``), and unit i is flagged
-    when ``max_{j != i} h_ij >= (q_i - t_i) / 2``.
+    >= ||m_i||^2``, ``slack`` `screen_slack`. In one product: ``h_ij = p_i . p_j - (q_j -
+    t_j) / 2`` (``q = ||p||^2``), and unit i is flagged when ``max_{j != i} h_ij >= (q_i -
+    t_i) / 2``.
     """
     units = tf.shape(p)[1]
-    t = rtol2 * squares + screen_slack(dtype) * norms2
+    t = rtol2 * squares + slack * norms2
     p, t = tf.cast(p, dtype), tf.cast(t, dtype)
     q = tf.reduce_sum(p * p, 0)
     half = 0.5 * (q - t)
@@ -248,21 +261,24 @@ class Twins:
 
     def __init__(self, consts: dict[Any, Any]) -> None:
         self._consts = consts
-        self._jobs: list[tuple[int, int, tf.Tensor, float, int]] = []
+        self._jobs: list[tuple[Any, int, tf.Tensor, float, int, float]] = []
         self._maps: list[int] = []  # the static row counts of the sketched rows
 
     def add(
         self, offset: int, units: int, m: tf.Tensor, load: float | None, sketch_of: Any
     ) -> None:
-        """One layer: its units ``offset:offset + units``; ``load`` its ``L`` (None: ``m``
-        is the sketch, ``n_i^2 = ||m_i||^2``); ``sketch_of`` the static rows of ``m`` to
-        sketch for the exact step (None: compare ``m`` itself)."""
+        """One layer: its units ``offset:offset + units``; ``m`` its rows (the output itself,
+        float32: cast to float64 only in the flagged columns) or its sketch; ``load`` its
+        ``L`` (None: ``m`` is the sketch, ``n_i^2 = ||m_i||^2``); ``sketch_of`` the static
+        rows of ``m`` to sketch for the exact step (None: compare ``m`` itself)."""
         index = -1
         if sketch_of is not None:
             if sketch_of not in self._maps:
                 self._maps.append(sketch_of)
             index = self._maps.index(sketch_of)
-        self._jobs.append((offset, units, m, 0.0 if load is None else load, index))
+        rows = SKETCH_DIM if load is None else m.shape[0]  # (the projection's inner size)
+        slack = screen_slack(screen_dtype(), rows)
+        self._jobs.append((offset, units, m, 0.0 if load is None else load, index, slack))
 
     def run(self, p_all: tf.Tensor, squares_all: tf.Tensor) -> tf.Tensor:
         """The twin flags of the units of the added layers, concatenated in their order:
@@ -270,13 +286,17 @@ class Twins:
         n = len(self._jobs)
         rtol2 = self._consts["rtol2"]
         dtype = screen_dtype()
-        ms = _tensor_list((j[2] for j in self._jobs), tf.float64, 2)
+        # One dtype for all: float32 outputs, or float64 when any is (then all are cast).
+        wide = any(j[2].dtype == tf.float64 for j in self._jobs)
+        columns = [to64(j[2]) if wide else j[2] for j in self._jobs]
+        ms = _tensor_list(columns, tf.float64 if wide else tf.float32, 2)
         maps = [_sketch_map(rows, self._consts) for rows in self._maps]
         buckets = _tensor_list((tf.constant(b) for b, _ in maps), tf.int32, 1)
         signs = _tensor_list((tf.constant(s) for _, s in maps), tf.float64, 2)
         table = tf.constant(np.array([j[:2] for j in self._jobs], np.int32).reshape(n, 2))
         loads = tf.constant([j[3] for j in self._jobs], tf.float64)
         map_of = tf.constant([j[4] for j in self._jobs], tf.int32)
+        slacks = tf.constant([j[5] for j in self._jobs], tf.float64)
 
         def body(i: tf.Tensor, out: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
             m = ms.read(i)
@@ -284,18 +304,26 @@ class Twins:
             p = tf.slice(p_all, tf.stack([0, offset]), tf.stack([-1, size]))
             s = tf.slice(squares_all, offset[None], size[None])
             load, k = loads[i], map_of[i]
-            norms2 = tf.cond(load > 0.0, lambda: load * s, lambda: tf.reduce_sum(m * m, 0))
-            flagged = screen(p, s, norms2, rtol2, dtype)
-            live = tf.logical_and(flagged, tf.greater(s, 0.0))
-            columns = tf.gather(m, tf.where(live)[:, 0], axis=1)
-            columns = tf.cond(
-                k >= 0,
-                lambda: tf.math.unsorted_segment_sum(
-                    columns * signs.read(k), buckets.read(k), SKETCH_DIM
-                ),
-                lambda: columns,
+            norms2 = tf.cond(
+                load > 0.0, lambda: load * s, lambda: tf.reduce_sum(tf.square(to64(m)), 0)
             )
-            return i + 1, out.write(i, exact_twins(columns, flagged, s, rtol2))
+            flagged = screen(p, s, norms2, rtol2, slacks[i], dtype)
+
+            def exact() -> tf.Tensor:
+                live = tf.logical_and(flagged, tf.greater(s, 0.0))
+                columns = to64(tf.gather(m, tf.where(live)[:, 0], axis=1))
+                columns = tf.cond(
+                    k >= 0,
+                    lambda: tf.math.unsorted_segment_sum(
+                        columns * signs.read(k), buckets.read(k), SKETCH_DIM
+                    ),
+                    lambda: columns,
+                )
+                return exact_twins(columns, flagged, s, rtol2)
+
+            # (Most layers have no flagged unit: the exact step's ops are skipped.)
+            found = tf.cond(tf.reduce_any(flagged), exact, lambda: tf.zeros_like(flagged))
+            return i + 1, out.write(i, found)
 
         out = tf.TensorArray(tf.bool, size=n, infer_shape=False, element_shape=[None])
         _, out = tf.while_loop(lambda i, _: i < n, body, (tf.constant(0), out))

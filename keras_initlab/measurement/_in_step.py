@@ -39,11 +39,13 @@ def _add(total: list[Any] | None, value: list[Any]) -> list[Any]:
 def _columns(sums: Sequence[list[Any] | None], width: int) -> list[tf.Tensor]:
     """Per sum, the vector over the layers of ``sums`` (each a list of ``width`` tensors of
     one element, or None: zero): one concatenation per column, not ops per layer."""
-    zero = tf.zeros((1,), tf.float64)
-    return [
-        tf.reshape(tf.concat([zero if s is None or s[k] is None else s[k] for s in sums], 0), (-1,))
-        for k in range(width)
-    ]
+    columns = []
+    for k in range(width):
+        taken = [s[k] for s in sums if s is not None and s[k] is not None]
+        zero = tf.zeros_like(taken[0]) if taken else tf.zeros((1,), tf.float64)
+        parts = [zero if s is None or s[k] is None else s[k] for s in sums]
+        columns.append(tf.reshape(tf.concat(parts, 0), (-1,)))
+    return columns
 
 
 class InStepTaps:

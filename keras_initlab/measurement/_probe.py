@@ -305,8 +305,9 @@ def _layer_sums(
     `_distinct` screen's projection, all from two matrix products (`unit_sums`); with
     gradients, the sum and the sum of squares of the output's gradient; for
     `distinct_units` (at most ``max_units`` units; see `_distinct`) the rows themselves (one
-    replica) or their sketch (several: it adds across replicas). The kernel gradients, as
-    one flat vector. Per layer a handful of ops: each op costs trace and instantiation time
+    replica) or their sketch (several: it adds across replicas). The kernel gradients in
+    float64 (added across replicas before their variance is taken). Per layer a handful of
+    ops: each op costs trace and instantiation time
     and about 10 microseconds at every call.
     """
     calls, tap_grads = seen["calls"], seen["grads"]
@@ -325,9 +326,10 @@ def _layer_sums(
     for i, outs in enumerate(calls):
         if not outs:
             continue
-        a = as_rows(outs[0], consts)
+        rows = as_rows(outs[0], consts)
         if len(outs) > 1:
-            a = tf.concat([a] + [as_rows(o, consts) for o in outs[1:]], 0)
+            rows = tf.concat([rows] + [as_rows(o, consts) for o in outs[1:]], 0)
+        a = to64(rows)
         u = a.shape[-1]
         gram[i] = u is not None and u <= max_units
         lin, sq = unit_sums(a, *screen_lhs(a, sketch_consts, screened=replicas == 1))
@@ -351,7 +353,7 @@ def _layer_sums(
                 compared.append(sketch_rows(a, sketch_consts))
             else:
                 loads[i] = sketch_load(a.shape[0]) if sketched[i] else 1.0
-                compared.append(a)
+                compared.append(rows)  # (the output itself: cast only where flagged)
     scale = seen["scale"]
     found = {
         "units": units,

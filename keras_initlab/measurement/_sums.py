@@ -23,8 +23,11 @@ def to64(t: Any) -> tf.Tensor:
 
 
 def as_rows(t: tf.Tensor, consts: Consts | None = None) -> tf.Tensor:
-    """A layer output as a float64 matrix (elements, units): units = last axis."""
-    t = to64(t)
+    """A layer output as a matrix (elements, units), units = last axis, in float32 or float64
+    (half-precision values pass to float32, which holds them exactly; `to64` then)."""
+    t = tf.convert_to_tensor(t)
+    if t.dtype != tf.float64:
+        t = tf.cast(t, tf.float32)
     rank = t.shape.rank
     if rank == 2:
         return t

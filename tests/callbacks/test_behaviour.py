@@ -268,6 +268,33 @@ def test_records_hold_only_python_scalars_per_layer_and_record():
     assert kinds <= {int, float, str, type(None)}, kinds
 
 
+def test_in_step_records_of_a_layer_before_the_first_weights():
+    """An input Normalization (as in EfficientNet) has no gradient in the training step,
+    whose tape does not watch the inputs: its in-step gradient sums are zero, the other
+    layers' records are whole."""
+    x, y = _xy()
+    model = keras.Sequential(
+        [
+            keras.Input((x.shape[1],)),
+            keras.layers.Normalization(axis=-1, name="scale"),
+            keras.layers.Dense(8, activation="relu", name="h"),
+            keras.layers.Dense(y.shape[1], name="out"),
+        ]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[monitor])
+    in_step = [r for r in monitor.records if r["source"] == "in_step"]
+    scale = [r for r in in_step if r["layer"] == "scale"]
+    assert scale
+    assert all(r["gradient_var"] == 0.0 for r in scale)
+    assert all(
+        math.isfinite(r["activation_var"]) and r["gradient_var"] > 0
+        for r in in_step
+        if r["layer"] != "scale"
+    )
+
+
 def test_tensorflow_retracing_warning_about_the_monitor_is_dropped():
     """Each monitor traces its own probe once per model; TensorFlow's detector (keyed on the
     code object) would call that "retracing" after a few models. Other warnings pass."""
