@@ -265,7 +265,7 @@ class Twins:
         self._maps: list[int] = []  # the static row counts of the sketched rows
 
     def add(
-        self, offset: int, units: int, m: tf.Tensor, load: float | None, sketch_of: Any
+        self, offset: Any, units: int, m: tf.Tensor, load: float | None, sketch_of: Any
     ) -> None:
         """One layer: its units ``offset:offset + units``; ``m`` its rows (the output itself,
         float32: cast to float64 only in the flagged columns) or its sketch; ``load`` its
@@ -293,7 +293,10 @@ class Twins:
         maps = [_sketch_map(rows, self._consts) for rows in self._maps]
         buckets = _tensor_list((tf.constant(b) for b, _ in maps), tf.int32, 1)
         signs = _tensor_list((tf.constant(s) for _, s in maps), tf.float64, 2)
-        table = tf.constant(np.array([j[:2] for j in self._jobs], np.int32).reshape(n, 2))
+        if all(isinstance(j[0], int) for j in self._jobs):
+            table = tf.constant(np.array([j[:2] for j in self._jobs], np.int32).reshape(n, 2))
+        else:  # an offset past a layer whose units are not static
+            table = tf.stack([tf.cast(tf.stack([j[0], j[1]]), tf.int32) for j in self._jobs])
         loads = tf.constant([j[3] for j in self._jobs], tf.float64)
         map_of = tf.constant([j[4] for j in self._jobs], tf.int32)
         slacks = tf.constant([j[5] for j in self._jobs], tf.float64)
