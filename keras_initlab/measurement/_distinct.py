@@ -261,7 +261,8 @@ class Twins:
 
     def __init__(self, consts: dict[Any, Any]) -> None:
         self._consts = consts
-        self._jobs: list[tuple[Any, int, tf.Tensor, float, int, float]] = []
+        # Per layer: offset, units, m, load (0: from m), sketch map (-1: none), rows of p.
+        self._jobs: list[tuple[Any, int, tf.Tensor, float, int, int | None]] = []
         self._maps: list[int] = []  # the static row counts of the sketched rows
 
     def add(
@@ -277,8 +278,7 @@ class Twins:
                 self._maps.append(sketch_of)
             index = self._maps.index(sketch_of)
         rows = SKETCH_DIM if load is None else m.shape[0]  # (the projection's inner size)
-        slack = screen_slack(screen_dtype(), rows)
-        self._jobs.append((offset, units, m, 0.0 if load is None else load, index, slack))
+        self._jobs.append((offset, units, m, 0.0 if load is None else load, index, rows))
 
     def run(self, p_all: tf.Tensor, squares_all: tf.Tensor) -> tf.Tensor:
         """The twin flags of the units of the added layers, concatenated in their order:
@@ -299,7 +299,7 @@ class Twins:
             table = tf.stack([tf.cast(tf.stack([j[0], j[1]]), tf.int32) for j in self._jobs])
         loads = tf.constant([j[3] for j in self._jobs], tf.float64)
         map_of = tf.constant([j[4] for j in self._jobs], tf.int32)
-        slacks = tf.constant([j[5] for j in self._jobs], tf.float64)
+        slacks = tf.constant([screen_slack(dtype, j[5]) for j in self._jobs], tf.float64)
 
         def body(i: tf.Tensor, out: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
             m = ms.read(i)

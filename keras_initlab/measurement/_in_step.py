@@ -99,7 +99,8 @@ class InStepTaps:
             traced = self._traced
             traced.forward = [None] * n
             traced.consts = Consts()
-            traced.scale = None
+            # Read before the step's update (as the backward taps see the loss scaled).
+            scale = loss_scale(self._model.optimizer)
             traced.backward = {"output": [None] * n, "logits": [None] * n}
             RECORDERS.append(self)
             try:
@@ -120,16 +121,15 @@ class InStepTaps:
                     strict=True,
                 )
             ]
-            traced.backward_of = [
+            backward = [
                 o if o is not None else g
                 for o, g in zip(traced.backward["output"], traced.backward["logits"], strict=True)
             ]
             rows = tf.stack(
-                [*_columns(traced.forward, _FORWARD_SUMS), *_columns(traced.backward_of, 2)],
-                axis=1,
+                [*_columns(traced.forward, _FORWARD_SUMS), *_columns(backward, 2)], axis=1
             )
-            if traced.scale is not None:
-                unscale = 1.0 / tf.cast(traced.scale, tf.float64)
+            if scale is not None:
+                unscale = 1.0 / tf.cast(scale, tf.float64)
                 one = tf.constant(1.0, tf.float64)
                 rows *= tf.stack([one, one, one, one, unscale, unscale * unscale])
             # (A SyncOnRead variable has no in-place scatter; the buffer is small.)
@@ -140,14 +140,14 @@ class InStepTaps:
 
     def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
         traced = self._traced
-        traced.scale = loss_scale(self._model.optimizer)
         consts = traced.consts
 
         def see(out: tf.Tensor) -> None:
             a = tf.reshape(to64(out), consts.get("row", (1, -1)))
             n = out.shape.num_elements()
-            count = consts.get(("count", n), [n], tf.float64) if n is not None else None
-            if count is None:
+            if n is not None:
+                count = consts.get(("count", n), [n], tf.float64)
+            else:
                 count = tf.cast(tf.size(a), tf.float64)[None]
             total, squares = row_totals(a, consts)
             activation = self._activations[index]

@@ -307,8 +307,7 @@ def _layer_sums(
     `distinct_units` (at most ``max_units`` units; see `_distinct`) the rows themselves (one
     replica) or their sketch (several: it adds across replicas). The kernel gradients in
     float64 (added across replicas before their variance is taken). Per layer a handful of
-    ops: each op costs trace and instantiation time
-    and about 10 microseconds at every call.
+    ops: each op costs trace and instantiation time and about 10 microseconds at every call.
     """
     calls, tap_grads = seen["calls"], seen["grads"]
     with_grads = tap_grads is not None
@@ -366,12 +365,7 @@ def _layer_sums(
         "scaled": scale is not None,
         "gradient_of": seen["gradient_of"],
     }
-    if all(isinstance(c, float) for c in count):
-        counts = tf.constant(count, tf.float64)
-    else:
-        counts = tf.stack(
-            [tf.constant(c, tf.float64) if isinstance(c, float) else c for c in count]
-        )
+    counts = _static_or_stacked(count, tf.float64)
     if saturated:
         hits = tf.stack(list(saturated.values()))
         saturated_t = tf.math.unsorted_segment_sum(hits, list(saturated), n_layers)
@@ -435,11 +429,9 @@ def _statistics(
         segments: Any = np.repeat(np.asarray(seen, np.int32), seen_units)
         unit_counts = tf.constant(np.asarray(units, np.float64))
     else:
-        sizes = tf.stack([tf.constant(u) if isinstance(u, int) else u for u in seen_units])
+        sizes = _static_or_stacked(seen_units, tf.int32)
         segments = tf.repeat(tf.constant(seen, tf.int32), sizes)
-        unit_counts = tf.cast(
-            tf.stack([tf.constant(u) if isinstance(u, int) else u for u in units]), tf.float64
-        )
+        unit_counts = tf.cast(_static_or_stacked(units, tf.int32), tf.float64)
     if seen:
         lin, unit_squares = totals["lin"], totals["squares"]
         unit_totals = lin[0]
@@ -563,7 +555,7 @@ def _non_finite_counts(layers: Sequence[Any]) -> tf.Tensor:
     only then are they counted per layer (a running sum read at each layer's end): a few ops
     in all instead of four per weight, and one pass in the usual case.
     """
-    flat, ends = [], []
+    flat, ends, end = [], [], 0
     for layer in layers:
         for w in layer.weights:
             value = w.value
@@ -571,7 +563,8 @@ def _non_finite_counts(layers: Sequence[Any]) -> tf.Tensor:
                 value = value * 0.0
             if value.dtype.is_floating:
                 flat.append(tf.reshape(tf.cast(value, tf.float32), (-1,)))
-        ends.append(sum(int(np.prod(t.shape)) for t in flat))
+                end += int(np.prod(value.shape))
+        ends.append(end)
     if not flat or ends[-1] == 0:
         return tf.zeros((len(layers),), tf.float64)
     values = tf.concat(flat, 0)
