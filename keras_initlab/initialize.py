@@ -271,25 +271,7 @@ def initialize(
             "scheme. Received: scheme='lsuv'"
         )
     specs = weight_specs(model)
-    base = as_scheme(scheme)
-    if base is None:
-        if not isinstance(scheme, keras.initializers.Initializer):
-            raise TypeError(
-                "Argument `scheme` must be a scheme name or a keras.initializers.Initializer. "
-                f"Received: scheme={scheme!r}"
-            )
-        base = scheme
-    if seed is None:  # the scheme's own int seed, if it has one
-        own = getattr(base, "seed", None)
-        seed = own if isinstance(own, int) and not isinstance(own, bool) else None
-    seed = base_seed(seed)
-    plans = [plan_weight(base, spec, weight_seed(seed, i)) for i, spec in enumerate(specs)]
-    values = [
-        plan.initializer(tuple(spec.variable.shape), dtype=spec.variable.dtype)
-        if plan.action == REDRAWN
-        else None
-        for spec, plan in zip(specs, plans, strict=True)
-    ]
+    plans, values = _draw(specs, scheme, seed)
     extra: list[tuple[Any, Any]] = []
     if residual_plan is not None:
         values, extra = apply_residual(residual_plan, specs, values)
@@ -319,6 +301,49 @@ def initialize(
         for other in other_weights(model)
     ]
     return InitializeReport(rows, residual_plan)
+
+
+def _draw(
+    specs: list[WeightSpec], scheme: Any, seed: int | None
+) -> tuple[list[WeightPlan], list[Any]]:
+    """Per weight, its plan and the value drawn for it (None where it is kept)."""
+    base = as_scheme(scheme)
+    if base is None:
+        if not isinstance(scheme, keras.initializers.Initializer):
+            raise TypeError(
+                "Argument `scheme` must be a scheme name or a keras.initializers.Initializer. "
+                f"Received: scheme={scheme!r}"
+            )
+        base = scheme
+    if seed is None:  # the scheme's own int seed, if it has one
+        own = getattr(base, "seed", None)
+        seed = own if isinstance(own, int) and not isinstance(own, bool) else None
+    seed = base_seed(seed)
+    plans = [plan_weight(base, spec, weight_seed(seed, i)) for i, spec in enumerate(specs)]
+    values = [
+        plan.initializer(tuple(spec.variable.shape), dtype=spec.variable.dtype)
+        if plan.action == REDRAWN
+        else None
+        for spec, plan in zip(specs, plans, strict=True)
+    ]
+    return plans, values
+
+
+def drawn(model: Any, scheme: Any, *, seed: int | None = None) -> list[tuple[Any, Any]]:
+    """The ``(variable, value)`` pairs ``initialize(model, scheme, seed=seed)`` assigns, drawn
+    and not assigned (a scheme name or initializer; no LSUV, ``"auto"`` or residual rule).
+
+    The same draw as `initialize` (the same seeds per weight), for a caller that needs the
+    values without changing the model (the monitor's healthy reference).
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="d")])
+    >>> [(v.path, tuple(value.shape)) for v, value in drawn(model, "he_normal", seed=0)]
+    [('sequential/d/kernel', (8, 4)), ('sequential/d/bias', (4,))]
+    """
+    specs = weight_specs(model)
+    _, values = _draw(specs, scheme, seed)
+    return [(spec.variable, v) for spec, v in zip(specs, values, strict=True) if v is not None]
 
 
 def _assign(specs: list[WeightSpec], values: list[Any], extra: list[tuple[Any, Any]]) -> None:

@@ -3,12 +3,13 @@
 A real network is not a plain chain: global pooling divides the gradient by H*W, BatchNorm
 resets the scale, a residual Add sums variances. So a variance that changes across depth is
 no fault by itself; a variance that departs from what the architecture predicts for a
-healthy initialization is. The reference is `keras_initlab.propagate` on a copy of the
-model (same architecture) in which every layer whose weights fit none of the schemes that
-suit the activation its output meets (`healthy_schemes`: He before a ReLU-family
-activation, Glorot, LeCun or He otherwise; judged by
-`keras_initlab.audit` on true fans) is re-drawn by the first of them; layers that fit keep
-their weights. The input mean and variance are the probe's. The advice comes from this
+healthy initialization is. The reference is `keras_initlab.propagate` on the model as if
+every layer whose weights fit none of the schemes that suit the activation its output meets
+(`healthy_schemes`: He before a ReLU-family activation, Glorot, LeCun or He otherwise;
+judged by `keras_initlab.audit` on true fans) were re-drawn by the first of them (the
+values `initialize` would assign, read by `propagate` in place of the layer's own: the
+model is neither copied nor changed); layers that fit keep their weights. The input mean
+and variance are the probe's. The advice comes from this
 model: the weights that fit no healthy scheme (e.g. depthwise kernels on Keras' own fans),
 and whether the model's variance falls or grows against the reference.
 """
@@ -136,44 +137,47 @@ class Reference:
 
 
 def healthy_reference(model: Any, x: Any, mode: str) -> Reference | None:
-    """The `Reference` of ``model``, or None when it cannot be built (a model Keras cannot
-    clone, such as a subclassed one; then the plain-chain rule stays)."""
+    """The `Reference` of ``model``, or None when it cannot be built (a subclassed model:
+    `propagate` has no graph to walk; then the plain-chain rule stays).
+
+    The re-drawn kernels are handed to `propagate` in place of the model's own
+    (`substituted`): the model is not copied and not changed.
+    """
     import keras
 
+    from keras_initlab import _keras
     from keras_initlab.audit import audit
-    from keras_initlab.initialize import initialize
+    from keras_initlab.initialize import drawn
     from keras_initlab.layer_tree import leaf_layers, walk
     from keras_initlab.measurement._selection import kernel_of
     from keras_initlab.propagate import propagate
+    from keras_initlab.propagate._kernels import substituted
 
-    try:
-        clone = keras.models.clone_model(model)
-    except (ValueError, TypeError, NotImplementedError, KeyError):  # cannot clone it
+    if not (_keras.is_functional(model) or isinstance(model, keras.Sequential)):
         return None
     met = _met_activations(model)
-    originals = dict(walk(model))
-    leaves = {id(layer) for _, layer in leaf_layers(clone)}
+    leaves = {id(layer) for _, layer in leaf_layers(model)}
     schemes: dict[str, str] = {}
     flagged: list[tuple[str, float]] = []
-    for seed, (path, layer) in enumerate(walk(clone)):
-        original = originals.get(path)
-        if original is None or kernel_of(layer) is None or id(layer) not in leaves:
+    redrawn: dict[int, Any] = {}
+    for seed, (path, layer) in enumerate(walk(model)):
+        if kernel_of(layer) is None or id(layer) not in leaves:
             continue
-        candidates = healthy_schemes(met.get(id(original)))
-        audits = [audit(original, scheme) for scheme in candidates]
+        candidates = healthy_schemes(met.get(id(layer)))
+        audits = [audit(layer, scheme) for scheme in candidates]
         fits = [c for c, a in zip(candidates, audits, strict=True) if not a.flagged]
         if fits:  # already healthy: the reference keeps its weights
             schemes[path] = fits[0]
-            layer.set_weights(original.get_weights())
             continue
         schemes[path] = candidates[0]
-        initialize(layer, candidates[0], seed=seed)
+        redrawn.update((id(v), value) for v, value in drawn(layer, candidates[0], seed=seed))
         flagged += [(path, float(r.ratio or math.nan)) for r in audits[0].flagged]
     leaf = keras.tree.flatten(x)[0]
     first = np.asarray(leaf.numpy() if hasattr(leaf, "numpy") else leaf, np.float64)
-    report = propagate(
-        clone, input_mean=float(first.mean()), input_var=float(first.var()), mode=mode
-    )
+    with substituted(redrawn):
+        report = propagate(
+            model, input_mean=float(first.mean()), input_var=float(first.var()), mode=mode
+        )
     act = {r.layer: r.activation_var for r in report if r.predicted}
     grad = {r.layer: r.gradient_var for r in report if r.predicted}
     return Reference(schemes, act, grad, flagged)

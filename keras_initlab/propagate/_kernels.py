@@ -17,6 +17,10 @@ inputs is exact: ``Var(y_c) = sum_i W_ic^2 Var(x_i)``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import keras
@@ -34,10 +38,32 @@ DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
 
 
+# Values read instead of some variables' own (`substituted`), keyed by ``id(variable)``.
+_SUBSTITUTES: contextvars.ContextVar[Mapping[int, Any]] = contextvars.ContextVar(
+    "substitutes", default=MappingProxyType({})
+)
+
+
+@contextlib.contextmanager
+def substituted(values: Mapping[int, Any]) -> Iterator[None]:
+    """Within the block, `kernel` reads ``values[id(variable)]`` instead of the variable.
+
+    Propagates the model as if those weights held these values, leaving the model itself
+    untouched (the monitor's healthy reference: re-drawn kernels, no copy of the model).
+    """
+    token = _SUBSTITUTES.set({**_SUBSTITUTES.get(), **values})
+    try:
+        yield
+    finally:
+        _SUBSTITUTES.reset(token)
+
+
 def kernel(variable: Any) -> np.ndarray:
     """A kernel's current values in float64 (``.numpy()``: NumPy's ``__array__`` of a
-    TensorFlow variable warns under NumPy 2 inside a distribution scope, as in `fit`)."""
-    value = variable.numpy() if hasattr(variable, "numpy") else variable
+    TensorFlow variable warns under NumPy 2 inside a distribution scope, as in `fit`), or
+    its value under `substituted`."""
+    value = _SUBSTITUTES.get().get(id(variable), variable)
+    value = value.numpy() if hasattr(value, "numpy") else value
     return np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)
 
 

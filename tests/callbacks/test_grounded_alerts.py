@@ -195,3 +195,32 @@ def test_a_planted_fault_is_named_where_measurement_and_prediction_part(fault):
     assert direction in alert.fix
     assert named in alert.fix
     assert alert.layer in {r["layer"] for r in monitor.records}
+
+
+def test_the_reference_is_propagate_on_a_redrawn_copy_and_leaves_the_model_alone():
+    # The definition: a clone of the model in which each flagged layer is re-initialized by
+    # `initialize` (seed: its index in the walk), propagated. The reference reads those
+    # values in place of the model's own, so it must give the same numbers, bit for bit, and
+    # leave every weight of the model as it was.
+    from keras_initlab.layer_tree import walk
+    from keras_initlab.propagate import propagate
+
+    model, shape = _separable_stack()
+    x, _ = _data(shape)
+    before = [w.numpy().copy() for w in model.weights]
+    reference = healthy_reference(model, x, "inference")
+    assert reference is not None
+    assert {name for name, _ in reference.flagged} == {f"dw{i}" for i in range(6)}
+    for w, b in zip(model.weights, before, strict=True):
+        np.testing.assert_array_equal(w.numpy(), b)
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    flagged = {name for name, _ in reference.flagged}
+    for seed, (path, layer) in enumerate(walk(clone)):
+        if path in flagged:
+            initialize(layer, reference.schemes[path], seed=seed)
+    first = np.asarray(x, np.float64)
+    report = propagate(clone, input_mean=float(first.mean()), input_var=float(first.var()))
+    expected = {r.layer: r.activation_var for r in report if r.predicted}
+    assert reference.activation_var == expected
+    assert reference.gradient_var == {r.layer: r.gradient_var for r in report if r.predicted}
