@@ -102,9 +102,17 @@ def _relu(u: np.ndarray, s: np.ndarray, slope: float) -> tuple[np.ndarray, ...]:
 def _unique(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """The distinct rows of the stacked per-element parameters, and the inverse index."""
     stacked = np.stack([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays], axis=1)
-    rounded = np.round(stacked, 12) if stacked.size else stacked
-    _, first, inverse = np.unique(rounded, axis=0, return_index=True, return_inverse=True)
-    return [stacked[first, k] for k in range(stacked.shape[1])], inverse.reshape(-1)
+    rounded = np.round(stacked, 12)
+    # A stable sort of the rows by their columns; a row starts a group where it differs from
+    # the one before. (np.unique(axis=0) sorts the rows as bytes: ten times slower.)
+    order = np.lexsort(rounded.T[::-1])
+    ordered = rounded[order]
+    starts = np.ones(len(order), bool)
+    starts[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    inverse = np.empty(len(order), np.intp)
+    inverse[order] = np.cumsum(starts) - 1
+    first = order[starts]  # the first row of each group, in the original order
+    return [stacked[first, k] for k in range(stacked.shape[1])], inverse
 
 
 def _clipped(u: np.ndarray, s: np.ndarray, top: float) -> tuple[np.ndarray, ...]:
