@@ -221,20 +221,23 @@ def exact_twins(
     only a sketch can make it so). Such a j is flagged whenever a dead unit is, so
     training-time dead units (half of some MobileNetV2 layers after an epoch) cost nothing.
     """
-    index = tf.where(flagged)[:, 0]
+    # (Gathers and broadcasts, not boolean masks and slices: fewer ops to trace.)
+    index = _positions(flagged)
     s = tf.gather(squares, index)
     dead = tf.equal(s, 0.0)
-    live_index, dead_index = index[~dead], index[dead]
-    s_live = s[~dead]
+    live_at = _positions(tf.logical_not(dead))
+    live_index, dead_index = tf.gather(index, live_at), tf.gather(index, _positions(dead))
+    s_live = tf.gather(s, live_at)
     g = tf.matmul(m, m, transpose_a=True)  # (live flagged, live flagged)
     norms = tf.linalg.diag_part(g)
-    scale = rtol2 * tf.maximum(s_live[:, None], s_live)
-    close = norms[:, None] + norms[None, :] - 2.0 * g <= scale
-    earlier = live_index[None, :] < live_index[:, None]
+    column = tf.expand_dims(norms, 1)
+    scale = rtol2 * tf.maximum(tf.expand_dims(s_live, 1), s_live)
+    close = column + norms - 2.0 * g <= scale
+    earlier = live_index < tf.expand_dims(live_index, 1)
     near_zero = norms <= rtol2 * s_live
-    never = tf.constant(np.iinfo(np.int64).max, tf.int64)
-    first_dead = tf.reduce_min(tf.concat([dead_index, never[None]], 0))
-    first_near_zero = tf.reduce_min(tf.concat([live_index[near_zero], never[None]], 0))
+    # (The minimum of no index is the largest int64: "never".)
+    first_dead = tf.reduce_min(dead_index)
+    first_near_zero = tf.reduce_min(tf.where(near_zero, live_index, first_dead.dtype.max))
     live_found = tf.logical_or(
         tf.reduce_any(tf.logical_and(close, earlier), 1),
         tf.logical_and(near_zero, first_dead < live_index),
@@ -242,9 +245,14 @@ def exact_twins(
     dead_found = tf.logical_or(dead_index > first_dead, dead_index > first_near_zero)
     shape = tf.shape(flagged, out_type=tf.int64)
     return tf.logical_or(
-        tf.scatter_nd(live_index[:, None], live_found, shape),
-        tf.scatter_nd(dead_index[:, None], dead_found, shape),
+        tf.scatter_nd(tf.expand_dims(live_index, 1), live_found, shape),
+        tf.scatter_nd(tf.expand_dims(dead_index, 1), dead_found, shape),
     )
+
+
+def _positions(mask: tf.Tensor) -> tf.Tensor:
+    """The indices (int64) where ``mask`` is True."""
+    return tf.reshape(tf.where(mask), (-1,))
 
 
 class Twins:
