@@ -27,6 +27,7 @@ from keras_initlab.compare.models import (
 )
 from keras_initlab.compare.results import SchemeResult, SeedRun
 from keras_initlab.compare.setups import apply_scheme
+from keras_initlab.compare.sgd_runs import SGDRuns
 from keras_initlab.compare.spread import spread
 
 # Points per side of the grid on which a 2-D dataset's decision boundary is drawn.
@@ -73,13 +74,13 @@ class Trainer:
 
     def __init__(self, data: Dataset, config: CompareConfig) -> None:
         self.data, self.config = data, config
-        self._models: dict[str, tuple[Any, list[tuple[Any, Any]], Any]] = {}
+        self._models: dict[str, tuple[Any, SGDRuns, Any]] = {}
 
     def __repr__(self) -> str:
         return f"Trainer({self.data!r}, models={sorted(self._models)})"
 
-    def _model(self, activation: str) -> tuple[Any, list[tuple[Any, Any]], Any]:
-        """The compiled stacked model, its optimizer's initial state, its measurement and probe.
+    def _model(self, activation: str) -> tuple[Any, SGDRuns, Any]:
+        """The compiled stacked model, its `SGDRuns`, its measurement and probe.
 
         One `keras_initlab.measurement.Measurement` per model, with its probe: each scheme
         reuses the probe pass it traced.
@@ -99,22 +100,22 @@ class Trainer:
                 activation=activation,
             )
             keys = [tower_name(s) for s in config.seed_values]
-            model.compile(
-                optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
+            sgd = SGDRuns(
+                model,
+                learning_rate=config.learning_rate,
+                momentum=config.momentum,
                 loss={
                     k: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for k in keys
                 },
                 metrics={k: ["accuracy"] for k in keys},
             )
-            model.optimizer.build(model.trainable_variables)
-            initial = [(v, keras.ops.convert_to_numpy(v.value)) for v in model.optimizer.variables]
             x, y = self.data.x_test[: config.probe_size], self.data.y_test[: config.probe_size]
             layers = [*hidden_names(config.depth), OUTPUT_NAME]
             measurement = Measurement(
                 model, layers=[f"{k}/{layer}" for k in keys for layer in layers]
             )
             probe = probe_data((x, {k: y for k in keys}))
-            self._models[activation] = (model, initial, (measurement, probe))
+            self._models[activation] = (model, sgd, (measurement, probe))
         return self._models[activation]
 
     def train(
@@ -141,10 +142,9 @@ class Trainer:
         seeds = config.seed_values
         keys = [tower_name(s) for s in seeds]
         single = len(seeds) == 1
-        model, optimizer_state, (measurement, probe) = self._model(activation)
+        model, sgd, (measurement, probe) = self._model(activation)
         keras.utils.set_random_seed(config.seed)
-        for variable, value in optimizer_state:
-            variable.assign(value)
+        sgd.reset()
         for seed, key in zip(seeds, keys, strict=True):
             apply_scheme(
                 model.get_layer(key),

@@ -34,6 +34,7 @@ from keras_initlab.compare.residual.models import (
     image_side,
 )
 from keras_initlab.compare.setups import LSUV_BATCH
+from keras_initlab.compare.sgd_runs import SGDRuns
 from keras_initlab.compare.spread import Spread, spread
 
 __all__ = ["ResidualResult", "ResidualRun", "apply_scheme", "run_residual"]
@@ -128,7 +129,7 @@ def apply_scheme(model: Any, name: str, *, seed: int, x: Any) -> Any:
 
 
 class _Fitter:
-    """One compiled model of an architecture, its initial optimizer state and measurement."""
+    """One compiled model of an architecture (`SGDRuns`) and its measurement."""
 
     def __init__(self, model: Any, config: ResidualConfig, blocks: int, probe: Any) -> None:
         import keras
@@ -136,13 +137,13 @@ class _Fitter:
         from keras_initlab.measurement import Measurement, probe_data
 
         self.model, self.config = model, config
-        model.compile(
-            optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
+        self.runs = SGDRuns(
+            model,
+            learning_rate=config.learning_rate,
+            momentum=config.momentum,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-        model.optimizer.build(model.trainable_variables)
-        self.initial = [(v, keras.ops.convert_to_numpy(v.value)) for v in model.optimizer.variables]
         self.layers = [STEM, *(add_name(i) for i in range(1, blocks + 1))]
         self.measurement = Measurement(model, layers=self.layers)
         self.probe = probe_data(probe)
@@ -151,8 +152,7 @@ class _Fitter:
         import keras
 
         config, model = self.config, self.model
-        for variable, value in self.initial:
-            variable.assign(value)
+        self.runs.reset()
         apply_scheme(model, scheme, seed=seed, x=data.x_train)
         records = {r["layer"]: r for r in self.measurement(self.probe, epoch=0)}
         stream = [float(records[name]["activation_var"]) for name in self.layers]
