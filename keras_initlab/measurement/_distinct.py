@@ -182,6 +182,39 @@ def _gamma(n: int, u: float) -> float:
     return n * u / (1.0 - n * u)
 
 
+def screen_terms(
+    p: tf.Tensor,
+    squares: tf.Tensor,
+    norms2: tf.Tensor,
+    rtol2: tf.Tensor,
+    slack: Any,
+    dtype: tf.DType,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The operands of `screen_flags` for units ``p`` (k, units) float64 (of one layer or of
+    many side by side: each unit's terms are its own), ``squares`` the exact ``s_i``,
+    ``norms2`` the ``n_i^2 >= ||m_i||^2``, ``slack`` `screen_slack` (a number or per unit).
+
+    ``left = [p; 1]``, ``right = [p; -half]`` and ``half = (q - t) / 2`` with ``q = ||p||^2``
+    and ``t_i = rtol^2 s_i + slack n_i^2``, in ``dtype``.
+    """
+    t = rtol2 * squares + slack * norms2
+    p, t = tf.cast(p, dtype), tf.cast(t, dtype)
+    q = tf.reduce_sum(p * p, 0)
+    half = 0.5 * (q - t)
+    left = tf.concat([p, tf.ones_like(half)[None]], 0)
+    right = tf.concat([p, -half[None]], 0)
+    return left, right, half
+
+
+def screen_flags(left: tf.Tensor, right: tf.Tensor, half: tf.Tensor) -> tf.Tensor:
+    """Per unit of one layer, whether some other unit may be its twin (see the module; a
+    superset), from its `screen_terms`. In one product: ``h_ij = p_i . p_j - (q_j - t_j) /
+    2``, and unit i is flagged when ``max_{j != i} h_ij >= (q_i - t_i) / 2``."""
+    h = tf.matmul(left, right, transpose_a=True)
+    h = tf.linalg.set_diag(h, tf.fill(tf.shape(half), tf.constant(-np.inf, half.dtype)))
+    return tf.reduce_max(h, 1) >= half
+
+
 def screen(
     p: tf.Tensor,
     squares: tf.Tensor,
@@ -190,23 +223,9 @@ def screen(
     slack: Any,
     dtype: tf.DType,
 ) -> tf.Tensor:
-    """Per unit, whether some other unit may be its twin (see the module; a superset).
-
-    ``p`` (k, units) float64, ``squares`` the exact ``s_i`` (units,), ``norms2`` the ``n_i^2
-    >= ||m_i||^2``, ``slack`` `screen_slack`. In one product: ``h_ij = p_i . p_j - (q_j -
-    t_j) / 2`` (``q = ||p||^2``), and unit i is flagged when ``max_{j != i} h_ij >= (q_i -
-    t_i) / 2``.
-    """
-    units = tf.shape(p)[1]
-    t = rtol2 * squares + slack * norms2
-    p, t = tf.cast(p, dtype), tf.cast(t, dtype)
-    q = tf.reduce_sum(p * p, 0)
-    half = 0.5 * (q - t)
-    left = tf.concat([p, tf.ones(tf.stack([1, units]), dtype)], 0)
-    right = tf.concat([p, -half[None]], 0)
-    h = tf.matmul(left, right, transpose_a=True)
-    h = tf.linalg.set_diag(h, tf.fill(tf.reshape(units, (1,)), tf.constant(-np.inf, dtype)))
-    return tf.reduce_max(h, 1) >= half
+    """Per unit of one layer, whether some other unit may be its twin (see the module; a
+    superset): `screen_flags` of its `screen_terms`."""
+    return screen_flags(*screen_terms(p, squares, norms2, rtol2, slack, dtype))
 
 
 def exact_twins(
@@ -301,36 +320,55 @@ class Twins:
         maps = [_sketch_map(rows, self._consts) for rows in self._maps]
         buckets = _tensor_list((tf.constant(b) for b, _ in maps), tf.int32, 1)
         signs = _tensor_list((tf.constant(s) for _, s in maps), tf.float64, 2)
-        if all(isinstance(j[0], int) for j in self._jobs):
-            table = tf.constant(np.array([j[:2] for j in self._jobs], np.int32).reshape(n, 2))
-        else:  # an offset past a layer whose units are not static
-            table = tf.stack([tf.cast(tf.stack([j[0], j[1]]), tf.int32) for j in self._jobs])
-        loads = tf.constant([j[3] for j in self._jobs], tf.float64)
+        # The screen's terms of all compared units at once (in the order of the layers), sliced
+        # per layer in the loop: per unit, n_i^2 (L s_i, or ||m_i||^2 where m is a summed
+        # sketch) and its layer's slack.
+        sizes = [j[1] for j in self._jobs]
+        loads = [j[3] for j in self._jobs]
+        slacks = [screen_slack(dtype, j[5]) for j in self._jobs]
+        if all(isinstance(v, int) for j in self._jobs for v in j[:2]):
+            index = tf.constant(np.concatenate([np.arange(o, o + u) for o, u, *_ in self._jobs]))
+            starts = np.cumsum([0, *sizes[:-1]])
+            table = tf.constant(np.stack([starts, sizes], 1).astype(np.int32).reshape(n, 2))
+            load_of, slack_of = (tf.constant(np.repeat(v, sizes)) for v in (loads, slacks))
+        else:  # a layer whose units are not static
+            counts = tf.stack([tf.cast(u, tf.int32) for u in sizes])
+            index = tf.concat([tf.range(o, o + u) for o, u, *_ in self._jobs], 0)
+            table = tf.stack([tf.cumsum(counts, exclusive=True), counts], 1)
+            load_of, slack_of = (
+                tf.repeat(tf.constant(v, tf.float64), counts) for v in (loads, slacks)
+            )
+        p = tf.gather(p_all, index, axis=1)
+        squares = tf.gather(squares_all, index)
+        if all(loads):
+            norms2 = load_of * squares
+        else:  # (the summed sketch of several replicas: its own norms)
+            norms2 = tf.concat([tf.reduce_sum(tf.square(to64(m)), 0) for m in columns], 0)
+        left_all, right_all, half_all = screen_terms(p, squares, norms2, rtol2, slack_of, dtype)
         map_of = tf.constant([j[4] for j in self._jobs], tf.int32)
-        slacks = tf.constant([screen_slack(dtype, j[5]) for j in self._jobs], tf.float64)
 
         def body(i: tf.Tensor, out: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
-            m = ms.read(i)
             offset, size = table[i, 0], table[i, 1]
-            p = tf.slice(p_all, tf.stack([0, offset]), tf.stack([-1, size]))
-            s = tf.slice(squares_all, offset[None], size[None])
-            load, k = loads[i], map_of[i]
-            norms2 = tf.cond(
-                load > 0.0, lambda: load * s, lambda: tf.reduce_sum(tf.square(to64(m)), 0)
+            begin, width = tf.stack([0, offset]), tf.stack([-1, size])
+            flagged = screen_flags(
+                tf.slice(left_all, begin, width),
+                tf.slice(right_all, begin, width),
+                tf.slice(half_all, offset[None], size[None]),
             )
-            flagged = screen(p, s, norms2, rtol2, slacks[i], dtype)
 
             def exact() -> tf.Tensor:
+                m, k = ms.read(i), map_of[i]
+                s = tf.slice(squares, offset[None], size[None])
                 live = tf.logical_and(flagged, tf.greater(s, 0.0))
-                columns = to64(tf.gather(m, tf.where(live)[:, 0], axis=1))
-                columns = tf.cond(
+                picked = to64(tf.gather(m, _positions(live), axis=1))
+                picked = tf.cond(
                     k >= 0,
                     lambda: tf.math.unsorted_segment_sum(
-                        columns * signs.read(k), buckets.read(k), SKETCH_DIM
+                        picked * signs.read(k), buckets.read(k), SKETCH_DIM
                     ),
-                    lambda: columns,
+                    lambda: picked,
                 )
-                return exact_twins(columns, flagged, s, rtol2)
+                return exact_twins(picked, flagged, s, rtol2)
 
             # (Most layers have no flagged unit: the exact step's ops are skipped.)
             found = tf.cond(tf.reduce_any(flagged), exact, lambda: tf.zeros_like(flagged))
