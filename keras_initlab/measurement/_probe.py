@@ -46,7 +46,7 @@ from keras_initlab.measurement._sums import (
 )
 
 # Grappler is left off while the probe function is instantiated: on its large graph
-# (MobileNetV2: 5,600 ops) its passes cost more start-up than they save at a record. Measured
+# (MobileNetV2: 5,100 ops) its passes cost more start-up than they save at a record. Measured
 # on MobileNetV2 (CPU): instantiation 1.1-1.5 s without it, 2.7-3.1 s with only the remapper
 # and the memory optimizer on, records alike (0.32-0.42 s against 0.35-0.44 s). The values
 # are computed as written (no division by a constant is turned into a product by its
