@@ -26,10 +26,11 @@ from keras_initlab.measurement._distinct import (
     _sketch_map,
     distinct_consts,
     project,
-    screen,
     screen_dtype,
+    screen_flags,
     screen_lhs,
     screen_slack,
+    screen_terms,
     sketch_load,
     sketch_rows,
     uses_sketch,
@@ -169,7 +170,8 @@ def _twins_of(a: np.ndarray, summed: bool = False) -> tuple[np.ndarray, np.ndarr
         twins.add(0, a.shape[1], rows, load, a.shape[0] if sketched else None)
         norms2 = load * squares
     slack = screen_slack(screen_dtype(), SKETCH_DIM if summed else a.shape[0])
-    flagged = screen(p, squares, norms2, consts["rtol2"], slack, screen_dtype())
+    terms = screen_terms(p, squares, norms2, consts["rtol2"], slack, screen_dtype())
+    flagged = screen_flags(*terms)
     return twins.run(p, squares).numpy(), flagged.numpy()
 
 

@@ -25,18 +25,18 @@ The distinct units are those with no *earlier* twin (identical columns count onc
 comparison runs in two steps (`Twins`), so that its cost grows neither as ``rows x
 units^2`` nor with a copy of its ops per layer:
 
-1. A screen (`screen`): each column is projected on ``k = SCREEN_DIM`` orthonormal
-   directions of m's space, ``p_i = R^T m_i`` (``||R||_2 = 1``, so ``||p_i - p_j|| <= ||m_i
-   - m_j||``; for a sketched layer ``R^T C`` is applied to the rows, in the product that
-   also gives the per-unit sums: `screen_lhs`). A unit is flagged when some other unit j
-   has ``||p_i - p_j||^2 <= t_i + t_j``, ``t_i = rtol^2 s_i + slack n_i^2`` (``n_i^2 >=
-   ||m_i||^2``: ``L s_i`` for one replica's sketch, else ``||m_i||^2``). That holds for
-   every pair of twins: ``rtol^2 max(s_i, s_j) <= rtol^2 (s_i + s_j)``, and the slack
-   (`screen_slack`) bounds the rounding of ``p`` (float64 from the float32 outputs) and of
-   the U x U comparison (float32, or float64 where float32 products use TF32). Its cost is
-   one ``U x (k + 1) x U`` product and two passes over it. He units are not flagged (their
-   projected distances are about ``sqrt(k / dim)`` of their distance, near 1.4 of their
-   norm); twins, dead units and near-identical columns are.
+1. A screen (`screen_terms`, `screen_flags`): each column is projected on ``k = SCREEN_DIM``
+   orthonormal directions of m's space, ``p_i = R^T m_i`` (``||R||_2 = 1``, so ``||p_i -
+   p_j|| <= ||m_i - m_j||``; for a sketched layer ``R^T C`` is applied to the rows, in the
+   product that also gives the per-unit sums: `screen_lhs`). A unit is flagged when some
+   other unit j has ``||p_i - p_j||^2 <= t_i + t_j``, ``t_i = rtol^2 s_i + slack n_i^2``
+   (``n_i^2 >= ||m_i||^2``: ``L s_i`` for one replica's sketch, else ``||m_i||^2``). That
+   holds for every pair of twins: ``rtol^2 max(s_i, s_j) <= rtol^2 (s_i + s_j)``, and the
+   slack (`screen_slack`) bounds the rounding of ``p`` (float64 from the float32 outputs)
+   and of the U x U comparison (float32, or float64 where float32 products use TF32). Its
+   cost is one ``U x (k + 1) x U`` product and two passes over it. He units are not flagged
+   (their projected distances are about ``sqrt(k / dim)`` of their distance, near 1.4 of
+   their norm); twins, dead units and near-identical columns are.
 2. The flagged units (typically none) are compared exactly, as the definition states, in
    float64 on the Gram matrix of their own columns of ``m`` (`exact_twins`): a unit is never
    the twin of an unflagged one, since the screen flags both units of a pair.
@@ -59,7 +59,7 @@ from keras_initlab.measurement._sums import to64
 # rows themselves are as cheap).
 SKETCH_DIM = 128
 SKETCH_MIN_ROWS = 2 * SKETCH_DIM
-# Directions of the screen's projection (`screen`).
+# Directions of the screen's projection (`screen_terms`).
 SCREEN_DIM = 8
 
 
@@ -161,7 +161,7 @@ def screen_dtype() -> tf.DType:
 
 
 def screen_slack(dtype: tf.DType, rows: int | None) -> float:
-    """The ``slack`` of `screen` in ``t_i`` (see the module), for projections formed from
+    """The ``slack`` of the screen in ``t_i`` (see the module), for projections formed from
     ``rows`` rows (None: not static, bounded by 2^31).
 
     With ``e = u + gamma_{rows + dim}(u64)`` the relative error of each projected coordinate
@@ -213,19 +213,6 @@ def screen_flags(left: tf.Tensor, right: tf.Tensor, half: tf.Tensor) -> tf.Tenso
     h = tf.matmul(left, right, transpose_a=True)
     h = tf.linalg.set_diag(h, tf.fill(tf.shape(half), tf.constant(-np.inf, half.dtype)))
     return tf.reduce_max(h, 1) >= half
-
-
-def screen(
-    p: tf.Tensor,
-    squares: tf.Tensor,
-    norms2: tf.Tensor,
-    rtol2: tf.Tensor,
-    slack: Any,
-    dtype: tf.DType,
-) -> tf.Tensor:
-    """Per unit of one layer, whether some other unit may be its twin (see the module; a
-    superset): `screen_flags` of its `screen_terms`."""
-    return screen_flags(*screen_terms(p, squares, norms2, rtol2, slack, dtype))
 
 
 def exact_twins(
@@ -280,7 +267,7 @@ class Twins:
     Each layer (`add`) is a range of the units of all layers, whose screen projections and
     exact sums of squares `run` receives as one matrix and one vector, and ``m``: its
     sketch, or its rows (sketched for the exact step when the layer is sketched). `run`
-    compares all layers in one `tf.while_loop` (`screen`, then `exact_twins` on the flagged
+    compares all layers in one `tf.while_loop` (`screen_flags`, then `exact_twins` on the flagged
     columns), so the probe's graph holds one copy of the comparison however many layers
     there are (a copy per layer made its trace and its instantiation 2-3x slower on
     MobileNetV2, and each op costs time at every call).
