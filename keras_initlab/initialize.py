@@ -337,9 +337,9 @@ def drawn(model: Any, scheme: Any, *, seed: int | None = None) -> list[tuple[Any
     values without changing the model (the monitor's healthy reference).
 
     Example:
-    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="d")])
-    >>> [(v.path, tuple(value.shape)) for v, value in drawn(model, "he_normal", seed=0)]
-    [('sequential/d/kernel', (8, 4)), ('sequential/d/bias', (4,))]
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> [(v.name, tuple(value.shape)) for v, value in drawn(model, "he_normal", seed=0)]
+    [('kernel', (8, 4)), ('bias', (4,))]
     """
     specs = weight_specs(model)
     _, values = _draw(specs, scheme, seed)
