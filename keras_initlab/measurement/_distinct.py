@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_initlab.measurement._sums import to64
+from keras_initlab.measurement._sums import static_or_stacked, to64
 
 # Dimensions of the row sketch, and the fewest probe rows for which it is used (below, the
 # rows themselves are as cheap).
@@ -243,7 +243,7 @@ def exact_twins(
     near_zero = norms <= rtol2 * s_live
     # (The minimum of no index is the largest int64: "never".)
     first_dead = tf.reduce_min(dead_index)
-    first_near_zero = tf.reduce_min(tf.where(near_zero, live_index, first_dead.dtype.max))
+    first_near_zero = tf.reduce_min(tf.where(near_zero, live_index, live_index.dtype.max))
     live_found = tf.logical_or(
         tf.reduce_any(tf.logical_and(close, earlier), 1),
         tf.logical_and(near_zero, first_dead < live_index),
@@ -319,7 +319,7 @@ class Twins:
             table = tf.constant(np.stack([starts, sizes], 1).astype(np.int32).reshape(n, 2))
             load_of, slack_of = (tf.constant(np.repeat(v, sizes)) for v in (loads, slacks))
         else:  # a layer whose units are not static
-            counts = tf.stack([tf.cast(u, tf.int32) for u in sizes])
+            counts = static_or_stacked(sizes, tf.int32)
             index = tf.concat([tf.range(o, o + u) for o, u, *_ in self._jobs], 0)
             table = tf.stack([tf.cumsum(counts, exclusive=True), counts], 1)
             load_of, slack_of = (

@@ -40,6 +40,7 @@ from keras_initlab.measurement._sums import (
     as_rows,
     row_totals,
     saturated_count,
+    static_or_stacked,
     to64,
     unit_sums,
     variance_of,
@@ -353,7 +354,7 @@ def _layer_sums(
         "scaled": scale is not None,
         "gradient_of": seen["gradient_of"],
     }
-    counts = _static_or_stacked(count, tf.float64)
+    counts = static_or_stacked(count, tf.float64)
     if saturated:
         hits = tf.stack(list(saturated.values()))
         saturated_t = tf.math.unsorted_segment_sum(hits, list(saturated), n_layers)
@@ -372,13 +373,6 @@ def _layer_sums(
         # Sum the kernel gradients first: their variance is the variance of the total.
         payload["kernel_grads"] = [to64(g) for g in seen["kernel_grads"]]
     return payload, found, unscale
-
-
-def _static_or_stacked(values: Sequence[Any], dtype: tf.DType) -> tf.Tensor:
-    """A vector of Python numbers (one constant) or of numbers and scalar tensors."""
-    if not any(isinstance(v, tf.Tensor) for v in values):
-        return tf.constant(values, dtype)
-    return tf.stack([tf.cast(v, dtype) for v in values])
 
 
 def _scatter(
@@ -417,9 +411,9 @@ def _statistics(
         segments: Any = np.repeat(np.asarray(seen, np.int32), seen_units)
         unit_counts = tf.constant(np.asarray(units, np.float64))
     else:
-        sizes = _static_or_stacked(seen_units, tf.int32)
+        sizes = static_or_stacked(seen_units, tf.int32)
         segments = tf.repeat(tf.constant(seen, tf.int32), sizes)
-        unit_counts = tf.cast(_static_or_stacked(units, tf.int32), tf.float64)
+        unit_counts = tf.cast(static_or_stacked(units, tf.int32), tf.float64)
     if seen:
         lin, unit_squares = totals["lin"], totals["squares"]
         unit_totals = lin[0]

@@ -6,6 +6,7 @@ precision models are measured in full precision.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -55,6 +56,14 @@ def row_totals(t: Any, consts: Consts) -> tuple[tf.Tensor, tf.Tensor]:
     row vector: a reduction and a dot product, no squared copy)."""
     row = tf.reshape(to64(t), consts.get("row", (1, -1)))
     return tf.reduce_sum(row, consts.get("axis1", 1)), tf.matmul(row, row, transpose_b=True)
+
+
+def static_or_stacked(values: Sequence[Any], dtype: tf.DType) -> tf.Tensor:
+    """A vector of Python numbers (one constant) or of numbers and scalar tensors (unit
+    counts and sizes that are not static)."""
+    if not any(isinstance(v, tf.Tensor) for v in values):
+        return tf.constant(values, dtype)
+    return tf.stack([tf.cast(v, dtype) for v in values])
 
 
 class Consts:
