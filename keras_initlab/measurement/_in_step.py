@@ -143,7 +143,7 @@ class InStepTaps:
         consts = traced.consts
 
         def see(out: tf.Tensor) -> None:
-            a = tf.reshape(to64(out), consts.get("row", (1, -1)))
+            a = to64(out)  # (`row_totals` lays it out as one row)
             n = out.shape.num_elements()
             if n is not None:
                 count = consts.get(("count", n), [n], tf.float64)
