@@ -151,9 +151,13 @@ def _numpy_sketch(a: np.ndarray) -> np.ndarray:
     return m
 
 
-def _twins_of(a: np.ndarray, summed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _twins_of(
+    a: np.ndarray, summed: bool = False, dtype: tf.DType | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The probe's twin flags of one layer with rows ``a`` (one replica, or ``summed``: the
-    sketch as several replicas add it) and the flags the screen raised."""
+    sketch as several replicas add it) and the flags the screen raised in ``dtype`` (the
+    screen's own dtype by default; float64 is also that of its second screen)."""
+    dtype = dtype or screen_dtype()
     consts = distinct_consts(DISTINCT_RTOL)
     rows = tf.constant(a)
     squares = tf.reduce_sum(rows * rows, 0)
@@ -169,8 +173,8 @@ def _twins_of(a: np.ndarray, summed: bool = False) -> tuple[np.ndarray, np.ndarr
         load = sketch_load(a.shape[0])
         twins.add(0, a.shape[1], rows, load, a.shape[0] if sketched else None)
         norms2 = load * squares
-    slack = screen_slack(screen_dtype(), SKETCH_DIM if summed else a.shape[0])
-    terms = screen_terms(p, squares, norms2, consts["rtol2"], slack, screen_dtype())
+    slack = screen_slack(dtype, SKETCH_DIM if summed else a.shape[0])
+    terms = screen_terms(p, squares, norms2, consts["rtol2"], slack, dtype)
     flagged = screen_flags(*terms)
     return twins.run(p, squares).numpy(), flagged.numpy()
 
@@ -209,10 +213,11 @@ def test_twins_are_the_definition(kind, layout):
         assert int(np.sum(~got)) == exact_distinct(a)
 
 
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_screen_flags_every_twin_and_no_he_unit(kind):
+def test_the_screen_flags_every_twin_and_no_he_unit(kind, dtype):
     a = _columns(kind)
-    _, flagged = _twins_of(a)
+    _, flagged = _twins_of(a, dtype=dtype)
     squares = np.sum(a * a, 0)
     d = np.sum((a[:, :, None] - a[:, None, :]) ** 2, axis=0)
     twin = d <= DISTINCT_RTOL**2 * np.maximum(squares[:, None], squares[None, :])
@@ -224,20 +229,22 @@ def test_the_screen_flags_every_twin_and_no_he_unit(kind):
         np.testing.assert_array_equal(flagged, squares == 0)
 
 
-def test_screen_slack_bounds_its_rounding():
-    """The slack exceeds the rounding of the float32 comparison on real columns: the computed
-    squared distances of every pair are within ``slack (n_i^2 + n_j^2) / 2`` of NumPy's."""
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=["float32", "float64"])
+def test_screen_slack_bounds_its_rounding(dtype):
+    """The slack exceeds the rounding of the comparison on real columns: the computed
+    squared distances of every pair are within ``slack (n_i^2 + n_j^2) / 2`` of NumPy's (in
+    extended precision, whose rounding is below float64's)."""
     a = _columns("he", rows=64, units=256) * 10.0 ** np.random.default_rng(1).integers(-3, 3, 256)
     consts = distinct_consts(DISTINCT_RTOL)
     rows = tf.constant(a)
     p = unit_sums(rows, *screen_lhs(rows, consts, screened=True))[0][1:]
-    p32 = tf.cast(p, tf.float32)
-    q = tf.reduce_sum(p32 * p32, 0)
-    d = (q[:, None] + q[None, :] - 2.0 * tf.matmul(p32, p32, transpose_a=True)).numpy()
-    pn = p.numpy()
+    pd = tf.cast(p, dtype)
+    q = tf.reduce_sum(pd * pd, 0)
+    d = (q[:, None] + q[None, :] - 2.0 * tf.matmul(pd, pd, transpose_a=True)).numpy()
+    pn = p.numpy().astype(np.longdouble)
     exact = np.sum((pn[:, :, None] - pn[:, None, :]) ** 2, axis=0)
     n2 = np.sum(a * a, 0)
-    bound = screen_slack(tf.float32, a.shape[0]) * (n2[:, None] + n2[None, :]) / 2
+    bound = screen_slack(dtype, a.shape[0]) * (n2[:, None] + n2[None, :]) / 2
     assert np.all(np.abs(d - exact) <= bound)
     # and the projection shrinks every distance (orthonormal directions)
     assert np.all(exact <= np.sum((a[:, :, None] - a[:, None, :]) ** 2, axis=0) * (1 + 1e-12))
