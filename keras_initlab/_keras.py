@@ -33,6 +33,9 @@ The private uses, and why no public API does the job:
   once or of a ``keras.ops`` call.
 * ``MultiHeadAttention._softmax``: its Softmax sublayer (the dense sublayers are public).
 * ``tf.__internal__.EagerTensor``: telling an eager tensor from a graph tensor.
+* TensorFlow's ``record.should_record_backprop``: whether the gradient tape of the step
+  being traced records ops on a tensor (`is_watched`); Keras' training tape watches only the
+  trainable variables, and no public API says which tensors it will differentiate.
 * The eager context's ``_optimizer_experimental_options`` (TensorFlow): the Grappler options
   set for a block and put back exactly after it (`grappler_options`); the public
   ``tf.config.optimizer`` setter only adds options and its getter omits those left at their
@@ -73,6 +76,7 @@ __all__ = [
     "is_functional",
     "is_graph_tensor",
     "is_patched",
+    "is_watched",
     "logits_of",
     "own_variables",
     "patch_call",
@@ -326,6 +330,16 @@ def is_graph_tensor(y: Any) -> bool:
     import tensorflow as tf
 
     return getattr(y, "op", None) is not None and not isinstance(y, tf.__internal__.EagerTensor)
+
+
+def is_watched(t: Any) -> bool:
+    """Whether a gradient tape active now records the ops that read ``t`` (while a training
+    step is traced: whether ``t`` depends on a trainable variable, so that the step's
+    gradient reaches it)."""
+    from tensorflow.python.eager import record
+
+    should_record = _internal(record, "should_record_backprop", "TensorFlow's tape query")
+    return bool(should_record([t]))
 
 
 # ----------------------------------------------------------------------------- logging

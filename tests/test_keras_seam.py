@@ -151,6 +151,25 @@ def test_grappler_options_apply_inside_and_are_put_back_exactly():
     assert tf.config.optimizer.get_experimental_options() == before
 
 
+def test_is_watched_tells_what_the_training_tape_reaches():
+    """In a traced training step, an input-side tensor is off the tape, one that depends on a
+    trainable weight is on it (so its gradient is taken), outside any tape nothing is."""
+    model = small_model()
+    found = {}
+
+    @tf.function(autograph=False)
+    def step(x):
+        with tf.GradientTape():
+            scaled = x * 2.0
+            out = model(scaled)
+            found["input"], found["output"] = _keras.is_watched(scaled), _keras.is_watched(out)
+        found["after"] = _keras.is_watched(out)
+        return out
+
+    step(tf.ones((2, 4)))
+    assert found == {"input": False, "output": True, "after": False}
+
+
 def test_a_missing_internal_is_a_clear_error():
     class Stranger:
         pass

@@ -55,7 +55,9 @@ class VarianceMonitor(keras.callbacks.Callback):
     ``every_n_batches=1`` (or ``in_step=True``) the batch records come from taps inside the
     training step itself (``source="in_step"``: the statistics of that step's training
     batch in training mode, taken with no extra pass and read from a device ring buffer every
-    `IN_STEP_CAPACITY` steps; weight, unit and channel columns are None there). Other batch
+    `IN_STEP_CAPACITY` steps; weight, unit and channel columns are None there, and so are
+    the gradient and ``gradient_of`` of a layer that depends on no trainable variable, such
+    as an input Rescaling: the step's tape does not reach it). Other batch
     records and all step-0 / epoch-end records use the probe (``source="probe"``; ``mode`` says
     whether it ran in inference or training mode). Sources are never mixed in one alert
     comparison or one plot. A monitored layer that does not run (a sublayer its parent does

@@ -8,6 +8,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from keras_initlab import _keras
 from keras_initlab.measurement._probe import loss_scale
 from keras_initlab.measurement._routing import RECORDERS, route_output
 from keras_initlab.measurement._sums import (
@@ -98,6 +99,7 @@ class InStepTaps:
             n = len(self._activations)
             traced = self._traced
             traced.forward = [None] * n
+            traced.watched = [False] * n
             traced.consts = Consts()
             # Read before the step's update (as the backward taps see the loss scaled).
             scale = loss_scale(self._model.optimizer)
@@ -108,14 +110,17 @@ class InStepTaps:
             finally:
                 RECORDERS.remove(self)
             # Per layer, the gradient at its output or, where the loss reads its logits
-            # instead (from-logits shortcut), at its logits. Zero sums: a layer not called in
-            # this step gets NaN statistics, an output the loss does not depend on a zero
-            # gradient.
+            # instead (from-logits shortcut), at its logits; None where the step's tape does
+            # not reach the output (it depends on no trainable variable: an input Rescaling
+            # or Normalization), so the step has no gradient there. Zero sums: a layer not
+            # called in this step gets NaN statistics, an output the loss does not depend on
+            # a zero gradient.
             self.seen = [f is not None for f in traced.forward]
             self.gradient_of = [
-                None if f is None else "output" if o is not None or g is None else "logits"
-                for f, o, g in zip(
+                None if f is None or not w else "output" if o is not None or g is None else "logits"
+                for f, w, o, g in zip(
                     traced.forward,
+                    traced.watched,
                     traced.backward["output"],
                     traced.backward["logits"],
                     strict=True,
@@ -143,6 +148,7 @@ class InStepTaps:
         consts = traced.consts
 
         def see(out: tf.Tensor) -> None:
+            traced.watched[index] = traced.watched[index] or _keras.is_watched(out)
             a = to64(out)  # (`row_totals` lays it out as one row)
             n = out.shape.num_elements()
             if n is not None:

@@ -3,8 +3,8 @@
 `RECORD_KEYS` are the keys of a record: where and when (``epoch``, ``step``, ``event``,
 ``source``: ``"probe"`` or ``"in_step"``), which layer (``layer``: its path,
 ``layer_class``, ``activation``), how (``mode``: ``"inference"`` or ``"training"``;
-``gradient_of``: ``"output"`` or ``"logits"``) and the statistics (`COLUMNS`). A column that
-does not apply is None.
+``gradient_of``: ``"output"`` or ``"logits"``, None where no gradient was taken) and the
+statistics (`COLUMNS`). A column that does not apply is None.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ class RecordTable:
         ``context`` gives ``epoch``, ``step``, ``event``, ``source`` and ``mode``. A column
         that does not apply stays None: weight columns of a layer without a kernel,
         saturation of a non-saturating activation, gradients without targets
-        (``with_gradients=False``). A layer that did not run for this source (a sublayer
+        (``with_gradients=False``) or where ``gradient_of`` is None (in the training step, a
+        layer that depends on no trainable variable: the step's tape does not reach it).
+        A layer that did not run for this source (a sublayer
         its parent does not call, such as the `Softmax` of a `MultiHeadAttention` on its
         fused path) has no record; it is listed once in `skipped`.
         """
@@ -95,8 +97,9 @@ class RecordTable:
                 gradient_of=gradient_of[i] if with_gradients else None,
             )
             unused = self._unused[i]
+            gradients = with_gradients and gradient_of[i] is not None
             for key, value in zip(columns, values, strict=True):
-                if key not in unused and (with_gradients or key not in _GRADIENT_KEYS):
+                if key not in unused and (gradients or key not in _GRADIENT_KEYS):
                     row[key] = value
             for key in _INT_KEYS:
                 value = row[key]

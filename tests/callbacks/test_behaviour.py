@@ -270,8 +270,9 @@ def test_records_hold_only_python_scalars_per_layer_and_record():
 
 def test_in_step_records_of_a_layer_before_the_first_weights():
     """An input Normalization (as in EfficientNet) has no gradient in the training step,
-    whose tape does not watch the inputs: its in-step gradient sums are zero, the other
-    layers' records are whole."""
+    whose tape does not watch the inputs: its in-step records say so (``gradient_of`` and
+    ``gradient_var`` None, not a zero that reads as a vanished gradient), its probe records
+    have the gradient, and the other layers' records are whole."""
     x, y = _xy()
     model = keras.Sequential(
         [
@@ -287,7 +288,11 @@ def test_in_step_records_of_a_layer_before_the_first_weights():
     in_step = [r for r in monitor.records if r["source"] == "in_step"]
     scale = [r for r in in_step if r["layer"] == "scale"]
     assert scale
-    assert all(r["gradient_var"] == 0.0 for r in scale)
+    assert all(r["gradient_var"] is None and r["gradient_of"] is None for r in scale)
+    assert all(math.isfinite(r["activation_var"]) for r in scale)
+    probed = [r for r in monitor.records if r["source"] == "probe" and r["layer"] == "scale"]
+    assert probed
+    assert all(r["gradient_var"] > 0 and r["gradient_of"] == "output" for r in probed)
     assert all(
         math.isfinite(r["activation_var"]) and r["gradient_var"] > 0
         for r in in_step
