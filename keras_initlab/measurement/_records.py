@@ -80,9 +80,9 @@ class RecordTable:
         saturation of a non-saturating activation, gradients without targets
         (``with_gradients=False``) or where ``gradient_of`` is None (in the training step, a
         layer that depends on no trainable variable: the step's tape does not reach it).
-        A layer that did not run for this source (a sublayer
-        its parent does not call, such as the `Softmax` of a `MultiHeadAttention` on its
-        fused path) has no record; it is listed once in `skipped`.
+        A layer that did not run for this source (a sublayer its parent does not call, such
+        as the `Softmax` of a `MultiHeadAttention` on its fused path) has no record; it is
+        listed once in `skipped`.
         """
         rows = []
         for i, values in enumerate(matrix.tolist()):
