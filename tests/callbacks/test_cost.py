@@ -96,3 +96,34 @@ def test_a_first_fit_with_in_step_records_leaves_the_plain_function_untraced():
     _fit(model)
     assert model.train_function is plain
     assert Counting.traces == 2
+
+
+def test_the_probe_is_instantiated_without_grappler_and_later_calls_skip_the_options(
+    monkeypatch,
+):
+    """Grappler's options are set for the first call of each probe shape (when TensorFlow
+    instantiates the function) and not for the calls after it, which they would slow."""
+    import contextlib
+
+    from keras_initlab import _keras
+    from keras_initlab.measurement import Measurement
+    from keras_initlab.measurement._probe import NO_GRAPPLER
+
+    set_for: list[int] = []
+    calls = [0]
+    real = _keras.grappler_options
+
+    @contextlib.contextmanager
+    def recording(options):
+        set_for.append(calls[0])
+        assert options == NO_GRAPPLER
+        with real(options):
+            yield
+
+    monkeypatch.setattr(_keras, "grappler_options", recording)
+    x, y = _data()
+    measurement = Measurement(_model())
+    for probe in [(x, y), (x, y), (x[:16], y[:16]), (x, y), (x[:16], y[:16])]:
+        calls[0] += 1
+        measurement(probe)
+    assert set_for == [1, 3]  # the first call of each shape
