@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_initlab.measurement._sums import static_or_stacked, to64
+from keras_initlab.measurement._sums import to64
 
 # Dimensions of the row sketch, and the fewest probe rows for which it is used (below, the
 # rows themselves are as cheap).
@@ -312,29 +312,32 @@ class Twins:
         signs = _tensor_list((tf.constant(s) for _, s in maps), tf.float64, 2)
         # The screen's terms of all compared units at once (in the order of the layers), sliced
         # per layer in the loop: per unit, n_i^2 (L s_i, or ||m_i||^2 where m is a summed
-        # sketch) and its layer's slack.
+        # sketch) and its layer's slack. Unit counts are static (a compared layer's are);
+        # only the offsets after a layer whose units are not static are tensors.
         sizes = [j[1] for j in self._jobs]
         loads = [j[3] for j in self._jobs]
-        slacks = [screen_slack(dtype, j[5]) for j in self._jobs]
-        if all(isinstance(v, int) for j in self._jobs for v in j[:2]):
+        starts = np.cumsum([0, *sizes[:-1]])
+        table = tf.constant(np.stack([starts, sizes], 1).astype(np.int32).reshape(n, 2))
+
+        def per_unit(values: list[float]) -> tf.Tensor:
+            """One value per layer, repeated over its units."""
+            return tf.constant(np.repeat(values, sizes))
+
+        def slack_of(of: tf.DType) -> tf.Tensor:
+            return per_unit([screen_slack(of, j[5]) for j in self._jobs])
+
+        if all(isinstance(j[0], int) for j in self._jobs):
             index = tf.constant(np.concatenate([np.arange(o, o + u) for o, u, *_ in self._jobs]))
-            starts = np.cumsum([0, *sizes[:-1]])
-            table = tf.constant(np.stack([starts, sizes], 1).astype(np.int32).reshape(n, 2))
-            load_of, slack_of = (tf.constant(np.repeat(v, sizes)) for v in (loads, slacks))
-        else:  # a layer whose units are not static
-            counts = static_or_stacked(sizes, tf.int32)
+        else:
             index = tf.concat([tf.range(o, o + u) for o, u, *_ in self._jobs], 0)
-            table = tf.stack([tf.cumsum(counts, exclusive=True), counts], 1)
-            load_of, slack_of = (
-                tf.repeat(tf.constant(v, tf.float64), counts) for v in (loads, slacks)
-            )
         p = tf.gather(p_all, index, axis=1)
         squares = tf.gather(squares_all, index)
         if all(loads):
-            norms2 = load_of * squares
+            norms2 = per_unit(loads) * squares
         else:  # (the summed sketch of several replicas: its own norms)
             norms2 = tf.concat([tf.reduce_sum(tf.square(to64(m)), 0) for m in columns], 0)
-        left_all, right_all, half_all = screen_terms(p, squares, norms2, rtol2, slack_of, dtype)
+        terms = screen_terms(p, squares, norms2, rtol2, slack_of(dtype), dtype)
+        left_all, right_all, half_all = terms
         # In float32, a layer's flagged units are screened again among themselves in float64
         # (its slack is 1e-7 to 1e-5 of float32's): trained layers have many units within
         # float32's slack of another (MobileNetV2 after 4 steps: 11,500 live units flagged,
@@ -342,8 +345,7 @@ class Twins:
         # flagged by both screens, so no twin is lost.
         again = None
         if dtype != tf.float64:
-            slack64 = np.repeat([screen_slack(tf.float64, j[5]) for j in self._jobs], sizes)
-            again = screen_terms(p, squares, norms2, rtol2, tf.constant(slack64), tf.float64)
+            again = screen_terms(p, squares, norms2, rtol2, slack_of(tf.float64), tf.float64)
         map_of = tf.constant([j[4] for j in self._jobs], tf.int32)
 
         def body(i: tf.Tensor, out: tf.TensorArray) -> tuple[tf.Tensor, tf.TensorArray]:
