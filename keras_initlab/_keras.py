@@ -36,10 +36,12 @@ The private uses, and why no public API does the job:
 * TensorFlow's ``record.should_record_backprop``: whether the gradient tape of the step
   being traced records ops on a tensor (`is_watched`); Keras' training tape watches only the
   trainable variables, and no public API says which tensors it will differentiate.
-* The eager context's ``_optimizer_experimental_options`` (TensorFlow): the Grappler options
-  set for a block and put back exactly after it (`grappler_options`); the public
-  ``tf.config.optimizer`` setter only adds options and its getter omits those left at their
-  default, so it cannot put back what was there.
+* The eager context's ``_optimizer_experimental_options`` and ``_thread_local_data``
+  (TensorFlow): the call options of a `tf.function` built under other Grappler options
+  (`grappler_call_options`) and put in place for a block of calls
+  (`calling_with`), the previous ones put back exactly; the public ``tf.config.optimizer``
+  setter only adds options and its getter omits those left at their default, so it cannot
+  put back what was there.
 * Instance attributes set with ``object.__setattr__`` (``call``, ``train_step``,
   ``activation``, the per-model cache of traced measurements): Keras' attribute tracking
   must not see them.
@@ -65,12 +67,13 @@ __all__ = [
     "add_batch_hook",
     "all_layers",
     "attention_softmax",
+    "calling_with",
     "child_layers",
     "compiled_loss",
     "compute_loss",
     "fit_batch",
     "functional_calls",
-    "grappler_options",
+    "grappler_call_options",
     "instance_cache",
     "is_built",
     "is_functional",
@@ -372,23 +375,45 @@ def quiet_retracing_warnings(*names: str) -> None:
     logger.addFilter(_OwnRetracingFilter(tuple(names)))
 
 
-@contextlib.contextmanager
-def grappler_options(options: dict[str, Any]) -> Iterator[None]:
-    """TensorFlow's global Grappler ``options`` for the block, the previous ones after it.
+def grappler_call_options(options: dict[str, Any]) -> Any:
+    """TensorFlow's call options for `tf.function` calls under Grappler's ``options``.
 
-    Read when a `tf.function` is instantiated (its first call per input signature).
+    A function is instantiated, and optimized, once per input signature *and* per call
+    options, which travel with every call (its ``config_proto``): a function first called
+    with these options must be called with the same ones afterwards, or its next call
+    instantiates it again under the others. Building them costs about 0.35 ms, so they are
+    built once and put in place for each call by `calling_with`. TensorFlow's global options
+    and this thread's call options are left as they were.
     """
     from tensorflow.python.eager import context
 
     ctx = context.context()
     current = _internal(ctx, "_optimizer_experimental_options", "TensorFlow's optimizer options")
-    saved = dict(current)
+    local = _internal(ctx, "_thread_local_data", "TensorFlow's per-thread eager context")
+    saved, own = dict(current), local.function_call_options
     ctx.set_optimizer_experimental_options(options)
     try:
-        yield
+        return ctx.function_call_options
     finally:
         current.clear()
         ctx.set_optimizer_experimental_options(saved)
+        local.function_call_options = own
+
+
+@contextlib.contextmanager
+def calling_with(call_options: Any) -> Iterator[None]:
+    """``call_options`` (from `grappler_call_options`) for the `tf.function` calls this
+    thread makes in the block; the previous ones (exactly) after it."""
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
+    local = _internal(ctx, "_thread_local_data", "TensorFlow's per-thread eager context")
+    saved = local.function_call_options
+    ctx.function_call_options = call_options
+    try:
+        yield
+    finally:
+        local.function_call_options = saved
 
 
 # ----------------------------------------------------------------------------- graph (propagate)

@@ -134,20 +134,34 @@ def test_retracing_filter_is_installed_once():
     assert ours[0].filter(other)
 
 
-def test_grappler_options_apply_inside_and_are_put_back_exactly():
+def test_grappler_call_options_apply_to_the_calls_of_the_block_and_are_put_back_exactly():
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.eager import context
+
+    ctx = context.context()
     before = tf.config.optimizer.get_experimental_options()
     assert "constant_folding" not in before  # left at its default, which the getter omits
-    with _keras.grappler_options({"constant_folding": False}):
-        assert tf.config.optimizer.get_experimental_options()["constant_folding"] is False
-
-        @tf.function(autograph=False)
-        def double(x):
-            return x * tf.constant(2.0)
-
-        assert double(tf.constant(1.5)).numpy() == 3.0  # instantiated under the options
+    own = ctx.function_call_options
+    options = _keras.grappler_call_options({"constant_folding": False})
     assert tf.config.optimizer.get_experimental_options() == before
-    with pytest.raises(RuntimeError), _keras.grappler_options({"layout_optimizer": False}):
+    assert ctx.function_call_options is own
+    rewrite = config_pb2.ConfigProto.FromString(options.config_proto_serialized)
+    assert (
+        rewrite.graph_options.rewrite_options.constant_folding
+        == rewriter_config_pb2.RewriterConfig.OFF
+    )
+
+    @tf.function(autograph=False)
+    def double(x):
+        return x * tf.constant(2.0)
+
+    with _keras.calling_with(options):
+        assert ctx.function_call_options is options
+        assert double(tf.constant(1.5)).numpy() == 3.0  # called with them
+    assert ctx.function_call_options is own
+    with pytest.raises(RuntimeError), _keras.calling_with(options):
         raise RuntimeError("inside")
+    assert ctx.function_call_options is own
     assert tf.config.optimizer.get_experimental_options() == before
 
 

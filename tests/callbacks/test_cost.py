@@ -98,32 +98,35 @@ def test_a_first_fit_with_in_step_records_leaves_the_plain_function_untraced():
     assert Counting.traces == 2
 
 
-def test_the_probe_is_instantiated_without_grappler_and_later_calls_skip_the_options(
-    monkeypatch,
-):
-    """Grappler's options are set for the first call of each probe shape (when TensorFlow
-    instantiates the function) and not for the calls after it, which they would slow."""
-    import contextlib
+def test_every_probe_call_carries_the_call_options_it_was_instantiated_with(monkeypatch):
+    """TensorFlow instantiates a function once per input signature and per call options
+    (they travel with each call): every call of the probe carries the same ones, Grappler
+    off, so it is instantiated once per probe shape and never again with Grappler on; the
+    thread's own call options and TensorFlow's global options are left as they were."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.eager import context
 
-    from keras_initlab import _keras
     from keras_initlab.measurement import Measurement
-    from keras_initlab.measurement._probe import NO_GRAPPLER
 
-    set_for: list[int] = []
-    calls = [0]
-    real = _keras.grappler_options
+    carried: list[bytes] = []
+    real = context.Context.call_function
 
-    @contextlib.contextmanager
-    def recording(options):
-        set_for.append(calls[0])
-        assert options == NO_GRAPPLER
-        with real(options):
-            yield
+    def recording(self, name, tensor_inputs, num_outputs):
+        if b"probe" in name:
+            carried.append(self.function_call_options.config_proto_serialized)
+        return real(self, name, tensor_inputs, num_outputs)
 
-    monkeypatch.setattr(_keras, "grappler_options", recording)
+    monkeypatch.setattr(context.Context, "call_function", recording)
+    ctx = context.context()
+    own, options = ctx.function_call_options, tf.config.optimizer.get_experimental_options()
     x, y = _data()
     measurement = Measurement(_model())
     for probe in [(x, y), (x, y), (x[:16], y[:16]), (x, y), (x[:16], y[:16])]:
-        calls[0] += 1
         measurement(probe)
-    assert set_for == [1, 3]  # the first call of each shape
+    assert len(carried) == 5
+    assert len(set(carried)) == 1
+    config = config_pb2.ConfigProto.FromString(carried[0])
+    assert config.graph_options.rewrite_options.disable_meta_optimizer
+    assert ctx.function_call_options is own
+    assert tf.config.optimizer.get_experimental_options() == options

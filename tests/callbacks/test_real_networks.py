@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_initlab import _keras
 from keras_initlab.callbacks import VarianceMonitor
 from keras_initlab.measurement._selection import monitored_layers
 
@@ -189,23 +190,21 @@ def test_in_step_taps_train_like_a_plain_fit(name):
         assert np.max(np.abs(a - b)) <= 1e-6 * scale, v.path
 
 
-def test_in_step_taps_on_a_batchnorm_network_change_only_rounding():
-    """MobileNetV2 (BatchNorm in training mode over 8 samples): reading the layer outputs
-    changes which ops Grappler fuses, so the forward pass rounds differently (measured: the
-    step-1 loss, same weights, 2.7e-6 relative; a bare tf.identity alone gives 8e-8), and
-    BatchNorm's backward pass, a difference of nearly equal terms, amplifies that (first
-    kernel updates: median 3e-5 relative). This small-batch regime is chaotic enough that
-    such differences grow over a few steps, so the check is made on the first step, where a
-    systematic change (a lost from-logits shortcut, a wrong gradient) would be O(1)."""
-    (plain, plain_logs, start), (watched, logs, _) = _fits("mobilenetv2", steps=1, epochs=1)
-    np.testing.assert_allclose(logs["loss"], plain_logs["loss"], rtol=1e-5)
-    kernels = [i for i, v in enumerate(plain.trainable_variables) if v.path.endswith("kernel")]
-    assert len(kernels) > 50
-    for i in kernels:
-        w0 = start[i]
-        a = np.asarray(watched.trainable_variables[i]) - w0
-        b = np.asarray(plain.trainable_variables[i]) - w0
-        assert np.linalg.norm(a - b) <= 1e-3 * np.linalg.norm(b), plain.trainable_variables[i].path
+def test_in_step_taps_on_a_batchnorm_network_train_bit_identically_on_the_same_kernels():
+    """MobileNetV2, BatchNorm in training mode over 8 samples, two epochs of two steps: the
+    taps only read the layer outputs, so when both fits run the same kernels (Grappler off
+    in both) every variable and every loss is bit-identical. With Grappler on, reading the
+    outputs changes which ops it fuses, so the graphs run different kernels, whose rounding
+    BatchNorm's backward pass amplifies (a difference of nearly equal terms): how much is
+    the CPU's (measured: first kernel updates 3e-5 relative on one CPU, 9e-4 on another),
+    so it is not what this checks."""
+    no_grappler = _keras.grappler_call_options({"disable_meta_optimizer": True})
+    with _keras.calling_with(no_grappler):
+        (plain, plain_logs, _), (watched, logs, _) = _fits("mobilenetv2", steps=2, epochs=2)
+    assert logs["loss"] == plain_logs["loss"]
+    assert len(plain.variables) > 200
+    for v, w in zip(watched.variables, plain.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(v), np.asarray(w), err_msg=v.path)
 
 
 def test_probe_mode_training_uses_batch_statistics_and_restores_them(ref):
