@@ -16,7 +16,9 @@ of the same batch (a plain ``fit`` epoch over its steps):
 
 and, for ``every_n_batches=1``, a bare training step (forward, backward, SGD update, no
 Keras ``fit`` loop around it), then the same with one read, float32 and float64 moments of
-every output and gradient inside the step, over the plain ``fit`` step.
+every output and gradient inside the step, over the plain ``fit`` step. The first call of
+each (trace and instantiation; for ``record`` the model's build too) is printed next to a
+first 2-step ``fit``, which traces the training step: the start-up side of the same floor.
 
     python benchmarks/bench_record_floor.py [--models mlp,cnn,mobilenetv2] [--repeats 3]
 """
@@ -101,9 +103,14 @@ def bench(name: str, repeats: int) -> None:
     runs: dict[str, Callable[[], object]] = {"record": lambda: measurement(probe)}
     for label, kind, training in VARIANTS:
         runs[label] = functools.partial(functions(model, kind, training), *probe)
-    for run in runs.values():  # traced and instantiated
+    first = {}
+    for label, run in runs.items():  # traced and instantiated
+        start = time.process_time()
         run()
+        first[label] = time.process_time() - start
+    start = time.process_time()
     model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, verbose=0)
+    first_fit = time.process_time() - start
     times: dict[str, list[float]] = {"step": [], **{k: [] for k in runs}}
     for _ in range(repeats):
         start = time.process_time()
@@ -115,10 +122,18 @@ def bench(name: str, repeats: int) -> None:
                 run()
                 times[label].append(time.process_time() - start)
     step = statistics.median(times.pop("step"))
-    print(f"{name}: plain fit step {1000 * step:.1f} ms CPU (batch {batch})", flush=True)
+    print(
+        f"{name}: plain fit step {1000 * step:.1f} ms CPU (batch {batch}); a first fit of "
+        f"2 steps (tracing the training step) {first_fit:.2f} s",
+        flush=True,
+    )
     for label, t in times.items():
         cost = statistics.median(t)
-        print(f"  {label:24s} {1000 * cost:8.1f} ms = {cost / step:.2f} steps", flush=True)
+        print(
+            f"  {label:24s} {1000 * cost:8.1f} ms = {cost / step:.2f} steps; "
+            f"first call {first[label]:.2f} s",
+            flush=True,
+        )
 
 
 def main() -> None:
