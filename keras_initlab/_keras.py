@@ -389,7 +389,7 @@ def grappler_call_options(options: dict[str, Any]) -> Any:
 
     ctx = context.context()
     current = _internal(ctx, "_optimizer_experimental_options", "TensorFlow's optimizer options")
-    local = _internal(ctx, "_thread_local_data", "TensorFlow's per-thread eager context")
+    local = _thread_local(ctx)
     saved, own = dict(current), local.function_call_options
     ctx.set_optimizer_experimental_options(options)
     try:
@@ -407,13 +407,18 @@ def calling_with(call_options: Any) -> Iterator[None]:
     from tensorflow.python.eager import context
 
     ctx = context.context()
-    local = _internal(ctx, "_thread_local_data", "TensorFlow's per-thread eager context")
+    local = _thread_local(ctx)
     saved = local.function_call_options
     ctx.function_call_options = call_options
     try:
         yield
     finally:
         local.function_call_options = saved
+
+
+def _thread_local(ctx: Any) -> Any:
+    """The eager context's per-thread data, which holds this thread's call options."""
+    return _internal(ctx, "_thread_local_data", "TensorFlow's per-thread eager context")
 
 
 # ----------------------------------------------------------------------------- graph (propagate)

@@ -336,8 +336,9 @@ class Twins:
             norms2 = per_unit(loads) * squares
         else:  # (the summed sketch of several replicas: its own norms)
             norms2 = tf.concat([tf.reduce_sum(tf.square(to64(m)), 0) for m in columns], 0)
-        terms = screen_terms(p, squares, norms2, rtol2, slack_of(dtype), dtype)
-        left_all, right_all, half_all = terms
+        left_all, right_all, half_all = screen_terms(
+            p, squares, norms2, rtol2, slack_of(dtype), dtype
+        )
         # In float32, a layer's flagged units are screened again among themselves in float64
         # (its slack is 1e-7 to 1e-5 of float32's): trained layers have many units within
         # float32's slack of another (MobileNetV2 after 4 steps: 11,500 live units flagged,

@@ -579,7 +579,7 @@ class ProbeFunction:
     def __init__(self, fn: Any, layout: dict[str, Any]) -> None:
         self._fn = fn
         self._layout = layout
-        self._call_options: Any = None  # `NO_GRAPPLER`'s, built at the first call
+        self._call_options = _keras.grappler_call_options(NO_GRAPPLER)
 
     def __repr__(self) -> str:
         return f"ProbeFunction(traced={bool(self._layout)})"
@@ -588,8 +588,6 @@ class ProbeFunction:
         # Every call carries the same call options: TensorFlow instantiates a function once
         # per input signature and per call options, and the probe's instantiation must not
         # be repeated with Grappler on at the next call (MLP: 0.43 s, instantiation again).
-        if self._call_options is None:
-            self._call_options = _keras.grappler_call_options(NO_GRAPPLER)
         with _keras.calling_with(self._call_options):
             return np.asarray(self._fn(x, y, sample_weight))
 
