@@ -57,19 +57,18 @@ def moments(tensors: list[tf.Tensor], kind: str) -> list[tf.Tensor]:
     return out
 
 
-def functions(model: keras.Model, kind: str, step: bool) -> tf.types.experimental.Function:
-    """The probe pass (``step=False``) or a bare training step with the statistics ``kind``."""
-    layers = [layer for _, layer in monitored_layers(model)]
-    taps = keras.Model(model.inputs, [layer.output for layer in layers] + list(model.outputs))
-    optimizer = keras.optimizers.SGD(0.01)
-    optimizer.build(model.trainable_variables)
+def functions(
+    taps: keras.Model, optimizer: keras.optimizers.Optimizer, kind: str, step: bool
+) -> tf.types.experimental.Function:
+    """The probe pass (``step=False``) or a bare training step with the statistics ``kind``;
+    ``taps`` returns every measured output, then the model's output."""
 
     @tf.function(autograph=False)
     def f(x, y):
         with tf.GradientTape() as tape:
             outs = taps(x, training=step)
             loss = LOSS(y, outs[-1])
-        outs, weights = outs[:-1], model.trainable_variables
+        outs, weights = outs[:-1], taps.trainable_variables
         grads = tape.gradient(loss, outs + weights)
         if step:
             optimizer.apply(grads[len(outs) :], weights)
@@ -100,9 +99,13 @@ def bench(name: str, repeats: int) -> None:
     x, y = (tf.constant(v) for v in data(model, batch * STEPS))
     probe = (x[:batch], y[:batch])
     measurement = Measurement(model)
+    layers = [layer for _, layer in monitored_layers(model)]
+    taps = keras.Model(model.inputs, [layer.output for layer in layers] + list(model.outputs))
+    optimizer = keras.optimizers.SGD(0.01)
+    optimizer.build(taps.trainable_variables)
     runs: dict[str, Callable[[], object]] = {"record": lambda: measurement(probe)}
     for label, kind, training in VARIANTS:
-        runs[label] = functools.partial(functions(model, kind, training), *probe)
+        runs[label] = functools.partial(functions(taps, optimizer, kind, training), *probe)
     first = {}
     for label, run in runs.items():  # traced and instantiated
         start = time.process_time()
