@@ -445,12 +445,11 @@ def inspect(args: argparse.Namespace) -> int:
 
     auto = args.scheme == AUTO
     if args.scheme is not None and not auto:
-        from keras_initlab.schemes import get_scheme
+        from keras_initlab._validation import unknown_name_message
+        from keras_initlab.schemes import SCHEMES
 
-        try:
-            get_scheme(args.scheme)
-        except ValueError as error:
-            raise UsageError(_one_line(error)) from None
+        if args.scheme not in SCHEMES:  # "lsuv" too: it needs data, inspect has none
+            raise UsageError(unknown_name_message("scheme", args.scheme, [*SCHEMES, AUTO]))
     try:
         model = load_model_file(args.model)
     except ModelUnreadable as error:

@@ -26,6 +26,7 @@ import keras
 from keras import ops
 
 from keras_initlab import initializers as ini
+from keras_initlab._validation import unknown_name_message
 from keras_initlab.layer_weights import WeightSpec, other_weights, weight_specs
 from keras_initlab.lsuv import LSUV
 from keras_initlab.residual_init import (
@@ -34,12 +35,15 @@ from keras_initlab.residual_init import (
     check_rule,
     plan_residual,
 )
-from keras_initlab.schemes import as_scheme, base_seed, for_weight, weight_seed
+from keras_initlab.schemes import SCHEMES, as_scheme, base_seed, for_weight, weight_seed
 from keras_initlab.text_table import RowReport, format_table
 
 # Schemes applied as they are to recurrent kernels; every other scheme gets an orthogonal
 # recurrent kernel per gate (the choice of Keras' defaults, and of Saxe et al. 2014).
 _RECURRENT_AS_GIVEN = (ini.Constant, ini.ScaledIdentity, ini.Orthogonal)
+# The scheme names `initialize` knows: the schemes of ``SCHEMES``, AutoInit's "auto", and
+# "lsuv", which is refused with a pointer to ``keras_initlab.LSUV(x)`` (it needs data).
+INITIALIZE_SCHEMES = (*SCHEMES, "auto", "lsuv")
 REDRAWN = "re-drawn"
 KEPT = "kept"
 NOT_HANDLED = "not handled"
@@ -244,6 +248,11 @@ def initialize(
     >>> [(r.add, r.weight, r.factor) for r in rows]
     [('sum', 'd2/kernel', 0.0), ('sum', 'd2/bias', 0.0)]
     """
+    if isinstance(scheme, str) and scheme not in INITIALIZE_SCHEMES:
+        raise ValueError(
+            unknown_name_message("scheme", scheme, INITIALIZE_SCHEMES)
+            + " ('lsuv' is passed as `keras_initlab.LSUV(x)`, with a batch of data `x`.)"
+        )
     if input_var is not None and not (isinstance(scheme, str) and scheme == "auto"):
         raise ValueError(
             "Argument `input_var` applies to scheme 'auto' only. "
@@ -311,7 +320,8 @@ def _draw(
     if base is None:
         if not isinstance(scheme, keras.initializers.Initializer):
             raise TypeError(
-                "Argument `scheme` must be a scheme name or a keras.initializers.Initializer. "
+                "Argument `scheme` must be a scheme name (keras_initlab.schemes.SCHEMES or "
+                "'auto'), `keras_initlab.LSUV(x)` or a keras.initializers.Initializer. "
                 f"Received: scheme={scheme!r}"
             )
         base = scheme

@@ -332,3 +332,25 @@ def test_a_failing_scheme_leaves_every_weight_as_it_was():
 def test_bad_arguments_are_named(model, scheme, kwargs, error, message):
     with pytest.raises(error, match=message):
         ki.initialize(model(), scheme, **kwargs)
+
+
+def test_an_unknown_scheme_name_lists_auto_and_lsuv():
+    model = keras.Sequential([keras.Input((2,)), L.Dense(3)])
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"Argument `scheme` must be one of \[") as caught:
+        ki.initialize(model, "he_nromal")
+    message = str(caught.value)
+    allowed = message.split("must be one of", 1)[1].split("Received:", 1)[0]
+    for name in ("'auto'", "'lsuv'", "'he_normal'", "'orthogonal'"):
+        assert name in allowed
+    assert "Did you mean 'he_normal'" in message
+    assert "`keras_initlab.LSUV(x)`" in message
+    with pytest.raises(ValueError, match=r"Received: scheme='atuo'.*Did you mean 'auto'"):
+        ki.initialize(model, "atuo", input_var=2.0)  # the name first, before `input_var`
+    # "lsuv" is a known name, refused with its own message (it needs a batch of data)
+    with pytest.raises(ValueError, match=r"LSUV needs a batch of data.*scheme='lsuv'"):
+        ki.initialize(model, "lsuv")
+    with pytest.raises(TypeError, match=r"'auto'\), `keras_initlab\.LSUV\(x\)` or a keras"):
+        ki.initialize(model, 3.0)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 
 import keras
 import matplotlib
@@ -83,6 +84,109 @@ def test_plots_under_agg(trained):
         plot_variance(monitor.records, steps=[first + 7])
     with pytest.raises(ValueError, match="at least one record"):
         plot_variance([])
+
+
+def test_to_csv_takes_a_path_or_a_text_file_and_names_anything_else(trained, tmp_path):
+    from keras_initlab import measure
+
+    model, x, y = trained
+    monitor = VarianceMonitor((x, y), alert=False)
+    monitor.records = measure(model, x)
+    monitor.to_csv(str(tmp_path / "r.csv"))
+    text = io.StringIO()
+    monitor.to_csv(text)
+    assert not text.closed  # the caller's file stays open
+    assert text.getvalue().replace("\r\n", "\n") == (tmp_path / "r.csv").read_text()
+    rows = list(csv.DictReader(io.StringIO(text.getvalue())))
+    assert [r["layer"] for r in rows] == ["h", "r", "o"]
+    with open(tmp_path / "f.csv", "w", newline="") as f:
+        monitor.to_csv(f)
+    assert (tmp_path / "f.csv").read_text() == (tmp_path / "r.csv").read_text()
+    allowed = r"Argument `path` must be a str or os\.PathLike path, or a text file object"
+    for bad in (123, None, b"r.csv"):
+        with pytest.raises(TypeError, match=rf"{allowed}.*Received: path={bad!r}"):
+            monitor.to_csv(bad)
+    with pytest.raises(TypeError, match=rf"{allowed} open for writing \(not a binary one\)"):
+        monitor.to_csv(io.BytesIO())
+
+
+def test_plot_variance_names_what_is_not_a_monitor_or_records(trained):
+    model = trained[0]
+    allowed = (
+        r"Argument `monitor_or_records` must be a VarianceMonitor or its `records` "
+        r"\(a list of record dicts"
+    )
+    with pytest.raises(TypeError, match=rf"{allowed}.*of type Sequential\. A model goes in "):
+        plot_variance(model)
+    with pytest.raises(TypeError, match=r"model goes in the `model=` argument"):
+        plot_variance(model, model=model)
+    record = {"layer": "h", "step": 0, "activation_var": 1.0}
+    for bad, detail in [
+        (3, "monitor_or_records=3 of type int"),
+        ("records", "monitor_or_records='records' of type str"),
+        (record, "of type dict \\(one record: pass a list of records\\)"),
+        ([record, 2.0], "item 1 is of type float, not a dict"),
+    ]:
+        with pytest.raises(TypeError, match=rf"{allowed}.*{detail}"):
+            plot_variance(bad)
+
+
+def _cell_colors(figure, ax, cells):
+    """The RGBA pixel drawn at the centre of each (row, column) cell of ``ax``'s image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())
+    colors = []
+    for row, column in cells:
+        px, py = ax.transData.transform((column, row))
+        colors.append(tuple(pixels[round(pixels.shape[0] - py), round(px)]))
+    return colors
+
+
+def test_heatmap_draws_a_non_finite_value_apart_from_no_record():
+    from matplotlib.colors import to_rgba
+
+    from keras_initlab.callbacks._plot import (
+        NO_RECORD_COLOR,
+        NO_RECORD_NOTE,
+        NON_FINITE_COLOR,
+        NON_FINITE_NOTE,
+    )
+
+    rows = [
+        {
+            "layer": layer,
+            "step": step,
+            "event": "batch",
+            "source": "probe",
+            "activation_var": math.nan if (layer, step) == ("b", 1) else 10.0 ** (i + step),
+            "gradient_var": 1.0,
+        }
+        for step in (0, 1, 2)
+        for i, layer in enumerate("abc")
+        if (layer, step) != ("c", 1)  # c has no record at step 1
+    ]
+    figure = plot_variance(rows)["heatmap"]
+    ax = figure.axes[0]
+    values = ax.images[0].get_array()
+    assert values.mask[1, 1]  # NaN: masked, drawn in the colormap's "bad" colour
+    assert values.mask[2, 1]  # no record: masked too, and covered by the overlay
+    assert not values.mask[0, 1]
+    overlay = ax.images[1].get_array()  # covers the cells without a record, only those
+    assert np.argwhere(~overlay.mask).tolist() == [[2, 1]]
+    nan_cell, missing_cell, finite_cell = _cell_colors(figure, ax, [(1, 1), (2, 1), (0, 1)])
+    colors = (NON_FINITE_COLOR, NO_RECORD_COLOR)
+    rgba = [tuple(round(255 * c) for c in to_rgba(color)) for color in colors]
+    assert [nan_cell, missing_cell] == rgba
+    assert len({nan_cell, missing_cell, finite_cell}) == 3
+    # gradient_var: every record finite, c's missing cell blank all the same
+    assert _cell_colors(figure, figure.axes[1], [(2, 1)]) == rgba[1:]
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend == [NON_FINITE_NOTE, NO_RECORD_NOTE]
+    handles = [to_rgba(p.get_facecolor()) for p in figure.legends[0].get_patches()]
+    assert handles == [to_rgba(NON_FINITE_COLOR), to_rgba(NO_RECORD_COLOR)]
 
 
 def test_mixed_float16_statistics_match_float32(trained):

@@ -161,3 +161,10 @@ def test_bad_arguments_are_named():
         plot_signal(others, model)
     with pytest.raises(ValueError, match=r"at least one record"):
         plot_signal([], model)
+    # the model first, in place of the records: named, and where it goes instead
+    with pytest.raises(
+        TypeError,
+        match=r"Argument `monitor_or_records` must be a VarianceMonitor or its `records`.*"
+        r"of type Functional\. A model goes in the `model=` argument",
+    ):
+        plot_signal(model)

@@ -65,6 +65,25 @@ def test_bad_arguments(capsys, argv, fragment):
     assert_one_line_error(code, err, fragment)
 
 
+@pytest.mark.parametrize(
+    ("argv", "listed", "not_listed"),
+    [
+        # compare and residual train LSUV and AutoInit: both are in the list of schemes
+        (["compare", "--schemes", "he_nromal"], ["'auto'", "'lsuv'", "'he_normal'"], []),
+        (["residual", "--schemes", "he_normal+fixpu"], ["'auto'", "'lsuv'"], []),
+        # inspect runs AutoInit but not LSUV (no data): 'auto' is listed, 'lsuv' is not
+        (["inspect", "m.keras", "--scheme", "he_nrmal"], ["'auto'", "'he_normal'"], ["'lsuv'"]),
+        (["inspect", "m.keras", "--scheme", "lsuv"], ["Received: scheme='lsuv'", "'auto'"], []),
+    ],
+)
+def test_unknown_scheme_lists_every_scheme_the_command_takes(capsys, argv, listed, not_listed):
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, "must be one of", *listed)
+    allowed = err.split("must be one of", 1)[1].split("Received:", 1)[0]
+    for name in not_listed:
+        assert name not in allowed
+
+
 def test_dataset_needing_network_while_offline(capsys, monkeypatch):
     import keras
 

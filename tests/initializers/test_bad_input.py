@@ -105,6 +105,28 @@ BAD_CALLS = [
 ]
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        ki.get_scheme,
+        lambda name: ki.audit(keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)]), name),
+    ],
+    ids=["get_scheme", "audit"],
+)
+@pytest.mark.parametrize("name", ["auto", "lsuv", "he_nromal"])
+def test_unknown_scheme_lists_only_what_is_taken(call, name):
+    """`get_scheme` and `audit` take the initializer schemes: not AutoInit's "auto", nor
+    "lsuv" (`initialize` takes those, and lists them: tests/test_initialize.py)."""
+    with pytest.raises(
+        ValueError, match=rf"Argument `scheme` must be one of.*scheme='{name}'"
+    ) as caught:
+        call(name)
+    allowed = str(caught.value).split("must be one of", 1)[1].split("Received:", 1)[0]
+    assert "'he_normal'" in allowed
+    assert "'auto'" not in allowed
+    assert "'lsuv'" not in allowed
+
+
 @pytest.mark.parametrize(("init", "shape", "error", "message"), BAD_CALLS)
 def test_bad_shapes(init, shape, error, message):
     with pytest.raises(error, match=message):

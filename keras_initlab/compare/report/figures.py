@@ -94,6 +94,10 @@ def _plot_heatmap(runs: Sequence[SchemeResult], title: str) -> Any:
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
+    # Every run measures the same layers, so every cell has a value; a grey cell has no
+    # finite one, in the colour `plot_variance` (the report's training/ heatmaps) uses.
+    from keras_initlab.callbacks._plot import NON_FINITE_COLOR
+
     fig = Figure(figsize=(12, 0.35 * len(runs) + 2.3), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("activation_var", "gradient_var"), strict=True):
@@ -105,7 +109,7 @@ def _plot_heatmap(runs: Sequence[SchemeResult], title: str) -> Any:
         image = ax.imshow(
             np.array(grid, dtype=float),
             aspect="auto",
-            cmap=colormaps["RdBu_r"].with_extremes(bad="lightgray"),
+            cmap=colormaps["RdBu_r"].with_extremes(bad=NON_FINITE_COLOR),
             vmin=-HEATMAP_CLIP,
             vmax=HEATMAP_CLIP,
             interpolation="nearest",
