@@ -31,6 +31,8 @@ The private uses, and why no public API does the job:
   a Functional graph with their arguments, for ``propagate``; ``model.layers`` and
   ``layer.input`` do not say which tensor feeds which argument of a layer called more than
   once or of a ``keras.ops`` call.
+* ``keras.src.backend.common.global_state`` (the ``global_seed_generator`` attribute): the
+  seed generator Keras draws from when a random op gets no seed (`untouched_random_state`).
 * ``MultiHeadAttention._softmax``: its Softmax sublayer (the dense sublayers are public).
 * ``tf.__internal__.EagerTensor``: telling an eager tensor from a graph tensor.
 * TensorFlow's ``record.should_record_backprop``: whether the gradient tape of the step
@@ -220,6 +222,44 @@ def swapped_attribute(obj: Any, name: str, value: Any) -> Iterator[None]:
             object.__delattr__(obj, name)
         else:
             object.__setattr__(obj, name, saved)
+
+
+@contextlib.contextmanager
+def untouched_random_state() -> Iterator[None]:
+    """Run the block and put every global random state back as it was.
+
+    For code that builds layers or draws weights on a copy of a model (the checked fixes of
+    an alert): a new layer draws its default seed from Python's `random`, Keras' unseeded
+    random ops advance the global `SeedGenerator`, and NumPy's global generator may be read.
+    All three are restored, so the user's later draws are those they would have been.
+
+    Example:
+    >>> import random
+    >>> state = random.getstate()
+    >>> with untouched_random_state():
+    ...     _ = random.random()
+    >>> random.getstate() == state
+    True
+    """
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+
+    # The user's legacy global NumPy state is what is saved, so the legacy API it is.
+    python_state, numpy_state = random.getstate(), np.random.get_state()  # noqa: NPY002
+    generator = global_state.get_global_attribute("global_seed_generator")
+    seed_state = None if generator is None else generator.state.numpy().copy()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)  # noqa: NPY002
+        if generator is None:
+            global_state.set_global_attribute("global_seed_generator", None)
+        else:
+            global_state.set_global_attribute("global_seed_generator", generator)
+            generator.state.assign(seed_state)
 
 
 def instance_cache(obj: Any, name: str) -> dict[Any, Any]:

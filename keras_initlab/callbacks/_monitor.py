@@ -12,7 +12,7 @@ import keras
 
 from keras_initlab import _keras
 from keras_initlab._validation import check_positive, check_positive_int
-from keras_initlab.callbacks._alerts import DEPTH_KINDS, Alert, VarianceWarning, check_depth
+from keras_initlab.callbacks._alerts import Alert, VarianceWarning, alerts_for
 from keras_initlab.measurement import DISTINCT_RTOL, MODES, RECORD_KEYS, Measurement, probe_data
 from keras_initlab.measurement._in_step import IN_STEP_COLUMNS, InStepTaps
 from keras_initlab.measurement._probe_data import check_probe, fit_probe, is_dataset
@@ -64,12 +64,18 @@ class VarianceMonitor(keras.callbacks.Callback):
     not call, such as the `Softmax` of a `MultiHeadAttention` on its fused path) has no
     records; it is listed once in `skipped` as ``(layer, source, reason)``.
 
-    BatchNorm: at initialization the moving statistics are (0, 1), so in inference mode
-    (``probe_mode="inference"``, the default, what `evaluate` and `predict` see) BatchNorm is
-    nearly an identity and the probe's picture differs from what training sees. With
-    ``probe_mode="training"`` the probe uses batch statistics (and dropout) as training does;
-    every non-trainable variable (moving statistics, seed states) is restored afterwards,
-    so training is unchanged either way.
+    Mode: by default (``probe_mode="training"``) the probe runs in training mode, the mode
+    the network trains in: BatchNormalization uses batch statistics and dropout is on, as in
+    `train_step`; every non-trainable variable (moving statistics, seed states) is restored
+    afterwards, so training is unchanged. With ``probe_mode="inference"`` (what `evaluate`
+    and `predict` see) a BatchNorm at initialization (moving statistics (0, 1)) is nearly an
+    identity, and its network's picture differs from what training sees: ResNet50's stream
+    grows 1e5-fold in inference mode at initialization and linearly in training mode.
+
+    Alerts: each record is judged by the depth rule (`keras_initlab.depth_rule`: a change of
+    variance that compounds with depth along the main path, in the record's mode), and each
+    finding names its cause and a fix checked by prediction on a copy of the model
+    (`keras_initlab.diagnosis`; `Alert` has the parts). One alert per kind and source per fit.
 
     Args:
         probe: ``x``, or a tuple ``(x, y)`` / ``(x, y, sample_weight)``, or a small
@@ -79,16 +85,18 @@ class VarianceMonitor(keras.callbacks.Callback):
         layers: names, paths or layer objects to monitor (default: every layer with weights and
             every activation layer).
         log_dir: write TensorBoard scalars and kernel histograms there (needs tensorboard).
-        alert: warn (`VarianceWarning`) and keep an `Alert` in `alerts` when a variance changes
-            across depth by more than ``alert_factor`` or is NaN/Inf.
-        alert_factor: the allowed max/min ratio of variances across depth.
+        alert: warn (`VarianceWarning`) and keep an `Alert` in `alerts` when the depth rule
+            finds a change that compounds with depth, a zero gradient on the main path, or a
+            NaN/Inf.
+        alert_factor: the factor of the depth rule (a change beyond it compounds; residual
+            sums allow linear growth on top).
         stop_on_nan: stop training when a recorded statistic is NaN/Inf.
         log_summary: merge `SUMMARY_KEYS` into the epoch logs (History, CSVLogger).
         in_step: take batch records inside the training step (default: when
             ``every_n_batches == 1``).
         distinct_rtol: relative tolerance of `distinct_units`.
-        probe_mode: ``"inference"`` (default) or ``"training"``: the mode the probe runs in
-            (see BatchNorm above).
+        probe_mode: ``"training"`` (default) or ``"inference"``: the mode the probe runs in
+            (see Mode above).
 
     Example:
     >>> import keras, numpy as np
@@ -115,7 +123,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         log_summary: bool = False,
         in_step: bool | None = None,
         distinct_rtol: float = DISTINCT_RTOL,
-        probe_mode: str = "inference",
+        probe_mode: str = "training",
     ) -> None:
         super().__init__()
         if every_n_batches is not None:
@@ -145,9 +153,10 @@ class VarianceMonitor(keras.callbacks.Callback):
         self.distinct_rtol = check_positive("distinct_rtol", distinct_rtol)
         self.records: list[dict[str, Any]] = []
         self.alerts: list[Alert] = []
-        self._alerted: set[tuple[str, str, str]] = set()  # (source, kind, layer)
+        self._alerted: set[tuple[str, str]] = set()  # (source, kind)
         self._measurement: Measurement | None = None
-        self._references: dict[str, Any] = {}  # mode -> healthy Reference (or None)
+        self._judging: dict[str, Any] = {}  # mode -> (ModelPath | None, structural factors)
+        self._diagnoses: dict[str, Any] = {}  # mode -> Diagnosis (or None)
         self._in_step_taps: Any = None
         self._train_function: Any = None
         self._probe_data: Any = None
@@ -173,13 +182,40 @@ class VarianceMonitor(keras.callbacks.Callback):
         """``(layer, source, reason)`` of each monitored layer that did not run (no records)."""
         return [] if self._measurement is None else self._measurement.skipped
 
-    def _reference(self, mode: str) -> Any:
-        """The healthy-initialization `Reference` of the model in ``mode`` (computed once)."""
-        if mode not in self._references:
-            from keras_initlab.callbacks._reference import healthy_reference
+    def _judging_path(self, mode: str) -> tuple[Any, dict[str, tuple[float, float]]]:
+        """The model's main path and the one-off factors the depth rule divides out, for
+        records in ``mode`` (computed once per fit: the one-off layers have no weights)."""
+        if mode not in self._judging:
+            from keras_initlab.depth_rule import structural_factors
+            from keras_initlab.healthy import input_moments
+            from keras_initlab.model_path import model_path
+            from keras_initlab.propagate import propagate
 
-            self._references[mode] = healthy_reference(self.model, self._probe_data[0], mode)
-        return self._references[mode]
+            path = model_path(self.model, mode)
+            factors: dict[str, tuple[float, float]] = {}
+            if path.one_off and not path.assumed:
+                mean, var = input_moments(self._probe_data[0])
+                try:
+                    report = propagate(self.model, input_mean=mean, input_var=var, mode=mode)
+                    factors = structural_factors(report, path)
+                except (ValueError, TypeError, NotImplementedError):
+                    factors = {}  # nothing divided out: every change stays judged
+            self._judging[mode] = (path, factors)
+        return self._judging[mode]
+
+    def _diagnosis(self, mode: str) -> Any:
+        """The model's `keras_initlab.diagnosis.Diagnosis` in ``mode`` (computed once, at the
+        first alert; None for a model whose graph cannot be copied)."""
+        if mode not in self._diagnoses:
+            from keras_initlab.diagnosis import diagnose
+
+            readable = _keras.is_functional(self.model) or isinstance(self.model, keras.Sequential)
+            self._diagnoses[mode] = (
+                diagnose(self.model, self._probe_data[0], mode=mode, factor=self.alert_factor)
+                if readable
+                else None
+            )
+        return self._diagnoses[mode]
 
     @property
     def _active(self) -> Measurement:
@@ -201,7 +237,7 @@ class VarianceMonitor(keras.callbacks.Callback):
                 model, self.layers, mode=self.probe_mode, distinct_rtol=self.distinct_rtol
             )
             self._measurement = m
-            self._references = {}
+        self._judging, self._diagnoses = {}, {}
         m.prepare(self._probe_data)
         m.attach()
         if self.in_step:
@@ -260,12 +296,40 @@ class VarianceMonitor(keras.callbacks.Callback):
         return pd.DataFrame(self.records, columns=list(RECORD_KEYS))
 
     def to_csv(self, path: Any) -> None:
-        """Write the records to ``path`` as CSV (empty cell for None); no pandas needed."""
-        with open(path, "w", newline="") as f:
+        """Write the records to ``path`` as CSV (empty cell for None); no pandas needed.
+
+        Args:
+            path: a file path (str or ``os.PathLike``: the file is created or overwritten),
+                or a text file object open for writing (``open(p, "w", newline="")``,
+                ``io.StringIO()``): the CSV is written at its position and it is left open.
+
+        Raises:
+            TypeError: ``path`` is neither a path nor a text file object (a binary file, a
+                number, None).
+        """
+        import io
+        import os
+
+        def write(f: Any) -> None:
             writer = csv.DictWriter(f, fieldnames=list(RECORD_KEYS))
             writer.writeheader()
             for record in self.records:
                 writer.writerow({k: "" if record[k] is None else record[k] for k in RECORD_KEYS})
+
+        if isinstance(path, (str, os.PathLike)):
+            with open(path, "w", newline="") as f:
+                write(f)
+            return
+        binary = isinstance(path, (io.RawIOBase, io.BufferedIOBase)) or "b" in str(
+            getattr(path, "mode", "")
+        )
+        if binary or not callable(getattr(path, "write", None)):
+            raise TypeError(
+                "Argument `path` must be a str or os.PathLike path, or a text file object "
+                f"open for writing{' (not a binary one)' if binary else ''}. "
+                f"Received: path={path!r}"
+            )
+        write(path)
 
     # ----------------------------------------------------------------- internals
     def _install_in_step(self) -> None:
@@ -317,28 +381,24 @@ class VarianceMonitor(keras.callbacks.Callback):
         self._check(rows, step)
 
     def _check(self, rows: list[dict[str, Any]], step: int) -> None:
-        if self.alert:
-            source = rows[0]["source"] if rows else ""
-            alerted = {(kind, layer) for s, kind, layer in self._alerted if s == source}
-            alerts = check_depth(
-                rows, self.alert_factor, epoch=self._epoch, step=step, skip=alerted
-            )
-            if any(a.kind in DEPTH_KINDS for a in alerts):
-                # The variance changes across depth: judge it against what this architecture
-                # predicts for a healthy initialization (pooling, BatchNorm and residual sums
-                # change it by design).
-                reference = self._reference(rows[0]["mode"])
-                if reference is not None:
-                    alerts = check_depth(
-                        rows,
-                        self.alert_factor,
-                        epoch=self._epoch,
-                        step=step,
-                        skip=alerted,
-                        reference=reference,
-                    )
-            for a in alerts:
-                self._alerted.add((source, a.kind, a.layer))
+        if self.alert and rows:
+            from keras_initlab.depth_rule import judge
+
+            source, mode = rows[0]["source"], rows[0]["mode"]
+            path, factors = self._judging_path(mode)
+            judgement = judge(rows, factor=self.alert_factor, path=path, structural=factors)
+            foretold = next((a for a in self.alerts if a.step == 0), None)
+            for a in alerts_for(
+                rows,
+                judgement,
+                epoch=self._epoch,
+                step=step,
+                diagnosis=lambda: self._diagnosis(mode),
+                foretold=foretold,
+            ):
+                if (source, a.kind) in self._alerted:
+                    continue
+                self._alerted.add((source, a.kind))
                 self.alerts.append(a)
                 warnings.warn(a.message, VarianceWarning, stacklevel=2)
         if self.stop_on_nan and any(

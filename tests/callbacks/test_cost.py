@@ -60,7 +60,7 @@ def test_monitors_and_fits_of_one_model_share_one_probe_trace():
     assert first._measurement is second._measurement
     assert first._measurement._fn._fn.experimental_get_tracing_count() == 1
     # Other settings: a measurement of their own.
-    other = VarianceMonitor(alert=False, probe_mode="training")
+    other = VarianceMonitor(alert=False, probe_mode="inference")
     _fit(model, [other])
     assert other._measurement is not first._measurement
     assert len(second.records) == 3 * 2  # step 0 and two epoch ends, two layers

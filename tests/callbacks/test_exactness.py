@@ -106,7 +106,7 @@ def _assert_same(watched, plain, rtol: float) -> None:
 @pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize(
     "kwargs",
-    [{"every_n_batches": 2}, {"every_n_batches": 3, "probe_mode": "training"}],
+    [{"every_n_batches": 2, "probe_mode": "inference"}, {"every_n_batches": 3}],
     ids=["probe", "probe_training"],
 )
 @pytest.mark.usefixtures("policy")
@@ -145,7 +145,7 @@ def test_saturated_head_gradient_is_that_of_the_logits_path():
         out = model.get_layer("out")(model.get_layer("drop")(h))
         loss = model.compute_loss(x[:16], y[:16], out, training=False)
     expected = np.var(np.asarray(tape.gradient(loss, h), np.float64))
-    monitor = VarianceMonitor((x[:16], y[:16]), alert=False)
+    monitor = VarianceMonitor((x[:16], y[:16]), alert=False, probe_mode="inference")
     model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False, callbacks=[monitor])
     begin = {r["layer"]: r for r in monitor.records if r["step"] == 0}
     np.testing.assert_allclose(begin["h"]["gradient_var"], expected, rtol=1e-4)

@@ -1,8 +1,8 @@
-"""Alerts judged against what a healthy initialization of the architecture predicts.
+"""Alerts on real networks: the depth rule, its causes and its checked fixes.
 
 Healthy real networks (their variance changes across depth by design: pooling, BatchNorm,
-residual sums) give no alert at step 0; planted faults are named at the layer where the
-measurement departs from the prediction, with advice from the model's own faults.
+residual sums) give no alert at step 0; planted faults are found, named by their cause,
+and given a fix that the prediction checked on a copy of the model.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_initlab import initialize, measure
+from keras_initlab import initialize, measure, propagate
 from keras_initlab.callbacks import VarianceMonitor
-from keras_initlab.callbacks._reference import healthy_reference
+from keras_initlab.healthy import healthy_weights
 
 pytestmark = pytest.mark.slow
 L = keras.layers
@@ -107,16 +107,20 @@ def test_no_alert_at_step0_on_a_healthy_unet(probe_mode):
     x, y = _pixel_data(shape)
     monitor = _step0_alerts(model, x, y, probe_mode=probe_mode)
     assert [a.message for a in monitor.alerts] == []
-    # Not by luck: the healthy reference follows the measurement (the issue's goal: median
-    # |log(predicted / measured)| <= log 1.25, 90th percentile <= log 2), the 4-class softmax
-    # head included (E[p^2] <= 1/4; the large-n form predicted 7x the measured variance).
-    reference = healthy_reference(model, x, probe_mode)
-    assert reference is not None
-    assert reference.flagged == []
+    # The prediction follows the measurement (median |log(predicted / measured)| <= log 1.25,
+    # 90th percentile <= log 2), the 4-class softmax head included (E[p^2] <= 1/4; the
+    # large-n form predicted 7x the measured variance).
+    assert [r for r in healthy_weights(model) if r.flagged] == []
+    first = np.asarray(x, np.float64)
+    predicted = {
+        r.layer: r.activation_var
+        for r in propagate(
+            model, input_mean=float(first.mean()), input_var=float(first.var()), mode=probe_mode
+        )
+    }
     step0 = {r["layer"]: r for r in monitor.records if r["event"] == "train_begin"}
     errors = {
-        name: abs(math.log(r["activation_var"] / reference.activation_var[name]))
-        for name, r in step0.items()
+        name: abs(math.log(r["activation_var"] / predicted[name])) for name, r in step0.items()
     }
     assert np.median(list(errors.values())) <= math.log(1.25), errors
     assert np.quantile(list(errors.values()), 0.9) <= math.log(2.0), errors
@@ -131,18 +135,21 @@ def test_no_alert_at_step0_on_healthy_networks(build):
     assert [a.message for a in monitor.alerts] == []
 
 
-def test_the_reference_follows_the_measurement_on_mobilenet():
+def test_the_prediction_follows_the_measurement_on_mobilenet():
     model, shape = _mobilenet()
     x, y = _data(shape)
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     records = measure(model, (x, y))
-    reference = healthy_reference(model, x, "inference")
-    assert reference is not None
-    assert reference.flagged == []  # initialize(model, "he_normal"): nothing to fix
+    assert [r for r in healthy_weights(model) if r.flagged] == []  # nothing to fix
+    first = np.asarray(x, np.float64)
+    predicted = {
+        r.layer: r.activation_var
+        for r in propagate(model, input_mean=float(first.mean()), input_var=float(first.var()))
+    }
     ratios = [
-        r["activation_var"] / reference.activation_var[r["layer"]]
+        r["activation_var"] / predicted[r["layer"]]
         for r in records[:-1]
-        if reference.activation_var.get(r["layer"], 0) > 0
+        if predicted.get(r["layer"], 0) > 0
     ]
     assert len(ratios) > 0.9 * (len(records) - 1)
     assert max(ratios) / min(ratios) <= 10.0  # the monitor's default alert factor
@@ -171,56 +178,63 @@ def _relu_mlp(kernel_initializer):
 
 
 PLANTED = {
-    # (model, input shape), the fault's direction, and what the advice must name
-    "keras_depthwise_fans": (_separable_stack, "too small", "dw0"),
+    # (model, input shape), the cause, the fix, and what the alert's why must name
+    "keras_depthwise_fans": (
+        _separable_stack,
+        "weights",
+        "fan_in = 72 instead of the true 9",  # Keras' shape rule on a (3, 3, 8, 1) kernel
+    ),
     "too_large_weights": (
         lambda: (_relu_mlp(keras.initializers.RandomNormal(stddev=2 * (2 / 128) ** 0.5)), (128,)),
-        "too large",
-        "He",
+        "weights",
+        "'h0' (std x2",
     ),
-    "xavier_under_relu": (lambda: (_relu_mlp("glorot_normal"), (128,)), "too small", "He"),
+    "xavier_under_relu": (lambda: (_relu_mlp("glorot_normal"), (128,)), "weights", "he_normal"),
 }
 
 
 @pytest.mark.parametrize("fault", sorted(PLANTED))
-def test_a_planted_fault_is_named_where_measurement_and_prediction_part(fault):
-    build, direction, named = PLANTED[fault]
+def test_a_planted_fault_is_named_by_its_cause_with_a_checked_fix(fault):
+    build, cause, named = PLANTED[fault]
     model, shape = build()
     x, y = _data(shape)
     monitor = _step0_alerts(model, x, y)
-    depth = [a for a in monitor.alerts if a.kind == "activation_var"]
-    assert len(depth) == 1, [a.message for a in monitor.alerts]
-    alert = depth[0]
-    assert "healthy" in alert.message
-    assert direction in alert.fix
-    assert named in alert.fix
-    assert alert.layer in {r["layer"] for r in monitor.records}
+    depth = [a for a in monitor.alerts if a.kind in ("activation_var", "gradient_var")]
+    assert depth, [a.message for a in monitor.alerts]
+    for alert in depth:
+        assert alert.cause == cause
+        assert named in alert.why
+        assert alert.checked
+        assert alert.fix is not None
+        assert "seed" not in alert.fix
+        assert alert.layer in {r["layer"] for r in monitor.records}
+    # The fix, applied literally, leaves no step-0 alert.
+    initialize(model, **depth[0].fix, seed=1)
+    assert [a.message for a in _step0_alerts(model, x, y).alerts] == []
 
 
-def test_the_reference_is_propagate_on_a_redrawn_copy_and_leaves_the_model_alone():
-    # The definition: a clone of the model in which each flagged layer is re-initialized by
-    # `initialize` (seed: its index in the walk), propagated. The reference reads those
-    # values in place of the model's own, so it must give the same numbers, bit for bit, and
-    # leave every weight of the model as it was.
-    from keras_initlab.layer_tree import walk
-    from keras_initlab.propagate import propagate
+def test_diagnosis_leaves_the_model_and_every_random_state_alone():
+    import random
+
+    from keras_initlab.diagnosis import diagnose
 
     model, shape = _separable_stack()
     x, _ = _data(shape)
     before = [w.numpy().copy() for w in model.weights]
-    reference = healthy_reference(model, x, "inference")
-    assert reference is not None
-    assert {name for name, _ in reference.flagged} == {f"dw{i}" for i in range(6)}
+    keras.random.normal((1,))  # the global SeedGenerator exists
+    from keras.src.backend.common import global_state
+
+    # The legacy global NumPy state is what must stay as it was.
+    numpy_state = np.random.get_state()[1].copy()  # noqa: NPY002
+    python_state = random.getstate()
+    seed_state = global_state.get_global_attribute("global_seed_generator").state.numpy()
+    found = diagnose(model, x)
+    assert found.cause == "weights"
+    assert found.fix is not None
     for w, b in zip(model.weights, before, strict=True):
         np.testing.assert_array_equal(w.numpy(), b)
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    flagged = {name for name, _ in reference.flagged}
-    for seed, (path, layer) in enumerate(walk(clone)):
-        if path in flagged:
-            initialize(layer, reference.schemes[path], seed=seed)
-    first = np.asarray(x, np.float64)
-    report = propagate(clone, input_mean=float(first.mean()), input_var=float(first.var()))
-    expected = {r.layer: r.activation_var for r in report if r.predicted}
-    assert reference.activation_var == expected
-    assert reference.gradient_var == {r.layer: r.gradient_var for r in report if r.predicted}
+    assert random.getstate() == python_state
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)  # noqa: NPY002
+    np.testing.assert_array_equal(
+        global_state.get_global_attribute("global_seed_generator").state.numpy(), seed_state
+    )

@@ -60,7 +60,7 @@ def test_sequential_step0_and_epoch_end_match_reference(ref, with_input):
     kernels = {layer.name: getattr(layer, "kernel", None) for layer in model.layers}
     mse = keras.losses.MeanSquaredError()
     before = ref.reference(_mlp_forward(model), mse, x, y, kernels)
-    monitor = VarianceMonitor((x, y), alert=False)
+    monitor = VarianceMonitor((x, y), alert=False, probe_mode="inference")
     _fit(model, x, y, monitor)
     after = ref.reference(_mlp_forward(model), mse, x, y, kernels)
     ref.assert_matches(_at(monitor.records, "train_begin"), before)
@@ -86,7 +86,7 @@ def test_unbuilt_sequential_step0_is_before_any_update(ref):
             if not weights:
                 weights.extend(v.numpy() for v in self.model.weights)
 
-    monitor = VarianceMonitor((x, y), alert=False)
+    monitor = VarianceMonitor((x, y), alert=False, probe_mode="inference")
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[monitor, Snapshot()])
     for v, w in zip(model.weights, weights, strict=False):
         v.assign(w)
@@ -133,7 +133,7 @@ def test_functional_multi_input_output_matches_reference(ref):
     model, (x, y), forward, loss = _two_towers()
     kernels = {n: model.get_layer(n).kernel for n in ("a", "b", "shared", "h1", "h2")}
     before = ref.reference(forward, loss, x, y, kernels)
-    monitor = VarianceMonitor((x, y), alert=False)
+    monitor = VarianceMonitor((x, y), alert=False, probe_mode="inference")
     _fit(model, x, y, monitor)
     ref.assert_matches(_at(monitor.records, "train_begin"), before)
     after = ref.reference(forward, loss, x, y, kernels)
@@ -145,7 +145,7 @@ def test_in_step_records_of_a_shared_layer_cover_both_calls(ref):
     model(x)  # build: the reference of step 1 needs the initial weights
     first = [t[:8] for t in x], [t[:8] for t in y]
     expected = ref.reference(forward, loss, *first, {})
-    monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
+    monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False, probe_mode="inference")
     _fit(model, x, y, monitor)  # batch_size 8, no shuffle: step 1 trains on `first`
     rows = [r for r in monitor.records if r["event"] == "batch" and r["step"] == 1]
     assert {r["source"] for r in rows} == {"in_step"}
@@ -196,7 +196,7 @@ def test_nested_and_subclassed_models_match_reference(ref):
     }
     mse = keras.losses.MeanSquaredError()
     before = ref.reference(forward, mse, x, y, kernels)
-    monitor = VarianceMonitor((x, y), alert=False)
+    monitor = VarianceMonitor((x, y), alert=False, probe_mode="inference")
     _fit(model, x, y, monitor)
     assert [r["layer"] for r in _at(monitor.records, "train_begin")] == list(before)
     ref.assert_matches(_at(monitor.records, "train_begin"), before)
@@ -209,7 +209,9 @@ def test_subclassed_model_without_build_and_default_probe(ref):
     x, y = _data(4)
     model = _Subclassed()
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    monitor = VarianceMonitor(alert=False)  # probe: a batch of the training data
+    monitor = VarianceMonitor(
+        alert=False, probe_mode="inference"
+    )  # probe: a batch of the training data
     _fit(model, x, y, monitor)
     begin = _at(monitor.records, "train_begin")
     assert [r["layer"] for r in begin] == ["block/inner", "block/act", "head"]
@@ -225,7 +227,7 @@ def test_every_n_batches_steps_and_numbers(ref, compile_kwargs):
         [keras.Input((D,)), L.Dense(8, activation="relu", name="d"), L.Dense(1, name="o")]
     )
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", **compile_kwargs)
-    monitor = VarianceMonitor((x, y), every_n_batches=2, alert=False)
+    monitor = VarianceMonitor((x, y), every_n_batches=2, alert=False, probe_mode="inference")
     _fit(model, x, y, monitor, epochs=2)  # 6 steps per epoch
     steps = sorted({(r["step"], r["event"]) for r in monitor.records})
     expected_steps = [
@@ -265,7 +267,7 @@ def test_in_step_fast_path_matches_the_training_batch(ref, jit_compile):
             sl = slice(8 * batch, 8 * batch + 8)
             expected[batch + 1] = ref.reference(forward, mse, x[sl], y[sl], {})
 
-    monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
+    monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False, probe_mode="inference")
     model.fit(
         x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[Reference(), monitor]
     )

@@ -139,7 +139,9 @@ def test_step0_and_epoch_end_equal_a_gradient_tape_of_the_compiled_loss(ref, nam
     model, x, y, layers = _setup(name)
     reference = ref.reference_function(model, layers)
     before = reference(x, y)  # before fit moves any statistic
-    monitor = VarianceMonitor((x, y), layers=list(layers.values()), alert=False)
+    monitor = VarianceMonitor(
+        (x, y), layers=list(layers.values()), alert=False, probe_mode="inference"
+    )
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[monitor])
     after = reference(x, y)
     ran = {n for n, row in before.items() if row is not None}

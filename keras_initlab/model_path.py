@@ -1,0 +1,261 @@
+"""The main path of a model: the layers every signal between input and output goes through.
+
+The depth rule (`keras_initlab.depth_rule`) judges how a variance changes along the main
+path, not across every layer: the inside of a residual branch, of a squeeze-and-excite gate,
+of an Inception module or of an attention layer carries a variance of its own that no
+stream reads as it is (a zero-initialized branch outputs 0 by design; query and key
+gradients are small at initialization). In a Functional graph whose calls are in a
+topological order, a call lies on the main path when no edge of the graph jumps over it
+(every path from the inputs to the outputs then runs through it); a nested Functional
+model on the path is read the same way, and the sublayers of any other layer on the path
+(a `MultiHeadAttention`'s query, a custom layer's parts) are its internals, off the path.
+A Sequential model is a chain. A subclassed model has no graph to read: its measured
+layers are taken as a chain in call order (`ModelPath.assumed` says so).
+
+Three kinds of layer on the path are marked for the rule:
+
+* **normalized**: a layer whose output only feeds a normalization layer that resets its
+  scale (LayerNormalization, GroupNormalization, RMSNormalization, UnitNormalization
+  always; BatchNormalization in training mode, where it uses batch statistics): that
+  scale reaches nothing downstream, so the layer's row is not judged.
+* **one-off**: a layer that only moves or reduces values (pooling, reshaping, padding,
+  cropping, upsampling, repeating: `ONE_OFF_LAYERS`). It changes a variance once, not per
+  layer of depth (global pooling divides a gradient's variance by (H*W)^2); its predicted
+  change is divided out of the profile (`keras_initlab.depth_rule.structural_factors`).
+* **sum**: a residual sum (an ``Add`` layer or an ``x + y`` call on the path), and
+  **fork**: a layer whose output feeds more than one call (its gradient is the sum of its
+  consumers'). A stream of sums of normalized branches grows linearly with their number,
+  forward at the sums and backward at the forks, which the rule allows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from keras_initlab import _keras
+from keras_initlab.layer_tree import walk
+
+L = keras.layers
+# Layers that move, reduce or repeat values without weights: their change of a variance
+# happens once where they sit, not once per layer of depth.
+ONE_OFF_LAYERS: tuple[type, ...] = tuple(
+    getattr(L, name)
+    for name in (
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "AveragePooling3D",
+        "MaxPooling1D",
+        "MaxPooling2D",
+        "MaxPooling3D",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+        "GlobalAveragePooling3D",
+        "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D",
+        "GlobalMaxPooling3D",
+        "Flatten",
+        "Reshape",
+        "Permute",
+        "RepeatVector",
+        "UpSampling1D",
+        "UpSampling2D",
+        "UpSampling3D",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+        "Cropping1D",
+        "Cropping2D",
+        "Cropping3D",
+    )
+    if hasattr(L, name)
+)
+# Normalization layers that set their output's scale whatever their input's, in any mode.
+_ALWAYS_NORMALIZING: tuple[type, ...] = tuple(
+    getattr(L, name)
+    for name in (
+        "LayerNormalization",
+        "GroupNormalization",
+        "RMSNormalization",
+        "UnitNormalization",
+    )
+    if hasattr(L, name)
+)
+
+
+def normalizes(layer: Any, mode: str) -> bool:
+    """Whether ``layer`` resets the scale of its input in ``mode`` (see the module doc).
+
+    Example:
+    >>> import keras
+    >>> normalizes(keras.layers.BatchNormalization(), "training")
+    True
+    >>> normalizes(keras.layers.BatchNormalization(), "inference")
+    False
+    """
+    if isinstance(layer, _ALWAYS_NORMALIZING):
+        return True
+    return isinstance(layer, L.BatchNormalization) and mode == "training"
+
+
+def is_sum(operation: Any) -> bool:
+    """Whether ``operation`` is an elementwise sum of tensors (``Add`` or ``x + y``)."""
+    if isinstance(operation, L.Add):
+        return True
+    return not isinstance(operation, L.Layer) and type(operation).__name__ == "Add"
+
+
+@dataclass
+class ModelPath:
+    """The main path of a model, in execution order (see the module doc).
+
+    Attributes:
+        nodes: the names (paths below the model, as `measure` names rows) of the calls on
+            the main path, in execution order; a name may repeat when a layer is called
+            more than once.
+        normalized: names on the path whose scale a following normalization resets.
+        one_off: names on the path of `ONE_OFF_LAYERS`.
+        sums: names on the path that are residual sums.
+        forks: names on the path whose output feeds more than one call (the gradient of a
+            fork is the sum of its consumers': a backward sum).
+        producer: for each one-off name, the name on the path that feeds it.
+        weighted: names on the path of layers that hold trainable weights.
+        outputs: names of the calls whose outputs are the model's.
+        elements: per name, the elements of one sample of its output (None axes: 1), which
+            turn a gradient's variance into its squared norm (`keras_initlab.depth_rule`).
+        assumed: why the path is assumed rather than read (subclassed model), or "".
+    """
+
+    nodes: list[str] = field(default_factory=list)
+    normalized: set[str] = field(default_factory=set)
+    one_off: set[str] = field(default_factory=set)
+    sums: set[str] = field(default_factory=set)
+    forks: set[str] = field(default_factory=set)
+    producer: dict[str, str] = field(default_factory=dict)
+    weighted: set[str] = field(default_factory=set)
+    outputs: set[str] = field(default_factory=set)
+    elements: dict[str, int] = field(default_factory=dict)
+    assumed: str = ""
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.nodes
+
+
+def model_path(model: Any, mode: str = "training") -> ModelPath:
+    """The `ModelPath` of a built model, for records taken in ``mode``.
+
+    Args:
+        model: a built Keras model (Sequential, Functional or subclassed).
+        mode: ``"training"`` or ``"inference"``: whether BatchNormalization resets scales.
+
+    Example:
+    >>> import keras
+    >>> x = keras.Input((4,))
+    >>> h = keras.layers.Dense(4, name="stem")(x)
+    >>> s = keras.layers.Add(name="sum")([h, keras.layers.Dense(4, name="branch")(h)])
+    >>> path = model_path(keras.Model(x, keras.layers.Dense(2, name="head")(s)))
+    >>> path.nodes, sorted(path.sums)
+    (['stem', 'sum', 'head'], ['sum'])
+    """
+    path = ModelPath()
+    _read(model, "", mode, path)
+    for before, name in itertools.pairwise(path.nodes):
+        if name in path.one_off:
+            path.producer[name] = before
+    return path
+
+
+def _read(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
+    if _keras.is_functional(model):
+        _functional(model, prefix, mode, path)
+        return
+    if isinstance(model, keras.Sequential):
+        layers = list(model.layers)
+        for i, layer in enumerate(layers):
+            name = prefix + layer.name
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            _add(path, name, layer, mode, [following] if following else [], _output(layer))
+        if layers and not prefix:
+            path.outputs.add(prefix + layers[-1].name)
+        return
+    # A subclassed model: no graph to read; its measured layers are taken as a chain.
+    path.assumed = (
+        f"{type(model).__name__} is a subclassed model: its graph cannot be read, so its "
+        "layers are taken as a chain in call order"
+    )
+    for name, layer in walk(model):
+        if name and not _keras.child_layers(layer):
+            _add(path, prefix + name, layer, mode, [], _output(layer))
+    if path.nodes and not prefix:
+        path.outputs.add(path.nodes[-1])
+
+
+def _functional(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
+    calls = _keras.functional_calls(model)
+    position = {id(t): -1 for t in model.inputs}
+    consumers: dict[int, list[Any]] = {}
+    for i, call in enumerate(calls):
+        for t in call.outputs:
+            position[id(t)] = i
+        for t in call.inputs:
+            consumers.setdefault(id(t), []).append(call.operation)
+    # An edge u -> w covers every position strictly between them; a call no edge jumps over
+    # is one every path runs through.
+    covered = [0] * (len(calls) + 1)
+    sink = len(calls)
+    edges = [
+        (position[id(t)], i)
+        for i, call in enumerate(calls)
+        for t in call.inputs
+        if id(t) in position
+    ]
+    edges += [(position[id(t)], sink) for t in model.outputs if id(t) in position]
+    for u, w in edges:
+        if w - u > 1:
+            covered[u + 1] += 1
+            covered[w] -= 1
+    outputs = {id(t) for t in model.outputs}
+    running = 0
+    for i, call in enumerate(calls):
+        if not prefix and any(id(t) in outputs for t in call.outputs):
+            path.outputs.add(call.operation.name)
+        running += covered[i]
+        if running:
+            continue
+        op = call.operation
+        name = prefix + op.name
+        following = [c for t in call.outputs for c in consumers.get(id(t), [])]
+        if isinstance(op, keras.Model):
+            _read(op, name + "/", mode, path)
+            continue
+        _add(path, name, op, mode, following, call.outputs[0] if call.outputs else None)
+
+
+def _output(layer: Any) -> Any:
+    try:
+        return layer.output
+    except (AttributeError, ValueError):  # never called symbolically
+        return None
+
+
+def _add(
+    path: ModelPath, name: str, layer: Any, mode: str, following: list[Any], output: Any
+) -> None:
+    path.nodes.append(name)
+    shape = getattr(output, "shape", None)
+    if shape is not None:
+        path.elements[name] = math.prod(int(d) if d is not None else 1 for d in shape[1:])
+    if len(following) > 1:
+        path.forks.add(name)
+    if following and all(normalizes(f, mode) for f in following):
+        path.normalized.add(name)
+    if isinstance(layer, ONE_OFF_LAYERS):
+        path.one_off.add(name)
+    if is_sum(layer):
+        path.sums.add(name)
+    if isinstance(layer, L.Layer) and layer.trainable_weights:
+        path.weighted.add(name)

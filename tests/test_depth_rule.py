@@ -1,0 +1,149 @@
+"""The depth rule (`keras_initlab.depth_rule`) against closed forms and a brute-force reference."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from keras_initlab.depth_rule import judge
+from keras_initlab.model_path import ModelPath
+
+
+def _rows(activation, gradient=None):
+    gradient = [1.0] * len(activation) if gradient is None else gradient
+    return [
+        {"layer": f"h{i}", "activation_var": a, "gradient_var": g}
+        for i, (a, g) in enumerate(zip(activation, gradient, strict=True))
+    ]
+
+
+@pytest.mark.parametrize("gain", [0.5, 0.9, 1.3, 2.0])
+def test_a_geometric_profile_gives_its_total_and_per_layer_gain(gain):
+    depth = 12
+    judgement = judge(_rows([gain**i for i in range(depth)]), factor=10.0)
+    direction = "grows" if gain > 1 else "shrinks"
+    change = judgement.change("activation_var", direction)
+    assert change is not None
+    assert change.factor == pytest.approx(max(gain, 1 / gain) ** (depth - 1), rel=1e-9)
+    assert change.per_layer == pytest.approx(max(gain, 1 / gain), rel=1e-9)
+    assert (change.start, change.end, change.layers) == ("h0", f"h{depth - 1}", depth - 1)
+    expected = "ok" if change.factor <= 10 else ("exploding" if gain > 1 else "vanishing")
+    assert judgement.verdict == expected
+
+
+def test_the_factor_is_the_boundary():
+    assert judge(_rows([1.0, 9.99]), factor=10.0).verdict == "ok"
+    assert judge(_rows([1.0, 10.01]), factor=10.0).verdict == "exploding"
+    assert judge(_rows([1.0, 1 / 10.01]), factor=10.0).verdict == "vanishing"
+
+
+def test_gradients_are_judged_backward():
+    # The gradient grows towards the input: exploding backward, start at the output side.
+    rows = _rows([1.0] * 6, [100.0, 30.0, 10.0, 3.0, 1.0, 0.3])
+    change = judge(rows).change("gradient_var", "grows")
+    assert change is not None
+    assert change.exceeds
+    assert (change.start, change.end) == ("h5", "h0")
+    assert judge(rows).verdict == "exploding"
+
+
+def test_without_sums_the_reported_change_is_the_largest_ratio_over_pairs():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        values = np.exp(rng.normal(0.0, 1.5, size=9))
+        judgement = judge(_rows(list(values)), factor=10.0)
+        rise = max(values[j] / values[i] for i, j in itertools.combinations(range(9), 2))
+        fall = max(values[i] / values[j] for i, j in itertools.combinations(range(9), 2))
+        grows = judgement.change("activation_var", "grows")
+        shrinks = judgement.change("activation_var", "shrinks")
+        assert grows is not None
+        assert shrinks is not None
+        assert grows.factor == pytest.approx(rise, rel=1e-12)
+        assert shrinks.factor == pytest.approx(fall, rel=1e-12)
+
+
+def _stream(values, gradient=None):
+    """A residual stream: a stem, then one sum per value."""
+    names = ["stem"] + [f"add{k}" for k in range(1, len(values))]
+    path = ModelPath(
+        nodes=[*names, "head"],
+        sums=set(names[1:]),
+        forks=set(names[:-1]),
+        weighted={"stem", "head"},
+        outputs={"head"},
+    )
+    gradient = [1.0] * len(values) if gradient is None else gradient
+    rows = [
+        {"layer": n, "activation_var": v, "gradient_var": g}
+        for n, v, g in zip(names, values, gradient, strict=True)
+    ]
+    return [*rows, {"layer": "head", "activation_var": 1.0, "gradient_var": 1.0}], path
+
+
+def test_a_sum_of_normalized_branches_grows_linearly_and_is_allowed():
+    rows, path = _stream([1.0 + k for k in range(25)], [1.0 + (24 - k) for k in range(25)])
+    judgement = judge(rows, path=path)
+    assert judgement.verdict == "ok"
+    assert judgement.faults == []
+    # Forward the stem's own row maps the input (rule 1): the stream is judged from the
+    # first sum; the pair closest to its threshold is one step (x1.5 against 10 * (1 + 10)).
+    change = judgement.change("activation_var", "grows")
+    assert change is not None
+    assert (change.start, change.end, change.sums) == ("add1", "add2", 1)
+    assert change.factor == pytest.approx(1.5)
+    assert change.threshold == pytest.approx(110.0)
+
+
+def test_a_stream_that_compounds_is_found_despite_the_allowance():
+    rows, path = _stream([3.0**k for k in range(25)])
+    change = judge(rows, path=path).faults[0]
+    assert change.direction == "grows"
+    assert (change.start, change.end) == ("add1", "add24")
+    assert change.factor == pytest.approx(3.0**23)
+    assert change.sums == 23
+    assert change.threshold == pytest.approx(10.0 * (1 + 10.0 * 23))
+
+
+def test_off_path_rows_the_output_and_normalized_rows_are_not_judged():
+    path = ModelPath(
+        nodes=["a", "bn", "b", "out"],
+        normalized={"a"},
+        weighted={"a", "b", "out"},
+        outputs={"out"},
+    )
+    rows = [
+        {"layer": "a", "activation_var": 1e6, "gradient_var": 1.0},  # reset by bn
+        {"layer": "bn", "activation_var": 1.0, "gradient_var": 1.0},
+        {"layer": "inside", "activation_var": 1e-9, "gradient_var": 1e-9},  # off the path
+        {"layer": "b", "activation_var": 2.0, "gradient_var": 1.0},
+        {"layer": "out", "activation_var": 1e4, "gradient_var": 1.0},  # the task's scale
+    ]
+    assert judge(rows, path=path).verdict == "ok"
+    assert judge(rows).verdict != "ok"  # as a plain chain every row counts
+
+
+def test_one_off_factors_are_divided_out():
+    rows = _rows([1.0, 1.0, 1.0 / 64, 1.0 / 64])
+    path = ModelPath(nodes=["h0", "h1", "pool", "h2", "h3"], one_off={"pool"}, weighted={"h0"})
+    assert judge(rows, path=path).verdict == "vanishing"
+    factors = {"h0": (1.0, 1.0), "h1": (1.0, 1.0), "pool": (1 / 64, 1.0)}
+    factors |= {"h2": (1 / 64, 1.0), "h3": (1 / 64, 1.0)}
+    assert judge(rows, path=path, structural=factors).verdict == "ok"
+
+
+def test_zero_and_non_finite_values_have_their_own_findings():
+    zero = judge(_rows([1.0] * 4, [1.0, 1.0, 0.0, 0.0]))
+    assert zero.verdict == "vanishing"
+    assert zero.zero_gradient == ("h3", "h2")
+    nan = judge(_rows([1.0, math.nan, 1.0]))
+    assert nan.verdict == "exploding"
+    assert nan.non_finite == (("activation_var", "h1"),)
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.5, -3.0])
+def test_a_factor_not_above_one_is_named(factor):
+    with pytest.raises(ValueError, match=rf"`factor`.*greater than 1.*factor={factor}"):
+        judge(_rows([1.0, 2.0]), factor=factor)

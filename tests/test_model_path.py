@@ -1,0 +1,98 @@
+"""The main path of a model (`keras_initlab.model_path`), read from its graph."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from keras_initlab.model_path import model_path
+
+L = keras.layers
+
+
+def _residual(blocks=3):
+    x = keras.Input((8,))
+    h = L.Dense(8, name="stem")(x)
+    for i in range(blocks):
+        branch = L.Dense(8, name=f"b{i}_fc2")(L.Dense(8, activation="relu", name=f"b{i}_fc1")(h))
+        h = L.Add(name=f"b{i}_add")([h, branch])
+    return keras.Model(x, L.Dense(2, name="head")(h))
+
+
+def test_a_residual_stream_is_the_path_and_its_branches_are_not():
+    path = model_path(_residual())
+    assert path.nodes == ["stem", "b0_add", "b1_add", "b2_add", "head"]
+    assert path.sums == {"b0_add", "b1_add", "b2_add"}
+    assert path.forks == {"stem", "b0_add", "b1_add"}
+    assert path.outputs == {"head"}
+    assert path.weighted == {"stem", "head"}
+    assert path.elements == dict.fromkeys(path.nodes[:-1], 8) | {"head": 2}
+    assert path.assumed == ""
+
+
+def test_an_ops_sum_is_a_sum():
+    x = keras.Input((8,))
+    h = L.Dense(8, name="stem")(x)
+    h = h + L.Dense(8, name="fc")(h)
+    path = model_path(keras.Model(x, L.Dense(2, name="head")(h)))
+    assert len(path.sums) == 1
+    assert "fc" not in path
+
+
+@pytest.mark.parametrize(("mode", "reset"), [("training", True), ("inference", False)])
+def test_batchnorm_resets_the_scale_in_training_mode_only(mode, reset):
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 3)),
+            L.Conv2D(8, 3, name="conv"),
+            L.BatchNormalization(name="bn"),
+            L.ReLU(name="relu"),
+            L.Conv2D(8, 1, name="conv2"),
+            L.LayerNormalization(name="ln"),
+            L.GlobalAveragePooling2D(name="gap"),
+            L.Dense(3, name="head"),
+        ]
+    )
+    path = model_path(model, mode)
+    assert path.nodes == ["conv", "bn", "relu", "conv2", "ln", "gap", "head"]
+    assert path.normalized == ({"conv", "conv2"} if reset else {"conv2"})
+    assert path.one_off == {"gap"}
+    assert path.producer == {"gap": "ln"}
+    assert path.outputs == {"head"}
+
+
+def test_the_levels_of_a_unet_below_a_skip_are_off_the_path():
+    x = keras.Input((8, 8, 3))
+    e1 = L.Conv2D(4, 3, padding="same", name="e1")(x)
+    mid = L.Conv2D(8, 3, padding="same", name="mid")(L.MaxPooling2D(name="down")(e1))
+    up = L.UpSampling2D(name="up")(mid)
+    d1 = L.Conv2D(4, 3, padding="same", name="d1")(L.Concatenate(name="skip")([up, e1]))
+    path = model_path(keras.Model(x, L.Conv2D(2, 1, name="out")(d1)))
+    assert path.nodes == ["e1", "skip", "d1", "out"]
+    assert path.forks == {"e1"}
+
+
+def test_a_nested_model_on_the_path_is_read_inside():
+    inner = keras.Sequential([keras.Input((8,)), L.Dense(8, name="i0"), L.Dense(8, name="i1")])
+    inner.name = "inner"
+    x = keras.Input((8,))
+    path = model_path(keras.Model(x, L.Dense(2, name="head")(inner(L.Dense(8, name="a")(x)))))
+    assert path.nodes == ["a", "inner/i0", "inner/i1", "head"]
+
+
+def test_a_subclassed_model_is_taken_as_a_chain_and_says_so():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d0 = L.Dense(8, name="d0")
+            self.d1 = L.Dense(2, name="d1")
+
+        def call(self, x):
+            return self.d1(self.d0(x))
+
+    model = Net()
+    model(np.zeros((1, 4), "float32"))
+    path = model_path(model)
+    assert path.nodes == ["d0", "d1"]
+    assert "subclassed" in path.assumed
