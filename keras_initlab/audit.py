@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,15 @@ class AuditRow:
     ``note`` is empty for a weight audit handles; for a weight with no known layout
     (normalization layers, custom layers' own weights) it says "not handled" and why, and
     the fans and expected std are None.
+
+    ``healthy_scheme``, ``healthy_ratio`` and ``healthy_flagged`` compare a kernel with its
+    *healthy reference* (`keras_initlab.healthy`), the same reference `VarianceMonitor`'s
+    alerts name: the scheme that suits the activation the kernel feeds (`HealthyRow.scheme`),
+    std over the std that scheme prescribes on the true fans (equal to the
+    `HealthyRow.ratio` the alert shows) and whether the kernel fits none of the healthy
+    schemes (`HealthyRow.flagged`). They are filled for the kernels of ``audit(model)``
+    (``scheme=None``) only; biases, weights that are not kernels and every row of an audit
+    against an explicit scheme keep None, None and False.
     """
 
     layer: str
@@ -42,6 +51,9 @@ class AuditRow:
     ratio: float | None
     flagged: bool
     note: str = ""
+    healthy_scheme: str | None = None
+    healthy_ratio: float | None = None
+    healthy_flagged: bool = False
 
     @property
     def handled(self) -> bool:
@@ -51,10 +63,18 @@ class AuditRow:
 class AuditReport(RowReport[AuditRow]):
     """The rows of ``audit``; ``str(report)`` is a table, ``report.flagged`` the bad rows.
 
-    The table has a ``note`` column when some row is not handled.
+    ``report.unhealthy`` are the kernels that fit none of the healthy schemes of the
+    activation they feed (`AuditRow.healthy_flagged`). When some row has a healthy
+    reference (``audit(model)``), the table has the columns ``healthy`` (the scheme) and
+    ``healthy_ratio`` and a column ``unhealthy`` marked ``**`` for those kernels, before
+    ``flag`` (``!!`` stays at the end of a flagged row). The table has a ``note`` column
+    when some row is not handled.
     """
 
     _COLUMNS = ("layer", "path", "layout", "fan_in", "fan_out", "std", "expected_std", "ratio")
+    _HEALTHY_COLUMNS = ("healthy", "healthy_ratio", "unhealthy")
+    UNHEALTHY_MARK = "**"
+    FLAG_MARK = "!!"
 
     @property
     def flagged(self) -> list[AuditRow]:
@@ -64,13 +84,38 @@ class AuditReport(RowReport[AuditRow]):
     def not_handled(self) -> list[AuditRow]:
         return [r for r in self.rows if not r.handled]
 
+    @property
+    def unhealthy(self) -> list[AuditRow]:
+        return [r for r in self.rows if r.healthy_flagged]
+
+    @property
+    def _has_healthy(self) -> bool:
+        return any(r.healthy_scheme is not None for r in self.rows)
+
     def __repr__(self) -> str:
-        return f"AuditReport({len(self.rows)} weights, {len(self.flagged)} flagged)"
+        counts = f"{len(self.rows)} weights, {len(self.flagged)} flagged"
+        if self._has_healthy:
+            counts += f", {len(self.unhealthy)} unhealthy"
+        return f"AuditReport({counts})"
 
     def __str__(self) -> str:
-        columns = [*self._COLUMNS, "flag"]
+        healthy = self._has_healthy
+        columns = [*self._COLUMNS, *(self._HEALTHY_COLUMNS if healthy else ()), "flag"]
         rows = [
-            [*(getattr(r, c) for c in self._COLUMNS), "!!" if r.flagged else ""] for r in self.rows
+            [
+                *(getattr(r, c) for c in self._COLUMNS),
+                *(
+                    (
+                        r.healthy_scheme,
+                        r.healthy_ratio,
+                        self.UNHEALTHY_MARK if r.healthy_flagged else "",
+                    )
+                    if healthy
+                    else ()
+                ),
+                self.FLAG_MARK if r.flagged else "",
+            ]
+            for r in self.rows
         ]
         if self.not_handled:
             columns.append("note")
@@ -131,6 +176,25 @@ def _unhandled_row(other: OtherWeight) -> AuditRow:
     )
 
 
+def _with_healthy(model: Any, rows: list[AuditRow]) -> list[AuditRow]:
+    """``rows`` with the healthy reference of each kernel (`healthy_weights`, by weight path).
+
+    Only ``audit(model)`` (``scheme=None``) calls this: `healthy_weights` itself audits each
+    layer under explicit schemes, so there is no recursion.
+    """
+    from keras_initlab.healthy import HealthyRow, healthy_weights
+
+    reference: dict[str, HealthyRow] = {}
+    for healthy in healthy_weights(model):
+        reference.setdefault(healthy.path, healthy)
+    return [
+        row
+        if (h := reference.get(row.path)) is None
+        else replace(row, healthy_scheme=h.scheme, healthy_ratio=h.ratio, healthy_flagged=h.flagged)
+        for row in rows
+    ]
+
+
 def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
     """One row per weight: true fans, actual std, expected std under the scheme, ratio, flag.
 
@@ -144,6 +208,16 @@ def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
     layers, custom layers' own ``add_weight`` weights) get a row marked not handled. A row
     is flagged when the variance ratio ``(std / expected)**2`` is further from 1 than
     ``z * sqrt(2 / n)``, n the weight's size.
+
+    With ``scheme=None`` each kernel's row also carries its healthy reference
+    (`keras_initlab.healthy.healthy_weights`, matched by weight path), the same one
+    `VarianceMonitor`'s alerts name: ``healthy_scheme``, the scheme that suits the
+    activation the kernel feeds; ``healthy_ratio``, std over the std that scheme prescribes
+    on the true fans (equal to the `HealthyRow.ratio` an alert shows); ``healthy_flagged``,
+    whether the kernel fits none of the healthy schemes (``report.unhealthy``). A kernel
+    can pass the audit of its configured initializer and still be unhealthy (a
+    ``RandomNormal(stddev=0.1)`` kernel before a ReLU), or the reverse. With an explicit
+    ``scheme`` these stay None/False: the scheme is the reference.
 
     Args:
         model: a built Keras model or layer.
@@ -171,4 +245,6 @@ def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
                 f"Received: scheme={scheme!r}"
             )
         rows = [_row(spec, scheme, z) for spec in specs]
+    if scheme is None:
+        rows = _with_healthy(model, rows)
     return AuditReport(rows + [_unhandled_row(other) for other in other_weights(model)])

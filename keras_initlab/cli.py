@@ -40,7 +40,9 @@ DEFAULT_RESIDUAL_DIR = "initlab-residual-report"
 AUDIT_LEGEND = (
     "!! flags a weight whose variance ratio (std / expected_std)**2 is further from 1 than "
     "{z:g} standard errors, {z:g} * sqrt(2 / n) for a weight of n values (a correct draw "
-    "is flagged with probability {p:.1g})."
+    "is flagged with probability {p:.1g}). ** marks a kernel that fits none of the healthy "
+    "schemes of the activation it feeds (the healthy and healthy_ratio columns: the "
+    "reference the monitor's alerts name, keras_initlab.healthy)."
 )
 # C++ lines TensorFlow prints while it is imported, whatever TF_CPP_MIN_LOG_LEVEL says:
 # absl's notice that logging is not initialized yet, then INFO records (oneDNN, CPU features).

@@ -18,11 +18,12 @@ the model's weights, then `keras_initlab.initialize` with the candidate's argume
 ``seed=0``): `keras_initlab.propagate` predicts its profile on the probe's input
 statistics and the depth rule judges it. The candidates, in order: the healthy scheme,
 each residual rule with it (where `keras_initlab.residual_blocks` finds blocks),
-``"auto"``, and, when none of those passes, each squashing activation (tanh, sigmoid)
-replaced by ReLU under He. The first that passes is the fix; it counts as checked only if
-no row the rule judges is one `propagate` assumes (no rule covers it). The user's model,
-its weights and every global random state are left as they were
-(`keras_initlab._keras.untouched_random_state`).
+``"auto"``, LSUV on the probe's inputs, and, when none of those passes, each squashing
+activation (tanh, sigmoid) replaced by ReLU under He. The first that passes is the fix;
+it counts as checked only if no row the rule judges is one `propagate` assumes (no rule
+covers it). The user's model, its weights and every global random state are left as
+they were (`keras_initlab._keras.untouched_random_state`). The prediction is for the draw
+``seed=0``; at narrow widths other draws spread around it (the finite-width effect).
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ class Diagnosis:
 
 
 def _label(fix: dict[str, Any]) -> str:
-    args = ", ".join(
-        [repr(fix["scheme"])] + [f"{k}={v!r}" for k, v in fix.items() if k != "scheme"]
-    )
+    scheme = fix["scheme"]
+    name = repr(scheme) if isinstance(scheme, str) else "keras_initlab.LSUV(x)"
+    args = ", ".join([name] + [f"{k}={v!r}" for k, v in fix.items() if k != "scheme"])
     return f"keras_initlab.initialize(model, {args})"
 
 
@@ -225,9 +226,11 @@ def _squashing_swap(model: Any) -> tuple[str, Any] | None:
     return f"replace the {names} activations with 'relu' and initialize with He", swap
 
 
-def _candidates(model: Any, weights: list[HealthyRow]) -> Iterator[dict[str, Any]]:
+def _candidates(model: Any, weights: list[HealthyRow], x: Any) -> Iterator[dict[str, Any]]:
     """The initializations tried, in order: each healthy scheme of the model's kernels (the
-    most common first), each residual rule with the most common, ``"auto"``."""
+    most common first), each residual rule with the most common, ``"auto"``, LSUV on the
+    probe's inputs ``x`` (``keras_initlab.LSUV(x)``: its fix holds that batch)."""
+    from keras_initlab.lsuv import LSUV
     from keras_initlab.residual import residual_blocks
     from keras_initlab.residual_init import RULES
 
@@ -240,6 +243,7 @@ def _candidates(model: Any, weights: list[HealthyRow]) -> Iterator[dict[str, Any
         for rule in RULES:
             yield {"scheme": scheme, "residual": rule}
     yield {"scheme": "auto"}
+    yield {"scheme": LSUV(x)}
 
 
 def _per_layer_reference(
@@ -248,7 +252,7 @@ def _per_layer_reference(
     """Every flagged kernel re-drawn with its own healthy scheme, the others kept, judged
     on its prediction (`keras_initlab.healthy.healthy_prediction`: nothing copied or
     changed)."""
-    label = "each kernel with the healthy scheme of the activation it feeds"
+    label = "every kernel that fits no healthy scheme re-drawn with that of its activation"
     try:
         report = healthy_prediction(model, x, mode, weights)
     except (ValueError, TypeError, NotImplementedError) as error:
@@ -263,8 +267,8 @@ def diagnose(
 
     The cause is ``"weights"`` when some kernels fit no healthy scheme and the model with
     each of them re-drawn by its own healthy scheme is predicted to pass the rule, or when
-    the first per-layer scheme re-drawing every weight is; else ``"architecture"``. The
-    fix is the first candidate of the module doc that passes.
+    one per-layer scheme re-drawing every weight is; else ``"architecture"`` (no per-layer
+    scheme keeps it). The fix is the first candidate of the module doc that passes.
 
     Args:
         model: a built Sequential or Functional model (left unchanged).
@@ -288,7 +292,7 @@ def diagnose(
     reference = _per_layer_reference(model, weights, x, mode, factor)
     tried: list[Candidate] = []
     chosen = None
-    for fix in _candidates(model, weights):
+    for fix in _candidates(model, weights, x):
         candidate = predict_fix(model, fix, x, mode=mode, factor=factor)
         tried.append(candidate)
         if candidate.passes:
@@ -309,20 +313,30 @@ def diagnose(
             candidate = Candidate(candidate.label, None, candidate.judgement, candidate.assumed)
             tried.append(candidate)
             chosen = candidate if candidate.passes else None
+    per_layer = next(
+        (c for c in tried if c.fix is not None and set(c.fix) == {"scheme"} and c.passes), None
+    )
     if flagged and reference.passes:
         cause, why = "weights", _weights_text(flagged)
-    elif tried[0].passes:
+    elif per_layer is not None:
         cause = "weights"
         why = (
             "the kernels fit the healthy scheme of the activation they feed, yet re-drawing "
-            f"every weight, biases included, as {tried[0].label} does is predicted to pass: "
-            "the values at fault are ones the kernel audit does not judge (biases, a scale)"
+            f"every weight, biases included, as {per_layer.label} does is predicted to pass: "
+            "the values at fault are ones the kernel audit does not judge (biases, a scale), "
+            "or the scheme that keeps this network is another healthy one"
         )
     else:
         cause = "architecture"
+        kernels = (
+            f"even with the {len(flagged)} kernel(s) that fit none re-drawn by the healthy "
+            "scheme of their activation"
+            if flagged
+            else "its kernels fit the healthy scheme of the activation each feeds, and"
+        )
         why = (
-            "no per-layer scheme keeps this architecture: with "
-            f"{reference.label} the prediction is {reference.predicted()}"
+            f"no per-layer scheme keeps this architecture: {kernels} the prediction is: "
+            f"{reference.predicted()}"
         )
         if flagged:
             why += "; besides, " + _weights_text(flagged)

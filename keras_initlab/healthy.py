@@ -171,7 +171,7 @@ _INITIALIZER_OF = {
 
 def _why(layer: Any, kernel: Any, row: Any) -> str:
     """Keras' shape-rule fans against the true ones, for a kernel Keras' VarianceScaling drew."""
-    from keras.src.initializers.random_initializers import compute_fans
+    from keras_initlab.fans import compute_fans
 
     name = next((a for a in _INITIALIZER_OF if getattr(layer, a, None) is kernel), "kernel")
     initializer = next(
@@ -179,7 +179,7 @@ def _why(layer: Any, kernel: Any, row: Any) -> str:
     )
     if not isinstance(initializer, keras.initializers.VarianceScaling):
         return ""
-    shape_in, shape_out = compute_fans(tuple(kernel.shape))
+    shape_in, shape_out = compute_fans(tuple(kernel.shape), "auto")  # Keras' shape rule
     mode = initializer.mode
     true = {"fan_in": row.fan_in, "fan_out": row.fan_out}
     by_shape = {"fan_in": shape_in, "fan_out": shape_out}

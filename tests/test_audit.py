@@ -10,6 +10,7 @@ import pytest
 
 import keras_initlab as ki
 from keras_initlab import testing as kt
+from keras_initlab.healthy import healthy_weights
 
 L = keras.layers
 FLOAT64_REL = 1e-12  # float64 arithmetic on the same numbers: rounding only
@@ -41,8 +42,13 @@ def test_depthwise_with_keras_he_normal_is_flagged_at_one_eighth():
         "std",
         "expected_std",
         "ratio",
+        "healthy",
+        "healthy_ratio",
+        "unhealthy",
         "flag",
     ]
+    # Against an explicit scheme the healthy columns are left out.
+    assert "healthy" not in str(ki.audit(model, "he_normal")).splitlines()[0].split()
 
 
 def test_initialized_model_passes_its_own_audit_and_fails_another():
@@ -123,7 +129,7 @@ def test_report_rows_and_repr():
     model = keras.Sequential([keras.Input((4,)), L.Dense(3)])
     report = ki.audit(model)
     assert len(report) == 2
-    assert repr(report) == "AuditReport(2 weights, 0 flagged)"
+    assert repr(report) == "AuditReport(2 weights, 0 flagged, 0 unhealthy)"
     assert report.to_dicts()[0]["layout"] == "dense"
     with pytest.raises(TypeError, match=r"Argument `scheme` must be"):
         ki.audit(model, scheme=1.0)
@@ -144,3 +150,82 @@ def test_audit_leaves_pythons_random_state_as_it_was(scheme):
     before = random.getstate()
     ki.audit(model, scheme)
     assert random.getstate() == before
+
+
+def _relu_stack(stddev=0.1, width=64, depth=3):
+    init = keras.initializers.RandomNormal(stddev=stddev, seed=0)
+    return keras.Sequential(
+        [keras.Input((width,))]
+        + [
+            L.Dense(width, activation="relu", kernel_initializer=init, name=f"d{i}")
+            for i in range(depth)
+        ],
+        name="stack",
+    )
+
+
+def test_kernels_carry_the_healthy_reference_the_monitor_alerts_use():
+    model = _relu_stack()
+    report = ki.audit(model)
+    assert report.flagged == []  # drawn as configured: the configured-initializer audit passes
+    reference = {h.path: h for h in healthy_weights(model)}
+    kernels = [r for r in report if r.path.endswith("/kernel")]
+    assert len(kernels) == len(reference) == 3
+    for row, layer in zip(kernels, model.layers, strict=True):
+        assert row.healthy_scheme == "he_normal"
+        assert row.healthy_flagged
+        assert row.healthy_ratio == reference[row.path].ratio  # the very float an alert shows
+        values = layer.kernel.numpy().astype(np.float64)
+        expected = values.std() / np.sqrt(2.0 / values.shape[0])  # He on fan_in, in NumPy
+        assert row.healthy_ratio == pytest.approx(expected, rel=FLOAT64_REL)
+        # 0.1 / sqrt(2 / 64) in expectation; the sample std of 4096 values is off by ~1%.
+        assert row.healthy_ratio == pytest.approx(0.1 / (2.0 / 64) ** 0.5, rel=0.05)
+    biases = [r for r in report if r.path.endswith("/bias")]
+    assert len(biases) == 3
+    assert all(
+        (r.healthy_scheme, r.healthy_ratio, r.healthy_flagged) == (None, None, False)
+        for r in biases
+    )
+    assert report.unhealthy == kernels
+    assert repr(report) == "AuditReport(6 weights, 0 flagged, 3 unhealthy)"
+
+
+def test_depthwise_kernel_feeding_no_activation_has_lecun_as_healthy_reference():
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 64)),
+            L.DepthwiseConv2D(3, depthwise_initializer="he_normal", name="dw"),
+            L.Conv2D(32, 1, activation="relu", kernel_initializer="he_normal", name="c"),
+        ]
+    )
+    rows = {r.path.split("/", 1)[1]: r for r in ki.audit(model)}
+    dw = rows["dw/kernel"]
+    assert dw.healthy_scheme == "lecun_normal"
+    assert dw.healthy_flagged
+    # Keras' shape-rule std sqrt(2 / 576) over LeCun's on the true fan_in 9: sqrt(1/32).
+    assert dw.healthy_ratio == pytest.approx(32**-0.5, rel=0.15)
+    conv = rows["c/kernel"]
+    assert (conv.healthy_scheme, conv.healthy_flagged) == ("he_normal", False)
+
+
+def test_an_explicit_scheme_leaves_the_healthy_columns_empty():
+    model = _relu_stack()
+    report = ki.audit(model, "he_normal")
+    assert len(report.flagged) == 3  # RandomNormal(0.1) is not He on fan_in 64
+    assert all(
+        (r.healthy_scheme, r.healthy_ratio, r.healthy_flagged) == (None, None, False)
+        for r in report
+    )
+    assert report.unhealthy == []
+    assert repr(report) == "AuditReport(6 weights, 3 flagged)"
+    assert "healthy" not in str(report)
+
+
+def test_table_shows_the_healthy_columns_and_marks_unhealthy_kernels():
+    table = str(ki.audit(_relu_stack()))
+    header, *lines = table.splitlines()
+    assert "healthy_ratio" in table
+    assert header.split()[-4:] == ["healthy", "healthy_ratio", "unhealthy", "flag"]
+    kernel_lines = [line for line in lines if "/kernel" in line]
+    assert len(kernel_lines) == 3
+    assert all("he_normal" in line and line.rstrip().endswith("**") for line in kernel_lines)

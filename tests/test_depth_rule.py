@@ -89,12 +89,13 @@ def test_a_sum_of_normalized_branches_grows_linearly_and_is_allowed():
     assert judgement.verdict == "ok"
     assert judgement.faults == []
     # Forward the stem's own row maps the input (rule 1): the stream is judged from the
-    # first sum; the pair closest to its threshold is one step (x1.5 against 10 * (1 + 10)).
+    # first sum, x12.5 over 23 sums against 10 * (1 + 23); the pair closest to its
+    # threshold is one step (x1.5 against 10 * (1 + 1)).
     change = judgement.change("activation_var", "grows")
     assert change is not None
     assert (change.start, change.end, change.sums) == ("add1", "add2", 1)
     assert change.factor == pytest.approx(1.5)
-    assert change.threshold == pytest.approx(110.0)
+    assert change.threshold == pytest.approx(20.0)
 
 
 def test_a_stream_that_compounds_is_found_despite_the_allowance():
@@ -104,7 +105,7 @@ def test_a_stream_that_compounds_is_found_despite_the_allowance():
     assert (change.start, change.end) == ("add1", "add24")
     assert change.factor == pytest.approx(3.0**23)
     assert change.sums == 23
-    assert change.threshold == pytest.approx(10.0 * (1 + 10.0 * 23))
+    assert change.threshold == pytest.approx(10.0 * (1 + 23))
 
 
 def test_off_path_rows_the_output_and_normalized_rows_are_not_judged():

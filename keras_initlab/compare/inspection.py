@@ -1,6 +1,7 @@
 """``keras-initlab inspect``: the audit table and variance profile of a saved model.
 
-The profile is one measurement (`keras_initlab.measure`) on ``samples`` unit-variance
+The profile is one measurement (`keras_initlab.measure`, in training mode: the mode the
+network trains in) on ``samples`` unit-variance
 Gaussian inputs (integer inputs: 0/1), the model untouched (not compiled or trained), with
 the surrogate loss ``L = mean over the batch of sum(r * y)``, ``r`` unit-variance Gaussian
 noise shaped like the output ``y``: the gradient that enters the network from the output
@@ -22,10 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from keras_initlab.compare.verdicts import backward_ratio, forward_ratio, verdict
+from keras_initlab.compare.verdicts import backward_ratio, forward_ratio
+from keras_initlab.depth_rule import Judgement, judge, structural_factors
+from keras_initlab.diagnosis import diagnose
+from keras_initlab.model_path import model_path
 from keras_initlab.text_table import format_table
 
 INSPECT_SAMPLES = 256  # inputs of the variance profile
+# The profile is measured and judged in training mode, the mode a network trains in
+# (BatchNorm with batch statistics; `keras_initlab.depth_rule`).
+JUDGED_MODE = "training"
 FREE_DIM = 16  # size given to a free (None) non-batch input dimension
 PROFILE_COLUMNS = ("layer", "activation_var", "gradient_var", "dead_fraction", "distinct_units")
 PREDICTION_COLUMNS = ("predicted_activation_var", "predicted_gradient_var", "parts")
@@ -142,10 +149,15 @@ class Profile:
     ``predicted`` maps a layer to ``(activation_var, gradient_var)`` predicted by
     `keras_initlab.propagate` for this input (gradients relative to the output's; the
     measured gradients are shown relative to the last layer's for the comparison).
+    ``judgement`` is the depth rule on the rows (`keras_initlab.depth_rule`: the verdict the
+    monitor's alerts and ``compare`` use) and ``fix`` the checked fix of
+    `keras_initlab.diagnosis` when the verdict is not ``"ok"``, as the alert words it.
     """
 
     rows: list[dict[str, Any]]
     predicted: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    judgement: Judgement | None = None
+    fix: str = ""
 
     @property
     def activation_ratio(self) -> float:
@@ -157,12 +169,8 @@ class Profile:
 
     @property
     def verdict(self) -> str:
-        return verdict(
-            [_f(r["activation_var"]) for r in self.rows],
-            [_f(r["gradient_var"]) for r in self.rows],
-            [],
-            [],
-        )
+        judgement = self.judgement if self.judgement is not None else judge(self.rows)
+        return judgement.verdict
 
     @property
     def parted(self) -> list[str]:
@@ -199,6 +207,10 @@ class Profile:
             f"activation variance last/first: {self.activation_ratio:.4g}; gradient "
             f"variance first/last: {self.gradient_ratio:.4g}; verdict: {self.verdict}"
         )
+        faults = [] if self.judgement is None else self.judgement.faults
+        lines += [f"  {change.describe()}" for change in faults]
+        if self.fix:
+            lines.append(self.fix)
         if self.predicted:
             parted = self.parted
             lines.append(
@@ -265,14 +277,24 @@ def variance_profile(model: Any, *, samples: int = INSPECT_SAMPLES, seed: int = 
     if len(outputs) == 1:
         shape = (samples, *(FREE_DIM if d is None else int(d) for d in outputs[0].shape[1:]))
         probe = (probe_x, rng.standard_normal(shape).astype("float32"))
-    rows = measure(model, probe, loss=_surrogate_loss)
-    return Profile(rows, _prediction(model, x))
+    rows = measure(model, probe, loss=_surrogate_loss, mode=JUDGED_MODE)
+    report = _prediction(model, x)
+    path = model_path(model, JUDGED_MODE)
+    judgement = judge(rows, path=path, structural=structural_factors(report, path))
+    fix = ""
+    if judgement.verdict != "ok":
+        found = diagnose(model, probe_x, mode=JUDGED_MODE)
+        checked = "" if found.checked else " [not checked]"
+        fix = f"cause ({found.cause}): {found.why}\nfix{checked}: {found.advice}"
+    predicted = {r.layer: (r.activation_var, r.gradient_var) for r in report if r.predicted}
+    return Profile(rows, predicted, judgement, fix)
 
 
-def _prediction(model: Any, x: list[np.ndarray]) -> dict[str, tuple[float, float]]:
-    """`keras_initlab.propagate` on the profile's input statistics, per layer."""
+def _prediction(model: Any, x: list[np.ndarray]) -> Any:
+    """`keras_initlab.propagate` on the profile's input statistics, in the judged mode."""
     from keras_initlab.propagate import propagate
 
     first = np.asarray(x[0], np.float64)
-    report = propagate(model, input_mean=float(first.mean()), input_var=float(first.var()))
-    return {r.layer: (r.activation_var, r.gradient_var) for r in report if r.predicted}
+    return propagate(
+        model, input_mean=float(first.mean()), input_var=float(first.var()), mode=JUDGED_MODE
+    )

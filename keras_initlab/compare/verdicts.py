@@ -1,18 +1,19 @@
 """One word per trained network: ``symmetric``, ``exploding``, ``vanishing`` or ``ok``.
 
-The verdict reads the depth profile at initialization, in the direction each signal
-travels: the activation variance of the last hidden layer over the first (forward), and the
-gradient variance at the first hidden layer over the last (backward, towards the input).
-
-The rules, in this order (the first that applies):
+The verdict reads the depth profile at initialization by the depth rule
+(`keras_initlab.depth_rule.judge`, the one the monitor's alerts and ``inspect`` use), on
+the hidden layers as a plain chain: the activation variance forward, the gradient variance
+backward (towards the input), the largest change between any two layers against
+``VERDICT_FACTOR``. The table's ratios (`forward_ratio`, `backward_ratio`) are last over
+first. The rules, in this order (the first that applies):
 
 * ``exploding``: a loss, activation variance or gradient variance that is NaN or infinite,
-  or either ratio above ``VERDICT_FACTOR``. Checked first, so that a network whose units all
-  read the same non-finite (or dead) value after diverging is never called symmetric.
+  or a growth beyond the rule. Checked first, so that a network whose units all read the
+  same non-finite (or dead) value after diverging is never called symmetric.
 * ``symmetric``: every hidden layer with finite outputs after training has one distinct unit
   (claim 1); layers whose outputs are not finite (NaN distinct units) are not judged.
-* ``vanishing``: either ratio below ``1 / VERDICT_FACTOR``, or a signal that is exactly 0.
-* ``ok``: both ratios within a factor ``VERDICT_FACTOR`` of 1.
+* ``vanishing``: a shrink beyond the rule, or a signal that is exactly 0.
+* ``ok``: otherwise.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-# A depth profile whose variance changes by more than this factor between the first and the
-# last hidden layer is called exploding or vanishing. With the default depth (10 layers) a
+from keras_initlab.depth_rule import DEPTH_FACTOR, judge
+
+# A depth profile whose variance changes by more than this factor between two hidden layers
+# is called exploding or vanishing (the depth rule's factor). With the default depth (10 layers) a
 # per-layer drift of 1.29x (10**(1/9)) already reaches it; ReLU under Xavier (0.5 per layer)
 # gives 0.5**9 = 0.002, He gives 1 up to sampling noise.
-VERDICT_FACTOR = 10.0
+VERDICT_FACTOR = DEPTH_FACTOR
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float:
@@ -84,15 +87,19 @@ def verdict(
     >>> verdict([0.0, 0.0], [0.0, 0.0], [1, 1], [2.3, 2.3])
     'symmetric'
     """
-    fwd, bwd = forward_ratio(activation_var), backward_ratio(gradient_var)
     values = [*activation_var, *gradient_var]
-    if any(not math.isfinite(v) for v in [*losses, *values] if v is not None) or any(
-        r > factor for r in (fwd, bwd)
-    ):
+    if any(not math.isfinite(v) for v in [*losses, *values] if v is not None):
         return "exploding"
-    judged = [d for d in distinct_units if d is not None and math.isfinite(d)]
-    if judged and all(d == 1 for d in judged):
+    rows = [
+        {"layer": f"hidden_{i}", "activation_var": a, "gradient_var": g}
+        for i, (a, g) in enumerate(zip(activation_var, gradient_var, strict=True))
+    ]
+    judged = judge(rows, factor=factor).verdict
+    if judged == "exploding":
+        return judged
+    judged_units = [d for d in distinct_units if d is not None and math.isfinite(d)]
+    if judged_units and all(d == 1 for d in judged_units):
         return "symmetric"
-    if any(r < 1.0 / factor for r in (fwd, bwd)) or any(v == 0.0 for v in values):
+    if judged == "vanishing" or any(v == 0.0 for v in values):
         return "vanishing"
     return "ok"
