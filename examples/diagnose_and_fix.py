@@ -1,6 +1,6 @@
 """Read a VarianceMonitor alert and apply its fix: two deep networks that will not train.
 
-1. A 16-block residual MLP without normalization, He everywhere: the stream grows about 3x
+1. A 24-block residual MLP without normalization, He everywhere: the stream grows about 3x
    per block. The step-0 alert says so, names the cause (the architecture: no per-layer
    scheme keeps unnormalized residual sums) and gives a fix that the prediction checked on
    a copy of the model: ``keras_initlab.initialize(model, **alert.fix)``.
@@ -26,7 +26,7 @@ from keras_initlab.callbacks import VarianceMonitor, VarianceWarning
 L = keras.layers
 
 
-def residual_mlp(blocks: int = 16) -> keras.Model:
+def residual_mlp(blocks: int = 24) -> keras.Model:
     x = keras.Input((32,))
     h = L.Dense(32, kernel_initializer="he_normal", name="stem")(x)
     for i in range(blocks):

@@ -122,6 +122,10 @@ class ModelPath:
         sums: names on the path that are residual sums.
         forks: names on the path whose output feeds more than one call (the gradient of a
             fork is the sum of its consumers': a backward sum).
+        resets: names on the path that every route from the previous name reaches through a
+            normalization that resets the scale (the name itself included): the scale before
+            does not reach them (a BatchNorm in training mode; a ResNet's projection block,
+            whose branch and shortcut both end in one).
         producer: for each one-off name, the name on the path that feeds it.
         weighted: names on the path of layers that hold trainable weights.
         outputs: names of the calls whose outputs are the model's.
@@ -135,6 +139,7 @@ class ModelPath:
     one_off: set[str] = field(default_factory=set)
     sums: set[str] = field(default_factory=set)
     forks: set[str] = field(default_factory=set)
+    resets: set[str] = field(default_factory=set)
     producer: dict[str, str] = field(default_factory=dict)
     weighted: set[str] = field(default_factory=set)
     outputs: set[str] = field(default_factory=set)
@@ -198,7 +203,9 @@ def _functional(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
     calls = _keras.functional_calls(model)
     position = {id(t): -1 for t in model.inputs}
     consumers: dict[int, list[Any]] = {}
+    produced: dict[int, list[Any]] = {}  # operation -> the tensors its calls produce
     for i, call in enumerate(calls):
+        produced.setdefault(id(call.operation), []).extend(call.outputs)
         for t in call.outputs:
             position[id(t)] = i
         for t in call.inputs:
@@ -220,6 +227,7 @@ def _functional(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
             covered[w] -= 1
     outputs = {id(t) for t in model.outputs}
     running = 0
+    before: Any = None  # the previous call on the path
     for i, call in enumerate(calls):
         if not prefix and any(id(t) in outputs for t in call.outputs):
             path.outputs.add(call.operation.name)
@@ -229,10 +237,35 @@ def _functional(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
         op = call.operation
         name = prefix + op.name
         following = [c for t in call.outputs for c in consumers.get(id(t), [])]
+        if before is not None and _every_route_normalized(before, op, consumers, produced, mode):
+            path.resets.add(name)
+        before = call
         if isinstance(op, keras.Model):
             _read(op, name + "/", mode, path)
             continue
         _add(path, name, op, mode, following, call.outputs[0] if call.outputs else None)
+
+
+def _every_route_normalized(
+    start: Any,
+    end: Any,
+    consumers: dict[int, list[Any]],
+    produced: dict[int, list[Any]],
+    mode: str,
+) -> bool:
+    """Whether every route from the call ``start`` to the operation ``end`` (the next on the
+    path) runs through a layer that resets the scale (`normalizes`), ``end`` included."""
+    seen: set[int] = set()
+    frontier = [c for t in start.outputs for c in consumers.get(id(t), [])]
+    while frontier:
+        op = frontier.pop()
+        if id(op) in seen or normalizes(op, mode):
+            continue
+        if op is end:
+            return False
+        seen.add(id(op))
+        frontier += [c for t in produced.get(id(op), []) for c in consumers.get(id(t), [])]
+    return True
 
 
 def _output(layer: Any) -> Any:
@@ -245,6 +278,8 @@ def _output(layer: Any) -> Any:
 def _add(
     path: ModelPath, name: str, layer: Any, mode: str, following: list[Any], output: Any
 ) -> None:
+    if path.nodes and normalizes(layer, mode):
+        path.resets.add(name)
     path.nodes.append(name)
     shape = getattr(output, "shape", None)
     if shape is not None:

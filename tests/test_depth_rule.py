@@ -35,9 +35,14 @@ def test_a_geometric_profile_gives_its_total_and_per_layer_gain(gain):
 
 
 def test_the_factor_is_the_boundary():
-    assert judge(_rows([1.0, 9.99]), factor=10.0).verdict == "ok"
-    assert judge(_rows([1.0, 10.01]), factor=10.0).verdict == "exploding"
-    assert judge(_rows([1.0, 1 / 10.01]), factor=10.0).verdict == "vanishing"
+    assert judge(_rows([1.0, 1.0, 1.0, 9.99]), factor=10.0).verdict == "ok"
+    assert judge(_rows([1.0, 1.0, 1.0, 10.01]), factor=10.0).verdict == "exploding"
+    assert judge(_rows([1.0, 1.0, 1.0, 1 / 10.01]), factor=10.0).verdict == "vanishing"
+
+
+def test_a_change_over_fewer_than_three_steps_is_one_off():
+    assert judge(_rows([1.0, 1e3, 1e6])).verdict == "ok"
+    assert judge(_rows([1.0, 1e3, 1e6, 1e9])).verdict == "exploding"
 
 
 def test_gradients_are_judged_backward():
@@ -55,8 +60,9 @@ def test_without_sums_the_reported_change_is_the_largest_ratio_over_pairs():
     for _ in range(20):
         values = np.exp(rng.normal(0.0, 1.5, size=9))
         judgement = judge(_rows(list(values)), factor=10.0)
-        rise = max(values[j] / values[i] for i, j in itertools.combinations(range(9), 2))
-        fall = max(values[i] / values[j] for i, j in itertools.combinations(range(9), 2))
+        pairs = [(i, j) for i, j in itertools.combinations(range(9), 2) if j - i >= 3]
+        rise = max(values[j] / values[i] for i, j in pairs)
+        fall = max(values[i] / values[j] for i, j in pairs)
         grows = judgement.change("activation_var", "grows")
         shrinks = judgement.change("activation_var", "shrinks")
         assert grows is not None
@@ -89,13 +95,13 @@ def test_a_sum_of_normalized_branches_grows_linearly_and_is_allowed():
     assert judgement.verdict == "ok"
     assert judgement.faults == []
     # Forward the stem's own row maps the input (rule 1): the stream is judged from the
-    # first sum, x12.5 over 23 sums against 10 * (1 + 23); the pair closest to its
-    # threshold is one step (x1.5 against 10 * (1 + 1)).
+    # first sum, x12.5 over 23 sums against 10 * (1 + 10 * 23); the pair closest to its
+    # threshold spans the fewest steps allowed (x2.5 over 3 sums against 10 * (1 + 30)).
     change = judgement.change("activation_var", "grows")
     assert change is not None
-    assert (change.start, change.end, change.sums) == ("add1", "add2", 1)
-    assert change.factor == pytest.approx(1.5)
-    assert change.threshold == pytest.approx(20.0)
+    assert (change.start, change.end, change.sums) == ("add1", "add4", 3)
+    assert change.factor == pytest.approx(2.5)
+    assert change.threshold == pytest.approx(310.0)
 
 
 def test_a_stream_that_compounds_is_found_despite_the_allowance():
@@ -105,7 +111,7 @@ def test_a_stream_that_compounds_is_found_despite_the_allowance():
     assert (change.start, change.end) == ("add1", "add24")
     assert change.factor == pytest.approx(3.0**23)
     assert change.sums == 23
-    assert change.threshold == pytest.approx(10.0 * (1 + 23))
+    assert change.threshold == pytest.approx(10.0 * (1 + 10.0 * 23))
 
 
 def test_off_path_rows_the_output_and_normalized_rows_are_not_judged():
@@ -127,11 +133,11 @@ def test_off_path_rows_the_output_and_normalized_rows_are_not_judged():
 
 
 def test_one_off_factors_are_divided_out():
-    rows = _rows([1.0, 1.0, 1.0 / 64, 1.0 / 64])
-    path = ModelPath(nodes=["h0", "h1", "pool", "h2", "h3"], one_off={"pool"}, weighted={"h0"})
+    rows = _rows([1.0, 1.0, 1.0, 1.0 / 64, 1.0 / 64, 1.0 / 64])
+    nodes = ["h0", "h1", "h2", "pool", "h3", "h4", "h5"]
+    path = ModelPath(nodes=nodes, one_off={"pool"}, weighted={"h0"})
     assert judge(rows, path=path).verdict == "vanishing"
-    factors = {"h0": (1.0, 1.0), "h1": (1.0, 1.0), "pool": (1 / 64, 1.0)}
-    factors |= {"h2": (1 / 64, 1.0), "h3": (1 / 64, 1.0)}
+    factors = {n: (1.0 if i < 3 else 1 / 64, 1.0) for i, n in enumerate(nodes)}
     assert judge(rows, path=path, structural=factors).verdict == "ok"
 
 

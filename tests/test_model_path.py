@@ -57,6 +57,7 @@ def test_batchnorm_resets_the_scale_in_training_mode_only(mode, reset):
     path = model_path(model, mode)
     assert path.nodes == ["conv", "bn", "relu", "conv2", "ln", "gap", "head"]
     assert path.normalized == ({"conv", "conv2"} if reset else {"conv2"})
+    assert path.resets == ({"bn", "ln"} if reset else {"ln"})
     assert path.one_off == {"gap"}
     assert path.producer == {"gap": "ln"}
     assert path.outputs == {"head"}
@@ -96,3 +97,18 @@ def test_a_subclassed_model_is_taken_as_a_chain_and_says_so():
     path = model_path(model)
     assert path.nodes == ["d0", "d1"]
     assert "subclassed" in path.assumed
+
+
+@pytest.mark.parametrize(("shortcut", "reset"), [("projection", True), ("identity", False)])
+def test_a_block_whose_every_route_ends_in_batchnorm_resets_the_scale(shortcut, reset):
+    x = keras.Input((8, 8, 4))
+    h = L.ReLU(name="stem")(L.Conv2D(4, 3, padding="same", name="conv0")(x))
+    branch = L.BatchNormalization(name="bn_b")(L.Conv2D(4, 3, padding="same", name="cb")(h))
+    skip = h
+    if shortcut == "projection":
+        skip = L.BatchNormalization(name="bn_s")(L.Conv2D(4, 1, name="cs")(h))
+    out = L.ReLU(name="out_relu")(L.Add(name="add")([skip, branch]))
+    path = model_path(keras.Model(x, L.Dense(2, name="head")(out)), "training")
+    assert path.nodes[:4] == ["conv0", "stem", "add", "out_relu"]
+    assert ("add" in path.resets) == reset
+    assert "add" not in model_path(keras.Model(x, out), "inference").resets

@@ -3,8 +3,9 @@
 The verdict reads the depth profile at initialization by the depth rule
 (`keras_initlab.depth_rule.judge`, the one the monitor's alerts and ``inspect`` use), on
 the hidden layers as a plain chain: the activation variance forward, the gradient variance
-backward (towards the input), the largest change between any two layers against
-``VERDICT_FACTOR``. The table's ratios (`forward_ratio`, `backward_ratio`) are last over
+backward (towards the input), the largest change between two layers at least three apart
+(over fewer steps a change is one-off, so a network of fewer than four hidden layers is
+judged only for non-finite and zero values) against ``VERDICT_FACTOR``. The table's ratios (`forward_ratio`, `backward_ratio`) are last over
 first. The rules, in this order (the first that applies):
 
 * ``exploding``: a loss, activation variance or gradient variance that is NaN or infinite,
