@@ -27,7 +27,8 @@ every candidate fix (`keras_initlab.diagnosis`) call `judge`. The definition:
    network's raw gradient norm grows backward at initialization, Yang et al. 2019, which
    its scale-invariant weights do not feel as a larger step). A layer that moves or
    reduces values (pooling, reshaping, padding, upsampling) changes a variance once,
-   where it sits: global average pooling divides a gradient's variance by (H*W)^2. Its
+   where it sits: global average pooling divides a gradient's variance by (H*W)^2; a
+   dropout layer adds noise that inference removes (x1/(1 - rate) in training mode). Its
    change, as `keras_initlab.propagate` predicts it, is divided out of the profile
    downstream (`structural_factors`). Nothing else is: a layer with weights, an
    activation or a merge is judged as measured, so a prediction explains a change and

@@ -19,9 +19,10 @@ Three kinds of layer on the path are marked for the rule:
   always; BatchNormalization in training mode, where it uses batch statistics): that
   scale reaches nothing downstream, so the layer's row is not judged.
 * **one-off**: a layer that only moves or reduces values (pooling, reshaping, padding,
-  cropping, upsampling, repeating: `ONE_OFF_LAYERS`). It changes a variance once, not per
-  layer of depth (global pooling divides a gradient's variance by (H*W)^2); its predicted
-  change is divided out of the profile (`keras_initlab.depth_rule.structural_factors`).
+  cropping, upsampling, repeating) or adds training noise (dropout, Gaussian noise):
+  `ONE_OFF_LAYERS`. It changes a variance where it sits, not through the weights (global
+  pooling divides a gradient's variance by (H*W)^2); its predicted change is divided out
+  of the profile (`keras_initlab.depth_rule.structural_factors`).
 * **sum**: a residual sum (an ``Add`` layer or an ``x + y`` call on the path), and
   **fork**: a layer whose output feeds more than one call (its gradient is the sum of its
   consumers'). A stream of sums of normalized branches grows linearly with their number,
@@ -41,49 +42,40 @@ from keras_initlab import _keras
 from keras_initlab.layer_tree import walk
 
 L = keras.layers
+
+
+def _present(*names: str) -> tuple[type, ...]:
+    """The Keras layer classes of ``names`` that this Keras version has."""
+    return tuple(getattr(L, name) for name in names if hasattr(L, name))
+
+
 # Layers that move, reduce or repeat values without weights: their change of a variance
 # happens once where they sit, not once per layer of depth.
-ONE_OFF_LAYERS: tuple[type, ...] = tuple(
-    getattr(L, name)
-    for name in (
-        "AveragePooling1D",
-        "AveragePooling2D",
-        "AveragePooling3D",
-        "MaxPooling1D",
-        "MaxPooling2D",
-        "MaxPooling3D",
-        "GlobalAveragePooling1D",
-        "GlobalAveragePooling2D",
-        "GlobalAveragePooling3D",
-        "GlobalMaxPooling1D",
-        "GlobalMaxPooling2D",
-        "GlobalMaxPooling3D",
-        "Flatten",
-        "Reshape",
-        "Permute",
-        "RepeatVector",
-        "UpSampling1D",
-        "UpSampling2D",
-        "UpSampling3D",
-        "ZeroPadding1D",
-        "ZeroPadding2D",
-        "ZeroPadding3D",
-        "Cropping1D",
-        "Cropping2D",
-        "Cropping3D",
-    )
-    if hasattr(L, name)
+ONE_OFF_LAYERS = _present(
+    *(
+        f"{kind}Pooling{d}D"
+        for kind in ("Average", "Max", "GlobalAverage", "GlobalMax")
+        for d in (1, 2, 3)
+    ),
+    *(f"{kind}{d}D" for kind in ("UpSampling", "ZeroPadding", "Cropping") for d in (1, 2, 3)),
+    "Flatten",
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    # Noise that training adds and inference removes: dropout scales the kept values by
+    # 1 / (1 - rate), which inflates the second moment at every dropout layer in training
+    # mode (x1.43 per layer at rate 0.3) without changing the signal the weights carry.
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
 )
 # Normalization layers that set their output's scale whatever their input's, in any mode.
-_ALWAYS_NORMALIZING: tuple[type, ...] = tuple(
-    getattr(L, name)
-    for name in (
-        "LayerNormalization",
-        "GroupNormalization",
-        "RMSNormalization",
-        "UnitNormalization",
-    )
-    if hasattr(L, name)
+_ALWAYS_NORMALIZING = _present(
+    "LayerNormalization", "GroupNormalization", "RMSNormalization", "UnitNormalization"
 )
 
 

@@ -143,34 +143,19 @@ def _diagnosed(
 ) -> Alert:
     found = diagnosis() if diagnosis is not None else None
     if found is None:
-        return Alert(
-            epoch,
-            step,
-            layer,
-            kind,
-            factor,
-            "architecture",
-            what,
-            "the model's graph cannot be read, so no fix could be checked",
-            _UNCHECKED_INIT,
-            None,
-            False,
+        cause, why = "architecture", "the model's graph cannot be read, so no fix was checked"
+        advice, fix, checked = _UNCHECKED_INIT, None, False
+    else:
+        cause, why, advice, fix, checked = (
+            found.cause,
+            found.why,
+            found.advice,
+            found.fix,
+            found.checked,
         )
-    if found.cause == "weights" and found.weights:
-        layer = found.weights[0].layer
-    return Alert(
-        epoch,
-        step,
-        layer,
-        kind,
-        factor,
-        found.cause,
-        what,
-        found.why,
-        found.advice,
-        found.fix,
-        found.checked,
-    )
+        if cause == "weights" and found.weights:
+            layer = found.weights[0].layer
+    return Alert(epoch, step, layer, kind, factor, cause, what, why, advice, fix, checked)
 
 
 _UNCHECKED_INIT = (
@@ -220,23 +205,11 @@ def _during_training(
     that alert's checked fix, or, after a healthy step 0, names the training dynamics."""
     if foretold is not None:
         why = f"the step-0 profile foretold it: {foretold.what} (cause: {foretold.cause})"
-        return Alert(
-            epoch,
-            step,
-            layer,
-            kind,
-            factor,
-            "training",
-            what,
-            why,
-            foretold.advice,
-            foretold.fix,
-            foretold.checked,
+        advice, fix, checked = foretold.advice, foretold.fix, foretold.checked
+    else:
+        why = (
+            "the profile at step 0 was healthy by the depth rule, so the cause lies in the "
+            "training dynamics: the optimizer's step size or the loss"
         )
-    why = (
-        "the profile at step 0 was healthy by the depth rule, so the cause lies in the "
-        "training dynamics: the optimizer's step size or the loss"
-    )
-    return Alert(
-        epoch, step, layer, kind, factor, "training", what, why, _OPTIMIZER_ADVICE, None, False
-    )
+        advice, fix, checked = _OPTIMIZER_ADVICE, None, False
+    return Alert(epoch, step, layer, kind, factor, "training", what, why, advice, fix, checked)

@@ -6,7 +6,8 @@ the hidden layers as a plain chain: the activation variance forward, the gradien
 backward (towards the input), the largest change between two layers at least three apart
 (over fewer steps a change is one-off, so a network of fewer than four hidden layers is
 judged only for non-finite and zero values) against ``VERDICT_FACTOR``. The table's
-ratios (`forward_ratio`, `backward_ratio`) are last over first. The rules, in this order (the first that applies):
+ratios (`forward_ratio`, `backward_ratio`) are last over first. The rules, in this order
+(the first that applies):
 
 * ``exploding``: a loss, activation variance or gradient variance that is NaN or infinite,
   or a growth beyond the rule. Checked first, so that a network whose units all read the

@@ -128,7 +128,35 @@ def test_no_alert_at_step0_on_a_healthy_unet(probe_mode):
     assert errors["out"] <= math.log(2.0)
 
 
-@pytest.mark.parametrize("build", [_mobilenet, _encoder, _tanh_mlp])
+def _dropout_mlp():
+    """He with Dropout(0.3) after every layer: in training mode each dropout inflates the
+    second moment 1/(1 - 0.3) = 1.43-fold (noise inference removes), 12-fold over 7."""
+    keras.utils.set_random_seed(0)
+    layers = []
+    for i in range(8):
+        layers += [L.Dense(128, activation="relu", kernel_initializer="he_normal", name=f"h{i}")]
+        layers += [L.Dropout(0.3, name=f"drop{i}")]
+    return keras.Sequential([keras.Input((128,)), *layers, L.Dense(10, activation="softmax")]), (
+        128,
+    )
+
+
+def _batchnorm_cnn_with_large_weights():
+    """Conv weights 10x He's, each followed by BatchNorm: in training mode the BatchNorm
+    divides every scale out (the weights below it are scale-invariant)."""
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((16, 16, 3))]
+    for i in range(8):
+        init = keras.initializers.RandomNormal(stddev=10 * (2 / (9 * (3 if i == 0 else 16))) ** 0.5)
+        layers += [L.Conv2D(16, 3, padding="same", kernel_initializer=init, name=f"c{i}")]
+        layers += [L.BatchNormalization(name=f"bn{i}"), L.ReLU(name=f"r{i}")]
+    layers += [L.GlobalAveragePooling2D(), L.Dense(10, activation="softmax")]
+    return keras.Sequential(layers), (16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    "build", [_mobilenet, _encoder, _tanh_mlp, _dropout_mlp, _batchnorm_cnn_with_large_weights]
+)
 def test_no_alert_at_step0_on_healthy_networks(build):
     model, shape = build()
     x, y = _data(shape)
