@@ -123,7 +123,7 @@ class Change:
 
     def describe(self) -> str:
         """One sentence: what changes, by how much, where."""
-        what = "activation variance" if self.key == "activation_var" else "gradient variance"
+        what = "activation variance" if self.key == "activation_var" else "squared gradient norm"
         allowance = (
             f" (allowed: {self.threshold:.3g}, linear growth over {self.sums} sum(s))"
             if self.sums and self.direction == "grows"

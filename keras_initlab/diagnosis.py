@@ -81,12 +81,15 @@ class Candidate:
         if self.judgement is None:
             return f"not predicted ({self.error})"
         parts = []
-        for key, what in (("activation_var", "activation"), ("gradient_var", "gradient")):
+        for key, what in (
+            ("activation_var", "activation variance"),
+            ("gradient_var", "squared gradient norm"),
+        ):
             grows, shrinks = (self.judgement.change(key, d) for d in ("grows", "shrinks"))
             if grows is None or shrinks is None:
                 continue
             worst = max((grows, shrinks), key=lambda c: c.factor / c.threshold)
-            parts.append(f"{what} variance {worst.direction} at most x{worst.factor:.3g}")
+            parts.append(f"{what} {worst.direction} at most x{worst.factor:.3g}")
         text = ", ".join(parts) + f" across depth (verdict: {self.judgement.verdict})"
         if self.assumed:
             text += f"; unchecked: the prediction assumes {', '.join(self.assumed[:3])}"
