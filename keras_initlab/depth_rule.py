@@ -144,13 +144,11 @@ class Judgement:
         changes: the largest growth and shrink of each signal (whether beyond the rule or not).
         zero_gradient: path layers whose gradient variance is exactly 0, in backward order.
         non_finite: ``(key, layer)`` of values that are NaN or infinite.
-        judged: the number of points judged per key.
     """
 
     changes: tuple[Change, ...]
     zero_gradient: tuple[str, ...] = ()
     non_finite: tuple[tuple[str, str], ...] = ()
-    judged: tuple[tuple[str, int], ...] = ()
 
     @property
     def faults(self) -> list[Change]:
@@ -222,7 +220,6 @@ def judge(
     structural = structural or {}
     elements = path.elements if path is not None else {}
     changes: list[Change] = []
-    judged = []
     for k, key in enumerate(KEYS):
         # Forward, the first layer with weights maps the input data's scale (rule 1).
         start = 1 if key == "activation_var" and path is not None and path.weighted else 0
@@ -245,27 +242,25 @@ def judge(
         parts = np.array([segments.get(n, 0) for n in names])
         if key == "gradient_var":  # the gradient travels backward
             values, counts, names, parts = values[::-1], counts[::-1], names[::-1], parts[::-1]
-        judged.append((key, len(points)))
         changes += _largest(key, values, counts, names, parts, factor)
-    return Judgement(tuple(changes), tuple(zero), tuple(non_finite), tuple(judged))
+    return Judgement(tuple(changes), tuple(zero), tuple(non_finite))
 
 
 def _on_path(
     rows: Sequence[Mapping[str, Any]], path: ModelPath | None
 ) -> tuple[list[Mapping[str, Any]], dict[str, int]]:
-    """The rows the rule judges (module doc, rule 1), in forward order, and per judged
-    layer its segment: the number of scale resets (normalized rows) before it."""
+    """The rows the rule judges (module doc, rule 1), in forward order, and per path name
+    its segment: the number of scale resets (`ModelPath.resets`) up to it."""
     if path is None:
         return list(rows), {}
-    on_path = [
-        r for r in rows if r["layer"] in path and r["layer"] not in path.outputs | path.one_off
-    ]
-    first = next((i for i, r in enumerate(on_path) if r["layer"] in path.weighted), 0)
     segments: dict[str, int] = {}
     resets = 0
     for name in path.nodes:
         resets += name in path.resets
         segments[name] = resets
+    judged = set(segments) - path.outputs - path.one_off
+    on_path = [r for r in rows if r["layer"] in judged]
+    first = next((i for i, r in enumerate(on_path) if r["layer"] in path.weighted), 0)
     chosen = [r for r in on_path[first:] if r["layer"] not in path.normalized]
     return chosen, segments
 

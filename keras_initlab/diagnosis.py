@@ -44,8 +44,6 @@ from keras_initlab.healthy import (
 )
 from keras_initlab.model_path import model_path
 
-CAUSES = ("weights", "architecture", "training")
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -101,7 +99,7 @@ class Diagnosis:
     """The cause of a depth fault and its checked fix.
 
     Attributes:
-        cause: ``"weights"`` or ``"architecture"`` (`CAUSES`).
+        cause: ``"weights"`` or ``"architecture"``.
         why: the cause in words.
         weights: the kernels that fit no healthy scheme (`keras_initlab.healthy`).
         candidates: every fix tried, in order.
@@ -186,9 +184,14 @@ def predict_fix(
                 initialize(copy, **fix, seed=0)
             report = propagate(copy, input_mean=mean, input_var=var, mode=mode)
         except (ValueError, TypeError, NotImplementedError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            return Candidate(label, fix, error=reason)
+            return _untried(label, fix, error)
     return _judged(label, fix, report, model_path(copy, mode), factor)
+
+
+def _untried(label: str, fix: dict[str, Any] | None, error: Exception) -> Candidate:
+    """A `Candidate` that could not be tried, with the first line of its error."""
+    text = str(error).strip()
+    return Candidate(label, fix, error=text.splitlines()[0] if text else repr(error))
 
 
 def _judged(
@@ -200,11 +203,10 @@ def _judged(
         for r in report
     ]
     judgement = judge(rows, factor=factor, path=path, structural=structural_factors(report, path))
-    assumed = tuple(
-        r.layer
-        for r in report
-        if not r.predicted and r.layer in path and r.layer not in path.outputs
-    )
+    # A judged layer the prediction assumes, or has no row for (the inside of a custom
+    # layer, which `propagate` passes through as one assumed row), is not checked.
+    predicted = {r.layer for r in report if r.predicted}
+    assumed = tuple(n for n in dict.fromkeys(path.nodes) if n not in path.outputs | predicted)
     return Candidate(label, fix, judgement, assumed)
 
 
@@ -259,7 +261,7 @@ def _per_layer_reference(
     try:
         report = healthy_prediction(model, x, mode, weights)
     except (ValueError, TypeError, NotImplementedError) as error:
-        return Candidate(label, None, error=str(error).strip().splitlines()[0])
+        return _untried(label, None, error)
     return _judged(label, None, report, model_path(model, mode), factor)
 
 
@@ -271,7 +273,10 @@ def diagnose(
     The cause is ``"weights"`` when some kernels fit no healthy scheme and the model with
     each of them re-drawn by its own healthy scheme is predicted to pass the rule, or when
     one per-layer scheme re-drawing every weight is; else ``"architecture"`` (no per-layer
-    scheme keeps it). The fix is the first candidate of the module doc that passes.
+    scheme keeps it). Where the prediction rests on layers no rule covers, the cause is
+    not checked and ``why`` says so (``"weights"`` if some kernels fit no healthy scheme,
+    else ``"architecture"``). The fix is the first candidate of the module doc that
+    passes; a candidate whose judged layers the prediction assumes never passes.
 
     Args:
         model: a built Sequential or Functional model (left unchanged).
@@ -321,6 +326,13 @@ def diagnose(
     )
     if flagged and reference.passes:
         cause, why = "weights", _weights_text(flagged)
+    elif not reference.checked:
+        cause = "weights" if flagged else "architecture"
+        rests = ", ".join(reference.assumed[:3]) or reference.error
+        why = (
+            f"not checked: the prediction rests on {rests} (no rule covers them), so whether "
+            "a per-layer scheme keeps this network is not known"
+        ) + ("; " + _weights_text(flagged) if flagged else "")
     elif per_layer is not None:
         cause = "weights"
         why = (

@@ -26,11 +26,6 @@ RELU_FAMILY = frozenset(
     {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "prelu"}
 )
 SQUASHING = frozenset({"tanh", "sigmoid", "hard_sigmoid", "softsign"})
-SCHEME_TEXT = {
-    "he_normal": "He (Kaiming), Var(W) = 2/fan_in, for ReLU-family layers",
-    "glorot_normal": "Glorot (Xavier), Var(W) = 2/(fan_in + fan_out), for tanh/sigmoid layers",
-    "lecun_normal": "LeCun, Var(W) = 1/fan_in, for linear layers",
-}
 
 
 def healthy_schemes(activation: str | None) -> tuple[str, ...]:
@@ -134,10 +129,7 @@ def healthy_weights(model: Any) -> list[HealthyRow]:
         if kernel is None or id(layer) not in leaves:
             continue
         candidates = healthy_schemes(met.get(id(layer)))
-        reports = [
-            [r for r in audit(layer, s).rows if r.path.endswith(kernel.path.split("/")[-1])]
-            for s in candidates
-        ]
+        reports = [[r for r in audit(layer, s).rows if r.path == kernel.path] for s in candidates]
         fits = [s for s, rep in zip(candidates, reports, strict=True) if rep and not rep[0].flagged]
         scheme = fits[0] if fits else candidates[0]
         chosen = reports[candidates.index(scheme)]

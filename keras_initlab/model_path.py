@@ -7,10 +7,12 @@ stream reads as it is (a zero-initialized branch outputs 0 by design; query and 
 gradients are small at initialization). In a Functional graph whose calls are in a
 topological order, a call lies on the main path when no edge of the graph jumps over it
 (every path from the inputs to the outputs then runs through it); a nested Functional
-model on the path is read the same way, and the sublayers of any other layer on the path
-(a `MultiHeadAttention`'s query, a custom layer's parts) are its internals, off the path.
-A Sequential model is a chain. A subclassed model has no graph to read: its measured
-layers are taken as a chain in call order (`ModelPath.assumed` says so).
+model on the path is read the same way, and the sublayers of a known container on the path
+(a `MultiHeadAttention`'s query, an RNN's cell) are its internals, off the path.
+A Sequential model is a chain. A subclassed model, or a custom layer that holds
+sub-layers (not a known container such as `MultiHeadAttention`), has no graph to read: its
+leaf layers are taken as a chain in call order (`ModelPath.assumed` says so), so a stream
+that grows inside a custom residual block still shows in the sub-layers it feeds.
 
 Three kinds of layer on the path are marked for the rule:
 
@@ -175,20 +177,43 @@ def _read(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
         for i, layer in enumerate(layers):
             name = prefix + layer.name
             following = layers[i + 1] if i + 1 < len(layers) else None
-            _add(path, name, layer, mode, [following] if following else [], _output(layer))
+            _node(path, name, layer, mode, [following] if following else [], _output(layer))
         if layers and not prefix:
             path.outputs.add(prefix + layers[-1].name)
         return
-    # A subclassed model: no graph to read; its measured layers are taken as a chain.
-    path.assumed = (
-        f"{type(model).__name__} is a subclassed model: its graph cannot be read, so its "
-        "layers are taken as a chain in call order"
-    )
-    for name, layer in walk(model):
-        if name and not _keras.child_layers(layer):
-            _add(path, prefix + name, layer, mode, [], _output(layer))
+    _chain(model, prefix, mode, path)
     if path.nodes and not prefix:
         path.outputs.add(path.nodes[-1])
+
+
+def _chain(layer: Any, prefix: str, mode: str, path: ModelPath) -> None:
+    """A subclassed model or custom layer hides its graph: its leaf layers are taken as a
+    chain in call order, and `ModelPath.assumed` says so."""
+    what = "subclassed model" if isinstance(layer, keras.Model) else "custom layer"
+    note = (
+        f"{type(layer).__name__} ({prefix.rstrip('/') or 'the model'}) is a {what}: its "
+        "graph cannot be read, so its layers are taken as a chain in call order"
+    )
+    path.assumed = f"{path.assumed}; {note}" if path.assumed else note
+    for name, leaf in walk(layer):
+        if name and not _keras.child_layers(leaf):
+            _add(path, prefix + name, leaf, mode, [], _output(leaf))
+
+
+def _node(
+    path: ModelPath, name: str, layer: Any, mode: str, following: list[Any], output: Any
+) -> None:
+    """One call on the path: a nested Functional or Sequential model is read inside, a
+    subclassed model or custom layer with sub-layers as a chain of its leaves, any other
+    layer or operation is one node."""
+    from keras_initlab.residual import is_opaque
+
+    if isinstance(layer, keras.Model) and not is_opaque(layer):
+        _read(layer, name + "/", mode, path)
+    elif is_opaque(layer):
+        _chain(layer, name + "/", mode, path)
+    else:
+        _add(path, name, layer, mode, following, output)
 
 
 def _functional(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
@@ -232,10 +257,7 @@ def _functional(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
         if before is not None and _every_route_normalized(before, op, consumers, produced, mode):
             path.resets.add(name)
         before = call
-        if isinstance(op, keras.Model):
-            _read(op, name + "/", mode, path)
-            continue
-        _add(path, name, op, mode, following, call.outputs[0] if call.outputs else None)
+        _node(path, name, op, mode, following, call.outputs[0] if call.outputs else None)
 
 
 def _every_route_normalized(

@@ -33,7 +33,7 @@ from keras_initlab.text_table import RowReport, format_table
 
 __all__ = ["ResidualBlock", "ResidualReport", "UnresolvedSum", "residual_blocks"]
 # Keras layers that hold sub-layers as parts of one known computation, not a hidden graph.
-_KNOWN_CONTAINERS = (
+KNOWN_CONTAINERS = (
     keras.layers.MultiHeadAttention,
     keras.layers.RNN,
     keras.layers.Bidirectional,
@@ -170,14 +170,16 @@ def _is_sum(operation: Any) -> bool:
     return not isinstance(operation, keras.layers.Layer) and type(operation).__name__ == "Add"
 
 
-def _is_opaque(layer: Any) -> bool:
+def is_opaque(layer: Any) -> bool:
+    """Whether ``layer`` hides a graph of weighted sub-layers: a subclassed model, or a
+    custom layer that holds sub-layers (not one of `KNOWN_CONTAINERS`)."""
     if not isinstance(layer, keras.layers.Layer):
         return False  # a keras.ops call
     if isinstance(layer, keras.Sequential) or _keras.is_functional(layer):
         return False
     if isinstance(layer, keras.Model):
         return True
-    return not isinstance(layer, _KNOWN_CONTAINERS) and bool(_keras.child_layers(layer))
+    return not isinstance(layer, KNOWN_CONTAINERS) and bool(_keras.child_layers(layer))
 
 
 class _Finder:
@@ -200,7 +202,7 @@ class _Finder:
     def _inner(self, layer: Any, prefix: str) -> None:
         if isinstance(layer, keras.Sequential) or _keras.is_functional(layer):
             self.model(layer, f"{prefix}{layer.name}/")
-        elif _is_opaque(layer) and self._weights_of(prefix + layer.name):
+        elif is_opaque(layer) and self._weights_of(prefix + layer.name):
             self._opaque(prefix + layer.name, layer)
 
     def _opaque(self, name: str, layer: Any) -> None:

@@ -112,3 +112,21 @@ def test_a_block_whose_every_route_ends_in_batchnorm_resets_the_scale(shortcut, 
     assert path.nodes[:4] == ["conv0", "stem", "add", "out_relu"]
     assert ("add" in path.resets) == reset
     assert "add" not in model_path(keras.Model(x, out), "inference").resets
+
+
+def test_a_custom_layer_on_the_path_is_read_as_a_chain_of_its_leaves_and_says_so():
+    class Block(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.d1 = L.Dense(8, activation="relu", name="d1")
+            self.d2 = L.Dense(8, name="d2")
+
+        def call(self, x):
+            return x + self.d2(self.d1(x))
+
+    x = keras.Input((8,))
+    h = Block(name="b1")(Block(name="b0")(L.Dense(8, name="stem")(x)))
+    path = model_path(keras.Model(x, L.Dense(2, name="head")(h)))
+    assert path.nodes == ["stem", "b0/d1", "b0/d2", "b1/d1", "b1/d2", "head"]
+    assert "Block (b0) is a custom layer" in path.assumed
+    assert "Block (b1) is a custom layer" in path.assumed

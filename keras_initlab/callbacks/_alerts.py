@@ -28,7 +28,6 @@ from typing import Any
 
 from keras_initlab.depth_rule import Judgement
 
-DEPTH_KINDS = ("activation_var", "gradient_var")  # alerts on a change across depth
 _OPTIMIZER_ADVICE = (
     "lower the learning rate, or clip gradients (optimizer argument clipnorm=1.0); not "
     "checked: no prediction covers the optimizer"

@@ -272,3 +272,32 @@ def test_diagnosis_leaves_the_model_and_every_random_state_alone():
     np.testing.assert_array_equal(
         global_state.get_global_attribute("global_seed_generator").state.numpy(), seed_state
     )
+
+
+def test_a_stream_inside_custom_blocks_is_alerted_and_its_fix_marked_unchecked():
+    """16 custom residual blocks (``x + d2(d1(x))`` inside a layer's ``call``), He: the
+    stream grows about 3x per block. The sums are hidden, so the sub-layers are read as a
+    chain; `propagate` has no rule for the custom layer, so no fix counts as checked."""
+
+    class Block(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.d1 = L.Dense(32, activation="relu", kernel_initializer="he_normal")
+            self.d2 = L.Dense(32, kernel_initializer="he_normal")
+
+        def call(self, x):
+            return x + self.d2(self.d1(x))
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32,))
+    h = inputs
+    for i in range(16):
+        h = Block(name=f"block{i}")(h)
+    model = keras.Model(inputs, L.Dense(10, activation="softmax")(h))
+    x, y = _data((32,))
+    alerts = [a for a in _step0_alerts(model, x, y).alerts if a.kind == "activation_var"]
+    assert len(alerts) == 1
+    assert "grows" in alerts[0].what
+    assert alerts[0].fix is None
+    assert not alerts[0].checked
+    assert alerts[0].why.startswith("not checked: the prediction rests on")
