@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type 
     )
     from keras_initlab.lsuv import LSUV, LSUVLayer, LSUVReport, LSUVWarning, lsuv
     from keras_initlab.measurement import Measurement, measure
+    from keras_initlab.model.registry import register_layer, unregister_layer
     from keras_initlab.propagate import PropagateReport, PropagateRow, propagate
     from keras_initlab.residual import ResidualBlock, ResidualReport, UnresolvedSum, residual_blocks
     from keras_initlab.residual_gate import ResidualGate
@@ -83,6 +84,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provid
     ),
     "keras_initlab.lsuv": ("LSUV", "LSUVLayer", "LSUVReport", "LSUVWarning", "lsuv"),
     "keras_initlab.measurement": ("Measurement", "measure"),
+    "keras_initlab.model.registry": ("register_layer", "unregister_layer"),
     "keras_initlab.propagate": ("PropagateReport", "PropagateRow", "propagate"),
     "keras_initlab.residual": (
         "ResidualBlock",
@@ -94,7 +96,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provid
     "keras_initlab.residual_init": ("ResidualInitReport",),
     "keras_initlab.schemes": ("SCHEMES", "get_scheme"),
 }
-_SUBPACKAGES = ("callbacks", "initializers", "measurement")
+_SUBPACKAGES = ("callbacks", "initializers", "measurement", "model")
 _SOURCE = {name: module for module, names in _MODULES.items() for name in names}
 # Functions named like the module that defines them: the import system binds a submodule
 # to its name in the package once it is loaded, and these names must stay the functions.
@@ -150,8 +152,11 @@ __all__ = [  # the same names as _SOURCE and _SUBPACKAGES (tests/test_package.py
     "lsuv",
     "measure",
     "measurement",
+    "model",
     "propagate",
+    "register_layer",
     "residual_blocks",
+    "unregister_layer",
 ]
 
 

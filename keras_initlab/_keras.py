@@ -31,8 +31,19 @@ The private uses, and why no public API does the job:
   a Functional graph with their arguments, for ``propagate``; ``model.layers`` and
   ``layer.input`` do not say which tensor feeds which argument of a layer called more than
   once or of a ``keras.ops`` call.
+* The ``keras.src.ops`` modules behind ``keras.ops`` (found from the ``__module__`` of its
+  functions) and the ``Operation`` subclasses they define: the classes a graph records for
+  ``keras.ops`` calls (`public_operations`), which ``keras_initlab.model.operations``
+  classifies; ``keras.ops`` exports the functions only.
 * ``keras.src.backend.common.global_state`` (the ``global_seed_generator`` attribute): the
   seed generator Keras draws from when a random op gets no seed (`untouched_random_state`).
+* ``keras.src.ops.function.Function`` and the ``_inbound_nodes``/``_outbound_nodes`` of
+  layers: the graph of a subclassed layer's ``call`` traced on KerasTensors
+  (`traced_call`), ordered as a Functional model's, and the nodes the trace adds taken off
+  again; no public API returns the graph of a layer's ``call``.
+* ``keras.src.applications.convnext`` and ``.inception_resnet_v2``: the custom layer classes
+  Keras' application code defines (`application_layers`), which the layer registry covers
+  (they are not exported).
 * ``MultiHeadAttention._softmax``: its Softmax sublayer (the dense sublayers are public).
 * ``tf.__internal__.EagerTensor``: telling an eager tensor from a graph tensor.
 * TensorFlow's ``record.should_record_backprop``: whether the gradient tape of the step
@@ -55,6 +66,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -66,8 +78,10 @@ __all__ = [
     "SUPPORTED_KERAS",
     "GraphCall",
     "KerasInternalsError",
+    "Trace",
     "add_batch_hook",
     "all_layers",
+    "application_layers",
     "attention_softmax",
     "calling_with",
     "child_layers",
@@ -86,12 +100,14 @@ __all__ = [
     "own_variables",
     "patch_call",
     "patch_train_step",
+    "public_operations",
     "quiet_retracing_warnings",
     "restore_call",
     "restore_train_step",
     "set_logits",
     "swapped_attribute",
     "symbolic_build",
+    "traced_call",
 ]
 
 SUPPORTED_KERAS = ">=3.12,<3.16"  # as in pyproject.toml
@@ -516,3 +532,121 @@ def functional_calls(model: Any) -> list[GraphCall]:
 def attention_softmax(layer: Any) -> Any:
     """The Softmax sublayer of a MultiHeadAttention (Keras keeps it as ``_softmax``)."""
     return _internal(layer, "_softmax", "a MultiHeadAttention's softmax sublayer")
+
+
+def public_operations() -> dict[str, type]:
+    """Every ``Operation`` subclass a public ``keras.ops`` function can create, by class name.
+
+    The modules behind ``keras.ops`` (``keras.src.ops.numpy``, ``nn``, ``math``, ``core``,
+    ``linalg``, ``image``, ...) are the ``__module__`` of the functions ``keras.ops`` and its
+    public submodules (``keras.ops.image``) export; listed are the classes those modules
+    define that subclass ``keras.Operation`` (a few only as the base of others).
+
+    Example:
+    >>> ops = public_operations()
+    >>> ops["Relu6"].__module__, issubclass(ops["Add"], keras.Operation)
+    ('keras.src.ops.nn', True)
+    """
+    import sys
+    import types
+
+    modules: set[str] = set()
+    pending, seen = [keras.ops], {keras.ops.__name__}
+    while pending:
+        namespace = pending.pop()
+        for name in dir(namespace):
+            value = getattr(namespace, name)
+            if isinstance(value, types.ModuleType):
+                if value.__name__.startswith("keras.") and value.__name__ not in seen:
+                    seen.add(value.__name__)
+                    pending.append(value)
+            elif not name.startswith("_") and callable(value):
+                module = getattr(value, "__module__", None) or ""
+                if module.startswith("keras."):
+                    modules.add(module)
+    found: dict[str, type] = {}
+    for module in sorted(modules):
+        for name, value in vars(sys.modules[module]).items():
+            if not (isinstance(value, type) and value.__module__ == module):
+                continue
+            if issubclass(value, keras.Operation) and found.setdefault(name, value) is not value:
+                raise KerasInternalsError(f"two keras.ops modules define an operation {name}")
+    if not found:
+        raise KerasInternalsError(
+            f"keras_initlab finds no Operation class behind keras.ops in Keras "
+            f"{keras.__version__}. Supported Keras versions: {SUPPORTED_KERAS}."
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The graph of one call of a layer's ``call``, traced on KerasTensors.
+
+    Attributes:
+        inputs: the fresh KerasTensors the trace was called on, in the order given.
+        outputs: the KerasTensors it returned, flattened.
+        calls: its calls (`GraphCall`), every input computed first.
+    """
+
+    inputs: tuple[Any, ...]
+    outputs: tuple[Any, ...]
+    calls: tuple[GraphCall, ...]
+
+
+def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]) -> Trace:
+    """Trace ``layer.call(*args, **kwargs)`` on the KerasTensors ``inputs`` (placed in
+    ``args``/``kwargs`` by the caller): every sub-layer and ``keras.ops`` call records a
+    node, backend-neutrally, and ``keras.src.ops.function.Function`` orders them as a
+    Functional model's. The nodes the trace adds to the layer's sub-layers are taken off
+    again (``_inbound_nodes``/``_outbound_nodes``), so the model is left as it was.
+    Raises whatever the call raises on KerasTensors (Python control flow on values,
+    backend ops): the caller treats the layer as opaque.
+    """
+    from keras.src.ops.function import Function
+
+    layers = [layer, *all_layers(layer)]
+    saved = [
+        (lay, name, len(nodes))
+        for lay in layers
+        for name in ("_inbound_nodes", "_outbound_nodes")
+        if isinstance(nodes := getattr(lay, name, None), list)
+    ]
+    try:
+        outputs = tuple(keras.tree.flatten(layer.call(*args, **kwargs)))
+        if not outputs or not all(isinstance(t, keras.KerasTensor) for t in outputs):
+            raise TypeError("its output is not computed from its inputs")
+        graph = Function(list(inputs), list(outputs))
+        calls = tuple(functional_calls(graph))
+    finally:
+        for lay, name, n in saved:
+            del getattr(lay, name)[n:]
+    # The trace's operations are new objects whose automatic names count every operation
+    # ever made; name them by class and order within this call, so a name is the same at
+    # every trace ("block3/add").
+    counts: dict[str, int] = {}
+    for call in calls:
+        if not isinstance(call.operation, keras.layers.Layer):
+            base = re.sub(r"(?<!^)(?=[A-Z])", "_", type(call.operation).__name__).lower()
+            n = counts[base] = counts.get(base, -1) + 1
+            call.operation.name = base if n == 0 else f"{base}_{n}"
+    return Trace(tuple(inputs), outputs, calls)
+
+
+def application_layers() -> dict[str, type]:
+    """The custom layer classes Keras' application code defines (``keras.src.applications``:
+    ConvNeXt's ``LayerScale`` and ``StochasticDepth``, Inception-ResNet's
+    ``CustomScaleLayer``), by class name; those a Keras release lacks are left out."""
+    import importlib
+
+    found: dict[str, type] = {}
+    for module, names in (
+        ("convnext", ("LayerScale", "StochasticDepth")),
+        ("inception_resnet_v2", ("CustomScaleLayer",)),
+    ):
+        try:
+            source = importlib.import_module(f"keras.src.applications.{module}")
+        except ImportError:
+            continue
+        found.update({n: getattr(source, n) for n in names if hasattr(source, n)})
+    return found

@@ -304,6 +304,12 @@ def _largest(
     return out
 
 
+def _gain(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, or 1 where that is not a finite positive number."""
+    gain = numerator / denominator if denominator > 0 else math.nan
+    return gain if math.isfinite(gain) and gain > 0 else 1.0
+
+
 def structural_factors(report: Any, path: ModelPath) -> dict[str, tuple[float, float]]:
     """Cumulative one-off factors along the path, from a `propagate` report.
 
@@ -311,8 +317,9 @@ def structural_factors(report: Any, path: ModelPath) -> dict[str, tuple[float, f
     predicted activation gain is ``act(n) / act(p)`` and the backward gain of the
     gradient's squared norm ``grad(p) e(p) / (grad(n) e(n))`` (``e``: elements per
     sample); each path name maps to the products of those gains over the one-off layers
-    up to it (itself included). A one-off layer whose row is assumed (no rule) or not finite
-    contributes 1: its change stays in the profile.
+    up to it (itself included). A gain that rests on an assumption of `propagate` (the
+    activations of either row for the forward gain, their gradients for the backward one),
+    or is not finite and positive, contributes 1: its change stays in the profile.
 
     Args:
         report: a `keras_initlab.propagate` report of the model.
@@ -328,13 +335,10 @@ def structural_factors(report: Any, path: ModelPath) -> dict[str, tuple[float, f
         producer = path.producer.get(name, "")
         if name in path.one_off and producer in rows and name in rows:
             n, p = rows[name], rows[producer]
-            if n.predicted and p.predicted and p.activation_var > 0 and n.gradient_var > 0:
-                norms = path.elements.get(producer, 1) / path.elements.get(name, 1)
-                gains = (
-                    n.activation_var / p.activation_var,
-                    p.gradient_var * norms / n.gradient_var,
-                )
-                if all(math.isfinite(g) and g > 0 for g in gains):
-                    act, grad = act * gains[0], grad * gains[1]
+            norms = path.elements.get(producer, 1) / path.elements.get(name, 1)
+            if not (n.assumes or p.assumes):
+                act *= _gain(n.activation_var, p.activation_var)
+            if not (n.gradient_assumes or p.gradient_assumes):
+                grad *= _gain(p.gradient_var * norms, n.gradient_var)
         out[name] = (act, grad)
     return out

@@ -20,9 +20,10 @@ statistics and the depth rule judges it. The candidates, in order: the healthy s
 each residual rule with it (where `keras_initlab.residual_blocks` finds blocks),
 ``"auto"``, LSUV on the probe's inputs, and, when none of those passes, each squashing
 activation (tanh, sigmoid) replaced by ReLU under He. The first that passes is the fix;
-it counts as checked only if no row the rule judges is one `propagate` assumes (no rule
-covers it). The user's model, its weights and every global random state are left as
-they were (`keras_initlab._keras.untouched_random_state`). The prediction is for the draw
+it counts as checked only if no row the rule judges rests on an assumption of `propagate`
+(a layer no rule covers, above the row for its activation or below it for its gradient).
+The user's model, its weights and every global random state are left as they were
+(`keras_initlab._keras.untouched_random_state`). The prediction is for the draw
 ``seed=0``; at narrow widths other draws spread around it (the finite-width effect).
 """
 
@@ -54,7 +55,8 @@ class Candidate:
         fix: `keras_initlab.initialize` keyword arguments, or None for a change of the
             architecture.
         judgement: the depth rule on the predicted profile (None: it could not be tried).
-        assumed: judged layers whose prediction is assumed (no rule covers them).
+        assumed: the assumed layers (no rule covers them) that a judged row's prediction
+            rests on.
         error: why it could not be tried, or "".
     """
 
@@ -203,11 +205,18 @@ def _judged(
         for r in report
     ]
     judgement = judge(rows, factor=factor, path=path, structural=structural_factors(report, path))
-    # A judged layer the prediction assumes, or has no row for (the inside of a custom
-    # layer, which `propagate` passes through as one assumed row), is not checked.
-    predicted = {r.layer for r in report if r.predicted}
-    assumed = tuple(n for n in dict.fromkeys(path.nodes) if n not in path.outputs | predicted)
-    return Candidate(label, fix, judgement, assumed)
+    # A judged layer whose prediction rests on an assumed layer (its own, one above it for
+    # the activation, one below it for the gradient), or that has no row at all, is not
+    # checked; the assumed layers are named.
+    rows_by = report.by_layer()
+    assumed: dict[str, None] = {}
+    for name in dict.fromkeys(path.nodes):
+        row = rows_by.get(name)
+        if name in path.outputs or (row is not None and row.predicted):
+            continue
+        rested = (row.assumes + row.gradient_assumes) if row is not None else (name,)
+        assumed.update(dict.fromkeys(rested))
+    return Candidate(label, fix, judgement, tuple(assumed))
 
 
 def _squashing_swap(model: Any) -> tuple[str, Any] | None:

@@ -74,7 +74,8 @@ def met_activations(model: Any) -> dict[int, str | None]:
     """Per layer (by id), the activation its output meets: its own fused one, else that of
     an activation layer it feeds directly or through a BatchNormalization."""
     from keras_initlab import _keras
-    from keras_initlab.measurement._selection import ACTIVATION_LAYERS, activation_name
+    from keras_initlab.measurement._selection import activation_name
+    from keras_initlab.model.layers import ACTIVATION_LAYERS, BATCH_NORMALIZATION
 
     if _keras.is_functional(model):
         consumers: dict[int, list[Any]] = {}
@@ -99,7 +100,7 @@ def met_activations(model: Any) -> dict[int, str | None]:
             met[id(layer)] = own
             continue
         nxt = following.get(id(layer), [])
-        if len(nxt) == 1 and isinstance(nxt[0], keras.layers.BatchNormalization):
+        if len(nxt) == 1 and isinstance(nxt[0], BATCH_NORMALIZATION):
             nxt = following.get(id(nxt[0]), [])
         found = [activation_name(n) for n in nxt if isinstance(n, ACTIVATION_LAYERS)]
         met[id(layer)] = found[0] if len(found) == 1 and len(nxt) == 1 else None
@@ -117,9 +118,9 @@ def healthy_weights(model: Any) -> list[HealthyRow]:
     >>> [(r.layer, r.scheme, round(r.ratio), r.flagged) for r in healthy_weights(model)]
     [('d', 'he_normal', 3, True)]
     """
-    from keras_initlab.audit import audit
     from keras_initlab.layer_tree import leaf_layers, walk
     from keras_initlab.measurement._selection import kernel_of
+    from keras_initlab.prescribed import scheme_rows
 
     met = met_activations(model)
     leaves = {id(layer) for _, layer in leaf_layers(model)}
@@ -129,7 +130,7 @@ def healthy_weights(model: Any) -> list[HealthyRow]:
         if kernel is None or id(layer) not in leaves:
             continue
         candidates = healthy_schemes(met.get(id(layer)))
-        reports = [[r for r in audit(layer, s).rows if r.path == kernel.path] for s in candidates]
+        reports = [[r for r in scheme_rows(layer, s) if r.path == kernel.path] for s in candidates]
         fits = [s for s, rep in zip(candidates, reports, strict=True) if rep and not rep[0].flagged]
         scheme = fits[0] if fits else candidates[0]
         chosen = reports[candidates.index(scheme)]
@@ -217,7 +218,7 @@ def healthy_prediction(
         The `keras_initlab.propagate.PropagateReport`.
     """
     from keras_initlab import _keras
-    from keras_initlab.initialize import drawn
+    from keras_initlab.draw import drawn
     from keras_initlab.layer_tree import walk
     from keras_initlab.propagate import propagate
     from keras_initlab.propagate._kernels import substituted

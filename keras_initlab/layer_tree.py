@@ -38,13 +38,13 @@ def walk(model: Any, *, descend: Callable[[Any], bool] | None = None) -> Iterato
     >>> [path for path, _ in walk(model)]
     ['enc', 'enc/d', 'out']
     """
-    from keras.layers import InputLayer
+    from keras_initlab.model.layers import INPUT_LAYER
 
     seen: set[int] = {id(model)}
 
     def visit(parent: Any, prefix: str) -> Iterator[tuple[str, Any]]:
         for child in _keras.child_layers(parent):
-            if id(child) in seen or isinstance(child, InputLayer):
+            if id(child) in seen or isinstance(child, INPUT_LAYER):
                 continue
             seen.add(id(child))
             path = prefix + child.name
@@ -64,13 +64,13 @@ def leaf_layers(model: Any) -> list[tuple[str, Any]]:
     >>> [type(layer).__name__ for _, layer in leaf_layers(model)]
     ['Dense', 'ReLU']
     """
-    import keras
+    from keras_initlab.model.layers import RNN
 
     def descend(layer: Any) -> bool:
-        return not isinstance(layer, keras.layers.RNN)
+        return not isinstance(layer, RNN)
 
     return [
         (path, layer)
         for path, layer in walk(model, descend=descend)
-        if isinstance(layer, keras.layers.RNN) or not _keras.child_layers(layer)
+        if isinstance(layer, RNN) or not _keras.child_layers(layer)
     ]

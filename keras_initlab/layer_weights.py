@@ -17,26 +17,18 @@ import keras
 
 from keras_initlab import _keras
 from keras_initlab.layer_tree import walk
-
-L = keras.layers
-_GATES = ((L.LSTMCell, 4), (L.GRUCell, 3), (L.SimpleRNNCell, 1))
-_CONVS = (L.Conv1D, L.Conv2D, L.Conv3D)
-_TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-_DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
-_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-# The normalization layers of the installed Keras (RMSNormalization: Keras >= 3.9).
-NORMALIZATION_LAYERS = tuple(
-    getattr(L, name)
-    for name in (
-        "BatchNormalization",
-        "LayerNormalization",
-        "GroupNormalization",
-        "UnitNormalization",
-        "RMSNormalization",
-        "SpectralNormalization",
-    )
-    if hasattr(L, name)
+from keras_initlab.model.layers import (
+    CONVS,
+    DENSE,
+    DEPTHWISE_CONVS,
+    EINSUM_DENSE,
+    EMBEDDINGS,
+    NORMALIZATION_LAYERS,
+    RECURRENT_GATES,
+    SEPARABLE_CONVS,
+    TRANSPOSED_CONVS,
 )
+
 NORMALIZATION_REASON = "normalization layer: its scale, offset and statistics are not a kernel"
 CUSTOM_REASON = "weight of a layer type with no known kernel layout (a custom add_weight)"
 # weight attribute -> the layer attribute holding its configured initializer
@@ -116,33 +108,33 @@ def _spec(
 def _layer_specs(layer: Any) -> list[WeightSpec | None] | None:
     """The specs of a layer of a known type, or None to look inside it."""
     bias = _spec(layer, "bias", "bias")
-    for cell_type, gates in _GATES:
+    for cell_type, gates in RECURRENT_GATES.items():
         if isinstance(layer, cell_type):
             return [
                 _spec(layer, "kernel", "recurrent", {"gates": gates}),
                 _spec(layer, "recurrent_kernel", "recurrent", {"gates": gates}),
                 bias,
             ]
-    if isinstance(layer, L.Dense):
+    if isinstance(layer, DENSE):
         return [_spec(layer, "kernel", "dense"), bias]
-    if isinstance(layer, L.EinsumDense):
+    if isinstance(layer, EINSUM_DENSE):
         return [_spec(layer, "kernel", "einsum", einsum_axes(layer.equation)), bias]
-    if isinstance(layer, _CONVS):
+    if isinstance(layer, CONVS):
         return [_spec(layer, "kernel", "conv", {"groups": int(layer.groups)}), bias]
-    if isinstance(layer, _TRANSPOSED):
+    if isinstance(layer, TRANSPOSED_CONVS):
         strides = [int(s) for s in layer.strides]
         return [_spec(layer, "kernel", "conv_transpose", {"strides": strides}), bias]
-    if isinstance(layer, _DEPTHWISE):
+    if isinstance(layer, DEPTHWISE_CONVS):
         # Keras stores a depthwise layer's kernel as `kernel`, configured by
         # `depthwise_initializer`.
         return [_spec(layer, "kernel", "depthwise", None, "depthwise_initializer"), bias]
-    if isinstance(layer, _SEPARABLE):
+    if isinstance(layer, SEPARABLE_CONVS):
         return [
             _spec(layer, "depthwise_kernel", "depthwise"),
             _spec(layer, "pointwise_kernel", "conv"),
             bias,
         ]
-    if isinstance(layer, L.Embedding):
+    if isinstance(layer, EMBEDDINGS):
         return [_spec(layer, "embeddings", "embedding")]
     return None
 
@@ -215,7 +207,7 @@ def other_weights(model: Any) -> list[OtherWeight]:
 
 def check_built(model: Any, argument: str = "model") -> None:
     """Raise a ValueError unless ``model`` is a built Keras layer or model."""
-    if not isinstance(model, L.Layer):
+    if not isinstance(model, keras.layers.Layer):
         raise TypeError(
             f"Argument `{argument}` must be a Keras model or layer. "
             f"Received: {argument}={type(model).__name__}"

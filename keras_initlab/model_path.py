@@ -9,10 +9,14 @@ topological order, a call lies on the main path when no edge of the graph jumps 
 (every path from the inputs to the outputs then runs through it); a nested Functional
 model on the path is read the same way, and the sublayers of a known container on the path
 (a `MultiHeadAttention`'s query, an RNN's cell) are its internals, off the path.
-A Sequential model is a chain. A subclassed model, or a custom layer that holds
-sub-layers (not a known container such as `MultiHeadAttention`), has no graph to read: its
-leaf layers are taken as a chain in call order (`ModelPath.assumed` says so), so a stream
-that grows inside a custom residual block still shows in the sub-layers it feeds.
+A Sequential model is a chain. A subclassed model or a custom layer that holds sub-layers
+(not a known container such as `MultiHeadAttention`) is read through its ``call`` traced
+on KerasTensors (`keras_initlab.model.trace`), like a nested graph: the sum inside a custom
+residual block is on the path, and the block's output is named by the block (``block3``,
+the record `measure` takes of it); the block's input feeds its skip and its branch, a
+fork. Where the trace fails, its leaf layers are taken as a chain in call order
+(`ModelPath.assumed` says so and why), so a stream that grows inside still shows in the
+sub-layers it feeds.
 
 Three kinds of layer on the path are marked for the rule:
 
@@ -42,43 +46,17 @@ import keras
 
 from keras_initlab import _keras
 from keras_initlab.layer_tree import walk
+from keras_initlab.model.layers import (
+    ALWAYS_NORMALIZING,
+    BATCH_NORMALIZATION,
+    ONE_OFF_LAYERS,
+    is_opaque,
+    is_sum,
+)
+from keras_initlab.model.registry import registered
+from keras_initlab.model.trace import output_spec, trace_layer
 
 L = keras.layers
-
-
-def _present(*names: str) -> tuple[type, ...]:
-    """The Keras layer classes of ``names`` that this Keras version has."""
-    return tuple(getattr(L, name) for name in names if hasattr(L, name))
-
-
-# Layers that move, reduce or repeat values without weights: their change of a variance
-# happens once where they sit, not once per layer of depth.
-ONE_OFF_LAYERS = _present(
-    *(
-        f"{kind}Pooling{d}D"
-        for kind in ("Average", "Max", "GlobalAverage", "GlobalMax")
-        for d in (1, 2, 3)
-    ),
-    *(f"{kind}{d}D" for kind in ("UpSampling", "ZeroPadding", "Cropping") for d in (1, 2, 3)),
-    "Flatten",
-    "Reshape",
-    "Permute",
-    "RepeatVector",
-    # Noise that training adds and inference removes: dropout scales the kept values by
-    # 1 / (1 - rate), which inflates the second moment at every dropout layer in training
-    # mode (x1.43 per layer at rate 0.3) without changing the signal the weights carry.
-    "Dropout",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "SpatialDropout3D",
-    "GaussianDropout",
-    "GaussianNoise",
-    "AlphaDropout",
-)
-# Normalization layers that set their output's scale whatever their input's, in any mode.
-_ALWAYS_NORMALIZING = _present(
-    "LayerNormalization", "GroupNormalization", "RMSNormalization", "UnitNormalization"
-)
 
 
 def normalizes(layer: Any, mode: str) -> bool:
@@ -91,16 +69,17 @@ def normalizes(layer: Any, mode: str) -> bool:
     >>> normalizes(keras.layers.BatchNormalization(), "inference")
     False
     """
-    if isinstance(layer, _ALWAYS_NORMALIZING):
+    kind = registered(layer)
+    if isinstance(layer, ALWAYS_NORMALIZING) or (kind is not None and kind.kind == "normalization"):
         return True
-    return isinstance(layer, L.BatchNormalization) and mode == "training"
+    return isinstance(layer, BATCH_NORMALIZATION) and mode == "training"
 
 
-def is_sum(operation: Any) -> bool:
-    """Whether ``operation`` is an elementwise sum of tensors (``Add`` or ``x + y``)."""
-    if isinstance(operation, L.Add):
-        return True
-    return not isinstance(operation, L.Layer) and type(operation).__name__ == "Add"
+def is_one_off(layer: Any) -> bool:
+    """Whether ``layer`` is one of `ONE_OFF_LAYERS` or registered as dropout
+    (`keras_initlab.register_layer`)."""
+    kind = registered(layer)
+    return isinstance(layer, ONE_OFF_LAYERS) or (kind is not None and kind.kind == "dropout")
 
 
 @dataclass
@@ -112,7 +91,7 @@ class ModelPath:
             the main path, in execution order; a name may repeat when a layer is called
             more than once.
         normalized: names on the path whose scale a following normalization resets.
-        one_off: names on the path of `ONE_OFF_LAYERS`.
+        one_off: names on the path of one-off layers (`is_one_off`).
         sums: names on the path that are residual sums.
         forks: names on the path whose output feeds more than one call (the gradient of a
             fork is the sum of its consumers': a backward sum).
@@ -170,29 +149,32 @@ def model_path(model: Any, mode: str = "training") -> ModelPath:
 
 def _read(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
     if _keras.is_functional(model):
-        _functional(model, prefix, mode, path)
+        _graph(model.inputs, model.outputs, _keras.functional_calls(model), prefix, mode, path)
         return
     if isinstance(model, keras.Sequential):
         layers = list(model.layers)
+        spec = model.inputs[0]
         for i, layer in enumerate(layers):
             name = prefix + layer.name
             following = layers[i + 1] if i + 1 < len(layers) else None
-            _node(path, name, layer, mode, [following] if following else [], _output(layer))
+            out = _output(layer)
+            _node(path, name, layer, mode, [following] if following else [], out, (spec,))
+            spec = output_spec(layer, spec)
         if layers and not prefix:
             path.outputs.add(prefix + layers[-1].name)
         return
-    _chain(model, prefix, mode, path)
+    _chain(model, prefix, mode, path, "its inputs are not recorded")
     if path.nodes and not prefix:
         path.outputs.add(path.nodes[-1])
 
 
-def _chain(layer: Any, prefix: str, mode: str, path: ModelPath) -> None:
-    """A subclassed model or custom layer hides its graph: its leaf layers are taken as a
-    chain in call order, and `ModelPath.assumed` says so."""
+def _chain(layer: Any, prefix: str, mode: str, path: ModelPath, why: str) -> None:
+    """A subclassed model or custom layer whose graph cannot be read: its leaf layers are
+    taken as a chain in call order, and `ModelPath.assumed` says so and why."""
     what = "subclassed model" if isinstance(layer, keras.Model) else "custom layer"
     note = (
-        f"{type(layer).__name__} ({prefix.rstrip('/') or 'the model'}) is a {what}: its "
-        "graph cannot be read, so its layers are taken as a chain in call order"
+        f"{type(layer).__name__} ({prefix.rstrip('/') or 'the model'}) is a {what} whose "
+        f"graph cannot be read ({why}), so its layers are taken as a chain in call order"
     )
     path.assumed = f"{path.assumed}; {note}" if path.assumed else note
     for name, leaf in walk(layer):
@@ -201,24 +183,54 @@ def _chain(layer: Any, prefix: str, mode: str, path: ModelPath) -> None:
 
 
 def _node(
-    path: ModelPath, name: str, layer: Any, mode: str, following: list[Any], output: Any
+    path: ModelPath,
+    name: str,
+    layer: Any,
+    mode: str,
+    following: list[Any],
+    output: Any,
+    inputs: Any,
+    args: Any = None,
+    kwargs: Any = None,
 ) -> None:
-    """One call on the path: a nested Functional or Sequential model is read inside, a
-    subclassed model or custom layer with sub-layers as a chain of its leaves, any other
-    layer or operation is one node."""
-    from keras_initlab.residual import is_opaque
-
+    """One call on the path (reading ``inputs``, passed as ``args``/``kwargs``; default: the
+    inputs alone): a nested Functional or Sequential model is read inside; a subclassed
+    model or custom layer with sub-layers through its traced ``call``
+    (`keras_initlab.model.trace`), its output named by the layer itself (a block's output is
+    its residual sum), or, where the trace fails, as a chain of its leaves; any other layer
+    or operation is one node."""
     if isinstance(layer, keras.Model) and not is_opaque(layer):
         _read(layer, name + "/", mode, path)
-    elif is_opaque(layer):
-        _chain(layer, name + "/", mode, path)
-    else:
+        return
+    if not is_opaque(layer):
         _add(path, name, layer, mode, following, output)
+        return
+    args = tuple(inputs) if args is None else args
+    try:
+        trace = trace_layer(layer, args, kwargs or {}, inputs, mode)
+    except Exception as error:  # whatever its call raises on KerasTensors
+        _chain(layer, name + "/", mode, path, f"its call cannot be traced: {type(error).__name__}")
+        return
+    before = path.nodes[-1] if path.nodes else None
+    _graph(trace.inputs, trace.outputs, trace.calls, name + "/", mode, path, (name, following))
+    reads = [c for c in trace.calls for t in c.inputs if any(t is i for i in trace.inputs)]
+    if before is not None and len(reads) > 1:  # the block's input feeds more than one call
+        path.forks.add(before)
 
 
-def _functional(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
-    calls = _keras.functional_calls(model)
-    position = {id(t): -1 for t in model.inputs}
+def _graph(
+    inputs: Any,
+    outputs: Any,
+    calls: Any,
+    prefix: str,
+    mode: str,
+    path: ModelPath,
+    block: tuple[str, list[Any]] | None = None,
+) -> None:
+    """The path through a graph's calls (a Functional model's, or a traced block's: then
+    ``block`` is the block's name, which its output call takes, and what follows it)."""
+    calls = list(calls)
+    position = {id(t): -1 for t in inputs}
     consumers: dict[int, list[Any]] = {}
     produced: dict[int, list[Any]] = {}  # operation -> the tensors its calls produce
     for i, call in enumerate(calls):
@@ -237,16 +249,17 @@ def _functional(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
         for t in call.inputs
         if id(t) in position
     ]
-    edges += [(position[id(t)], sink) for t in model.outputs if id(t) in position]
+    edges += [(position[id(t)], sink) for t in outputs if id(t) in position]
     for u, w in edges:
         if w - u > 1:
             covered[u + 1] += 1
             covered[w] -= 1
-    outputs = {id(t) for t in model.outputs}
+    final = {id(t) for t in outputs}
     running = 0
     before: Any = None  # the previous call on the path
     for i, call in enumerate(calls):
-        if not prefix and any(id(t) in outputs for t in call.outputs):
+        last = any(id(t) in final for t in call.outputs)
+        if not prefix and last:
             path.outputs.add(call.operation.name)
         running += covered[i]
         if running:
@@ -254,10 +267,13 @@ def _functional(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
         op = call.operation
         name = prefix + op.name
         following = [c for t in call.outputs for c in consumers.get(id(t), [])]
+        if block is not None and last:
+            name, following = block
         if before is not None and _every_route_normalized(before, op, consumers, produced, mode):
             path.resets.add(name)
         before = call
-        _node(path, name, op, mode, following, call.outputs[0] if call.outputs else None)
+        output = call.outputs[0] if call.outputs else None
+        _node(path, name, op, mode, following, output, call.inputs, call.args, call.kwargs)
 
 
 def _every_route_normalized(
@@ -302,7 +318,7 @@ def _add(
         path.forks.add(name)
     if following and all(normalizes(f, mode) for f in following):
         path.normalized.add(name)
-    if isinstance(layer, ONE_OFF_LAYERS):
+    if is_one_off(layer):
         path.one_off.add(name)
     if is_sum(layer):
         path.sums.add(name)

@@ -13,7 +13,9 @@ its two inputs part at a common upstream tensor (the **fork**) and
 An Add that meets neither (more than two inputs, inputs that share no upstream tensor,
 two equally weighted paths, no weighted layer on either side) is listed as **unresolved**
 with the reason, not guessed. A subclassed model or custom layer that holds weighted
-sub-layers hides its graph: it is listed as **opaque**, since sums inside it cannot be seen.
+sub-layers is read through its ``call`` traced on KerasTensors (`keras_initlab.model.trace`),
+its sums named below it (``block3/add``); one whose ``call`` cannot be traced is listed as
+**opaque**, with the reason.
 
 Residual initialization (Goyal et al. 2017, zero-initialized residual branches; Zhang et
 al. 2019, Fixup; De and Smith 2020, SkipInit) and the signal propagation plot (Brock et al.
@@ -28,17 +30,12 @@ from typing import Any
 import keras
 
 from keras_initlab import _keras
-from keras_initlab.layer_weights import NORMALIZATION_LAYERS, check_built, weight_specs
+from keras_initlab.layer_weights import check_built, weight_specs
+from keras_initlab.model.layers import NORMALIZATION_LAYERS, is_opaque, is_sum
+from keras_initlab.model.trace import output_spec, trace_layer
 from keras_initlab.text_table import RowReport, format_table
 
 __all__ = ["ResidualBlock", "ResidualReport", "UnresolvedSum", "residual_blocks"]
-# Keras layers that hold sub-layers as parts of one known computation, not a hidden graph.
-KNOWN_CONTAINERS = (
-    keras.layers.MultiHeadAttention,
-    keras.layers.RNN,
-    keras.layers.Bidirectional,
-    keras.layers.TimeDistributed,
-)
 
 
 @dataclass(frozen=True)
@@ -134,8 +131,10 @@ def residual_blocks(model: Any) -> ResidualReport:
     """Find the residual sums of a built model.
 
     Functional graphs are read call by call (nested Functional and Sequential models
-    included, with their path as prefix); a subclassed model has no recorded graph, so the
-    sums in it are reported as opaque instead of guessed.
+    included, with their path as prefix); a custom layer that holds weighted layers is read
+    through its traced ``call``, its sums named below it; a subclassed model given as
+    ``model`` (no recorded inputs) or a layer whose ``call`` cannot be traced is reported
+    as opaque instead of guessed.
 
     Args:
         model: a built Keras model.
@@ -164,24 +163,6 @@ def residual_blocks(model: Any) -> ResidualReport:
     return ResidualReport(finder.blocks, finder.unresolved)
 
 
-def _is_sum(operation: Any) -> bool:
-    if isinstance(operation, keras.layers.Add):
-        return True
-    return not isinstance(operation, keras.layers.Layer) and type(operation).__name__ == "Add"
-
-
-def is_opaque(layer: Any) -> bool:
-    """Whether ``layer`` hides a graph of weighted sub-layers: a subclassed model, or a
-    custom layer that holds sub-layers (not one of `KNOWN_CONTAINERS`)."""
-    if not isinstance(layer, keras.layers.Layer):
-        return False  # a keras.ops call
-    if isinstance(layer, keras.Sequential) or _keras.is_functional(layer):
-        return False
-    if isinstance(layer, keras.Model):
-        return True
-    return not isinstance(layer, KNOWN_CONTAINERS) and bool(_keras.child_layers(layer))
-
-
 class _Finder:
     """Walks the graphs and collects blocks; one instance per ``residual_blocks`` call."""
 
@@ -190,36 +171,53 @@ class _Finder:
         self.blocks: list[ResidualBlock] = []
         self.unresolved: list[UnresolvedSum] = []
 
-    def model(self, model: Any, prefix: str) -> None:
+    def model(self, model: Any, prefix: str, input_names: list[str] | None = None) -> None:
         if _keras.is_functional(model):
-            self._functional(model, prefix)
+            names = input_names or [_input_name(model, i, prefix) for i in range(len(model.inputs))]
+            self._graph(model.inputs, _keras.functional_calls(model), names, prefix)
         elif isinstance(model, keras.Sequential):
+            spec, name = model.inputs[0], (input_names or [prefix + "input"])[0]
             for layer in model.layers:
-                self._inner(layer, prefix)
+                self._inner(layer, prefix, ((spec,), {}, (spec,)), [name])
+                spec, name = output_spec(layer, spec), prefix + layer.name
         elif self.kernels:
-            self._opaque(model.name, model)
+            self._opaque(model.name, model, "it is a subclassed model with no recorded inputs")
 
-    def _inner(self, layer: Any, prefix: str) -> None:
+    def _inner(self, layer: Any, prefix: str, call: Any, input_names: list[str]) -> None:
+        """Walk into ``layer`` (called with ``call`` = (args, kwargs, inputs)): a nested
+        model in place; a custom layer or subclassed model that holds weighted layers
+        through its traced ``call`` (`keras_initlab.model.trace`), or as opaque."""
+        name = prefix + layer.name
         if isinstance(layer, keras.Sequential) or _keras.is_functional(layer):
-            self.model(layer, f"{prefix}{layer.name}/")
-        elif is_opaque(layer) and self._weights_of(prefix + layer.name):
-            self._opaque(prefix + layer.name, layer)
+            self.model(layer, f"{name}/")
+        elif is_opaque(layer) and self._weights_of(name):
+            try:
+                trace = trace_layer(layer, *call)
+            except Exception as error:  # whatever its call raises on KerasTensors
+                first = (str(error).strip().splitlines() or [""])[0][:120]
+                self._opaque(
+                    name, layer, f"its call cannot be traced ({type(error).__name__}: {first})"
+                )
+                return
+            self._graph(trace.inputs, trace.calls, input_names, f"{name}/")
 
-    def _opaque(self, name: str, layer: Any) -> None:
+    def _opaque(self, name: str, layer: Any, why: str) -> None:
         reason = (
-            f"{type(layer).__name__} is subclassed and holds weighted layers: its graph is "
-            "not recorded, so residual sums inside it cannot be found"
+            f"{type(layer).__name__} holds weighted layers, but {why}: residual sums inside "
+            "it cannot be found"
         )
         self.unresolved.append(UnresolvedSum(name, reason))
 
     def _weights_of(self, name: str) -> list[str]:
         return [k for k in self.kernels if k == name or k.startswith(name + "/")]
 
-    def _functional(self, model: Any, prefix: str) -> None:
-        calls = _keras.functional_calls(model)
+    def _graph(self, inputs: Any, calls: Any, input_names: list[str], prefix: str) -> None:
+        """Read the calls of a graph (a Functional model's, or a traced ``call``'s) whose
+        inputs are named ``input_names``."""
+        calls = list(calls)
         producer: dict[int, int] = {}
-        ancestry: dict[int, frozenset[int]] = {id(t): frozenset() for t in model.inputs}
-        names = {id(t): _input_name(model, i, prefix) for i, t in enumerate(model.inputs)}
+        ancestry: dict[int, frozenset[int]] = {id(t): frozenset() for t in inputs}
+        names = {id(t): n for t, n in zip(inputs, input_names, strict=True)}
         for i, call in enumerate(calls):
             above = frozenset().union(*(ancestry.get(id(t), frozenset()) for t in call.inputs))
             for t in call.outputs:
@@ -227,8 +225,10 @@ class _Finder:
                 ancestry[id(t)] = above | {i}
                 names[id(t)] = prefix + call.operation.name
         for call in calls:
-            self._inner(call.operation, prefix)
-            if _is_sum(call.operation):
+            if isinstance(call.operation, keras.layers.Layer):
+                called = (call.args, call.kwargs, call.inputs)
+                self._inner(call.operation, prefix, called, [names[id(t)] for t in call.inputs])
+            if is_sum(call.operation):
                 self._sum(call, calls, producer, ancestry, names, prefix)
 
     def _path_weights(self, calls: list[Any], members: frozenset[int], prefix: str) -> list[str]:

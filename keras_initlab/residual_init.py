@@ -47,7 +47,8 @@ from typing import Any
 from keras import ops
 
 from keras_initlab._validation import unknown_name_message
-from keras_initlab.layer_weights import NORMALIZATION_LAYERS, WeightSpec
+from keras_initlab.layer_weights import WeightSpec
+from keras_initlab.model.layers import NORMALIZATION_LAYERS
 from keras_initlab.residual import ResidualBlock, ResidualReport, residual_blocks
 from keras_initlab.residual_gate import ResidualGate
 from keras_initlab.text_table import RowReport, format_table

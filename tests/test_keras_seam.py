@@ -184,6 +184,29 @@ def test_is_watched_tells_what_the_training_tape_reaches():
     assert found == {"input": False, "output": True, "after": False}
 
 
+def test_public_operations_are_the_classes_keras_ops_calls_record():
+    ops = _keras.public_operations()
+    assert all(issubclass(c, keras.Operation) for c in ops.values())
+    modules = {c.__module__.rsplit(".", 1)[-1] for c in ops.values()}
+    assert modules >= {"numpy", "nn", "math", "core", "linalg", "image"}
+    x, image = keras.Input((4, 6)), keras.Input((4, 4, 3))
+    outputs = [
+        x + 3.0,
+        keras.ops.relu6(x),
+        keras.ops.mean(x, axis=-1),
+        x[:, 1:],
+        keras.ops.erf(x),
+        keras.ops.cast(x, "float16"),
+        keras.ops.norm(x, axis=-1),
+        keras.ops.image.resize(image, (2, 2)),
+        keras.ops.einsum("bij,bkj->bik", x, x),
+    ]
+    model = keras.Model([x, image], outputs)
+    recorded = {type(c.operation) for c in _keras.functional_calls(model)}
+    assert len(recorded) == len(outputs)
+    assert recorded <= set(ops.values())
+
+
 def test_a_missing_internal_is_a_clear_error():
     class Stranger:
         pass

@@ -114,19 +114,41 @@ def test_a_block_whose_every_route_ends_in_batchnorm_resets_the_scale(shortcut, 
     assert "add" not in model_path(keras.Model(x, out), "inference").resets
 
 
-def test_a_custom_layer_on_the_path_is_read_as_a_chain_of_its_leaves_and_says_so():
-    class Block(L.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.d1 = L.Dense(8, activation="relu", name="d1")
-            self.d2 = L.Dense(8, name="d2")
+class _Block(L.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.d1 = L.Dense(8, activation="relu", name="d1")
+        self.d2 = L.Dense(8, name="d2")
 
-        def call(self, x):
-            return x + self.d2(self.d1(x))
+    def call(self, x):
+        return x + self.d2(self.d1(x))
 
+
+class _BackendBlock(_Block):
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.math.add(x, self.d2(self.d1(x)))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+def test_a_custom_block_on_the_path_is_read_through_its_traced_call():
     x = keras.Input((8,))
-    h = Block(name="b1")(Block(name="b0")(L.Dense(8, name="stem")(x)))
+    h = _Block(name="b1")(_Block(name="b0")(L.Dense(8, name="stem")(x)))
     path = model_path(keras.Model(x, L.Dense(2, name="head")(h)))
-    assert path.nodes == ["stem", "b0/d1", "b0/d2", "b1/d1", "b1/d2", "head"]
-    assert "Block (b0) is a custom layer" in path.assumed
-    assert "Block (b1) is a custom layer" in path.assumed
+    # the branch is off the path; the block's output (its sum) is named by the block
+    assert path.nodes == ["stem", "b0", "b1", "head"]
+    assert path.sums == {"b0", "b1"}
+    assert path.forks == {"stem", "b0"}  # each block's input feeds its skip and its branch
+    assert not path.assumed
+
+
+def test_a_custom_layer_whose_call_cannot_be_traced_is_read_as_a_chain_and_says_why():
+    x = keras.Input((8,))
+    h = _BackendBlock(name="b0")(L.Dense(8, name="stem")(x))
+    path = model_path(keras.Model(x, L.Dense(2, name="head")(h)))
+    assert path.nodes == ["stem", "b0/d1", "b0/d2", "head"]
+    assert "_BackendBlock (b0) is a custom layer" in path.assumed
+    assert "cannot be traced" in path.assumed

@@ -126,10 +126,64 @@ def test_independent_inputs_and_subclassed_models_are_not_guessed():
     sub = _Subclassed()
     sub(keras.ops.zeros((1, 4)))
     (opaque,) = residual_blocks(sub).unresolved
-    assert "_Subclassed is subclassed" in opaque.reason
+    assert "_Subclassed holds weighted layers" in opaque.reason
+    assert "no recorded inputs" in opaque.reason
     plain = keras.Sequential([keras.Input((4,)), L.Dense(4)])
     report = residual_blocks(plain)
     assert not report.rows
     assert not report.unresolved
     with pytest.raises(ValueError, match="no residual block"):
         report.require("residual", "fixup")
+
+
+class _Block(L.Layer):
+    """A user's residual block: the sum is inside ``call``."""
+
+    def __init__(self, width, **kwargs):
+        super().__init__(**kwargs)
+        self.d1, self.d2 = L.Dense(width, activation="relu"), L.Dense(width)
+
+    def call(self, x):
+        return x + self.d2(self.d1(x))
+
+
+class _BackendBlock(_Block):
+    """The same block written with a backend op: its call cannot be traced."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.math.add(x, self.d2(self.d1(x)))
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+def test_sums_inside_custom_blocks_are_found_named_by_block_at_every_call():
+    inputs = keras.Input((8,))
+    h = L.Dense(8, name="stem")(inputs)
+    for i in range(16):
+        h = _Block(8, name=f"block{i}")(h)
+    model = keras.Model(inputs, L.Dense(2)(h))
+    first, again = residual_blocks(model), residual_blocks(model)
+    assert [b.add for b in first] == [f"block{i}/add" for i in range(16)]
+    assert [b.add for b in again] == [b.add for b in first]  # stable names
+    assert not first.unresolved
+    block = model.get_layer("block3")
+    found = first.rows[3]
+    assert found.skip == "block2"  # the previous block's output
+    assert found.branch == (f"block3/{block.d1.name}", f"block3/{block.d2.name}")
+    assert found.last_kernel_layer is block.d2
+    assert residual_blocks(model).rows[0].skip == "stem"
+    # the trace leaves the model as it was: no node added to the sub-layers
+    assert not block.d1._inbound_nodes
+
+
+def test_a_custom_block_whose_call_cannot_be_traced_is_opaque_with_the_reason():
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, _BackendBlock(8, name="tfblock")(inputs))
+    report = residual_blocks(model)
+    assert not report.rows
+    (opaque,) = report.unresolved
+    assert opaque.name == "tfblock"
+    assert "cannot be traced" in opaque.reason

@@ -57,8 +57,8 @@ Example:
 [1.0, 1.0]
 """
 
-from keras_initlab.autoinit._algorithm import autoinit
+from keras_initlab.autoinit._algorithm import AutoInit, autoinit
 from keras_initlab.autoinit._report import AutoInitReport, AutoInitRow
 from keras_initlab.autoinit._solve import MAX_PRE as MAX_PRE
 
-__all__ = ["AutoInitReport", "AutoInitRow", "autoinit"]
+__all__ = ["AutoInit", "AutoInitReport", "AutoInitRow", "autoinit"]

@@ -14,24 +14,16 @@ from keras_initlab._validation import check_positive
 from keras_initlab.autoinit._plan import Follow, follows, shares
 from keras_initlab.autoinit._report import AutoInitReport, AutoInitRow
 from keras_initlab.autoinit._solve import Problem, scaled, solve
-from keras_initlab.initialize import initialize
+from keras_initlab.draw import draw
 from keras_initlab.layer_weights import check_built
+from keras_initlab.model.layers import ATTENTION, KERNEL_LAYERS, SEPARABLE_CONVS
 from keras_initlab.propagate import _activations, _attention
 from keras_initlab.propagate._graph import Walker
-from keras_initlab.propagate._kernels import (
-    CONVS,
-    DEPTHWISE,
-    SEPARABLE,
-    TRANSPOSED,
-    bias_means,
-    einsum_dense,
-)
+from keras_initlab.propagate._kernels import bias_means, einsum_dense
 from keras_initlab.propagate._rules import predict
 from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Call
 
-L = keras.layers
-KERNEL_LAYERS = (*CONVS, *TRANSPOSED, *DEPTHWISE, *SEPARABLE, L.Dense, L.EinsumDense)
 MODE = "inference"
 # The attention logits q.k / sqrt(key_dim) get unit variance: q and k unit variance.
 LOGITS_VAR = 1.0
@@ -134,13 +126,15 @@ class _Hook:
         if id(layer) in self.done:  # a shared layer: scaled at its first call
             return
         self.done.add(id(layer))
-        if isinstance(layer, L.MultiHeadAttention):
+        if isinstance(layer, ATTENTION):
             self._attention(call, name)
         elif isinstance(layer, KERNEL_LAYERS):
             step = predict(call)
             if step.pre is None:
                 return  # the rule cannot read this call: left as drawn (assumed row)
-            variable = layer.pointwise_kernel if isinstance(layer, SEPARABLE) else layer.kernel
+            variable = (
+                layer.pointwise_kernel if isinstance(layer, SEPARABLE_CONVS) else layer.kernel
+            )
             follow = self.follows.get(id(layer), Follow())
             self._set(
                 name,
@@ -225,12 +219,13 @@ def autoinit(
     _check(model)
     saved = [(v, keras.ops.convert_to_numpy(v)) for v in model.weights]
     try:
-        initialize(model, ini.LecunNormal(), seed=seed)
+        draw(model, ini.LecunNormal(), seed=seed)
         hook = _Hook(model, input_var)
         walker = Walker(MODE, before=hook)
         inputs = list(model.inputs)
-        shapes = [tuple(t.shape) for t in inputs]
-        walker.model(model, "", [Signal.uniform(0.0, input_var, s[1:]) for s in shapes], shapes)
+        walker.model(
+            model, "", [Signal.uniform(0.0, input_var, tuple(t.shape)[1:]) for t in inputs]
+        )
     except Exception:
         for variable, value in saved:
             variable.assign(value)
@@ -253,3 +248,23 @@ def autoinit(
             )
         )
     return AutoInitReport(rows, input_var)
+
+
+@dataclass(frozen=True)
+class AutoInit:
+    """AutoInit as a procedure of `keras_initlab.initialize` (``initialize(model, "auto")``).
+
+    ``AutoInit(input_var)(model, seed=s)`` is ``autoinit(model, input_var=input_var, seed=s,
+    report=True)``.
+
+    Example:
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16, name="d")])
+    >>> AutoInit(2.0)(model, seed=0).input_var
+    2.0
+    """
+
+    input_var: float = 1.0
+
+    def __call__(self, model: Any, *, seed: int | None = None) -> AutoInitReport:
+        return autoinit(model, input_var=self.input_var, seed=seed, report=True)

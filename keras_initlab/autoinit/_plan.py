@@ -25,20 +25,8 @@ from typing import Any
 import keras
 
 from keras_initlab import _keras
-from keras_initlab.propagate._structural import DROPOUT
+from keras_initlab.model.layers import ACTIVATION_LAYERS, PASS_THROUGH
 from keras_initlab.residual import residual_blocks
-
-L = keras.layers
-# Elementwise affine maps at initialization in inference mode (the mode AutoInit targets).
-PASS_THROUGH = (
-    L.BatchNormalization,
-    *DROPOUT,
-    L.GaussianNoise,
-    L.GaussianDropout,
-    L.AlphaDropout,
-    L.ActivityRegularization,
-)
-ACTIVATION_LAYERS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU)
 
 
 @dataclass(frozen=True)

@@ -152,12 +152,15 @@ class Profile:
     ``judgement`` is the depth rule on the rows (`keras_initlab.depth_rule`: the verdict the
     monitor's alerts and ``compare`` use) and ``fix`` the checked fix of
     `keras_initlab.diagnosis` when the verdict is not ``"ok"``, as the alert words it.
+    ``unpredicted`` maps each layer whose prediction rests on an assumption to its
+    ``PropagateRow.status`` and note; the table shows the status in place of the numbers.
     """
 
     rows: list[dict[str, Any]]
     predicted: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     judgement: Judgement | None = None
     fix: str = ""
+    unpredicted: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def activation_ratio(self) -> float:
@@ -199,7 +202,8 @@ class Profile:
         for r in self.rows:
             line = [r[k] for k in PROFILE_COLUMNS]
             if self.predicted:
-                act, grad = self.predicted.get(r["layer"], (None, None))
+                status, _ = self.unpredicted.get(r["layer"], (None, ""))
+                act, grad = self.predicted.get(r["layer"], (status, status))
                 line += [act, grad, self._parts(r)]
             table.append(line)
         lines = format_table(columns, table)
@@ -217,6 +221,13 @@ class Profile:
                 f"measured and predicted (keras_initlab.propagate) part by more than "
                 f"{PART_FACTOR:g}x at {len(parted)} of {len(self.rows)} layers"
                 + (f": {', '.join(parted[:10])}" if parted else "")
+            )
+        shown = [n for n in self.unpredicted if n in {r["layer"] for r in self.rows}]
+        if shown:
+            first = self.unpredicted[shown[0]]
+            lines.append(
+                f"{len(shown)} of {len(self.rows)} layers have no prediction of their own "
+                f"(it rests on an assumption); first: {shown[0]} ({first[0]}: {first[1]})"
             )
         return "\n".join(lines)
 
@@ -287,7 +298,8 @@ def variance_profile(model: Any, *, samples: int = INSPECT_SAMPLES, seed: int = 
         checked = "" if found.checked else " [not checked]"
         fix = f"cause ({found.cause}): {found.why}\nfix{checked}: {found.advice}"
     predicted = {r.layer: (r.activation_var, r.gradient_var) for r in report if r.predicted}
-    return Profile(rows, predicted, judgement, fix)
+    unpredicted = {r.layer: (r.status, r.note) for r in report if not r.predicted}
+    return Profile(rows, predicted, judgement, fix, unpredicted)
 
 
 def _prediction(model: Any, x: list[np.ndarray]) -> Any:

@@ -5,25 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import keras
-
 from keras_initlab.layer_weights import WeightSpec, other_weights, weight_specs
+from keras_initlab.model.layers import EMBEDDINGS, KERNEL_LAYERS
 
-L = keras.layers
-LSUV_LAYERS = (
-    L.Dense,
-    L.EinsumDense,
-    L.Conv1D,
-    L.Conv2D,
-    L.Conv3D,
-    L.Conv1DTranspose,
-    L.Conv2DTranspose,
-    L.Conv3DTranspose,
-    L.DepthwiseConv1D,
-    L.DepthwiseConv2D,
-    L.SeparableConv1D,
-    L.SeparableConv2D,
-)
+# The feed-forward kernel layers, whose output variance a scale of the kernel sets.
+LSUV_LAYERS = KERNEL_LAYERS
 
 
 @dataclass
@@ -46,7 +32,7 @@ class _Target:
 
 
 def _skip_reason(layer: Any) -> str:
-    if isinstance(layer, L.Embedding):
+    if isinstance(layer, EMBEDDINGS):
         return "embedding table: a lookup, no kernel whose output variance LSUV could set"
     return "recurrent cell: LSUV normalizes feed-forward kernels only"
 

@@ -3,7 +3,10 @@
 Measured by default: every leaf layer that owns weights (Dense, Conv, Embedding, recurrent
 layers as a whole), every separate activation layer (Activation, ReLU, ...), every merge
 layer (Add, Concatenate, Multiply, ...: in a residual network the stream is where variance
-grows) and every normalization layer, found by walking the model tree
+grows), every normalization layer, every layer registered with
+`keras_initlab.register_layer`, and the output of every custom layer or subclassed model
+that holds weighted sub-layers (a user's residual block: its output is its residual sum),
+found by walking the model tree
 (`keras_initlab.layer_tree`), so nested and subclassed models are covered. Any other leaf
 layer (pooling, dropout, reshaping) is measured when asked for by name. A layer's name is
 its path below the model, e.g. ``"encoder/dense_1"``.
@@ -17,29 +20,18 @@ from typing import Any
 import keras
 
 from keras_initlab._validation import unknown_name_message
-from keras_initlab.layer_tree import leaf_layers
-from keras_initlab.layer_weights import NORMALIZATION_LAYERS
-
-L = keras.layers
-ACTIVATION_LAYERS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Softmax)
-MERGE_LAYERS = (
-    L.Add,
-    L.Subtract,
-    L.Multiply,
-    L.Average,
-    L.Maximum,
-    L.Minimum,
-    L.Concatenate,
-    L.Dot,
+from keras_initlab.layer_tree import leaf_layers, walk
+from keras_initlab.model.layers import (
+    ACTIVATION_LAYERS,
+    MERGE_LAYERS,
+    NORMALIZATION_LAYERS,
+    RNN,
+    activation_kind,
+    is_opaque,
 )
+from keras_initlab.model.registry import registered
+
 _MEASURED = ACTIVATION_LAYERS + MERGE_LAYERS + NORMALIZATION_LAYERS
-_ACTIVATION_LAYER_NAMES = {
-    L.ReLU: "relu",
-    L.LeakyReLU: "leaky_relu",
-    L.ELU: "elu",
-    L.PReLU: "prelu",
-    L.Softmax: "softmax",
-}
 # Kernel attributes in order of preference: the weight whose variance is reported.
 _KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "embeddings")
 
@@ -63,7 +55,13 @@ def monitored_layers(model: Any, layers: Iterable[Any] | None = None) -> list[tu
     """
     leaves = leaf_layers(model)
     if layers is None:
-        return [(p, layer) for p, layer in leaves if layer.weights or isinstance(layer, _MEASURED)]
+        chosen = {
+            id(layer)
+            for p, layer in leaves
+            if layer.weights or isinstance(layer, _MEASURED) or registered(layer) is not None
+        }
+        chosen |= {id(layer) for _, layer in walk(model) if is_opaque(layer) and layer.weights}
+        return [(p, layer) for p, layer in walk(model) if id(layer) in chosen]
     found = leaves
     wanted = list(layers)
     by_key: dict[Any, tuple[str, Any]] = {}
@@ -83,7 +81,7 @@ def monitored_layers(model: Any, layers: Iterable[Any] | None = None) -> list[tu
 
 def kernel_of(layer: Any) -> Any:
     """The layer's kernel variable (recurrent layers: the cell's input kernel), else None."""
-    owner = layer.cell if isinstance(layer, L.RNN) and hasattr(layer, "cell") else layer
+    owner = layer.cell if isinstance(layer, RNN) and hasattr(layer, "cell") else layer
     for attribute in _KERNEL_ATTRIBUTES:
         variable = getattr(owner, attribute, None)
         if isinstance(variable, keras.Variable):
@@ -93,9 +91,9 @@ def kernel_of(layer: Any) -> Any:
 
 def activation_name(layer: Any) -> str | None:
     """The name of the function applied last by ``layer`` (``"relu"``, ``"tanh"``, ...)."""
-    for cls, known in _ACTIVATION_LAYER_NAMES.items():
-        if isinstance(layer, cls):
-            return known
-    owner = layer.cell if isinstance(layer, L.RNN) and hasattr(layer, "cell") else layer
+    kind = activation_kind(layer)
+    if kind not in (None, "activation"):
+        return kind
+    owner = layer.cell if isinstance(layer, RNN) and hasattr(layer, "cell") else layer
     name = getattr(getattr(owner, "activation", None), "__name__", None)
     return str(name) if name is not None else None

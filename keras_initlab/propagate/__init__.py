@@ -8,7 +8,12 @@ variances backward. The rules
 and their formulas are in the modules of this package: ``_kernels`` (Dense, Conv,
 Depthwise, Separable, Transpose, EinsumDense, Embedding), ``_moments``/``_activations``
 (every Keras activation), ``_normalization``, ``_merge``, ``_pooling``, ``_structural``,
-``_attention``, ``_recurrent``; ``_graph`` walks the model.
+``_attention``, ``_recurrent``, ``_ops`` (the ``keras.ops`` calls a graph records, constant
+operands included: ``x + 3.0``, ``relu6``, ``mean``, reshapes; `keras_initlab.model.operations`
+says what each is), ``_registered`` (layers registered with
+`keras_initlab.register_layer`); ``_graph`` walks the model, and reads a custom layer or
+subclassed block through its ``call`` traced on KerasTensors (`keras_initlab.model.trace`).
+Which rule a layer gets is decided by `keras_initlab.model.layers`' tables.
 
 Assumptions (mean field): the elements of a layer's input independent of each other
 (across channels and positions) and of the weights; pre-activations Gaussian; the gradient
@@ -72,9 +77,11 @@ def propagate(
             off) or ``"training"`` (batch statistics, dropout on).
 
     Returns:
-        A ``PropagateReport``: one ``PropagateRow`` per layer in execution order; layers no
-        rule covers are marked ``"assumed"`` (variance taken as unchanged) and listed by
-        ``report.assumed``.
+        A ``PropagateReport``: one ``PropagateRow`` per layer in execution order. A layer no
+        rule covers is ``"assumed"`` (variance taken as unchanged); a row whose activation
+        rests on an assumed layer is ``"downstream"``, one whose gradient passes back
+        through one ``"upstream"``, each naming the layers; ``report.predicted`` counts the
+        rows that rest on no assumption, ``report.assumed`` lists the others.
 
     Example:
     >>> import keras, keras_initlab
@@ -101,8 +108,7 @@ def propagate(
             f"it a keras.Input). Received: model={model!r}"
         ) from error
     walker = Walker(mode)
-    shapes = [tuple(t.shape) for t in inputs]
-    signals = [Signal.uniform(input_mean, input_var, s[1:]) for s in shapes]
-    outputs, backward = walker.model(model, "", signals, shapes)
-    backward([np.ones(x.shape) for x in outputs])
+    signals = [Signal.uniform(input_mean, input_var, tuple(t.shape)[1:]) for t in inputs]
+    outputs, _, backward = walker.model(model, "", signals)
+    backward(([np.ones(x.shape) for x in outputs], [() for _ in outputs]))
     return PropagateReport([row.freeze() for row in walker.rows])

@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_initlab.model.layers import activation_kind
 from keras_initlab.propagate._moments import (
     LINEAR,
     Activation,
@@ -23,7 +24,6 @@ from keras_initlab.propagate._moments import (
 from keras_initlab.propagate._signal import Signal
 from keras_initlab.propagate._step import Call, Step
 
-L = keras.layers
 SOFTMAX = "softmax"
 _NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
 # Keras activations with continuous derivatives (Gauss-Hermite converges fast on them).
@@ -51,8 +51,9 @@ def _numpy(fn: Callable[..., Any], **kwargs: Any) -> Callable[[np.ndarray], np.n
     return lambda z: np.asarray(fn(z, **kwargs), dtype=np.float64)
 
 
-def from_function(fn: Any) -> Activation | str | None:
-    """An ``Activation``, ``"softmax"``, or None (linear or no activation)."""
+def from_function(fn: Any, **options: Any) -> Activation | str | None:
+    """An ``Activation``, ``"softmax"``, or None (linear or no activation); ``options``: the
+    keyword arguments ``fn`` is called with (a leaky ReLU's ``negative_slope``)."""
     if fn is None:
         return None
     name = str(getattr(fn, "__name__", type(fn).__name__))
@@ -62,22 +63,28 @@ def from_function(fn: Any) -> Activation | str | None:
         return SOFTMAX
     if name in _NOT_ELEMENTWISE:
         raise NotImplementedError(f"activation {name!r} is not elementwise")
-    if name == "relu":
+    if name == "relu" and not options:
         return Activation("relu", _numpy(fn), "relu")
-    if name == "relu6":
+    if name == "relu6" and not options:
         return Activation("relu6", _numpy(fn), "clipped", top=6.0)
+    if name == "leaky_relu":
+        slope = float(options.get("negative_slope", 0.2))  # Keras' default
+        return Activation(name, _numpy(fn, negative_slope=slope), "relu", slope)
     return Activation(
-        name, _numpy(fn), smooth=name in _SMOOTH and name not in ("elu", "selu", "celu")
+        name,
+        _numpy(fn, **options),
+        smooth=name in _SMOOTH and name not in ("elu", "selu", "celu"),
     )
 
 
 def from_layer(layer: Any) -> Activation | str | None:
     """The activation an activation layer applies (ReLU's options included)."""
-    if isinstance(layer, L.Activation):
+    kind = activation_kind(layer)
+    if kind == "activation":
         return from_function(layer.activation)
-    if isinstance(layer, L.Softmax):
+    if kind == "softmax":
         return SOFTMAX
-    if isinstance(layer, L.ReLU):
+    if kind == "relu":
         slope = float(layer.negative_slope)
         if layer.max_value is None and float(layer.threshold) == 0.0:
             return Activation(
@@ -97,13 +104,13 @@ def from_layer(layer: Any) -> Activation | str | None:
         if slope == 0.0 and float(layer.threshold) == 0.0:  # ReLU6 and the like
             return Activation("relu", fn, "clipped", top=float(layer.max_value))
         return Activation("relu", fn)
-    if isinstance(layer, L.LeakyReLU):
+    if kind == "leaky_relu":
         slope = float(layer.negative_slope)
         fn = _numpy(keras.activations.leaky_relu, negative_slope=slope)
         return Activation("leaky_relu", fn, "relu", slope)
-    if isinstance(layer, L.ELU):
+    if kind == "elu":
         return Activation("elu", _numpy(keras.activations.elu, alpha=float(layer.alpha)))
-    if isinstance(layer, L.PReLU):  # per-unit slopes: their mean
+    if kind == "prelu":  # per-unit slopes: their mean
         slope = float(np.mean(np.asarray(layer.alpha.numpy(), dtype=np.float64)))
         fn = _numpy(keras.activations.leaky_relu, negative_slope=slope)
         return Activation("prelu", fn, "relu", slope)

@@ -5,8 +5,16 @@ Sequential models are chains of their layers; Functional models are walked call 
 named below it (``"encoder/dense_1"``). Each tensor carries a ``Signal``; the backward pass
 starts from 1 at every model output (the gradient variances are relative to the output's),
 runs the calls in reverse and adds the contributions of every consumer of a tensor
-(independent paths, as in mean-field theory). A layer called more than once gets the row of
-its first call.
+(independent paths, as in mean-field theory). A layer called more than once gets a row per
+call: its path for the first, ``path@2``, ``path@3``, ... for the next ones (a traced
+layer's inner rows below ``path@2/``).
+
+Assumptions are carried, not forgotten: every tensor carries the names of the assumed layers
+its moments rest on (a layer no rule covers, and everything computed from its output), and
+every gradient those its variance rests on (the assumed layers it passed back through, and
+the inputs of the rules it passed back through). A row is ``predicted`` only when neither
+rests on an assumption; else it is ``assumed``, ``downstream`` or ``upstream`` and names
+the layers (``PropagateRow.assumes``, ``PropagateRow.gradient_assumes``).
 """
 
 from __future__ import annotations
@@ -18,32 +26,65 @@ import keras
 import numpy as np
 
 from keras_initlab._keras import functional_calls, is_functional
-from keras_initlab.propagate._report import ASSUMED, PREDICTED, PropagateRow
-from keras_initlab.propagate._rules import ASSUMPTION, predict
+from keras_initlab.model.layers import INPUT_LAYER, PER_POSITION, POOLING_GLOBAL_AVERAGE
+from keras_initlab.model.trace import Trace, output_spec, trace_layer
+from keras_initlab.propagate._report import (
+    ASSUMED,
+    DOWNSTREAM,
+    PREDICTED,
+    UPSTREAM,
+    PropagateRow,
+)
+from keras_initlab.propagate._rules import ASSUMPTION, predict, rule_for
 from keras_initlab.propagate._signal import Signal
 from keras_initlab.propagate._step import Arg, Call, Shape, Step
 
-Backward = Callable[[list[np.ndarray]], list[np.ndarray]]
+Taint = tuple[str, ...]  # the assumed layers a value rests on, in walk order
+# Gradient variances per tensor, with the assumed layers each rests on.
+Grads = tuple[list[np.ndarray], list[Taint]]
+Backward = Callable[[Grads], Grads]
+
+
+def _union(*taints: Taint) -> Taint:
+    return tuple(dict.fromkeys(name for t in taints for name in t))
 
 
 class _Row:
-    """A row being filled: the forward moments now, the gradient in the backward pass."""
+    """A row being filled: the forward moments now, the gradient in the backward pass.
 
-    def __init__(self, name: str, layer: Any, signal: Signal, status: str, note: str) -> None:
-        self.name, self.layer, self.signal, self.status, self.note = (
+    ``assumes`` names the assumed layers its activation rests on (itself first when it is
+    one); ``gradient_assumes`` those its gradient rests on, known after the backward pass.
+    """
+
+    def __init__(
+        self, name: str, layer: Any, signal: Signal, assumed: str, note: str, assumes: Taint
+    ) -> None:
+        self.name, self.layer, self.signal, self.assumed, self.note = (
             name,
             layer,
             signal,
-            status,
+            assumed,
             note,
         )
+        self.assumes = assumes
         self.gradient = float("nan")
+        self.gradient_assumes: Taint = ()
 
-    def set_gradient(self, g: np.ndarray) -> None:
+    def set_gradient(self, g: np.ndarray, taint: Taint) -> None:
         self.gradient = float(np.mean(g))  # gradients taken as zero-mean: E[g^2]
+        self.gradient_assumes = taint
 
     def freeze(self) -> PropagateRow:
         s = self.signal
+        if self.assumed:
+            status, note = ASSUMED, self.assumed
+        elif self.assumes:
+            status, note = DOWNSTREAM, f"downstream of assumed {_names(self.assumes)}"
+        elif self.gradient_assumes:
+            status = UPSTREAM
+            note = f"gradient passes back through assumed {_names(self.gradient_assumes)}"
+        else:
+            status, note = PREDICTED, self.note
         return PropagateRow(
             self.name,
             type(self.layer).__name__,
@@ -51,30 +92,18 @@ class _Row:
             s.var,
             self.gradient,
             s.between,
-            self.status,
-            self.note,
+            status,
+            note,
+            self.assumes,
+            self.gradient_assumes,
         )
 
 
-L = keras.layers
-# Layers that act on each position alone: a gradient common to all positions stays common.
-_PER_POSITION = (
-    L.Dense,
-    L.EinsumDense,
-    L.LayerNormalization,
-    L.BatchNormalization,
-    L.Add,
-    L.Subtract,
-    L.Average,
-    L.Dropout,
-    L.Activation,
-    L.ReLU,
-    L.LeakyReLU,
-    L.ELU,
-    L.Rescaling,
-    L.MultiHeadAttention,  # its value path averages a common gradient into a common one
-)
-_POOLING = (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D)
+def _names(taint: Taint) -> str:
+    shown = ", ".join(taint[:3])
+    return shown + (f" and {len(taint) - 3} more" if len(taint) > 3 else "")
+
+
 _PER_POSITION_OPS = ("Add", "Subtract")
 
 
@@ -88,10 +117,10 @@ def _mark_coherent(calls: list[Any], steps: list[Step | None], outputs: Any) -> 
         out = all(coherent.get(id(t), True) for t in call.outputs)
         if step is not None:
             step.context["coherent"] = out
-        per_position = isinstance(op, _PER_POSITION) or (
-            not isinstance(op, L.Layer) and type(op).__name__ in _PER_POSITION_OPS
+        per_position = isinstance(op, PER_POSITION) or (
+            not isinstance(op, keras.layers.Layer) and type(op).__name__ in _PER_POSITION_OPS
         )
-        value = True if isinstance(op, _POOLING) else (out and per_position)
+        value = True if isinstance(op, POOLING_GLOBAL_AVERAGE) else (out and per_position)
         for t in call.inputs:
             coherent[id(t)] = coherent.get(id(t), True) and value
 
@@ -100,18 +129,19 @@ def _shape(tensor: Any) -> Shape:
     return tuple(tensor.shape)
 
 
-def _output_shape(layer: Any, shape: Shape) -> Shape:
-    try:
-        return tuple(layer.compute_output_shape(shape))
-    except Exception:
-        return tuple(layer.compute_output_spec(keras.KerasTensor(shape)).shape)
-
-
 def _bind(value: Any, index: dict[int, int]) -> Any:
     if isinstance(value, keras.KerasTensor):
         return Arg(index[id(value)])
     if isinstance(value, list | tuple):
         return type(value)(_bind(v, index) for v in value)
+    return value
+
+
+def _unbind(value: Any, tensors: list[Any]) -> Any:
+    if isinstance(value, Arg):
+        return tensors[value.index]
+    if isinstance(value, list | tuple):
+        return type(value)(_unbind(v, tensors) for v in value)
     return value
 
 
@@ -124,6 +154,12 @@ class Walker:
     ``before`` (optional) is called with each layer's ``Call`` and path just before its rule
     runs: it may change the layer's weights from the input moments it is about to receive
     (``keras_initlab.autoinit`` sets each kernel's scale so, in one pass).
+
+    A layer no rule covers (a custom layer, a subclassed block or model) is read through
+    its ``call`` traced on KerasTensors (`keras_initlab._keras.traced_call`): its sub-layers
+    and ``keras.ops`` calls are walked in place, named below it, and its own row is its
+    output. Where the trace fails (Python control flow on values, backend ops) the layer is
+    opaque: it is assumed, with the reason.
     """
 
     def __init__(self, mode: str, before: Hook | None = None) -> None:
@@ -131,81 +167,108 @@ class Walker:
         self.before = before
         self.rows: list[_Row] = []
         self._named: set[str] = set()
+        self._calls: dict[tuple[str, int], int] = {}  # calls of each layer so far, per parent
 
     def model(
-        self, model: Any, prefix: str, inputs: list[Signal], shapes: list[Shape]
-    ) -> tuple[list[Signal], Backward]:
+        self,
+        model: Any,
+        prefix: str,
+        inputs: list[Signal],
+        taints: list[Taint] | None = None,
+    ) -> tuple[list[Signal], list[Taint], Backward]:
+        """Walk ``model`` forward from its input moments (and the assumed layers each input
+        rests on); returns the output moments, their taints and the backward map."""
+        taints = taints or [()] * len(inputs)
         if is_functional(model):
-            return self._functional(model, prefix, inputs)
+            calls = functional_calls(model)
+            return self._graph(model.inputs, model.outputs, calls, prefix, inputs, taints)
         if isinstance(model, keras.Sequential):
-            return self._sequential(model, prefix, inputs[0], shapes[0])
+            return self._sequential(model, prefix, inputs[0], taints[0])
         raise TypeError(  # subclassed models have no graph to walk
             "Argument `model` must be a Sequential or Functional model. "
             f"Received: model={type(model).__name__}"
         )
 
     def _sequential(
-        self, model: Any, prefix: str, x: Signal, shape: Shape
-    ) -> tuple[list[Signal], Backward]:
+        self, model: Any, prefix: str, x: Signal, taint: Taint
+    ) -> tuple[list[Signal], list[Taint], Backward]:
         steps: list[Backward] = []
+        spec = model.inputs[0]
         for layer in model.layers:
-            out_shape = _output_shape(layer, shape)
-            outs, step = self._operation(layer, prefix, [x], [shape], [out_shape], (Arg(0),), {})
+            out_spec = output_spec(layer, spec)
+            outs, taints, step = self._operation(
+                layer, prefix, [x], [taint], [spec], [out_spec], (Arg(0),), {}
+            )
             steps.append(step)
-            x, shape = outs[0], out_shape
+            x, taint, spec = outs[0], taints[0], out_spec
 
-        def backward(g: list[np.ndarray]) -> list[np.ndarray]:
+        def backward(g: Grads) -> Grads:
             for step in reversed(steps):
                 g = step(g)
             return g
 
-        return [x], backward
+        return [x], [taint], backward
 
-    def _functional(
-        self, model: Any, prefix: str, inputs: list[Signal]
-    ) -> tuple[list[Signal], Backward]:
-        env = {id(t): s for t, s in zip(model.inputs, inputs, strict=True)}
+    def _graph(
+        self,
+        graph_inputs: Any,
+        graph_outputs: Any,
+        calls: Any,
+        prefix: str,
+        inputs: list[Signal],
+        taints: list[Taint],
+    ) -> tuple[list[Signal], list[Taint], Backward]:
+        """Walk a graph's calls (a Functional model's, or a traced ``call``'s)."""
+        env = {id(t): s for t, s in zip(graph_inputs, inputs, strict=True)}
+        tainted = {id(t): a for t, a in zip(graph_inputs, taints, strict=True)}
         done: list[tuple[Any, Backward]] = []
         steps: list[Step | None] = []
-        for call in functional_calls(model):
+        for call in calls:
             index = {id(t): i for i, t in enumerate(call.inputs)}
-            outs, step = self._operation(
+            outs, out_taints, step = self._operation(
                 call.operation,
                 prefix,
                 [env[id(t)] for t in call.inputs],
-                [_shape(t) for t in call.inputs],
-                [_shape(t) for t in call.outputs],
+                [tainted[id(t)] for t in call.inputs],
+                list(call.inputs),
+                list(call.outputs),
                 _bind(call.args, index),
                 {k: _bind(v, index) for k, v in call.kwargs.items()},
             )
-            for t, s in zip(call.outputs, outs, strict=False):
-                env[id(t)] = s
+            for t, s, a in zip(call.outputs, outs, out_taints, strict=False):
+                env[id(t)], tainted[id(t)] = s, a
             done.append((call, step))
             steps.append(self._last_step)
-        _mark_coherent([c for c, _ in done], steps, model.outputs)
+        _mark_coherent([c for c, _ in done], steps, graph_outputs)
 
-        def gradient(grads: dict[int, np.ndarray], tensor: Any) -> np.ndarray:
-            if id(tensor) in grads:
-                return grads[id(tensor)]
-            return np.zeros(env[id(tensor)].shape)
-
-        def backward(g_out: list[np.ndarray]) -> list[np.ndarray]:
+        def backward(g_out: Grads) -> Grads:
             grads: dict[int, np.ndarray] = {}
-            for t, g in zip(model.outputs, g_out, strict=True):
-                grads[id(t)] = gradient(grads, t) + g
+            blame: dict[int, Taint] = {}
+
+            def gradient(tensor: Any) -> np.ndarray:
+                return grads.get(id(tensor), np.zeros(env[id(tensor)].shape))
+
+            def add(tensor: Any, g: np.ndarray, taint: Taint) -> None:
+                grads[id(tensor)] = gradient(tensor) + g
+                blame[id(tensor)] = _union(blame.get(id(tensor), ()), taint)
+
+            for t, g, a in zip(graph_outputs, *g_out, strict=True):
+                add(t, g, a)
             for call, step in reversed(done):
-                g_in = step([gradient(grads, t) for t in call.outputs])
-                for t, g in zip(call.inputs, g_in, strict=True):
-                    grads[id(t)] = gradient(grads, t) + g
-            return [gradient(grads, t) for t in model.inputs]
+                outs = [(gradient(t), blame.get(id(t), ())) for t in call.outputs]
+                g_in, a_in = step(([g for g, _ in outs], [a for _, a in outs]))
+                for t, g, a in zip(call.inputs, g_in, a_in, strict=True):
+                    add(t, g, a)
+            return [gradient(t) for t in graph_inputs], [blame.get(id(t), ()) for t in graph_inputs]
 
-        return [env[id(t)] for t in model.outputs], backward
+        outputs = [env[id(t)] for t in graph_outputs]
+        return outputs, [tainted[id(t)] for t in graph_outputs], backward
 
-    def _add_row(self, name: str, layer: Any, signal: Signal, status: str, note: str):
+    def _add_row(self, name: str, *args: Any) -> _Row | None:
         if name in self._named:
             return None
         self._named.add(name)
-        row = _Row(name, layer, signal, status, note)
+        row = _Row(name, *args)
         self.rows.append(row)
         return row
 
@@ -216,40 +279,88 @@ class Walker:
         operation: Any,
         prefix: str,
         inputs: list[Signal],
-        in_shapes: list[Shape],
-        out_shapes: list[Shape],
+        taints: list[Taint],
+        in_specs: list[Any],
+        out_specs: list[Any],
         args: Any,
         kwargs: dict[str, Any],
-    ) -> tuple[list[Signal], Backward]:
+    ) -> tuple[list[Signal], list[Taint], Backward]:
+        """One call: its rule forward, its row, and its backward map. The outputs rest on
+        every assumption an input rests on, and on this layer when it is assumed; the input
+        gradients on every assumption the output gradients rest on, on the inputs' own (a
+        rule's backward factor reads the input moments), and on this layer's."""
         self._last_step = None
+        if isinstance(operation, INPUT_LAYER):
+            return inputs, taints, lambda g: g
+        key = (prefix, id(operation))
+        calls = self._calls[key] = self._calls.get(key, 0) + 1
+        name = f"{prefix}{operation.name}" + (f"@{calls}" if calls > 1 else "")
         if is_functional(operation) or isinstance(operation, keras.Sequential):
-            return self.model(operation, f"{prefix}{operation.name}/", inputs, in_shapes)
-        if isinstance(operation, keras.layers.InputLayer):
-            return inputs, lambda g: g
-        step: Step
-        if isinstance(operation, keras.Model):  # a subclassed model: no graph inside
-            step = predict(Call(object(), inputs, in_shapes, out_shapes, self.mode))
-            step = Step(step.outputs, step.backward, f"subclassed model: {ASSUMPTION}")
-        else:
-            call = Call(operation, inputs, in_shapes, out_shapes, self.mode, tuple(args), kwargs)
-            if self.before is not None:
-                self.before(call, f"{prefix}{operation.name}")
-            step = predict(call)
-        name = f"{prefix}{operation.name}"
-        status = ASSUMED if step.assumed else PREDICTED
-        row = self._add_row(name, operation, step.outputs[0], status, step.assumed or step.note)
+            return self.model(operation, f"{name}/", inputs, taints)
+        in_shapes, out_shapes = [_shape(t) for t in in_specs], [_shape(t) for t in out_specs]
+        call = Call(operation, inputs, in_shapes, out_shapes, self.mode, tuple(args), kwargs)
+        opaque = ""
+        if rule_for(operation, len(inputs)) is None and isinstance(operation, keras.layers.Layer):
+            try:
+                trace = trace_layer(
+                    operation,
+                    _unbind(args, in_specs),
+                    {k: _unbind(v, in_specs) for k, v in kwargs.items()},
+                    in_specs,
+                    self.mode,
+                )
+            except Exception as error:  # whatever the call raises on KerasTensors
+                reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
+                opaque = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+            else:
+                return self._traced(operation, name, trace, inputs, taints)
+        if self.before is not None:
+            self.before(call, name)
+        step = predict(call)
+        if opaque:
+            step = Step(
+                step.outputs,
+                step.backward,
+                f"{type(operation).__name__} could not be traced ({opaque}): {ASSUMPTION}",
+            )
+        upstream = _union(*taints)
+        out_taint = _union(upstream, (name,)) if step.assumed else upstream
+        row = self._add_row(name, operation, step.outputs[0], step.assumed, step.note, out_taint)
         parts = [
-            (self._add_row(f"{name}/{p.name}", p.layer, p.signal, PREDICTED, step.note), p)
+            (self._add_row(f"{name}/{p.name}", p.layer, p.signal, "", step.note, out_taint), p)
             for p in step.parts
         ]
 
-        def backward(g: list[np.ndarray]) -> list[np.ndarray]:
+        def backward(g: Grads) -> Grads:
+            arrays, blamed = g
+            below = _union(*blamed)
             if row is not None:
-                row.set_gradient(g[0])
+                row.set_gradient(arrays[0], below)
             for part_row, part in parts:
                 if part_row is not None:
-                    part_row.set_gradient(part.gradient(g))
-            return step.backward(g)
+                    part_row.set_gradient(part.gradient(arrays), below)
+            g_in = step.backward(arrays)
+            taint = _union(below, upstream, (name,) if step.assumed else ())
+            return g_in, [taint] * len(g_in)
 
         self._last_step = step
-        return step.outputs, backward
+        return step.outputs, [out_taint] * len(step.outputs), backward
+
+    def _traced(
+        self, layer: Any, name: str, trace: Trace, inputs: list[Signal], taints: list[Taint]
+    ) -> tuple[list[Signal], list[Taint], Backward]:
+        """A layer read through its traced ``call``: its own row (its first output), then
+        the rows of its sub-layers and operations, named below it."""
+        row = self._add_row(name, layer, inputs[0], "", "read through its traced call", ())
+        outs, out_taints, inner = self._graph(
+            trace.inputs, trace.outputs, trace.calls, f"{name}/", inputs, taints
+        )
+        if row is not None:
+            row.signal, row.assumes = outs[0], out_taints[0]
+
+        def backward(g: Grads) -> Grads:
+            if row is not None:
+                row.set_gradient(g[0][0], _union(*g[1][:1]))
+            return inner(g)
+
+        return outs, out_taints, backward

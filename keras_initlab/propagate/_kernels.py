@@ -26,17 +26,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_initlab.model.layers import EINSUM_DENSE
 from keras_initlab.propagate import _activations
 from keras_initlab.propagate._geometry import gather, scatter, window_index
 from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Call, Step
-
-L = keras.layers
-CONVS = (L.Conv1D, L.Conv2D, L.Conv3D)
-TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
-SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-
 
 # Values read instead of some variables' own (`substituted`), keyed by ``id(variable)``.
 _SUBSTITUTES: contextvars.ContextVar[Mapping[int, Any]] = contextvars.ContextVar(
@@ -99,7 +93,7 @@ def bias_means(layer: Any, shape: tuple[int, ...]) -> np.ndarray | float:
     bias = values(getattr(layer, "bias", None))
     if bias is None:
         return 0.0
-    if isinstance(layer, L.EinsumDense):
+    if isinstance(layer, EINSUM_DENSE):
         out_sub = layer.equation.split("->")[1][1:]
         axes = layer.bias_axes or ""
         return bias.reshape([shape[i] if a in axes else 1 for i, a in enumerate(out_sub)])

@@ -23,7 +23,7 @@ from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Call, Step
 
 
-def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``g`` over the axes ``shape`` was broadcast along."""
     while g.ndim > len(shape):
         g = g.sum(axis=0)
@@ -39,7 +39,7 @@ def add(call: Call, signs: tuple[float, ...] | None = None, scale: float = 1.0) 
     shapes = [x.shape for x in xs]
     return Step(
         [make(means, variances)],
-        lambda g: [_unbroadcast(g[0] * scale * scale, s) for s in shapes],
+        lambda g: [unbroadcast(g[0] * scale * scale, s) for s in shapes],
     )
 
 
@@ -62,7 +62,7 @@ def multiply(call: Call) -> Step:
         for i, x in enumerate(xs):
             others = [y.seconds for j, y in enumerate(xs) if j != i]
             factor = np.prod(np.broadcast_arrays(*others), axis=0) if others else 1.0
-            result.append(_unbroadcast(g[0] * factor, x.shape))
+            result.append(unbroadcast(g[0] * factor, x.shape))
         return result
 
     return Step([out], backward)

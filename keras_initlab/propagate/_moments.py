@@ -100,7 +100,7 @@ def _relu(u: np.ndarray, s: np.ndarray, slope: float) -> tuple[np.ndarray, ...]:
     return pos1 - slope * neg1, pos2 + slope * slope * neg2, cdf + slope * slope * (1.0 - cdf)
 
 
-def _unique(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def unique_rows(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """The distinct rows of the stacked per-element parameters, and the inverse index."""
     stacked = np.stack([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays], axis=1)
     rounded = np.round(stacked, 12)
@@ -133,6 +133,14 @@ def _clipped(u: np.ndarray, s: np.ndarray, top: float) -> tuple[np.ndarray, ...]
 _HERMITE = np.polynomial.hermite_e.hermegauss(64)  # smooth activations
 
 
+def standard_nodes(smooth: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``e`` and weights ``w`` with ``w @ f(e) ~= E[f(e)]``, ``e ~ N(0, 1)``:
+    Gauss-Hermite (64 nodes) for a smooth ``f``, else Simpson's rule (kinks)."""
+    if smooth:
+        return _HERMITE[0], _HERMITE[1] / _HERMITE[1].sum()
+    return normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
+
+
 def _gaussian(f: Activation, mean: np.ndarray, var: np.ndarray, derivative: bool = True):
     """E[f], E[f^2], E[f'^2] per element for z ~ N(mean, var) (E[f'^2] 0 without
     ``derivative``: the quadrature then calls ``f`` once)."""
@@ -140,10 +148,7 @@ def _gaussian(f: Activation, mean: np.ndarray, var: np.ndarray, derivative: bool
         return _relu(mean, np.sqrt(var), f.slope)
     if f.closed == "clipped":
         return _clipped(mean, np.sqrt(var), f.top)
-    if f.smooth:
-        e, we = _HERMITE[0], _HERMITE[1] / _HERMITE[1].sum()
-    else:
-        e, we = normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
+    e, we = standard_nodes(f.smooth)
     z = mean[:, None] + np.sqrt(var)[:, None] * e[None, :]
     y = f.fn(z)
     d2 = f.derivative(z, y) ** 2 @ we if derivative else np.zeros(len(mean))
@@ -152,7 +157,7 @@ def _gaussian(f: Activation, mean: np.ndarray, var: np.ndarray, derivative: bool
 
 def output_moments(f: Activation, pre: Signal) -> Signal:
     """The moments of ``f(z)`` alone (no backward factor), for a ``pre`` without a source."""
-    (m, v), inverse = _unique(pre.means, pre.variances)
+    (m, v), inverse = unique_rows(pre.means, pre.variances)
     g1, g2, _ = _gaussian(f, m, v, derivative=False)
     g1, g2 = (np.asarray(t, dtype=np.float64)[inverse].reshape(pre.shape) for t in (g1, g2))
     return make(g1, g2 - g1 * g1)
@@ -174,7 +179,7 @@ def activation_moments(f: Activation, pre: Signal) -> tuple[Signal, np.ndarray]:
     if src is not None:  # f of (scale * g(z) + shift): integrate over z itself
         scale = np.broadcast_to(1.0 if src.scale is None else src.scale, shape)
         shift = np.broadcast_to(0.0 if src.shift is None else src.shift, shape)
-        (m, v, a, b), inverse = _unique(src.pre.means, src.pre.variances, scale, shift)
+        (m, v, a, b), inverse = unique_rows(src.pre.means, src.pre.variances, scale, shift)
         e, we = normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
         z = m[:, None] + np.sqrt(v)[:, None] * e
         gz = src.activation.fn(z)
@@ -193,7 +198,7 @@ def activation_moments(f: Activation, pre: Signal) -> tuple[Signal, np.ndarray]:
             root.selection[:] = [np.asarray(ratio)[inverse].reshape(shape)]
         next_source = Source(f, pre.plain())
     else:
-        (m, v), inverse = _unique(pre.means, pre.variances)
+        (m, v), inverse = unique_rows(pre.means, pre.variances)
         g1, g2, d2 = _gaussian(f, m, v)
         next_source = Source(f, pre)
     g1, g2, d2 = (np.asarray(t, dtype=np.float64)[inverse].reshape(shape) for t in (g1, g2, d2))

@@ -26,11 +26,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_initlab.model.layers import RMS_NORMALIZATION
 from keras_initlab.propagate._kernels import kernel
 from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Call, Step
-
-L = keras.layers
 
 
 def _values(variable: Any, default: float, channels: int) -> np.ndarray:
@@ -101,7 +100,7 @@ def layer_normalization(call: Call) -> Step:
         raise NotImplementedError(f"axis {axis}")
     gamma = _values(getattr(layer, "gamma", None), 1.0, c)
     beta = _values(getattr(layer, "beta", None), 0.0, c)
-    rms = bool(getattr(layer, "rms_scaling", False)) or isinstance(layer, L.RMSNormalization)
+    rms = bool(getattr(layer, "rms_scaling", False)) or isinstance(layer, RMS_NORMALIZATION)
     return _standardize(x, gamma, beta, layer.epsilon, centre=not rms)
 
 

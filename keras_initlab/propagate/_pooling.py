@@ -19,19 +19,12 @@ pool records on the source (``Source.selection``).
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
 from keras_initlab.propagate._geometry import gather, scatter, window_index
 from keras_initlab.propagate._moments import LINEAR, max_derivative, max_moments
 from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Call, Step
-
-L = keras.layers
-AVERAGE = (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
-MAXIMUM = (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D)
-GLOBAL_AVERAGE = (L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D)
-GLOBAL_MAXIMUM = (L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D)
 
 
 def _index(call: Call) -> np.ndarray:
@@ -69,7 +62,7 @@ def _window_source(x: Signal) -> tuple[Source, str]:
     return Source(LINEAR, x.plain()), "inputs taken as Gaussian"
 
 
-def _maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[Step, str]:
+def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[Step, str]:
     c = x.channels
     source, note = _window_source(x)
     # a padded zero (mean and variance exactly 0) is not a candidate for the maximum
@@ -113,7 +106,7 @@ def _maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[
 
 def max_pooling(call: Call) -> Step:
     out_shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
-    step, _ = _maximum(call.x, _index(call), out_shape)
+    step, _ = maximum(call.x, _index(call), out_shape)
     return step
 
 
@@ -140,5 +133,5 @@ def global_max_pooling(call: Call) -> Step:
     x = call.x
     index = np.arange(_positions(x))[None, :]
     out_shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
-    step, _ = _maximum(x, index, out_shape)  # one window: every position
+    step, _ = maximum(x, index, out_shape)  # one window: every position
     return step

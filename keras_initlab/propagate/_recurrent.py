@@ -13,18 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
 
+from keras_initlab.model.layers import RECURRENT_GATES
 from keras_initlab.propagate._activations import from_function
 from keras_initlab.propagate._kernels import kernel, matrix, values
 from keras_initlab.propagate._moments import LINEAR, Activation, activation_moments
 from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Call, Part, Step
 
-L = keras.layers
 NOTE = "first step from a zero state (the recurrent kernel does not enter)"
-_GATES = {L.SimpleRNNCell: 1, L.GRUCell: 3, L.LSTMCell: 4}
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(32)
 _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
 
@@ -77,7 +75,7 @@ def _grid(pre: Signal) -> np.ndarray:
 
 def _cell_step(cell: Any, x: Signal) -> tuple[Signal, Any]:
     """Output moments and ``backward(g_h) -> g_x`` of one cell's first step."""
-    count = next(n for t, n in _GATES.items() if isinstance(cell, t))
+    count = next(n for t, n in RECURRENT_GATES.items() if isinstance(cell, t))
     gates = _gates(cell, x, count)
     act = _activation(cell.activation)
     rec = _activation(getattr(cell, "recurrent_activation", None))

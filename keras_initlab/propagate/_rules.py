@@ -1,82 +1,85 @@
-"""Which rule predicts a layer: the table from layer classes (and ``keras.ops`` operations
-recorded in a Functional graph) to the rule modules, and the fallback for the rest."""
+"""Which rule predicts a layer: the table from layer classes to the rule modules (and, for
+the ``keras.ops`` operations a graph records, ``model.operations`` with ``_ops``), and the
+fallback for the rest."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
+from keras_initlab.model import layers as T
+from keras_initlab.model.registry import registered
 from keras_initlab.propagate import (
     _activations,
     _attention,
     _kernels,
     _merge,
     _normalization,
+    _ops,
     _pooling,
     _recurrent,
     _structural,
 )
+from keras_initlab.propagate._registered import registered_rule
 from keras_initlab.propagate._signal import Signal
 from keras_initlab.propagate._step import Call, Step
 
-L = keras.layers
 Rule = Callable[[Call], Step]
 
-RULES: tuple[tuple[tuple[type, ...], Rule], ...] = (
-    (_kernels.TRANSPOSED, _kernels.transposed_conv),
-    (_kernels.DEPTHWISE, _kernels.depthwise_conv),
-    (_kernels.SEPARABLE, _kernels.separable_conv),
-    (_kernels.CONVS, _kernels.conv),
-    ((L.Dense,), _kernels.dense),
-    ((L.EinsumDense,), _kernels.einsum_dense),
-    ((L.Embedding,), _kernels.embedding),
-    ((L.MultiHeadAttention,), _attention.multi_head_attention),
-    ((L.Bidirectional,), _recurrent.bidirectional),
-    ((L.SimpleRNN, L.LSTM, L.GRU), _recurrent.recurrent),
-    ((L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Softmax), _activations.activation_layer),
-    ((L.BatchNormalization,), _normalization.batch_normalization),
-    ((L.LayerNormalization, L.RMSNormalization), _normalization.layer_normalization),
-    ((L.GroupNormalization,), _normalization.group_normalization),
-    ((L.Normalization,), _normalization.normalization),
-    ((L.Rescaling,), _normalization.rescaling),
-    ((L.Add,), _merge.add),
-    ((L.Subtract,), _merge.subtract),
-    ((L.Average,), _merge.average),
-    ((L.Multiply,), _merge.multiply),
-    ((L.Concatenate,), _merge.concatenate),
-    (_pooling.AVERAGE, _pooling.average_pooling),
-    (_pooling.MAXIMUM, _pooling.max_pooling),
-    (_pooling.GLOBAL_AVERAGE, _pooling.global_average_pooling),
-    (_pooling.GLOBAL_MAXIMUM, _pooling.global_max_pooling),
-    (_structural.DROPOUT, _structural.dropout),
-    ((L.GaussianDropout,), _structural.gaussian_dropout),
-    ((L.GaussianNoise,), _structural.gaussian_noise),
-    (_structural.PADDING, _structural.zero_padding),
-    (_structural.UPSAMPLING, _structural.upsampling),
-    (_structural.RELAYOUT, _structural.relayout),
-    ((L.RepeatVector,), _structural.repeat_vector),
-    (_structural.CROPPING, _structural.cropping),
-    (_structural.UNCHANGED, _structural.unchanged),
+RULES: tuple[tuple[tuple[Any, ...], Rule], ...] = (
+    (T.TRANSPOSED_CONVS, _kernels.transposed_conv),
+    (T.DEPTHWISE_CONVS, _kernels.depthwise_conv),
+    (T.SEPARABLE_CONVS, _kernels.separable_conv),
+    (T.CONVS, _kernels.conv),
+    (T.DENSE, _kernels.dense),
+    (T.EINSUM_DENSE, _kernels.einsum_dense),
+    (T.EMBEDDINGS, _kernels.embedding),
+    (T.ATTENTION, _attention.multi_head_attention),
+    (T.BIDIRECTIONAL, _recurrent.bidirectional),
+    (T.RECURRENT, _recurrent.recurrent),
+    (T.ACTIVATION_LAYERS, _activations.activation_layer),
+    (T.BATCH_NORMALIZATION, _normalization.batch_normalization),
+    (T.LAYER_NORMALIZATION + T.RMS_NORMALIZATION, _normalization.layer_normalization),
+    (T.GROUP_NORMALIZATION, _normalization.group_normalization),
+    (T.INPUT_NORMALIZATION, _normalization.normalization),
+    (T.RESCALING, _normalization.rescaling),
+    (T.SUMS, _merge.add),
+    (T.SUBTRACT, _merge.subtract),
+    (T.AVERAGE, _merge.average),
+    (T.MULTIPLY, _merge.multiply),
+    (T.CONCATENATE, _merge.concatenate),
+    (T.POOLING_AVERAGE, _pooling.average_pooling),
+    (T.POOLING_MAXIMUM, _pooling.max_pooling),
+    (T.POOLING_GLOBAL_AVERAGE, _pooling.global_average_pooling),
+    (T.POOLING_GLOBAL_MAXIMUM, _pooling.global_max_pooling),
+    (T.DROPOUT, _structural.dropout),
+    (T.GAUSSIAN_DROPOUT, _structural.gaussian_dropout),
+    (T.GAUSSIAN_NOISE, _structural.gaussian_noise),
+    (T.PADDING, _structural.zero_padding),
+    (T.UPSAMPLING, _structural.upsampling),
+    (T.RELAYOUT, _structural.relayout),
+    (T.REPEAT_VECTOR, _structural.repeat_vector),
+    (T.CROPPING, _structural.cropping),
+    (T.UNCHANGED, _structural.unchanged),
 )
-# keras.ops calls a Functional graph records (``x + y``), by operation class name.
-OPERATIONS: dict[str, Rule] = {
-    "Add": _merge.add,
-    "Subtract": _merge.subtract,
-    "Multiply": _merge.multiply,
-}
 ASSUMPTION = "variance taken as unchanged"
 
 
 def rule_for(operation: Any, n_inputs: int) -> Rule | None:
-    """The rule for a layer or operation, or None (not covered)."""
+    """The rule for a layer or operation, or None (not covered). A registered layer
+    (`keras_initlab.register_layer`) gets its registration's rule first."""
+    kind = registered(operation)
+    if kind is not None:
+        return functools.partial(registered_rule, kind)
     for classes, rule in RULES:
         if isinstance(operation, classes):
             return rule
-    if not isinstance(operation, L.Layer) and n_inputs == 2:
-        return OPERATIONS.get(type(operation).__name__)
+    if not isinstance(operation, keras.layers.Layer):  # a keras.ops call (``x + 3.0``): its table
+        return _ops.rule_for(operation)
     return None
 
 

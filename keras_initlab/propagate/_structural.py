@@ -16,19 +16,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
 import numpy as np
 
-from keras_initlab.propagate._signal import Source, make
+from keras_initlab.model.layers import PERMUTE
+from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Call, Step, passthrough
-
-L = keras.layers
-UNCHANGED = (L.Identity, L.Masking, L.ActivityRegularization, L.InputLayer)
-RELAYOUT = (L.Flatten, L.Reshape, L.Permute)
-DROPOUT = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D)
-PADDING = (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)
-CROPPING = (L.Cropping1D, L.Cropping2D, L.Cropping3D)
-UPSAMPLING = (L.UpSampling1D, L.UpSampling2D, L.UpSampling3D)
 
 
 def unchanged(call: Call) -> Step:
@@ -42,26 +34,30 @@ def _out_shape(call: Call) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)  # type: ignore[arg-type]
 
 
-def _moved(call: Call, forward: Any, backward: Any) -> Step:
-    """Moments and gradients moved by ``forward`` (arrays of the input shape) and back."""
-    x = call.x
+def moved(x: Signal, forward: Any) -> Signal:
+    """``x`` with its elements moved by ``forward`` (a map of arrays of ``x``'s shape); the
+    elements keep being f(z) of their own z (the source moves with them, and z's own)."""
     source = None
-    if x.source is not None:  # the elements keep being f(z) of their own z
+    if x.source is not None:
         src = x.source
 
-        def moved(a: np.ndarray | None) -> np.ndarray | None:
+        def move(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else forward(np.broadcast_to(a, x.shape))
 
-        pre = make(moved(src.pre.means), moved(src.pre.variances))
-        source = Source(src.activation, pre, moved(src.scale), moved(src.shift), origin=src.root)
-    out = make(forward(x.means), forward(x.variances), source)
-    return Step([out], lambda g: [backward(g[0])])
+        pre = moved(src.pre, forward)
+        source = Source(src.activation, pre, move(src.scale), move(src.shift), origin=src.root)
+    return make(forward(x.means), forward(x.variances), source)
+
+
+def _moved(call: Call, forward: Any, backward: Any) -> Step:
+    """Moments and gradients moved by ``forward`` (arrays of the input shape) and back."""
+    return Step([moved(call.x, forward)], lambda g: [backward(g[0])])
 
 
 def relayout(call: Call) -> Step:
     layer, x = call.layer, call.x
     out_shape = _out_shape(call)
-    if isinstance(layer, L.Permute):
+    if isinstance(layer, PERMUTE):
         perm = tuple(d - 1 for d in layer.dims)
         inverse = tuple(int(i) for i in np.argsort(perm))
         return _moved(call, lambda a: np.transpose(a, perm), lambda g: np.transpose(g, inverse))
@@ -134,13 +130,17 @@ def upsampling(call: Call) -> Step:
     return Step([out], lambda g: [down(g[0])])
 
 
-def dropout(call: Call) -> Step:
-    x, rate = call.x, float(call.layer.rate)
-    if not call.training or rate == 0.0:
+def dropped(x: Signal, rate: float, training: bool) -> Step:
+    """Elements (or samples) dropped at ``rate``, the kept ones divided by ``1 - rate``."""
+    if not training or rate == 0.0:
         return passthrough(x)
     keep = 1.0 - rate
     out = make(x.means, x.seconds / keep - x.means**2)
     return Step([out], lambda g: [g[0] / keep])
+
+
+def dropout(call: Call) -> Step:
+    return dropped(call.x, float(call.layer.rate), call.training)
 
 
 def gaussian_dropout(call: Call) -> Step:

@@ -8,6 +8,11 @@ Calibrated assertions (``assert_variance``, ``assert_mean``, ``assert_support``,
 most ``alpha``, by default the suite budget's ``FALSE_ALARM_RATE / K`` (``budget()``), and
 ``detectable_variance_error`` says what a check at ``n`` draws can catch.
 
+``prediction_agreement`` measures how well ``keras_initlab.propagate`` predicts a model: each
+recorded layer's predicted against its measured activation and gradient variance (the
+surrogate-loss measurement is ``surrogate_measure``; ``compare_prediction`` compares a report
+with any measurement).
+
 Example (copy into your own tests):
 >>> import keras
 >>> from keras_initlab import testing as kt
@@ -18,6 +23,15 @@ Example (copy into your own tests):
 >>> kt.assert_support(w, variance=2.0 / w.shape[0], family="truncated_normal")
 """
 
+from keras_initlab.testing._agreement import (
+    Agreement,
+    AgreementRow,
+    ErrorSummary,
+    compare_prediction,
+    prediction_agreement,
+    surrogate_loss,
+    surrogate_measure,
+)
 from keras_initlab.testing._assertions import (
     assert_distribution,
     assert_mean,
@@ -74,7 +88,10 @@ __all__ = [
     "SCHEME_NAMES",
     "TRUNCATED_STD",
     "TRUNCATION",
+    "Agreement",
+    "AgreementRow",
     "Budget",
+    "ErrorSummary",
     "InitializerCase",
     "Kernel",
     "assert_distribution",
@@ -84,6 +101,7 @@ __all__ = [
     "assert_variance",
     "budget",
     "checks_made",
+    "compare_prediction",
     "detectable_variance_error",
     "devices",
     "distributions",
@@ -99,11 +117,14 @@ __all__ = [
     "load_profile",
     "on_device",
     "power_sample_size",
+    "prediction_agreement",
     "register_profiles",
     "required_sample_size",
     "seeds",
     "stacked_draws",
     "support_limit",
+    "surrogate_loss",
+    "surrogate_measure",
     "to_numpy",
     "variance_interval",
 ]

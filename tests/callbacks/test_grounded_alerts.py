@@ -274,10 +274,12 @@ def test_diagnosis_leaves_the_model_and_every_random_state_alone():
     )
 
 
-def test_a_stream_inside_custom_blocks_is_alerted_and_its_fix_marked_unchecked():
+def test_a_stream_inside_custom_blocks_is_alerted_with_a_checked_fix():
     """16 custom residual blocks (``x + d2(d1(x))`` inside a layer's ``call``), He: the
-    stream grows about 3x per block. The sums are hidden, so the sub-layers are read as a
-    chain; `propagate` has no rule for the custom layer, so no fix counts as checked."""
+    stream grows about 3x per block. The blocks are read through their traced ``call``: the
+    sums are on the path (each block's output, recorded as the block), so the rule allows
+    linear growth over them, and `propagate` predicts the inside, so the fix is checked;
+    applied literally, it leaves no alert."""
 
     class Block(L.Layer):
         def __init__(self, **kwargs):
@@ -298,6 +300,9 @@ def test_a_stream_inside_custom_blocks_is_alerted_and_its_fix_marked_unchecked()
     alerts = [a for a in _step0_alerts(model, x, y).alerts if a.kind == "activation_var"]
     assert len(alerts) == 1
     assert "grows" in alerts[0].what
-    assert alerts[0].fix is None
-    assert not alerts[0].checked
-    assert alerts[0].why.startswith("not checked: the prediction rests on")
+    assert "'block15'" in alerts[0].what
+    assert "sum(s)" in alerts[0].what  # the allowance counts the sums inside the blocks
+    assert alerts[0].checked
+    assert alerts[0].fix is not None
+    initialize(model, **alerts[0].fix)
+    assert [a.message for a in _step0_alerts(model, x, y).alerts] == []

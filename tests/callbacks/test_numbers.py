@@ -187,7 +187,8 @@ def test_nested_and_subclassed_models_match_reference(ref):
         h = tap("enc/t", inner.layers[0](x))
         b = sub.block
         h = tap("sub/block/act", b.act(tap("sub/block/inner", b.inner(h)) + h[..., :6]))
-        return tap("sub/head", sub.head(h))
+        h = tap("sub/block", h)  # a custom block holding weighted layers: its output too
+        return tap("sub", tap("sub/head", sub.head(h)))
 
     kernels = {
         "enc/t": inner.layers[0].kernel,
@@ -198,7 +199,10 @@ def test_nested_and_subclassed_models_match_reference(ref):
     before = ref.reference(forward, mse, x, y, kernels)
     monitor = VarianceMonitor((x, y), alert=False, probe_mode="inference")
     _fit(model, x, y, monitor)
-    assert [r["layer"] for r in _at(monitor.records, "train_begin")] == list(before)
+    # model order: a block's own record before its sub-layers'
+    layers = [r["layer"] for r in _at(monitor.records, "train_begin")]
+    assert layers == ["enc/t", "sub", "sub/block", "sub/block/inner", "sub/block/act", "sub/head"]
+    assert sorted(layers) == sorted(before)
     ref.assert_matches(_at(monitor.records, "train_begin"), before)
     ref.assert_matches(
         _at(monitor.records, "epoch_end"), ref.reference(forward, mse, x, y, kernels)
@@ -214,7 +218,7 @@ def test_subclassed_model_without_build_and_default_probe(ref):
     )  # probe: a batch of the training data
     _fit(model, x, y, monitor)
     begin = _at(monitor.records, "train_begin")
-    assert [r["layer"] for r in begin] == ["block/inner", "block/act", "head"]
+    assert [r["layer"] for r in begin] == ["block", "block/inner", "block/act", "head"]
     assert all(np.isfinite(r["activation_var"]) and r["gradient_var"] > 0 for r in begin)
 
 

@@ -3,8 +3,10 @@
 ``keras_initlab.measure`` on every leaf layer (``layer_tree.leaf_layers``), with the
 surrogate loss ``L = mean_n sum_j y_nj u_nj``: ``u`` iid N(0, 1) of the output's shape passed
 as the targets, so ``dL/dy_out = u / N`` and every layer's gradient variance divided by the
-output's is what ``propagate`` predicts (relative to the output's gradient). Loaded by path
-(tests and ``benchmarks/bench_propagate.py``), so it is not collected as a test module.
+output's is what ``propagate`` predicts (relative to the output's gradient). The surrogate
+measurement and the comparison are ``keras_initlab.testing``'s (``surrogate_measure``,
+``compare_prediction``: the ones ``prediction_agreement`` uses). Loaded by path (tests and
+``benchmarks/bench_propagate.py``), so it is not collected as a test module.
 """
 
 from __future__ import annotations
@@ -12,17 +14,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
 import numpy as np
 
-import keras_initlab
 from keras_initlab.layer_tree import leaf_layers
+from keras_initlab.testing import compare_prediction, surrogate_loss, surrogate_measure
 
-
-def surrogate(y_true: Any, y_pred: Any) -> Any:
-    """Per sample ``sum_j y_j u_j`` (``u`` = the targets): ``dL/dy = u / N``."""
-    axes = list(range(1, len(y_pred.shape)))
-    return keras.ops.sum(y_pred * y_true, axis=axes)
+surrogate = surrogate_loss  # per sample ``sum_j y_j u_j`` (``u`` = the targets)
 
 
 def measure(
@@ -30,19 +27,9 @@ def measure(
 ) -> dict[str, dict]:
     """``{layer path: record}`` of every ``stride``-th leaf layer and the last;
     ``gradient_var`` relative to the model output's."""
-    out_shape = (x.shape[0], *model.outputs[0].shape[1:])
-    u = np.random.default_rng(seed + 10_000).standard_normal(out_shape).astype("float32")
     leaves = [p for p, _ in leaf_layers(model)]
     paths = leaves[::stride] + ([leaves[-1]] if (len(leaves) - 1) % stride else [])
-    records = keras_initlab.measure(model, (x, u), layers=paths, mode=mode, loss=surrogate)
-    # dL/dy_out = u / N: the output's gradient variance is Var(u) / N^2
-    reference = float(np.var(u.astype(np.float64))) / x.shape[0] ** 2
-    result = {}
-    for r in records:
-        row = dict(r)
-        row["gradient_var"] = r["gradient_var"] / reference
-        result[r["layer"]] = row
-    return result
+    return surrogate_measure(model, x, layers=paths, mode=mode, seed=seed)
 
 
 def measure_eager(model: Any, x: Any, *, seed: int = 0) -> dict[str, dict]:
@@ -94,15 +81,9 @@ def measure_eager(model: Any, x: Any, *, seed: int = 0) -> dict[str, dict]:
 
 def log_errors(report: Any, measured: dict[str, dict], key: str) -> dict[str, float]:
     """``|log(predicted / measured)|`` per predicted layer present in both, both positive."""
-    out = {}
-    for row in report:
-        m = measured.get(row.layer)
-        if m is None or not row.predicted:
-            continue
-        p, v = getattr(row, key), m[key]
-        if p > 0 and v > 0 and math.isfinite(p) and math.isfinite(v):
-            out[row.layer] = abs(math.log(p / v))
-    return out
+    error = key.replace("_var", "_error")  # activation_var -> activation_error
+    rows = compare_prediction(report, measured).rows
+    return {r.layer: getattr(r, error) for r in rows if math.isfinite(getattr(r, error))}
 
 
 def summary(errors: dict[str, float]) -> tuple[float, float]:

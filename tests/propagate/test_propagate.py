@@ -119,6 +119,46 @@ def _conv_stack(layer: Any) -> list[Any]:
     return [layer]
 
 
+class ResidualBlock(keras.layers.Layer):
+    """A user's residual block: sub-layers and a sum inside ``call`` (read by tracing)."""
+
+    def __init__(self, width: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.d1, self.d2 = L.Dense(width, activation="relu"), L.Dense(width)
+
+    def call(self, x):
+        return x + self.d2(self.d1(x))
+
+
+class LearnedScale(keras.layers.Layer):
+    """``x * alpha`` with a learned scalar (read by tracing: a multiply by a variable)."""
+
+    def build(self, shape):
+        self.alpha = self.add_weight(shape=(), initializer=keras.initializers.Constant(0.3))
+
+    def call(self, x):
+        return x * self.alpha
+
+
+class BackendScale(keras.layers.Layer):
+    """A per-channel scale written with a backend op: no trace reads it; registered."""
+
+    def build(self, shape):
+        self.gamma = self.add_weight(
+            shape=(shape[-1],), initializer=keras.initializers.RandomUniform(0.2, 2.0)
+        )
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.math.multiply(x, self.gamma)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+keras_initlab.register_layer(BackendScale, "scale", weight="gamma")
+
 # name -> (input shape, layers after the input, relative model error, why)
 CASES: dict[str, tuple[tuple[int, ...], Any, float]] = {
     "dense_relu": ((64,), lambda: [L.Dense(48, activation="relu", bias_initializer="ones")], 0),
@@ -157,6 +197,11 @@ CASES: dict[str, tuple[tuple[int, ...], Any, float]] = {
     "lstm_step0": ((1, 256), lambda: [L.LSTM(32)], 3.0 / math.sqrt(256)),
     "gru_step0": ((1, 256), lambda: [L.GRU(32)], 3.0 / math.sqrt(256)),
     "simple_rnn_step0": ((1, 64), lambda: [L.SimpleRNN(32, return_sequences=True)], 0),
+    # custom layers: traced (the block's second Dense reads the first's correlated units:
+    # finite width, as the recurrent gates) and registered
+    "custom_residual_block": ((256,), lambda: [ResidualBlock(256)], 3.0 / math.sqrt(256)),
+    "custom_learned_scale": ((64,), lambda: [LearnedScale()], 0),
+    "registered_backend_scale": ((6, 16), lambda: [BackendScale()], 0),
 }
 
 
@@ -297,11 +342,19 @@ def test_softmax_of_few_classes():
 
 # ------------------------------------------------------------------------ unknown layers
 class Doubler(keras.layers.Layer):
+    """Doubles its input where the batch's mean is positive: Python control flow on a value,
+    so no rule and no trace can read it."""
+
     def call(self, x):
-        return 2.0 * x
+        if bool(keras.ops.convert_to_numpy(keras.ops.mean(x)) > -1e30):
+            return 2.0 * x
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
-def test_an_unknown_layer_is_listed_and_prediction_continues_unchanged():
+def test_an_unknown_layer_is_listed_and_the_rows_it_touches_are_not_called_predicted():
     keras.utils.set_random_seed(1)
     inputs = keras.Input((32,))
     h = L.Dense(32, name="d0")(inputs)
@@ -309,17 +362,26 @@ def test_an_unknown_layer_is_listed_and_prediction_continues_unchanged():
     model = keras.Model(inputs, L.Dense(16, name="d1")(h))
     report = keras_initlab.propagate(model)
     rows = report.by_layer()
-    assert [r.layer for r in report.assumed] == ["double"]
+    assert [r.layer for r in report.assumed] == ["d0", "double", "d1"]
     assert rows["double"].status == "assumed"
-    assert "no rule for Doubler" in rows["double"].note
+    assert "Doubler" in rows["double"].note
     assert "variance taken as unchanged" in rows["double"].note
     assert rows["double"].activation_var == pytest.approx(rows["d0"].activation_var)
-    assert rows["d1"].predicted  # continues after it
+    # the prediction continues below it, but is not called predicted there
+    assert rows["d1"].status == "downstream"
+    assert rows["d1"].assumes == ("double",)
+    assert "downstream of assumed double" in rows["d1"].note
+    # the gradient above it passed back through it: its activation is still predicted
+    assert rows["d0"].status == "upstream"
+    assert rows["d0"].activation_predicted
+    assert not rows["d0"].predicted
+    assert rows["d0"].gradient_assumes == ("double",)
+    assert rows["d1"].gradient_assumes == ()
+    assert report.counts() == {"predicted": 0, "assumed": 1, "downstream": 1, "upstream": 1}
     text = str(report)
-    assert "assumed" in text
-    assert "double" in text
+    assert "downstream" in text
     assert "Doubler" in text
-    assert repr(report) == "PropagateReport(3 layers, 1 assumed)"
+    assert repr(report) == "PropagateReport(3 layers: 1 assumed, 1 downstream, 1 upstream)"
 
 
 def test_arguments_are_checked():
@@ -385,3 +447,23 @@ def test_real_architectures_meet_the_goal(name):
     for key, (median, p90) in _errors(name).items():
         assert median <= GOAL_MEDIAN, (name, key, median)
         assert p90 <= GOAL_P90, (name, key, p90)
+
+
+def test_a_layer_called_twice_gets_a_row_per_call_named_by_call():
+    a, b = keras.Input((32,)), keras.Input((32,))
+    tower = L.Dense(32, activation="relu", name="tower")
+    encoder = keras.Sequential([keras.Input((32,)), L.Dense(32, name="e1")], name="enc")
+    block = ResidualBlock(32, name="block")
+    left, right = block(encoder(tower(a))), block(encoder(tower(b)))
+    model = keras.Model([a, b], L.Subtract(name="diff")([left, right]))
+    names = [r.layer for r in keras_initlab.propagate(model, input_var=2.0)]
+    inner = [f"{block.d1.name}", f"{block.d2.name}", "add"]
+    first = ["tower", "enc/e1", "block", *(f"block/{n}" for n in inner)]
+    second = ["tower@2", "enc@2/e1", "block@2", *(f"block@2/{n}" for n in inner)]
+    assert sorted(names) == sorted([*first, *second, "diff"])
+    assert names.index("block@2/add") < names.index("diff")
+    rows = keras_initlab.propagate(model, input_var=2.0).by_layer()
+    # the two calls see the same input moments here, so their rows agree
+    for one, two in zip(first, second, strict=True):
+        assert rows[two].activation_var == pytest.approx(rows[one].activation_var)
+        assert rows[two].gradient_var == pytest.approx(rows[one].gradient_var)

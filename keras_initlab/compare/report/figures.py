@@ -35,7 +35,7 @@ def scheme_colors(n: int) -> list[Any]:
 def _layer_ticks(ax: Any, layers: Sequence[str], offset: int) -> None:
     """Label the layer axis: the ticks ``layer_ticks`` chooses for at most ``MAX_TICKS``
     labels, plus the last layer (the output), its ``hidden_`` prefix dropped."""
-    from keras_initlab.callbacks._plot import layer_ticks
+    from keras_initlab.callbacks._plot_records import layer_ticks
 
     positions, _ = layer_ticks(layers, MAX_TICKS)
     last = len(layers) - 1

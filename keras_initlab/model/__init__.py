@@ -1,0 +1,21 @@
+"""The one home for reading a Keras model: what each layer and operation is, and the graph.
+
+Every feature (``initialize``, ``audit``, ``lsuv``, ``propagate``, ``measure``, AutoInit,
+the residual rules, the depth rule's main path, the alerts and the plots) asks these
+modules what a layer is; none keeps a class list of its own
+(``tests/model_reading/test_classification.py`` checks it).
+
+* ``layers``: one table per question a feature asks of a layer (does it hold a kernel and
+  with which layout, is it an activation, a normalization, a merge, a one-off change, a
+  known container...), every class of ``keras.layers`` classified or listed as not covered.
+* ``operations``: the same for every ``keras.ops`` operation a graph can record.
+* ``trace``: the graph inside a subclassed layer or model, traced on KerasTensors, so a
+  user's residual block is read like a Functional graph, on every backend.
+* ``registry``: what a custom layer is, as its user tells it (`register_layer`), with
+  built-in entries for the custom layers of Keras' own model code.
+
+The walks over these live beside the features that own them: the layer tree
+(``keras_initlab.layer_tree``), the weights with their true fans
+(``keras_initlab.layer_weights``), the main path (``keras_initlab.model_path``), the
+residual blocks (``keras_initlab.residual``) and ``propagate``'s walk.
+"""
