@@ -1,7 +1,7 @@
 """What the monitor's alert checks cost at fit start: the depth rule and the diagnosis.
 
 With ``alert=True`` a `VarianceMonitor` judges its first record (step 0) by the depth rule
-(`keras_initlab.depth_rule.judge`, on the main path of `keras_initlab.model_path` with the
+(`keras_initlab.depth_rule.judge`, on the main path of `keras_initlab.model.path` with the
 one-off factors of `structural_factors`, both computed once per fit) and, when an alert
 fires, calls `keras_initlab.diagnosis.diagnose` once per fit, which clones the model and
 predicts each candidate fix. Everything is measured in one process, TensorFlow on one
@@ -54,7 +54,7 @@ from keras_initlab.callbacks import VarianceMonitor, VarianceWarning
 from keras_initlab.depth_rule import judge, structural_factors
 from keras_initlab.diagnosis import diagnose
 from keras_initlab.healthy import input_moments
-from keras_initlab.model_path import model_path
+from keras_initlab.model.path import model_path
 from keras_initlab.text_table import format_table
 
 warnings.simplefilter("ignore", VarianceWarning)  # alerts are computed, not printed

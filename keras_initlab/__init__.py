@@ -48,8 +48,13 @@ if TYPE_CHECKING:  # what the lazy loading below provides, spelled out for type 
     from keras_initlab.lsuv import LSUV, LSUVLayer, LSUVReport, LSUVWarning, lsuv
     from keras_initlab.measurement import Measurement, measure
     from keras_initlab.model.registry import register_layer, unregister_layer
+    from keras_initlab.model.residual import (
+        ResidualBlock,
+        ResidualReport,
+        UnresolvedSum,
+        residual_blocks,
+    )
     from keras_initlab.propagate import PropagateReport, PropagateRow, propagate
-    from keras_initlab.residual import ResidualBlock, ResidualReport, UnresolvedSum, residual_blocks
     from keras_initlab.residual_gate import ResidualGate
     from keras_initlab.residual_init import ResidualInitReport
     from keras_initlab.schemes import SCHEMES, get_scheme
@@ -86,7 +91,7 @@ _MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it provid
     "keras_initlab.measurement": ("Measurement", "measure"),
     "keras_initlab.model.registry": ("register_layer", "unregister_layer"),
     "keras_initlab.propagate": ("PropagateReport", "PropagateRow", "propagate"),
-    "keras_initlab.residual": (
+    "keras_initlab.model.residual": (
         "ResidualBlock",
         "ResidualReport",
         "UnresolvedSum",

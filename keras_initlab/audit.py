@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from keras_initlab.healthy import HealthyRow, healthy_weights
-from keras_initlab.layer_weights import other_weights
+from keras_initlab.model.weights import other_weights
 from keras_initlab.prescribed import AUDIT_Z, AuditRow, scheme_rows, unhandled_row
 from keras_initlab.text_table import RowReport, format_table
 

@@ -7,7 +7,7 @@ measured (a `VarianceMonitor` record, `keras_initlab.measure`) or predicted
 monitor's alerts, ``keras-initlab inspect``, ``compare``'s verdicts and the checks of
 every candidate fix (`keras_initlab.diagnosis`) call `judge`. The definition:
 
-1. **Profile.** The rows of the layers on the main path (`keras_initlab.model_path`), in
+1. **Profile.** The rows of the layers on the main path (`keras_initlab.model.path`), in
    the direction each signal travels: activation variances forward, and backward the
    gradient's squared norm per sample, ``gradient_var`` times the elements of one sample
    of the layer's output. These are the quantities a fan-in scheme (He, LeCun) keeps
@@ -21,7 +21,7 @@ every candidate fix (`keras_initlab.diagnosis`) call `judge`. The definition:
    linear range), rows whose scale a following normalization resets, one-off layers
    (rule 2), and values that are not finite or exactly 0 (each has its own finding).
 2. **Resets and one-off changes.** A normalization that resets the scale (LayerNorm
-   always, BatchNorm in training mode: `keras_initlab.model_path.normalizes`) cuts the
+   always, BatchNorm in training mode: `keras_initlab.model.path.normalizes`) cuts the
    profile into segments, and only points of one segment are compared: forward it divides
    by the scale it gets, backward the weights below it are scale-invariant (a BatchNorm
    network's raw gradient norm grows backward at initialization, Yang et al. 2019, which
@@ -70,7 +70,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_initlab.model_path import ModelPath
+from keras_initlab.model.path import ModelPath
 
 DEPTH_FACTOR = 10.0
 # A change is judged over at least this many steps of the profile: over one or two it is

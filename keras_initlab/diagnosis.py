@@ -43,7 +43,7 @@ from keras_initlab.healthy import (
     healthy_weights,
     input_moments,
 )
-from keras_initlab.model_path import model_path
+from keras_initlab.model.path import model_path
 
 
 @dataclass(frozen=True)
@@ -221,8 +221,8 @@ def _judged(
 
 def _squashing_swap(model: Any) -> tuple[str, Any] | None:
     """A clone function replacing every squashing activation by ReLU, and its label."""
-    from keras_initlab.layer_tree import leaf_layers
     from keras_initlab.measurement._selection import activation_name
+    from keras_initlab.model.tree import leaf_layers
 
     found = sorted(
         {a for _, layer in leaf_layers(model) if (a := activation_name(layer)) in SQUASHING}
@@ -245,7 +245,7 @@ def _candidates(model: Any, weights: list[HealthyRow], x: Any) -> Iterator[dict[
     most common first), each residual rule with the most common, ``"auto"``, LSUV on the
     probe's inputs ``x`` (``keras_initlab.LSUV(x)``: its fix holds that batch)."""
     from keras_initlab.lsuv import LSUV
-    from keras_initlab.residual import residual_blocks
+    from keras_initlab.model.residual import residual_blocks
     from keras_initlab.residual_init import RULES
 
     names = [r.scheme for r in weights] or ["lecun_normal"]

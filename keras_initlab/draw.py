@@ -27,8 +27,8 @@ import keras
 from keras import ops
 
 from keras_initlab import initializers as ini
-from keras_initlab.layer_weights import WeightSpec, weight_specs
 from keras_initlab.model.layers import LSTM_CELLS
+from keras_initlab.model.weights import WeightSpec, weight_specs
 from keras_initlab.schemes import as_scheme, base_seed, for_weight, weight_seed
 
 # Schemes applied as they are to recurrent kernels; every other scheme gets an orthogonal

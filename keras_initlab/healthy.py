@@ -118,8 +118,8 @@ def healthy_weights(model: Any) -> list[HealthyRow]:
     >>> [(r.layer, r.scheme, round(r.ratio), r.flagged) for r in healthy_weights(model)]
     [('d', 'he_normal', 3, True)]
     """
-    from keras_initlab.layer_tree import leaf_layers, walk
     from keras_initlab.measurement._selection import kernel_of
+    from keras_initlab.model.tree import leaf_layers, walk
     from keras_initlab.prescribed import scheme_rows
 
     met = met_activations(model)
@@ -219,7 +219,7 @@ def healthy_prediction(
     """
     from keras_initlab import _keras
     from keras_initlab.draw import drawn
-    from keras_initlab.layer_tree import walk
+    from keras_initlab.model.tree import walk
     from keras_initlab.propagate import propagate
     from keras_initlab.propagate._kernels import substituted
 

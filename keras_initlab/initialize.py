@@ -22,8 +22,8 @@ from keras_initlab.draw import (
     initializer_name,
     plans_and_values,
 )
-from keras_initlab.layer_weights import other_weights, weight_specs
 from keras_initlab.lsuv import LSUV
+from keras_initlab.model.weights import other_weights, weight_specs
 from keras_initlab.residual_init import (
     ResidualInitReport,
     apply_residual,

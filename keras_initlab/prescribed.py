@@ -16,7 +16,7 @@ import numpy as np
 from keras_initlab.draw import plan_weight
 from keras_initlab.fans import compute_fans
 from keras_initlab.initializers._base import private_default_seeds
-from keras_initlab.layer_weights import OtherWeight, WeightSpec, weight_specs
+from keras_initlab.model.weights import OtherWeight, WeightSpec, weight_specs
 from keras_initlab.schemes import as_scheme, for_weight
 
 # Flag a weight when its variance ratio is further from 1 than AUDIT_Z standard errors.

@@ -47,9 +47,9 @@ from typing import Any
 from keras import ops
 
 from keras_initlab._validation import unknown_name_message
-from keras_initlab.layer_weights import WeightSpec
 from keras_initlab.model.layers import NORMALIZATION_LAYERS
-from keras_initlab.residual import ResidualBlock, ResidualReport, residual_blocks
+from keras_initlab.model.residual import ResidualBlock, ResidualReport, residual_blocks
+from keras_initlab.model.weights import WeightSpec
 from keras_initlab.residual_gate import ResidualGate
 from keras_initlab.text_table import RowReport, format_table
 
@@ -135,7 +135,7 @@ def plan_residual(model: Any, residual: str, specs: list[WeightSpec]) -> Residua
     Args:
         model: a built model.
         residual: one of ``RULES``.
-        specs: ``keras_initlab.layer_weights.weight_specs(model)``.
+        specs: ``keras_initlab.model.weights.weight_specs(model)``.
 
     Returns:
         A ``ResidualInitReport`` whose rows ``apply_residual`` assigns.
@@ -147,7 +147,7 @@ def plan_residual(model: Any, residual: str, specs: list[WeightSpec]) -> Residua
 
     Example (two blocks, ``L = 2``; two layers on each branch, ``m = 2``):
     >>> import keras
-    >>> from keras_initlab.layer_weights import weight_specs
+    >>> from keras_initlab.model.weights import weight_specs
     >>> x = h = keras.Input((8,))
     >>> for b in range(2):
     ...     f = keras.layers.Dense(8, activation="relu", name=f"in{b}")(h)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_initlab.depth_rule import judge
-from keras_initlab.model_path import ModelPath
+from keras_initlab.model.path import ModelPath
 
 
 def _rows(activation, gradient=None):

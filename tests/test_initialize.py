@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import keras_initlab as ki
+from keras_initlab.model.weights import weight_specs
 
 L = keras.layers
 
@@ -41,7 +42,7 @@ def test_every_kernel_gets_the_scheme_on_its_true_fans_and_biases_their_initiali
     assert any("query" in p for p in paths)
     # He on true fans, recurrent kernels orthogonal per gate: audit reads the same rule.
     assert report.flagged == []
-    for spec in ki.layer_weights.weight_specs(model):
+    for spec in weight_specs(model):
         if spec.is_bias:
             value = spec.variable.numpy()
             if isinstance(spec.layer, L.LSTMCell):  # unit_forget_bias: forget gate 1

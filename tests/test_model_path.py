@@ -1,4 +1,4 @@
-"""The main path of a model (`keras_initlab.model_path`), read from its graph."""
+"""The main path of a model (`keras_initlab.model.path`), read from its graph."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_initlab.model_path import model_path
+from keras_initlab.model.path import model_path
 
 L = keras.layers
 

@@ -14,8 +14,8 @@ import pytest
 
 import keras_initlab
 from keras_initlab import _keras
+from keras_initlab.model.path import model_path
 from keras_initlab.model.registry import registered
-from keras_initlab.model_path import model_path
 
 L = keras.layers
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import pytest
 
-from keras_initlab.residual import residual_blocks
+from keras_initlab.model.residual import residual_blocks
 
 L = keras.layers
 

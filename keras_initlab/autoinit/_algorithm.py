@@ -15,8 +15,8 @@ from keras_initlab.autoinit._plan import Follow, follows, shares
 from keras_initlab.autoinit._report import AutoInitReport, AutoInitRow
 from keras_initlab.autoinit._solve import Problem, scaled, solve
 from keras_initlab.draw import draw
-from keras_initlab.layer_weights import check_built
 from keras_initlab.model.layers import ATTENTION, KERNEL_LAYERS, SEPARABLE_CONVS
+from keras_initlab.model.weights import check_built
 from keras_initlab.propagate import _activations, _attention
 from keras_initlab.propagate._graph import Walker
 from keras_initlab.propagate._kernels import bias_means, einsum_dense

@@ -26,7 +26,7 @@ import keras
 
 from keras_initlab import _keras
 from keras_initlab.model.layers import ACTIVATION_LAYERS, PASS_THROUGH
-from keras_initlab.residual import residual_blocks
+from keras_initlab.model.residual import residual_blocks
 
 
 @dataclass(frozen=True)

@@ -190,7 +190,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         if mode not in self._judging:
             from keras_initlab.depth_rule import structural_factors
             from keras_initlab.healthy import input_moments
-            from keras_initlab.model_path import model_path
+            from keras_initlab.model.path import model_path
             from keras_initlab.propagate import propagate
 
             path = model_path(self.model, mode)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keras_initlab.callbacks._plot_records import _of_source, _records_of, layer_ticks
-from keras_initlab.residual import ResidualBlock, ResidualReport, residual_blocks
+from keras_initlab.model.residual import ResidualBlock, ResidualReport, residual_blocks
 
 _CHANNEL_KEYS = ("channel_mean_sq", "channel_var")
 # Panels of the plot: (title, record key, where: "stream" at the Add, "branch" at its input).

@@ -26,7 +26,7 @@ import numpy as np
 from keras_initlab.compare.verdicts import backward_ratio, forward_ratio
 from keras_initlab.depth_rule import Judgement, judge, structural_factors
 from keras_initlab.diagnosis import diagnose
-from keras_initlab.model_path import model_path
+from keras_initlab.model.path import model_path
 from keras_initlab.text_table import format_table
 
 INSPECT_SAMPLES = 256  # inputs of the variance profile

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_initlab.layer_weights import check_built
+from keras_initlab.model.weights import check_built
 
 
 def _check_x(model: Any, x: Any) -> Any:

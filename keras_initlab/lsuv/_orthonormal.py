@@ -8,7 +8,7 @@ from typing import Any
 from keras import ops
 
 from keras_initlab.initializers import Orthogonal
-from keras_initlab.layer_weights import WeightSpec
+from keras_initlab.model.weights import WeightSpec
 
 
 def _orthonormal(spec: WeightSpec, seed: int) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from keras_initlab.layer_weights import WeightSpec, other_weights, weight_specs
 from keras_initlab.model.layers import EMBEDDINGS, KERNEL_LAYERS
+from keras_initlab.model.weights import WeightSpec, other_weights, weight_specs
 
 # The feed-forward kernel layers, whose output variance a scale of the kernel sets.
 LSUV_LAYERS = KERNEL_LAYERS
@@ -20,7 +20,7 @@ class _Target:
     scaled: WeightSpec
     kernels: list[WeightSpec]
     bias: WeightSpec | None
-    path: str = ""  # the layer's name in reports (`keras_initlab.layer_tree`)
+    path: str = ""  # the layer's name in reports (`keras_initlab.model.tree`)
     iterations: int = 0
     status: str | None = None
     index: int = field(default=0)

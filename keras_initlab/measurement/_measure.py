@@ -252,7 +252,7 @@ def measure(
 
     Measured by default: every layer with weights, every activation layer, every merge
     layer (Add, Concatenate, Multiply, ...) and every normalization layer, named by their
-    path below the model (``"encoder/dense_1"``, see `keras_initlab.layer_tree`).
+    path below the model (``"encoder/dense_1"``, see `keras_initlab.model.tree`).
 
     Args:
         model: a Keras model (compiled, unless ``loss`` is given or ``probe`` has no ``y``).

@@ -7,7 +7,7 @@ grows), every normalization layer, every layer registered with
 `keras_initlab.register_layer`, and the output of every custom layer or subclassed model
 that holds weighted sub-layers (a user's residual block: its output is its residual sum),
 found by walking the model tree
-(`keras_initlab.layer_tree`), so nested and subclassed models are covered. Any other leaf
+(`keras_initlab.model.tree`), so nested and subclassed models are covered. Any other leaf
 layer (pooling, dropout, reshaping) is measured when asked for by name. A layer's name is
 its path below the model, e.g. ``"encoder/dense_1"``.
 """
@@ -20,7 +20,6 @@ from typing import Any
 import keras
 
 from keras_initlab._validation import unknown_name_message
-from keras_initlab.layer_tree import leaf_layers, walk
 from keras_initlab.model.layers import (
     ACTIVATION_LAYERS,
     MERGE_LAYERS,
@@ -30,6 +29,7 @@ from keras_initlab.model.layers import (
     is_opaque,
 )
 from keras_initlab.model.registry import registered
+from keras_initlab.model.tree import leaf_layers, walk
 
 _MEASURED = ACTIVATION_LAYERS + MERGE_LAYERS + NORMALIZATION_LAYERS
 # Kernel attributes in order of preference: the weight whose variance is reported.

@@ -13,9 +13,11 @@ modules what a layer is; none keeps a class list of its own
   user's residual block is read like a Functional graph, on every backend.
 * ``registry``: what a custom layer is, as its user tells it (`register_layer`), with
   built-in entries for the custom layers of Keras' own model code.
+* ``tree``: the layers of a model as a tree, and the one name the package gives a layer
+  (its path, ``"encoder/block_1/dense"``).
+* ``weights``: every kernel, recurrent kernel, embedding and bias with its true layout.
+* ``path``: the main path of a model's graph (the depth rule judges it).
+* ``residual``: the residual blocks (skip and branch of every residual sum).
 
-The walks over these live beside the features that own them: the layer tree
-(``keras_initlab.layer_tree``), the weights with their true fans
-(``keras_initlab.layer_weights``), the main path (``keras_initlab.model_path``), the
-residual blocks (``keras_initlab.residual``) and ``propagate``'s walk.
+``propagate``'s walk and ``measure``'s selection read a model through these.
 """

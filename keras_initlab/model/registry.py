@@ -5,7 +5,7 @@ The library reads a layer it has no rule for through its ``call`` traced on Kera
 on values, backend ops) is opaque and its rows are assumed. `register_layer` says what a
 layer class is, once, and every feature that asks what a layer is reads it: `propagate`
 (and through it `initialize(model, "auto")`, the diagnosis and the alerts), the depth
-rule's reading of the main path (`keras_initlab.model_path`: a normalization resets the
+rule's reading of the main path (`keras_initlab.model.path`: a normalization resets the
 scale, dropout is a one-off change).
 
 Kinds, for an input whose elements have mean ``m`` and variance ``v``, and the gradient

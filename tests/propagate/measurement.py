@@ -1,6 +1,6 @@
 """The measurement ``propagate`` is checked against, and the error summaries.
 
-``keras_initlab.measure`` on every leaf layer (``layer_tree.leaf_layers``), with the
+``keras_initlab.measure`` on every leaf layer (``keras_initlab.model.tree.leaf_layers``), with the
 surrogate loss ``L = mean_n sum_j y_nj u_nj``: ``u`` iid N(0, 1) of the output's shape passed
 as the targets, so ``dL/dy_out = u / N`` and every layer's gradient variance divided by the
 output's is what ``propagate`` predicts (relative to the output's gradient). The surrogate
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_initlab.layer_tree import leaf_layers
+from keras_initlab.model.tree import leaf_layers
 from keras_initlab.testing import compare_prediction, surrogate_loss, surrogate_measure
 
 surrogate = surrogate_loss  # per sample ``sum_j y_j u_j`` (``u`` = the targets)

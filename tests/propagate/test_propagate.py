@@ -222,7 +222,7 @@ def _case_model(name: str) -> keras.Model:
 
 def _chunked(model: Any, mode: str = "inference", ids: int | None = None) -> dict[str, Any]:
     """Per layer and key: (mean over CHUNKS measurements, standard error)."""
-    from keras_initlab.layer_tree import leaf_layers
+    from keras_initlab.model.tree import leaf_layers
 
     rng = np.random.default_rng(11)
     measurement = Measurement(

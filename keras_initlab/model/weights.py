@@ -16,7 +16,6 @@ from typing import Any
 import keras
 
 from keras_initlab import _keras
-from keras_initlab.layer_tree import walk
 from keras_initlab.model.layers import (
     CONVS,
     DENSE,
@@ -28,6 +27,7 @@ from keras_initlab.model.layers import (
     SEPARABLE_CONVS,
     TRANSPOSED_CONVS,
 )
+from keras_initlab.model.tree import walk
 
 NORMALIZATION_REASON = "normalization layer: its scale, offset and statistics are not a kernel"
 CUSTOM_REASON = "weight of a layer type with no known kernel layout (a custom add_weight)"
@@ -55,7 +55,7 @@ class WeightSpec:
         layout_args: the layout's arguments.
         initializer: the initializer the layer was configured with for this weight.
         layer_path: the layer's name in reports, its path below the model
-            (`keras_initlab.layer_tree`).
+            (`keras_initlab.model.tree`).
     """
 
     layer: Any
@@ -142,7 +142,7 @@ def _layer_specs(layer: Any) -> list[WeightSpec | None] | None:
 def _walk(model: Any) -> Iterator[WeightSpec]:
     """The specs of ``model`` and of every layer below it that has a known type.
 
-    Keras' tracking of sub-layers (`keras_initlab.layer_tree`) covers Sequential,
+    Keras' tracking of sub-layers (`keras_initlab.model.tree`) covers Sequential,
     Functional, subclassed models, wrappers (Bidirectional, TimeDistributed) and RNN layers
     holding a cell; a layer of a known type is not looked into.
     """
@@ -164,7 +164,7 @@ class OtherWeight:
         layer: the layer that created the weight (the innermost one).
         variable: the ``keras.Variable``.
         reason: ``NORMALIZATION_REASON`` or ``CUSTOM_REASON``.
-        layer_path: the layer's path below the model (`keras_initlab.layer_tree`).
+        layer_path: the layer's path below the model (`keras_initlab.model.tree`).
     """
 
     layer: Any

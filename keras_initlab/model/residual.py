@@ -30,9 +30,9 @@ from typing import Any
 import keras
 
 from keras_initlab import _keras
-from keras_initlab.layer_weights import check_built, weight_specs
 from keras_initlab.model.layers import NORMALIZATION_LAYERS, is_opaque, is_sum
 from keras_initlab.model.trace import output_spec, trace_layer
+from keras_initlab.model.weights import check_built, weight_specs
 from keras_initlab.text_table import RowReport, format_table
 
 __all__ = ["ResidualBlock", "ResidualReport", "UnresolvedSum", "residual_blocks"]

@@ -45,7 +45,6 @@ from typing import Any
 import keras
 
 from keras_initlab import _keras
-from keras_initlab.layer_tree import walk
 from keras_initlab.model.layers import (
     ALWAYS_NORMALIZING,
     BATCH_NORMALIZATION,
@@ -55,6 +54,7 @@ from keras_initlab.model.layers import (
 )
 from keras_initlab.model.registry import registered
 from keras_initlab.model.trace import output_spec, trace_layer
+from keras_initlab.model.tree import walk
 
 L = keras.layers
 
