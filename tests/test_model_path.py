@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from keras_initlab.model.path import model_path
+from tests.model_reading.blocks import BackendBlock, ResidualBlock
 
 L = keras.layers
 
@@ -114,29 +115,9 @@ def test_a_block_whose_every_route_ends_in_batchnorm_resets_the_scale(shortcut, 
     assert "add" not in model_path(keras.Model(x, out), "inference").resets
 
 
-class _Block(L.Layer):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.d1 = L.Dense(8, activation="relu", name="d1")
-        self.d2 = L.Dense(8, name="d2")
-
-    def call(self, x):
-        return x + self.d2(self.d1(x))
-
-
-class _BackendBlock(_Block):
-    def call(self, x):
-        import tensorflow as tf
-
-        return tf.math.add(x, self.d2(self.d1(x)))
-
-    def compute_output_shape(self, shape):
-        return shape
-
-
 def test_a_custom_block_on_the_path_is_read_through_its_traced_call():
     x = keras.Input((8,))
-    h = _Block(name="b1")(_Block(name="b0")(L.Dense(8, name="stem")(x)))
+    h = ResidualBlock(8, name="b1")(ResidualBlock(8, name="b0")(L.Dense(8, name="stem")(x)))
     path = model_path(keras.Model(x, L.Dense(2, name="head")(h)))
     # the branch is off the path; the block's output (its sum) is named by the block
     assert path.nodes == ["stem", "b0", "b1", "head"]
@@ -147,8 +128,8 @@ def test_a_custom_block_on_the_path_is_read_through_its_traced_call():
 
 def test_a_custom_layer_whose_call_cannot_be_traced_is_read_as_a_chain_and_says_why():
     x = keras.Input((8,))
-    h = _BackendBlock(name="b0")(L.Dense(8, name="stem")(x))
+    h = BackendBlock(8, name="b0")(L.Dense(8, name="stem")(x))
     path = model_path(keras.Model(x, L.Dense(2, name="head")(h)))
     assert path.nodes == ["stem", "b0/d1", "b0/d2", "head"]
-    assert "_BackendBlock (b0) is a custom layer" in path.assumed
+    assert "BackendBlock (b0) is a custom layer" in path.assumed
     assert "cannot be traced" in path.assumed

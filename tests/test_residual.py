@@ -12,6 +12,7 @@ import keras
 import pytest
 
 from keras_initlab.model.residual import residual_blocks
+from tests.model_reading.blocks import BackendBlock, ResidualBlock
 
 L = keras.layers
 
@@ -136,34 +137,11 @@ def test_independent_inputs_and_subclassed_models_are_not_guessed():
         report.require("residual", "fixup")
 
 
-class _Block(L.Layer):
-    """A user's residual block: the sum is inside ``call``."""
-
-    def __init__(self, width, **kwargs):
-        super().__init__(**kwargs)
-        self.d1, self.d2 = L.Dense(width, activation="relu"), L.Dense(width)
-
-    def call(self, x):
-        return x + self.d2(self.d1(x))
-
-
-class _BackendBlock(_Block):
-    """The same block written with a backend op: its call cannot be traced."""
-
-    def call(self, x):
-        import tensorflow as tf
-
-        return tf.math.add(x, self.d2(self.d1(x)))
-
-    def compute_output_shape(self, shape):
-        return shape
-
-
 def test_sums_inside_custom_blocks_are_found_named_by_block_at_every_call():
     inputs = keras.Input((8,))
     h = L.Dense(8, name="stem")(inputs)
     for i in range(16):
-        h = _Block(8, name=f"block{i}")(h)
+        h = ResidualBlock(8, name=f"block{i}")(h)
     model = keras.Model(inputs, L.Dense(2)(h))
     first, again = residual_blocks(model), residual_blocks(model)
     assert [b.add for b in first] == [f"block{i}/add" for i in range(16)]
@@ -181,7 +159,7 @@ def test_sums_inside_custom_blocks_are_found_named_by_block_at_every_call():
 
 def test_a_custom_block_whose_call_cannot_be_traced_is_opaque_with_the_reason():
     inputs = keras.Input((8,))
-    model = keras.Model(inputs, _BackendBlock(8, name="tfblock")(inputs))
+    model = keras.Model(inputs, BackendBlock(8, name="tfblock")(inputs))
     report = residual_blocks(model)
     assert not report.rows
     (opaque,) = report.unresolved

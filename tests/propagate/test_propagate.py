@@ -28,6 +28,7 @@ from scipy import stats
 import keras_initlab
 from keras_initlab.measurement import Measurement
 from keras_initlab.testing import budget
+from tests.model_reading.blocks import ResidualBlock
 
 _spec = importlib.util.spec_from_file_location(
     "propagate_measurement", Path(__file__).with_name("measurement.py")
@@ -117,17 +118,6 @@ def test_dense_plus_add_of_independent_inputs_is_exact():
 # ------------------------------------------------------------------------ each layer type
 def _conv_stack(layer: Any) -> list[Any]:
     return [layer]
-
-
-class ResidualBlock(keras.layers.Layer):
-    """A user's residual block: sub-layers and a sum inside ``call`` (read by tracing)."""
-
-    def __init__(self, width: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.d1, self.d2 = L.Dense(width, activation="relu"), L.Dense(width)
-
-    def call(self, x):
-        return x + self.d2(self.d1(x))
 
 
 class LearnedScale(keras.layers.Layer):
