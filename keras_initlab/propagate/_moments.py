@@ -264,61 +264,64 @@ def softmax_square(s2: float, t: int) -> float:
     return min(float(np.sum(np.outer(_SOFTMAX_WEIGHTS, _SOFTMAX_WEIGHTS) * p * p)), 1.0 / t)
 
 
-# Fixed standard normal draws (one set per number of classes): the softmax's backward
-# factor is an expectation over all its logits at once, taken over these.
+# Fixed standard normal draws (one set per number of classes): a softmax's moments are
+# expectations over all its logits at once, taken over these (at most `SOFTMAX_ELEMENTS`
+# numbers: fewer draws for many classes, whose sums over classes vary less).
 SOFTMAX_DRAWS = 4096
+SOFTMAX_ELEMENTS = 1 << 22
 
 
 @functools.lru_cache(maxsize=16)
 def _softmax_draws(n: int) -> np.ndarray:
-    return np.random.default_rng(n).standard_normal((SOFTMAX_DRAWS, n))
+    draws = max(min(SOFTMAX_DRAWS, SOFTMAX_ELEMENTS // n), 64)
+    return np.random.default_rng(n).standard_normal((draws, n))
 
 
-def softmax_backward(s2: float, n: int) -> float:
-    """The backward factor of a softmax over ``n`` iid ``N(0, s2)`` logits.
+def softmax_sums(s2: float, n: int) -> tuple[float, float]:
+    """``(E[p^2], backward factor)`` of a softmax over ``n`` iid ``N(0, s2)`` logits.
 
-    ``dz_j = p_j (dy_j - sum_k p_k dy_k)``; for an output gradient ``dy`` of iid elements of
-    variance ``g``, ``E[dz_j^2] = g E[p_j^2 (1 - 2 p_j + S_2)]`` (``S_m = sum_k p_k^m``), so
-    the factor, averaged over the ``n`` elements, is ``E[S_2 - 2 S_3 + S_2^2] / n``. It is
-    taken over `SOFTMAX_DRAWS` fixed normal draws of the ``n`` logits (the relative error of
-    that average is about ``1/sqrt(SOFTMAX_DRAWS)`` where the draws are alike, more where a
-    near one-hot softmax lets few draws count). It is ``(1 - 1/n) / n^2`` at ``s2 = 0`` and
-    falls as the softmax saturates: only samples whose two largest logits lie within O(1)
-    of each other pass a gradient, a share of about ``1/sqrt(s2)``, where ``E[p^2]`` alone
-    tends to ``1/n``. That expectation rests on rare samples: a small batch measured at a
-    saturated softmax often sees none of them and a far smaller gradient.
+    ``E[p^2] = E[S_2] / n`` (``S_m = sum_k p_k^m``). The backward factor: ``dz_j = p_j (dy_j -
+    sum_k p_k dy_k)``; for an output gradient ``dy`` of iid elements of variance ``g``,
+    ``E[dz_j^2] = g E[p_j^2 (1 - 2 p_j + S_2)]``, so the factor, averaged over the ``n``
+    elements, is ``E[S_2 - 2 S_3 + S_2^2] / n``. Both are averages over fixed normal draws
+    of the ``n`` logits (`SOFTMAX_DRAWS`, fewer for many classes: relative error about
+    ``1/sqrt(draws)`` where the draws are alike, more where a near one-hot softmax lets few
+    draws count). The factor is ``(1 - 1/n) / n^2`` at ``s2 = 0`` and falls as the softmax
+    saturates: only samples whose two largest logits lie within O(1) of each other pass a
+    gradient, a share of about ``1/sqrt(s2)``, where ``E[p^2]`` tends to ``1/n``. That
+    expectation rests on rare samples: a small batch measured at a saturated softmax often
+    sees none of them and a far smaller gradient.
 
     Example:
     >>> n = 10
-    >>> round(softmax_backward(0.0, n) * n * n, 6)  # uniform: 1 - 2/n + 1/n
-    0.9
-    >>> softmax_backward(1e6, n) / softmax_backward(0.0, n) < 0.01  # near one-hot
+    >>> second, factor = softmax_sums(0.0, n)
+    >>> round(second * n * n, 6), round(factor * n * n, 6)  # uniform: 1 and 1 - 1/n
+    (1.0, 0.9)
+    >>> softmax_sums(1e6, n)[1] / factor < 0.01  # near one-hot
     True
     """
     if n <= 1:
-        return 0.0
+        return 1.0, 0.0
     z = math.sqrt(max(s2, 0.0)) * _softmax_draws(n)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     s_2, s_3 = np.sum(p * p, axis=1), np.sum(p**3, axis=1)
-    return float(np.mean(s_2 - 2.0 * s_3 + s_2 * s_2)) / n
+    return float(np.mean(s_2)) / n, float(np.mean(s_2 - 2.0 * s_3 + s_2 * s_2)) / n
 
 
 def softmax_moments(pre: Signal) -> tuple[Signal, np.ndarray]:
     """Moments of a softmax over the last axis (``n`` logits, variance ``v`` across them).
 
     The logits taken as iid ``N(., v)`` across the ``n`` channels (``v``: the variance of
-    the channel means plus the mean variance): ``E[p] = 1/n`` and ``E[p^2] =
-    softmax_square(v, n)`` (Fenton-Wilkinson: exact for ``n = 2``, ``exp(v) / n^2`` at large
-    ``n``; that large-``n`` form alone exceeds the bound ``E[p^2] <= E[p] = 1/n`` for few
-    classes, a segmentation head's 2 to 4); the backward factor is `softmax_backward`
-    (``dz = p (dy - <p, dy>)`` with its projection, which matters for few classes and
-    makes a saturated softmax pass no gradient).
+    the channel means plus the mean variance): ``E[p] = 1/n``; ``E[p^2]`` and the backward
+    factor (with the projection ``dz = p (dy - <p, dy>)``, which matters for few classes
+    and makes a saturated softmax pass almost no gradient) are `softmax_sums`.
     """
     n = pre.channels
     spread = pre.means.var(axis=-1, keepdims=True) + pre.variances.mean(axis=-1, keepdims=True)
     values, where = np.unique(spread, return_inverse=True)  # a map's interior: once
-    second = np.array([softmax_square(float(v), n) for v in values])[where].reshape(spread.shape)
-    factor = np.array([softmax_backward(float(v), n) for v in values])[where]
+    sums = np.array([softmax_sums(float(v), n) for v in values])[where]
+    second = sums[..., 0].reshape(spread.shape)
+    factor = sums[..., 1].reshape(spread.shape)
     out = make(np.full(pre.shape, 1.0 / n), np.broadcast_to(second - 1.0 / (n * n), pre.shape))
-    return out, np.broadcast_to(factor.reshape(spread.shape), pre.shape).copy()
+    return out, np.broadcast_to(factor, pre.shape).copy()

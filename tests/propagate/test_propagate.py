@@ -187,6 +187,8 @@ CASES: dict[str, tuple[tuple[int, ...], Any, float]] = {
     "lstm_step0": ((1, 256), lambda: [L.LSTM(32)], 3.0 / math.sqrt(256)),
     "gru_step0": ((1, 256), lambda: [L.GRU(32)], 3.0 / math.sqrt(256)),
     "simple_rnn_step0": ((1, 64), lambda: [L.SimpleRNN(32, return_sequences=True)], 0),
+    # a softmax output: its backward factor is an average over SOFTMAX_DRAWS fixed draws
+    "dense_softmax": ((64,), lambda: [L.Dense(10, activation="softmax")], 3.0 / math.sqrt(4096)),
     # custom layers: traced (the block's second Dense reads the first's correlated units:
     # finite width, as the recurrent gates) and registered
     "custom_residual_block": ((256,), lambda: [ResidualBlock(256)], 3.0 / math.sqrt(256)),
