@@ -1,0 +1,42 @@
+"""Every family ``keras.applications`` exports is read, not guessed.
+
+The families are found by introspection (`tests/model_reading/families.py`), so a family a
+later Keras adds is tested without a change here; each is built from its smallest
+constructor at the smallest input it accepts (``weights=None``) and re-drawn He normal. In
+both modes, at least 90% of the rows `keras_initlab.measure` records by default must be
+rows `propagate` calls predicted: their moments rest on rules alone, no assumed layer above
+them and none below them for their gradient (#26's first acceptance line; the agreement of
+those predictions with measurement, which does not hold on every family yet, is swept by
+``benchmarks/bench_model_reading.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import keras_initlab
+from keras_initlab.measurement._selection import monitored_layers
+from tests.model_reading import families
+
+pytestmark = pytest.mark.slow
+SHARE = 0.9
+FAMILIES = families.application_families()
+
+
+def test_the_families_are_found() -> None:
+    assert {"resnet", "mobilenet_v3", "convnext", "efficientnet_v2"} <= set(FAMILIES)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_is_predicted_not_assumed(family: str) -> None:
+    model, _ = families.build_smallest(families.representative(FAMILIES[family]))
+    keras_initlab.initialize(model, "he_normal", seed=0)
+    recorded = [path for path, _ in monitored_layers(model)]
+    assert recorded
+    for mode in ("inference", "training"):
+        rows = keras_initlab.propagate(model, mode=mode).by_layer()
+        missing = [name for name in recorded if name not in rows]
+        assert not missing, (mode, missing[:5])
+        unpredicted = [(n, rows[n].status, rows[n].note) for n in recorded if not rows[n].predicted]
+        share = 1.0 - len(unpredicted) / len(recorded)
+        assert share >= SHARE, (mode, f"{share:.0%}", unpredicted[:5])
