@@ -60,8 +60,9 @@ def monitored_layers(model: Any, layers: Iterable[Any] | None = None) -> list[tu
             for p, layer in leaves
             if layer.weights or isinstance(layer, _MEASURED) or registered(layer) is not None
         }
-        chosen |= {id(layer) for _, layer in walk(model) if is_opaque(layer) and layer.weights}
-        return [(p, layer) for p, layer in walk(model) if id(layer) in chosen]
+        walked = list(walk(model))
+        chosen |= {id(layer) for _, layer in walked if is_opaque(layer) and layer.weights}
+        return [(p, layer) for p, layer in walked if id(layer) in chosen]
     found = leaves
     wanted = list(layers)
     by_key: dict[Any, tuple[str, Any]] = {}
