@@ -41,9 +41,8 @@ The private uses, and why no public API does the job:
   layers: the graph of a subclassed layer's ``call`` traced on KerasTensors
   (`traced_call`), ordered as a Functional model's, and the nodes the trace adds taken off
   again; no public API returns the graph of a layer's ``call``.
-* ``keras.src.applications.convnext`` and ``.inception_resnet_v2``: the custom layer classes
-  Keras' application code defines (`application_layers`), which the layer registry covers
-  (they are not exported).
+* ``keras.src.applications.convnext``: the custom layer classes Keras' application code
+  defines that the layer registry covers (`application_layers`; they are not exported).
 * ``MultiHeadAttention._softmax``: its Softmax sublayer (the dense sublayers are public).
 * ``tf.__internal__.EagerTensor``: telling an eager tensor from a graph tensor.
 * TensorFlow's ``record.should_record_backprop``: whether the gradient tape of the step
@@ -634,19 +633,13 @@ def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]
 
 
 def application_layers() -> dict[str, type]:
-    """The custom layer classes Keras' application code defines (``keras.src.applications``:
-    ConvNeXt's ``LayerScale`` and ``StochasticDepth``, Inception-ResNet's
-    ``CustomScaleLayer``), by class name; those a Keras release lacks are left out."""
-    import importlib
-
-    found: dict[str, type] = {}
-    for module, names in (
-        ("convnext", ("LayerScale", "StochasticDepth")),
-        ("inception_resnet_v2", ("CustomScaleLayer",)),
-    ):
-        try:
-            source = importlib.import_module(f"keras.src.applications.{module}")
-        except ImportError:
-            continue
-        found.update({n: getattr(source, n) for n in names if hasattr(source, n)})
-    return found
+    """The custom layer classes of Keras' application code that the layer registry covers
+    (``keras.src.applications``: ConvNeXt's ``LayerScale`` and ``StochasticDepth``), by
+    class name; those a Keras release lacks are left out. (Inception-ResNet's
+    ``CustomScaleLayer`` needs no entry: its ``call`` is traced.)"""
+    try:
+        from keras.src.applications import convnext
+    except ImportError:
+        return {}
+    names = ("LayerScale", "StochasticDepth")
+    return {n: getattr(convnext, n) for n in names if hasattr(convnext, n)}
