@@ -16,6 +16,7 @@ from keras_initlab.autoinit._report import AutoInitReport, AutoInitRow
 from keras_initlab.autoinit._solve import Problem, scaled, solve
 from keras_initlab.draw import draw
 from keras_initlab.model.layers import ATTENTION, KERNEL_LAYERS, SEPARABLE_CONVS
+from keras_initlab.model.legacy import check_not_keras2
 from keras_initlab.model.weights import check_built
 from keras_initlab.propagate import _activations, _attention
 from keras_initlab.propagate._graph import Walker
@@ -171,6 +172,7 @@ class _Hook:
 
 
 def _check(model: Any) -> None:
+    check_not_keras2("model", model)
     if not (_keras.is_functional(model) or isinstance(model, keras.Sequential)):
         raise TypeError(
             "Argument `model` must be a Sequential or Functional model (AutoInit walks its "

@@ -16,6 +16,7 @@ from keras_initlab.callbacks._alerts import Alert, VarianceWarning, alerts_for
 from keras_initlab.measurement import DISTINCT_RTOL, MODES, RECORD_KEYS, Measurement, probe_data
 from keras_initlab.measurement._in_step import IN_STEP_COLUMNS, InStepTaps
 from keras_initlab.measurement._probe_data import check_probe, fit_probe, is_dataset
+from keras_initlab.model.legacy import check_not_keras2
 
 PROBE_MODES = MODES
 # Steps the in-step ring buffer holds: it is read (one device-to-host copy) at most this often.
@@ -229,6 +230,10 @@ class VarianceMonitor(keras.callbacks.Callback):
         return self._measurement
 
     # ----------------------------------------------------------------- Keras hooks
+    def set_model(self, model: Any) -> None:
+        check_not_keras2("model", model)  # tf_keras' fit calls this first
+        super().set_model(model)
+
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         model = self.model
         _keras.quiet_retracing_warnings("make_probe_function", "InStepTaps")

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keras_initlab.callbacks._plot_records import _of_source, _records_of, layer_ticks
+from keras_initlab.model.legacy import check_not_keras2
 from keras_initlab.model.residual import ResidualBlock, ResidualReport, residual_blocks
 
 _CHANNEL_KEYS = ("channel_mean_sq", "channel_var")
@@ -80,6 +81,7 @@ def _blocks_of(model: Any, blocks: Any) -> list[ResidualBlock]:
         return []
     import keras
 
+    check_not_keras2("model", model)
     if not isinstance(model, keras.Model):
         raise TypeError(f"Argument `model` must be a Keras model. Received: model={model!r}")
     return list(residual_blocks(model).rows)

@@ -13,6 +13,7 @@ from keras_initlab._validation import check_choice, check_positive
 from keras_initlab.measurement import _probe_data, _routing, _selection
 from keras_initlab.measurement._probe import COLUMNS, make_probe_function
 from keras_initlab.measurement._records import RecordTable
+from keras_initlab.model.legacy import check_not_keras2
 
 MODES = ("inference", "training")
 # Two units are the same unit when their output columns on the probe differ by at most this
@@ -57,6 +58,7 @@ class Measurement:
         loss: Any = None,
         distinct_rtol: float = DISTINCT_RTOL,
     ) -> None:
+        check_not_keras2("model", model)
         if not isinstance(model, keras.Model):
             raise TypeError(
                 f"Argument `model` must be a Keras model. Received: model={type(model).__name__}"
@@ -84,6 +86,7 @@ class Measurement:
         `fit` of one model reuse one traced probe pass (traced again only for a probe of a
         new shape). Layers are told apart by name or by identity.
         """
+        check_not_keras2("model", model)
         if not isinstance(model, keras.Model):
             raise TypeError(
                 f"Argument `model` must be a Keras model. Received: model={type(model).__name__}"

@@ -27,6 +27,7 @@ from keras_initlab.model.layers import (
     SEPARABLE_CONVS,
     TRANSPOSED_CONVS,
 )
+from keras_initlab.model.legacy import check_not_keras2
 from keras_initlab.model.tree import walk
 
 NORMALIZATION_REASON = "normalization layer: its scale, offset and statistics are not a kernel"
@@ -207,6 +208,7 @@ def other_weights(model: Any) -> list[OtherWeight]:
 
 def check_built(model: Any, argument: str = "model") -> None:
     """Raise a ValueError unless ``model`` is a built Keras layer or model."""
+    check_not_keras2(argument, model)
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(
             f"Argument `{argument}` must be a Keras model or layer. "

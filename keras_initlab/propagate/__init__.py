@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from keras_initlab._validation import check_finite
+from keras_initlab.model.legacy import check_not_keras2
 from keras_initlab.propagate._graph import Walker
 from keras_initlab.propagate._report import PropagateReport, PropagateRow
 from keras_initlab.propagate._signal import Signal
@@ -92,6 +93,7 @@ def propagate(
     >>> round(row.activation_mean, 2), round(row.activation_var, 2), row.status
     (0.57, 0.69, 'predicted')
     """
+    check_not_keras2("model", model)
     if mode not in MODES:
         raise ValueError(f"Argument `mode` must be one of {MODES}. Received: mode={mode!r}")
     input_mean = check_finite("input_mean", input_mean)
