@@ -2,10 +2,11 @@
 
 keras_initlab reads Keras 3 models. In tf_keras its initializer objects work, given to a layer
 (checked here against the closed-form variance with ``keras_initlab.testing`` and against the
-same initializer in a Keras 3 layer); string names and saved configs do not (pinned below, as
-the README says); every model-level function and ``VarianceMonitor`` refuse a tf_keras model
-or layer with one TypeError that names Keras 2 (``keras_initlab.model.legacy``), before
-touching it. The check imports neither TensorFlow nor tf_keras.
+same initializer in a Keras 3 layer); string names do not, and a saved config loads only with
+the class in ``custom_objects`` (pinned below, as the README says); every model-level function
+and ``VarianceMonitor`` refuse a tf_keras model or layer with one TypeError that names Keras 2
+(``keras_initlab.model.legacy``), before touching it. The check imports neither TensorFlow nor
+tf_keras.
 
 tf_keras is installed with ``pip install --no-deps "tf-keras==2.21.*"`` (the version of the
 installed TensorFlow; without ``--no-deps`` pip would pull a TensorFlow of its own).
@@ -220,7 +221,7 @@ def test_a_tf_keras_model_built_with_keras_initlab_initializers_runs():
     assert np.all(np.isfinite(model(_x()[0]).numpy()))
 
 
-def test_string_names_and_saved_configs_do_not_work_in_tf_keras():
+def test_string_names_do_not_work_in_tf_keras_and_configs_need_custom_objects():
     # What the README says does not work, pinned: if tf_keras starts to resolve these, the
     # README's paragraph on tf_keras must change with this test.
     with pytest.raises(ValueError, match="Unknown initializer"):
@@ -233,6 +234,11 @@ def test_string_names_and_saved_configs_do_not_work_in_tf_keras():
         config = layer.get_config()
     with pytest.raises(TypeError, match="Error when deserializing class 'Dense'"):
         tf_keras.layers.Dense.from_config(config)
+    # With the class in `custom_objects` (as `load_model(path, custom_objects=...)`) it loads.
+    with tf_keras.utils.custom_object_scope({"HeNormal": ki.HeNormal}):
+        loaded = tf_keras.layers.Dense.from_config(config).kernel_initializer
+    assert isinstance(loaded, ki.HeNormal)
+    assert loaded.get_config() == ki.HeNormal(seed=0).get_config()
 
 
 _NO_TENSORFLOW = """

@@ -3,7 +3,9 @@ and refused with an error that says so.
 
 keras_initlab reads Keras 3 models. In Keras 2 only its initializer objects work, given to a
 layer (``tf_keras.layers.Dense(64, kernel_initializer=keras_initlab.HeNormal())``); string
-names and saved configs do not, and every model-level function (``initialize``, ``audit``,
+names do not, and a saved config or model loads only with the classes in ``custom_objects``
+(``tf_keras.models.load_model(path, custom_objects={"HeNormal": keras_initlab.HeNormal})``).
+Every model-level function (``initialize``, ``audit``,
 ``lsuv``, ``propagate``, ``measure``, ``residual_blocks``, ``VarianceMonitor``...) calls
 ``check_not_keras2`` on its model first, so that a Keras 2 model gets this message rather than
 "must be a Keras model".
@@ -94,6 +96,7 @@ def check_not_keras2(name: str, value: Any) -> None:
         "under TF_USE_LEGACY_KERAS=1): keras_initlab's model-level functions and "
         "VarianceMonitor read Keras 3 models only (build the model with `import keras`). "
         "In tf_keras only keras_initlab's initializer objects work, given to a "
-        "layer (`kernel_initializer=keras_initlab.HeNormal()`); string names and saved "
-        f"configs do not. Received: {name}={described}"
+        "layer (`kernel_initializer=keras_initlab.HeNormal()`); string names do not, and "
+        "a saved config loads only with the class in `custom_objects`. "
+        f"Received: {name}={described}"
     )
