@@ -53,7 +53,7 @@ import keras_initlab
 from keras_initlab.callbacks import VarianceMonitor, VarianceWarning
 from keras_initlab.depth_rule import judge, structural_factors
 from keras_initlab.diagnosis import diagnose
-from keras_initlab.healthy import input_moments
+from keras_initlab.healthy import probe_moments
 from keras_initlab.model.path import model_path
 from keras_initlab.text_table import format_table
 
@@ -183,8 +183,8 @@ class Bench:
             path = model_path(model, MODE)
             factors = {}
             if path.one_off and not path.assumed:
-                mean, var = input_moments(self.probe[0])
-                report = keras_initlab.propagate(model, input_mean=mean, input_var=var, mode=MODE)
+                moments = probe_moments(self.probe[0])
+                report = keras_initlab.propagate(model, mode=MODE, **moments)
                 factors = structural_factors(report, path)
             return path, factors
 

@@ -41,7 +41,7 @@ from keras_initlab.healthy import (
     HealthyRow,
     healthy_prediction,
     healthy_weights,
-    input_moments,
+    probe_moments,
 )
 from keras_initlab.model.path import model_path
 
@@ -178,13 +178,12 @@ def predict_fix(
     from keras_initlab.propagate import propagate
 
     label = label or _label(fix or {})
-    mean, var = input_moments(x)
     with _keras.untouched_random_state():
         try:
             copy = _copy(model, clone_function)
             if fix is not None:
                 initialize(copy, **fix, seed=0)
-            report = propagate(copy, input_mean=mean, input_var=var, mode=mode)
+            report = propagate(copy, mode=mode, **probe_moments(x))
         except (ValueError, TypeError, NotImplementedError) as error:
             return _untried(label, fix, error)
     return _judged(label, fix, report, model_path(copy, mode), factor)

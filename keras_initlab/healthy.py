@@ -189,13 +189,27 @@ def _why(layer: Any, kernel: Any, row: Any) -> str:
     )
 
 
-def input_moments(x: Any) -> tuple[float, float]:
-    """Mean and variance of the first input of ``x`` (the prediction's input statistics)."""
+def probe_moments(x: Any) -> dict[str, Any]:
+    """`keras_initlab.propagate`'s probe arguments for the inputs ``x``: the mean and the
+    variance of every floating-point input element together ((0, 1) where there is none:
+    `propagate` reads integer token ids on its own) and the batch size (training-mode batch
+    statistics and a softmax's typical batch depend on it).
+
+    Example:
+    >>> import numpy as np
+    >>> probe_moments(np.ones((16, 4)))
+    {'input_mean': 1.0, 'input_var': 0.0, 'batch_size': 16}
+    """
     import numpy as np
 
-    leaf = keras.tree.flatten(x)[0]
-    first = np.asarray(leaf.numpy() if hasattr(leaf, "numpy") else leaf, np.float64)
-    return float(first.mean()), float(first.var())
+    arrays = [np.asarray(leaf) for leaf in keras.tree.flatten(x)]
+    floats = [a.astype(np.float64).ravel() for a in arrays if np.issubdtype(a.dtype, np.floating)]
+    values = np.concatenate(floats) if floats else np.array([0.0])
+    return {
+        "input_mean": float(values.mean()) if floats else 0.0,
+        "input_var": float(values.var()) if floats else 1.0,
+        "batch_size": int(arrays[0].shape[0]),
+    }
 
 
 def healthy_prediction(
@@ -232,6 +246,5 @@ def healthy_prediction(
                 redrawn.update(
                     (id(v), value) for v, value in drawn(layer, schemes[name], seed=seed)
                 )
-    mean, var = input_moments(x)
     with substituted(redrawn):
-        return propagate(model, input_mean=mean, input_var=var, mode=mode)
+        return propagate(model, mode=mode, **probe_moments(x))

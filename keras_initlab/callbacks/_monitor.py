@@ -190,16 +190,16 @@ class VarianceMonitor(keras.callbacks.Callback):
         records in ``mode`` (computed once per fit: the one-off layers have no weights)."""
         if mode not in self._judging:
             from keras_initlab.depth_rule import structural_factors
-            from keras_initlab.healthy import input_moments
+            from keras_initlab.healthy import probe_moments
             from keras_initlab.model.path import model_path
             from keras_initlab.propagate import propagate
 
             path = model_path(self.model, mode)
             factors: dict[str, tuple[float, float]] = {}
             if path.one_off and not path.assumed:
-                mean, var = input_moments(self._probe_data[0])
+                moments = probe_moments(self._probe_data[0])
                 try:
-                    report = propagate(self.model, input_mean=mean, input_var=var, mode=mode)
+                    report = propagate(self.model, mode=mode, **moments)
                     factors = structural_factors(report, path)
                 except (ValueError, TypeError, NotImplementedError):
                     factors = {}  # nothing divided out: every change stays judged

@@ -117,12 +117,15 @@ def from_layer(layer: Any) -> Activation | str | None:
     raise NotImplementedError(type(layer).__name__)
 
 
-def apply(activation: Activation | str | None, pre: Signal) -> tuple[Signal, np.ndarray]:
-    """``(output moments, backward factor per element)`` of an activation (None: linear)."""
+def apply(
+    activation: Activation | str | None, pre: Signal, batch: int | None = None
+) -> tuple[Signal, np.ndarray]:
+    """``(output moments, backward factor per element)`` of an activation (None: linear);
+    ``batch``: the samples a measurement averages over (a softmax's typical value)."""
     if activation is None:
         return activation_moments(LINEAR, pre)
     if activation == SOFTMAX:
-        return softmax_moments(pre)
+        return softmax_moments(pre, batch)
     assert isinstance(activation, Activation)
     return activation_moments(activation, pre)
 
@@ -136,5 +139,5 @@ def backward_factor(out: Signal, d2: np.ndarray) -> np.ndarray:
 
 
 def activation_layer(call: Call) -> Step:
-    out, d2 = apply(from_layer(call.layer), call.x)
+    out, d2 = apply(from_layer(call.layer), call.x, call.batch)
     return Step([out], lambda g: [g[0] * backward_factor(out, d2)])

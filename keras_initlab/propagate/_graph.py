@@ -162,8 +162,9 @@ class Walker:
     opaque: it is assumed, with the reason.
     """
 
-    def __init__(self, mode: str, before: Hook | None = None) -> None:
+    def __init__(self, mode: str, before: Hook | None = None, batch: int | None = None) -> None:
         self.mode = mode
+        self.batch = batch
         self.before = before
         self.rows: list[_Row] = []
         self._named: set[str] = set()
@@ -298,7 +299,9 @@ class Walker:
         if is_functional(operation) or isinstance(operation, keras.Sequential):
             return self.model(operation, f"{name}/", inputs, taints)
         in_shapes, out_shapes = [_shape(t) for t in in_specs], [_shape(t) for t in out_specs]
-        call = Call(operation, inputs, in_shapes, out_shapes, self.mode, tuple(args), kwargs)
+        call = Call(
+            operation, inputs, in_shapes, out_shapes, self.mode, tuple(args), kwargs, self.batch
+        )
         opaque = ""
         if rule_for(operation, len(inputs)) is None and isinstance(operation, keras.layers.Layer):
             try:

@@ -75,7 +75,7 @@ def matrix(x: Signal, w: np.ndarray, bias: np.ndarray | None) -> Signal:
 def _finish(call: Call, pre: Signal, backward: Any, note: str = "") -> Step:
     """Apply the layer's own activation; backward through it, then ``backward``."""
     activation = _activations.from_function(getattr(call.layer, "activation", None))
-    out, d2 = _activations.apply(activation, pre)
+    out, d2 = _activations.apply(activation, pre, call.batch)
     return Step(
         [out],
         lambda g: [backward(g[0] * _activations.backward_factor(out, d2))],

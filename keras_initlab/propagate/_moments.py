@@ -269,6 +269,7 @@ def softmax_square(s2: float, t: int) -> float:
 # numbers: fewer draws for many classes, whose sums over classes vary less).
 SOFTMAX_DRAWS = 4096
 SOFTMAX_ELEMENTS = 1 << 22
+MIN_GROUPS = 8  # groups of `batch` draws a softmax's typical batch value needs
 
 
 @functools.lru_cache(maxsize=16)
@@ -277,7 +278,7 @@ def _softmax_draws(n: int) -> np.ndarray:
     return np.random.default_rng(n).standard_normal((draws, n))
 
 
-def softmax_sums(s2: float, n: int) -> tuple[float, float]:
+def softmax_sums(s2: float, n: int, batch: int | None = None) -> tuple[float, float]:
     """``(E[p^2], backward factor)`` of a softmax over ``n`` iid ``N(0, s2)`` logits.
 
     ``E[p^2] = E[S_2] / n`` (``S_m = sum_k p_k^m``). The backward factor: ``dz_j = p_j (dy_j -
@@ -290,7 +291,11 @@ def softmax_sums(s2: float, n: int) -> tuple[float, float]:
     saturates: only samples whose two largest logits lie within O(1) of each other pass a
     gradient, a share of about ``1/sqrt(s2)``, where ``E[p^2]`` tends to ``1/n``. That
     expectation rests on rare samples: a small batch measured at a saturated softmax often
-    sees none of them and a far smaller gradient.
+    sees none of them and a far smaller gradient. Given ``batch``, the factor is the value
+    a batch of that many samples typically measures: the median, over disjoint groups of
+    ``batch`` draws, of the group's mean (the mean where fewer than `MIN_GROUPS` groups fit);
+    the same as the expectation where the draws are alike, far below it at saturation,
+    where one batch's value still varies by orders of magnitude with its draw.
 
     Example:
     >>> n = 10
@@ -299,6 +304,8 @@ def softmax_sums(s2: float, n: int) -> tuple[float, float]:
     (1.0, 0.9)
     >>> softmax_sums(1e6, n)[1] / factor < 0.01  # near one-hot
     True
+    >>> softmax_sums(1e4, n, batch=16)[1] < softmax_sums(1e4, n)[1] / 5  # a typical batch
+    True
     """
     if n <= 1:
         return 1.0, 0.0
@@ -306,21 +313,27 @@ def softmax_sums(s2: float, n: int) -> tuple[float, float]:
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     s_2, s_3 = np.sum(p * p, axis=1), np.sum(p**3, axis=1)
-    return float(np.mean(s_2)) / n, float(np.mean(s_2 - 2.0 * s_3 + s_2 * s_2)) / n
+    energy = s_2 - 2.0 * s_3 + s_2 * s_2
+    groups = len(energy) // batch if batch else 0
+    if batch and groups >= MIN_GROUPS:
+        typical = np.median(energy[: groups * batch].reshape(groups, batch).mean(axis=1))
+        return float(np.mean(s_2)) / n, float(typical) / n
+    return float(np.mean(s_2)) / n, float(np.mean(energy)) / n
 
 
-def softmax_moments(pre: Signal) -> tuple[Signal, np.ndarray]:
+def softmax_moments(pre: Signal, batch: int | None = None) -> tuple[Signal, np.ndarray]:
     """Moments of a softmax over the last axis (``n`` logits, variance ``v`` across them).
 
     The logits taken as iid ``N(., v)`` across the ``n`` channels (``v``: the variance of
     the channel means plus the mean variance): ``E[p] = 1/n``; ``E[p^2]`` and the backward
     factor (with the projection ``dz = p (dy - <p, dy>)``, which matters for few classes
-    and makes a saturated softmax pass almost no gradient) are `softmax_sums`.
+    and makes a saturated softmax pass almost no gradient) are `softmax_sums` (its typical
+    value for a batch of ``batch`` samples, where given).
     """
     n = pre.channels
     spread = pre.means.var(axis=-1, keepdims=True) + pre.variances.mean(axis=-1, keepdims=True)
     values, where = np.unique(spread, return_inverse=True)  # a map's interior: once
-    sums = np.array([softmax_sums(float(v), n) for v in values])[where]
+    sums = np.array([softmax_sums(float(v), n, batch) for v in values])[where]
     second = sums[..., 0].reshape(spread.shape)
     factor = sums[..., 1].reshape(spread.shape)
     out = make(np.full(pre.shape, 1.0 / n), np.broadcast_to(second - 1.0 / (n * n), pre.shape))

@@ -8,8 +8,8 @@
 * BatchNormalization in training mode standardizes each channel with its batch statistics
   (mean ``mu_c`` and variance ``v_c`` over samples and positions, fixed pattern included):
   ``means' = gamma (means - mu_c) / sqrt(v_c + eps) + beta``, ``variances' = gamma^2
-  variances / (v_c + eps)``, the same factor backward (its projections onto the batch mean
-  and direction are O(1/batch)).
+  variances / (v_c + eps)``, the same factor backward times `small_batch_factor` (the
+  spread of the batch variance and the two projections, for a known batch size).
 * LayerNormalization standardizes each position over its ``d`` features, whose spread
   there is ``S = var_c(means) + mean_c(variances)``: ``means' = gamma (means - mean) /
   sqrt(S) + beta``, ``variances' = gamma^2 variances / S * (1 - eps d / ((d - 3) S))`` (the
@@ -56,6 +56,29 @@ def _channel_stats(x: Signal) -> tuple[np.ndarray, np.ndarray]:
     return m.mean(axis=0), v.mean(axis=0) + m.var(axis=0)
 
 
+def small_batch_factor(batch: int | None, positions: int) -> float:
+    """Training-mode BatchNormalization's backward factor beyond ``gamma^2 / sigma^2``.
+
+    Each channel is standardized over its ``n = batch * positions`` values with their own
+    mean and biased variance ``v``; for Gaussian values ``E[1 / v] = n / ((n - 3) sigma^2)``,
+    and the backward ``dx = (g - mean(g) - x_hat mean(g x_hat)) / sqrt(v)`` removes 2 of the
+    ``n`` directions of the gradient ``g``, a share ``(n - 2) / n`` left for ``g`` isotropic
+    over the channel's values. Together: ``(n - 2) / (n - 3)``, 1.08 at ``n = 16`` (a 1x1
+    map, batch 16) and 1 in the limit (``batch`` None). Raises NotImplementedError for
+    ``n <= 3`` (the expectation diverges).
+
+    Example:
+    >>> round(small_batch_factor(16, 1), 4), small_batch_factor(None, 1)
+    (1.0769, 1.0)
+    """
+    if batch is None:
+        return 1.0
+    n = batch * positions
+    if n <= 3:
+        raise NotImplementedError(f"batch statistics over {n} values per channel")
+    return (n - 2) / (n - 3)
+
+
 def batch_normalization(call: Call) -> Step:
     layer, x = call.layer, call.x
     c = x.channels
@@ -64,8 +87,9 @@ def batch_normalization(call: Call) -> Step:
         mu, var = _channel_stats(x)
         scale = gamma / np.sqrt(var + layer.epsilon)
         out = make(scale * (x.means - mu) + beta, scale * scale * x.variances)
-        s2 = scale * scale
-        return Step([out], lambda g: [g[0] * s2], note="batch statistics")
+        back = scale * scale * small_batch_factor(call.batch, x.means.size // c)
+        note = "batch statistics" + ("" if call.batch else " (batch size not given: many)")
+        return Step([out], lambda g: [g[0] * back], note=note)
     scale = gamma / np.sqrt(_values(layer.moving_variance, 1.0, c) + layer.epsilon)
     shift = beta - scale * _values(layer.moving_mean, 0.0, c)
     step = channel_affine(x, scale, shift)

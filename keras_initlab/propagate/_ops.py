@@ -291,7 +291,7 @@ def _elementwise(
             out = make(m1, m2 - m1 * m1)
             selection = (chain[-1], d2_below * d2, joint)
         else:
-            out, d2 = _activations.apply(f, x.signal.plain() if gaussian else x.signal)
+            out, d2 = _activations.apply(f, x.signal.plain() if gaussian else x.signal, call.batch)
     _finite(out.means, out.variances, d2)
     if selection is not None:
         _select(*selection)

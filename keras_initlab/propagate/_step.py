@@ -28,6 +28,7 @@ class Call:
     mode: str
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
+    batch: int | None = None  # samples per batch (training-mode batch statistics); None: many
 
     @property
     def x(self) -> Signal:

@@ -88,18 +88,6 @@ def surrogate_measure(
     return out
 
 
-def input_moments(x: Any) -> tuple[float, float]:
-    """Mean and variance of every floating-point input element of ``x`` together ((0, 1)
-    when there is none: integer token ids are read by `propagate` on its own)."""
-    leaves = x if isinstance(x, (list, tuple)) else list(x.values()) if isinstance(x, dict) else [x]
-    arrays = [np.asarray(v) for v in leaves]
-    floats = [a.astype(np.float64).ravel() for a in arrays if np.issubdtype(a.dtype, np.floating)]
-    if not floats:
-        return 0.0, 1.0
-    values = np.concatenate(floats)
-    return float(values.mean()), float(values.var())
-
-
 def log_error(predicted: float | None, measured: float | None) -> float:
     """``|log(predicted / measured)|``, or NaN where either is None, NaN, infinite or <= 0.
 
@@ -312,7 +300,8 @@ def prediction_agreement(
     ``L = mean_n sum_j y_nj u_nj`` (``u`` iid N(0, 1) of the output's shape), so
     ``dL/dy_out = u / N`` and each gradient variance divided by ``Var(u) / N^2`` is relative
     to the output's (`surrogate_measure`); predicts the model with
-    ``propagate(model, mode=mode, input_mean=mean(x), input_var=var(x))``; and compares each
+    ``propagate(model, mode=mode, input_mean=mean(x), input_var=var(x), batch_size=len(x))``
+    (`keras_initlab.healthy.probe_moments`); and compares each
     recorded row the prediction calls ``"predicted"``:
 
         error = |log(predicted / measured)|   for activation_var and for gradient_var
@@ -345,12 +334,12 @@ def prediction_agreement(
       activation  1.01x  1.03x  1.03x  (2 rows, 0 skipped)
       ...
     """
+    from keras_initlab.healthy import probe_moments
     from keras_initlab.propagate import propagate
 
     mode = check_choice("mode", mode, MODES)
     measured = surrogate_measure(model, x, mode=mode, seed=seed)
-    mean, var = input_moments(x)
-    report = propagate(model, mode=mode, input_mean=mean, input_var=var)
+    report = propagate(model, mode=mode, **probe_moments(x))
     return compare_prediction(report, measured, mode=mode)
 
 

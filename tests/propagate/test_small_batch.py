@@ -1,0 +1,121 @@
+"""What a measurement on a small batch sees: training-mode BatchNormalization and a softmax.
+
+Both predictions depend on the batch size ``propagate`` is given. Each is checked against
+repeated GradientTape measurements of fresh batches on fixed weights, with a bound from the
+number of repeats (a mean: z* standard errors; a median: the binomial count of the
+repeats below it), and each check also shows that the large-batch prediction (no
+``batch_size``) lies outside that bound, so the test can tell the two apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_initlab
+from keras_initlab.propagate._moments import MIN_GROUPS, SOFTMAX_DRAWS
+from keras_initlab.testing import budget
+
+L = keras.layers
+
+
+def _gradient_repeats(model, layer_name, batch, repeats, shape, seed):
+    """Per repeat: the mean of ``(dL/dh)^2`` over the elements of ``layer_name``'s output
+    ``h``, with ``L = sum y * u`` (``u`` iid N(0, 1): ``dL/dy = u``), in training mode."""
+    index = [layer.name for layer in model.layers].index(layer_name)
+    first, rest = model.layers[: index + 1], model.layers[index + 1 :]
+
+    @tf.function
+    def step(x, u):
+        h = x
+        for layer in first:
+            h = layer(h, training=True)
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            y = h
+            for layer in rest:
+                y = layer(y, training=True)
+            loss = tf.reduce_sum(y * u)
+        return tf.reduce_mean(tape.gradient(loss, h) ** 2)
+
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(repeats):
+        x = tf.constant(rng.standard_normal((batch, *shape)), tf.float32)
+        u = tf.constant(rng.standard_normal((batch, *model.output_shape[1:])), tf.float32)
+        values.append(float(step(x, u)))
+    return np.array(values)
+
+
+def test_batch_normalization_backward_on_a_small_batch():
+    """Dense -> BatchNormalization (training) -> Dense at batch 8 on a flat input (8 values
+    per channel): the gradient at the normalization's input is ``(n - 2) / (n - 3)`` = 1.2
+    times the large-batch ``gamma^2 / sigma^2`` (the batch variance's spread and the two
+    projections); the mean of 3000 repeats lies within z* standard errors of the
+    prediction and the large-batch one does not."""
+    batch, repeats = 8, 3000
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((32,)),
+            L.Dense(64, use_bias=False, name="pre"),
+            L.BatchNormalization(),
+            L.Dense(10, name="out"),
+        ]
+    )
+    measured = _gradient_repeats(model, "pre", batch, repeats, (32,), seed=1)
+    small = keras_initlab.propagate(model, mode="training", batch_size=batch)
+    large = keras_initlab.propagate(model, mode="training")
+    row = next(r for r in small if r.layer == "pre")
+    large_row = next(r for r in large if r.layer == "pre")
+    assert row.gradient_var / large_row.gradient_var == pytest.approx(6 / 5)
+    z = budget().z
+    half = z * measured.std(ddof=1) / math.sqrt(repeats)
+    assert abs(measured.mean() - row.gradient_var) <= half, (measured.mean(), row.gradient_var)
+    assert abs(measured.mean() - large_row.gradient_var) > half  # the test has the power
+
+
+def test_saturated_softmax_gradient_is_a_batch_median():
+    """A Dense softmax over 10 classes with logits of variance about 1e4: one batch of 16
+    passes a gradient that varies by orders of magnitude with its draw, and its mean over
+    batches rests on rare near ties. The prediction for ``batch_size=16`` is a median:
+    the share of 400 measured batches below it is within the binomial bound of 1/2 (the
+    prediction's own groups of fixed draws counted in); the expectation (no
+    ``batch_size``), five times higher or more, is not a median of the batches."""
+    batch, repeats, width = 16, 400, 64
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((width,)),
+            L.Dense(
+                width,
+                name="pre",
+                kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=math.sqrt(1e4 / width), seed=0
+                ),
+            ),
+            L.Dense(
+                10,
+                activation="softmax",
+                name="out",
+                kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=math.sqrt(1.0 / width), seed=1
+                ),
+            ),
+        ]
+    )
+    measured = _gradient_repeats(model, "pre", batch, repeats, (width,), seed=2)
+    typical = [r for r in keras_initlab.propagate(model, batch_size=batch) if r.layer == "pre"]
+    mean = [r for r in keras_initlab.propagate(model) if r.layer == "pre"]
+    groups = SOFTMAX_DRAWS // batch
+    assert groups >= MIN_GROUPS
+    below = float(np.mean(measured < typical[0].gradient_var))
+    z = budget().z
+    assert abs(below - 0.5) <= z * math.sqrt(0.25 / repeats + 0.25 / groups), below
+    above = float(np.mean(measured < mean[0].gradient_var))
+    assert abs(above - 0.5) > z * math.sqrt(0.25 / repeats)  # the test has the power
+    assert mean[0].gradient_var > 5 * typical[0].gradient_var  # saturated: far apart
