@@ -2,9 +2,12 @@
 
 Each repetition fits a fresh model once per configuration (plain, default monitor,
 every_n_batches=1, ...), in turn, so that machine load drifts hit every configuration alike.
-Times are process CPU times with TensorFlow on one thread, so that other load on the machine
-does not masquerade as overhead. Three numbers per configuration, each the median over the
-repetitions of a ratio (or cost) taken within one repetition:
+Times are process CPU times with the backend (KERAS_BACKEND: TensorFlow, JAX or PyTorch) on
+one thread, so that other load on the machine does not masquerade as overhead. On
+TensorFlow the table also has Keras' own ``TensorBoard(histogram_freq=1)`` (weight
+histograms only), the yardstick of the monitor-cost targets. Three numbers per
+configuration, each the median over the repetitions of a ratio (or cost) taken within one
+repetition:
 
 * ``epoch``: steady-state overhead, the median epoch time of epochs 2.. (epoch end to epoch
   end, so the monitor's epoch-end record is included) over the plain fit's.
@@ -19,7 +22,8 @@ The small models (a 12 x 128 MLP, a 3-conv CNN) fit EPOCHS + 1 epochs of 64 step
 the keras.applications models (weights=None, 64 x 64 x 3, 10 classes, logits out) fit
 APP_EPOCHS epochs of APP_STEPS steps of APP_BATCH, with fewer repetitions (``--app-repeats``).
 
-    python benchmarks/bench_monitor.py [--repeats 5] [--app-repeats 1] [--models mlp,cnn,...]
+    KERAS_BACKEND=jax python benchmarks/bench_monitor.py [--repeats 5] [--app-repeats 1]
+        [--models mlp,cnn,...] [--configs default,every_batch,...]
 """
 
 from __future__ import annotations
@@ -27,22 +31,33 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One thread and CPU time (not wall time): the ratios then measure work done and hardly move
+# when other processes share the machine. (JAX reads its flags before it is imported.)
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_initlab.callbacks import VarianceMonitor, VarianceWarning
 
 warnings.simplefilter("ignore", VarianceWarning)  # alerts are computed, not printed
-# One thread and CPU time (not wall time): the ratios then measure work done and hardly move
-# when other processes share the machine.
-tf.config.threading.set_intra_op_parallelism_threads(1)
-tf.config.threading.set_inter_op_parallelism_threads(1)
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+elif BACKEND == "torch":
+    import torch
+
+    torch.set_num_threads(1)
 
 EPOCHS = 5
 BATCH = 64
@@ -142,6 +157,10 @@ CONFIGS = {
     # The same records by a second probe pass per batch instead of in-step taps.
     "every_batch_probe": lambda x, y: [VarianceMonitor(every_n_batches=1, in_step=False)],
 }
+if BACKEND == "tensorflow":  # Keras' TensorBoard writes through TensorFlow
+    CONFIGS["tensorboard_hist"] = lambda x, y: [
+        keras.callbacks.TensorBoard(tempfile.mkdtemp(), histogram_freq=1)
+    ]
 
 
 def main() -> None:
@@ -170,7 +189,7 @@ def main() -> None:
         epoch = statistics.median(plain_epochs)
         steps = samples // batch
         print(
-            f"{name}: plain epoch {epoch:.3f} s CPU ({steps} steps of {batch}), fit of "
+            f"{name} ({BACKEND}): plain epoch {epoch:.3f} s CPU ({steps} steps of {batch}), fit of "
             f"{epochs} epochs; medians over {repeats} repetitions:",
             flush=True,
         )

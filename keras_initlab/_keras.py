@@ -322,6 +322,60 @@ def add_batch_hook(callback: Any, name: str, hook: Callable[..., Any]) -> None:
     object.__setattr__(callback, name, hook)
 
 
+def sync_state(model: Any) -> None:
+    """Put the state a running `fit` holds back into the model's variables (JAX keeps it
+    outside them between epochs; the other backends train the variables themselves)."""
+    sync = getattr(model, "jax_state_sync", None)
+    if callable(sync):
+        sync()
+
+
+def capture_train_batches(model: Any, keep: Callable[[Any], None]) -> Any:
+    """Hand every batch ``model.train_function`` trains on to ``keep``, outside its jit.
+
+    JAX's train function takes ``(state, iterator)`` and draws its batches with ``next``: the
+    iterator is wrapped; PyTorch's takes a list of one batch (``steps_per_execution`` is 1
+    there). Returns the function it wrapped, for
+    `restore_train_function`. The batches are the ones training draws: nothing reads the
+    data again.
+    """
+    original = model.train_function
+    if original is None:
+        raise ValueError("The model has no train function yet (called before `fit` made it)")
+    if keras.backend.backend() == "jax":
+
+        class Recording:
+            def __init__(self, iterator: Any) -> None:
+                self.iterator = iterator
+
+            def __iter__(self) -> Any:
+                return self
+
+            def __next__(self) -> Any:
+                batch = next(self.iterator)
+                keep(batch)
+                return batch
+
+        def train_function(*args: Any) -> Any:
+            state, iterator = args
+            return original(state, Recording(iterator))
+
+    else:
+
+        def train_function(*args: Any) -> Any:
+            (data,) = args
+            keep(data[0])
+            return original(data)
+
+    model.train_function = train_function
+    return original
+
+
+def restore_train_function(model: Any, original: Any) -> None:
+    """Undo `capture_train_batches`."""
+    model.train_function = original
+
+
 # ----------------------------------------------------------------------------- loss and build
 def compiled_loss(model: Any) -> Any:
     """The model's compiled loss (a `CompileLoss`), or None before `compile(loss=...)`."""
@@ -347,6 +401,23 @@ def compute_loss(
         return call(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
 
+def call_has_training_arg(model: Any) -> bool:
+    """Whether ``model.call`` takes a ``training`` argument."""
+    return bool(_internal(model, "_call_has_training_arg", "whether `call` takes `training`"))
+
+
+@contextlib.contextmanager
+def losses_override(model: Any, losses: list[Any]) -> Iterator[None]:
+    """``model.losses`` reads ``losses`` (a stateless pass's, as Keras' JAX trainer hands
+    them to `compute_loss`) for the ``with`` block; nothing to do for no losses."""
+    if not losses:
+        yield
+        return
+    _internal(model, "_losses_override", "the losses of a stateless pass")
+    with swapped_attribute(model, "_losses_override", list(losses)):
+        yield
+
+
 def symbolic_build(model: Any, batch: Any) -> None:
     """Build ``model``, its compiled loss and metrics from ``batch`` as `fit` does."""
     _internal(model, "_symbolic_build", "the symbolic build of `fit`")(data_batch=batch)
@@ -366,7 +437,11 @@ def fit_batch() -> Any:
             adapter = iterator.data_adapter
             if type(adapter).__name__ not in ("ArrayDataAdapter", "TFDatasetAdapter"):
                 return None
-            batch = next(iter(adapter.get_tf_dataset()))
+            tf_data = keras.backend.backend() == "tensorflow" or type(adapter).__name__ != (
+                "ArrayDataAdapter"
+            )
+            batches = adapter.get_tf_dataset() if tf_data else adapter.get_numpy_iterator()
+            batch = next(iter(batches))
             return tuple(batch) if isinstance(batch, (tuple, list)) else batch
         frame = frame.f_back
     return None

@@ -14,7 +14,6 @@ from keras_initlab import _keras
 from keras_initlab._validation import check_positive, check_positive_int
 from keras_initlab.callbacks._alerts import Alert, VarianceWarning, alerts_for
 from keras_initlab.measurement import DISTINCT_RTOL, MODES, RECORD_KEYS, Measurement, probe_data
-from keras_initlab.measurement._in_step import IN_STEP_COLUMNS, InStepTaps
 from keras_initlab.measurement._probe_data import check_probe, fit_probe, is_dataset
 from keras_initlab.model.legacy import check_not_keras2
 
@@ -23,6 +22,11 @@ PROBE_MODES = MODES
 IN_STEP_CAPACITY = 64
 # Keys merged into Keras logs at epoch end when `log_summary=True`.
 SUMMARY_KEYS = ("vm_activation_var_ratio", "vm_gradient_var_ratio", "vm_min_distinct_units")
+
+
+def _step(model: Any) -> int:
+    """The optimizer's step count."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
 class VarianceMonitor(keras.callbacks.Callback):
@@ -87,7 +91,8 @@ class VarianceMonitor(keras.callbacks.Callback):
         every_n_batches: also record every that many optimizer steps. None: epoch ends only.
         layers: names, paths or layer objects to monitor (default: every layer with weights and
             every activation layer).
-        log_dir: write TensorBoard scalars and kernel histograms there (needs tensorboard).
+        log_dir: write TensorBoard scalars and kernel histograms there (needs tensorboard
+            and the TensorFlow backend, whose summary writer it uses).
         alert: warn (`VarianceWarning`) and keep an `Alert` in `alerts` when the depth rule
             finds a change that compounds with depth, a zero gradient on the main path, or a
             NaN/Inf.
@@ -142,6 +147,13 @@ class VarianceMonitor(keras.callbacks.Callback):
         self.probe_mode = probe_mode
         self.every_n_batches = every_n_batches
         self.layers = None if layers is None else list(layers)
+        if log_dir is not None and keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                "Argument `log_dir` needs the TensorFlow backend (TensorBoard is written with "
+                f"tf.summary). Received: log_dir={log_dir!r} on backend "
+                f"{keras.backend.backend()!r}; the records are in `records`, `to_csv` and "
+                "`to_dataframe` on every backend"
+            )
         self.log_dir = log_dir
         self.alert = bool(alert)
         self.alert_factor = check_positive("alert_factor", alert_factor)
@@ -162,6 +174,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         self._diagnoses: dict[str, Any] = {}  # mode -> Diagnosis (or None)
         self._in_step_taps: Any = None
         self._train_function: Any = None
+        self._captured: Any = None  # the last batch trained on (JAX, PyTorch: in-step)
         self._probe_data: Any = None
         self._writer: Any = None
         self._epoch = 0
@@ -236,7 +249,8 @@ class VarianceMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         model = self.model
-        _keras.quiet_retracing_warnings("make_probe_function", "InStepTaps")
+        if keras.backend.backend() == "tensorflow":
+            _keras.quiet_retracing_warnings("make_probe_function", "InStepTaps")
         self._probe_data = probe_data(self.probe if self.probe is not None else fit_probe())
         m = self._measurement
         if m is None or m.model is not model:  # monitors and fits of a model share one trace
@@ -257,7 +271,7 @@ class VarianceMonitor(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
-        self._epoch_start_step = int(self.model.optimizer.iterations.numpy())
+        self._epoch_start_step = _step(self.model)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
@@ -277,7 +291,12 @@ class VarianceMonitor(keras.callbacks.Callback):
         if step // n <= self._last_record_step // n:
             return
         self._last_record_step = step
+        if self._captured is not None:
+            _keras.sync_state(self.model)
+            self._record("batch", step=step, probe=self._captured)
+            return
         if self._in_step_taps is None:
+            _keras.sync_state(self.model)
             self._record("batch", step=step)
             return
         # In-step statistics stay on device in a ring buffer; read it before it wraps.
@@ -341,12 +360,25 @@ class VarianceMonitor(keras.callbacks.Callback):
     # ----------------------------------------------------------------- internals
     def _install_in_step(self) -> None:
         model = self.model
+        if keras.backend.backend() != "tensorflow":  # a record of the batch each step trains on
+            self._train_function = _keras.capture_train_batches(model, self._keep_batch)
+            return
+        from keras_initlab.measurement._in_step import InStepTaps
+
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         taps = InStepTaps(model, self._active.activations, max(IN_STEP_CAPACITY, 2 * spe))
         self._in_step_taps = taps
         self._train_function = _keras.patch_train_step(model, taps.wrap)
 
+    def _keep_batch(self, batch: Any) -> None:
+        self._captured = probe_data(tuple(batch) if isinstance(batch, (tuple, list)) else (batch,))
+
     def _remove_in_step(self) -> None:
+        if self._captured is not None or (
+            self._train_function is not None and self._in_step_taps is None
+        ):
+            _keras.restore_train_function(self.model, self._train_function)
+            self._train_function = self._captured = None
         if self._in_step_taps is not None:
             _keras.restore_train_step(self.model, self._train_function)
             self._in_step_taps = self._train_function = None
@@ -355,6 +387,8 @@ class VarianceMonitor(keras.callbacks.Callback):
         """Turn the pending in-step batch records into records (one read of the ring buffer)."""
         if not self._pending or self._in_step_taps is None or self._measurement is None:
             return
+        from keras_initlab.measurement._in_step import IN_STEP_COLUMNS
+
         taps = self._in_step_taps
         buffer = taps.read().numpy()
         pending, self._pending = self._pending, []
@@ -373,11 +407,23 @@ class VarianceMonitor(keras.callbacks.Callback):
             )
             self._emit(rows, step)
 
-    def _record(self, event: str, step: int | None = None) -> list[dict[str, Any]]:
+    def _record(
+        self, event: str, step: int | None = None, probe: Any = None
+    ) -> list[dict[str, Any]]:
+        """Records of the probe or, given ``probe``, of the batch a step trained on (JAX,
+        PyTorch: ``source="in_step"``, training mode, the weights after that step)."""
         if step is None:
-            step = int(self.model.optimizer.iterations.numpy())
+            step = _step(self.model)
         self._last_record_step = step
-        rows = self._active(self._probe_data, epoch=self._epoch, step=step, event=event)
+        if probe is None:
+            rows = self._active(self._probe_data, epoch=self._epoch, step=step, event=event)
+        else:
+            trained = Measurement.shared(
+                self.model, self.layers, mode="training", distinct_rtol=self.distinct_rtol
+            )
+            rows = trained(probe, epoch=self._epoch, step=step, event=event)
+            for row in rows:
+                row["source"] = "in_step"
         self._emit(rows, step)
         return rows
 

@@ -2,23 +2,14 @@
 
 `measure(model, probe)` returns the records of the model as it is now; `Measurement` keeps
 the traced pass for repeated measurements (`VarianceMonitor`, ``keras-initlab inspect`` and
-``keras-initlab compare`` all measure through it). Needs the TensorFlow backend.
+``keras-initlab compare`` all measure through it). On TensorFlow through its tape
+(`_probe`); on JAX and PyTorch through the stateless core (`_core`).
 
 >>> import keras, numpy as np
 >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
 >>> [r["layer"] for r in measure(model, np.ones((4, 3), "float32"))] == [model.layers[0].name]
 True
 """
-
-import keras
-
-if keras.backend.backend() != "tensorflow":
-    raise ImportError(
-        "keras_initlab.measurement (and VarianceMonitor, `keras-initlab inspect` and "
-        "`compare`, which measure through it) needs Keras' TensorFlow backend. Received: "
-        f"KERAS_BACKEND={keras.backend.backend()!r}; the initializers, `initialize`, `audit` "
-        "and `lsuv` work on every backend."
-    )
 
 from keras_initlab.measurement._measure import (
     DISTINCT_RTOL,
@@ -28,8 +19,7 @@ from keras_initlab.measurement._measure import (
     measure,
     probe_data,
 )
-from keras_initlab.measurement._probe import COLUMNS
-from keras_initlab.measurement._records import RECORD_KEYS
+from keras_initlab.measurement._records import COLUMNS, RECORD_KEYS
 
 __all__ = [
     "COLUMNS",

@@ -11,8 +11,7 @@ import keras
 from keras_initlab import _keras
 from keras_initlab._validation import check_choice, check_positive
 from keras_initlab.measurement import _probe_data, _routing, _selection
-from keras_initlab.measurement._probe import COLUMNS, make_probe_function
-from keras_initlab.measurement._records import RecordTable
+from keras_initlab.measurement._records import COLUMNS, RecordTable
 from keras_initlab.model.legacy import check_not_keras2
 
 MODES = ("inference", "training")
@@ -70,6 +69,7 @@ class Measurement:
         self.distinct_rtol = check_positive("distinct_rtol", distinct_rtol)
         self._ready = False
         self._attached = False
+        self._fn: Any = None
 
     @classmethod
     def shared(
@@ -113,16 +113,24 @@ class Measurement:
         self.kernels = [_selection.kernel_of(layer) for layer in layers]
         self.activations = [_selection.activation_name(layer) for layer in layers]
         self.table = RecordTable(self.entries, self.kernels, self.activations)
-        self._fn = make_probe_function(
-            self.model,
-            layers,
-            self.kernels,
-            self.activations,
-            rtol=self.distinct_rtol,
-            max_units=MAX_DISTINCT_UNITS,
-            training=self.mode == "training",
-            loss_fn=self.loss,
-        )
+        settings: dict[str, Any] = {
+            "rtol": self.distinct_rtol,
+            "max_units": MAX_DISTINCT_UNITS,
+            "training": self.mode == "training",
+            "loss_fn": self.loss,
+        }
+        if keras.backend.backend() == "tensorflow":
+            from keras_initlab.measurement._probe import make_probe_function
+
+            self._fn = make_probe_function(
+                self.model, layers, self.kernels, self.activations, **settings
+            )
+        else:
+            from keras_initlab.measurement._core import NeutralProbe
+
+            self._fn = NeutralProbe(
+                self.model, layers, self.kernels, self.activations, dtype="float32", **settings
+            )
         self._ready = True
 
     @property
@@ -143,14 +151,15 @@ class Measurement:
 
     @contextlib.contextmanager
     def _taps(self) -> Iterator[None]:
-        if self._attached:
-            yield
-            return
-        self.attach()
+        """The taps for one pass: (re)installed, since another measurement of these layers
+        may have put back their ``call`` since `attach` (installing is idempotent), and
+        removed after it unless attached."""
+        _routing.install_taps([layer for _, layer in self.entries])
         try:
             yield
         finally:
-            self.detach()
+            if not self._attached:
+                _routing.remove_taps([layer for _, layer in self.entries])
 
     def __call__(
         self,
@@ -166,7 +175,11 @@ class Measurement:
         if step is None:
             optimizer = getattr(self.model, "optimizer", None)
             built = getattr(optimizer, "built", False)
-            step = int(optimizer.iterations.numpy()) if optimizer is not None and built else 0
+            step = (
+                int(keras.ops.convert_to_numpy(optimizer.iterations))
+                if optimizer is not None and built
+                else 0
+            )
         with self._taps():
             matrix = self._fn(*data)
         return self.table.rows(

@@ -33,6 +33,7 @@ from keras_initlab.measurement._distinct import (
     sketch_rows,
     uses_sketch,
 )
+from keras_initlab.measurement._loss import overrides_compute_loss, require_loss
 from keras_initlab.measurement._routing import RECORDERS, route_output
 from keras_initlab.measurement._sums import (
     SATURATING,
@@ -53,21 +54,6 @@ from keras_initlab.measurement._sums import (
 # are computed as written (no division by a constant is turned into a product by its
 # reciprocal, which rounds differently; no fused kernel; nothing here relies on either).
 NO_GRAPPLER = {"disable_meta_optimizer": True}
-
-# Column layout of the matrix returned by the probe function (one row per measured layer).
-COLUMNS = (
-    "activation_mean",
-    "activation_var",
-    "gradient_var",
-    "weight_var",
-    "weight_grad_var",
-    "dead_fraction",
-    "distinct_units",
-    "saturation_fraction",
-    "non_finite_weights",
-    "channel_mean_sq",
-    "channel_var",
-)
 
 
 class _ProbeRecorder:
@@ -113,17 +99,8 @@ def _training_loss(
     if loss_fn is not None:
         total = loss_fn(y, y_pred, sample_weight)
         return total + tf.add_n(model.losses) if model.losses else total
-    if _keras.compiled_loss(model) is None and not overrides_compute_loss(model):
-        raise ValueError(
-            "Argument `model` must be compiled with a loss to measure gradients (or pass "
-            "`loss`). Received: a model without a compiled loss"
-        )
+    require_loss(model, loss_fn)
     return _keras.compute_loss(model, x, y, y_pred, sample_weight, training)
-
-
-def overrides_compute_loss(model: Any) -> bool:
-    """Whether the model's class defines its own `compute_loss`."""
-    return type(model).compute_loss is not keras.Model.compute_loss
 
 
 def make_probe_function(

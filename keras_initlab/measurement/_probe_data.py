@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_initlab import _keras
 
 
 def is_dataset(probe: Any) -> bool:
-    """Whether ``probe`` is a `tf.data.Dataset` (read whole by `probe_tensors`)."""
-    return isinstance(probe, tf.data.Dataset)
+    """Whether ``probe`` is a `tf.data.Dataset` (read whole by `probe_tensors`), told by its
+    class's module, so that no TensorFlow is imported on the other backends."""
+    return any(
+        c.__module__.startswith("tensorflow.") and c.__name__ == "DatasetV2"
+        for c in type(probe).__mro__
+    )
 
 
 def check_probe(probe: Any) -> None:
@@ -23,7 +28,7 @@ def check_probe(probe: Any) -> None:
     """
     parts = probe if isinstance(probe, tuple) else (probe,)
     for name, part in zip(("x", "y", "sample_weight"), parts, strict=False):
-        for leaf in tf.nest.flatten(part):
+        for leaf in keras.tree.flatten(part):
             if leaf is None:
                 continue
             array = np.asarray(leaf)
@@ -51,7 +56,7 @@ def probe_tensors(probe: Any) -> tuple[Any, Any, Any]:
         batches = list(probe.as_numpy_iterator())
         if not batches:
             raise ValueError("Argument `probe` must not be an empty dataset. Received: probe=...")
-        probe = tf.nest.map_structure(lambda *b: np.concatenate(b, axis=0), *batches)
+        probe = keras.tree.map_structure(lambda *b: np.concatenate(b, axis=0), *batches)
     check_probe(probe)
     if isinstance(probe, tuple):
         if not 1 <= len(probe) <= 3:
@@ -64,7 +69,7 @@ def probe_tensors(probe: Any) -> tuple[Any, Any, Any]:
         x, y, sw = probe, None, None
 
     def convert(t: Any) -> Any:
-        return None if t is None else tf.nest.map_structure(tf.convert_to_tensor, t)
+        return None if t is None else keras.tree.map_structure(keras.ops.convert_to_tensor, t)
 
     return convert(x), convert(y), convert(sw)
 
@@ -97,9 +102,10 @@ def build(model: Any, probe: tuple[Any, Any, Any]) -> None:
     if _keras.is_built(model):
         return
     x, y, sample_weight = probe
-    with model.distribute_strategy.scope():
+    strategy = getattr(model, "distribute_strategy", None)  # (TensorFlow only)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if y is None or _keras.compiled_loss(model) is None:
-            model(tf.nest.map_structure(lambda t: t[:1], x), training=False)
+            model(keras.tree.map_structure(lambda t: t[:1], x), training=False)
         else:
             batch = (x, y) if sample_weight is None else (x, y, sample_weight)
             _keras.symbolic_build(model, batch)

@@ -4,7 +4,8 @@
 probe being traced, or the in-step taps inside a training step) the layer's output goes
 through ``recorder.tap(index, y)``, which returns the same values through identities the
 recorder can see and differentiate. With no recorder active the wrapper adds nothing.
-`route_output` keeps Keras' from-logits shortcut through a tap.
+`route_output` keeps Keras' from-logits shortcut through a tap (TensorFlow: the other
+backends have no such shortcut). Nothing here imports TensorFlow until a TensorFlow tap runs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import tensorflow as tf
+import keras
 
 from keras_initlab import _keras
 
@@ -20,7 +21,7 @@ from keras_initlab import _keras
 class Recorder(Protocol):
     """What a tap hands a layer's output to."""
 
-    def tap(self, index: int, y: tf.Tensor) -> tf.Tensor: ...
+    def tap(self, index: int, y: Any) -> Any: ...
 
 
 OWNER = "measurement"  # the patch owner (see `keras_initlab._keras.patch_call`)
@@ -28,11 +29,16 @@ RECORDERS: list[Recorder] = []  # the capture in progress while a probe or train
 
 
 # Output ops whose input Keras' cross-entropies read as logits (`_get_logits` in Keras'
-# TensorFlow backend), and how to rebuild each on a tapped input.
-_LOGITS_OPS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
-    "Softmax": lambda z: tf.raw_ops.Softmax(logits=z),
-    "Sigmoid": lambda z: tf.raw_ops.Sigmoid(x=z),
-}
+# TensorFlow backend), rebuilt on a tapped input by `_rebuild`.
+_LOGITS_OPS = ("Softmax", "Sigmoid")
+
+
+def _rebuild(op_type: str, z: Any) -> Any:
+    import tensorflow as tf
+
+    if op_type == "Softmax":
+        return tf.raw_ops.Softmax(logits=z)
+    return tf.raw_ops.Sigmoid(x=z)
 
 
 def _logits_op_type(y: Any) -> str | None:
@@ -44,10 +50,10 @@ def _logits_op_type(y: Any) -> str | None:
 
 
 def route_output(
-    y: tf.Tensor,
-    see: Callable[[tf.Tensor], None],
-    grad_tap: Callable[[tf.Tensor, str], tf.Tensor],
-) -> tf.Tensor:
+    y: Any,
+    see: Callable[[Any], None],
+    grad_tap: Callable[[Any, str], Any],
+) -> Any:
     """A layer output routed through the taps, keeping Keras' from-logits shortcut.
 
     Keras' cross-entropies read the logits of a softmax or sigmoid output instead of the
@@ -61,7 +67,7 @@ def route_output(
     logits = _keras.logits_of(y)
     op_type = None if logits is not None else _logits_op_type(y)
     if op_type is not None:
-        out = _LOGITS_OPS[op_type](grad_tap(y.op.inputs[0], "logits"))
+        out = _rebuild(op_type, grad_tap(y.op.inputs[0], "logits"))
     else:
         out = grad_tap(y, "output")
         if logits is not None:
@@ -70,11 +76,11 @@ def route_output(
     return out
 
 
-def _map_first_tensor(outputs: Any, fn: Callable[[tf.Tensor], tf.Tensor]) -> Any:
+def _map_first_tensor(outputs: Any, fn: Callable[[Any], Any]) -> Any:
     """Apply ``fn`` to ``outputs`` or, for a tuple/list output, to its first element."""
-    if isinstance(outputs, tf.Tensor):
+    if keras.ops.is_tensor(outputs):
         return fn(outputs)
-    if isinstance(outputs, (list, tuple)) and outputs and isinstance(outputs[0], tf.Tensor):
+    if isinstance(outputs, (list, tuple)) and outputs and keras.ops.is_tensor(outputs[0]):
         return type(outputs)([fn(outputs[0]), *outputs[1:]])
     return outputs
 

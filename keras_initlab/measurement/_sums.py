@@ -11,10 +11,9 @@ from typing import Any
 
 import tensorflow as tf
 
-# A tanh/sigmoid output within this distance of its bound counts as saturated.
-SATURATION_MARGIN = 0.01
-# The activations whose saturation is counted.
-SATURATING = ("tanh", "sigmoid", "hard_sigmoid")
+from keras_initlab.measurement._statistics import SATURATING, SATURATION_MARGIN
+
+__all__ = ["SATURATING", "SATURATION_MARGIN"]
 
 
 def to64(t: Any) -> tf.Tensor:

@@ -1,0 +1,151 @@
+"""The measurement core on JAX and PyTorch: one pass, a gradient adapter, the statistics.
+
+The model runs statelessly on the probe (`_loss.stateless_loss`) with every measured
+layer's output tapped (`_routing.install_taps`): the tap adds a zero perturbation ``e`` to
+the output, so ``dL/de`` is the gradient at that output, and keeps the output. The backend's
+adapter differentiates the loss with respect to the perturbations and the kernels
+(`keras_initlab.measurement._jax_gradients`: `jax.grad` with the perturbations as
+arguments; `keras_initlab.measurement._torch_gradients`: ``torch.autograd.grad``). The
+statistics of each layer are `_statistics.layer_columns` (float32 by default, with the error
+`_statistics.variance_bound` states). Nothing the model holds changes: the pass is
+stateless, so training-mode moving statistics and seed states stay as they were.
+TensorFlow measures through `keras_initlab.measurement._probe` (its tape, distribution
+strategies and in-step taps).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_initlab.measurement import _routing
+from keras_initlab.measurement._loss import require_loss
+from keras_initlab.measurement._records import COLUMNS
+from keras_initlab.measurement._statistics import layer_columns
+
+ADAPTERS = {"jax": "_jax_gradients", "torch": "_torch_gradients"}
+
+
+def check_not_distributed(backend: str) -> None:
+    """Raise where the model is trained across devices: the core measures one replica's
+    view only (JAX: a `keras.distribution` is set; PyTorch: a process group is up)."""
+    if backend == "jax":
+        from keras import distribution
+
+        active = distribution.distribution() is not None
+        what = "a keras.distribution (data or model parallel)"
+    else:
+        import torch.distributed
+
+        active = torch.distributed.is_available() and torch.distributed.is_initialized()
+        what = "torch.distributed (a process group is initialized)"
+    if active:
+        raise NotImplementedError(
+            f"keras_initlab measures a model trained with {what} on TensorFlow only "
+            "(tf.distribute strategies); on JAX and PyTorch it measures single-device "
+            f"training. Received: backend={backend!r} with {what}"
+        )
+
+
+class PerturbationRecorder:
+    """While a pass runs, adds ``perturb(k, y)`` to the ``k``-th tapped output ``y`` (in
+    call order) and keeps the result per measured layer (``calls[i]``: one per call)."""
+
+    def __init__(self, n: int, perturb: Callable[[int, Any], Any] | None) -> None:
+        self.calls: list[list[Any]] = [[] for _ in range(n)]
+        self.perturb = perturb
+        self.taken = 0
+
+    def tap(self, index: int, y: Any) -> Any:
+        if self.perturb is not None:
+            y = y + self.perturb(self.taken, y)
+        self.taken += 1
+        self.calls[index].append(y)
+        return y
+
+
+@dataclass
+class Pass:
+    """One pass's tensors: per layer its outputs and the loss's gradients at them (None
+    without targets), and per layer its kernel's gradient (None where it has none)."""
+
+    outputs: list[list[Any]]
+    grads: list[list[Any]] | None
+    kernel_grads: list[Any]
+
+
+def tapped(recorder: PerturbationRecorder, fn: Callable[[], Any]) -> Any:
+    """``fn()`` with ``recorder`` receiving the tapped layers' outputs (`_routing`)."""
+    _routing.RECORDERS.append(recorder)
+    try:
+        return fn()
+    finally:
+        _routing.RECORDERS.pop()
+
+
+class NeutralProbe:
+    """``f(x, y, sample_weight) -> (layers, COLUMNS)`` float64 matrix on JAX or PyTorch.
+
+    The interface of `keras_initlab.measurement._probe.ProbeFunction`: `seen` and
+    `gradient_of` after the first call (these backends have no from-logits shortcut: every
+    gradient is at the ``"output"``).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        layers: Sequence[Any],
+        kernels: Sequence[Any | None],
+        activations: Sequence[str | None],
+        *,
+        rtol: float,
+        max_units: int,
+        training: bool,
+        loss_fn: Any,
+        dtype: str,
+    ) -> None:
+        backend = keras.backend.backend()
+        if backend not in ADAPTERS:
+            raise ValueError(f"No measurement adapter for the {backend!r} backend")
+        check_not_distributed(backend)
+        adapter = importlib.import_module(f"keras_initlab.measurement.{ADAPTERS[backend]}")
+        self.model, self.layers, self.kernels = model, list(layers), list(kernels)
+        self._pass = adapter.make_pass(model, self.layers, self.kernels, training, loss_fn)
+        self.activations = list(activations)
+        self.rtol, self.max_units, self.training = rtol, max_units, training
+        self.loss_fn, self.dtype = loss_fn, dtype
+        self.seen: list[bool] = [False] * len(self.layers)
+        self.gradient_of: list[str | None] = [None] * len(self.layers)
+
+    def __repr__(self) -> str:
+        return f"NeutralProbe(backend={keras.backend.backend()!r}, layers={len(self.layers)})"
+
+    def __call__(self, x: Any, y: Any, sample_weight: Any) -> np.ndarray:
+        if y is not None:
+            require_loss(self.model, self.loss_fn)
+        tensors = self._pass((x, y, sample_weight))
+        matrix = np.full((len(self.layers), len(COLUMNS)), np.nan)
+        for i, layer in enumerate(self.layers):
+            outputs = tensors.outputs[i]
+            self.seen[i] = bool(outputs)
+            self.gradient_of[i] = "output" if outputs and tensors.grads is not None else None
+            if not outputs:
+                continue
+            columns = layer_columns(
+                outputs,
+                None if tensors.grads is None else tensors.grads[i],
+                self.kernels[i],
+                tensors.kernel_grads[i],
+                self.activations[i],
+                layer.weights,
+                dtype=self.dtype,
+                rtol=self.rtol,
+                max_units=self.max_units,
+            )
+            matrix[i] = [np.nan if columns[c] is None else columns[c] for c in COLUMNS]
+        return matrix
