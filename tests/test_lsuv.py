@@ -35,6 +35,11 @@ def _normal(n, *shape, seed):
     return np.random.default_rng(seed).normal(size=(n, *shape)).astype("float32")
 
 
+def _host(tensor):
+    """A tensor as float64 NumPy (detached on PyTorch, where model outputs require grad)."""
+    return keras.ops.convert_to_numpy(tensor).astype(np.float64)
+
+
 def _weights(model):
     return [v.numpy().copy() for v in model.weights]
 
@@ -130,7 +135,7 @@ def _eager_sequential_variances(model, x):
                 continue
             h = layer(h)
             if isinstance(layer, lsuv_module.LSUV_LAYERS):
-                out.append(float(np.var(np.asarray(h, np.float64))))
+                out.append(float(np.var(_host(h))))
         return h
 
     run(model, keras.ops.convert_to_tensor(x))
@@ -217,7 +222,7 @@ def test_functional_model_with_branches_and_two_inputs():
     assert sorted(r.layer for r in report) == sorted(names)
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     for name, y in zip(names, probe(x), strict=True):
-        assert abs(float(np.var(np.asarray(y, np.float64))) - 1) <= TOL + FLOAT32_SLACK, name
+        assert abs(float(np.var(_host(y))) - 1) <= TOL + FLOAT32_SLACK, name
 
 
 class _Subclassed(keras.Model):
@@ -243,9 +248,12 @@ def test_subclassed_model_is_traced_once_and_unused_layers_are_reported():
     model(x[:2])
     unused_before = _weights(model.unused)
     model.calls = 0
+    # The shared layer converges slowly: up to 18 rescalings (seeds 0-4, TensorFlow and
+    # PyTorch), more than the default max_iter=10 on some seeds of each backend's stream.
     with pytest.warns(LSUVWarning, match="never calls"):
-        report = lsuv(model, x, seed=0)
-    assert model.calls == 1  # one trace, then compiled passes only
+        report = lsuv(model, x, seed=0, max_iter=40)
+    # TensorFlow: one trace, then compiled passes only; other backends run the call eagerly.
+    assert model.calls == (1 if keras.backend.backend() == "tensorflow" else report.passes)
     assert report.passes > 1
     rows = {r.layer: r for r in report}
     assert rows[model.unused.name].status == "not_called"
@@ -255,7 +263,7 @@ def test_subclassed_model_is_traced_once_and_unused_layers_are_reported():
     assert all(rows[layer.name].converged for layer in (model.conv, model.shared, model.head))
     # Independent check: conv pre-activation and head pre-activation (fused activations).
     pre_conv = keras.ops.conv(x, model.conv.kernel) + model.conv.bias
-    assert abs(float(np.var(np.asarray(pre_conv, np.float64))) - 1) <= TOL + FLOAT32_SLACK
+    assert abs(float(np.var(_host(pre_conv))) - 1) <= TOL + FLOAT32_SLACK
     # Nothing of lsuv is left on the layers.
     for layer in (model.conv, model.shared, model.head, model.unused):
         assert "call" not in layer.__dict__
@@ -404,10 +412,8 @@ def test_center_gives_zero_channel_means_and_unit_variance():
     report = lsuv(model, x, seed=0, center=True)
     assert report.converged
     assert all(r.iterations >= 1 for r in report)
-    pre_conv = np.asarray(
-        keras.ops.conv(x, model.layers[0].kernel) + model.layers[0].bias, np.float64
-    )
-    out = np.asarray(model(x), np.float64)
+    pre_conv = _host(keras.ops.conv(x, model.layers[0].kernel) + model.layers[0].bias)
+    out = _host(model(x))
     for y in (pre_conv, out):
         np.testing.assert_allclose(
             y.reshape(-1, y.shape[-1]).mean(axis=0), 0, atol=FLOAT32_SLACK * 10

@@ -11,7 +11,8 @@ Seed contract (the same as Keras', for every class):
 
 Random values are sampled in float32 and then cast, so float16 and bfloat16 kernels keep the
 target variance of the float32 draw (sampling directly in half precision loses resolution in
-the tails of the truncated normal).
+the tails of the truncated normal). On the JAX backend a float64 request raises TypeError
+unless JAX's 64-bit mode is on (``JAX_ENABLE_X64=1``): JAX would silently return float32.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import keras
 
 from keras_initlab._validation import check_positive, is_integer, standardize_shape
 from keras_initlab.gains import gain as activation_gain
+from keras_initlab.initializers._truncated_normal import truncated_normal
 
 FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
 _MAX_DEFAULT_SEED = 10**9  # the range Keras draws its default seeds from
@@ -38,11 +40,10 @@ _SEED_SOURCE: contextvars.ContextVar[random.Random | None] = contextvars.Context
 
 
 def standardize_dtype(dtype: Any) -> str:
-    """The dtype name to generate, ``keras.config.floatx()`` for None; floats only."""
-    if dtype is None:
-        return keras.config.floatx()
+    """The dtype name to generate, ``keras.config.floatx()`` for None; floats only, and
+    float64 on JAX only in its 64-bit mode (JAX would return float32)."""
     try:
-        name = keras.backend.standardize_dtype(dtype)
+        name = keras.backend.standardize_dtype(keras.config.floatx() if dtype is None else dtype)
     except (ValueError, TypeError, AttributeError):
         name = str(dtype)
     if name not in FLOAT_DTYPES:
@@ -50,7 +51,30 @@ def standardize_dtype(dtype: Any) -> str:
             f"Argument `dtype` must be a floating dtype, one of {list(FLOAT_DTYPES)}. "
             f"Received: dtype={dtype!r}"
         )
+    if name not in available_float_dtypes():
+        raise TypeError(
+            "Argument `dtype` float64 needs JAX's 64-bit mode on the jax backend, which is "
+            "off (JAX returns float32): set JAX_ENABLE_X64=1 or call "
+            "jax.config.update('jax_enable_x64', True) before any array is made, or ask for "
+            f"float32, float16 or bfloat16. Received: dtype={dtype!r}"
+        )
     return name
+
+
+def available_float_dtypes() -> tuple[str, ...]:
+    """The float dtypes the Keras backend makes: all of ``FLOAT_DTYPES``, but float64 on JAX
+    only in its 64-bit mode (``jax_enable_x64``).
+
+    Example:
+    >>> "float32" in available_float_dtypes()
+    True
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.read("jax_enable_x64"):
+            return tuple(d for d in FLOAT_DTYPES if d != "float64")
+    return FLOAT_DTYPES
 
 
 def resolve_gain(value: Any) -> float:
@@ -153,9 +177,7 @@ class RandomScheme(Scheme):
         return keras.random.normal(shape, mean=mean, stddev=stddev, dtype="float32", seed=self.seed)
 
     def _truncated_normal(self, shape: tuple[int, ...], stddev: float) -> Any:
-        return keras.random.truncated_normal(
-            shape, mean=0.0, stddev=stddev, dtype="float32", seed=self.seed
-        )
+        return truncated_normal(shape, stddev, self.seed)
 
     def _uniform(self, shape: tuple[int, ...], minval: float, maxval: float) -> Any:
         return keras.random.uniform(

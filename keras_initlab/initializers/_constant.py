@@ -23,7 +23,7 @@ class Constant(Scheme):
         value: a finite number.
 
     Example:
-    >>> Constant(0.5)((2, 3)).numpy().tolist()
+    >>> keras.ops.convert_to_numpy(Constant(0.5)((2, 3))).tolist()
     [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]
     >>> layer = keras.layers.Dense(3, kernel_initializer=Constant(0.5))
     """
@@ -43,7 +43,7 @@ class Zeros(Constant):
     """Every entry is 0 (``Constant(0.0)``): no gradient flows past a zero kernel.
 
     Example:
-    >>> Zeros()((2,)).numpy().tolist()
+    >>> keras.ops.convert_to_numpy(Zeros()((2,))).tolist()
     [0.0, 0.0]
     """
 

@@ -31,7 +31,7 @@ class ScaledIdentity(Scheme):
         ValueError: a shape of rank < 2.
 
     Example:
-    >>> ScaledIdentity(1.5)((2, 2)).numpy().tolist()
+    >>> keras.ops.convert_to_numpy(ScaledIdentity(1.5)((2, 2))).tolist()
     [[1.5, 0.0], [0.0, 1.5]]
     >>> layer = keras.layers.Dense(2, kernel_initializer=ScaledIdentity(0.5))
     """

@@ -161,12 +161,13 @@ def _run(
     for variable, value in fresh:
         variable.assign(ops.cast(value, variable.dtype))
     try:
-        stats = probe(x)  # traces the model: the check that x fits a subclassed model
+        measured = probe.forward(x)  # traces the model: the check that x fits a subclassed model
     except Exception as error:
         raise ValueError(
             f"Argument `x` must fit model {probe.model.name!r}: calling it on x failed with "
             f"{type(error).__name__}: {str(error).strip()}"
         ) from error
+    stats = probe.host(measured)  # only the forward pass is blamed on x
     passes = 1
     called = set(probe.order)
     untouched = {id(v) for t in targets if t.index not in called for v in t.variables}

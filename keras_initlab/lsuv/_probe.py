@@ -44,17 +44,33 @@ def _layer_stats(outputs: list[Any], kept: tuple[int, ...]) -> tuple[Any, Any]:
 
 # --- the one framework-specific step -------------------------------------------------------
 def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` compiled once as a graph (TensorFlow); run eagerly on other backends."""
-    if keras.backend.backend() == "tensorflow":
+    """``fn`` compiled once as a graph (TensorFlow), run without autograd (PyTorch: no
+    tensor of the pass requires a gradient), or run eagerly (JAX)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         return tf.function(fn)
+    if backend == "torch":
+        import torch
+
+        return torch.no_grad()(fn)
     return fn
 
 
 def _numpy(value: Any) -> np.ndarray:
-    """A tensor or variable as a NumPy copy (``.numpy()``: TensorFlow's ``__array__`` warns)."""
-    return np.array(value.numpy() if hasattr(value, "numpy") else ops.convert_to_numpy(value))
+    """A tensor or a Keras variable's value as a NumPy copy, through ``.numpy()`` where the
+    backend's ``__array__`` warns under NumPy 2 (TensorFlow tensors, torch tensors, Keras
+    variables); a torch tensor detached first (it may require grad), bfloat16 as float32."""
+    if isinstance(value, keras.Variable):
+        value = value.value
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return np.array(value.numpy())
+    if backend == "torch":
+        value = value.detach().cpu()
+        return (value.float() if str(value.dtype) == "torch.bfloat16" else value).numpy().copy()
+    return np.array(ops.convert_to_numpy(value))
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,10 +148,17 @@ class _Probe:
         self.outputs.clear()  # no tensor outlives the pass
         return stats
 
-    def __call__(self, x: Any) -> dict[int, tuple[float, np.ndarray]]:
-        """One forward pass: target index -> (variance, channel means) on the host."""
-        stats = self._forward(x)
+    def forward(self, x: Any) -> list[tuple[Any, Any]]:
+        """One forward pass: (variance, channel means) tensors in the order of ``self.order``."""
+        return self._forward(x)
+
+    def host(self, stats: list[tuple[Any, Any]]) -> dict[int, tuple[float, np.ndarray]]:
+        """``forward``'s result on the host: target index -> (variance, channel means)."""
         return {
             i: (float(_numpy(v)), np.asarray(_numpy(m), np.float64))
             for i, (v, m) in zip(self.order, stats, strict=True)
         }
+
+    def __call__(self, x: Any) -> dict[int, tuple[float, np.ndarray]]:
+        """One forward pass, its statistics on the host."""
+        return self.host(self.forward(x))
