@@ -133,6 +133,7 @@ def test_the_tensorflow_rule_has_teeth() -> None:
     assert any("tensorflow" in i for i in _closure("keras_initlab.measurement._probe").values())
 
 
+@pytest.mark.tensorflow  # (its subprocess checks TensorFlow's logging too)
 def test_import_has_no_side_effects() -> None:
     code = (
         "import logging, os, sys\n"

@@ -15,11 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OWN_PROCESS = {"mirrored_strategy.py"}
+TENSORFLOW_SCRIPTS = {"mirrored_strategy.py"}  # tf.distribute: run on TensorFlow only
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py"))
+RUNNABLE = [
+    s for s in SCRIPTS if s not in TENSORFLOW_SCRIPTS or keras.backend.backend() == "tensorflow"
+]
 TIMEOUT_S = 600  # a hung example fails the test instead of hanging the suite
 
 RUNNER = r"""
@@ -65,9 +70,9 @@ def results(tmp_path_factory, pytestconfig):
     workdir = tmp_path_factory.mktemp("examples")
     filters = list(pytestconfig.getini("filterwarnings"))
     assert "error" in filters  # the suite's rule that the examples must obey too
-    shared = [str(EXAMPLES / s) for s in SCRIPTS if s not in OWN_PROCESS]
+    shared = [str(EXAMPLES / s) for s in RUNNABLE if s not in OWN_PROCESS]
     found = _run(shared, workdir, filters)
-    for script in sorted(OWN_PROCESS & set(SCRIPTS)):
+    for script in sorted(OWN_PROCESS & set(RUNNABLE)):
         found.update(_run([str(EXAMPLES / script)], workdir, filters))
     return {Path(k).name: v for k, v in found.items()}, workdir
 
@@ -84,7 +89,13 @@ def test_every_use_of_the_issue_has_an_example():
     }
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param(s, marks=pytest.mark.tensorflow) if s in TENSORFLOW_SCRIPTS else s
+        for s in SCRIPTS
+    ],
+)
 def test_example_runs(results, script):
     found, _ = results
     assert found[script]["ok"], found[script]["output"][-3000:]

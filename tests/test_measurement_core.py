@@ -153,3 +153,20 @@ def test_training_mode_measurement_changes_nothing():
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     bn = next(r for r in records if r["layer_class"] == "BatchNormalization")
     assert bn["activation_var"] == pytest.approx(1.0, abs=0.01)  # batch statistics
+
+
+def test_a_constant_initialization_leaves_one_distinct_unit():
+    """The seed's symmetry claim on every backend: constant weights make every unit of a
+    layer the same (one distinct unit), a zero layer included (variance 0, still counted)."""
+    model = keras.Sequential(
+        [
+            keras.Input((IN,)),
+            keras.layers.Dense(HIDDEN, activation="tanh", kernel_initializer="ones", name="a"),
+            keras.layers.Dense(HIDDEN, kernel_initializer="zeros", name="b"),
+        ]
+    )
+    x = np.random.default_rng(0).standard_normal((BATCH, IN)).astype("float32")
+    records = {r["layer"]: r for r in keras_initlab.measure(model, x)}
+    assert records["a"]["distinct_units"] == 1
+    assert records["b"]["distinct_units"] == 1
+    assert records["b"]["activation_var"] == 0.0

@@ -123,7 +123,7 @@ def test_distributed_training_on_jax_or_torch_is_refused_clearly():
 
         distribution.set_distribution(distribution.DataParallel())
         try:
-            with pytest.raises(NotImplementedError, match="keras.distribution"):
+            with pytest.raises(NotImplementedError, match=r"keras\.distribution"):
                 keras_initlab.measure(model, (x[:BATCH], y[:BATCH]))
         finally:
             distribution.set_distribution(None)
@@ -132,7 +132,7 @@ def test_distributed_training_on_jax_or_torch_is_refused_clearly():
 
         dist.init_process_group("gloo", init_method="tcp://127.0.0.1:29533", rank=0, world_size=1)
         try:
-            with pytest.raises(NotImplementedError, match="torch.distributed"):
+            with pytest.raises(NotImplementedError, match=r"torch\.distributed"):
                 keras_initlab.measure(model, (x[:BATCH], y[:BATCH]))
         finally:
             dist.destroy_process_group()

@@ -21,6 +21,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow  # noqa: F401  (tf_keras runs on it: the other backends leave this module out)
 
 import keras_initlab as ki
 from keras_initlab import testing as kt

@@ -6,8 +6,9 @@ the output, so ``dL/de`` is the gradient at that output, and keeps the output. T
 adapter differentiates the loss with respect to the perturbations and the kernels
 (`keras_initlab.measurement._jax_gradients`: `jax.grad` with the perturbations as
 arguments; `keras_initlab.measurement._torch_gradients`: ``torch.autograd.grad``). The
-statistics of each layer are `_statistics.layer_columns` (float32 by default, with the error
-`_statistics.variance_bound` states). Nothing the model holds changes: the pass is
+statistics of each layer are `_statistics.device_statistics` (float32 by default, with the
+error `_statistics.variance_bound` states; inside JAX's jitted pass), then
+`_statistics.host_columns`. Nothing the model holds changes: the pass is
 stateless, so training-mode moving statistics and seed states stay as they were.
 TensorFlow measures through `keras_initlab.measurement._probe` (its tape, distribution
 strategies and in-step taps).
@@ -26,7 +27,7 @@ import numpy as np
 from keras_initlab.measurement import _routing
 from keras_initlab.measurement._loss import require_loss
 from keras_initlab.measurement._records import COLUMNS
-from keras_initlab.measurement._statistics import layer_columns
+from keras_initlab.measurement._statistics import device_statistics, host_columns
 
 ADAPTERS = {"jax": "_jax_gradients", "torch": "_torch_gradients"}
 
@@ -72,11 +73,26 @@ class PerturbationRecorder:
 @dataclass
 class Pass:
     """One pass's tensors: per layer its outputs and the loss's gradients at them (None
-    without targets), and per layer its kernel's gradient (None where it has none)."""
+    without targets), and per layer its kernel's values and gradient (None where it has
+    none; the values are the pass's own: arguments of JAX's jitted function)."""
 
     outputs: list[list[Any]]
     grads: list[list[Any]] | None
+    kernels: list[Any]
     kernel_grads: list[Any]
+
+
+@dataclass
+class Reduced:
+    """One pass reduced per layer: `_statistics.DEVICE_COLUMNS` and the rows to compare
+    (None for a layer that did not run)."""
+
+    vectors: list[Any]
+    compared: list[Any]
+
+    @property
+    def seen(self) -> list[bool]:
+        return [v is not None for v in self.vectors]
 
 
 def tapped(recorder: PerturbationRecorder, fn: Callable[[], Any]) -> Any:
@@ -115,12 +131,37 @@ class NeutralProbe:
         check_not_distributed(backend)
         adapter = importlib.import_module(f"keras_initlab.measurement.{ADAPTERS[backend]}")
         self.model, self.layers, self.kernels = model, list(layers), list(kernels)
-        self._pass = adapter.make_pass(model, self.layers, self.kernels, training, loss_fn)
+        self._pass = adapter.make_pass(
+            model, self.layers, self.kernels, training, loss_fn, self._reduce
+        )
         self.activations = list(activations)
         self.rtol, self.max_units, self.training = rtol, max_units, training
         self.loss_fn, self.dtype = loss_fn, dtype
         self.seen: list[bool] = [False] * len(self.layers)
         self.gradient_of: list[str | None] = [None] * len(self.layers)
+
+    def _reduce(self, tensors: Pass) -> Reduced:
+        """The device statistics of every seen layer of one pass (inside JAX's jit)."""
+        vectors: list[Any] = []
+        compared: list[Any] = []
+        for i, outputs in enumerate(tensors.outputs):
+            if not outputs:
+                vectors.append(None)
+                compared.append(None)
+                continue
+            kernel = self.kernels[i]
+            vector, rows = device_statistics(
+                outputs,
+                None if tensors.grads is None else tensors.grads[i],
+                None if kernel is None else tensors.kernels[i],
+                tensors.kernel_grads[i],
+                self.activations[i],
+                dtype=self.dtype,
+                max_units=self.max_units,
+            )
+            vectors.append(vector)
+            compared.append(rows)
+        return Reduced(vectors, compared)
 
     def __repr__(self) -> str:
         return f"NeutralProbe(backend={keras.backend.backend()!r}, layers={len(self.layers)})"
@@ -128,24 +169,15 @@ class NeutralProbe:
     def __call__(self, x: Any, y: Any, sample_weight: Any) -> np.ndarray:
         if y is not None:
             require_loss(self.model, self.loss_fn)
-        tensors = self._pass((x, y, sample_weight))
+        reduced = self._pass((x, y, sample_weight))
         matrix = np.full((len(self.layers), len(COLUMNS)), np.nan)
         for i, layer in enumerate(self.layers):
-            outputs = tensors.outputs[i]
-            self.seen[i] = bool(outputs)
-            self.gradient_of[i] = "output" if outputs and tensors.grads is not None else None
-            if not outputs:
+            self.seen[i] = reduced.seen[i]
+            self.gradient_of[i] = "output" if reduced.seen[i] and y is not None else None
+            if not reduced.seen[i]:
                 continue
-            columns = layer_columns(
-                outputs,
-                None if tensors.grads is None else tensors.grads[i],
-                self.kernels[i],
-                tensors.kernel_grads[i],
-                self.activations[i],
-                layer.weights,
-                dtype=self.dtype,
-                rtol=self.rtol,
-                max_units=self.max_units,
+            columns = host_columns(
+                reduced.vectors[i], reduced.compared[i], layer.weights, self.rtol
             )
             matrix[i] = [np.nan if columns[c] is None else columns[c] for c in COLUMNS]
         return matrix

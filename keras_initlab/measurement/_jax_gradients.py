@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from keras_initlab.measurement._core import Pass, PerturbationRecorder, tapped
+from keras_initlab.measurement._core import Pass, PerturbationRecorder, Reduced, tapped
 from keras_initlab.measurement._loss import stateless_loss
 
 
@@ -18,18 +18,22 @@ def make_pass(
     kernels: Sequence[Any | None],
     training: bool,
     loss_fn: Any,
-) -> Callable[[tuple[Any, Any, Any]], Pass]:
-    """``f(data) -> Pass``: the measured layers' outputs and the loss's gradients at them
-    and at the kernels, one jitted function per probe shape.
+    reduce: Callable[[Pass], Reduced],
+) -> Callable[[tuple[Any, Any, Any]], Reduced]:
+    """``f(data) -> reduce(Pass)``, one jitted function per probe shape.
 
     An abstract pass (`jax.eval_shape`, once per probe shape) finds the shape of each tapped
     output; the loss is then differentiated with respect to zeros of those shapes added at
     the outputs (``dL/de = dL/dy``) and to the trainable variables (a kernel that is not
-    trainable gets a zero gradient, as TensorFlow's tape gives it). The variables' current
-    values are arguments, so a trained model is measured without tracing again.
+    trainable gets a zero gradient, as TensorFlow's tape gives it), and ``reduce`` (the
+    statistics) runs in the same jitted function, so only they leave the device. The
+    variables' current values are arguments: a trained model is measured without tracing
+    again.
     """
     import jax
     import jax.numpy as jnp
+
+    trainable_ids = [id(v) for v in model.trainable_variables]
 
     def run(perturbations: Any, trainable: Any, non_trainable: Any, data: Any) -> Any:
         recorder = PerturbationRecorder(
@@ -41,39 +45,48 @@ def make_pass(
         )
         return (jnp.zeros(()) if loss is None else loss), recorder.calls
 
-    forward = jax.jit(lambda t, n, d: run(None, t, n, d)[1])
-    backward = jax.jit(jax.grad(run, argnums=(0, 1), has_aux=True))
-    shapes: dict[Any, list[Any]] = {}
+    def values_of(trainable: list[Any]) -> list[Any]:
+        at = dict(zip(trainable_ids, trainable, strict=True))
+        return [None if k is None else at.get(id(k), k.value) for k in kernels]
 
-    def pass_(data: tuple[Any, Any, Any]) -> Pass:
+    def reduced(tensors: Pass) -> tuple[list[Any], list[Any]]:
+        result = reduce(tensors)
+        return result.vectors, result.compared
+
+    @jax.jit
+    def forward(trainable: Any, non_trainable: Any, data: Any) -> Any:
+        calls = run(None, trainable, non_trainable, data)[1]
+        return reduced(Pass(calls, None, values_of(trainable), [None] * len(layers)))
+
+    @jax.jit
+    def backward(zeros: Any, trainable: Any, non_trainable: Any, data: Any) -> Any:
+        grad = jax.grad(run, argnums=(0, 1), has_aux=True)
+        (at_outputs, at_variables), calls = grad(zeros, trainable, non_trainable, data)
+        grads, k = [], 0
+        for call in calls:
+            grads.append(list(at_outputs[k : k + len(call)]))
+            k += len(call)
+        at = dict(zip(trainable_ids, at_variables, strict=True))
+        kernel_grads = [
+            None if kernel is None else at.get(id(kernel), jnp.zeros(kernel.shape, kernel.dtype))
+            for kernel in kernels
+        ]
+        return reduced(Pass(calls, grads, values_of(trainable), kernel_grads))
+
+    shapes: dict[str, list[Any]] = {}
+
+    def pass_(data: tuple[Any, Any, Any]) -> Reduced:
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
-        index = {id(v): i for i, v in enumerate(model.trainable_variables)}
         if data[1] is None:
-            return Pass(forward(trainable, non_trainable, data), None, [None] * len(layers))
-        key = jax.tree_util.tree_map(lambda t: (tuple(t.shape), str(t.dtype)), data)
-        key = str(key)
+            return Reduced(*forward(trainable, non_trainable, data))
+        key = str(jax.tree_util.tree_map(lambda t: (tuple(t.shape), str(t.dtype)), data))
         if key not in shapes:
             found = jax.eval_shape(
                 lambda t, n, d: run(None, t, n, d)[1], trainable, non_trainable, data
             )
             shapes[key] = [s for call in found for s in call]
         zeros = [jnp.zeros(s.shape, s.dtype) for s in shapes[key]]
-        (at_outputs, at_variables), calls = backward(zeros, trainable, non_trainable, data)
-        grads, k = [], 0
-        for call in calls:
-            grads.append(list(at_outputs[k : k + len(call)]))
-            k += len(call)
-        kernel_grads = [
-            None
-            if kernel is None
-            else (
-                at_variables[index[id(kernel)]]
-                if id(kernel) in index
-                else jnp.zeros(kernel.shape, kernel.dtype)
-            )
-            for kernel in kernels
-        ]
-        return Pass(calls, grads, kernel_grads)
+        return Reduced(*backward(zeros, trainable, non_trainable, data))
 
     return pass_

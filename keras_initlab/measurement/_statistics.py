@@ -141,15 +141,22 @@ def non_finite_count(weights: Sequence[Any]) -> int:
     return total
 
 
-def distinct_count(rows: np.ndarray, rtol: float, max_rows: int = 1024) -> int:
+SCREEN = 4  # random projections that screen the pairs `distinct_count` compares
+
+
+def distinct_count(rows: Any, rtol: float) -> int:
     """Units (columns of ``rows``) whose outputs differ by more than ``rtol`` relative.
 
-    Two columns are one unit when ``|a - b| <= rtol max(|a|, |b|)``; counted greedily on
-    the host in float64. Beyond ``max_rows`` rows the columns are compared on a count
-    sketch of ``max_rows`` buckets (each row added, with a random sign, to one bucket):
-    equal columns stay equal, and a pair of different columns is merged only where the
-    sketch shrinks their difference below ``rtol`` (for a difference spread over many
-    rows, a chance that falls exponentially with ``max_rows``).
+    Two columns are one unit when ``|a - b| <= rtol max(|a|, |b|)``; counted greedily (a
+    column is new unless an earlier new one is its twin) on the host in float64. Only
+    pairs that pass a screen are compared: for a fixed Gaussian vector ``r``,
+    ``|r.a - r.b| <= |r| |a - b|``, so a twin pair lies within ``|r| rtol max(|a|, |b|)`` on
+    each of `SCREEN` projections (a necessary condition: no twin is missed); candidates
+    are found by sorting the first projection, and a unit alone in its window is new. The
+    measurement compares a layer's `sketch` (at most `SKETCH_ROWS` rows): equal columns
+    stay equal there, and a pair of different columns is merged only where the sketch
+    shrinks their difference below ``rtol`` (for a difference spread over many rows, a
+    chance that falls exponentially with the sketch's rows).
 
     Example:
     >>> import numpy as np
@@ -157,78 +164,125 @@ def distinct_count(rows: np.ndarray, rtol: float, max_rows: int = 1024) -> int:
     (1, 5)
     """
     a = np.asarray(rows, np.float64)
-    if a.shape[0] > max_rows:
-        rng = np.random.default_rng(0)
-        bucket = rng.integers(0, max_rows, a.shape[0])
-        sign = rng.choice([-1.0, 1.0], a.shape[0])
-        sketch = np.zeros((max_rows, a.shape[1]))
-        np.add.at(sketch, bucket, a * sign[:, None])
-        a = sketch
+    units = a.shape[1]
     norms = np.linalg.norm(a, axis=0)
-    kept: list[int] = []
-    for j in range(a.shape[1]):
-        if not any(
-            np.linalg.norm(a[:, j] - a[:, i]) <= rtol * max(norms[i], norms[j]) for i in kept
-        ):
-            kept.append(j)
-    return len(kept)
+    r = np.random.default_rng(0).standard_normal((SCREEN, a.shape[0]))
+    projected = r @ a  # (SCREEN, units)
+    reach = np.linalg.norm(r, axis=1)[:, None] * rtol  # times max(|a|, |b|) per pair
+    order = np.argsort(projected[0])
+    sorted_p = projected[0][order]
+    # A twin of unit j has a norm of at most |a_j| / (1 - rtol): j's window on the first
+    # projection is that times reach (and a twin found from the other side is in both).
+    width = reach[0, 0] * np.max(norms) if rtol >= 1.0 else reach[0, 0] * norms / (1.0 - rtol)
+    lows = np.searchsorted(sorted_p, projected[0] - width, "left")
+    highs = np.searchsorted(sorted_p, projected[0] + width, "right")
+    kept = np.ones(units, bool)
+    for j in np.flatnonzero(highs - lows > 1):  # a unit alone in its window is new
+        near = order[lows[j] : highs[j]]
+        near = near[(near < j) & kept[near]]
+        if near.size == 0:
+            continue
+        scale = np.maximum(norms[near], norms[j])
+        screened = np.all(np.abs(projected[:, near] - projected[:, [j]]) <= reach * scale, axis=0)
+        near, bound = near[screened], rtol * scale[screened]
+        if near.size and np.any(np.linalg.norm(a[:, near] - a[:, [j]], axis=0) <= bound):
+            kept[j] = False
+    return int(kept.sum())
 
 
-def layer_columns(
+DEVICE_COLUMNS = (  # the columns `device_statistics` computes (the others are the host's)
+    "activation_mean",
+    "activation_var",
+    "gradient_var",
+    "weight_var",
+    "weight_grad_var",
+    "dead_fraction",
+    "saturation_fraction",
+    "channel_mean_sq",
+    "channel_var",
+)
+SKETCH_ROWS = 256  # rows `distinct_count` compares at most (a count sketch beyond)
+
+
+def sketch(rows: Any, size: int = SKETCH_ROWS) -> Any:
+    """``rows`` (n, units) as a count sketch of ``size`` rows when ``n > size`` (each row
+    added with a random sign to one bucket, drawn from a fixed seed; on device)."""
+    n = rows.shape[0]
+    if n <= size:
+        return rows
+    rng = np.random.default_rng(0)
+    bucket = rng.integers(0, size, n).astype("int32")
+    sign = rng.choice([-1.0, 1.0], n).astype(str(rows.dtype).split(".")[-1])
+    return ops.segment_sum(rows * sign[:, None], bucket, num_segments=size)
+
+
+def device_statistics(
     outputs: Sequence[Any],
     grads: Sequence[Any] | None,
     kernel: Any,
     kernel_grad: Any,
     activation: str | None,
-    weights: Sequence[Any],
     *,
     dtype: str = "float32",
-    rtol: float,
     max_units: int,
-) -> dict[str, float | None]:
-    """The `keras_initlab.measurement.COLUMNS` of one layer from its tensors.
+) -> tuple[Any, Any]:
+    """One layer's `DEVICE_COLUMNS` as a vector (NaN where a column does not apply) and the
+    rows `distinct_count` compares (`sketch`; None above ``max_units`` units), all in
+    `keras.ops` (traceable: JAX computes them inside its jitted pass).
 
     Args:
         outputs: the layer's output at each call (their elements pooled).
         grads: the loss's gradient at each output (None: no gradient columns).
-        kernel, kernel_grad: the layer's kernel and its gradient (None where absent).
+        kernel, kernel_grad: the layer's kernel values and their gradient (None: absent).
         activation: the name of the layer's last function (saturation of tanh/sigmoid).
-        weights: the layer's own weights (``non_finite_weights``).
         dtype: ``"float32"`` or ``"float64"``, the statistics' precision.
-        rtol: ``distinct_units``' relative tolerance.
-        max_units: above this many units ``distinct_units`` is None.
+        max_units: above this many units there is nothing to compare.
     """
+    nan = ops.convert_to_tensor(math.nan, dtype)
     rows = ops.concatenate([_rows(o, dtype) for o in outputs], axis=0)
     mean, var = moments(rows, dtype)
     means, variances = unit_moments(rows)
     peak = ops.max(ops.abs(rows), axis=0)
-    columns: dict[str, Any] = {
-        "activation_mean": mean,
-        "activation_var": var,
-        "gradient_var": None,
-        "weight_var": None,
-        "weight_grad_var": None,
-        "dead_fraction": ops.mean(ops.cast(ops.equal(peak, 0.0), dtype)),
-        "distinct_units": None,
-        "saturation_fraction": None,
-        "non_finite_weights": non_finite_count(weights),
-        "channel_mean_sq": ops.mean(means * means),
-        "channel_var": ops.mean(variances),
-    }
+    gradient = nan
     if grads is not None:
         pooled = ops.concatenate([ops.reshape(ops.cast(g, dtype), (-1,)) for g in grads], 0)
-        columns["gradient_var"] = moments(pooled, dtype)[1]
-    if kernel is not None:
-        columns["weight_var"] = moments(kernel, dtype)[1]
-        if kernel_grad is not None:
-            columns["weight_grad_var"] = moments(kernel_grad, dtype)[1]
-    if activation in SATURATING:
-        columns["saturation_fraction"] = saturated_share(rows, activation)
-    values = {
-        k: None if v is None or isinstance(v, int) else float(ops.convert_to_numpy(v))
-        for k, v in columns.items()
+        gradient = moments(pooled, dtype)[1]
+    weight = nan if kernel is None else moments(kernel, dtype)[1]
+    weight_grad = nan if kernel_grad is None else moments(kernel_grad, dtype)[1]
+    saturated = saturated_share(rows, activation) if activation in SATURATING else nan
+    vector = ops.stack(
+        [
+            mean,
+            var,
+            gradient,
+            weight,
+            weight_grad,
+            ops.mean(ops.cast(ops.equal(peak, 0.0), dtype)),
+            saturated,
+            ops.mean(means * means),
+            ops.mean(variances),
+        ]
+    )
+    compared = sketch(rows) if rows.shape[1] <= max_units else None
+    return vector, compared
+
+
+def host_columns(
+    vector: Any, compared: Any, weights: Sequence[Any], rtol: float
+) -> dict[str, float | None]:
+    """All `keras_initlab.measurement.COLUMNS` of one layer: `device_statistics`' vector
+    and rows, its weights' ``non_finite_weights`` and ``distinct_units`` (None where the
+    activations are not finite or there is nothing to compare)."""
+    values = np.asarray(ops.convert_to_numpy(vector), np.float64)
+    columns: dict[str, float | None] = {
+        k: None if math.isnan(v) else float(v) for k, v in zip(DEVICE_COLUMNS, values, strict=True)
     }
-    values["non_finite_weights"] = columns["non_finite_weights"]
-    if rows.shape[1] <= max_units and math.isfinite(values["activation_var"] or math.nan):
-        values["distinct_units"] = distinct_count(ops.convert_to_numpy(rows), rtol)
-    return values
+    columns["non_finite_weights"] = non_finite_count(weights)
+    variance = columns["activation_var"]
+    finite = variance is not None and math.isfinite(variance)
+    columns["distinct_units"] = (
+        distinct_count(ops.convert_to_numpy(compared), rtol)
+        if compared is not None and finite
+        else None
+    )
+    return columns

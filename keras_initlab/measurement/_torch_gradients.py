@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from keras_initlab.measurement._core import Pass, PerturbationRecorder, tapped
+from keras_initlab.measurement._core import Pass, PerturbationRecorder, Reduced, tapped
 from keras_initlab.measurement._loss import stateless_loss
 
 
@@ -18,9 +18,10 @@ def make_pass(
     kernels: Sequence[Any | None],
     training: bool,
     loss_fn: Any,
-) -> Callable[[tuple[Any, Any, Any]], Pass]:
-    """``f(data) -> Pass`` (`run_pass` on these layers)."""
-    return lambda data: run_pass(model, layers, kernels, data, training, loss_fn)
+    reduce: Callable[[Pass], Reduced],
+) -> Callable[[tuple[Any, Any, Any]], Reduced]:
+    """``f(data) -> reduce(run_pass(...))`` on these layers (eager: torch has no trace)."""
+    return lambda data: reduce(run_pass(model, layers, kernels, data, training, loss_fn))
 
 
 def run_pass(
@@ -57,8 +58,9 @@ def run_pass(
             lambda: stateless_loss(model, values, non_trainable, data, training, loss_fn),
         )
     calls = [[t.detach() for t in call] for call in recorder.calls]
+    kernel_values = [None if k is None else k.value.detach() for k in kernels]
     if not with_grads:
-        return Pass(calls, None, [None] * len(layers))
+        return Pass(calls, None, kernel_values, [None] * len(layers))
     sources = perturbations + [by_id[id(k)] for k in kernels if k is not None and id(k) in wanted]
     found = torch.autograd.grad(loss, sources, allow_unused=True)
     at_outputs, at_kernels = found[: len(perturbations)], iter(found[len(perturbations) :])
@@ -80,4 +82,4 @@ def run_pass(
             kernel_grads.append(torch.zeros_like(by_id[id(kernel)]) if g is None else g)
         else:
             kernel_grads.append(torch.zeros_like(kernel.value))
-    return Pass(calls, grads, kernel_grads)
+    return Pass(calls, grads, kernel_values, kernel_grads)
