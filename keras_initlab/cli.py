@@ -257,6 +257,8 @@ def _quiet_tensorflow() -> None:
     # ERROR ("NodeDef mentions attribute use_unbounded_threadpool ...") on every fit over
     # more than a few hundred examples; Python exceptions are what reports a real failure.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return  # (Keras runs on JAX or PyTorch: no TensorFlow to quiet)
     if "tensorflow" not in sys.modules:
         sys.stderr.flush()
         saved = os.dup(2)

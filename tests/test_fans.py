@@ -105,7 +105,7 @@ def _mean_squares(make, input_shape, crop, seed):
         table.assign(ki.LecunNormal(seed=seed, layout="embedding")(tuple(table.shape)))
     else:
         ki.initialize(model, "lecun_normal", seed=seed)
-    y = np.asarray(model(x), dtype=np.float64)
+    y = np.asarray(keras.ops.convert_to_numpy(model(x)), dtype=np.float64)
     if crop:
         inner = tuple(slice(crop, -crop) for _ in range(y.ndim - 2))
         y = y[(slice(None), *inner, slice(None))]
@@ -137,9 +137,11 @@ def test_keras_shape_rule_misses_unit_variance_on_depthwise_and_transposed():
     # The same measurement with Keras' own LecunNormal (shape-rule fans).
     x = np.random.default_rng(0).normal(size=(64, 12, 12, 64)).astype("float32")
     depthwise = L.DepthwiseConv2D(3, depthwise_initializer=keras.initializers.LecunNormal(1))
-    assert np.mean(np.asarray(depthwise(x)) ** 2) < 1 / 16  # ~1/64: fan_in read as 9 * 64
+    assert (
+        np.mean(keras.ops.convert_to_numpy(depthwise(x)) ** 2) < 1 / 16
+    )  # ~1/64: fan_in read as 9 * 64
     transposed = L.Conv2DTranspose(16, 3, kernel_initializer=keras.initializers.LecunNormal(1))
-    y = np.asarray(transposed(x))[:, 2:-2, 2:-2]
+    y = keras.ops.convert_to_numpy(transposed(x))[:, 2:-2, 2:-2]
     assert np.mean(y**2) > 3  # ~4: fan_in read as 9 * 16 instead of 9 * 64
 
 

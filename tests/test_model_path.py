@@ -126,6 +126,7 @@ def test_a_custom_block_on_the_path_is_read_through_its_traced_call():
     assert not path.assumed
 
 
+@pytest.mark.tensorflow  # the block calls tf.math
 def test_a_custom_layer_whose_call_cannot_be_traced_is_read_as_a_chain_and_says_why():
     x = keras.Input((8,))
     h = BackendBlock(8, name="b0")(L.Dense(8, name="stem")(x))

@@ -17,6 +17,8 @@ from keras_initlab import _keras
 from keras_initlab.model.path import model_path
 from keras_initlab.model.registry import registered
 
+pytestmark = pytest.mark.tensorflow  # the layers call tf.math: TensorFlow only
+
 L = keras.layers
 
 

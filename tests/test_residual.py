@@ -157,6 +157,7 @@ def test_sums_inside_custom_blocks_are_found_named_by_block_at_every_call():
     assert not block.d1._inbound_nodes
 
 
+@pytest.mark.tensorflow  # the block calls tf.math
 def test_a_custom_block_whose_call_cannot_be_traced_is_opaque_with_the_reason():
     inputs = keras.Input((8,))
     model = keras.Model(inputs, BackendBlock(8, name="tfblock")(inputs))

@@ -29,6 +29,7 @@ from scipy import stats
 import keras_initlab
 from keras_initlab import ResidualGate, _keras, initialize
 from keras_initlab.measurement import Measurement
+from keras_initlab.measurement._statistics import variance_bound
 from keras_initlab.testing import budget
 
 L = keras.layers
@@ -84,7 +85,10 @@ def _assert_sums_equal_skips(model, x, blocks):
             else records[skip]["activation_var"]
         )
         got = records[block.add]["activation_var"]
-        assert got == pytest.approx(expected, rel=SUM_RTOL), (block.add, skip, got, expected)
+        # Both sides carry the measurement's rounding: float64 sums on TensorFlow, the
+        # float32 statistics' stated bound elsewhere (kappa = 1: centred Gaussian data).
+        rel = max(SUM_RTOL, 2 * variance_bound(x64.size, 1.0 + np.mean(x64) ** 2 / x64.var()))
+        assert got == pytest.approx(expected, rel=rel), (block.add, skip, got, expected)
 
 
 def _gaussian(shape, seed):
@@ -278,7 +282,9 @@ def test_residual_gate_round_trips_through_saving(tmp_path):
     assert isinstance(loaded.get_layer("gate"), ResidualGate)
     assert float(loaded.get_layer("gate").alpha.numpy()) == 0.5
     x = _gaussian((4, 4), 0)
-    np.testing.assert_array_equal(loaded(x), model(x))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x))
+    )
 
 
 def test_a_transformer_block_zeroes_and_scales_its_attention_output():

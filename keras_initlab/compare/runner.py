@@ -146,15 +146,26 @@ def describe_run(config: CompareConfig, data: Dataset) -> str:
 
 
 def make_reproducible() -> None:
-    """Make TensorFlow give the same numbers on every rerun of the same run, on this machine.
+    """Make the backend give the same numbers on every rerun of the same run, on this machine.
 
-    One intra-op and one inter-op thread (the order of float additions then no longer
+    TensorFlow: one intra-op and one inter-op thread (the order of float additions then no longer
     depends on scheduling; a small MLP loses little from it) where TensorFlow has not
     started yet, and ``tf.config.experimental.enable_op_determinism()``. Seeds are set by
-    the runner itself (``keras.utils.set_random_seed`` before every scheme). It changes
+    the runner itself (``keras.utils.set_random_seed`` before every scheme). PyTorch: one
+    thread and its deterministic algorithms; JAX: nothing to set. It changes
     process-wide settings: the ``keras-initlab compare`` command calls it, a library user
     may.
     """
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return
+    if keras.backend.backend() != "tensorflow":
+        return  # JAX on a CPU: one XLA program per step, deterministic as it is
     import tensorflow as tf
 
     try:

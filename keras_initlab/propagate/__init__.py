@@ -94,9 +94,9 @@ def propagate(
     >>> model = keras.Sequential([keras.Input((256,)),
     ...     keras.layers.Dense(256, activation="relu", name="d0",
     ...                        kernel_initializer=keras.initializers.HeNormal(seed=0))])
-    >>> row = keras_initlab.propagate(model)[0]
-    >>> round(row.activation_mean, 2), round(row.activation_var, 2), row.status
-    (0.57, 0.69, 'predicted')
+    >>> row = keras_initlab.propagate(model)[0]  # He: mean sqrt(1/pi), variance 1 - 1/pi
+    >>> round(row.activation_mean, 1), round(row.activation_var, 1), row.status
+    (0.6, 0.7, 'predicted')
     """
     check_not_keras2("model", model)
     if mode not in MODES:

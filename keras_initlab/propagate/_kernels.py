@@ -54,9 +54,13 @@ def substituted(values: Mapping[int, Any]) -> Iterator[None]:
 
 def kernel(variable: Any) -> np.ndarray:
     """A kernel's current values in float64 (``.numpy()``: NumPy's ``__array__`` of a
-    TensorFlow variable warns under NumPy 2 inside a distribution scope, as in `fit`), or
-    its value under `substituted`."""
+    TensorFlow variable warns under NumPy 2 inside a distribution scope, as in `fit`; a
+    PyTorch parameter is detached first), or its value under `substituted`."""
     value = _SUBSTITUTES.get().get(id(variable), variable)
+    if isinstance(value, keras.Variable):
+        value = value.value
+    if hasattr(value, "detach"):  # a torch tensor that requires grad has no .numpy()
+        value = value.detach()
     value = value.numpy() if hasattr(value, "numpy") else value
     return np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)
 

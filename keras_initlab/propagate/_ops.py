@@ -56,6 +56,7 @@ import numpy as np
 
 from keras_initlab.model import operations as table
 from keras_initlab.propagate import _activations, _merge, _pooling
+from keras_initlab.propagate._kernels import kernel
 from keras_initlab.propagate._moments import LINEAR, Activation, standard_nodes, unique_rows
 from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Arg, Call, Step
@@ -127,7 +128,11 @@ def _operand(call: Call, value: Any, elementwise: bool = True) -> Operand:
     if isinstance(value, Arg):
         return Operand(call.inputs[value.index], value.index)
     try:
-        c = np.asarray(value, dtype=np.float64)
+        c = (
+            kernel(value)
+            if keras.ops.is_tensor(value) or isinstance(value, keras.Variable)
+            else (np.asarray(value, dtype=np.float64))
+        )
     except (TypeError, ValueError):
         raise NotImplementedError(f"an argument that is not a number: {value!r}") from None
     rank = len(call.out_shapes[0])

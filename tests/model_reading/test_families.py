@@ -12,6 +12,7 @@ those predictions with measurement, which does not hold on every family yet, is 
 
 from __future__ import annotations
 
+import keras
 import pytest
 
 import keras_initlab
@@ -27,7 +28,16 @@ def test_the_families_are_found() -> None:
     assert {"resnet", "mobilenet_v3", "convnext", "efficientnet_v2"} <= set(FAMILIES)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+def _available(family: str) -> object:
+    """Keras builds no NASNet on the torch backend (keras.applications raises): that family
+    is not run there."""
+    if family == "nasnet" and keras.backend.backend() == "torch":
+        reason = "keras.applications: NASNet is not available with the torch backend"
+        return pytest.param(family, marks=pytest.mark.skip(reason=reason))
+    return family
+
+
+@pytest.mark.parametrize("family", [_available(f) for f in sorted(FAMILIES)])
 def test_every_family_is_predicted_not_assumed(family: str) -> None:
     model, _ = families.build_smallest(families.representative(FAMILIES[family]))
     keras_initlab.initialize(model, "he_normal", seed=0)

@@ -259,7 +259,13 @@ def _check(report: Any, measured: dict[str, Any], model_error: float, skip=()) -
             )
 
 
-@pytest.mark.parametrize("name", list(CASES))
+TENSORFLOW_CASES = {"registered_backend_scale"}  # its call is written with tf.math
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.tensorflow) if n in TENSORFLOW_CASES else n for n in CASES],
+)
 def test_each_layer_type_matches_a_sampled_measurement(name):
     model = _case_model(name)
     report = keras_initlab.propagate(model)
@@ -431,6 +437,8 @@ def _errors(name: str) -> dict[str, tuple[float, float]]:
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # its bounds were set on TensorFlow's weight draws (other backends
+# draw other weights from the same seeds; `prediction_agreement` runs on them all)
 @pytest.mark.parametrize("name", list(A.MODELS))
 def test_real_architectures_meet_the_goal(name):
     """The issue's goal: median |log(pred / meas)| <= log 1.25, 90th percentile <= log 2,
