@@ -13,22 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from keras_initlab.measurement._statistics import SATURATING
-
-# Column layout of the matrix returned by the probe function (one row per measured layer).
-COLUMNS = (
-    "activation_mean",
-    "activation_var",
-    "gradient_var",
-    "weight_var",
-    "weight_grad_var",
-    "dead_fraction",
-    "distinct_units",
-    "saturation_fraction",
-    "non_finite_weights",
-    "channel_mean_sq",
-    "channel_var",
-)
+from keras_initlab.measurement._statistics import COLUMNS, SATURATING
 
 RECORD_KEYS = (
     "epoch",

@@ -190,17 +190,22 @@ def distinct_count(rows: Any, rtol: float) -> int:
     return int(kept.sum())
 
 
-DEVICE_COLUMNS = (  # the columns `device_statistics` computes (the others are the host's)
+# Column layout of the matrix returned by the probe function (one row per measured layer).
+COLUMNS = (
     "activation_mean",
     "activation_var",
     "gradient_var",
     "weight_var",
     "weight_grad_var",
     "dead_fraction",
+    "distinct_units",
     "saturation_fraction",
+    "non_finite_weights",
     "channel_mean_sq",
     "channel_var",
 )
+# The columns `device_statistics` computes, in this order (the other two are the host's).
+DEVICE_COLUMNS = tuple(c for c in COLUMNS if c not in ("distinct_units", "non_finite_weights"))
 SKETCH_ROWS = 256  # rows `distinct_count` compares at most (a count sketch beyond)
 
 
