@@ -18,6 +18,8 @@ modules what a layer is; none keeps a class list of its own
 * ``weights``: every kernel, recurrent kernel, embedding and bias with its true layout.
 * ``path``: the main path of a model's graph (the depth rule judges it).
 * ``residual``: the residual blocks (skip and branch of every residual sum).
+* ``legacy``: Keras 2 (tf_keras) objects told apart by their classes' modules and refused
+  (`check_not_keras2`), with what works there instead.
 
 ``propagate``'s walk and ``measure``'s selection read a model through these.
 """
