@@ -263,8 +263,10 @@ def measure(
     (tanh/sigmoid outputs within 0.01 of a bound) and ``non_finite_weights``. The channel
     statistics are those of Brock et al. 2021's signal propagation plot
     (`keras_initlab.callbacks.plot_signal`); ``channel_var + channel_mean_sq -
-    activation_mean^2 = activation_var``. Sums are taken
-    on device in float64 and combined across replicas before any variance is formed.
+    activation_mean^2 = activation_var``. On TensorFlow sums are taken on device in float64
+    and combined across replicas before any variance is formed; on JAX and PyTorch the
+    statistics are float32, blocked and two-pass, within the relative error
+    `keras_initlab.measurement._statistics.variance_bound` states (README: backends).
 
     Measured by default: every layer with weights, every activation layer, every merge
     layer (Add, Concatenate, Multiply, ...) and every normalization layer, named by their
