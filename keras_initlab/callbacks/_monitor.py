@@ -63,7 +63,9 @@ class VarianceMonitor(keras.callbacks.Callback):
     batch in training mode, taken with no extra pass and read from a device ring buffer every
     `IN_STEP_CAPACITY` steps; weight, unit and channel columns are None there, and so are
     the gradient and ``gradient_of`` of a layer that depends on no trainable variable, such
-    as an input Rescaling: the step's tape does not reach it). Other batch
+    as an input Rescaling: the step's tape does not reach it). That is TensorFlow; on JAX
+    and PyTorch an in-step record is a training-mode record of the batch the step trained
+    on (captured outside the step's jit), taken after the step, all columns. Other batch
     records and all step-0 / epoch-end records use the probe (``source="probe"``; ``mode`` says
     whether it ran in inference or training mode). Sources are never mixed in one alert
     comparison or one plot. A monitored layer that does not run (a sublayer its parent does
