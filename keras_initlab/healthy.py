@@ -204,12 +204,11 @@ def probe_moments(x: Any) -> dict[str, Any]:
 
     arrays = [np.asarray(leaf) for leaf in keras.tree.flatten(x)]
     floats = [a.astype(np.float64).ravel() for a in arrays if np.issubdtype(a.dtype, np.floating)]
-    values = np.concatenate(floats) if floats else np.array([0.0])
-    return {
-        "input_mean": float(values.mean()) if floats else 0.0,
-        "input_var": float(values.var()) if floats else 1.0,
-        "batch_size": int(arrays[0].shape[0]),
-    }
+    mean, var = 0.0, 1.0
+    if floats:
+        values = np.concatenate(floats)
+        mean, var = float(values.mean()), float(values.var())
+    return {"input_mean": mean, "input_var": var, "batch_size": int(arrays[0].shape[0])}
 
 
 def healthy_prediction(

@@ -1,15 +1,16 @@
 """The measurement core on JAX and PyTorch: one pass, a gradient adapter, the statistics.
 
 The model runs statelessly on the probe (`_loss.stateless_loss`) with every measured
-layer's output tapped (`_routing.install_taps`): the tap adds a zero perturbation ``e`` to
-the output, so ``dL/de`` is the gradient at that output, and keeps the output. The backend's
-adapter differentiates the loss with respect to the perturbations and the kernels
-(`keras_initlab.measurement._jax_gradients`: `jax.grad` with the perturbations as
-arguments; `keras_initlab.measurement._torch_gradients`: ``torch.autograd.grad``). The
-statistics of each layer are `_statistics.device_statistics` (float32 by default, with the
-error `_statistics.variance_bound` states; inside JAX's jitted pass), then
-`_statistics.host_columns`. Nothing the model holds changes: the pass is
-stateless, so training-mode moving statistics and seed states stay as they were.
+layer's output tapped (`_routing.install_taps`, `_routing.recording`): the tap adds a zero
+perturbation ``e`` to the output, so ``dL/de`` is the gradient at that output, and keeps
+the output. The backend's adapter differentiates the loss with respect to the
+perturbations and the kernels (`keras_initlab.measurement._jax_gradients`: `jax.grad` with
+the perturbations as arguments; `keras_initlab.measurement._torch_gradients`:
+``torch.autograd.grad``). The statistics of each layer are
+`_statistics.device_statistics` (float32 by default, with the error
+`_statistics.variance_bound` states; inside JAX's jitted pass), then
+`_statistics.host_columns`. Nothing the model holds changes: the pass is stateless, so
+training-mode moving statistics and seed states stay as they were.
 TensorFlow measures through `keras_initlab.measurement._probe` (its tape, distribution
 strategies and in-step taps).
 """
@@ -24,7 +25,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_initlab.measurement import _routing
 from keras_initlab.measurement._loss import require_loss
 from keras_initlab.measurement._records import COLUMNS
 from keras_initlab.measurement._statistics import device_statistics, host_columns
@@ -95,15 +95,6 @@ class Reduced:
         return [v is not None for v in self.vectors]
 
 
-def tapped(recorder: PerturbationRecorder, fn: Callable[[], Any]) -> Any:
-    """``fn()`` with ``recorder`` receiving the tapped layers' outputs (`_routing`)."""
-    _routing.RECORDERS.append(recorder)
-    try:
-        return fn()
-    finally:
-        _routing.RECORDERS.pop()
-
-
 class NeutralProbe:
     """``f(x, y, sample_weight) -> (layers, COLUMNS)`` float64 matrix on JAX or PyTorch.
 
@@ -135,7 +126,7 @@ class NeutralProbe:
             model, self.layers, self.kernels, training, loss_fn, self._reduce
         )
         self.activations = list(activations)
-        self.rtol, self.max_units, self.training = rtol, max_units, training
+        self.rtol, self.max_units = rtol, max_units
         self.loss_fn, self.dtype = loss_fn, dtype
         self.seen: list[bool] = [False] * len(self.layers)
         self.gradient_of: list[str | None] = [None] * len(self.layers)
@@ -149,11 +140,10 @@ class NeutralProbe:
                 vectors.append(None)
                 compared.append(None)
                 continue
-            kernel = self.kernels[i]
             vector, rows = device_statistics(
                 outputs,
                 None if tensors.grads is None else tensors.grads[i],
-                None if kernel is None else tensors.kernels[i],
+                tensors.kernels[i],
                 tensors.kernel_grads[i],
                 self.activations[i],
                 dtype=self.dtype,

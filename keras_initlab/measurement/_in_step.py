@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_initlab import _keras
 from keras_initlab.measurement._probe import loss_scale
-from keras_initlab.measurement._routing import RECORDERS, route_output
+from keras_initlab.measurement._routing import recording, route_output
 from keras_initlab.measurement._sums import (
     SATURATING,
     Consts,
@@ -104,11 +104,8 @@ class InStepTaps:
             # Read before the step's update (as the backward taps see the loss scaled).
             scale = loss_scale(self._model.optimizer)
             traced.backward = {"output": [None] * n, "logits": [None] * n}
-            RECORDERS.append(self)
-            try:
+            with recording(self):
                 logs = train_step(data)
-            finally:
-                RECORDERS.remove(self)
             # Per layer, the gradient at its output or, where the loss reads its logits
             # instead (from-logits shortcut), at its logits; None where the step's tape does
             # not reach the output (it depends on no trainable variable: an input Rescaling

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from keras_initlab.measurement._core import Pass, PerturbationRecorder, Reduced, tapped
+from keras_initlab.measurement._core import Pass, PerturbationRecorder, Reduced
 from keras_initlab.measurement._loss import stateless_loss
+from keras_initlab.measurement._routing import recording
 
 
 def make_pass(
@@ -39,10 +40,8 @@ def make_pass(
         recorder = PerturbationRecorder(
             len(layers), None if perturbations is None else lambda k, y: perturbations[k]
         )
-        loss, _ = tapped(
-            recorder,
-            lambda: stateless_loss(model, trainable, non_trainable, data, training, loss_fn),
-        )
+        with recording(recorder):
+            loss, _ = stateless_loss(model, trainable, non_trainable, data, training, loss_fn)
         return (jnp.zeros(()) if loss is None else loss), recorder.calls
 
     def values_of(trainable: list[Any]) -> list[Any]:

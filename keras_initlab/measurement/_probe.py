@@ -34,7 +34,7 @@ from keras_initlab.measurement._distinct import (
     uses_sketch,
 )
 from keras_initlab.measurement._loss import overrides_compute_loss, require_loss
-from keras_initlab.measurement._routing import RECORDERS, route_output
+from keras_initlab.measurement._routing import recording, route_output
 from keras_initlab.measurement._sums import (
     SATURATING,
     Consts,
@@ -191,25 +191,21 @@ def _pass(
     if y is not None and loss_fn is None and overrides_compute_loss(model):
         kept += list(model.metrics_variables)
     saved = [tf.identity(v.value) for v in kept]
-    RECORDERS.append(recorder)
-    try:
-        with tf.GradientTape() as tape:
-            # The tape records an op only when it reads a watched tensor: without the inputs
-            # watched, a weightless layer before the first weighted one (an input Rescaling)
-            # would be off the tape and get a zero gradient.
-            tape.watch([t for t in tf.nest.flatten(x) if t is not None and t.dtype.is_floating])
-            y_pred = model(x, training=training)
-            loss = None
-            if y is not None:
-                loss = _training_loss(model, x, y, y_pred, sample_weight, training, loss_fn)
-                loss = tf.cast(loss, tf.float32)
-                if share is not None:
-                    loss = loss * share
-                scale = loss_scale(getattr(model, "optimizer", None))
-                if scale is not None:
-                    loss = loss * scale
-    finally:
-        RECORDERS.pop()
+    with recording(recorder), tf.GradientTape() as tape:
+        # The tape records an op only when it reads a watched tensor: without the inputs
+        # watched, a weightless layer before the first weighted one (an input Rescaling)
+        # would be off the tape and get a zero gradient.
+        tape.watch([t for t in tf.nest.flatten(x) if t is not None and t.dtype.is_floating])
+        y_pred = model(x, training=training)
+        loss = None
+        if y is not None:
+            loss = _training_loss(model, x, y, y_pred, sample_weight, training, loss_fn)
+            loss = tf.cast(loss, tf.float32)
+            if share is not None:
+                loss = loss * share
+            scale = loss_scale(getattr(model, "optimizer", None))
+            if scale is not None:
+                loss = loss * scale
     calls = recorder.calls
     sources = [c[slot] for cs in calls for c in cs for slot in ("output", "logits")]
     kvars = [kernel for kernel in kernels if kernel is not None]

@@ -10,7 +10,8 @@ backends have no such shortcut). Nothing here imports TensorFlow until a TensorF
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import keras
@@ -47,6 +48,16 @@ def _logits_op_type(y: Any) -> str | None:
         return None
     op = y.op
     return op.type if op.type in _LOGITS_OPS and len(op.inputs) == 1 else None
+
+
+@contextlib.contextmanager
+def recording(recorder: Recorder) -> Iterator[None]:
+    """The taps hand their outputs to ``recorder`` within the ``with`` block."""
+    RECORDERS.append(recorder)
+    try:
+        yield
+    finally:
+        RECORDERS.remove(recorder)
 
 
 def route_output(

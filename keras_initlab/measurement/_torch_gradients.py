@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from keras_initlab.measurement._core import Pass, PerturbationRecorder, Reduced, tapped
+from keras_initlab.measurement._core import Pass, PerturbationRecorder, Reduced
 from keras_initlab.measurement._loss import stateless_loss
+from keras_initlab.measurement._routing import recording
 
 
 def make_pass(
@@ -52,11 +53,8 @@ def run_pass(
         return perturbations[-1]
 
     recorder = PerturbationRecorder(len(layers), perturb if with_grads else None)
-    with torch.set_grad_enabled(with_grads):
-        loss, _ = tapped(
-            recorder,
-            lambda: stateless_loss(model, values, non_trainable, data, training, loss_fn),
-        )
+    with torch.set_grad_enabled(with_grads), recording(recorder):
+        loss, _ = stateless_loss(model, values, non_trainable, data, training, loss_fn)
     calls = [[t.detach() for t in call] for call in recorder.calls]
     kernel_values = [None if k is None else k.value.detach() for k in kernels]
     if not with_grads:
