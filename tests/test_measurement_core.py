@@ -20,13 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keras_initlab
-from keras_initlab.measurement._statistics import (
-    block_terms,
-    distinct_count,
-    gamma,
-    moments,
-    variance_bound,
-)
+from keras_initlab.measurement._statistics import block_terms, gamma, moments, variance_bound
+from keras_initlab.measurement._twins import distinct_count
 
 IN, HIDDEN, CLASSES, BATCH = 24, 32, 10, 64
 

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 
 from keras_initlab.measurement._loss import require_loss
-from keras_initlab.measurement._records import COLUMNS
-from keras_initlab.measurement._statistics import device_statistics, host_columns
+from keras_initlab.measurement._reduce import Pass, Reduced, host_matrix, reduce_pass
 
-ADAPTERS = {"jax": "_jax_gradients", "torch": "_torch_gradients"}
+ops = keras.ops
+ADAPTERS = {"jax": "_jax_gradients", "torch": "_torch_gradients", "tensorflow": "_tf_gradients"}
 
 
 def check_not_distributed(backend: str) -> None:
@@ -70,31 +69,6 @@ class PerturbationRecorder:
         return y
 
 
-@dataclass
-class Pass:
-    """One pass's tensors: per layer its outputs and the loss's gradients at them (None
-    without targets), and per layer its kernel's values and gradient (None where it has
-    none; the values are the pass's own: arguments of JAX's jitted function)."""
-
-    outputs: list[list[Any]]
-    grads: list[list[Any]] | None
-    kernels: list[Any]
-    kernel_grads: list[Any]
-
-
-@dataclass
-class Reduced:
-    """One pass reduced per layer: `_statistics.DEVICE_COLUMNS` and the rows to compare
-    (None for a layer that did not run)."""
-
-    vectors: list[Any]
-    compared: list[Any]
-
-    @property
-    def seen(self) -> list[bool]:
-        return [v is not None for v in self.vectors]
-
-
 class NeutralProbe:
     """``f(x, y, sample_weight) -> (layers, COLUMNS)`` float64 matrix on JAX or PyTorch.
 
@@ -119,7 +93,8 @@ class NeutralProbe:
         backend = keras.backend.backend()
         if backend not in ADAPTERS:
             raise ValueError(f"No measurement adapter for the {backend!r} backend")
-        check_not_distributed(backend)
+        if backend != "tensorflow":
+            check_not_distributed(backend)
         adapter = importlib.import_module(f"keras_initlab.measurement.{ADAPTERS[backend]}")
         self.model, self.layers, self.kernels = model, list(layers), list(kernels)
         self._pass = adapter.make_pass(
@@ -132,26 +107,14 @@ class NeutralProbe:
         self.gradient_of: list[str | None] = [None] * len(self.layers)
 
     def _reduce(self, tensors: Pass) -> Reduced:
-        """The device statistics of every seen layer of one pass (inside JAX's jit)."""
-        vectors: list[Any] = []
-        compared: list[Any] = []
-        for i, outputs in enumerate(tensors.outputs):
-            if not outputs:
-                vectors.append(None)
-                compared.append(None)
-                continue
-            vector, rows = device_statistics(
-                outputs,
-                None if tensors.grads is None else tensors.grads[i],
-                tensors.kernels[i],
-                tensors.kernel_grads[i],
-                self.activations[i],
-                dtype=self.dtype,
-                max_units=self.max_units,
-            )
-            vectors.append(vector)
-            compared.append(rows)
-        return Reduced(vectors, compared)
+        """The device statistics of one pass (inside JAX's jit and TensorFlow's trace)."""
+        return reduce_pass(tensors, self.activations, self.dtype, self.max_units)
+
+    def _gradient_of(self, i: int) -> str:
+        """Where layer ``i``'s gradient is taken: ``"output"``, or ``"logits"`` where the
+        adapter found Keras' from-logits shortcut (TensorFlow's tape)."""
+        found = getattr(self._pass, "gradient_of", None)
+        return found[i] if found and found[i] else "output"
 
     def __repr__(self) -> str:
         return f"NeutralProbe(backend={keras.backend.backend()!r}, layers={len(self.layers)})"
@@ -160,14 +123,9 @@ class NeutralProbe:
         if y is not None:
             require_loss(self.model, self.loss_fn)
         reduced = self._pass((x, y, sample_weight))
-        matrix = np.full((len(self.layers), len(COLUMNS)), np.nan)
-        for i, layer in enumerate(self.layers):
-            self.seen[i] = reduced.seen[i]
-            self.gradient_of[i] = "output" if reduced.seen[i] and y is not None else None
-            if not reduced.seen[i]:
-                continue
-            columns = host_columns(
-                reduced.vectors[i], reduced.compared[i], layer.weights, self.rtol
-            )
-            matrix[i] = [np.nan if columns[c] is None else columns[c] for c in COLUMNS]
+        weights = [layer.weights for layer in self.layers]
+        matrix, seen = host_matrix(reduced, weights, self.rtol, self.dtype)
+        for i in range(len(self.layers)):
+            self.seen[i] = bool(seen[i])
+            self.gradient_of[i] = self._gradient_of(i) if seen[i] and y is not None else None
         return matrix

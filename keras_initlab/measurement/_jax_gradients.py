@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from keras_initlab.measurement._core import Pass, PerturbationRecorder, Reduced
+from keras_initlab.measurement._core import PerturbationRecorder
 from keras_initlab.measurement._loss import stateless_loss
+from keras_initlab.measurement._reduce import Pass, Reduced
 from keras_initlab.measurement._routing import recording
 
 
@@ -48,14 +49,21 @@ def make_pass(
         at = dict(zip(trainable_ids, trainable, strict=True))
         return [None if k is None else at.get(id(k), k.value) for k in kernels]
 
-    def reduced(tensors: Pass) -> tuple[list[Any], list[Any]]:
-        result = reduce(tensors)
-        return result.vectors, result.compared
+    def reduced(tensors: Pass) -> tuple[Any, ...]:
+        return reduce(tensors).parts()
 
     @jax.jit
     def forward(trainable: Any, non_trainable: Any, data: Any) -> Any:
         calls = run(None, trainable, non_trainable, data)[1]
-        return reduced(Pass(calls, None, values_of(trainable), [None] * len(layers)))
+        return reduced(
+            Pass(
+                calls,
+                None,
+                values_of(trainable),
+                [None] * len(layers),
+                [*trainable, *non_trainable],
+            )
+        )
 
     @jax.jit
     def backward(zeros: Any, trainable: Any, non_trainable: Any, data: Any) -> Any:
@@ -70,7 +78,9 @@ def make_pass(
             None if kernel is None else at.get(id(kernel), jnp.zeros(kernel.shape, kernel.dtype))
             for kernel in kernels
         ]
-        return reduced(Pass(calls, grads, values_of(trainable), kernel_grads))
+        return reduced(
+            Pass(calls, grads, values_of(trainable), kernel_grads, [*trainable, *non_trainable])
+        )
 
     shapes: dict[str, list[Any]] = {}
 

@@ -147,7 +147,7 @@ def make_probe_function(
             # this replica's share of the probe instead.
             share = tf.cast(stop - start, tf.float32) / tf.cast(n, tf.float32)
             share = share * float(replicas) if loss_fn is None else share
-        seen = _pass(model, layers, kernels, (x, y, sample_weight), training, loss_fn, share)
+        seen = tape_pass(model, layers, kernels, (x, y, sample_weight), training, loss_fn, share)
         payload, found, unscale = _layer_sums(seen, kernels, activations, max_units, replicas)
         layout.update(found)
         if replicas > 1:  # (one replica: nothing to add)
@@ -167,14 +167,14 @@ def make_probe_function(
     return ProbeFunction(probe, layout)
 
 
-def _pass(
+def tape_pass(
     model: Any,
     layers: Sequence[Any],
     kernels: Sequence[Any | None],
     data: tuple[Any, Any, Any],
     training: bool,
     loss_fn: Any,
-    share: tf.Tensor | None,
+    share: tf.Tensor | None = None,
 ) -> dict[str, Any]:
     """The forward and backward pass of one replica, with the taps active.
 

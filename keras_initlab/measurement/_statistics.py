@@ -5,31 +5,36 @@ computed in ``dtype`` (float32 by default: JAX runs without float64 unless x64 i
 on, TPUs have none and consumer GPUs run it at 1/32-1/64 of float32's speed) by a blocked
 two-pass method:
 
-* a sum of ``n`` terms is taken as ``b = ceil(sqrt(n))`` block sums of at most ``b`` terms,
-  then their sum (`blocked_sum`): whatever order the backend reduces a block in, the
-  rounding error is at most ``gamma_k sum|y_i|`` with ``k = 2b`` (``gamma_k = k u / (1 - k
-  u)``, ``u`` the unit roundoff: 2^-24 in float32), not ``gamma_n``;
-* ``mean = sum(y) / n``, then ``var = sum((y - mean)^2) / n`` (two passes: no cancellation
-  of ``E[y^2] - mean^2``).
+* a sum of ``n`` terms is taken as block sums of ``b`` terms (`block_size`, about
+  ``sqrt(n)``), then their sum (`_blocked`): whatever order the backend reduces a block in,
+  the rounding error is at most ``gamma_k sum|y_i|`` with ``k = block_terms(n)`` (about
+  ``2 sqrt(n)``; ``gamma_k = k u / (1 - k u)``, ``u`` the unit roundoff: 2^-24 in
+  float32), not ``gamma_n``;
+* per unit (column) ``mean = sum(y) / n``, then the sum of ``(y - mean)^2`` (two passes: no
+  cancellation of ``E[y^2] - mean^2``); a layer's variance pools its units' (no third pass:
+  `pooled_moments`).
 
 With ``kappa = E[y^2] / Var(y)`` (1 for centred data, large for a big mean), the computed
-variance ``v`` satisfies (`variance_bound`)::
+variance ``v`` of one unit satisfies (`variance_bound`, which also gives the pooled one)::
 
     |v - Var(y)| / Var(y) <= gamma_{k+4} + 2 gamma_k^2 kappa
 
 (the squared terms are non-negative, so their sum is relative-accurate; the computed mean
 is off by at most ``gamma_k sqrt(E[y^2])``, which adds its square). Reductions only, no
 matmul or einsum: GPUs run float32 matmuls as TF32 (10-bit mantissa) by default.
+
+Layers whose outputs have the same shape are measured stacked (`stacked_statistics`,
+`kernel_statistics`): one set of ops per shape, not per layer.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import keras
-import numpy as np
 
 ops = keras.ops
 
@@ -47,55 +52,109 @@ def gamma(k: int, dtype: str = "float32") -> float:
     return ku / (1.0 - ku) if ku < 1.0 else math.inf
 
 
+# Sums of at most this many terms are taken whole (their bound: gamma_n, under 7e-5 in
+# float32); longer ones in blocks. Every block costs two more ops, and ops cost time.
+WHOLE = 1024
+
+
+@functools.lru_cache(maxsize=1024)
+def block_size(n: int) -> int:
+    """The block size ``b`` of a sum of ``n`` terms: ``n`` (one block) up to `WHOLE` terms,
+    else a divisor of ``n`` in ``[sqrt(n) / 2, sqrt(n)]`` where there is one (no
+    padding), else ``ceil(sqrt(n))``."""
+    if n <= WHOLE:
+        return max(n, 1)
+    root = math.isqrt(n - 1) + 1  # ceil(sqrt(n))
+    for b in range(root, root // 2 - 1, -1):
+        if n % b == 0:
+            return b
+    return root
+
+
 def block_terms(n: int) -> int:
-    """``k = 2 ceil(sqrt(n))``: the terms one `blocked_sum` result accumulates in sequence."""
-    return 2 * math.isqrt(max(n - 1, 0)) + 2
+    """``k``, the terms a sum of ``n`` terms accumulates in sequence (in any order within a
+    block): ``n`` up to `WHOLE` terms, else ``b + ceil(n / b)`` (``b = block_size(n)``,
+    at most about ``2.5 sqrt(n)``)."""
+    b = block_size(n)
+    return n if b >= n else b + -(-n // b)
 
 
-def variance_bound(n: int, kappa: float, dtype: str = "float32") -> float:
-    """The relative error bound of `moments`' variance of ``n`` elements.
+def variance_bound(n: int, kappa: float, dtype: str = "float32", units: int = 1) -> float:
+    """The relative error bound of a computed variance of ``n * units`` elements.
 
-    ``gamma_{k+4} + 2 gamma_k^2 kappa`` with ``k = block_terms(n)`` and ``kappa = E[y^2] /
-    Var(y)``.
+    One unit (`moments`, a kernel): ``gamma_{k+4} + 2 gamma_k^2 kappa``. Pooled over
+    ``units`` columns of ``n`` rows (`stacked_statistics`' activation and gradient
+    variances): ``gamma_{k+4} + gamma_{k+1} + gamma_{j+6} + 2 (gamma_{k+1} +
+    gamma_{j+1})^2 kappa``, with ``k = block_terms(n)``, ``j = block_terms(units)`` and
+    ``kappa = E[y^2] / Var(y)``: the per-unit sums of squares are sums of non-negative
+    terms (``gamma_{k+3}``); the pooled variance adds the units' between part and a
+    correction from each unit's computed residual ``sum(y - mean_unit)``, whose error is at
+    most ``gamma_{k+1}`` of the variance, and the computed mean's error enters squared.
 
     Args:
-        n: the number of elements.
+        n: the elements of one unit (rows).
         kappa: ``E[y^2] / Var(y)`` of the elements (>= 1).
         dtype: the dtype the statistics are computed in.
+        units: the columns pooled.
 
     Example:
     >>> variance_bound(10**6, 1.0) < 2e-4  # a million centred float32 values
     True
     """
     k = block_terms(n)
-    return gamma(k + 4, dtype) + 2.0 * gamma(k, dtype) ** 2 * kappa
+    if units == 1:
+        return gamma(k + 4, dtype) + 2.0 * gamma(k, dtype) ** 2 * kappa
+    j = block_terms(units)
+    first = gamma(k + 4, dtype) + gamma(k + 1, dtype) + gamma(j + 6, dtype)
+    return first + 2.0 * (gamma(k + 1, dtype) + gamma(j + 1, dtype)) ** 2 * kappa
 
 
-def _rows(t: Any, dtype: str) -> Any:
-    """``t`` as a matrix (elements, units): units the last axis, in ``dtype``."""
-    t = ops.cast(t, dtype)
-    if len(t.shape) == 0:
-        return ops.reshape(t, (1, 1))
-    if len(t.shape) == 1:
-        return ops.reshape(t, (-1, 1))
-    return ops.reshape(t, (-1, t.shape[-1]))
+def _blocked(x: Any, axis: int = -2) -> Any:
+    """``x`` summed over its ``axis`` (-2: (..., n, w) to (..., w); -1: (..., n) to (...))
+    as `block_size` block sums, then their sum. Whatever order the backend sums a block in,
+    the error of each sum is at most ``gamma_k sum|x|``, ``k = block_terms(n)``, not
+    ``gamma_n``. (Reduce the axis the data is laid along: a reduction over a short last
+    axis runs many times slower.)"""
+    n = x.shape[axis]
+    b = block_size(n)
+    if b >= n:
+        return ops.sum(x, axis=axis)
+    blocks = -(-n // b)
+    lead, tail = x.shape[: axis % len(x.shape)], x.shape[axis % len(x.shape) + 1 :]
+    if blocks * b > n:
+        x = ops.pad(x, [(0, 0)] * len(lead) + [(0, blocks * b - n)] + [(0, 0)] * len(tail))
+    x = ops.reshape(x, (*lead, blocks, b, *tail))
+    inner = -2 if axis == -2 else -1
+    return ops.sum(ops.sum(x, axis=inner), axis=inner)
 
 
-def blocked_sum(t: Any) -> Any:
-    """Column sums of a matrix ``t`` (rows, units) as ``ceil(sqrt(rows))`` block sums.
+def unit_moments(x: Any, axis: int = -2) -> tuple[Any, Any, Any]:
+    """Per unit of ``x`` over its ``axis`` (-2: the rows of (..., n, units); -1: each
+    vector of (..., n)): the mean, the sum of squares about it and the residual
+    ``sum(y - mean)`` (two passes, blocked)."""
+    n = x.shape[axis]
+    means = _blocked(x, axis) / n
+    flat_rows = len(x.shape) == 2 and axis == -2  # (means broadcast over the rows)
+    centred = x - (means if flat_rows else ops.expand_dims(means, axis))
+    return means, _blocked(centred * centred, axis), _blocked(centred, axis)
 
-    Example:
-    >>> import numpy as np
-    >>> float(blocked_sum(np.ones((10, 1), "float32"))[0])
-    10.0
+
+def pooled_moments(means: Any, squares: Any, residuals: Any, n: int) -> tuple[Any, ...]:
+    """Per layer, from `unit_moments` of (layers, n, units): the mean and variance of all
+    its elements, the mean over units of the squared unit mean and of the unit variance.
+
+    With ``d_c = mean_c - mean``: ``n units var = sum_c S_c + 2 sum_c d_c r_c + n sum_c
+    d_c^2`` (``S_c``, ``r_c``: unit c's sum of squares and residual; an identity for any
+    centres), so the variance needs no third pass over the data.
     """
-    rows = t.shape[0]
-    b = max(math.isqrt(max(rows - 1, 0)) + 1, 1)
-    blocks = -(-rows // b)
-    pad = blocks * b - rows
-    if pad:
-        t = ops.pad(t, [(0, pad), (0, 0)])
-    return ops.sum(ops.sum(ops.reshape(t, (blocks, b, t.shape[-1])), axis=1), axis=0)
+    units = means.shape[1]
+    mean = _blocked(means, axis=-1) / units
+    d = means - ops.expand_dims(mean, 1)
+    parts = ops.stack([squares, 2.0 * d * residuals, n * (d * d), means * means], axis=1)
+    sums = _blocked(parts, axis=-1)  # (layers, 4)
+    count = n * units
+    variance = (sums[:, 0] + sums[:, 1] + sums[:, 2]) / count
+    return mean, variance, sums[:, 3] / units, sums[:, 0] / count
 
 
 def moments(t: Any, dtype: str = "float32") -> tuple[Any, Any]:
@@ -107,28 +166,33 @@ def moments(t: Any, dtype: str = "float32") -> tuple[Any, Any]:
     >>> float(m), float(v)
     (1.5, 1.25)
     """
-    flat = ops.reshape(ops.cast(t, dtype), (-1, 1))
-    n = flat.shape[0]
-    mean = blocked_sum(flat)[0] / n
-    centred = flat - mean
-    return mean, blocked_sum(centred * centred)[0] / n
+    flat = ops.reshape(ops.cast(t, dtype), (-1,))
+    means, squares, _ = unit_moments(flat, axis=-1)
+    return means, squares / flat.shape[0]
 
 
-def unit_moments(rows: Any) -> tuple[Any, Any]:
-    """Per unit (column) of ``rows``: its mean and variance over the rows, two-pass."""
-    n = rows.shape[0]
-    means = blocked_sum(rows) / n
-    centred = rows - means
-    return means, blocked_sum(centred * centred) / n
+def as_rows(t: Any, dtype: str) -> Any:
+    """``t`` as a matrix (elements, units): units the last axis, in ``dtype``."""
+    t = ops.cast(t, dtype)
+    if len(t.shape) == 0:
+        return ops.reshape(t, (1, 1))
+    if len(t.shape) == 1:
+        return ops.reshape(t, (-1, 1))
+    return ops.reshape(t, (-1, t.shape[-1]))
 
 
-def saturated_share(rows: Any, activation: str | None) -> Any:
-    """The share of elements within `SATURATION_MARGIN` of a tanh/sigmoid bound."""
-    if activation == "tanh":
-        hit = ops.abs(rows) >= 1.0 - SATURATION_MARGIN
-    else:
-        hit = ops.logical_or(rows <= SATURATION_MARGIN, rows >= 1.0 - SATURATION_MARGIN)
-    return ops.cast(ops.sum(ops.cast(hit, "int32")), rows.dtype) / (rows.shape[0] * rows.shape[1])
+def unit_terms(rows: Any, activation: str | None) -> tuple[Any, ...]:
+    """What `stacked_statistics` needs of rows (..., n, units) (one layer's, or a stack of
+    layers' with a leading axis): `unit_moments`, and the number of elements within
+    `SATURATION_MARGIN` of a tanh/sigmoid bound (None for another ``activation``)."""
+    saturated = None
+    if activation in SATURATING:
+        if activation == "tanh":
+            hit = ops.abs(rows) >= 1.0 - SATURATION_MARGIN
+        else:
+            hit = ops.logical_or(rows <= SATURATION_MARGIN, rows >= 1.0 - SATURATION_MARGIN)
+        saturated = ops.sum(ops.cast(hit, "int32"), axis=(-2, -1))
+    return (*unit_moments(rows), saturated)
 
 
 def non_finite_count(weights: Sequence[Any]) -> int:
@@ -139,55 +203,6 @@ def non_finite_count(weights: Sequence[Any]) -> int:
         if "float" in str(w.dtype):
             total += int(ops.convert_to_numpy(ops.sum(ops.cast(~ops.isfinite(value), "int32"))))
     return total
-
-
-SCREEN = 4  # random projections that screen the pairs `distinct_count` compares
-
-
-def distinct_count(rows: Any, rtol: float) -> int:
-    """Units (columns of ``rows``) whose outputs differ by more than ``rtol`` relative.
-
-    Two columns are one unit when ``|a - b| <= rtol max(|a|, |b|)``; counted greedily (a
-    column is new unless an earlier new one is its twin) on the host in float64. Only
-    pairs that pass a screen are compared: for a fixed Gaussian vector ``r``,
-    ``|r.a - r.b| <= |r| |a - b|``, so a twin pair lies within ``|r| rtol max(|a|, |b|)`` on
-    each of `SCREEN` projections (a necessary condition: no twin is missed); candidates
-    are found by sorting the first projection, and a unit alone in its window is new. The
-    measurement compares a layer's `sketch` (at most `SKETCH_ROWS` rows): equal columns
-    stay equal there, and a pair of different columns is merged only where the sketch
-    shrinks their difference below ``rtol`` (for a difference spread over many rows, a
-    chance that falls exponentially with the sketch's rows).
-
-    Example:
-    >>> import numpy as np
-    >>> distinct_count(np.ones((8, 5)), 1e-3), distinct_count(np.eye(5), 1e-3)
-    (1, 5)
-    """
-    a = np.asarray(rows, np.float64)
-    units = a.shape[1]
-    norms = np.linalg.norm(a, axis=0)
-    r = np.random.default_rng(0).standard_normal((SCREEN, a.shape[0]))
-    projected = r @ a  # (SCREEN, units)
-    reach = np.linalg.norm(r, axis=1)[:, None] * rtol  # times max(|a|, |b|) per pair
-    order = np.argsort(projected[0])
-    sorted_p = projected[0][order]
-    # A twin of unit j has a norm of at most |a_j| / (1 - rtol): j's window on the first
-    # projection is that times reach (and a twin found from the other side is in both).
-    width = reach[0, 0] * np.max(norms) if rtol >= 1.0 else reach[0, 0] * norms / (1.0 - rtol)
-    lows = np.searchsorted(sorted_p, projected[0] - width, "left")
-    highs = np.searchsorted(sorted_p, projected[0] + width, "right")
-    kept = np.ones(units, bool)
-    for j in np.flatnonzero(highs - lows > 1):  # a unit alone in its window is new
-        near = order[lows[j] : highs[j]]
-        near = near[(near < j) & kept[near]]
-        if near.size == 0:
-            continue
-        scale = np.maximum(norms[near], norms[j])
-        screened = np.all(np.abs(projected[:, near] - projected[:, [j]]) <= reach * scale, axis=0)
-        near, bound = near[screened], rtol * scale[screened]
-        if near.size and np.any(np.linalg.norm(a[:, near] - a[:, [j]], axis=0) <= bound):
-            kept[j] = False
-    return int(kept.sum())
 
 
 # Column layout of the matrix returned by the probe function (one row per measured layer).
@@ -204,90 +219,59 @@ COLUMNS = (
     "channel_mean_sq",
     "channel_var",
 )
-# The columns `device_statistics` computes, in this order (the other two are the host's).
-DEVICE_COLUMNS = tuple(c for c in COLUMNS if c not in ("distinct_units", "non_finite_weights"))
-SKETCH_ROWS = 256  # rows `distinct_count` compares at most (a count sketch beyond)
+# The columns `stacked_statistics` computes per layer, in this order, and
+# `kernel_statistics`; together `DEVICE_COLUMNS`.
+ACTIVATION_COLUMNS = (
+    "activation_mean",
+    "activation_var",
+    "gradient_var",
+    "dead_fraction",
+    "saturation_fraction",
+    "channel_mean_sq",
+    "channel_var",
+)
+KERNEL_COLUMNS = ("weight_var", "weight_grad_var")
+# The device's columns, in this order (the other two are the host's).
+DEVICE_COLUMNS = ACTIVATION_COLUMNS + KERNEL_COLUMNS
 
 
-def sketch(rows: Any, size: int = SKETCH_ROWS) -> Any:
-    """``rows`` (n, units) as a count sketch of ``size`` rows when ``n > size`` (each row
-    added with a random sign to one bucket, drawn from a fixed seed; on device)."""
-    n = rows.shape[0]
-    if n <= size:
-        return rows
-    rng = np.random.default_rng(0)
-    bucket = rng.integers(0, size, n).astype("int32")
-    sign = rng.choice([-1.0, 1.0], n).astype(str(rows.dtype).split(".")[-1])
-    return ops.segment_sum(rows * sign[:, None], bucket, num_segments=size)
-
-
-def device_statistics(
-    outputs: Sequence[Any],
-    grads: Sequence[Any] | None,
-    kernel: Any,
-    kernel_grad: Any,
-    activation: str | None,
-    *,
-    dtype: str = "float32",
-    max_units: int,
-) -> tuple[Any, Any]:
-    """One layer's `DEVICE_COLUMNS` as a vector (NaN where a column does not apply) and the
-    rows `distinct_count` compares (`sketch`; None above ``max_units`` units), all in
-    `keras.ops` (traceable: JAX computes them inside its jitted pass).
-
-    Args:
-        outputs: the layer's output at each call (their elements pooled).
-        grads: the loss's gradient at each output (None: no gradient columns).
-        kernel, kernel_grad: the layer's kernel values and their gradient (None: absent).
-        activation: the name of the layer's last function (saturation of tanh/sigmoid).
-        dtype: ``"float32"`` or ``"float64"``, the statistics' precision.
-        max_units: above this many units there is nothing to compare.
+def stacked_statistics(terms: tuple[Any, ...], grads: tuple[Any, ...] | None, n: int) -> Any:
+    """`ACTIVATION_COLUMNS` (layers, 7) of layers whose outputs have the same shape (``n``
+    rows of the same units), from their `unit_terms` stacked (layers, units) (and the
+    stacked `unit_moments` of the loss's gradients at them; None: no gradient column), in
+    the statistics' dtype (NaN where a column does not apply); all in `keras.ops`,
+    traceable: one set of ops per stack, not per layer (every op costs trace time, and on
+    TensorFlow and PyTorch a launch per call). A unit is dead when its mean and its sum of
+    squares are both zero: every row zero (or so small that its square underflows: below
+    about 4e-23 in float32).
     """
-    nan = ops.convert_to_tensor(math.nan, dtype)
-    rows = ops.concatenate([_rows(o, dtype) for o in outputs], axis=0)
-    mean, var = moments(rows, dtype)
-    means, variances = unit_moments(rows)
-    peak = ops.max(ops.abs(rows), axis=0)
-    gradient = nan
-    if grads is not None:
-        pooled = ops.concatenate([ops.reshape(ops.cast(g, dtype), (-1,)) for g in grads], 0)
-        gradient = moments(pooled, dtype)[1]
-    weight = nan if kernel is None else moments(kernel, dtype)[1]
-    weight_grad = nan if kernel_grad is None else moments(kernel_grad, dtype)[1]
-    saturated = saturated_share(rows, activation) if activation in SATURATING else nan
-    vector = ops.stack(
-        [
-            mean,
-            var,
-            gradient,
-            weight,
-            weight_grad,
-            ops.mean(ops.cast(ops.equal(peak, 0.0), dtype)),
-            saturated,
-            ops.mean(means * means),
-            ops.mean(variances),
-        ]
-    )
-    compared = sketch(rows) if rows.shape[1] <= max_units else None
-    return vector, compared
+    means, squares, residuals, hits = terms
+    mean, variance, channel_mean_sq, channel_var = pooled_moments(means, squares, residuals, n)
+    nan = ops.full_like(mean, math.nan)
+    gradient = nan if grads is None else pooled_moments(*grads[:3], n)[1]
+    zero = ops.logical_and(ops.equal(means, 0.0), ops.equal(squares, 0.0))
+    dead = ops.mean(ops.cast(zero, mean.dtype), axis=1)
+    saturated = nan if hits is None else ops.cast(hits, mean.dtype) / (n * means.shape[1])
+    columns = [mean, variance, gradient, dead, saturated, channel_mean_sq, channel_var]
+    return ops.stack(columns, axis=1)
 
 
-def host_columns(
-    vector: Any, compared: Any, weights: Sequence[Any], rtol: float
-) -> dict[str, float | None]:
-    """All `keras_initlab.measurement.COLUMNS` of one layer: `device_statistics`' vector
-    and rows, its weights' ``non_finite_weights`` and ``distinct_units`` (None where the
-    activations are not finite or there is nothing to compare)."""
-    values = np.asarray(ops.convert_to_numpy(vector), np.float64)
-    columns: dict[str, float | None] = {
-        k: None if math.isnan(v) else float(v) for k, v in zip(DEVICE_COLUMNS, values, strict=True)
-    }
-    columns["non_finite_weights"] = non_finite_count(weights)
-    variance = columns["activation_var"]
-    finite = variance is not None and math.isfinite(variance)
-    columns["distinct_units"] = (
-        distinct_count(ops.convert_to_numpy(compared), rtol)
-        if compared is not None and finite
-        else None
-    )
-    return columns
+def kernel_statistics(kernels: Any, grads: Any | None) -> Any:
+    """`KERNEL_COLUMNS` (layers, 2) of kernels of the same size stacked as (layers, n) in
+    the statistics' dtype, with their gradients alike (None: NaN): each one's variance."""
+    if grads is None:
+        variances = unit_moments(kernels, axis=-1)[1] / kernels.shape[1]
+        return ops.stack([variances, ops.full_like(variances, math.nan)], axis=1)
+    both = ops.stack([kernels, grads], axis=1)  # (layers, 2, n)
+    return unit_moments(both, axis=-1)[1] / kernels.shape[1]
+
+
+def all_finite(weights: Sequence[Any]) -> Any:
+    """A device scalar, true when every value of the floating-point ``weights`` is finite,
+    and at most rarely false when they are (a sum that overflows): one sum per weight and
+    their total times zero, which is NaN exactly when a term is NaN or infinite; the exact
+    count (`non_finite_count`) runs on the host when it is false."""
+    sums = [ops.sum(ops.cast(w, "float32")) for w in weights if "float" in str(w.dtype)]
+    if not sums:
+        return ops.convert_to_tensor(True)
+    return ops.isfinite(ops.sum(ops.stack(sums)) * 0.0)

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from keras_initlab.measurement._core import Pass, PerturbationRecorder, Reduced
+from keras_initlab.measurement._core import PerturbationRecorder
 from keras_initlab.measurement._loss import stateless_loss
+from keras_initlab.measurement._reduce import Pass, Reduced
 from keras_initlab.measurement._routing import recording
 
 
@@ -57,8 +58,9 @@ def run_pass(
         loss, _ = stateless_loss(model, values, non_trainable, data, training, loss_fn)
     calls = [[t.detach() for t in call] for call in recorder.calls]
     kernel_values = [None if k is None else k.value.detach() for k in kernels]
+    variables = [*(v.detach() for v in values), *non_trainable]
     if not with_grads:
-        return Pass(calls, None, kernel_values, [None] * len(layers))
+        return Pass(calls, None, kernel_values, [None] * len(layers), variables)
     sources = perturbations + [by_id[id(k)] for k in kernels if k is not None and id(k) in wanted]
     found = torch.autograd.grad(loss, sources, allow_unused=True)
     at_outputs, at_kernels = found[: len(perturbations)], iter(found[len(perturbations) :])
@@ -80,4 +82,4 @@ def run_pass(
             kernel_grads.append(torch.zeros_like(by_id[id(kernel)]) if g is None else g)
         else:
             kernel_grads.append(torch.zeros_like(kernel.value))
-    return Pass(calls, grads, kernel_values, kernel_grads)
+    return Pass(calls, grads, kernel_values, kernel_grads, variables)

@@ -1,0 +1,210 @@
+"""One pass's tensors to the `COLUMNS` matrix: on the device, then on the host.
+
+On the device (`reduce_pass`, inside JAX's jit and TensorFlow's trace), each layer's
+output gets its passes over the data (`_statistics.unit_terms`: per unit, the sums the
+statistics need); layers whose outputs have the same shape (and the same saturating
+activation) then have those per-unit vectors stacked and finished by one set of
+`keras.ops` (`_statistics.stacked_statistics`; kernels of the same size stacked whole,
+`_statistics.kernel_statistics`): the data is never copied, and the ops after the passes
+grow with the shapes a model has, not with its layers, which keeps the trace short and,
+on TensorFlow and PyTorch, the launches per record few. Every layer's
+compared rows (`_twins.sketch`) are set side by side per shape and screened
+(`_twins.screen_terms`). Four small arrays go to the host at each pass (the statistics,
+which layers ran, the screen terms, the finite check) and a layer's rows only when its
+screen finds candidate twins (`host_matrix`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_initlab.measurement._statistics import (
+    ACTIVATION_COLUMNS,
+    COLUMNS,
+    DEVICE_COLUMNS,
+    KERNEL_COLUMNS,
+    SATURATING,
+    all_finite,
+    as_rows,
+    kernel_statistics,
+    non_finite_count,
+    stacked_statistics,
+    unit_terms,
+)
+from keras_initlab.measurement._twins import Screened, distinct_counts, screen_terms, sketch
+
+ops = keras.ops
+
+
+@dataclass
+class Pass:
+    """One pass's tensors: per layer its outputs and the loss's gradients at them (None
+    without targets), per layer its kernel's values and gradient (None where it has none),
+    and the values of every model variable (the finite check); all values are the pass's
+    own (arguments of JAX's jitted function)."""
+
+    outputs: list[list[Any]]
+    grads: list[list[Any]] | None
+    kernels: list[Any]
+    kernel_grads: list[Any]
+    variables: list[Any]
+
+
+@dataclass
+class Reduced:
+    """One pass reduced, as device values: ``matrix`` (layers, `DEVICE_COLUMNS`; NaN rows
+    for a layer that did not run), ``seen`` (per layer, whether it ran), ``terms`` (the
+    screen terms of every compared layer side by side; None when none is), ``index`` (per
+    compared layer: its index, its first column in ``terms``, its units, its stack and its
+    first column there), ``stacks`` (per stack, the compared rows side by side) and
+    ``finite`` (every variable finite; see `_statistics.all_finite`)."""
+
+    matrix: Any
+    seen: Any
+    terms: Any
+    index: Any
+    stacks: list[Any]
+    finite: Any
+
+    def parts(self) -> tuple[Any, ...]:
+        """The fields as a tuple (what a jitted or traced function returns)."""
+        return self.matrix, self.seen, self.terms, self.index, self.stacks, self.finite
+
+
+def _rows_of(tensors: Sequence[Any], dtype: str) -> Any:
+    """A layer's tensors at each call as one matrix (elements, units)."""
+    rows = [as_rows(t, dtype) for t in tensors]
+    return rows[0] if len(rows) == 1 else ops.concatenate(rows, axis=0)
+
+
+# Layers of the same shape with at most this many elements are stacked before their passes
+# over the data (copying them costs less than the ops it saves); larger ones are reduced
+# where they are and only their per-unit sums are stacked.
+STACKED_ELEMENTS = 2**16
+
+
+def _stacked_terms(rows: Sequence[Any], saturating: str | None) -> tuple[Any, ...]:
+    """`_statistics.unit_terms` of same-shaped ``rows`` (each (n, units)), stacked."""
+    n, units = rows[0].shape
+    if len(rows) > 1 and n * units <= STACKED_ELEMENTS:
+        return unit_terms(ops.stack(rows), saturating)
+    each = [unit_terms(r, saturating) for r in rows]
+    return tuple(None if each[0][k] is None else ops.stack([t[k] for t in each]) for k in range(4))
+
+
+def _placed(blocks: list[Any], order: list[int], layers: int, width: int, dtype: str) -> Any:
+    """The rows ``blocks`` (stacked in ``order`` of layers) at their layers' places in a
+    (layers, width) matrix, NaN rows elsewhere."""
+    nan = ops.full((1, width), math.nan, dtype)
+    at = {layer: k for k, layer in enumerate(order)}
+    place = np.array([at.get(i, len(order)) for i in range(layers)], np.int32)
+    return ops.take(ops.concatenate([*blocks, nan], axis=0), place, axis=0)
+
+
+def reduce_pass(
+    tensors: Pass, activations: Sequence[str | None], dtype: str, max_units: int
+) -> Reduced:
+    """The device statistics of every layer of one pass, stacked by shape (traceable)."""
+    n_layers = len(tensors.outputs)
+    stacks: dict[tuple[Any, ...], list[int]] = {}
+    rows: dict[int, Any] = {}
+    for i, outputs in enumerate(tensors.outputs):
+        if outputs:
+            rows[i] = _rows_of(outputs, dtype)
+            saturating = activations[i] if activations[i] in SATURATING else None
+            stacks.setdefault((tuple(rows[i].shape), saturating), []).append(i)
+    blocks, order, terms, compared, index = [], [], [], [], []
+    column = 0
+    for (shape, saturating), members in stacks.items():
+        grads = None
+        if tensors.grads is not None:
+            grads = _stacked_terms([_rows_of(tensors.grads[i], dtype) for i in members], None)
+        outputs = _stacked_terms([rows[i] for i in members], saturating)
+        blocks.append(stacked_statistics(outputs, grads, shape[0]))
+        order += members
+        units = shape[1]
+        if units <= max_units:
+            side = ops.concatenate([sketch(rows[i]) for i in members], axis=1)
+            for k, i in enumerate(members):
+                index.append((i, column + k * units, units, len(compared), k * units))
+            terms.append(screen_terms(side, dtype))
+            compared.append(side)
+            column += units * len(members)
+    kernel_stacks: dict[int, list[int]] = {}
+    for i in order:
+        if tensors.kernels[i] is not None:
+            size = math.prod(tensors.kernels[i].shape)
+            kernel_stacks.setdefault(size, []).append(i)
+    kernel_blocks, kernel_order = [], []
+    for members in kernel_stacks.values():
+        flat = [ops.reshape(ops.cast(tensors.kernels[i], dtype), (-1,)) for i in members]
+        grads = None
+        if tensors.grads is not None:
+            grads = ops.stack(
+                [ops.reshape(ops.cast(tensors.kernel_grads[i], dtype), (-1,)) for i in members]
+            )
+        kernel_blocks.append(kernel_statistics(ops.stack(flat), grads))
+        kernel_order += members
+    matrix = ops.concatenate(
+        [
+            _placed(blocks, order, n_layers, len(ACTIVATION_COLUMNS), dtype),
+            _placed(kernel_blocks, kernel_order, n_layers, len(KERNEL_COLUMNS), dtype),
+        ],
+        axis=1,
+    )
+    return Reduced(
+        matrix,
+        ops.convert_to_tensor([i in rows for i in range(n_layers)]),
+        ops.concatenate(terms, axis=1) if terms else None,
+        ops.convert_to_tensor(np.array(index, np.int32).reshape(-1, 5)),
+        compared,
+        all_finite(tensors.variables),
+    )
+
+
+def host_matrix(
+    reduced: Reduced, weights: Sequence[Sequence[Any]], rtol: float, dtype: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(matrix, seen)``: all `COLUMNS` (layers, len(COLUMNS)) float64 and which layers ran.
+
+    ``non_finite_weights`` is 0 where every variable of the model is finite, else counted
+    per layer from ``weights``; ``distinct_units`` is counted (`_twins.distinct_counts`)
+    where the activation variance is finite, else NaN, and NaN for a layer not compared.
+    """
+    seen = np.asarray(ops.convert_to_numpy(reduced.seen), bool)
+    device = np.asarray(ops.convert_to_numpy(reduced.matrix), np.float64)
+    out = np.full((device.shape[0], len(COLUMNS)), np.nan)
+    out[:, [COLUMNS.index(c) for c in DEVICE_COLUMNS]] = device
+    at = COLUMNS.index("non_finite_weights")
+    if bool(ops.convert_to_numpy(reduced.finite)):
+        out[seen, at] = 0.0
+    else:
+        for i in np.flatnonzero(seen):
+            out[i, at] = non_finite_count(weights[i])
+    if reduced.terms is None:
+        return out, seen
+    terms = np.asarray(ops.convert_to_numpy(reduced.terms), np.float64)
+    fetched: dict[int, np.ndarray] = {}
+
+    def rows_of(stack: int, start: int, units: int) -> np.ndarray:
+        if stack not in fetched:
+            fetched[stack] = np.asarray(ops.convert_to_numpy(reduced.stacks[stack]))
+        return fetched[stack][:, start : start + units]
+
+    variance = device[:, DEVICE_COLUMNS.index("activation_var")]
+    layers, screened = [], []
+    for i, column, units, stack, start in np.asarray(ops.convert_to_numpy(reduced.index)):
+        if np.isfinite(variance[i]):
+            count = reduced.stacks[stack].shape[0]
+            fetch = functools.partial(rows_of, int(stack), int(start), int(units))
+            layers.append(int(i))
+            screened.append(Screened(terms[:, column : column + units], fetch, count, dtype))
+    out[layers, COLUMNS.index("distinct_units")] = distinct_counts(screened, rtol)
+    return out, seen

@@ -1,0 +1,64 @@
+"""The TensorFlow gradient adapter: the probe's tape (`_probe.tape_pass`) in one `tf.function`.
+
+Keeps what only TensorFlow's tape has: Keras' from-logits shortcut (a softmax/sigmoid whose
+logits the loss reads gets ``gradient_of="logits"``), a `LossScaleOptimizer`'s scale divided
+out of every gradient, training-mode state restored after the pass, and the probe's
+function instantiated without Grappler (`_keras.grappler_call_options`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from keras_initlab import _keras
+from keras_initlab.measurement._reduce import Pass, Reduced
+
+
+class TensorFlowPass:
+    """``f(data) -> Reduced``: one traced function per probe shape (the statistics need
+    static shapes); `gradient_of` per layer after the first call."""
+
+    def __init__(
+        self,
+        model: Any,
+        layers: Sequence[Any],
+        kernels: Sequence[Any | None],
+        training: bool,
+        loss_fn: Any,
+        reduce: Callable[[Pass], Reduced],
+    ) -> None:
+        from keras_initlab.measurement._probe import NO_GRAPPLER, tape_pass
+
+        self.gradient_of: list[str | None] = []
+
+        @tf.function(autograph=False)
+        def fn(x: Any, y: Any, sample_weight: Any) -> Any:
+            seen = tape_pass(model, layers, kernels, (x, y, sample_weight), training, loss_fn)
+            grads, kernel_grads, scale = seen["grads"], seen["kernel_grads"], seen["scale"]
+            if scale is not None:  # (the loss was multiplied by it)
+                grads = [[g / scale for g in gs] for gs in grads]
+                kernel_grads = [g / scale for g in kernel_grads]
+            per_layer = iter(kernel_grads or [])
+            self.gradient_of[:] = seen["gradient_of"]
+            return reduce(
+                Pass(
+                    seen["calls"],
+                    grads,
+                    [None if k is None else k.value for k in kernels],
+                    [None if k is None or grads is None else next(per_layer) for k in kernels],
+                    [v.value for v in model.variables],
+                )
+            ).parts()
+
+        self._fn = fn
+        self._options = _keras.grappler_call_options(NO_GRAPPLER)
+
+    def __call__(self, data: tuple[Any, Any, Any]) -> Reduced:
+        with _keras.calling_with(self._options):
+            return Reduced(*self._fn(*data))
+
+
+make_pass = TensorFlowPass
