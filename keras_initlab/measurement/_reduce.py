@@ -120,14 +120,18 @@ def reduce_pass(
             rows[i] = _rows_of(outputs, dtype)
             saturating = activations[i] if activations[i] in SATURATING else None
             stacks.setdefault((tuple(rows[i].shape), saturating), []).append(i)
-    blocks, order, terms, compared, index = [], [], [], [], []
+    blocks: list[Any] = []
+    order: list[int] = []
+    terms: list[Any] = []
+    compared: list[Any] = []
+    index: list[tuple[int, ...]] = []
     column = 0
     for (shape, saturating), members in stacks.items():
         grads = None
         if tensors.grads is not None:
             grads = _stacked_terms([_rows_of(tensors.grads[i], dtype) for i in members], None)
-        outputs = _stacked_terms([rows[i] for i in members], saturating)
-        blocks.append(stacked_statistics(outputs, grads, shape[0]))
+        measured = _stacked_terms([rows[i] for i in members], saturating)
+        blocks.append(stacked_statistics(measured, grads, shape[0]))
         order += members
         units = shape[1]
         if units <= max_units:
@@ -186,7 +190,7 @@ def host_matrix(
     if bool(ops.convert_to_numpy(reduced.finite)):
         out[seen, at] = 0.0
     else:
-        for i in np.flatnonzero(seen):
+        for i in map(int, np.flatnonzero(seen)):
             out[i, at] = non_finite_count(weights[i])
     if reduced.terms is None:
         return out, seen

@@ -248,7 +248,7 @@ def stacked_statistics(terms: tuple[Any, ...], grads: tuple[Any, ...] | None, n:
     means, squares, residuals, hits = terms
     mean, variance, channel_mean_sq, channel_var = pooled_moments(means, squares, residuals, n)
     nan = ops.full_like(mean, math.nan)
-    gradient = nan if grads is None else pooled_moments(*grads[:3], n)[1]
+    gradient = nan if grads is None else pooled_moments(grads[0], grads[1], grads[2], n)[1]
     zero = ops.logical_and(ops.equal(means, 0.0), ops.equal(squares, 0.0))
     dead = ops.mean(ops.cast(zero, mean.dtype), axis=1)
     saturated = nan if hits is None else ops.cast(hits, mean.dtype) / (n * means.shape[1])

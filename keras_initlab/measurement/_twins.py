@@ -181,7 +181,7 @@ def distinct_counts(layers: Sequence[Screened], rtol: float) -> list[int]:
     pairs = np.bincount(layer_of, weights=highs - lows, minlength=len(parts))
     crowded = pairs > 64 * np.bincount(layer_of, minlength=len(parts)) + 64
     mats: dict[int, np.ndarray] = {}
-    for k in np.flatnonzero(crowded):
+    for k in map(int, np.flatnonzero(crowded)):
         a = mats[k] = layers[parts[k][0]].matrix()
         first = _first_copies(a)
         if first.size < a.shape[1]:
@@ -205,10 +205,10 @@ def distinct_counts(layers: Sequence[Screened], rtol: float) -> list[int]:
         near = near[kept[near]]
         if near.size == 0:
             continue
-        k = int(layer_of[unit])
-        if k not in mats:
-            mats[k] = layers[parts[k][0]].matrix()
-        a, cols, col = mats[k], local[near], local[unit]
+        at = int(layer_of[unit])
+        if at not in mats:
+            mats[at] = layers[parts[at][0]].matrix()
+        a, cols, col = mats[at], local[near], local[unit]
         bound = rtol * np.maximum(np.linalg.norm(a[:, cols], axis=0), np.linalg.norm(a[:, col]))
         if np.any(np.linalg.norm(a[:, cols] - a[:, [col]], axis=0) <= bound):
             kept[unit] = False
