@@ -11,7 +11,10 @@ at most ``mean(2 |g| e + e^2)`` relative to ``mean(g^2)``, plus the statistics' 
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -128,6 +131,92 @@ def test_records_match_a_float64_computation():
     assert records["hidden"]["weight_grad_var"] == pytest.approx(dw1.var(), rel=1e-3)
 
 
+# TensorFlow's records of `_model()`'s probe, saved once (`python
+# tests/test_measurement_core.py --write` in the TensorFlow environment writes them again):
+# the other environments have no TensorFlow to compute them.
+SAVED = Path(__file__).parent / "data" / "core_records_tensorflow.json"
+FORWARD_COLUMNS = ("activation_mean", "activation_var", "channel_mean_sq", "channel_var")
+
+
+def _forward_errors(x, weights):
+    """The exact float64 forward pass of `_model()` and, per layer, an elementwise bound of
+    any float32 computation's distance from it: a dot product of ``k`` terms plus a bias is
+    within ``gamma_{k+1} (|x| |W| + |b|)`` whatever the summation order (FMA and blocking
+    included); ReLU is 1-Lipschitz; the softmax moves ``p_i`` by at most ``p_i (2 max_j |dz_j|
+    + gamma_{C+4})`` for a logit error ``dz`` (its exp, sum and division add the last term;
+    first order, the errors being about 1e-6)."""
+    w1, b1, w2, b2 = (np.asarray(w, np.float64) for w in weights)
+    x = np.asarray(x, np.float64)
+    z1 = x @ w1 + b1
+    h = np.maximum(z1, 0.0)
+    e_h = gamma(IN + 1) * (np.abs(x) @ np.abs(w1) + np.abs(b1))
+    z2 = h @ w2 + b2
+    e_z = gamma(HIDDEN + 1) * ((np.abs(h) + e_h) @ np.abs(w2) + np.abs(b2)) + e_h @ np.abs(w2)
+    p = np.exp(z2 - z2.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    e_p = p * (2.0 * e_z.max(1, keepdims=True) + gamma(CLASSES + 4))
+    return {"hidden": (h, e_h), "out": (p, e_p)}
+
+
+def _forward_spread(y, e):
+    """How far each of `FORWARD_COLUMNS` of ``y`` can move when every element moves by at
+    most ``e``: the mean by ``mean(e)``; a variance about any centre by ``2 mean(|y - m| e) +
+    mean(e^2)`` (``var(y + d) = var(y) + 2 cov(y, d) + var(d)``); per unit alike."""
+    m, mc = y.mean(), y.mean(0)
+    ec = e.mean(0)
+    return {
+        "activation_mean": float(e.mean()),
+        "activation_var": float(2 * np.mean(np.abs(y - m) * e) + np.mean(e * e)),
+        "channel_mean_sq": float(np.mean(2 * np.abs(mc) * ec + ec * ec)),
+        "channel_var": float(np.mean(2 * np.mean(np.abs(y - mc) * e, 0) + np.mean(e * e, 0))),
+    }
+
+
+def _statistics_error(y, column):
+    """The float32 statistics' own bound on one of `FORWARD_COLUMNS` (absolute)."""
+    rows, units = y.shape
+    kappa = float(np.mean(y**2) / y.var())
+    k, j = block_terms(rows), block_terms(units)
+    if column == "activation_mean":
+        return (gamma(k + 1) + gamma(j + 1)) * float(np.mean(np.abs(y))) + 2**-24 * abs(y.mean())
+    if column == "activation_var":
+        return variance_bound(rows, kappa, units=units) * float(y.var())
+    mc = y.mean(0)
+    if column == "channel_mean_sq":
+        e = gamma(k + 1) * np.abs(y).mean(0) + 2**-24 * np.abs(mc)
+        return float(np.mean(2 * np.abs(mc) * e + e * e)) + gamma(j + 4) * float(np.mean(mc**2))
+    kappa_c = float(np.max(np.mean(y**2, 0) / y.var(0)))
+    return (variance_bound(rows, kappa_c) + gamma(j + 2)) * float(y.var(0).mean())
+
+
+def _saved_records():
+    model, x, labels = _model()
+    return {r["layer"]: r for r in keras_initlab.measure(model, (x, labels))}
+
+
+def test_records_match_tensorflows_saved_records():
+    """The same weights and probe on this backend and on TensorFlow (records saved there):
+    the forward columns within twice the derived distance of a float32 forward pass from
+    the exact one plus both sides' statistics bounds; the counts and the weights' variances
+    (the same float32 weights) alike. The gradient columns are checked per backend against
+    float64 above (TensorFlow records the softmax's logits, the others its output)."""
+    saved = json.loads(SAVED.read_text())
+    records = _saved_records()
+    model, x, _ = _model()
+    exact = _forward_errors(x, model.get_weights())
+    for name, (y, e) in exact.items():
+        spread = _forward_spread(y, e)
+        for column in FORWARD_COLUMNS:
+            bound = 2 * (spread[column] + _statistics_error(y, column))
+            got, theirs = records[name][column], saved[name][column]
+            assert abs(got - theirs) <= bound, (name, column, got, theirs, bound)
+        for column in ("dead_fraction", "distinct_units", "non_finite_weights"):
+            assert records[name][column] == saved[name][column], (name, column)
+        w = np.asarray(model.get_layer(name).kernel.numpy(), np.float64)
+        bound = 2 * variance_bound(w.size, float(np.mean(w**2) / w.var())) * w.var()
+        assert abs(records[name]["weight_var"] - saved[name]["weight_var"]) <= bound, name
+
+
 def test_training_mode_measurement_changes_nothing():
     """A training-mode probe (batch statistics, dropout) leaves every variable as it was."""
     keras.utils.set_random_seed(0)
@@ -165,3 +254,13 @@ def test_a_constant_initialization_leaves_one_distinct_unit():
     assert records["a"]["distinct_units"] == 1
     assert records["b"]["distinct_units"] == 1
     assert records["b"]["activation_var"] == 0.0
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:  # (TensorFlow only)
+    assert keras.backend.backend() == "tensorflow", "the saved records are TensorFlow's"
+    columns = (*FORWARD_COLUMNS, "dead_fraction", "distinct_units", "non_finite_weights")
+    found = {
+        name: {c: r[c] for c in (*columns, "weight_var")} for name, r in _saved_records().items()
+    }
+    SAVED.parent.mkdir(exist_ok=True)
+    SAVED.write_text(json.dumps(found, indent=1) + "\n")

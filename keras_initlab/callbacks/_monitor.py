@@ -11,9 +11,17 @@ from typing import Any
 import keras
 
 from keras_initlab import _keras
-from keras_initlab._validation import check_positive, check_positive_int
+from keras_initlab._validation import check_choice, check_positive, check_positive_int
 from keras_initlab.callbacks._alerts import Alert, VarianceWarning, alerts_for
-from keras_initlab.measurement import DISTINCT_RTOL, MODES, RECORD_KEYS, Measurement, probe_data
+from keras_initlab.measurement import (
+    DISTINCT_RTOL,
+    MODES,
+    PRECISIONS,
+    RECORD_KEYS,
+    Measurement,
+    check_precision,
+    probe_data,
+)
 from keras_initlab.measurement._probe_data import check_probe, fit_probe, is_dataset
 from keras_initlab.model.legacy import check_not_keras2
 
@@ -108,6 +116,9 @@ class VarianceMonitor(keras.callbacks.Callback):
         distinct_rtol: relative tolerance of `distinct_units`.
         probe_mode: ``"training"`` (default) or ``"inference"``: the mode the probe runs in
             (see Mode above).
+        precision: ``"float32"`` (default) or ``"float64"``: the dtype of the probe
+            records' statistics (`keras_initlab.measure`; in-step records on TensorFlow sum
+            in float64).
 
     Example:
     >>> import keras, numpy as np
@@ -135,6 +146,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         in_step: bool | None = None,
         distinct_rtol: float = DISTINCT_RTOL,
         probe_mode: str = "training",
+        precision: str = "float32",
     ) -> None:
         super().__init__()
         if every_n_batches is not None:
@@ -169,6 +181,8 @@ class VarianceMonitor(keras.callbacks.Callback):
                 "every_n_batches=None"
             )
         self.distinct_rtol = check_positive("distinct_rtol", distinct_rtol)
+        self.precision = check_choice("precision", precision, PRECISIONS)
+        check_precision(self.precision)
         self.records: list[dict[str, Any]] = []
         self.alerts: list[Alert] = []
         self._alerted: set[tuple[str, str]] = set()  # (source, kind)
@@ -237,6 +251,11 @@ class VarianceMonitor(keras.callbacks.Callback):
         return self._diagnoses[mode]
 
     @property
+    def _settings(self) -> dict[str, Any]:
+        """What every `Measurement` of this monitor shares."""
+        return {"distinct_rtol": self.distinct_rtol, "precision": self.precision}
+
+    @property
     def _active(self) -> Measurement:
         if self._measurement is None:
             raise RuntimeError(
@@ -257,9 +276,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         self._probe_data = probe_data(self.probe if self.probe is not None else fit_probe())
         m = self._measurement
         if m is None or m.model is not model:  # monitors and fits of a model share one trace
-            m = Measurement.shared(
-                model, self.layers, mode=self.probe_mode, distinct_rtol=self.distinct_rtol
-            )
+            m = Measurement.shared(model, self.layers, mode=self.probe_mode, **self._settings)
             self._measurement = m
         self._judging, self._diagnoses = {}, {}
         m.prepare(self._probe_data)
@@ -421,9 +438,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         if probe is None:
             rows = self._active(self._probe_data, epoch=self._epoch, step=step, event=event)
         else:
-            trained = Measurement.shared(
-                self.model, self.layers, mode="training", distinct_rtol=self.distinct_rtol
-            )
+            trained = Measurement.shared(self.model, self.layers, mode="training", **self._settings)
             rows = trained(probe, epoch=self._epoch, step=step, event=event)
             for row in rows:
                 row["source"] = "in_step"

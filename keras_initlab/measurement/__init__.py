@@ -2,8 +2,10 @@
 
 `measure(model, probe)` returns the records of the model as it is now; `Measurement` keeps
 the traced pass for repeated measurements (`VarianceMonitor`, ``keras-initlab inspect`` and
-``keras-initlab compare`` all measure through it). On TensorFlow through its tape
-(`_probe`); on JAX and PyTorch through the stateless core (`_core`).
+``keras-initlab compare`` all measure through it), on every backend through one core
+(`_core`: a pass with one small gradient adapter per backend, the statistics written once
+in `keras.ops`); a TensorFlow model on several replicas through `_probe` (sums added
+across replicas).
 
 >>> import keras, numpy as np
 >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -15,7 +17,9 @@ from keras_initlab.measurement._measure import (
     DISTINCT_RTOL,
     MAX_DISTINCT_UNITS,
     MODES,
+    PRECISIONS,
     Measurement,
+    check_precision,
     measure,
     probe_data,
 )
@@ -26,8 +30,10 @@ __all__ = [
     "DISTINCT_RTOL",
     "MAX_DISTINCT_UNITS",
     "MODES",
+    "PRECISIONS",
     "RECORD_KEYS",
     "Measurement",
+    "check_precision",
     "measure",
     "probe_data",
 ]

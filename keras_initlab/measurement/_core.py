@@ -1,18 +1,18 @@
-"""The measurement core on JAX and PyTorch: one pass, a gradient adapter, the statistics.
+"""The measurement core on every backend: one pass, a gradient adapter, the statistics.
 
-The model runs statelessly on the probe (`_loss.stateless_loss`) with every measured
-layer's output tapped (`_routing.install_taps`, `_routing.recording`): the tap adds a zero
-perturbation ``e`` to the output, so ``dL/de`` is the gradient at that output, and keeps
-the output. The backend's adapter differentiates the loss with respect to the
-perturbations and the kernels (`keras_initlab.measurement._jax_gradients`: `jax.grad` with
-the perturbations as arguments; `keras_initlab.measurement._torch_gradients`:
-``torch.autograd.grad``). The statistics of each layer are
-`_statistics.device_statistics` (float32 by default, with the error
-`_statistics.variance_bound` states; inside JAX's jitted pass), then
-`_statistics.host_columns`. Nothing the model holds changes: the pass is stateless, so
-training-mode moving statistics and seed states stay as they were.
-TensorFlow measures through `keras_initlab.measurement._probe` (its tape, distribution
-strategies and in-step taps).
+The model runs on the probe with every measured layer's output tapped
+(`_routing.install_taps`, `_routing.recording`); the backend's adapter differentiates the
+loss with respect to the tapped outputs and the kernels
+(`keras_initlab.measurement._tf_gradients`: TensorFlow's tape;
+`keras_initlab.measurement._jax_gradients`: `jax.grad` over a stateless pass, with zero
+perturbations added at the outputs as arguments; `keras_initlab.measurement._torch_gradients`:
+``torch.autograd.grad`` with respect to such perturbations). The statistics are
+`_reduce.reduce_pass` (in ``dtype``, float32 by default, with the error
+`_statistics.variance_bound` states; inside the traced or jitted pass), then
+`_reduce.host_matrix`. Nothing the model holds changes: JAX and PyTorch run statelessly,
+TensorFlow restores training-mode state after its pass. A TensorFlow model on several
+replicas is measured by `keras_initlab.measurement._probe` instead (sums added across
+replicas).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from keras_initlab.measurement._loss import require_loss
 from keras_initlab.measurement._reduce import Pass, Reduced, host_matrix, reduce_pass
 
 ops = keras.ops
-ADAPTERS = {"jax": "_jax_gradients", "torch": "_torch_gradients", "tensorflow": "_tf_gradients"}
+ADAPTERS = {"tensorflow": "_tf_gradients", "jax": "_jax_gradients", "torch": "_torch_gradients"}
 
 
 def check_not_distributed(backend: str) -> None:
@@ -70,11 +70,19 @@ class PerturbationRecorder:
 
 
 class NeutralProbe:
-    """``f(x, y, sample_weight) -> (layers, COLUMNS)`` float64 matrix on JAX or PyTorch.
+    """``f(x, y, sample_weight) -> (layers, COLUMNS)`` float64 matrix, on any backend.
 
     The interface of `keras_initlab.measurement._probe.ProbeFunction`: `seen` and
-    `gradient_of` after the first call (these backends have no from-logits shortcut: every
-    gradient is at the ``"output"``).
+    `gradient_of` after the first call (``"logits"`` only on TensorFlow, whose tape sees
+    Keras' from-logits shortcut; elsewhere every gradient is at the ``"output"``).
+
+    Args:
+        model, layers, kernels, activations: the model, its measured layers, their kernels
+            and last activations.
+        rtol, max_units: ``distinct_units``' tolerance and the most units compared.
+        training: run the model in training mode.
+        loss_fn: the loss to differentiate (None: the compiled one).
+        dtype: ``"float32"`` or ``"float64"``, the statistics' dtype.
     """
 
     def __init__(
@@ -93,7 +101,7 @@ class NeutralProbe:
         backend = keras.backend.backend()
         if backend not in ADAPTERS:
             raise ValueError(f"No measurement adapter for the {backend!r} backend")
-        if backend != "tensorflow":
+        if backend != "tensorflow":  # (several TensorFlow replicas: `_probe`, see _measure)
             check_not_distributed(backend)
         adapter = importlib.import_module(f"keras_initlab.measurement.{ADAPTERS[backend]}")
         self.model, self.layers, self.kernels = model, list(layers), list(kernels)

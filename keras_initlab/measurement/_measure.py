@@ -15,6 +15,8 @@ from keras_initlab.measurement._records import COLUMNS, RecordTable
 from keras_initlab.model.legacy import check_not_keras2
 
 MODES = ("inference", "training")
+# The dtypes the statistics are computed in (`keras_initlab.measurement._statistics`).
+PRECISIONS = ("float32", "float64")
 # Two units are the same unit when their output columns on the probe differ by at most this
 # fraction of the larger column norm (float rounding can split exactly-symmetric units by
 # ~1e-7 relative; a real feature differs by far more).
@@ -38,6 +40,8 @@ class Measurement:
         loss: a loss (name, function or `keras.losses.Loss`) to differentiate instead of the
             model's compiled loss.
         distinct_rtol: relative tolerance of ``distinct_units``.
+        precision: ``"float32"`` or ``"float64"``, the dtype of the statistics (see
+            `measure`).
 
     Example:
     >>> import numpy as np
@@ -56,6 +60,7 @@ class Measurement:
         mode: str = "inference",
         loss: Any = None,
         distinct_rtol: float = DISTINCT_RTOL,
+        precision: str = "float32",
     ) -> None:
         check_not_keras2("model", model)
         if not isinstance(model, keras.Model):
@@ -67,6 +72,8 @@ class Measurement:
         self.mode = check_choice("mode", mode, MODES)
         self.loss = None if loss is None else _as_loss(loss)
         self.distinct_rtol = check_positive("distinct_rtol", distinct_rtol)
+        self.precision = check_choice("precision", precision, PRECISIONS)
+        check_precision(self.precision)
         self._ready = False
         self._attached = False
         self._fn: Any = None
@@ -79,6 +86,7 @@ class Measurement:
         *,
         mode: str = "inference",
         distinct_rtol: float = DISTINCT_RTOL,
+        precision: str = "float32",
     ) -> Measurement:
         """The `Measurement` of ``model`` with these settings, made once per model.
 
@@ -94,10 +102,12 @@ class Measurement:
         names = (
             None if layers is None else tuple(x if isinstance(x, str) else id(x) for x in layers)
         )
-        key = (names, mode, float(distinct_rtol))
+        key = (names, mode, float(distinct_rtol), precision)
         cache = _keras.instance_cache(model, "_keras_initlab_measurements")
         if key not in cache:
-            cache[key] = cls(model, layers, mode=mode, distinct_rtol=distinct_rtol)
+            cache[key] = cls(
+                model, layers, mode=mode, distinct_rtol=distinct_rtol, precision=precision
+            )
         return cache[key]
 
     def __repr__(self) -> str:
@@ -119,7 +129,7 @@ class Measurement:
             "training": self.mode == "training",
             "loss_fn": self.loss,
         }
-        if keras.backend.backend() == "tensorflow":
+        if replicas(self.model) > 1:  # sums that add across replicas: TensorFlow's float64
             from keras_initlab.measurement._probe import make_probe_function
 
             self._fn = make_probe_function(
@@ -129,7 +139,12 @@ class Measurement:
             from keras_initlab.measurement._core import NeutralProbe
 
             self._fn = NeutralProbe(
-                self.model, layers, self.kernels, self.activations, dtype="float32", **settings
+                self.model,
+                layers,
+                self.kernels,
+                self.activations,
+                dtype=self.precision,
+                **settings,
             )
         self._ready = True
 
@@ -196,6 +211,29 @@ class Measurement:
         )
 
 
+def replicas(model: Any) -> int:
+    """The replicas ``model`` trains on: those of its `tf.distribute` strategy (1 off
+    TensorFlow)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    return int(model.distribute_strategy.num_replicas_in_sync)
+
+
+def check_precision(precision: str) -> None:
+    """Raise where the backend cannot compute in ``precision`` (float64 on JAX without
+    x64)."""
+    if precision == "float64" and keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.read("jax_enable_x64"):
+            raise ValueError(
+                "Argument `precision` is 'float64', which JAX computes only with x64 on "
+                "(jax.config.update('jax_enable_x64', True) before building the model); "
+                "without it JAX runs in float32. Received: precision='float64' on JAX "
+                "without x64; use precision='float32' (the default)"
+            )
+
+
 def _as_loss(loss: Any) -> Any:
     """``loss`` as ``f(y_true, y_pred, sample_weight) -> scalar`` (mean over the batch)."""
     fn = keras.losses.get(loss)
@@ -237,6 +275,7 @@ def measure(
     mode: str = "inference",
     loss: Any = None,
     distinct_rtol: float = DISTINCT_RTOL,
+    precision: str = "float32",
 ) -> list[dict[str, Any]]:
     """Per-layer activation and gradient statistics of ``model`` on ``probe``, now.
 
@@ -257,16 +296,20 @@ def measure(
 
     plus ``dead_fraction`` (share of units, the last axis, that output 0 on the whole
     probe), ``distinct_units`` (units whose output columns differ by more than
-    ``distinct_rtol`` relative: 1 after a constant initialization; compared on a sketch of
-    the rows for layers with many probe rows, with the error stated in
-    `keras_initlab.measurement._distinct`), ``saturation_fraction``
-    (tanh/sigmoid outputs within 0.01 of a bound) and ``non_finite_weights``. The channel
-    statistics are those of Brock et al. 2021's signal propagation plot
-    (`keras_initlab.callbacks.plot_signal`); ``channel_var + channel_mean_sq -
-    activation_mean^2 = activation_var``. On TensorFlow sums are taken on device in float64
-    and combined across replicas before any variance is formed; on JAX and PyTorch the
-    statistics are float32, blocked and two-pass, within the relative error
-    `keras_initlab.measurement._statistics.variance_bound` states (README: backends).
+    ``distinct_rtol`` relative: 1 after a constant initialization; compared on a sign sketch
+    of the rows for layers with many probe rows, with the error stated in
+    `keras_initlab.measurement._twins`), ``saturation_fraction`` (tanh/sigmoid outputs
+    within 0.01 of a bound) and ``non_finite_weights``. The channel statistics are those of
+    Brock et al. 2021's signal propagation plot (`keras_initlab.callbacks.plot_signal`);
+    ``channel_var + channel_mean_sq - activation_mean^2 = activation_var``.
+
+    The statistics are computed on the device in ``precision`` (float32 by default, on every
+    backend), blocked and two-pass, within the relative error
+    `keras_initlab.measurement._statistics.variance_bound` states (under 2e-4 for a million
+    centred float32 values); ``precision="float64"`` where the backend has it (JAX with
+    x64). A model trained by a `tf.distribute` strategy on several replicas is measured by
+    sums taken on each replica in float64 and added across replicas (whatever
+    ``precision``).
 
     Measured by default: every layer with weights, every activation layer, every merge
     layer (Add, Concatenate, Multiply, ...) and every normalization layer, named by their
@@ -282,14 +325,16 @@ def measure(
             statistics) or ``"training"`` (batch statistics and dropout).
         loss: a loss to differentiate instead of the compiled loss.
         distinct_rtol: relative tolerance of ``distinct_units``.
+        precision: ``"float32"`` (default) or ``"float64"``, the dtype of the statistics.
 
     Returns:
         A list of records (dicts), in model order; ``event="measure"``, ``source="probe"``,
         ``step`` the optimizer's step count (0 without an optimizer), ``epoch`` None.
 
     Raises:
-        ValueError: an empty or non-finite probe, an unknown layer name, a bad ``mode``,
-            targets but neither a compiled loss nor ``loss``.
+        ValueError: an empty or non-finite probe, an unknown layer name, a bad ``mode`` or
+            ``precision`` (float64 on JAX without x64), targets but neither a compiled loss
+            nor ``loss``.
         TypeError: ``model`` is not a Keras model.
 
     Example:
@@ -302,4 +347,6 @@ def measure(
     >>> [abs(r["activation_var"] / he - 1) < 0.2 for r in measure(model, x)]
     [True, True, True]
     """
-    return Measurement(model, layers, mode=mode, loss=loss, distinct_rtol=distinct_rtol)(probe)
+    return Measurement(
+        model, layers, mode=mode, loss=loss, distinct_rtol=distinct_rtol, precision=precision
+    )(probe)

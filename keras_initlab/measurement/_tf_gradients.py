@@ -18,8 +18,16 @@ from keras_initlab.measurement._reduce import Pass, Reduced
 
 
 class TensorFlowPass:
-    """``f(data) -> Reduced``: one traced function per probe shape (the statistics need
-    static shapes); `gradient_of` per layer after the first call."""
+    """``f(data) -> Reduced``: one traced function, traced once per probe shape (the
+    statistics need static shapes); `gradient_of` per layer after the first call.
+
+    Args:
+        model, layers, kernels: the model, its measured layers and their kernels.
+        training: run the model in training mode (state restored after the pass).
+        loss_fn: the loss to differentiate (None: the compiled one).
+        reduce: the statistics of a `Pass` (`_reduce.reduce_pass`), traced in the same
+            function.
+    """
 
     def __init__(
         self,
@@ -32,15 +40,17 @@ class TensorFlowPass:
     ) -> None:
         from keras_initlab.measurement._probe import NO_GRAPPLER, tape_pass
 
+        # One trace per model and probe shape, by design (see _keras.quiet_retracing_warnings).
+        _keras.quiet_retracing_warnings("TensorFlowPass")
         self.gradient_of: list[str | None] = []
 
         @tf.function(autograph=False)
-        def fn(x: Any, y: Any, sample_weight: Any) -> Any:
+        def probe(x: Any, y: Any, sample_weight: Any) -> Any:
             seen = tape_pass(model, layers, kernels, (x, y, sample_weight), training, loss_fn)
             grads, kernel_grads, scale = seen["grads"], seen["kernel_grads"], seen["scale"]
-            if scale is not None:  # (the loss was multiplied by it)
-                grads = [[g / scale for g in gs] for gs in grads]
-                kernel_grads = [g / scale for g in kernel_grads]
+            if scale is not None:  # (the loss was multiplied by it; float16 gradients too)
+                grads = [[tf.cast(g, scale.dtype) / scale for g in gs] for gs in grads]
+                kernel_grads = [tf.cast(g, scale.dtype) / scale for g in kernel_grads]
             per_layer = iter(kernel_grads or [])
             self.gradient_of[:] = seen["gradient_of"]
             return reduce(
@@ -53,7 +63,7 @@ class TensorFlowPass:
                 )
             ).parts()
 
-        self._fn = fn
+        self._fn = probe
         self._options = _keras.grappler_call_options(NO_GRAPPLER)
 
     def __call__(self, data: tuple[Any, Any, Any]) -> Reduced:

@@ -58,7 +58,7 @@ def test_monitors_and_fits_of_one_model_share_one_probe_trace():
     _fit(model, [first])
     _fit(model, [second], epochs=2)
     assert first._measurement is second._measurement
-    assert first._measurement._fn._fn.experimental_get_tracing_count() == 1
+    assert first._measurement._fn._pass._fn.experimental_get_tracing_count() == 1
     # Other settings: a measurement of their own.
     other = VarianceMonitor(alert=False, probe_mode="inference")
     _fit(model, [other])
