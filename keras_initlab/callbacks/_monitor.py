@@ -197,7 +197,8 @@ class VarianceMonitor(keras.callbacks.Callback):
         self._epoch = 0
         self._epoch_start_step = 0
         self._last_record_step = -1
-        self._pending: list[tuple[int, int]] = []
+        self._pending: list[tuple[int, int, int]] = []  # (step, epoch, ring buffer slot)
+        self._epoch_start_slot = 0
         if every_n_batches is not None:
             # Only now does the callback have a batch hook: Keras skips batch hooks (and keeps
             # asynchronous dispatch) for callbacks that do not override them.
@@ -292,6 +293,8 @@ class VarianceMonitor(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
         self._epoch_start_step = _step(self.model)
+        if self._in_step_taps is not None:  # the ring buffer's own count of steps run
+            self._epoch_start_slot = int(self._in_step_taps.steps.numpy())
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
@@ -320,7 +323,7 @@ class VarianceMonitor(keras.callbacks.Callback):
             self._record("batch", step=step)
             return
         # In-step statistics stay on device in a ring buffer; read it before it wraps.
-        self._pending.append((step, self._epoch))
+        self._pending.append((step, self._epoch, self._epoch_start_slot + batch))
         spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
         if step - self._pending[0][0] >= self._in_step_taps.capacity - spe:
             self._flush()
@@ -412,9 +415,9 @@ class VarianceMonitor(keras.callbacks.Callback):
         taps = self._in_step_taps
         buffer = taps.read().numpy()
         pending, self._pending = self._pending, []
-        for step, epoch in pending:
+        for step, epoch, slot in pending:
             rows = self._measurement.table.rows(
-                buffer[(step - 1) % taps.capacity],
+                buffer[slot % taps.capacity],
                 IN_STEP_COLUMNS,
                 seen=taps.seen,
                 gradient_of=taps.gradient_of,

@@ -59,12 +59,14 @@ class InStepTaps:
     ops per layer: an op in the training step costs about 10 microseconds at every step.
     When the step has run its forward and backward pass, all of them are written in one
     in-place scatter into row ``step % capacity`` of one non-trainable ring buffer
-    (``step`` = optimizer steps done before this one), so a step costs a few reductions per
-    layer and one write. Under a distribution strategy the buffer is per replica
-    (``ON_READ``) and the replicas are added when it is read. Nothing leaves the device
-    until `read`, which returns a float64 array ``(capacity, layers, 4)`` with the columns
-    ``activation_mean, activation_var, gradient_var, saturation_fraction``
-    (`IN_STEP_COLUMNS`); the caller reads at most every ``capacity`` steps.
+    (``step`` = the wrapped steps run before this one, `steps`: not the optimizer's count,
+    which a `LossScaleOptimizer` does not advance on a step it skips for an overflow), so a
+    step costs a few reductions per layer and one write. Under a distribution strategy the
+    buffer is per replica (``ON_READ``) and the replicas are added when it is read. Nothing
+    leaves the device until `read`, which returns a float64 array ``(capacity, layers,
+    4)`` with the columns ``activation_mean, activation_var, gradient_var,
+    saturation_fraction`` (`IN_STEP_COLUMNS`); the caller reads at most every ``capacity``
+    steps.
     """
 
     def __init__(self, model: Any, activations: Sequence[str | None], capacity: int) -> None:
@@ -78,6 +80,13 @@ class InStepTaps:
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.SUM,
                 name="variance_monitor_in_step",
+            )
+            self.steps = tf.Variable(
+                tf.zeros((), tf.int64),
+                trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                name="variance_monitor_in_step_count",
             )
         # The sums of the step being traced, per thread: MirroredStrategy traces each replica's
         # step in its own thread and may switch threads mid-step (at a merge call).
@@ -94,8 +103,8 @@ class InStepTaps:
         """``train_step`` with the taps active and one buffer write after it."""
 
         def step(data: Any) -> Any:
-            iterations = tf.convert_to_tensor(self._model.optimizer.iterations)
-            slot = tf.reshape(tf.cast(iterations % self.capacity, tf.int32), (1, 1))
+            done = tf.convert_to_tensor(self.steps)
+            slot = tf.reshape(tf.cast(done % self.capacity, tf.int32), (1, 1))
             n = len(self._activations)
             traced = self._traced
             traced.forward = [None] * n
@@ -136,6 +145,7 @@ class InStepTaps:
                 rows *= tf.stack([one, one, one, one, unscale, unscale * unscale])
             # (A SyncOnRead variable has no in-place scatter; the buffer is small.)
             self.buffer.assign(tf.tensor_scatter_nd_update(self.buffer.value(), slot, rows[None]))
+            self.steps.assign(done + 1)
             return logs
 
         return step

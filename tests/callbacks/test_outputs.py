@@ -191,6 +191,7 @@ def test_heatmap_draws_a_non_finite_value_apart_from_no_record():
 
 def test_mixed_float16_statistics_match_float32(trained):
     _, x, y = trained
+    keras.utils.set_random_seed(0)  # the weights (an overflowing step would be skipped)
     weights = None
     results = {}
     for policy in ("float32", "mixed_float16"):
@@ -211,6 +212,9 @@ def test_mixed_float16_statistics_match_float32(trained):
             monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
             model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[monitor])
             results[policy] = monitor.records
+            # Every step applied: the loss scale skipped none for an overflow (its step's
+            # gradient would be non-finite, a different number, not a rounding).
+            assert int(model.optimizer.iterations.numpy()) == len(x) // 8
         finally:
             keras.config.set_dtype_policy("float32")
     # float16 keeps 11 significant bits (unit roundoff u = 2^-11); inputs, weights, the matmul
@@ -224,6 +228,34 @@ def test_mixed_float16_statistics_match_float32(trained):
             if a[key] is not None:
                 np.testing.assert_allclose(b[key], a[key], rtol=tolerance, err_msg=key)
     assert {r["source"] for r in results["mixed_float16"]} == {"probe", "in_step"}
+
+
+def test_in_step_records_keep_their_batch_when_the_loss_scale_skips_a_step(trained):
+    """A `LossScaleOptimizer` does not count a step it skips for an overflow; each in-step
+    record is still that batch's (its ring-buffer row follows the steps run, not the
+    optimizer's count): the hidden layer's variance is NumPy's on that batch."""
+    _, x, _ = trained
+    keras.utils.set_random_seed(0)
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = keras.Sequential(
+            [keras.Input((4,)), L.Dense(8, activation="tanh", name="h"), L.Dense(1, name="o")]
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+        y = np.full((len(x), 1), 3e3, "float32")  # dL/dy * 2^15 overflows float16
+        monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False)
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False, callbacks=[monitor])
+        skipped = len(x) // 4 - int(model.optimizer.iterations.numpy())
+        layer = model.get_layer("h")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert skipped > 0  # the case under test happened
+    records = [r for r in monitor.records if r["source"] == "in_step" and r["layer"] == "h"]
+    assert [r["step"] for r in records] == list(range(1, len(x) // 4))
+    for r in records:
+        batch = x[4 * (r["step"] - 1) : 4 * r["step"]]
+        h = np.asarray(layer(batch), np.float64)
+        np.testing.assert_allclose(r["activation_var"], h.var(), rtol=8 * 2.0**-11)
 
 
 def test_plots_never_mix_sources(trained):
