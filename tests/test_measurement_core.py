@@ -217,6 +217,31 @@ def test_records_match_tensorflows_saved_records():
         assert abs(records[name]["weight_var"] - saved[name]["weight_var"]) <= bound, name
 
 
+def test_float64_precision_where_the_backend_has_it():
+    """``precision="float64"``: the forward statistics of the backend's own float32 outputs
+    within the float64 bound; JAX without x64 refuses it, naming the argument and the fix."""
+    model, x, labels = _model()
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.read("jax_enable_x64"):
+            with pytest.raises(ValueError, match="precision.*jax_enable_x64"):
+                keras_initlab.measure(model, (x, labels), precision="float64")
+            return
+    with pytest.raises(ValueError, match="precision"):
+        keras_initlab.measure(model, (x, labels), precision="float16")
+    records = {
+        r["layer"]: r for r in keras_initlab.measure(model, (x, labels), precision="float64")
+    }
+    outputs = keras.Model(model.inputs[0], [layer.output for layer in model.layers])
+    for name, t in zip(("hidden", "out"), outputs(x), strict=True):
+        y = np.asarray(keras.ops.convert_to_numpy(t), np.float64)
+        kappa = float(np.mean(y**2) / y.var())
+        bound = variance_bound(BATCH, kappa, "float64", units=y.shape[1])
+        _within(records[name]["activation_var"], y.var(), bound)
+        assert bound < 1e-12  # (a float32 computation would be off by far more)
+
+
 def test_training_mode_measurement_changes_nothing():
     """A training-mode probe (batch statistics, dropout) leaves every variable as it was."""
     keras.utils.set_random_seed(0)
