@@ -82,7 +82,7 @@ def make_pass(
             Pass(calls, grads, values_of(trainable), kernel_grads, [*trainable, *non_trainable])
         )
 
-    shapes: dict[str, list[Any]] = {}
+    zeros: dict[str, list[Any]] = {}  # per probe shape, the perturbations (made once)
 
     def pass_(data: tuple[Any, Any, Any]) -> Reduced:
         trainable = [v.value for v in model.trainable_variables]
@@ -90,12 +90,11 @@ def make_pass(
         if data[1] is None:
             return Reduced(*forward(trainable, non_trainable, data))
         key = str(jax.tree_util.tree_map(lambda t: (tuple(t.shape), str(t.dtype)), data))
-        if key not in shapes:
+        if key not in zeros:
             found = jax.eval_shape(
                 lambda t, n, d: run(None, t, n, d)[1], trainable, non_trainable, data
             )
-            shapes[key] = [s for call in found for s in call]
-        zeros = [jnp.zeros(s.shape, s.dtype) for s in shapes[key]]
-        return Reduced(*backward(zeros, trainable, non_trainable, data))
+            zeros[key] = [jnp.zeros(s.shape, s.dtype) for call in found for s in call]
+        return Reduced(*backward(zeros[key], trainable, non_trainable, data))
 
     return pass_
