@@ -196,22 +196,30 @@ def distinct_counts(layers: Sequence[Screened], rtol: float) -> list[int]:
     scale = np.maximum(norms[i], norms[j])
     screened = np.all(np.abs(projected[:, i] - projected[:, j]) <= reach[:, j] * scale, axis=0)
     i, j = i[screened], j[screened]
-    kept = np.ones(layer_of.size, bool)
-    # Greedy in unit order (the pairs come sorted by j): j goes when an earlier kept unit
-    # is its twin.
-    cuts = np.flatnonzero(np.diff(j)) + 1
-    firsts = j[np.concatenate([[0], cuts])] if j.size else np.zeros(0, int)
-    for near, unit in zip(np.split(i, cuts) if j.size else [], firsts, strict=True):
-        near = near[kept[near]]
-        if near.size == 0:
-            continue
-        at = int(layer_of[unit])
+    # The definition on every screened pair, layer by layer, in chunks of pairs.
+    twin = np.zeros(i.size, bool)
+    for at in map(int, np.unique(layer_of[j])):
         if at not in mats:
             mats[at] = layers[parts[at][0]].matrix()
-        a, cols, col = mats[at], local[near], local[unit]
-        bound = rtol * np.maximum(np.linalg.norm(a[:, cols], axis=0), np.linalg.norm(a[:, col]))
-        if np.any(np.linalg.norm(a[:, cols] - a[:, [col]], axis=0) <= bound):
+        a = mats[at]
+        norm = np.linalg.norm(a, axis=0)
+        (where,) = np.nonzero(layer_of[j] == at)
+        for chunk in np.array_split(where, -(-where.size * a.shape[0] // 2**22)):
+            ci, cj = local[i[chunk]], local[j[chunk]]
+            gap = np.linalg.norm(a[:, ci] - a[:, cj], axis=0)
+            twin[chunk] = gap <= rtol * np.maximum(norm[ci], norm[cj])
+    # Greedy in unit order (the pairs come sorted by j): j goes when an earlier kept unit
+    # is its twin.
+    kept = [True] * layer_of.size
+    earlier, later = i[twin].tolist(), j[twin].tolist()
+    start = 0
+    while start < len(later):
+        unit, stop = later[start], start
+        while stop < len(later) and later[stop] == unit:
+            stop += 1
+        if any(kept[e] for e in earlier[start:stop]):
             kept[unit] = False
+        start = stop
     totals = np.bincount(layer_of, weights=kept, minlength=len(parts))
     for k, part in enumerate(parts):
         if not crowded[k]:
