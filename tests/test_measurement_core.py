@@ -225,7 +225,7 @@ def test_float64_precision_where_the_backend_has_it():
         import jax
 
         if not jax.config.read("jax_enable_x64"):
-            with pytest.raises(ValueError, match="precision.*jax_enable_x64"):
+            with pytest.raises(ValueError, match=r"precision.*jax_enable_x64"):
                 keras_initlab.measure(model, (x, labels), precision="float64")
             return
     with pytest.raises(ValueError, match="precision"):
