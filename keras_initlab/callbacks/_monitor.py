@@ -53,10 +53,11 @@ class VarianceMonitor(keras.callbacks.Callback):
     ``channel_var`` the mean over units of the squared unit mean and of the unit variance
     (over batch and positions: Brock et al. 2021), ``non_finite_weights`` the
     number of NaN/Inf values among the layer's own weights (read from the weights: a fused
-    MatMul + ReLU maps NaN to 0 on some CPUs, so outputs do not show them). On TensorFlow
-    sums are taken on device in float64 and combined across replicas before any variance is
-    formed; on JAX and PyTorch the statistics are float32 within a stated bound (see
-    `keras_initlab.measure`); only a small matrix comes back to the host.
+    MatMul + ReLU maps NaN to 0 on some CPUs, so outputs do not show them). The statistics
+    are float32 on every backend, within a stated bound (``precision="float64"`` where the
+    backend has it; a model on several `tf.distribute` replicas gets float64 sums combined
+    across replicas; see `keras_initlab.measure`); only a few small arrays come back to the
+    host.
 
     Where a softmax or sigmoid output is read by a cross-entropy, Keras computes the loss from
     the logits, so the loss does not depend on ``y`` itself: ``gradient_var`` is then that of
