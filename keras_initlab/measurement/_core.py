@@ -27,7 +27,6 @@ import numpy as np
 from keras_initlab.measurement._loss import require_loss
 from keras_initlab.measurement._reduce import Pass, Reduced, host_matrix, reduce_pass
 
-ops = keras.ops
 ADAPTERS = {"tensorflow": "_tf_gradients", "jax": "_jax_gradients", "torch": "_torch_gradients"}
 
 

@@ -10,13 +10,15 @@ import keras
 
 from keras_initlab import _keras
 from keras_initlab._validation import check_choice, check_positive
+from keras_initlab.initializers._base import available_float_dtypes
 from keras_initlab.measurement import _probe_data, _routing, _selection
 from keras_initlab.measurement._records import COLUMNS, RecordTable
+from keras_initlab.measurement._statistics import DTYPES
 from keras_initlab.model.legacy import check_not_keras2
 
 MODES = ("inference", "training")
-# The dtypes the statistics are computed in (`keras_initlab.measurement._statistics`).
-PRECISIONS = ("float32", "float64")
+# The dtypes the statistics are computed in.
+PRECISIONS = DTYPES
 # Two units are the same unit when their output columns on the probe differ by at most this
 # fraction of the larger column norm (float rounding can split exactly-symmetric units by
 # ~1e-7 relative; a real feature differs by far more).
@@ -222,16 +224,13 @@ def replicas(model: Any) -> int:
 def check_precision(precision: str) -> None:
     """Raise where the backend cannot compute in ``precision`` (float64 on JAX without
     x64)."""
-    if precision == "float64" and keras.backend.backend() == "jax":
-        import jax
-
-        if not jax.config.read("jax_enable_x64"):
-            raise ValueError(
-                "Argument `precision` is 'float64', which JAX computes only with x64 on "
-                "(jax.config.update('jax_enable_x64', True) before building the model); "
-                "without it JAX runs in float32. Received: precision='float64' on JAX "
-                "without x64; use precision='float32' (the default)"
-            )
+    if precision not in available_float_dtypes():  # (float64 on JAX without x64)
+        raise ValueError(
+            "Argument `precision` is 'float64', which JAX computes only with x64 on "
+            "(jax.config.update('jax_enable_x64', True) before building the model); "
+            "without it JAX runs in float32. Received: precision='float64' on JAX "
+            "without x64; use precision='float32' (the default)"
+        )
 
 
 def _as_loss(loss: Any) -> Any:

@@ -53,13 +53,14 @@ class TensorFlowPass:
                 kernel_grads = [tf.cast(g, scale.dtype) / scale for g in kernel_grads]
             per_layer = iter(kernel_grads or [])
             self.gradient_of[:] = seen["gradient_of"]
+            values = {id(v): v.value for v in model.variables}  # (each variable read once)
             return reduce(
                 Pass(
                     seen["calls"],
                     grads,
-                    [None if k is None else k.value for k in kernels],
+                    [None if k is None else values.get(id(k), k.value) for k in kernels],
                     [None if k is None or grads is None else next(per_layer) for k in kernels],
-                    [v.value for v in model.variables],
+                    list(values.values()),
                 )
             ).parts()
 
