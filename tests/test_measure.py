@@ -14,27 +14,11 @@ import tensorflow as tf
 from keras_initlab import HeNormal, measure
 from keras_initlab.callbacks import RECORD_KEYS, VarianceMonitor
 from keras_initlab.measurement import MAX_DISTINCT_UNITS, Measurement
-from keras_initlab.measurement._statistics import block_terms, gamma, variance_bound
+from keras_initlab.measurement._statistics import variance_bound
+from tests.float32_bounds import channel_bounds, mean_error, variance_rtol
 
 L = keras.layers
 RTOL = 1e-12  # the same float32 statistics of exactly scaled values: no rounding apart
-
-
-def _rows(a: np.ndarray) -> np.ndarray:
-    return a.reshape(-1, a.shape[-1])
-
-
-def _var_bound(a: np.ndarray) -> float:
-    """The relative bound of a float32 pooled variance of ``a`` (`variance_bound`)."""
-    rows = _rows(a)
-    return variance_bound(rows.shape[0], float(np.mean(a * a) / a.var()), units=rows.shape[1])
-
-
-def _mean_bound(a: np.ndarray) -> float:
-    """The absolute bound of its float32 mean: the unit means' blocked sums, then theirs."""
-    rows = _rows(a)
-    k, j = block_terms(rows.shape[0]), block_terms(rows.shape[1])
-    return (gamma(k + 1) + gamma(j + 1)) * float(np.mean(np.abs(a))) + 2**-24 * abs(a.mean())
 
 
 def residual_model(seed: int = 0, compile: bool = True) -> keras.Model:
@@ -131,8 +115,8 @@ def test_merge_layer_numbers_match_numpy_and_a_gradient_tape(data):
     # Forward: the Add output from a sub-model, statistics in NumPy float64.
     sub = keras.Model(model.input, add.output)
     a = np.asarray(sub(x, training=False), np.float64)
-    assert records["add"]["activation_var"] == pytest.approx(a.var(), rel=_var_bound(a))
-    assert records["add"]["activation_mean"] == pytest.approx(a.mean(), abs=_mean_bound(a))
+    assert records["add"]["activation_var"] == pytest.approx(a.var(), rel=variance_rtol(a))
+    assert records["add"]["activation_mean"] == pytest.approx(a.mean(), abs=mean_error(a))
     # Backward: dL/d(add output) of the compiled loss, by a tape through the rest of the model.
     rest_input = keras.Input(add.output.shape[1:])
     h = rest_input
@@ -153,30 +137,13 @@ def test_merge_layer_numbers_match_numpy_and_a_gradient_tape(data):
     assert records["add"]["gradient_var"] == pytest.approx(g.var(), rel=1e-4)
 
 
-def _channel_reference(a: np.ndarray) -> tuple[float, float, float, float]:
-    """``channel_mean_sq``, ``channel_var`` of a layer output in NumPy float64, and the
-    float32 statistics' bounds: ``channel_mean_sq`` absolute (each unit mean off by ``e_c
-    <= gamma_{k+1} mean|y_c| + u |m_c|``, so its square by ``2 |m_c| e_c + e_c^2``, then
-    the sum over units), ``channel_var`` relative (`variance_bound` of the worst unit)."""
-    rows = _rows(a)
-    means, variances = rows.mean(0), rows.var(0)
-    k, j = block_terms(rows.shape[0]), block_terms(rows.shape[1])
-    e = gamma(k + 1) * np.abs(rows).mean(0) + 2**-24 * np.abs(means)
-    mean_sq = float(np.mean(means**2))
-    mean_sq_tol = float(np.mean(2 * np.abs(means) * e + e * e)) + gamma(j + 4) * mean_sq
-    live = variances > 0
-    kappa = float(np.max(np.mean(rows * rows, 0)[live] / variances[live]))
-    var_rtol = variance_bound(rows.shape[0], kappa) + gamma(j + 2)
-    return mean_sq, float(variances.mean()), mean_sq_tol, var_rtol
-
-
 def test_channel_statistics_match_numpy(data):
     x, _ = data
     model = residual_model()
     records = {r["layer"]: r for r in measure(model, data)}
     for name in ("stem", "bn", "relu", "add", "cat", "gate", "ln", "head"):
         a = np.asarray(keras.Model(model.input, model.get_layer(name).output)(x), np.float64)
-        mean_sq, var, mean_sq_tol, var_rtol = _channel_reference(a)
+        mean_sq, var, mean_sq_tol, var_rtol = channel_bounds(a)
         assert records[name]["channel_mean_sq"] == pytest.approx(mean_sq, abs=mean_sq_tol), name
         assert records[name]["channel_var"] == pytest.approx(var, rel=var_rtol), name
 
@@ -198,7 +165,7 @@ def test_channel_statistics_of_a_shared_and_a_wide_layer():
         "shared": np.concatenate([np.asarray(c, np.float64) for c in calls]),
     }
     for name, a in outputs.items():
-        mean_sq, var, mean_sq_tol, var_rtol = _channel_reference(a)
+        mean_sq, var, mean_sq_tol, var_rtol = channel_bounds(a)
         assert records[name]["channel_mean_sq"] == pytest.approx(mean_sq, abs=mean_sq_tol), name
         assert records[name]["channel_var"] == pytest.approx(var, rel=var_rtol), name
 

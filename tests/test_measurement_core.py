@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import keras_initlab
 from keras_initlab.measurement._statistics import block_terms, gamma, moments, variance_bound
 from keras_initlab.measurement._twins import distinct_count
+from tests.float32_bounds import channel_bounds, mean_error, variance_rtol
 
 IN, HIDDEN, CLASSES, BATCH = 24, 32, 10, 64
 
@@ -131,8 +132,8 @@ def test_records_match_a_float64_computation():
     assert records["hidden"]["weight_grad_var"] == pytest.approx(dw1.var(), rel=1e-3)
 
 
-# TensorFlow's records of `_model()`'s probe, saved once (`python
-# tests/test_measurement_core.py --write` in the TensorFlow environment writes them again):
+# TensorFlow's records of `_model()`'s probe, saved once (`python -m
+# tests.test_measurement_core --write` in the TensorFlow environment writes them again):
 # the other environments have no TensorFlow to compute them.
 SAVED = Path(__file__).parent / "data" / "core_records_tensorflow.json"
 FORWARD_COLUMNS = ("activation_mean", "activation_var", "channel_mean_sq", "channel_var")
@@ -174,19 +175,12 @@ def _forward_spread(y, e):
 
 def _statistics_error(y, column):
     """The float32 statistics' own bound on one of `FORWARD_COLUMNS` (absolute)."""
-    rows, units = y.shape
-    kappa = float(np.mean(y**2) / y.var())
-    k, j = block_terms(rows), block_terms(units)
     if column == "activation_mean":
-        return (gamma(k + 1) + gamma(j + 1)) * float(np.mean(np.abs(y))) + 2**-24 * abs(y.mean())
+        return mean_error(y)
     if column == "activation_var":
-        return variance_bound(rows, kappa, units=units) * float(y.var())
-    mc = y.mean(0)
-    if column == "channel_mean_sq":
-        e = gamma(k + 1) * np.abs(y).mean(0) + 2**-24 * np.abs(mc)
-        return float(np.mean(2 * np.abs(mc) * e + e * e)) + gamma(j + 4) * float(np.mean(mc**2))
-    kappa_c = float(np.max(np.mean(y**2, 0) / y.var(0)))
-    return (variance_bound(rows, kappa_c) + gamma(j + 2)) * float(y.var(0).mean())
+        return variance_rtol(y) * float(y.var())
+    _, channel_var, mean_sq_tol, var_rtol = channel_bounds(y)
+    return mean_sq_tol if column == "channel_mean_sq" else var_rtol * channel_var
 
 
 def _saved_records():
