@@ -661,11 +661,13 @@ class Trace:
         inputs: the fresh KerasTensors the trace was called on, in the order given.
         outputs: the KerasTensors it returned, flattened.
         calls: its calls (`GraphCall`), every input computed first.
+        returned: what ``call`` returned (the nest of ``outputs``).
     """
 
     inputs: tuple[Any, ...]
     outputs: tuple[Any, ...]
     calls: tuple[GraphCall, ...]
+    returned: Any = None
 
 
 def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]) -> Trace:
@@ -687,7 +689,8 @@ def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]
         if isinstance(nodes := getattr(lay, name, None), list)
     ]
     try:
-        outputs = tuple(keras.tree.flatten(layer.call(*args, **kwargs)))
+        returned = layer.call(*args, **kwargs)
+        outputs = tuple(keras.tree.flatten(returned))
         if not outputs or not all(isinstance(t, keras.KerasTensor) for t in outputs):
             raise TypeError("its output is not computed from its inputs")
         graph = Function(list(inputs), list(outputs))
@@ -704,7 +707,7 @@ def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]
             base = re.sub(r"(?<!^)(?=[A-Z])", "_", type(call.operation).__name__).lower()
             n = counts[base] = counts.get(base, -1) + 1
             call.operation.name = base if n == 0 else f"{base}_{n}"
-    return Trace(tuple(inputs), outputs, calls)
+    return Trace(tuple(inputs), outputs, calls, returned)
 
 
 def application_layers() -> dict[str, type]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_initlab import HeNormal, measure
+from keras_initlab import HeNormal, measure, propagate
 from keras_initlab.callbacks import RECORD_KEYS, VarianceMonitor
 from keras_initlab.measurement import MAX_DISTINCT_UNITS, Measurement
 from keras_initlab.measurement._statistics import variance_bound
@@ -149,8 +149,9 @@ def test_channel_statistics_match_numpy(data):
 
 
 def test_channel_statistics_of_a_shared_and_a_wide_layer():
-    """Two calls of one layer pool their rows; a layer past `MAX_DISTINCT_UNITS` (no Gram
-    matrix) gets them from its own sums of squares."""
+    """Each call of a shared layer gets its own record (``shared``, ``shared@2``, in the
+    order the model runs them); a layer past `MAX_DISTINCT_UNITS` (no Gram matrix) gets
+    them from its own sums of squares."""
     x = keras.Input((6,))
     wide = L.Dense(MAX_DISTINCT_UNITS + 7, activation="relu", name="wide")(x)
     shared = L.Dense(3, name="shared")
@@ -162,12 +163,15 @@ def test_channel_statistics_of_a_shared_and_a_wide_layer():
     calls = [shared(left), shared(xs)]
     outputs = {
         "wide": np.asarray(keras.Model(x, wide)(xs), np.float64),
-        "shared": np.concatenate([np.asarray(c, np.float64) for c in calls]),
+        "shared": np.asarray(calls[0], np.float64),
+        "shared@2": np.asarray(calls[1], np.float64),
     }
     for name, a in outputs.items():
         mean_sq, var, mean_sq_tol, var_rtol = channel_bounds(a)
         assert records[name]["channel_mean_sq"] == pytest.approx(mean_sq, abs=mean_sq_tol), name
         assert records[name]["channel_var"] == pytest.approx(var, rel=var_rtol), name
+    # Each call's record has the name of its predicted row.
+    assert set(records) <= set(propagate(model).by_layer())
 
 
 @pytest.mark.parametrize("mode", ["inference", "training"])

@@ -23,9 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keras_initlab
+from keras_initlab.callbacks import VarianceMonitor
 from keras_initlab.measurement._statistics import block_terms, gamma, moments, variance_bound
 from keras_initlab.measurement._twins import distinct_count
 from tests.float32_bounds import channel_bounds, mean_error, variance_rtol
+from tests.tied_embedding import BATCH as TIED_BATCH
+from tests.tied_embedding import check_records, tied_model
 
 IN, HIDDEN, CLASSES, BATCH = 24, 32, 10, 64
 
@@ -283,3 +286,28 @@ if __name__ == "__main__" and sys.argv[1:] == ["--write"]:  # (TensorFlow only)
     }
     SAVED.parent.mkdir(exist_ok=True)
     SAVED.write_text(json.dumps(found, indent=1) + "\n")
+
+
+def test_each_call_of_a_tied_embedding_gets_its_own_record():
+    """The lookup (``embed``: (batch, tokens, width)) and the reversed call that makes the
+    logits (``embed@2``: (batch, tokens, vocabulary)) of one layer are two records, each
+    against NumPy float64 from the weights (`tests.tied_embedding.check_records`)."""
+    model, x, labels = tied_model()
+    records = keras_initlab.measure(model, (x, labels))
+    check_records(records, model.get_weights()[0], x, labels)
+
+
+def test_the_monitor_records_each_call_in_every_source():
+    """A fit with batch records names both calls in the probe's and the step's records."""
+    model, x, labels = tied_model()
+    monitor = VarianceMonitor((x, labels), every_n_batches=1, alert=False)
+    model.fit(
+        np.tile(x, (3, 1)),
+        np.tile(labels, (3, 1)),
+        batch_size=TIED_BATCH,
+        verbose=0,
+        callbacks=[monitor],
+    )
+    for source in ("probe", "in_step"):
+        names = [r["layer"] for r in monitor.records if r["source"] == source]
+        assert set(names) == {"embed", "embed@2"}, source

@@ -283,13 +283,13 @@ class VarianceMonitor(keras.callbacks.Callback):
         self._judging, self._diagnoses = {}, {}
         m.prepare(self._probe_data)
         m.attach()
-        if self.in_step:
-            self._install_in_step()
         if self.log_dir is not None:
             from keras_initlab.callbacks._tensorboard import TensorBoardWriter
 
             self._writer = TensorBoardWriter(self.log_dir)
         self._record("train_begin")
+        if self.in_step:  # (after a probe pass: the taps take a row per call it found)
+            self._install_in_step()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
@@ -390,7 +390,9 @@ class VarianceMonitor(keras.callbacks.Callback):
         from keras_initlab.measurement._in_step import InStepTaps
 
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
-        taps = InStepTaps(model, self._active.activations, max(IN_STEP_CAPACITY, 2 * spe))
+        active = self._active
+        capacity = max(IN_STEP_CAPACITY, 2 * spe)
+        taps = InStepTaps(model, active.activations, capacity, active.owner)
         self._in_step_taps = taps
         self._train_function = _keras.patch_train_step(model, taps.wrap)
 
@@ -420,6 +422,7 @@ class VarianceMonitor(keras.callbacks.Callback):
             rows = self._measurement.table.rows(
                 buffer[slot % taps.capacity],
                 IN_STEP_COLUMNS,
+                owner=taps.owner,
                 seen=taps.seen,
                 gradient_of=taps.gradient_of,
                 with_gradients=True,

@@ -52,28 +52,52 @@ def check_not_distributed(backend: str) -> None:
 
 
 class PerturbationRecorder:
-    """While a pass runs, adds ``perturb(k, y)`` to the ``k``-th tapped output ``y`` (in
-    call order) and keeps the result per measured layer (``calls[i]``: one per call)."""
+    """While a pass runs, adds ``perturb(k, y)`` to the ``k``-th tapped output ``y`` (in the
+    order the pass runs them) and keeps the result per measured layer (``calls[i]``: one per
+    call; ``order[i]``: their ``k``). The pass runs layers in its own order, not the order
+    of the measured layers (a block's output comes after its sub-layers'), so a gradient
+    with respect to perturbation ``k`` belongs to the call whose ``order`` holds ``k``
+    (`by_layer`). A probe replays the blocks that hold measured sums (`_inner`)."""
+
+    replays = True
 
     def __init__(self, n: int, perturb: Callable[[int, Any], Any] | None) -> None:
         self.calls: list[list[Any]] = [[] for _ in range(n)]
+        self.order: list[list[int]] = [[] for _ in range(n)]
         self.perturb = perturb
         self.taken = 0
 
     def tap(self, index: int, y: Any) -> Any:
         if self.perturb is not None:
             y = y + self.perturb(self.taken, y)
+        self.order[index].append(self.taken)
         self.taken += 1
         self.calls[index].append(y)
         return y
 
 
-class NeutralProbe:
-    """``f(x, y, sample_weight) -> (layers, COLUMNS)`` float64 matrix, on any backend.
+def by_layer(per_tap: Sequence[Any], order: Sequence[Sequence[int]]) -> list[list[Any]]:
+    """Values indexed by tap (perturbation ``k``) regrouped per measured layer and call."""
+    return [[per_tap[k] for k in taps] for taps in order]
 
-    The interface of `keras_initlab.measurement._probe.ProbeFunction`: `seen` and
-    `gradient_of` after the first call (``"logits"`` only on TensorFlow, whose tape sees
-    Keras' from-logits shortcut; elsewhere every gradient is at the ``"output"``).
+
+def in_tap_order(calls: Sequence[Sequence[Any]], order: Sequence[Sequence[int]]) -> list[Any]:
+    """The inverse of `by_layer`: per-layer, per-call values listed by tap."""
+    flat: list[Any] = [None] * sum(len(taps) for taps in order)
+    for values, taps in zip(calls, order, strict=True):
+        for value, k in zip(values, taps, strict=True):
+            flat[k] = value
+    return flat
+
+
+class NeutralProbe:
+    """``f(x, y, sample_weight) -> (slots, COLUMNS)`` float64 matrix, on any backend: a
+    row per call of each layer (`_calls`).
+
+    The interface of `keras_initlab.measurement._probe.ProbeFunction`: `owner` (per row,
+    its layer), `seen` and `gradient_of` (per row) after each call (``"logits"`` only on
+    TensorFlow, whose tape sees Keras' from-logits shortcut; elsewhere every gradient is at
+    the ``"output"``).
 
     Args:
         model, layers, kernels, activations: the model, its measured layers, their kernels
@@ -110,6 +134,7 @@ class NeutralProbe:
         self.activations = list(activations)
         self.rtol, self.max_units = rtol, max_units
         self.loss_fn, self.dtype = loss_fn, dtype
+        self.owner: list[int] = list(range(len(self.layers)))
         self.seen: list[bool] = [False] * len(self.layers)
         self.gradient_of: list[str | None] = [None] * len(self.layers)
 
@@ -117,11 +142,11 @@ class NeutralProbe:
         """The device statistics of one pass (inside JAX's jit and TensorFlow's trace)."""
         return reduce_pass(tensors, self.activations, self.dtype, self.max_units)
 
-    def _gradient_of(self, i: int) -> str:
-        """Where layer ``i``'s gradient is taken: ``"output"``, or ``"logits"`` where the
+    def _gradient_of(self, slot: int) -> str:
+        """Where a call's gradient is taken: ``"output"``, or ``"logits"`` where the
         adapter found Keras' from-logits shortcut (TensorFlow's tape)."""
         found = getattr(self._pass, "gradient_of", None)
-        return found[i] if found and found[i] else "output"
+        return found[slot] if found and found[slot] else "output"
 
     def __repr__(self) -> str:
         return f"NeutralProbe(backend={keras.backend.backend()!r}, layers={len(self.layers)})"
@@ -130,9 +155,10 @@ class NeutralProbe:
         if y is not None:
             require_loss(self.model, self.loss_fn)
         reduced = self._pass((x, y, sample_weight))
-        weights = [layer.weights for layer in self.layers]
-        matrix, seen = host_matrix(reduced, weights, self.rtol, self.dtype)
-        for i in range(len(self.layers)):
-            self.seen[i] = bool(seen[i])
-            self.gradient_of[i] = self._gradient_of(i) if seen[i] and y is not None else None
+        weights = [getattr(layer, "weights", ()) for layer in self.layers]
+        matrix, seen, self.owner = host_matrix(reduced, weights, self.rtol, self.dtype)
+        self.seen = [bool(s) for s in seen]
+        self.gradient_of = [
+            self._gradient_of(k) if s and y is not None else None for k, s in enumerate(self.seen)
+        ]
         return matrix

@@ -9,6 +9,7 @@ from typing import Any
 import tensorflow as tf
 
 from keras_initlab import _keras
+from keras_initlab.measurement._calls import by_slot, call_counts
 from keras_initlab.measurement._probe import loss_scale
 from keras_initlab.measurement._routing import recording, route_output
 from keras_initlab.measurement._sums import (
@@ -63,19 +64,30 @@ class InStepTaps:
     which a `LossScaleOptimizer` does not advance on a step it skips for an overflow), so a
     step costs a few reductions per layer and one write. Under a distribution strategy the
     buffer is per replica (``ON_READ``) and the replicas are added when it is read. Nothing
-    leaves the device until `read`, which returns a float64 array ``(capacity, layers,
-    4)`` with the columns ``activation_mean, activation_var, gradient_var,
-    saturation_fraction`` (`IN_STEP_COLUMNS`); the caller reads at most every ``capacity``
-    steps.
+    leaves the device until `read`, which returns a float64 array ``(capacity, rows, 4)``
+    (a row per call of each layer, `owner`) with the columns ``activation_mean,
+    activation_var, gradient_var, saturation_fraction`` (`IN_STEP_COLUMNS`); the caller
+    reads at most every ``capacity`` steps.
     """
 
-    def __init__(self, model: Any, activations: Sequence[str | None], capacity: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        activations: Sequence[str | None],
+        capacity: int,
+        owner: Sequence[int] | None = None,
+    ) -> None:
         self._model = model
-        self._activations = list(activations)
+        # A row per call of each layer (`_calls`), as the probe found them (``owner``: per
+        # row, its layer; None: one call each); a call beyond those adds to the layer's last.
+        self.owner = list(range(len(activations))) if owner is None else list(owner)
+        self._activations = by_slot(activations, self.owner)
+        self._first = {i: self.owner.index(i) for i in set(self.owner)}
+        self._calls = call_counts(self.owner, len(activations))
         self.capacity = capacity
         with model.distribute_strategy.scope():
             self.buffer = tf.Variable(
-                tf.zeros((capacity, len(activations), _FORWARD_SUMS + _BACKWARD_SUMS), tf.float64),
+                tf.zeros((capacity, len(self.owner), _FORWARD_SUMS + _BACKWARD_SUMS), tf.float64),
                 trainable=False,
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.SUM,
@@ -97,7 +109,7 @@ class InStepTaps:
         self.gradient_of: list[str | None] = []
 
     def __repr__(self) -> str:
-        return f"InStepTaps(layers={len(self._activations)}, capacity={self.capacity})"
+        return f"InStepTaps(rows={len(self._activations)}, capacity={self.capacity})"
 
     def wrap(self, train_step: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``train_step`` with the taps active and one buffer write after it."""
@@ -110,6 +122,7 @@ class InStepTaps:
             traced.forward = [None] * n
             traced.watched = [False] * n
             traced.consts = Consts()
+            traced.taken = [0] * len(self._calls)
             # Read before the step's update (as the backward taps see the loss scaled).
             scale = loss_scale(self._model.optimizer)
             traced.backward = {"output": [None] * n, "logits": [None] * n}
@@ -150,9 +163,12 @@ class InStepTaps:
 
         return step
 
-    def tap(self, index: int, y: tf.Tensor) -> tf.Tensor:
+    def tap(self, layer: int, y: tf.Tensor) -> tf.Tensor:
         traced = self._traced
         consts = traced.consts
+        call = min(traced.taken[layer], self._calls[layer] - 1)
+        traced.taken[layer] += 1
+        index = self._first[layer] + call
 
         def see(out: tf.Tensor) -> None:
             traced.watched[index] = traced.watched[index] or _keras.is_watched(out)
@@ -166,7 +182,7 @@ class InStepTaps:
             activation = self._activations[index]
             saturated = saturated_count(a, activation)[None] if activation in SATURATING else None
             sums = [count, total, squares, saturated]
-            traced.forward[index] = _add(traced.forward[index], sums)  # shared layer: all calls
+            traced.forward[index] = _add(traced.forward[index], sums)
 
         def grad_tap(t: tf.Tensor, slot: str) -> tf.Tensor:
             @tf.custom_gradient

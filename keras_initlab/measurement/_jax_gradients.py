@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from keras_initlab.measurement._core import PerturbationRecorder
+from keras_initlab.measurement._core import PerturbationRecorder, by_layer, in_tap_order
 from keras_initlab.measurement._loss import stateless_loss
 from keras_initlab.measurement._reduce import Pass, Reduced
 from keras_initlab.measurement._routing import recording
@@ -36,6 +36,7 @@ def make_pass(
     import jax.numpy as jnp
 
     trainable_ids = [id(v) for v in model.trainable_variables]
+    taps: list[list[int]] = []  # per layer, the taps of its calls in the last pass traced
 
     def run(perturbations: Any, trainable: Any, non_trainable: Any, data: Any) -> Any:
         recorder = PerturbationRecorder(
@@ -43,6 +44,7 @@ def make_pass(
         )
         with recording(recorder):
             loss, _ = stateless_loss(model, trainable, non_trainable, data, training, loss_fn)
+        taps[:] = recorder.order  # (static: the pass's structure, read as it is traced)
         return (jnp.zeros(()) if loss is None else loss), recorder.calls
 
     def values_of(trainable: list[Any]) -> list[Any]:
@@ -69,10 +71,7 @@ def make_pass(
     def backward(zeros: Any, trainable: Any, non_trainable: Any, data: Any) -> Any:
         grad = jax.grad(run, argnums=(0, 1), has_aux=True)
         (at_outputs, at_variables), calls = grad(zeros, trainable, non_trainable, data)
-        grads, k = [], 0
-        for call in calls:
-            grads.append(list(at_outputs[k : k + len(call)]))
-            k += len(call)
+        grads = by_layer(at_outputs, taps)
         at = dict(zip(trainable_ids, at_variables, strict=True))
         kernel_grads = [
             None if kernel is None else at.get(id(kernel), jnp.zeros(kernel.shape, kernel.dtype))
@@ -94,7 +93,8 @@ def make_pass(
             found = jax.eval_shape(
                 lambda t, n, d: run(None, t, n, d)[1], trainable, non_trainable, data
             )
-            zeros[key] = [jnp.zeros(s.shape, s.dtype) for call in found for s in call]
+            shapes = in_tap_order(found, taps)
+            zeros[key] = [jnp.zeros(s.shape, s.dtype) for s in shapes]
         return Reduced(*backward(zeros[key], trainable, non_trainable, data))
 
     return pass_

@@ -151,6 +151,12 @@ class Measurement:
         self._ready = True
 
     @property
+    def owner(self) -> list[int]:
+        """Per row of the last measurement, its layer's index in ``entries``: a row per call
+        of each layer (`_calls`; one per layer before the first measurement)."""
+        return list(self._fn.owner) if self._ready else []
+
+    @property
     def skipped(self) -> list[tuple[str, str, str]]:
         """``(layer, source, reason)`` of each measured layer that did not run."""
         return self.table.skipped if self._ready else []
@@ -202,6 +208,7 @@ class Measurement:
         return self.table.rows(
             matrix,
             COLUMNS,
+            owner=self._fn.owner,
             seen=self._fn.seen,
             gradient_of=self._fn.gradient_of,
             with_gradients=data[1] is not None,
@@ -311,8 +318,15 @@ def measure(
     ``precision``).
 
     Measured by default: every layer with weights, every activation layer, every merge
-    layer (Add, Concatenate, Multiply, ...) and every normalization layer, named by their
-    path below the model (``"encoder/dense_1"``, see `keras_initlab.model.tree`).
+    layer (Add, Concatenate, Multiply, ...), every normalization layer and every residual
+    sum no layer computes (``x + h`` in a Functional graph, named by its operation; a sum
+    inside a subclassed block's ``call``, ``"block3/add"``, recorded by replaying the
+    block's traced call on the probe: see `keras_initlab.measurement._inner`), named by
+    their path below the model (``"encoder/dense_1"``, see `keras_initlab.model.tree`). A layer
+    called more than once in a pass (a shared tower, a tied embedding called as the lookup
+    and reversed for the logits) gets a record per call, in the order the model runs them:
+    its path for the first, ``path@2``, ``path@3``, ... for the next (the names of
+    `keras_initlab.propagate`'s rows); its kernel's columns are on each.
 
     Args:
         model: a Keras model (compiled, unless ``loss`` is given or ``probe`` has no ``y``).
@@ -327,8 +341,9 @@ def measure(
         precision: ``"float32"`` (default) or ``"float64"``, the dtype of the statistics.
 
     Returns:
-        A list of records (dicts), in model order; ``event="measure"``, ``source="probe"``,
-        ``step`` the optimizer's step count (0 without an optimizer), ``epoch`` None.
+        A list of records (dicts), in model order (a layer's calls together);
+        ``event="measure"``, ``source="probe"``, ``step`` the optimizer's step count (0
+        without an optimizer), ``epoch`` None.
 
     Raises:
         ValueError: an empty or non-finite probe, an unknown layer name, a bad ``mode`` or

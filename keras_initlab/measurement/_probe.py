@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_initlab import _keras
+from keras_initlab.measurement._calls import by_slot, owners, split_calls
 from keras_initlab.measurement._distinct import (
     SCREEN_DIM,
     Twins,
@@ -61,8 +62,11 @@ class _ProbeRecorder:
 
     ``calls[i]`` holds one dict per call of layer ``i``: ``"out"`` (the output), ``"output"``
     and ``"logits"`` (identities the tape differentiates; ``"logits"`` only where the output
-    carries Keras' from-logits shortcut).
+    carries Keras' from-logits shortcut). A probe replays the blocks that hold measured
+    sums (`_inner`).
     """
+
+    replays = True
 
     def __init__(self, n: int) -> None:
         self.calls: list[list[dict[str, Any]]] = [[] for _ in range(n)]
@@ -114,7 +118,8 @@ def make_probe_function(
     training: bool = False,
     loss_fn: Any = None,
 ) -> ProbeFunction:
-    """A `ProbeFunction` ``f(x, y, sample_weight) -> (len(layers), len(COLUMNS))`` float64.
+    """A `ProbeFunction` ``f(x, y, sample_weight) -> (slots, len(COLUMNS))`` float64: a row
+    per call of each layer (`_calls`; `ProbeFunction.owner`: each row's layer).
 
     The model runs on the probe with ``training`` (False: inference mode; True: batch
     statistics and dropout, with every non-trainable variable, moving statistics and seed
@@ -148,8 +153,17 @@ def make_probe_function(
             share = tf.cast(stop - start, tf.float32) / tf.cast(n, tf.float32)
             share = share * float(replicas) if loss_fn is None else share
         seen = tape_pass(model, layers, kernels, (x, y, sample_weight), training, loss_fn, share)
-        payload, found, unscale = _layer_sums(seen, kernels, activations, max_units, replicas)
-        layout.update(found)
+        owner = owners(seen["calls"])  # a row per call (`_calls`)
+        seen["calls"] = split_calls(seen["calls"])
+        seen["grads"] = None if seen["grads"] is None else split_calls(seen["grads"])
+        if seen["kernel_grads"] is not None:  # (per kernel, in layer order)
+            per_kernel = iter(seen["kernel_grads"])
+            per_layer = [None if k is None else next(per_kernel) for k in kernels]
+            seen["kernel_grads"] = [g for g in by_slot(per_layer, owner) if g is not None]
+        payload, found, unscale = _layer_sums(
+            seen, by_slot(kernels, owner), by_slot(activations, owner), max_units, replicas
+        )
+        layout.update(found, owner=owner)
         if replicas > 1:  # (one replica: nothing to add)
             payload = ctx.all_reduce(tf.distribute.ReduceOp.SUM, payload)
         return payload if unscale is None else (payload, unscale)
@@ -162,7 +176,10 @@ def make_probe_function(
             lambda v: strategy.experimental_local_results(v)[0], per_replica
         )
         totals, unscale = totals if layout["scaled"] else (totals, None)
-        return _statistics(totals, unscale, layout, layers, kernels, rtol)
+        owner = layout["owner"]
+        return _statistics(
+            totals, unscale, layout, by_slot(layers, owner), by_slot(kernels, owner), rtol
+        )
 
     return ProbeFunction(probe, layout)
 
@@ -179,8 +196,9 @@ def tape_pass(
     """The forward and backward pass of one replica, with the taps active.
 
     Returns ``calls`` (per layer, its outputs, one per call), ``grads`` (per layer, the
-    gradients at those outputs), ``gradient_of`` (per layer ``"output"``, ``"logits"`` or
-    None), ``kernel_grads`` (per kernel), ``scale`` (the loss scale or None).
+    gradients at those outputs), ``gradient_of`` (per call, in the order of
+    `_calls.owners`: ``"output"``, ``"logits"``, or None for a layer that did not run),
+    ``kernel_grads`` (per kernel), ``scale`` (the loss scale or None).
     """
     x, y, sample_weight = data
     recorder = _ProbeRecorder(len(layers))
@@ -231,18 +249,19 @@ def tape_pass(
     gradient_of: list[str | None] = []
     k = 0
     for cs in calls:
-        gs, of = [], None
+        gs = []
         for c in cs:
             g_out, g_logits = pairs[k], pairs[k + 1]
             k += 2
-            if g_out is None and g_logits is not None:
+            logits = g_out is None and g_logits is not None
+            if logits:
                 gs.append(g_logits)
-                of = of or "logits"
             else:
                 gs.append(tf.zeros_like(c["out"]) if g_out is None else g_out)
-                of = of or "output"
+            gradient_of.append(None if loss is None else "logits" if logits else "output")
         tap_grads.append(gs)
-        gradient_of.append(of if loss is not None else None)
+        if not cs:
+            gradient_of.append(None)
     return {
         "calls": [[c["out"] for c in cs] for cs in calls],
         "grads": tap_grads if loss is not None else None,
@@ -287,9 +306,7 @@ def _layer_sums(
     for i, outs in enumerate(calls):
         if not outs:
             continue
-        rows = as_rows(outs[0], consts)
-        if len(outs) > 1:
-            rows = tf.concat([rows] + [as_rows(o, consts) for o in outs[1:]], 0)
+        rows = as_rows(outs[0], consts)  # (one call: a slot, `_calls`)
         a = to64(rows)
         u = a.shape[-1]
         gram[i] = u is not None and u <= max_units
@@ -298,9 +315,7 @@ def _layer_sums(
         lins.append(lin)
         squares.append(sq)
         if with_grads:
-            gs = tap_grads[i]
-            g = gs[0] if len(gs) == 1 else tf.concat([tf.reshape(t, (-1,)) for t in gs], 0)
-            g_sum, g_sq = row_totals(g, consts)
+            g_sum, g_sq = row_totals(tap_grads[i][0], consts)
             g_sums.append(g_sum)
             g_squares.append(g_sq)
         if activations[i] in SATURATING:
@@ -516,7 +531,7 @@ def _non_finite_counts(
     """
     flat, ends, end = [], [], 0
     for layer in layers:
-        for w in layer.weights:
+        for w in getattr(layer, "weights", ()):  # (none on a keras.ops operation)
             value = read.get(id(w), w.value)
             if value.dtype == tf.float64:  # 0 where finite, NaN where not (float32 range)
                 value = value * 0.0
@@ -543,9 +558,10 @@ def _non_finite_counts(
 class ProbeFunction:
     """The traced probe of `make_probe_function` and what its trace found.
 
-    Calling it returns the ``(layers, len(COLUMNS))`` float64 statistics as a NumPy array.
-    After the first call, `seen` tells per layer whether it ran on the probe and
-    `gradient_of` whether its gradient is taken at its ``"output"`` or, where the loss reads
+    Calling it returns the ``(slots, len(COLUMNS))`` float64 statistics as a NumPy array, a
+    row per call of each layer (`_calls`). After the first call, `owner` gives each row's
+    layer, `seen` tells per row whether it ran on the probe and `gradient_of` whether its
+    gradient is taken at its ``"output"`` or, where the loss reads
     its logits (Keras' from-logits shortcut), at its ``"logits"`` (None: no targets or not seen).
     """
 
@@ -571,3 +587,7 @@ class ProbeFunction:
     @property
     def gradient_of(self) -> list[str | None]:
         return list(self._layout["gradient_of"])
+
+    @property
+    def owner(self) -> list[int]:
+        return list(self._layout["owner"])

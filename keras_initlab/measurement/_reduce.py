@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_initlab.measurement._calls import by_slot, owners, split_calls
 from keras_initlab.measurement._statistics import (
     ACTIVATION_COLUMNS,
     COLUMNS,
@@ -59,15 +60,17 @@ class Pass:
 
 @dataclass
 class Reduced:
-    """One pass reduced, as device values: ``matrix`` (layers, `DEVICE_COLUMNS`; NaN rows
-    for a layer that did not run), ``seen`` (per layer, whether it ran), ``terms`` (the
-    screen terms of every compared layer side by side; None when none is), ``index`` (per
-    compared layer: its index, its first column in ``terms``, its units, its stack and its
-    first column there), ``stacks`` (per stack, the compared rows side by side) and
-    ``finite`` (every variable finite; see `_statistics.all_finite`)."""
+    """One pass reduced, as device values, a row per call of each layer (a slot,
+    `_calls.owners`): ``matrix`` (slots, `DEVICE_COLUMNS`; NaN rows for a layer that did
+    not run), ``seen`` (per slot, whether it ran), ``owner`` (per slot, its layer),
+    ``terms`` (the screen terms of every compared slot side by side; None when none is),
+    ``index`` (per compared slot: its index, its first column in ``terms``, its units, its
+    stack and its first column there), ``stacks`` (per stack, the compared rows side by
+    side) and ``finite`` (every variable finite; see `_statistics.all_finite`)."""
 
     matrix: Any
     seen: Any
+    owner: Any
     terms: Any
     index: Any
     stacks: list[Any]
@@ -75,13 +78,15 @@ class Reduced:
 
     def parts(self) -> tuple[Any, ...]:
         """The fields as a tuple (what a jitted or traced function returns)."""
-        return self.matrix, self.seen, self.terms, self.index, self.stacks, self.finite
-
-
-def _rows_of(tensors: Sequence[Any], dtype: str) -> Any:
-    """A layer's tensors at each call as one matrix (elements, units)."""
-    rows = [as_rows(t, dtype) for t in tensors]
-    return rows[0] if len(rows) == 1 else ops.concatenate(rows, axis=0)
+        return (
+            self.matrix,
+            self.seen,
+            self.owner,
+            self.terms,
+            self.index,
+            self.stacks,
+            self.finite,
+        )
 
 
 # Layers of the same shape with at most this many elements are stacked before their passes
@@ -111,13 +116,23 @@ def _placed(blocks: list[Any], order: list[int], layers: int, width: int, dtype:
 def reduce_pass(
     tensors: Pass, activations: Sequence[str | None], dtype: str, max_units: int
 ) -> Reduced:
-    """The device statistics of every layer of one pass, stacked by shape (traceable)."""
+    """The device statistics of every call of every layer of one pass (a row per slot,
+    `_calls.owners`), stacked by shape (traceable)."""
+    owner = owners(tensors.outputs)
+    tensors = Pass(
+        split_calls(tensors.outputs),
+        None if tensors.grads is None else split_calls(tensors.grads),
+        by_slot(tensors.kernels, owner),
+        by_slot(tensors.kernel_grads, owner),
+        tensors.variables,
+    )
+    activations = by_slot(activations, owner)
     n_layers = len(tensors.outputs)
     stacks: dict[tuple[Any, ...], list[int]] = {}
     rows: dict[int, Any] = {}
     for i, outputs in enumerate(tensors.outputs):
         if outputs:
-            rows[i] = _rows_of(outputs, dtype)
+            rows[i] = as_rows(outputs[0], dtype)  # (one call: a slot)
             saturating = activations[i] if activations[i] in SATURATING else None
             stacks.setdefault((tuple(rows[i].shape), saturating), []).append(i)
     blocks: list[Any] = []
@@ -129,7 +144,7 @@ def reduce_pass(
     for (shape, saturating), members in stacks.items():
         grads = None
         if tensors.grads is not None:
-            grads = _stacked_terms([_rows_of(tensors.grads[i], dtype) for i in members], None)
+            grads = _stacked_terms([as_rows(tensors.grads[i][0], dtype) for i in members], None)
         measured = _stacked_terms([rows[i] for i in members], saturating)
         blocks.append(stacked_statistics(measured, grads, shape[0]))
         order += members
@@ -166,6 +181,7 @@ def reduce_pass(
     return Reduced(
         matrix,
         ops.convert_to_tensor([i in rows for i in range(n_layers)]),
+        ops.convert_to_tensor(np.array(owner, np.int32)),
         ops.concatenate(terms, axis=1) if terms else None,
         ops.convert_to_tensor(np.array(index, np.int32).reshape(-1, 5)),
         compared,
@@ -175,14 +191,16 @@ def reduce_pass(
 
 def host_matrix(
     reduced: Reduced, weights: Sequence[Sequence[Any]], rtol: float, dtype: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(matrix, seen)``: all `COLUMNS` (layers, len(COLUMNS)) float64 and which layers ran.
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``(matrix, seen, owner)``: all `COLUMNS` (slots, len(COLUMNS)) float64, which slots
+    ran and their layers (`Reduced`).
 
     ``non_finite_weights`` is 0 where every variable of the model is finite, else counted
-    per layer from ``weights``; ``distinct_units`` is counted (`_twins.distinct_counts`)
+    per slot from its layer's ``weights``; ``distinct_units`` is counted (`_twins.distinct_counts`)
     where the activation variance is finite, else NaN, and NaN for a layer not compared.
     """
     seen = np.asarray(ops.convert_to_numpy(reduced.seen), bool)
+    owner = [int(i) for i in ops.convert_to_numpy(reduced.owner)]
     device = np.asarray(ops.convert_to_numpy(reduced.matrix), np.float64)
     out = np.full((device.shape[0], len(COLUMNS)), np.nan)
     out[:, [COLUMNS.index(c) for c in DEVICE_COLUMNS]] = device
@@ -191,9 +209,9 @@ def host_matrix(
         out[seen, at] = 0.0
     else:
         for i in map(int, np.flatnonzero(seen)):
-            out[i, at] = non_finite_count(weights[i])
+            out[i, at] = non_finite_count(weights[owner[i]])
     if reduced.terms is None:
-        return out, seen
+        return out, seen, owner
     terms = np.asarray(ops.convert_to_numpy(reduced.terms), np.float64)
     fetched: dict[int, np.ndarray] = {}
 
@@ -211,4 +229,4 @@ def host_matrix(
             layers.append(int(i))
             screened.append(Screened(terms[:, column : column + units], fetch, count, dtype))
     out[layers, COLUMNS.index("distinct_units")] = distinct_counts(screened, rtol)
-    return out, seen
+    return out, seen, owner

@@ -96,20 +96,67 @@ def _map_first_tensor(outputs: Any, fn: Callable[[Any], Any]) -> Any:
     return outputs
 
 
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No recorder sees the taps within the ``with`` block (a block traced on
+    KerasTensors while a probe records: its sub-layers' calls are not the pass's)."""
+    saved = RECORDERS[:]
+    RECORDERS.clear()
+    try:
+        yield
+    finally:
+        RECORDERS[:] = saved
+
+
+def _targets(layers: Sequence[Any]) -> list[tuple[Any, int | None, dict[str, int]]]:
+    """``(layer, index, sums)`` of each layer whose ``call`` is wrapped: the measured layers
+    (``index``: their place in ``layers``) and the blocks holding an `_inner.InnerSum`
+    (``sums``: its operation names -> places)."""
+    from keras_initlab.measurement._inner import InnerSum
+
+    sums: dict[int, dict[str, int]] = {}
+    owners: dict[int, Any] = {}
+    for index, layer in enumerate(layers):
+        if isinstance(layer, InnerSum):
+            sums.setdefault(id(layer.owner), {})[layer.name] = index
+            owners[id(layer.owner)] = layer.owner
+    own = [(layer, i) for i, layer in enumerate(layers) if not isinstance(layer, InnerSum)]
+    measured = {id(layer) for layer, _ in own}
+    targets: list[tuple[Any, int | None, dict[str, int]]]
+    targets = [(layer, i, sums.get(id(layer), {})) for layer, i in own]
+    targets += [(owner, None, sums[k]) for k, owner in owners.items() if k not in measured]
+    return targets
+
+
 def install_taps(layers: Sequence[Any]) -> None:
     """Route the output of each layer's ``call`` through the active recorder, if any.
 
-    The wrapper is a pass-through (no op added) whenever no recorder is active, so tracing a
-    training, test or predict function with taps installed changes nothing. `remove_taps`
-    puts back the ``call`` each layer had.
+    ``layers`` may hold ``keras.ops`` operations of a Functional graph (tapped as layers)
+    and `_inner.InnerSum` entries: while a recorder that ``replays`` (a probe's) is active,
+    the block holding them runs its replayed trace (`_inner.replayed`), which hands each sum
+    to the recorder. The wrapper is a pass-through (no op added) whenever no recorder is
+    active, so tracing a training, test or predict function with taps installed changes
+    nothing. `remove_taps` puts back the ``call`` each layer had.
     """
-    for index, layer in enumerate(layers):
+    from keras_initlab.measurement._inner import replayed
 
-        def make(original: Callable[..., Any], _i: int = index) -> Callable[..., Any]:
+    for layer, index, sums in _targets(layers):
+
+        def make(
+            original: Callable[..., Any],
+            _i: int | None = index,
+            _sums: dict[str, int] = sums,
+            _layer: Any = layer,
+        ) -> Callable[..., Any]:
             def call(*args: Any, **kwargs: Any) -> Any:
-                outputs = original(*args, **kwargs)
-                if RECORDERS:
-                    recorder = RECORDERS[-1]
+                if not RECORDERS:
+                    return original(*args, **kwargs)
+                recorder = RECORDERS[-1]
+                if _sums and getattr(recorder, "replays", False):
+                    outputs = replayed(_layer, original, args, kwargs, _sums, recorder.tap, paused)
+                else:
+                    outputs = original(*args, **kwargs)
+                if _i is not None:
                     outputs = _map_first_tensor(outputs, lambda y: recorder.tap(_i, y))
                 return outputs
 
@@ -120,10 +167,10 @@ def install_taps(layers: Sequence[Any]) -> None:
 
 def taps_installed(layers: Sequence[Any]) -> bool:
     """Whether `install_taps` is in effect on every one of ``layers``."""
-    return all(_keras.is_patched(layer, OWNER) for layer in layers)
+    return all(_keras.is_patched(layer, OWNER) for layer, _, _ in _targets(layers))
 
 
 def remove_taps(layers: Sequence[Any]) -> None:
     """Undo `install_taps`."""
-    for layer in layers:
+    for layer, _, _ in _targets(layers):
         _keras.restore_call(layer, OWNER)

@@ -5,11 +5,13 @@ layers as a whole), every separate activation layer (Activation, ReLU, ...), eve
 layer (Add, Concatenate, Multiply, ...: in a residual network the stream is where variance
 grows), every normalization layer, every layer registered with
 `keras_initlab.register_layer`, and the output of every custom layer or subclassed model
-that holds weighted sub-layers (a user's residual block: its output is its residual sum),
-found by walking the model tree
-(`keras_initlab.model.tree`), so nested and subclassed models are covered. Any other leaf
-layer (pooling, dropout, reshaping) is measured when asked for by name. A layer's name is
-its path below the model, e.g. ``"encoder/dense_1"``.
+that holds weighted sub-layers (a user's residual block: its output), found by walking the
+model tree (`keras_initlab.model.tree`), so nested and subclassed models are covered; and
+every residual sum no layer computes (``x + h`` as a ``keras.ops`` node of a Functional
+graph, or inside a block's ``call``: ``"block3/add"``; see `_inner`), named as
+`keras_initlab.model.residual.residual_blocks` names it. Any other leaf layer (pooling,
+dropout, reshaping) is measured when asked for by name. A layer's name is its path below the
+model, e.g. ``"encoder/dense_1"``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import keras
 
 from keras_initlab._validation import unknown_name_message
+from keras_initlab.measurement._inner import InnerSum, inner_sums
 from keras_initlab.model.layers import (
     ACTIVATION_LAYERS,
     MERGE_LAYERS,
@@ -62,22 +65,57 @@ def monitored_layers(model: Any, layers: Iterable[Any] | None = None) -> list[tu
         }
         walked = list(walk(model))
         chosen |= {id(layer) for _, layer in walked if is_opaque(layer) and layer.weights}
-        return [(p, layer) for p, layer in walked if id(layer) in chosen]
+        entries = [(p, layer) for p, layer in walked if id(layer) in chosen]
+        return _placed(entries, inner_sums(model, walked))
     found = leaves
     wanted = list(layers)
-    by_key: dict[Any, tuple[str, Any]] = {}
-    for path, layer in found:
-        by_key.setdefault(path, (path, layer))
-        by_key.setdefault(layer.name, (path, layer))
-        by_key.setdefault(id(layer), (path, layer))
+    by_key = _keys(found)
+    if any(_key(item) not in by_key for item in wanted):  # a sum no layer computes?
+        found = _placed(found, inner_sums(model, list(walk(model))))
+        by_key = _keys(found)
     keep = set()
     for item in wanted:
-        key = item if isinstance(item, str) else id(item)
-        if key not in by_key:
+        if _key(item) not in by_key:
             allowed = [p for p, _ in found]
             raise ValueError(unknown_name_message("layers", getattr(item, "name", item), allowed))
-        keep.add(by_key[key][0])
+        keep.add(by_key[_key(item)][0])
     return [(p, layer) for p, layer in found if p in keep]
+
+
+def _key(item: Any) -> Any:
+    """How a requested layer is found: by name or path, a sum inside a block by its block
+    and name, anything else by identity."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, InnerSum):
+        return id(item.owner), item.name
+    return id(item)
+
+
+def _keys(found: list[tuple[str, Any]]) -> dict[Any, tuple[str, Any]]:
+    by_key: dict[Any, tuple[str, Any]] = {}
+    for path, layer in found:
+        for key in (path, _key(layer)) + (() if isinstance(layer, InnerSum) else (layer.name,)):
+            by_key.setdefault(key, (path, layer))
+    return by_key
+
+
+def _placed(
+    entries: list[tuple[str, Any]], sums: list[tuple[str, Any, str]]
+) -> list[tuple[str, Any]]:
+    """``entries`` with each residual sum no layer computes (`_inner.inner_sums`) placed
+    after what feeds its branch, else before the block that computes it, else last."""
+    out = list(entries)
+    for path, entry, after in sums:
+        paths = [p for p, _ in out]
+        owner = path.rpartition("/")[0]
+        if after in paths:
+            out.insert(paths.index(after) + 1, (path, entry))
+        elif owner in paths:
+            out.insert(paths.index(owner), (path, entry))
+        else:
+            out.append((path, entry))
+    return out
 
 
 def kernel_of(layer: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from keras_initlab.measurement._core import PerturbationRecorder
+from keras_initlab.measurement._core import PerturbationRecorder, by_layer
 from keras_initlab.measurement._loss import stateless_loss
 from keras_initlab.measurement._reduce import Pass, Reduced
 from keras_initlab.measurement._routing import recording
@@ -64,15 +64,10 @@ def run_pass(
     sources = perturbations + [by_id[id(k)] for k in kernels if k is not None and id(k) in wanted]
     found = torch.autograd.grad(loss, sources, allow_unused=True)
     at_outputs, at_kernels = found[: len(perturbations)], iter(found[len(perturbations) :])
-    grads, k = [], 0
-    for call, kept in zip(recorder.calls, calls, strict=True):
-        grads.append(
-            [
-                torch.zeros_like(t) if g is None else g
-                for g, t in zip(at_outputs[k : k + len(call)], kept, strict=True)
-            ]
-        )
-        k += len(call)
+    grads = [
+        [torch.zeros_like(t) if g is None else g for g, t in zip(gs, kept, strict=True)]
+        for gs, kept in zip(by_layer(at_outputs, recorder.order), calls, strict=True)
+    ]
     kernel_grads: list[Any] = []
     for kernel in kernels:
         if kernel is None:

@@ -192,7 +192,7 @@ class _Finder:
             self.model(layer, f"{name}/")
         elif is_opaque(layer) and self._weights_of(name):
             try:
-                trace = trace_layer(layer, *call)
+                trace = _structure(layer, call)
             except Exception as error:  # whatever its call raises on KerasTensors
                 first = (str(error).strip().splitlines() or [""])[0][:120]
                 self._opaque(
@@ -297,6 +297,22 @@ class _Finder:
                 tail_layers=tail,
             )
         )
+
+
+# The size unknown dimensions (batch, sequence) are traced at where the call needs one (a
+# keras_hub decoder's causal mask is built from its input's length): sums are found by the
+# graph's structure, which does not depend on it.
+STRUCTURE_SIZE = 2
+
+
+def _structure(layer: Any, call: Any) -> Any:
+    """The trace of ``layer``'s call (``call`` = (args, kwargs, inputs)), its unknown
+    dimensions at `STRUCTURE_SIZE` where the call cannot be traced without sizes."""
+    args, kwargs, inputs = call
+    try:
+        return trace_layer(layer, args, kwargs, inputs)
+    except Exception:
+        return trace_layer(layer, args, kwargs, inputs, size=STRUCTURE_SIZE)
 
 
 def _input_name(model: Any, index: int, prefix: str) -> str:

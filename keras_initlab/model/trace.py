@@ -7,33 +7,46 @@ and `keras_initlab._keras.traced_call` orders them as a Functional model's calls
 (`keras_initlab._keras.GraphCall`), so one walker reads both. The model is left as it was.
 Where the trace fails (Python control flow on tensor values, backend ops such as
 ``tf.math.multiply`` on a KerasTensor), the layer is opaque and the error says why.
+`replay` runs a trace on real tensors, the layer's own sub-layers and weights computing it,
+so the tensors inside a call (the residual sums of a block) can be seen.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 
 from keras_initlab._keras import Trace, traced_call
 
-__all__ = ["Trace", "output_spec", "trace_layer"]
+__all__ = ["Trace", "output_spec", "replay", "trace_layer"]
 
 
 def trace_layer(
-    layer: Any, args: Any, kwargs: dict[str, Any], inputs: Any, mode: str = "inference"
+    layer: Any,
+    args: Any,
+    kwargs: dict[str, Any],
+    inputs: Any,
+    mode: str = "inference",
+    size: int | None = None,
 ) -> Trace:
     """Trace one call of ``layer``: ``layer.call(*args, **kwargs)``.
 
     Args:
         layer: the layer or subclassed model.
         args, kwargs: the call's arguments; the tensors among them are ``inputs``.
-        inputs: the KerasTensors (or anything with ``shape`` and ``dtype``) the call reads,
-            in order; fresh KerasTensors like them are traced, so ``inputs`` and the graph
-            they belong to are not touched.
+        inputs: the KerasTensors or tensors (anything with ``shape`` and ``dtype``) the
+            call reads, in order; fresh KerasTensors like them are traced, so ``inputs`` and
+            the graph they belong to are not touched.
         mode: ``"training"`` or ``"inference"``: the ``training`` argument where ``call``
             takes one and the arguments do not set it.
+        size: where given, the unknown dimensions of ``inputs`` (batch, sequence length)
+            are traced at this size: a block that builds a tensor from its input's
+            sequence length (a causal mask: ``ops.arange(ops.shape(x)[1])``) cannot be
+            traced without one. For reading the graph's structure (which operations, in
+            which order), never its sizes.
 
     Returns:
         The `Trace` (its ``inputs`` are the fresh tensors, in the order of ``inputs``).
@@ -54,11 +67,16 @@ def trace_layer(
     >>> [type(c.operation).__name__ for c in trace_layer(block, (x,), {}, [x]).calls]
     ['Dense', 'Add']
     """
-    fresh = {id(t): keras.KerasTensor(t.shape, dtype=t.dtype) for t in inputs}
+
+    def like(t: Any) -> Any:
+        shape = tuple(size if d is None and size is not None else d for d in t.shape)
+        return keras.KerasTensor(shape, dtype=keras.backend.standardize_dtype(t.dtype))
+
+    fresh = {id(t): like(t) for t in inputs}
 
     def swap(value: Any) -> Any:
-        if isinstance(value, keras.KerasTensor):
-            return fresh.get(id(value), value)
+        if id(value) in fresh:
+            return fresh[id(value)]
         if isinstance(value, list | tuple):
             return type(value)(swap(v) for v in value)
         if isinstance(value, dict):
@@ -78,3 +96,51 @@ def output_spec(layer: Any, spec: Any) -> Any:
         return keras.KerasTensor(shape, dtype=getattr(layer, "compute_dtype", spec.dtype))
     except Exception:
         return layer.compute_output_spec(keras.KerasTensor(spec.shape, dtype=spec.dtype))
+
+
+def replay(
+    trace: Trace,
+    inputs: Sequence[Any],
+    tap: Callable[[Any, Any], Any] | None = None,
+) -> Any:
+    """Run a traced call on real tensors: what the layer's ``call`` computes, call by call.
+
+    Each call of ``trace.calls`` runs its operation (the layer's own sub-layers, with their
+    weights; the traced ``keras.ops`` operations) on the values its inputs have.
+
+    Args:
+        trace: a `trace_layer` result.
+        inputs: the tensors standing for ``trace.inputs``, in that order.
+        tap: ``tap(call, y)`` sees the first output ``y`` of each call (a `GraphCall`) and
+            returns the value the graph goes on with (None: no tap).
+
+    Returns:
+        The values of ``trace.returned`` (the call's output, in its structure).
+
+    Raises:
+        KeyError: a call reads a KerasTensor the trace does not compute (not a trace of
+            these inputs).
+
+    Example:
+    >>> import keras, numpy as np
+    >>> dense, x = keras.layers.Dense(4), np.ones((2, 3), "float32")
+    >>> expected = keras.ops.convert_to_numpy(dense(x))
+    >>> traced = trace_layer(dense, (x,), {}, [x])
+    >>> [type(c.operation).__name__ for c in traced.calls]
+    ['Matmul', 'Add']
+    >>> bool(np.allclose(keras.ops.convert_to_numpy(replay(traced, [x])), expected))
+    True
+    """
+    values = {id(k): v for k, v in zip(trace.inputs, inputs, strict=True)}
+
+    def fill(item: Any) -> Any:
+        return values[id(item)] if isinstance(item, keras.KerasTensor) else item
+
+    for call in trace.calls:
+        args = keras.tree.map_structure(fill, call.args)
+        kwargs = keras.tree.map_structure(fill, call.kwargs)
+        flat = list(keras.tree.flatten(call.operation(*args, **kwargs)))
+        if tap is not None and flat:
+            flat[0] = tap(call, flat[0])
+        values.update((id(t), y) for t, y in zip(call.outputs, flat, strict=False))
+    return keras.tree.pack_sequence_as(trace.returned, [values[id(t)] for t in trace.outputs])

@@ -294,9 +294,15 @@ def separable_conv(call: Call) -> Step:
 
 
 def embedding(call: Call) -> Step:
-    """Token ids assumed uniform over the vocabulary: a row of the table at random."""
+    """Token ids assumed uniform over the vocabulary: a row of the table at random. A call
+    that is not a lookup (a tied embedding called reversed as the output projection: its
+    output is not ``output_dim`` wide) is not covered."""
     table = kernel(call.layer.embeddings)
     shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
+    if shape[-1] != table.shape[-1]:
+        raise NotImplementedError(
+            f"a call that is not a lookup: output {shape[-1]} wide, the table {table.shape[-1]}"
+        )
     out = make(np.broadcast_to(table.mean(axis=0), shape), np.broadcast_to(table.var(0), shape))
     return Step(
         [out], lambda g: [np.zeros(call.x.shape)], note="token ids uniform over the vocabulary"

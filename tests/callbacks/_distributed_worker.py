@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def _patch_keras_multi_worker(model) -> None:
@@ -127,6 +128,16 @@ def main(kind: str, out: str) -> None:
             )
         return rows
 
+    # A layer called twice with outputs of different widths (a tied embedding): a record
+    # per call, from sums added across the replicas (`tests.tied_embedding`).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from keras_initlab import measure
+    from tests.tied_embedding import tied_model
+
+    with strategy.scope():
+        tied, tokens, labels = tied_model()
+    tied_records = measure(tied, (tokens, labels))
+
     begin = [r for r in monitor.records if r["event"] == "train_begin"]
     end = [r for r in monitor.records if r["event"] == "epoch_end"]
     batch = [r for r in monitor.records if r["event"] == "batch"]
@@ -144,6 +155,12 @@ def main(kind: str, out: str) -> None:
                 "ref_begin": reference(weights0),
                 "ref_end": reference(final),
                 "replicas": strategy.num_replicas_in_sync,
+                "tied": {
+                    "records": tied_records,
+                    "table": tied.get_weights()[0].tolist(),
+                    "tokens": tokens.tolist(),
+                    "labels": labels.tolist(),
+                },
             },
             f,
         )

@@ -6,7 +6,8 @@ without callbacks); the worker patches the two Keras functions responsible (see
 `_distributed_worker._patch_keras_multi_worker`). Each case runs in fresh processes (logical
 devices and TF_CONFIG must be set before TensorFlow initializes). The probe (31 rows) is split
 across replicas; the records must equal a single-device computation on the whole probe, which
-holds only if sums, not variances, are combined.
+holds only if sums, not variances, are combined; so must the records of each call of a
+layer called twice (`tests.tied_embedding`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from tests.tied_embedding import check_records
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
 TIMEOUT_S = 120  # bound on a worker process; a hung collective fails the test, never hangs CI
@@ -42,6 +45,9 @@ def _check(result: dict, replicas: int) -> None:
             for key, value in expected.items():
                 np.testing.assert_allclose(record[key], value, rtol=1e-4, err_msg=key)
     # In-step records of steps 1 and 2 (step 3 ends the epoch: the epoch-end record).
+    tied = result["tied"]
+    arrays = (np.asarray(tied[k]) for k in ("table", "tokens", "labels"))
+    check_records(tied["records"], *arrays)
     assert result["batch_sources"] == ["in_step"]
     assert result["batch_steps"] == [1, 2]
     assert len(result["batch1"]) == 3

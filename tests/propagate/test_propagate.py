@@ -29,6 +29,7 @@ import keras_initlab
 from keras_initlab.measurement import Measurement
 from keras_initlab.testing import budget
 from tests.model_reading.blocks import ResidualBlock
+from tests.tied_embedding import tied_model
 
 _spec = importlib.util.spec_from_file_location(
     "propagate_measurement", Path(__file__).with_name("measurement.py")
@@ -293,6 +294,19 @@ def test_embedding_with_uniform_token_ids():
     report = keras_initlab.propagate(model)
     assert "uniform" in report.by_layer()["emb"].note
     _check(report, _chunked(model, ids=50), 0.0, skip={("emb", "gradient_var")})
+
+
+def test_a_tied_embeddings_reversed_call_is_assumed_not_a_lookup():
+    """A tied embedding called reversed for the logits (`tests.tied_embedding`) is not a
+    token lookup: its row (``embed@2``, the second call) is assumed with that reason, the
+    rows whose gradient passes back through it say so, and ``auto`` initializes the model."""
+    model, _, _ = tied_model()
+    rows = keras_initlab.propagate(model).by_layer()
+    assert rows["embed@2"].status == "assumed"
+    assert "not a lookup" in rows["embed@2"].note
+    assert rows["embed"].status == "upstream"
+    assert rows["embed"].gradient_assumes == ("embed@2",)
+    keras_initlab.initialize(model, "auto")
 
 
 def test_multi_head_attention_near_uniform_attention():
