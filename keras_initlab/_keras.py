@@ -670,6 +670,20 @@ class Trace:
     returned: Any = None
 
 
+def _spec_from_call(layer: Any) -> Callable[..., Any]:
+    """``layer``'s ``compute_output_spec``, falling back on the base `keras.layers.Layer`'s
+    (its ``call`` traced on placeholders) where its own rejects the call's arguments."""
+    own = layer.compute_output_spec
+
+    def spec(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return own(*args, **kwargs)
+        except TypeError:
+            return keras.layers.Layer.compute_output_spec(layer, *args, **kwargs)
+
+    return spec
+
+
 def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]) -> Trace:
     """Trace ``layer.call(*args, **kwargs)`` on the KerasTensors ``inputs`` (placed in
     ``args``/``kwargs`` by the caller): every sub-layer and ``keras.ops`` call records a
@@ -677,7 +691,10 @@ def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]
     Functional model's. The nodes the trace adds to the layer's sub-layers are taken off
     again (``_inbound_nodes``/``_outbound_nodes``), so the model is left as it was.
     Raises whatever the call raises on KerasTensors (Python control flow on values,
-    backend ops): the caller treats the layer as opaque.
+    backend ops): the caller treats the layer as opaque. A sub-layer whose own
+    ``compute_output_spec`` does not take every argument its ``call`` takes (keras_hub's
+    ``CachedMultiHeadAttention``: ``cache=``, on ``MultiHeadAttention``'s spec) gets its
+    output spec from its ``call`` on placeholders, as Keras' base ``Layer`` computes it.
     """
     from keras.src.ops.function import Function
 
@@ -689,7 +706,11 @@ def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]
         if isinstance(nodes := getattr(lay, name, None), list)
     ]
     try:
-        returned = layer.call(*args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            for sub in layers[1:]:
+                spec = _spec_from_call(sub)
+                stack.enter_context(swapped_attribute(sub, "compute_output_spec", spec))
+            returned = layer.call(*args, **kwargs)
         outputs = tuple(keras.tree.flatten(returned))
         if not outputs or not all(isinstance(t, keras.KerasTensor) for t in outputs):
             raise TypeError("its output is not computed from its inputs")

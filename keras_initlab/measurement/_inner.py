@@ -104,19 +104,36 @@ def replayed(
 ) -> Any:
     """``layer``'s call on ``args``/``kwargs``, replayed from its trace so that each sum of
     ``sums`` (operation name -> entry index) is handed to ``tap(index, y)``; the original
-    ``call`` where the trace fails. The trace is kept per argument shapes (`_stand_ins`);
-    ``pause()`` is a context in which no recorder sees the sub-layers traced."""
+    ``call`` where the trace fails. The trace is kept per argument shapes (`_stand_ins`)
+    unless it holds a backend tensor of this pass (`_captures_tensors`); ``pause()`` is a
+    context in which no recorder sees the sub-layers traced."""
     tensors, key = _stand_ins(args, kwargs)
     cache = _keras.instance_cache(layer, "_keras_initlab_replays")
-    if key not in cache:
+    trace: Trace | None = cache.get(key)
+    if trace is None:
         try:
             with pause():
-                cache[key] = trace_layer(layer, args, kwargs, tensors)
+                trace = trace_layer(layer, args, kwargs, tensors)
         except Exception:  # whatever the call raises on KerasTensors: run it as it is
-            cache[key] = None
-    trace: Trace | None = cache[key]
-    if trace is None:
-        return original(*args, **kwargs)
+            return original(*args, **kwargs)
+        if not _captures_tensors(trace):
+            cache[key] = trace
+    return _run(trace, tensors, sums, tap)
+
+
+def _captures_tensors(trace: Trace) -> bool:
+    """Whether a call of ``trace`` reads a backend tensor as a constant (one the block
+    keeps from the pass it was traced in, such as a mask of its own: a trace of it holds
+    for that pass only, in that graph, with those values)."""
+    return any(
+        keras.ops.is_tensor(leaf) and not isinstance(leaf, keras.KerasTensor)
+        for call in trace.calls
+        for leaf in keras.tree.flatten((call.args, call.kwargs))
+    )
+
+
+def _run(trace: Trace, tensors: list[Any], sums: dict[str, int], tap: Any) -> Any:
+    """`replay` with each sum of ``sums`` handed to ``tap(index, y)``."""
 
     def at(call: Any, y: Any) -> Any:
         index = sums.get(call.operation.name)
