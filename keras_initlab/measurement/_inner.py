@@ -122,9 +122,10 @@ def replayed(
 
 
 def _captures_tensors(trace: Trace) -> bool:
-    """Whether a call of ``trace`` reads a backend tensor as a constant (one the block
-    keeps from the pass it was traced in, such as a mask of its own: a trace of it holds
-    for that pass only, in that graph, with those values)."""
+    """Whether a call of ``trace`` reads a backend tensor as a constant: one the call
+    computes from its inputs' known sizes (Gemma's causal mask at the probe's length is a
+    tensor of the graph being traced), or one the block keeps. Such a trace holds for the
+    pass it was made in only."""
     return any(
         keras.ops.is_tensor(leaf) and not isinstance(leaf, keras.KerasTensor)
         for call in trace.calls
