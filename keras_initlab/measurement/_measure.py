@@ -153,7 +153,8 @@ class Measurement:
     @property
     def owner(self) -> list[int]:
         """Per row of the last measurement, its layer's index in ``entries``: a row per call
-        of each layer (`_calls`; one per layer before the first measurement)."""
+        of each layer (`_calls`). Read it after a measurement: the calls are found by the
+        pass (empty before `prepare`)."""
         return list(self._fn.owner) if self._ready else []
 
     @property
