@@ -13,13 +13,17 @@ turn non-finite after step 0):
   named: an architecture-aware initialization (`initialize(model, "auto")`, a residual
   rule) or an architectural change (another activation).
 
-Every candidate fix is checked on a copy of the model (`keras.models.clone_model` with
-the model's weights, then `keras_initlab.initialize` with the candidate's arguments and
-``seed=0``): `keras_initlab.propagate` predicts its profile on the probe's input
-statistics and the depth rule judges it. The candidates, in order: the healthy scheme,
-each residual rule with it (where `keras_initlab.residual_blocks` finds blocks),
-``"auto"``, LSUV on the probe's inputs, and, when none of those passes, each squashing
-activation (tanh, sigmoid) replaced by ReLU under He. The first that passes is the fix;
+Every candidate fix is checked on the model itself: `keras_initlab.initialize` with the
+candidate's arguments and ``seed=0``, `keras_initlab.propagate`'s profile on the probe's
+input statistics, judged by the depth rule, then every weight set back to the value it had
+(also when the try fails). A copy would not do: `keras.models.clone_model` unties a layer
+that a nested model and the outer graph share (keras_hub's token embedding, reversed for
+the logits) and cannot copy a subclassed model. A change of the architecture (the
+activation swap below) is tried on a clone, which starts from its own draw. The
+candidates, in order: the healthy scheme, each residual rule with it (where
+`keras_initlab.residual_blocks` finds blocks), ``"auto"``, LSUV on the probe's inputs,
+and, when none of those passes, each squashing activation (tanh, sigmoid) replaced by ReLU
+under He. The first that passes is the fix;
 it counts as checked only if no row the rule judges rests on an assumption of `propagate`
 (a layer no rule covers, above the row for its activation or below it for its gradient).
 The user's model, its weights and every global random state are left as they were
@@ -29,6 +33,7 @@ The user's model, its weights and every global random state are left as they wer
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +53,7 @@ from keras_initlab.model.path import model_path
 
 @dataclass(frozen=True)
 class Candidate:
-    """One fix, tried on a copy of the model and judged on its prediction.
+    """One fix, tried on the model (its weights set back after) and judged on its prediction.
 
     Attributes:
         label: the fix as code or as a change (``"initialize(model, 'he_normal')"``).
@@ -133,11 +138,19 @@ def _label(fix: dict[str, Any]) -> str:
     return f"keras_initlab.initialize(model, {args})"
 
 
-def _copy(model: Any, clone_function: Any = None) -> Any:
-    copy = keras.models.clone_model(model, clone_function=clone_function)
-    if clone_function is None:
-        copy.set_weights(model.get_weights())
-    return copy
+@contextlib.contextmanager
+def _tried_on(model: Any, clone_function: Any = None) -> Iterator[Any]:
+    """The model a fix is tried on: ``model`` itself, every weight set back on exit (the
+    values, not only the shapes: a fix re-draws them in place), or a clone changed by
+    ``clone_function``."""
+    if clone_function is not None:
+        yield keras.models.clone_model(model, clone_function=clone_function)
+        return
+    saved = model.get_weights()
+    try:
+        yield model
+    finally:
+        model.set_weights(saved)
 
 
 def predict_fix(
@@ -150,17 +163,18 @@ def predict_fix(
     label: str | None = None,
     clone_function: Any = None,
 ) -> Candidate:
-    """Try one fix on a copy of ``model`` and judge its predicted profile.
+    """Try one fix on ``model`` and judge its predicted profile.
 
     Args:
-        model: a built Sequential or Functional model (left unchanged).
+        model: a built Keras model; the fix is applied to it and every weight is set back
+            afterwards (also when the try fails), so it is left as it was.
         fix: `keras_initlab.initialize` keyword arguments (``seed`` is set to 0).
         x: the probe's inputs (their mean and variance feed the prediction).
         mode: the mode the profile is judged in.
         factor: the depth rule's factor.
         label: the fix in words (default: the `initialize` call).
         clone_function: a change of the architecture applied by `keras.models.clone_model`
-            (the copy then starts from its own draw, re-drawn by ``fix``).
+            (the clone then starts from its own draw, re-drawn by ``fix``).
 
     Returns:
         A `Candidate`.
@@ -180,13 +194,14 @@ def predict_fix(
     label = label or _label(fix or {})
     with _keras.untouched_random_state():
         try:
-            copy = _copy(model, clone_function)
-            if fix is not None:
-                initialize(copy, **fix, seed=0)
-            report = propagate(copy, mode=mode, **probe_moments(x))
+            with _tried_on(model, clone_function) as tried:
+                if fix is not None:
+                    initialize(tried, **fix, seed=0)
+                report = propagate(tried, mode=mode, **probe_moments(x))
+                path = model_path(tried, mode)
         except (ValueError, TypeError, NotImplementedError) as error:
             return _untried(label, fix, error)
-    return _judged(label, fix, report, model_path(copy, mode), factor)
+    return _judged(label, fix, report, path, factor)
 
 
 def _untried(label: str, fix: dict[str, Any] | None, error: Exception) -> Candidate:

@@ -22,8 +22,10 @@ VOCAB, WIDTH, TOKENS, BATCH = 40, 16, 6, 16
 U = 2.0**-24
 
 
+@keras.saving.register_keras_serializable(package="keras_initlab_tests")
 class TiedEmbedding(keras.layers.Embedding):
-    """Called as the lookup, and reversed (``x @ embeddings.T``) for the logits."""
+    """Called as the lookup, and reversed (``x @ embeddings.T``) for the logits (registered,
+    as keras_hub's layers are, so that a model holding it can be cloned)."""
 
     def call(self, x, reverse=False):
         if reverse:

@@ -91,8 +91,8 @@ class VarianceMonitor(keras.callbacks.Callback):
 
     Alerts: each record is judged by the depth rule (`keras_initlab.depth_rule`: a change of
     variance that compounds with depth along the main path, in the record's mode), and each
-    finding names its cause and a fix checked by prediction on a copy of the model
-    (`keras_initlab.diagnosis`; `Alert` has the parts). Depth changes count in the record
+    finding names its cause and a fix checked by prediction on the model, its weights set
+    back after (`keras_initlab.diagnosis`; `Alert` has the parts). Depth changes count in the record
     before the first update (step 0); later records alert on NaN/Inf and on gradients that
     turn exactly 0 (`docs/alerts.md`). One alert per kind and source per fit.
 

@@ -274,6 +274,59 @@ def test_diagnosis_leaves_the_model_and_every_random_state_alone():
     )
 
 
+def _tied_lm():
+    """keras_hub's causal LMs in small: the token embedding lives in a nested backbone and
+    the outer graph calls it again, reversed, for the logits (one table, two calls)."""
+    from tests.tied_embedding import VOCAB, WIDTH, TiedEmbedding
+
+    tokens = keras.Input((6,), dtype="int32")
+    embed = TiedEmbedding(VOCAB, WIDTH, name="embed")
+    h = embed(tokens)
+    for i in range(12):
+        h = L.Dense(WIDTH, activation="tanh", kernel_initializer="he_normal", name=f"d{i}")(h)
+    backbone = keras.Model(tokens, h, name="backbone")
+    outer_tokens = keras.Input((6,), dtype="int32")
+    model = keras.Model(outer_tokens, embed(backbone(outer_tokens), reverse=True))
+    x = np.random.default_rng(0).integers(0, VOCAB, (N, 6)).astype("int32")
+    return model, x
+
+
+def test_a_fix_is_tried_on_a_model_whose_layer_a_nested_model_shares():
+    """A clone of this model unties the embedding (``keras.models.clone_model`` re-creates
+    the backbone with its own table: one weight more; with the class unregistered it cannot
+    clone at all), so a fix tried on a clone could not take the model's weights and was
+    never tried. Tried on the model itself, it is judged,
+    and every weight is set back bit for bit, also when the try fails."""
+    from keras_initlab import diagnosis
+
+    model, x = _tied_lm()
+    assert len(keras.models.clone_model(model).weights) == len(model.weights) + 1
+    before = [w.numpy().copy() for w in model.weights]
+    candidate = diagnosis.predict_fix(model, {"scheme": "lecun_normal"}, x)
+    assert candidate.error == ""
+    assert candidate.judgement is not None
+    for w, b in zip(model.weights, before, strict=True):
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
+def test_a_failed_try_leaves_the_weights_as_they_were(monkeypatch):
+    import sys
+
+    from keras_initlab import diagnosis
+
+    model, x = _tied_lm()
+    before = [w.numpy().copy() for w in model.weights]
+
+    def fails(*args, **kwargs):
+        raise ValueError("propagate failed")
+
+    monkeypatch.setattr(sys.modules["keras_initlab.propagate"], "propagate", fails)
+    candidate = diagnosis.predict_fix(model, {"scheme": "lecun_normal"}, x)
+    assert candidate.error == "propagate failed"
+    for w, b in zip(model.weights, before, strict=True):
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
 def test_a_stream_inside_custom_blocks_is_alerted_with_a_checked_fix():
     """16 custom residual blocks (``x + d2(d1(x))`` inside a layer's ``call``), He: the
     stream grows about 3x per block. The blocks are read through their traced ``call``: the
