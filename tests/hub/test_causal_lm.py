@@ -1,0 +1,136 @@
+"""keras_hub's causal LMs (GPT-2, Llama, Gemma), tiny configs from their constructors (2
+blocks, width 64, vocabulary 1000; no preset, no network), read and measured end to end.
+
+Each calls its token embedding twice: the lookup, and reversed, as the output projection
+that makes the logits. Both calls are recorded, each under its name; both residual sums
+of every decoder block (inside the block's ``call``) are found and recorded; the logits'
+record has the vocabulary's units; a monitored fit runs; an alert's candidate
+fix is tried on the model (a clone would untie the embedding) and leaves it as it was.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_initlab
+from keras_initlab.callbacks import VarianceMonitor
+
+keras_hub = pytest.importorskip("keras_hub")
+
+pytestmark = pytest.mark.tensorflow
+VOCAB, WIDTH, BLOCKS, BATCH, TOKENS = 1000, 64, 2, 4, 16
+
+
+def _gpt2():
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=VOCAB,
+        num_layers=BLOCKS,
+        num_heads=2,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        max_sequence_length=2 * TOKENS,
+    )
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+
+
+def _llama():
+    backbone = keras_hub.models.LlamaBackbone(
+        vocabulary_size=VOCAB,
+        num_layers=BLOCKS,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+    )
+    return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
+
+
+def _gemma():
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=VOCAB,
+        num_layers=BLOCKS,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        head_dim=32,
+    )
+    return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+
+
+MODELS = {"gpt2": _gpt2, "llama": _llama, "gemma": _gemma}
+
+
+def _built(name: str):
+    keras.utils.set_random_seed(0)
+    model = MODELS[name]()
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    x = {
+        "token_ids": rng.integers(0, VOCAB, (BATCH, TOKENS)).astype("int32"),
+        "padding_mask": np.ones((BATCH, TOKENS), "int32"),
+    }
+    return model, x, rng.integers(0, VOCAB, (BATCH, TOKENS))
+
+
+def _embedding_path(model) -> str:
+    embedding = model.backbone.token_embedding
+    return f"{model.backbone.name}/{embedding.name}"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_both_calls_of_the_tied_embedding_and_every_residual_sum_are_recorded(name):
+    model, x, y = _built(name)
+    records = keras_initlab.measure(model, (x, y))
+    by = {r["layer"]: r for r in records}
+    embedding = _embedding_path(model)
+    assert {embedding, f"{embedding}@2"} <= set(by)
+    assert by[embedding]["layer_class"] == by[f"{embedding}@2"]["layer_class"]
+    sums = [block.add for block in keras_initlab.residual_blocks(model)]
+    assert len(sums) == 2 * BLOCKS
+    assert all(by[s]["layer_class"] == "Add" for s in sums), sums
+    for record in records:
+        assert np.isfinite(record["activation_var"]), record["layer"]
+        assert np.isfinite(record["gradient_var"]), record["layer"]
+    # The lookup has WIDTH units; the reversed call makes the logits, VOCAB of them.
+    assert by[embedding]["distinct_units"] <= WIDTH
+    assert by[f"{embedding}@2"]["distinct_units"] > WIDTH
+
+
+def test_a_monitored_fit_records_every_batch_and_trains_as_a_plain_fit():
+    """Two models built alike (weights and dropout's seed states), one fit plain and one
+    with the monitor recording every batch: the same weights, bit for bit."""
+    fitted = []
+    for monitor in (None, VarianceMonitor):
+        model, x, y = _built("gpt2")
+        data = ({k: np.tile(v, (2, 1)) for k, v in x.items()}, np.tile(y, (2, 1)))
+        callbacks = [] if monitor is None else [monitor((x, y), every_n_batches=1)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(
+                *data, batch_size=BATCH, epochs=1, verbose=0, shuffle=False, callbacks=callbacks
+            )
+        fitted.append(model.get_weights())
+    embedding = _embedding_path(model)
+    assert {embedding, f"{embedding}@2"} <= {r["layer"] for r in callbacks[0].records}
+    for got, want in zip(fitted[1], fitted[0], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_candidate_fix_is_tried_on_the_tied_model_and_leaves_it_alone():
+    from keras_initlab.diagnosis import predict_fix
+
+    model, x, _ = _built("gpt2")
+    before = model.get_weights()
+    candidate = predict_fix(model, {"scheme": "he_normal"}, x)
+    assert candidate.error == ""
+    assert candidate.judgement is not None
+    for got, want in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(got, want)
