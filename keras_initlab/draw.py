@@ -169,12 +169,20 @@ def initializer_name(initializer: Any) -> str | None:
     return type(initializer).__name__
 
 
-def draw(model: Any, scheme: Any, *, seed: int | None = None) -> None:
+def draw(
+    model: Any, scheme: Any, *, seed: int | None = None
+) -> list[tuple[WeightSpec, WeightPlan]]:
     """Draw every weight of ``model`` from ``scheme`` by the rule, and assign it.
+
+    Returns:
+        Each weight's spec and what was done to it (`WeightPlan`), in `weight_specs` order.
 
     Example:
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
-    >>> draw(model, "lecun_normal", seed=0)
+    >>> [(spec.role, plan.action) for spec, plan in draw(model, "lecun_normal", seed=0)]
+    [('kernel', 're-drawn'), ('bias', 're-drawn')]
     """
     specs = weight_specs(model)
-    assign(specs, plans_and_values(specs, scheme, seed)[1], [])
+    plans, values = plans_and_values(specs, scheme, seed)
+    assign(specs, values, [])
+    return list(zip(specs, plans, strict=True))

@@ -174,6 +174,43 @@ def test_one_walk_whose_rows_are_the_final_prediction(monkeypatch):
     assert scaled == {layer.name for layer in model.layers if isinstance(layer, L.Dense)}
 
 
+@pytest.mark.tensorflow
+def test_every_kernel_is_in_the_report_with_what_was_done_to_it():
+    """A block the walk can trace has its kernels scaled; one it cannot (a backend op) is
+    read as a whole, and its kernels, drawn LeCun normal and not scaled, each get a row
+    after the block's, with the std they were drawn with and no moments."""
+    from tests.model_reading.blocks import BackendBlock, ResidualBlock
+
+    inputs = keras.Input((WIDTH,))
+    h = L.Dense(WIDTH, activation="relu", name="stem")(inputs)
+    h = BackendBlock(WIDTH, name="opaque")(h)
+    h = ResidualBlock(WIDTH, name="traced")(h)
+    model = keras.Model(inputs, L.Dense(10, name="head")(h))
+    report = keras_initlab.initialize(model, "auto", seed=0, report=True)
+    rows = report.by_layer()
+    kernels = {path.rsplit("/", 1)[0] for path in (w.path for w in model.weights)}
+    assert kernels <= set(rows)
+    assert {n for n, r in rows.items() if r.kernel == "scaled"} == {
+        "stem",
+        "traced/d1",
+        "traced/d2",
+        "head",
+    }
+    names = [r.layer for r in report]
+    assert names.index("opaque/d1") == names.index("opaque") + 1
+    for name in ("opaque/d1", "opaque/d2"):
+        row = rows[name]
+        assert row.kernel == "drawn"
+        assert row.scale is None
+        assert "inside opaque" in row.note
+        assert "not scaled" in row.note
+        assert np.isnan(row.activation_var)
+        variable = getattr(model.get_layer("opaque"), name.split("/")[1]).kernel
+        assert row.kernel_std == np.std(keras.ops.convert_to_numpy(variable).astype(np.float64))
+    assert report.unscaled == [rows["opaque/d1"], rows["opaque/d2"]]
+    assert "4 scaled, 2 drawn and not scaled" in repr(report)
+
+
 def test_input_var_is_the_target_and_seed_reproduces():
     model = residual_mlp(blocks=2, width=16)
     rows = keras_initlab.initialize(model, "auto", input_var=4.0, seed=3, report=True)

@@ -44,8 +44,11 @@ reach ``T``, get ``T' = T``.
   projection ``T`` (or the residual share) from the attended values the attention rule
   predicts.
 
-Layers with kernels the walk does not scale (Embedding, recurrent layers, a layer in a
-subclassed model) keep the draw; their report rows carry no scale.
+Layers with kernels the walk does not scale (recurrent layers, a layer inside one the walk
+reads as a whole, such as a block whose ``call`` it cannot trace) keep the LeCun draw, and
+an embedding table keeps its layer's own draw. The report says so for every kernel
+(`AutoInitRow.kernel`: ``"scaled"``, ``"drawn"``, ``"kept"``): a kernel inside a layer read
+as a whole gets a row of its own after that layer's, with its std and no moments.
 
 Example:
 >>> import keras, keras_initlab

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +13,13 @@ from keras_initlab import _keras
 from keras_initlab import initializers as ini
 from keras_initlab._validation import check_positive
 from keras_initlab.autoinit._plan import Follow, follows, shares
-from keras_initlab.autoinit._report import AutoInitReport, AutoInitRow
+from keras_initlab.autoinit._report import DRAWN, KEPT, SCALED, AutoInitReport, AutoInitRow
 from keras_initlab.autoinit._solve import Problem, scaled, solve
-from keras_initlab.draw import draw
+from keras_initlab.draw import KEPT as KEPT_PLAN
+from keras_initlab.draw import WeightPlan, draw
 from keras_initlab.model.layers import ATTENTION, KERNEL_LAYERS, SEPARABLE_CONVS
 from keras_initlab.model.legacy import check_not_keras2
-from keras_initlab.model.weights import check_built
+from keras_initlab.model.weights import WeightSpec, check_built
 from keras_initlab.propagate import _activations, _attention
 from keras_initlab.propagate._graph import Walker
 from keras_initlab.propagate._kernels import bias_means, einsum_dense
@@ -221,7 +223,7 @@ def autoinit(
     _check(model)
     saved = [(v, keras.ops.convert_to_numpy(v)) for v in model.weights]
     try:
-        draw(model, ini.LecunNormal(), seed=seed)
+        plans = draw(model, ini.LecunNormal(), seed=seed)
         hook = _Hook(model, input_var)
         walker = Walker(MODE, before=hook)
         inputs = list(model.inputs)
@@ -234,9 +236,64 @@ def autoinit(
         raise
     if not report:
         return model
+    return AutoInitReport(_rows(walker.rows, hook.choices, plans), input_var)
+
+
+def _kernels(
+    plans: list[tuple[WeightSpec, WeightPlan]],
+) -> dict[str, tuple[WeightSpec, WeightPlan]]:
+    """``{layer path: (spec, plan)}`` of each layer's first weight that is not a bias (its
+    kernel; a separable conv's depthwise kernel, drawn alike, stands for both)."""
+    kernels: dict[str, tuple[WeightSpec, WeightPlan]] = {}
+    for spec, plan in plans:
+        if not spec.is_bias:
+            kernels.setdefault(spec.layer_path, (spec, plan))
+    return kernels
+
+
+def _action(choice: _Choice | None, plan: WeightPlan | None) -> str:
+    """`AutoInitRow.kernel` of a layer: scaled, drawn (not scaled), kept, or "" (none)."""
+    if choice is not None:
+        return SCALED
+    if plan is None:
+        return ""
+    return KEPT if plan.action == KEPT_PLAN else DRAWN
+
+
+def _rows(
+    walked: list[Any], choices: dict[str, _Choice], plans: list[tuple[WeightSpec, WeightPlan]]
+) -> list[AutoInitRow]:
+    """A row per layer the walk visited and, after the row of the layer holding them, a row
+    per kernel the walk did not reach (a layer it reads as a whole, e.g. one whose call it
+    cannot trace): drawn by the rule on its true fans, not scaled, no moments."""
+    kernels = _kernels(plans)
+    names = {row.name for row in walked}
+    inside: dict[str, list[str]] = {}
+    for path in kernels:
+        if path not in names:
+            holder = max((n for n in names if path.startswith(f"{n}/")), key=len, default="")
+            inside.setdefault(holder, []).append(path)
+
+    def unreached(path: str, where: str) -> AutoInitRow:
+        spec, plan = kernels[path]
+        note = f"{where}: drawn LeCun normal ({plan.reason}), not scaled"
+        std = _std(spec.variable)
+        return AutoInitRow(
+            path,
+            type(spec.layer).__name__,
+            None,
+            std,
+            None,
+            math.nan,
+            math.nan,
+            note,
+            _action(None, plan),
+        )
+
     rows = []
-    for row in walker.rows:
-        choice = hook.choices.get(row.name)
+    for row in walked:
+        choice = choices.get(row.name)
+        plan = kernels[row.name][1] if row.name in kernels else None
         rows.append(
             AutoInitRow(
                 row.name,
@@ -247,9 +304,12 @@ def autoinit(
                 row.signal.mean,
                 row.signal.var,
                 row.note if choice is None else choice.note,
+                _action(choice, plan),
             )
         )
-    return AutoInitReport(rows, input_var)
+        held = inside.get(row.name, ())
+        rows += [unreached(p, f"inside {row.name} (read as a whole)") for p in held]
+    return rows + [unreached(p, "not reached by the walk") for p in inside.get("", ())]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from keras_initlab.text_table import RowReport, format_table
 
+SCALED, DRAWN, KEPT = "scaled", "drawn", "kept"  # AutoInitRow.kernel
+
 
 @dataclass(frozen=True)
 class AutoInitRow:
@@ -22,6 +24,11 @@ class AutoInitRow:
         activation_var: predicted variance of the layer's output.
         note: what the target is of (``variance after relu``, a residual share), or why
             the layer was left as drawn.
+        kernel: what happened to the layer's kernel: ``"scaled"`` (drawn on its true fans,
+            then scaled by ``scale``), ``"drawn"`` (drawn on its true fans, not scaled: the
+            walk could not read the layer or does not reach it, ``note`` says which; its
+            moments are NaN when the walk has no row for it), ``"kept"`` (an embedding
+            table keeps its layer's own draw), or ``""`` (no kernel).
     """
 
     layer: str
@@ -32,6 +39,7 @@ class AutoInitRow:
     activation_mean: float
     activation_var: float
     note: str = ""
+    kernel: str = ""
 
 
 class AutoInitReport(RowReport[AutoInitRow]):
@@ -45,6 +53,7 @@ class AutoInitReport(RowReport[AutoInitRow]):
     _COLUMNS = (
         "layer",
         "class_name",
+        "kernel",
         "scale",
         "kernel_std",
         "target",
@@ -61,6 +70,11 @@ class AutoInitReport(RowReport[AutoInitRow]):
         """The rows of the layers whose kernel was scaled."""
         return [r for r in self.rows if r.scale is not None]
 
+    @property
+    def unscaled(self) -> list[AutoInitRow]:
+        """The rows of the layers whose kernel was drawn on its true fans and not scaled."""
+        return [r for r in self.rows if r.kernel == DRAWN]
+
     def by_layer(self) -> dict[str, AutoInitRow]:
         """``{layer path: row}``."""
         return {r.layer: r for r in self.rows}
@@ -68,7 +82,7 @@ class AutoInitReport(RowReport[AutoInitRow]):
     def __repr__(self) -> str:
         return (
             f"AutoInitReport({len(self.rows)} layers, {len(self.scaled)} scaled, "
-            f"input_var={self.input_var:g})"
+            f"{len(self.unscaled)} drawn and not scaled, input_var={self.input_var:g})"
         )
 
     def __str__(self) -> str:

@@ -134,3 +134,17 @@ def test_a_candidate_fix_is_tried_on_the_tied_model_and_leaves_it_alone():
     assert candidate.judgement is not None
     for got, want in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_auto_reports_what_it_did_to_every_kernel(name):
+    """No kernel is changed silently: each has a row saying whether it was scaled, drawn on
+    its true fans and not scaled (inside a block the walk reads as a whole), or kept."""
+    from keras_initlab.model.weights import weight_specs
+
+    model, _, _ = _built(name)
+    report = keras_initlab.initialize(model, "auto", seed=0, report=True)
+    rows = report.by_layer()
+    for spec in weight_specs(model):
+        if not spec.is_bias:
+            assert rows[spec.layer_path].kernel in {"scaled", "drawn", "kept"}, spec.layer_path
