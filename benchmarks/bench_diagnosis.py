@@ -183,7 +183,7 @@ class Bench:
             path = model_path(model, MODE)
             factors = {}
             if path.one_off and not path.assumed:
-                moments = probe_moments(self.probe[0])
+                moments = probe_moments(self.probe[0], model)
                 report = keras_initlab.propagate(model, mode=MODE, **moments)
                 factors = structural_factors(report, path)
             return path, factors

@@ -684,6 +684,16 @@ def _spec_from_call(layer: Any) -> Callable[..., Any]:
     return spec
 
 
+class ConstantCall(TypeError):
+    """A traced call whose outputs do not depend on its inputs' values, only (at most) on
+    their shapes: a learned or fixed position embedding. ``values``: the outputs as NumPy
+    arrays, computed at the traced shapes."""
+
+    def __init__(self, outputs: tuple[Any, ...]) -> None:
+        super().__init__("its output is computed from its inputs' shapes alone")
+        self.values = [keras.ops.convert_to_numpy(t) for t in outputs]
+
+
 def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]) -> Trace:
     """Trace ``layer.call(*args, **kwargs)`` on the KerasTensors ``inputs`` (placed in
     ``args``/``kwargs`` by the caller): every sub-layer and ``keras.ops`` call records a
@@ -691,7 +701,8 @@ def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]
     Functional model's. The nodes the trace adds to the layer's sub-layers are taken off
     again (``_inbound_nodes``/``_outbound_nodes``), so the model is left as it was.
     Raises whatever the call raises on KerasTensors (Python control flow on values,
-    backend ops): the caller treats the layer as opaque. A sub-layer whose own
+    backend ops): the caller treats the layer as opaque; `ConstantCall` where no output
+    depends on the inputs' values. A sub-layer whose own
     ``compute_output_spec`` does not take every argument its ``call`` takes (keras_hub's
     ``CachedMultiHeadAttention``: ``cache=``, on ``MultiHeadAttention``'s spec) gets its
     output spec from its ``call`` on placeholders, as Keras' base ``Layer`` computes it.
@@ -712,6 +723,8 @@ def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]
                 stack.enter_context(swapped_attribute(sub, "compute_output_spec", spec))
             returned = layer.call(*args, **kwargs)
         outputs = tuple(keras.tree.flatten(returned))
+        if outputs and not any(isinstance(t, keras.KerasTensor) for t in outputs):
+            raise ConstantCall(outputs)
         if not outputs or not all(isinstance(t, keras.KerasTensor) for t in outputs):
             raise TypeError("its output is not computed from its inputs")
         graph = Function(list(inputs), list(outputs))

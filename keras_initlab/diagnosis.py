@@ -197,7 +197,7 @@ def predict_fix(
             with _tried_on(model, clone_function) as tried:
                 if fix is not None:
                     initialize(tried, **fix, seed=0)
-                report = propagate(tried, mode=mode, **probe_moments(x))
+                report = propagate(tried, mode=mode, **probe_moments(x, tried))
                 path = model_path(tried, mode)
         except (ValueError, TypeError, NotImplementedError) as error:
             return _untried(label, fix, error)

@@ -189,11 +189,14 @@ def _why(layer: Any, kernel: Any, row: Any) -> str:
     )
 
 
-def probe_moments(x: Any) -> dict[str, Any]:
+def probe_moments(x: Any, model: Any = None) -> dict[str, Any]:
     """`keras_initlab.propagate`'s probe arguments for the inputs ``x``: the mean and the
     variance of every floating-point input element together ((0, 1) where there is none:
-    `propagate` reads integer token ids on its own) and the batch size (training-mode batch
-    statistics and a softmax's typical batch depend on it).
+    `propagate` reads integer token ids on its own), the batch size (training-mode batch
+    statistics and a softmax's typical batch depend on it) and, given the ``model`` whose
+    inputs the arrays of ``x`` are (one each, in the order of ``model.inputs``, each of the
+    input's rank), their shapes without the batch axis (``input_shapes``: the sizes the
+    model leaves unknown, a sequence length).
 
     Example:
     >>> import numpy as np
@@ -208,7 +211,19 @@ def probe_moments(x: Any) -> dict[str, Any]:
     if floats:
         values = np.concatenate(floats)
         mean, var = float(values.mean()), float(values.var())
-    return {"input_mean": mean, "input_var": var, "batch_size": int(arrays[0].shape[0])}
+    moments: dict[str, Any] = {
+        "input_mean": mean,
+        "input_var": var,
+        "batch_size": int(arrays[0].shape[0]),
+    }
+    inputs = list(getattr(model, "inputs", None) or [])
+    if len(inputs) == len(arrays) and all(
+        a.ndim == len(t.shape)
+        and all(d is None or d == n for d, n in zip(t.shape[1:], a.shape[1:], strict=True))
+        for a, t in zip(arrays, inputs, strict=True)
+    ):
+        moments["input_shapes"] = [tuple(int(n) for n in a.shape[1:]) for a in arrays]
+    return moments
 
 
 def healthy_prediction(
@@ -246,4 +261,4 @@ def healthy_prediction(
                     (id(v), value) for v, value in drawn(layer, schemes[name], seed=seed)
                 )
     with substituted(redrawn):
-        return propagate(model, mode=mode, **probe_moments(x))
+        return propagate(model, mode=mode, **probe_moments(x, model))

@@ -275,14 +275,28 @@ def _rows(
             inside.setdefault(holder, []).append(path)
 
     def unreached(path: str, where: str) -> AutoInitRow:
+        """A kernel with no row of the walk: not scaled, or scaled by a part of the walk
+        that could not finish (its layer then read as a whole)."""
         spec, plan = kernels[path]
+        choice = choices.get(path)
+        if choice is not None:
+            return AutoInitRow(
+                path,
+                type(spec.layer).__name__,
+                choice.scale,
+                choice.kernel_std,
+                choice.target,
+                math.nan,
+                math.nan,
+                f"{where}: {choice.note}",
+                SCALED,
+            )
         note = f"{where}: drawn LeCun normal ({plan.reason}), not scaled"
-        std = _std(spec.variable)
         return AutoInitRow(
             path,
             type(spec.layer).__name__,
             None,
-            std,
+            _std(spec.variable),
             None,
             math.nan,
             math.nan,

@@ -229,7 +229,7 @@ class VarianceMonitor(keras.callbacks.Callback):
             path = model_path(self.model, mode)
             factors: dict[str, tuple[float, float]] = {}
             if path.one_off and not path.assumed:
-                moments = probe_moments(self._probe_data[0])
+                moments = probe_moments(self._probe_data[0], self.model)
                 try:
                     report = propagate(self.model, mode=mode, **moments)
                     factors = structural_factors(report, path)

@@ -31,7 +31,7 @@ import keras
 
 from keras_initlab import _keras
 from keras_initlab.model.layers import NORMALIZATION_LAYERS, is_opaque, is_sum
-from keras_initlab.model.trace import output_spec, trace_layer
+from keras_initlab.model.trace import output_spec, stand_in, trace_layer
 from keras_initlab.model.weights import check_built, weight_specs
 from keras_initlab.text_table import RowReport, format_table
 
@@ -312,7 +312,7 @@ def _structure(layer: Any, call: Any) -> Any:
     try:
         return trace_layer(layer, args, kwargs, inputs)
     except Exception:
-        return trace_layer(layer, args, kwargs, inputs, size=STRUCTURE_SIZE)
+        return trace_layer(layer, args, kwargs, inputs, shapes=stand_in(inputs, STRUCTURE_SIZE))
 
 
 def _input_name(model: Any, index: int, prefix: str) -> str:

@@ -30,7 +30,7 @@ def trace_layer(
     kwargs: dict[str, Any],
     inputs: Any,
     mode: str = "inference",
-    size: int | None = None,
+    shapes: Sequence[tuple[int | None, ...]] | None = None,
 ) -> Trace:
     """Trace one call of ``layer``: ``layer.call(*args, **kwargs)``.
 
@@ -42,11 +42,11 @@ def trace_layer(
             the graph they belong to are not touched.
         mode: ``"training"`` or ``"inference"``: the ``training`` argument where ``call``
             takes one and the arguments do not set it.
-        size: where given, the unknown dimensions of ``inputs`` (batch, sequence length)
-            are traced at this size: a block that builds a tensor from its input's
-            sequence length (a causal mask: ``ops.arange(ops.shape(x)[1])``) cannot be
-            traced without one. For reading the graph's structure (which operations, in
-            which order), never its sizes.
+        shapes: where given, the shapes traced in place of the ``inputs``' own (one per
+            input, the same rank), to make sizes the graph leaves unknown (batch, sequence
+            length) concrete: a block that builds a tensor from its input's sequence length
+            (a causal mask: ``ops.arange(ops.shape(x)[1])``) cannot be traced without
+            one (`stand_in`).
 
     Returns:
         The `Trace` (its ``inputs`` are the fresh tensors, in the order of ``inputs``).
@@ -68,11 +68,12 @@ def trace_layer(
     ['Dense', 'Add']
     """
 
-    def like(t: Any) -> Any:
-        shape = tuple(size if d is None and size is not None else d for d in t.shape)
-        return keras.KerasTensor(shape, dtype=keras.backend.standardize_dtype(t.dtype))
-
-    fresh = {id(t): like(t) for t in inputs}
+    shapes = [tuple(t.shape) for t in inputs] if shapes is None else shapes
+    dtypes = [keras.backend.standardize_dtype(t.dtype) for t in inputs]
+    fresh = {
+        id(t): keras.KerasTensor(tuple(shape), dtype=dtype)
+        for t, shape, dtype in zip(inputs, shapes, dtypes, strict=True)
+    }
 
     def swap(value: Any) -> Any:
         if id(value) in fresh:
@@ -87,6 +88,18 @@ def trace_layer(
     if "training" in inspect.signature(layer.call).parameters and "training" not in kwargs:
         kwargs["training"] = mode == "training"
     return traced_call(layer, [fresh[id(t)] for t in inputs], swap(args), kwargs)
+
+
+def stand_in(inputs: Any, size: int) -> list[tuple[int, ...]]:
+    """The shapes of ``inputs`` with every unknown dimension at ``size`` (`trace_layer`'s
+    ``shapes``, for reading a graph's structure, which does not depend on it).
+
+    Example:
+    >>> import keras
+    >>> stand_in([keras.KerasTensor((None, None, 8))], 2)
+    [(2, 2, 8)]
+    """
+    return [tuple(size if d is None else int(d) for d in t.shape) for t in inputs]
 
 
 def output_spec(layer: Any, spec: Any) -> Any:

@@ -12,8 +12,15 @@ Depthwise, Separable, Transpose, EinsumDense, Embedding), ``_moments``/``_activa
 operands included: ``x + 3.0``, ``relu6``, ``mean``, reshapes; `keras_initlab.model.operations`
 says what each is), ``_registered`` (layers registered with
 `keras_initlab.register_layer`); ``_graph`` walks the model, and reads a custom layer or
-subclassed block through its ``call`` traced on KerasTensors (`keras_initlab.model.trace`).
-Which rule a layer gets is decided by `keras_initlab.model.layers`' tables.
+subclassed block through its ``call`` traced on KerasTensors (`keras_initlab.model.trace`)
+at the sizes the walk knows (``input_shapes``: a sequence length). Which rule a layer gets
+is decided by `keras_initlab.model.layers`' tables. Integer and boolean tensors (masks,
+positions) carry no activation and get no row: the walk computes their values where it
+knows every input's (an integer model input, a padding mask, is taken as ones: every
+position visible), so an attention layer or a ``Softmax`` given a mask averages over the
+keys it shows. A layer whose traced call computes its output from its input's shape alone
+(a learned position embedding) is the same in every sample and passes no gradient back.
+keras_hub's GPT-2 and BERT backbones are read this way, block by block.
 
 Assumptions (mean field): the elements of a layer's input independent of each other
 (across channels and positions) and of the weights; pre-activations Gaussian; the gradient
@@ -38,8 +45,11 @@ signal propagation to close the performance gap in unnormalized ResNets).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
 
 from keras_initlab._validation import check_finite, check_positive_int
@@ -59,6 +69,7 @@ def propagate(
     input_var: float = 1.0,
     mode: str = "inference",
     batch_size: int | None = None,
+    input_shapes: Sequence[Sequence[int]] | None = None,
 ) -> PropagateReport:
     """Predict each layer's output mean and variance and its gradient variance.
 
@@ -81,6 +92,10 @@ def propagate(
             backward on ``n = batch_size * positions`` values per channel gains
             ``(n - 2) / (n - 3)`` (1.08 on a 1x1 map at batch 16). None: the large-batch
             limit. Ignored in inference mode.
+        input_shapes: the shape of each of ``model.inputs`` without the batch axis (a
+            probe's arrays' shapes), which sets the sizes the model leaves unknown: a
+            sequence model's length decides how many positions its attention averages
+            over. None: an unknown size is taken as 1.
 
     Returns:
         A ``PropagateReport``: one ``PropagateRow`` per layer in execution order. A layer no
@@ -116,8 +131,48 @@ def propagate(
         ) from error
     if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size)
+    shapes = _input_shapes(inputs, input_shapes)
     walker = Walker(mode, batch=batch_size)
-    signals = [Signal.uniform(input_mean, input_var, tuple(t.shape)[1:]) for t in inputs]
+    signals = [
+        _input_signal(t, shape, input_mean, input_var, batch_size)
+        for t, shape in zip(inputs, shapes, strict=True)
+    ]
     outputs, _, backward = walker.model(model, "", signals)
     backward(([np.ones(x.shape) for x in outputs], [() for _ in outputs]))
     return PropagateReport([row.freeze() for row in walker.rows])
+
+
+def _input_shapes(inputs: list[Any], given: Sequence[Sequence[int]] | None) -> list[tuple]:
+    """Each input's shape without the batch axis: ``given`` (checked against the inputs'
+    known sizes) or the inputs' own, an unknown size left None (`Signal.uniform`: 1)."""
+    own = [tuple(t.shape)[1:] for t in inputs]
+    if given is None:
+        return own
+    shapes = [tuple(shape) for shape in given] if isinstance(given, list | tuple) else []
+    fits = len(shapes) == len(own) and all(
+        len(shape) == len(known)
+        and all(
+            isinstance(d, int | np.integer) and not isinstance(d, bool) and d > 0 for d in shape
+        )
+        and all(k is None or k == d for k, d in zip(known, shape, strict=True))
+        for shape, known in zip(shapes, own, strict=False)
+    )
+    if not fits:
+        raise ValueError(
+            "Argument `input_shapes` must give one shape per model input, without the batch "
+            f"axis, of positive sizes that agree with the inputs' known ones: {own}. "
+            f"Received: input_shapes={given!r}"
+        )
+    return [tuple(int(d) for d in shape) for shape in shapes]
+
+
+def _input_signal(tensor: Any, shape: tuple, mean: float, var: float, batch: int | None) -> Signal:
+    """A model input's moments; an integer or boolean input (token ids, a padding mask)
+    also gets a value of ones (every position visible), which masks built from it read."""
+    signal = Signal.uniform(mean, var, shape)
+    if keras.backend.is_float_dtype(tensor.dtype):
+        return signal
+    value = np.ones(
+        (batch or 1, *signal.shape), dtype=keras.backend.standardize_dtype(tensor.dtype)
+    )
+    return dataclasses.replace(signal, value=value)

@@ -22,7 +22,7 @@ from keras_initlab.propagate._moments import (
     softmax_moments,
 )
 from keras_initlab.propagate._signal import Signal
-from keras_initlab.propagate._step import Call, Step
+from keras_initlab.propagate._step import Arg, Call, Step
 
 SOFTMAX = "softmax"
 _NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
@@ -139,5 +139,22 @@ def backward_factor(out: Signal, d2: np.ndarray) -> np.ndarray:
 
 
 def activation_layer(call: Call) -> Step:
-    out, d2 = apply(from_layer(call.layer), call.x, call.batch)
+    """An activation layer; a ``Softmax`` called with a mask (a constant, or a tensor whose
+    value the walk knows: keras_hub's attention scores; its first sample where it has a
+    batch axis) over the logits the mask leaves in."""
+    activation = from_layer(call.layer)
+    raw: Any = call.kwargs.get("mask", call.args[1] if len(call.args) > 1 else None)
+    if raw is not None:
+        mask = call.inputs[raw.index].value if isinstance(raw, Arg) else np.asarray(raw)
+        if activation != SOFTMAX or mask is None:
+            raise NotImplementedError("a mask whose value the walk does not know")
+        mask = np.asarray(mask, dtype=np.float64)
+        first = mask[0] if mask.ndim > len(call.x.shape) else mask  # a batch axis: sample 0
+        out, d2 = softmax_moments(call.x, call.batch, first)
+        return Step(
+            [out],
+            lambda g: [g[0] * d2] + [np.zeros(x.shape) for x in call.inputs[1:]],
+            note="softmax over the logits its mask leaves in",
+        )
+    out, d2 = apply(activation, call.x, call.batch)
     return Step([out], lambda g: [g[0] * backward_factor(out, d2)])

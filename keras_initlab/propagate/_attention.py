@@ -9,10 +9,17 @@ initialization). The attended values keep the values' mean (the weights sum to 1
 their fluctuations shrink to ``T E[p^2]``. Backward, for a gradient independent across
 query tokens: ``Var(dv) = Var(do) Tq E[p^2]``; through the softmax ``Var(dq) = Var(do) T
 E[p^2] value_dim within_v within_k / key_dim`` and ``Var(dk) = Var(do) Tq E[p^2] value_dim
-within_v E[q^2] / key_dim`` (leading order in the logits). Masks are not read (no mask
-assumed). A gradient common to all query tokens (the walk marks it: a global average pool
-downstream through per-position layers) reaches the values coherently: ``Var(dv) = Var(do)
-(Tq / T)^2``.
+within_v E[q^2] / key_dim`` (leading order in the logits; ``E[p^2]`` there is the softmax's
+backward factor with its projection, `softmax_sums`, 0 for a query that sees one key). A
+gradient common to all query tokens (the walk marks it: a global average pool downstream
+through per-position layers) reaches the values coherently: ``Var(dv) = Var(do) (Tq /
+T)^2``.
+
+With a mask (``attention_mask`` whose value the walk knows, or ``use_causal_mask=True``)
+query ``i`` sees ``n_i`` keys: each sum above runs over them (``T -> n_i`` for the query,
+``Tq -> `` the queries that see a key for the key and value); causal attention keeps
+``(i + 1) E[p^2]`` of the values' fluctuations at position ``i``, far more than ``T E[p^2]``
+near the start.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 
 from keras_initlab._keras import attention_softmax
 from keras_initlab.propagate._kernels import einsum_dense
-from keras_initlab.propagate._moments import softmax_square
+from keras_initlab.propagate._moments import softmax_square, softmax_sums
 from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Arg, Call, Part, Step
 
@@ -39,7 +46,40 @@ def _project(dense: Any, x: Signal, call: Call) -> Step:
     return einsum_dense(Call(dense, [x], [], [], call.mode))
 
 
+def _visible(call: Call, t_q: int, t_k: int) -> tuple[np.ndarray, str]:
+    """``(t_q, t_k)`` float: 1 where a query position sees a key position, and the note.
+
+    From the ``attention_mask`` argument (its first sample): a constant, or a tensor whose
+    value the walk computed (`Signal.value`: the causal mask keras_hub builds from the
+    sequence length and a padding mask of ones); a lower triangle for
+    ``use_causal_mask=True``; all ones without either. A mask tensor of unknown value, or
+    one the rule cannot lay out as queries by keys, raises NotImplementedError (assumed).
+    """
+    raw: Any = call.kwargs.get("attention_mask")
+    if raw is None and len(call.args) > 6:
+        raw = call.args[6]
+    value = call.inputs[raw.index].value if isinstance(raw, Arg) else raw
+    if raw is not None and value is None:
+        raise NotImplementedError("an attention mask whose value the walk does not know")
+    mask = np.ones((t_q, t_k))
+    if value is not None:
+        first = np.asarray(value, dtype=np.float64)[0]
+        try:
+            mask = mask * np.broadcast_to(first.reshape(first.shape[-2:]), (t_q, t_k))
+        except ValueError as error:
+            raise NotImplementedError(f"an attention mask of shape {first.shape}") from error
+    if call.kwargs.get("use_causal_mask"):
+        mask = mask * np.tri(t_q, t_k, t_k - t_q)
+    if not mask.any(axis=1).all():
+        raise NotImplementedError("an attention mask that hides every key from a query")
+    return mask, "no mask" if mask.all() else "each query over the keys its mask shows"
+
+
 def multi_head_attention(call: Call) -> Step:
+    """Queries attend over the keys their mask shows (``n_i`` keys for query ``i``; all
+    ``T`` without a mask): the weights' ``E[p^2]`` over ``n_i`` keys, the attended values'
+    fluctuations ``n_i E[p^2]`` of the values', a key's gradient summed over the queries
+    that see it (module docstring)."""
     layer = call.layer
     qi = _argument(call, 0, "query", 0)
     vi = _argument(call, 1, "value", qi)
@@ -51,33 +91,50 @@ def multi_head_attention(call: Call) -> Step:
     v_step = _project(layer.value_dense, call.inputs[vi], call)
     q, k, v = q_step.outputs[0], k_step.outputs[0], v_step.outputs[0]  # (T, heads, dim)
     t_q, t_k = q.means[..., 0, 0].size, k.means[..., 0, 0].size
+    mask, mask_note = _visible(call, t_q, t_k)
+    seen = mask.sum(axis=1)  # (t_q,): the keys each query sees
     k_within = float(k.variances.mean() + k.means.var(axis=tuple(range(k.means.ndim - 2))).mean())
     s2 = q.second * k_within
-    p2 = softmax_square(s2, t_k)
-    weights_shape = (v.shape[-2], t_q, t_k)
-    probs = Signal.uniform(1.0 / t_k, max(p2 - 1.0 / t_k**2, 0.0), weights_shape)
+    counts, where = np.unique(seen, return_inverse=True)
+    p2 = np.array([softmax_square(s2, int(n)) for n in counts])[where]  # (t_q,)
+    # The scores' backward factor with the softmax's projection (0 for a query that sees
+    # one key, whose weight is 1 whatever its score; E[p^2] for many keys).
+    factor = np.array([softmax_sums(s2, int(n), call.batch)[1] for n in counts])[where]
+    heads = v.shape[-2]
+    weights_shape = (heads, t_q, t_k)
+    share = mask / seen[:, None]  # the mean weight of each visible key
+    spread = mask * np.maximum(p2 - 1.0 / seen**2, 0.0)[:, None]
+    probs = make(np.broadcast_to(share, weights_shape), np.broadcast_to(spread, weights_shape))
     keys = tuple(range(v.means.ndim - 2))
     v_mean = v.means.mean(axis=keys)  # (heads, dim): softmax weights sum to 1
     v_var = v.variances.mean(axis=keys) + v.means.var(axis=keys)
     shape = (*q.shape[:-2], *v.shape[-2:])
-    attended = make(
-        np.broadcast_to(v_mean, shape), np.broadcast_to(v_var * min(p2 * t_k, 1.0), shape)
-    )
+    kept = np.minimum(p2 * seen, 1.0).reshape((*q.shape[:-2], 1, 1))  # per query
+    attended = make(np.broadcast_to(v_mean, shape), v_var * kept)
     o_step = _project(layer.output_dense, attended, call)
     out = o_step.outputs[0]
 
+    def per_query(a: np.ndarray) -> np.ndarray:
+        return a.reshape(t_q, -1).mean(axis=1)
+
+    def to_keys(per_key: np.ndarray, like: Signal) -> np.ndarray:
+        return np.broadcast_to(per_key.reshape((*like.shape[:-2], 1, 1)), like.shape)
+
     def grads(g_out: np.ndarray) -> dict[str, np.ndarray]:
         g_att = o_step.backward([g_out])[0]  # (Tq, heads, value_dim)
-        g_score = p2 * value_dim * float(np.mean(g_att) * np.mean(v_var))
-        if step.context.get("coherent", False):  # sum_t p_ts = Tq / T of a common gradient
-            g_value = np.broadcast_to(g_att.mean(axis=keys) * (t_q / t_k) ** 2, v.shape)
+        g_score = factor * value_dim * per_query(g_att) * float(np.mean(v_var))  # (t_q,)
+        rows = g_att.reshape(t_q, -1)  # (t_q, heads * value_dim)
+        if step.context.get("coherent", False):  # sum_i p_ij = sum_i mask_ij / n_i
+            g_value = np.outer(share.sum(axis=0) ** 2, rows.mean(axis=0)).reshape(v.shape)
         else:
-            g_value = np.broadcast_to(g_att.mean(axis=keys) * t_q * p2, v.shape)
+            g_value = (mask.T @ (p2[:, None] * rows)).reshape(v.shape)
         return {
             "value": g_value,
-            "query": np.full(q.shape, t_k * g_score * k_within / key_dim),
-            "key": np.full(k.shape, t_q * g_score * q.second / key_dim),
-            "softmax": np.full(weights_shape, value_dim * float(np.mean(g_att) * v.second)),
+            "query": to_keys(seen * g_score * k_within / key_dim, q),
+            "key": to_keys(mask.T @ g_score * q.second / key_dim, k),
+            "softmax": np.broadcast_to(
+                (value_dim * per_query(g_att) * v.second)[None, :, None], weights_shape
+            ),
         }
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
@@ -96,6 +153,6 @@ def multi_head_attention(call: Call) -> Step:
         Part(softmax.name, softmax, probs, lambda g: grads(g[0])["softmax"]),
         Part(layer.output_dense.name, layer.output_dense, out, lambda g: g[0]),
     ]
-    note = "attention weights log-normal over keys (large T), no mask"
+    note = f"attention weights log-normal over keys (large T), {mask_note}"
     step = Step([out], backward, note=note, parts=rows)
     return step

@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_initlab._keras import functional_calls, is_functional
+from keras_initlab._keras import ConstantCall, functional_calls, is_functional
 from keras_initlab.model.layers import INPUT_LAYER, PER_POSITION, POOLING_GLOBAL_AVERAGE
 from keras_initlab.model.trace import Trace, output_spec, trace_layer
 from keras_initlab.propagate._report import (
@@ -36,7 +36,7 @@ from keras_initlab.propagate._report import (
     PropagateRow,
 )
 from keras_initlab.propagate._rules import ASSUMPTION, predict, rule_for
-from keras_initlab.propagate._signal import Signal
+from keras_initlab.propagate._signal import Signal, index_signal, make
 from keras_initlab.propagate._step import Arg, Call, Shape, Step
 
 Taint = tuple[str, ...]  # the assumed layers a value rests on, in walk order
@@ -127,6 +127,16 @@ def _mark_coherent(calls: list[Any], steps: list[Step | None], outputs: Any) -> 
 
 def _shape(tensor: Any) -> Shape:
     return tuple(tensor.shape)
+
+
+def _reason(error: Exception) -> str:
+    """``Type: first line`` of an error (its first 120 characters)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:120]}" if text else type(error).__name__
+
+
+def _floating(tensor: Any) -> bool:
+    return keras.backend.is_float_dtype(tensor.dtype)
 
 
 def _bind(value: Any, index: dict[int, int]) -> Any:
@@ -293,12 +303,15 @@ class Walker:
         self._last_step = None
         if isinstance(operation, INPUT_LAYER):
             return inputs, taints, lambda g: g
+        if out_specs and not any(_floating(t) for t in out_specs):
+            return self._indices(operation, inputs, out_specs, args, kwargs)
         key = (prefix, id(operation))
         calls = self._calls[key] = self._calls.get(key, 0) + 1
         name = f"{prefix}{operation.name}" + (f"@{calls}" if calls > 1 else "")
         if is_functional(operation) or isinstance(operation, keras.Sequential):
             return self.model(operation, f"{name}/", inputs, taints)
-        in_shapes, out_shapes = [_shape(t) for t in in_specs], [_shape(t) for t in out_specs]
+        in_shapes = self._sizes(in_specs, inputs)
+        out_shapes = self._out_shapes(operation, in_specs, out_specs, inputs, args, kwargs)
         call = Call(
             operation, inputs, in_shapes, out_shapes, self.mode, tuple(args), kwargs, self.batch
         )
@@ -311,12 +324,22 @@ class Walker:
                     {k: _unbind(v, in_specs) for k, v in kwargs.items()},
                     in_specs,
                     self.mode,
+                    self._sizes(in_specs, inputs),
                 )
+            except ConstantCall as constant:
+                return self._constant(operation, name, constant.values, inputs)
             except Exception as error:  # whatever the call raises on KerasTensors
-                reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
-                opaque = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+                opaque = f"could not be traced ({_reason(error)})"
             else:
-                return self._traced(operation, name, trace, inputs, taints)
+                rows, named = len(self.rows), set(self._named)
+                try:
+                    return self._traced(operation, name, trace, inputs, taints)
+                except (ValueError, TypeError, NotImplementedError) as error:
+                    # A part of the traced call no rule can lay out (shapes it does not
+                    # expect): the layer is read as a whole, assumed; its partial rows go.
+                    del self.rows[rows:]
+                    self._named = named
+                    opaque = f"has a traced call no rule reads ({_reason(error)})"
         if self.before is not None:
             self.before(call, name)
         step = predict(call)
@@ -324,7 +347,7 @@ class Walker:
             step = Step(
                 step.outputs,
                 step.backward,
-                f"{type(operation).__name__} could not be traced ({opaque}): {ASSUMPTION}",
+                f"{type(operation).__name__} {opaque}: {ASSUMPTION}",
             )
         upstream = _union(*taints)
         out_taint = _union(upstream, (name,)) if step.assumed else upstream
@@ -348,6 +371,92 @@ class Walker:
 
         self._last_step = step
         return step.outputs, [out_taint] * len(step.outputs), backward
+
+    def _constant(
+        self, layer: Any, name: str, values: list[np.ndarray], inputs: list[Signal]
+    ) -> tuple[list[Signal], list[Taint], Backward]:
+        """A layer whose outputs its traced call computes from its inputs' shapes alone (a
+        learned position embedding: the table's first rows): each element is the same in
+        every sample (its value, variance 0), and no gradient reaches the inputs."""
+        outputs = [make(value[0], np.zeros(value.shape[1:])) for value in values]
+        note = "computed from its input's shape alone: the same in every sample"
+        row = self._add_row(name, layer, outputs[0], "", note, ())
+
+        def backward(g: Grads) -> Grads:
+            if row is not None:
+                row.set_gradient(g[0][0], _union(*g[1][:1]))
+            return [np.zeros(x.shape) for x in inputs], [() for _ in inputs]
+
+        return outputs, [() for _ in outputs], backward
+
+    def _indices(
+        self,
+        operation: Any,
+        inputs: list[Signal],
+        out_specs: list[Any],
+        args: Any,
+        kwargs: dict[str, Any],
+    ) -> tuple[list[Signal], list[Taint], Backward]:
+        """An operation whose outputs are integer or boolean (a mask, positions): no
+        activation, no row, no gradient; its value computed from its inputs' where all are
+        known (`Signal.value`: a causal mask built from a sequence length, a padding mask
+        of ones), so that an attention layer can read which keys each query sees."""
+        values = [signal.value for signal in inputs]
+        outputs: list[Any] = [None] * len(out_specs)
+        if all(v is not None for v in values):
+            tensors = [keras.ops.convert_to_tensor(v) for v in values]
+            result = operation(
+                *_unbind(args, tensors), **{k: _unbind(v, tensors) for k, v in kwargs.items()}
+            )
+            outputs = [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(result)]
+        signals = [
+            index_signal(spec, value) for spec, value in zip(out_specs, outputs, strict=True)
+        ]
+
+        def backward(g: Grads) -> Grads:
+            return [np.zeros(x.shape) for x in inputs], [() for _ in inputs]
+
+        return signals, [() for _ in signals], backward
+
+    def _out_shapes(
+        self,
+        operation: Any,
+        in_specs: list[Any],
+        out_specs: list[Any],
+        inputs: list[Signal],
+        args: Any,
+        kwargs: dict[str, Any],
+    ) -> list[Shape]:
+        """The output shapes a rule reads: the graph's, or, where the graph leaves a size
+        unknown beyond the batch (a sequence length), the operation's output spec on inputs
+        of the sizes the walk knows (`_sizes`); the graph's where that spec fails."""
+        shapes = [_shape(t) for t in out_specs]
+        if all(d is not None for shape in shapes for d in shape[1:]):
+            return shapes
+        fresh = [
+            keras.KerasTensor(s, dtype=t.dtype)
+            for s, t in zip(self._sizes(in_specs, inputs), in_specs, strict=True)
+        ]
+        try:
+            spec = operation.compute_output_spec(
+                *_unbind(args, fresh), **{k: _unbind(v, fresh) for k, v in kwargs.items()}
+            )
+        except Exception:  # whatever the spec raises: the graph's shapes stand
+            return shapes
+        known = [_shape(t) for t in keras.tree.flatten(spec)]
+        return known if len(known) == len(shapes) else shapes
+
+    def _sizes(self, specs: list[Any], inputs: list[Signal]) -> list[tuple[int | None, ...]]:
+        """The shapes a layer's call is traced at: its inputs' as the walk knows them (the
+        sizes the graph leaves unknown, a sequence length, made concrete: a block that
+        builds a causal mask from its input's length is traced at that length), the batch
+        at the walk's batch size (1 where none is given)."""
+        return [
+            (self.batch or 1, *signal.shape)
+            if len(signal.shape) == len(spec.shape) - 1
+            else tuple(spec.shape)
+            for spec, signal in zip(specs, inputs, strict=True)
+        ]
 
     def _traced(
         self, layer: Any, name: str, trace: Trace, inputs: list[Signal], taints: list[Taint]

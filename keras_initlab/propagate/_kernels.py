@@ -299,6 +299,8 @@ def embedding(call: Call) -> Step:
     output is not ``output_dim`` wide) is not covered."""
     table = kernel(call.layer.embeddings)
     shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
+    if len(call.x.shape) == len(shape) - 1:  # the ids' sizes as the walk knows them
+        shape = (*call.x.shape, shape[-1])
     if shape[-1] != table.shape[-1]:
         raise NotImplementedError(
             f"a call that is not a lookup: output {shape[-1]} wide, the table {table.shape[-1]}"

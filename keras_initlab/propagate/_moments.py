@@ -321,20 +321,30 @@ def softmax_sums(s2: float, n: int, batch: int | None = None) -> tuple[float, fl
     return float(np.mean(s_2)) / n, float(np.mean(energy)) / n
 
 
-def softmax_moments(pre: Signal, batch: int | None = None) -> tuple[Signal, np.ndarray]:
+def softmax_moments(
+    pre: Signal, batch: int | None = None, visible: np.ndarray | None = None
+) -> tuple[Signal, np.ndarray]:
     """Moments of a softmax over the last axis (``n`` logits, variance ``v`` across them).
 
     The logits taken as iid ``N(., v)`` across the ``n`` channels (``v``: the variance of
     the channel means plus the mean variance): ``E[p] = 1/n``; ``E[p^2]`` and the backward
     factor (with the projection ``dz = p (dy - <p, dy>)``, which matters for few classes
     and makes a saturated softmax pass almost no gradient) are `softmax_sums` (its typical
-    value for a batch of ``batch`` samples, where given).
+    value for a batch of ``batch`` samples, where given). ``visible`` (1 or 0, broadcast to
+    the logits: a mask) leaves ``n`` logits of each row in: the masked ones get
+    probability 0 and no gradient, the others the moments of a softmax over ``n``.
     """
-    n = pre.channels
-    spread = pre.means.var(axis=-1, keepdims=True) + pre.variances.mean(axis=-1, keepdims=True)
-    values, where = np.unique(spread, return_inverse=True)  # a map's interior: once
-    sums = np.array([softmax_sums(float(v), n, batch) for v in values])[where]
-    second = sums[..., 0].reshape(spread.shape)
-    factor = sums[..., 1].reshape(spread.shape)
-    out = make(np.full(pre.shape, 1.0 / n), np.broadcast_to(second - 1.0 / (n * n), pre.shape))
-    return out, np.broadcast_to(factor, pre.shape).copy()
+    mask = np.ones(pre.shape) if visible is None else np.broadcast_to(visible, pre.shape)
+    mask = mask.astype(np.float64)
+    n = mask.sum(axis=-1, keepdims=True)
+    if not np.all(n > 0):
+        raise NotImplementedError("a softmax mask that hides every logit of a row")
+    mean = (pre.means * mask).sum(axis=-1, keepdims=True) / n
+    spread = ((pre.means - mean) ** 2 * mask + pre.variances * mask).sum(axis=-1, keepdims=True) / n
+    keys = np.stack(np.broadcast_arrays(spread, n), axis=-1).reshape(-1, 2)
+    values, where = np.unique(keys, axis=0, return_inverse=True)  # a map's interior: once
+    sums = np.array([softmax_sums(float(v), int(c), batch) for v, c in values])[where.ravel()]
+    second = sums[:, 0].reshape(spread.shape)
+    factor = sums[:, 1].reshape(spread.shape)
+    out = make(mask / n, mask * (second - 1.0 / (n * n)))
+    return out, np.broadcast_to(factor, pre.shape) * mask

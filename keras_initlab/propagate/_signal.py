@@ -85,11 +85,15 @@ class Signal:
         source: a ``Source`` when the tensor is an elementwise function of a Gaussian
             pre-activation: activations and max pooling integrate over that (the maximum of
             a nondecreasing function is the function of the maximum).
+        value: for an integer or boolean tensor (a mask, positions), its value, batch
+            axis included, where the walk computes it (None: not known); such a tensor
+            carries no activation (its moments are zeros).
     """
 
     means: np.ndarray
     variances: np.ndarray
     source: Source | None = None
+    value: np.ndarray | None = None
 
     @staticmethod
     def uniform(mean: float, var: float, shape: tuple[int | None, ...]) -> Signal:
@@ -138,3 +142,11 @@ def make(means: Any, variances: Any, source: Any = None) -> Signal:
     v = np.maximum(np.atleast_1d(np.asarray(variances, dtype=np.float64)), 0.0)
     m, v = np.broadcast_arrays(m, v)
     return Signal(np.array(m), np.array(v), source)
+
+
+def index_signal(spec: Any, value: np.ndarray | None) -> Signal:
+    """An integer or boolean tensor like ``spec`` (a KerasTensor): zero moments (it carries
+    no activation) and its ``value`` where known (batch axis first)."""
+    shape = value.shape[1:] if value is not None else tuple(spec.shape)[1:]
+    empty = Signal.uniform(0.0, 0.0, shape)
+    return Signal(empty.means, empty.variances, value=value)

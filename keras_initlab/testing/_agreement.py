@@ -43,11 +43,18 @@ def surrogate_loss(y_true: Any, y_pred: Any) -> Any:
     return total
 
 
-def surrogate_targets(model: Any, n: int, *, seed: int = 0) -> list[np.ndarray]:
+def surrogate_targets(model: Any, n: int, *, seed: int = 0, x: Any = None) -> list[np.ndarray]:
     """The targets ``u`` of the surrogate loss: iid N(0, 1) float32, one array per output of
-    ``model`` with ``n`` samples (drawn with ``seed + TARGET_SEED_OFFSET``)."""
+    ``model`` with ``n`` samples (drawn with ``seed + TARGET_SEED_OFFSET``). Where an output
+    has a size the model leaves unknown (a sequence length), the shapes are those of the
+    model's outputs on ``x``."""
+    import keras
+
+    shapes = [tuple(t.shape)[1:] for t in model.outputs]
+    if any(d is None for shape in shapes for d in shape) and x is not None:
+        shapes = [tuple(t.shape)[1:] for t in keras.tree.flatten(model(x, training=False))]
     rng = np.random.default_rng(seed + TARGET_SEED_OFFSET)
-    return [rng.standard_normal((n, *tuple(t.shape)[1:])).astype("float32") for t in model.outputs]
+    return [rng.standard_normal((n, *shape)).astype("float32") for shape in shapes]
 
 
 def surrogate_measure(
@@ -74,7 +81,7 @@ def surrogate_measure(
     from keras_initlab.measurement import measure
 
     n = int(keras.tree.flatten(x)[0].shape[0])
-    u = surrogate_targets(model, n, seed=seed)
+    u = surrogate_targets(model, n, seed=seed, x=x)
     targets: Any = u[0] if len(u) == 1 else u
     records = measure(model, (x, targets), layers=layers, mode=mode, loss=surrogate_loss)
     pooled = np.concatenate([t.astype(np.float64).ravel() for t in u])
@@ -339,7 +346,7 @@ def prediction_agreement(
 
     mode = check_choice("mode", mode, MODES)
     measured = surrogate_measure(model, x, mode=mode, seed=seed)
-    report = propagate(model, mode=mode, **probe_moments(x))
+    report = propagate(model, mode=mode, **probe_moments(x, model))
     return compare_prediction(report, measured, mode=mode)
 
 

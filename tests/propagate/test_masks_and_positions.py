@@ -1,0 +1,126 @@
+"""Attention over the keys a mask shows, integer tensors, and layers computed from their
+input's shape alone: `propagate` against `measure` (`prediction_agreement`) and NumPy.
+
+A causal mask changes what attention averages: query ``i`` sees ``i + 1`` keys, so the
+attended values keep ``(i + 1) E[p^2]`` of the values' fluctuations instead of ``T
+E[p^2]``; the masked scores get probability 0 and no gradient. Integer and boolean tensors
+(a padding mask, positions) carry no activation: the walk computes their values (a padding
+mask of ones) and gives them no row.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import keras_initlab
+from keras_initlab.testing import prediction_agreement
+
+L = keras.layers
+T, WIDTH, N = 12, 32, 256
+BOUNDS = (np.log(1.25), np.log(2.0))  # median and 90th percentile of |log(pred / meas)|
+
+
+def _probe(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal((N, *shape)).astype("float32")
+
+
+def _agrees(agreement):
+    assert agreement.share == 1.0, [r.layer for r in agreement.not_predicted]
+    for summary in (agreement.activation, agreement.gradient):
+        assert summary.median <= BOUNDS[0], str(agreement)
+        assert summary.p90 <= BOUNDS[1], str(agreement)
+
+
+def test_causal_self_attention_is_predicted_over_each_querys_prefix():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((T, WIDTH))
+    attention = L.MultiHeadAttention(2, 16, name="attention")
+    h = attention(x, x, use_causal_mask=True)
+    model = keras.Model(x, L.Dense(WIDTH, name="out")(h))
+    agreement = prediction_agreement(model, _probe((T, WIDTH)))
+    _agrees(agreement)
+    row = keras_initlab.propagate(model).by_layer()["attention"]
+    assert "its mask shows" in row.note
+    # Without the mask the prediction would keep T E[p^2] of the values' fluctuations;
+    # the prefix keeps more: the causal output's predicted variance is the larger.
+    unmasked = keras.Model(x, L.Dense(WIDTH, name="out2")(attention(x, x)))
+    plain = keras_initlab.propagate(unmasked).by_layer()["attention"]
+    assert row.activation_var > 2 * plain.activation_var
+
+
+class _MaskedScores(L.Layer):
+    """Self-attention weights written with ops and a ``Softmax`` given a causal mask."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.query = L.Dense(8, name="query")
+        self.key = L.Dense(8, name="key")
+        self.softmax = L.Softmax(name="softmax")
+
+    def call(self, x):
+        scores = keras.ops.einsum("btd,bsd->bts", self.query(x), self.key(x)) / np.sqrt(8.0)
+        mask = keras.ops.tril(keras.ops.ones((x.shape[1], x.shape[1])))
+        return self.softmax(scores, mask=keras.ops.cast(mask[None], "bool"))
+
+
+def test_a_softmax_given_a_mask_averages_over_the_keys_it_shows():
+    x = keras.Input((T, 8))
+    model = keras.Model(x, _MaskedScores(name="scores")(x))
+    probe = _probe((T, 8)) * 0.3
+    rows = keras_initlab.propagate(model, input_var=float(probe.var())).by_layer()
+    softmax = rows["scores/softmax"]
+    assert softmax.status == "predicted", softmax.note
+    # The weights' mean over all elements: (number of visible keys) / T^2 per row sums to
+    # T rows of total weight 1 each: mean = 1 / T exactly.
+    assert softmax.activation_mean == pytest.approx(1.0 / T, rel=1e-12)
+    weights = keras.ops.convert_to_numpy(model(probe))
+    assert np.all(weights[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0)
+    # Over all elements the weights vary mostly between rows (1/n_i where shown, 0 where
+    # masked), which only the mask explains: the softmax's row agrees with measurement.
+    agreement = prediction_agreement(model, probe)
+    measured = {r.layer: r for r in agreement.rows}["scores/softmax"]
+    assert measured.activation_error <= BOUNDS[0], measured.describe()
+
+
+class _Positions(L.Layer):
+    """A learned position embedding: the table's first rows, read from the input's shape."""
+
+    def build(self, shape):
+        self.table = self.add_weight(
+            shape=(64, shape[-1]), initializer=keras.initializers.RandomNormal(stddev=0.5)
+        )
+
+    def call(self, x):
+        rows = keras.ops.slice(self.table, (0, 0), (x.shape[1], x.shape[-1]))
+        return keras.ops.broadcast_to(rows, x.shape)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+def test_a_layer_computed_from_its_inputs_shape_is_the_same_in_every_sample():
+    x = keras.Input((None, 8))
+    positions = _Positions(name="positions")
+    h = L.Add(name="sum")([x, positions(x)])
+    model = keras.Model(x, L.Dense(4, name="out")(h))
+    report = keras_initlab.propagate(model, input_shapes=[(T, 8)])
+    rows = report.by_layer()
+    row = rows["positions"]
+    assert row.status == "predicted"
+    assert "shape alone" in row.note
+    table = keras.ops.convert_to_numpy(positions.table).astype(np.float64)[:T]
+    assert row.activation_mean == pytest.approx(table.mean(), rel=1e-9)
+    assert row.activation_var == pytest.approx(table.var(), rel=1e-9)  # no sample spread
+    assert row.gradient_var == pytest.approx(rows["sum"].gradient_var, rel=1e-12)
+    assert rows["sum"].activation_var == pytest.approx(1.0 + table.var(), rel=1e-9)
+
+
+def test_input_shapes_must_fit_the_inputs():
+    x = keras.Input((None, 8))
+    model = keras.Model(x, L.Dense(4)(x))
+    for bad in ([(T, 9)], [(T,)], [(T, 8), (T, 8)], [(0, 8)], "12"):
+        with pytest.raises(ValueError, match="input_shapes"):
+            keras_initlab.propagate(model, input_shapes=bad)
+    assert keras_initlab.propagate(model, input_shapes=[(T, 8)])[0].status == "predicted"
