@@ -405,10 +405,13 @@ class Walker:
         outputs: list[Any] = [None] * len(out_specs)
         if all(v is not None for v in values):
             tensors = [keras.ops.convert_to_tensor(v) for v in values]
-            result = operation(
-                *_unbind(args, tensors), **{k: _unbind(v, tensors) for k, v in kwargs.items()}
-            )
-            outputs = [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(result)]
+            try:
+                result = operation(
+                    *_unbind(args, tensors), **{k: _unbind(v, tensors) for k, v in kwargs.items()}
+                )
+                outputs = [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(result)]
+            except Exception:  # whatever the operation raises: its value stays unknown
+                outputs = [None] * len(out_specs)
         signals = [
             index_signal(spec, value) for spec, value in zip(out_specs, outputs, strict=True)
         ]

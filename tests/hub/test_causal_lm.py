@@ -19,65 +19,22 @@ import pytest
 import keras_initlab
 from keras_initlab.callbacks import VarianceMonitor
 
-keras_hub = pytest.importorskip("keras_hub")
+pytest.importorskip("keras_hub")
+from tests.hub.models import BLOCKS, TOKENS, VOCAB, WIDTH, causal_lm, tokens
 
 pytestmark = pytest.mark.tensorflow
-VOCAB, WIDTH, BLOCKS, BATCH, TOKENS = 1000, 64, 2, 4, 16
-
-
-def _gpt2():
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCAB,
-        num_layers=BLOCKS,
-        num_heads=2,
-        hidden_dim=WIDTH,
-        intermediate_dim=2 * WIDTH,
-        max_sequence_length=2 * TOKENS,
-    )
-    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
-
-
-def _llama():
-    backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=VOCAB,
-        num_layers=BLOCKS,
-        num_query_heads=4,
-        num_key_value_heads=2,
-        hidden_dim=WIDTH,
-        intermediate_dim=2 * WIDTH,
-    )
-    return keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
-
-
-def _gemma():
-    backbone = keras_hub.models.GemmaBackbone(
-        vocabulary_size=VOCAB,
-        num_layers=BLOCKS,
-        num_query_heads=2,
-        num_key_value_heads=1,
-        hidden_dim=WIDTH,
-        intermediate_dim=2 * WIDTH,
-        head_dim=32,
-    )
-    return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
-
-
-MODELS = {"gpt2": _gpt2, "llama": _llama, "gemma": _gemma}
+BATCH = 4
+MODELS = ("gemma", "gpt2", "llama")
 
 
 def _built(name: str):
-    keras.utils.set_random_seed(0)
-    model = MODELS[name]()
+    model = causal_lm(name)
     model.compile(
         optimizer=keras.optimizers.SGD(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    rng = np.random.default_rng(0)
-    x = {
-        "token_ids": rng.integers(0, VOCAB, (BATCH, TOKENS)).astype("int32"),
-        "padding_mask": np.ones((BATCH, TOKENS), "int32"),
-    }
-    return model, x, rng.integers(0, VOCAB, (BATCH, TOKENS))
+    labels = np.random.default_rng(1).integers(0, VOCAB, (BATCH, TOKENS))
+    return model, tokens(name, BATCH), labels
 
 
 def _embedding_path(model) -> str:
@@ -85,7 +42,7 @@ def _embedding_path(model) -> str:
     return f"{model.backbone.name}/{embedding.name}"
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", MODELS)
 def test_both_calls_of_the_tied_embedding_and_every_residual_sum_are_recorded(name):
     model, x, y = _built(name)
     records = keras_initlab.measure(model, (x, y))
@@ -136,7 +93,7 @@ def test_a_candidate_fix_is_tried_on_the_tied_model_and_leaves_it_alone():
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", MODELS)
 def test_auto_reports_what_it_did_to_every_kernel(name):
     """No kernel is changed silently: each has a row saying whether it was scaled, drawn on
     its true fans and not scaled (inside a block the walk reads as a whole), or kept."""

@@ -14,7 +14,6 @@ walk does not fail.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
 
@@ -22,68 +21,17 @@ import keras_initlab
 from keras_initlab.healthy import probe_moments
 from keras_initlab.testing import prediction_agreement
 
-keras_hub = pytest.importorskip("keras_hub")
+pytest.importorskip("keras_hub")
+from tests.hub.models import backbone, tokens
 
 pytestmark = pytest.mark.tensorflow
-VOCAB, WIDTH, BLOCKS, BATCH, TOKENS = 1000, 64, 2, 16, 16
+BATCH = 16
 BOUNDS = (np.log(1.25), np.log(2.0))
-
-
-def _backbone(name: str):
-    keras.utils.set_random_seed(0)
-    M = keras_hub.models
-    if name == "gpt2":
-        return M.GPT2Backbone(
-            vocabulary_size=VOCAB,
-            num_layers=BLOCKS,
-            num_heads=2,
-            hidden_dim=WIDTH,
-            intermediate_dim=2 * WIDTH,
-            max_sequence_length=4 * TOKENS,
-        )
-    if name == "bert":
-        return M.BertBackbone(
-            vocabulary_size=VOCAB,
-            num_layers=BLOCKS,
-            num_heads=2,
-            hidden_dim=WIDTH,
-            intermediate_dim=2 * WIDTH,
-            max_sequence_length=4 * TOKENS,
-        )
-    if name == "llama":
-        return M.LlamaBackbone(
-            vocabulary_size=VOCAB,
-            num_layers=BLOCKS,
-            num_query_heads=4,
-            num_key_value_heads=2,
-            hidden_dim=WIDTH,
-            intermediate_dim=2 * WIDTH,
-        )
-    return M.GemmaBackbone(
-        vocabulary_size=VOCAB,
-        num_layers=BLOCKS,
-        num_query_heads=2,
-        num_key_value_heads=1,
-        hidden_dim=WIDTH,
-        intermediate_dim=2 * WIDTH,
-        head_dim=32,
-    )
-
-
-def _tokens(name: str) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    x = {
-        "token_ids": rng.integers(0, VOCAB, (BATCH, TOKENS)).astype("int32"),
-        "padding_mask": np.ones((BATCH, TOKENS), "int32"),
-    }
-    if name == "bert":
-        x["segment_ids"] = np.zeros((BATCH, TOKENS), "int32")
-    return x
 
 
 @pytest.mark.parametrize("name", ["gpt2", "bert"])
 def test_every_row_is_predicted_within_the_bounds(name):
-    agreement = prediction_agreement(_backbone(name), _tokens(name))
+    agreement = prediction_agreement(backbone(name), tokens(name, BATCH))
     assert agreement.share == 1.0, [(r.layer, r.note) for r in agreement.not_predicted]
     for summary in (agreement.activation, agreement.gradient):
         assert summary.median <= BOUNDS[0], str(agreement)
@@ -94,8 +42,8 @@ def test_the_position_embedding_passes_no_gradient_to_the_tokens():
     """keras_hub's PositionEmbedding reads only its input's shape: the token embedding's
     gradient is the sum's alone (it was predicted twice the sum's when the position
     embedding was taken as passing its input through)."""
-    model = _backbone("gpt2")
-    rows = keras_initlab.propagate(model, **probe_moments(_tokens("gpt2"), model)).by_layer()
+    model = backbone("gpt2")
+    rows = keras_initlab.propagate(model, **probe_moments(tokens("gpt2", BATCH), model)).by_layer()
     assert rows["position_embedding"].status == "predicted"
     token, total = rows["token_embedding"].gradient_var, rows["embeddings_add"].gradient_var
     assert token == pytest.approx(total, rel=1e-12)
@@ -103,8 +51,8 @@ def test_the_position_embedding_passes_no_gradient_to_the_tokens():
 
 @pytest.mark.parametrize("name", ["llama", "gemma"])
 def test_rows_no_rule_reads_are_assumed_and_say_why(name):
-    model = _backbone(name)
-    report = keras_initlab.propagate(model, **probe_moments(_tokens(name), model))
+    model = backbone(name)
+    report = keras_initlab.propagate(model, **probe_moments(tokens(name, BATCH), model))
     assert len(report) > 0
     for row in report:
         if not row.predicted:
