@@ -670,16 +670,34 @@ class Trace:
     returned: Any = None
 
 
+def _unknown(tensors: Any) -> bool:
+    """Whether a KerasTensor among ``tensors`` has an unknown size beyond the batch axis."""
+    return any(
+        isinstance(t, keras.KerasTensor) and None in tuple(t.shape)[1:]
+        for t in keras.tree.flatten(tensors)
+    )
+
+
 def _spec_from_call(layer: Any) -> Callable[..., Any]:
     """``layer``'s ``compute_output_spec``, falling back on the base `keras.layers.Layer`'s
-    (its ``call`` traced on placeholders) where its own rejects the call's arguments."""
+    (its ``call`` traced on placeholders) where its own rejects the call's arguments, or
+    loses a size its inputs know (``EinsumDense``'s configured ``output_shape`` keeps a
+    sequence length None: a later ``reshape`` to the input's shape would lose it)."""
     own = layer.compute_output_spec
 
     def spec(*args: Any, **kwargs: Any) -> Any:
         try:
-            return own(*args, **kwargs)
+            out = own(*args, **kwargs)
         except TypeError:
             return keras.layers.Layer.compute_output_spec(layer, *args, **kwargs)
+        if _unknown(out) and not _unknown((args, kwargs)):
+            from keras.src.backend import compute_output_spec
+
+            try:  # its call on placeholders (the base Layer's spec reads its output shape)
+                return compute_output_spec(layer.call, *args, **kwargs)
+            except Exception:  # whatever its call raises on placeholders: its own spec stands
+                return out
+        return out
 
     return spec
 

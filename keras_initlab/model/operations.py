@@ -149,6 +149,10 @@ OPERATIONS: dict[str, Kind] = {
     "Fabs": Function("absolute", smooth=False),
     "Square": Function("square"),
     "Sqrt": Function("sqrt", lower=0.0),
+    # A pole at 0: an argument above 0 (a Gaussian far from it, or a positive statistic, the
+    # mean of squares an RMS normalization divides by).
+    "Rsqrt": Function("rsqrt", lower=0.0),
+    "Reciprocal": Function("reciprocal", lower=0.0),
     "Exp": Function("exp"),
     "Exp2": Function("exp2"),
     "Expm1": Function("expm1"),
@@ -355,7 +359,7 @@ NOT_COVERED: dict[str, str] = {
     ),
     **_reasons(
         "a pole or an infinite derivative at 0, where a Gaussian argument has mass",
-        *("Reciprocal", "Rsqrt", "Cbrt", "Tan"),
+        *("Cbrt", "Tan"),
     ),
     **_reasons(
         "defined on [-1, 1] only: a Gaussian argument leaves it",

@@ -27,7 +27,16 @@ in the arguments) are elements of mean ``c`` and variance 0.
   copies.
 * Reductions over per-sample axes of ``n`` elements, taken as independent: ``mean``: means
   average, variances add divided by ``n^2``, ``Var(dx) = Var(dy) / n^2``; ``sum``: both
-  add; ``max``/``min``: as a global max pooling of the ``n`` elements (order statistics).
+  add. A sum or mean of elements that cannot be negative (``mean(square(x))``, what an RMS
+  normalization divides by) is positive: taken as Gamma-distributed with its mean ``m`` and
+  variance ``v`` (shape ``a = m^2 / v``, scale ``t = v / m``; a mean of ``n`` squares of
+  iid centred Gaussians is exactly Gamma, ``a = n / 2``), kept through ``c G`` (``c > 0``) and ``G +
+  c`` (moments refitted), and a power of it (``sqrt``, ``rsqrt``, ``reciprocal``,
+  ``power(G, c)``) takes the Gamma's moments ``E[G^k] = t^k Gamma(a + k) / Gamma(a)``:
+  ``E[y] = E[G^p]``, ``E[y^2] = E[G^{2p}]``, backward ``p^2 E[G^{2(p-1)}]``. The product
+  ``x * rsqrt(mean(x^2))`` is then taken as one of independent tensors: ``E[y^2] =
+  n / (n - 2)`` for a true 1, and the gradient's ``O(1/n)`` correlation is dropped.
+  ``max``/``min``: as a global max pooling of the ``n`` elements (order statistics).
   ``x +- r`` with ``r = c sum_G x`` a sum or mean of ``x`` itself (centring) adds the
   covariance ``Cov(x_i, r) = c Var(x_i)``: ``Var(y) = Var(x) + Var(r) +- 2 c Var(x)``, and
   backward ``(1 +- 2 c) Var(dy)`` on the direct path.
@@ -71,6 +80,13 @@ SHARED_NOTE = "operands are functions of one tensor: both paths' gradients scale
 _MOVED_FROM: weakref.WeakKeyDictionary[Signal, tuple[Signal, np.ndarray]] = (
     weakref.WeakKeyDictionary()
 )
+# Positive statistics, ``G ** p`` with ``G`` Gamma of shape ``a`` and scale ``t`` (arrays of
+# the tensor's shape): ``{signal: (a, t, p)}``, as weakly as `_MOVED_FROM`.
+_GAMMA: weakref.WeakKeyDictionary[Signal, tuple[np.ndarray, np.ndarray, float]] = (
+    weakref.WeakKeyDictionary()
+)
+# The power each function of a positive statistic is.
+POWERS = {"sqrt": 0.5, "rsqrt": -0.5, "reciprocal": -1.0}
 # Each sum or mean's input, its shape with the reduced axes kept (as 1) and the coefficient
 # (1 or 1/n), the same way: ``x - mean(x)`` is not a difference of independent tensors.
 _REDUCED_FROM: weakref.WeakKeyDictionary[Signal, tuple[Signal, tuple[int, ...], float]] = (
@@ -261,6 +277,15 @@ def _on_nodes(
     return found, w, inverse
 
 
+def _nonnegative(x: Signal) -> bool:
+    """Whether no element of ``x`` can be negative (a square, a ReLU's output): its lowest
+    value over its Gaussian's nodes (`_lowest`) is at least 0."""
+    try:
+        return _lowest(x) >= 0.0
+    except NotImplementedError:
+        return False
+
+
 def _lowest(x: Signal) -> float:
     """The smallest value ``x`` takes within 12 standard deviations of its Gaussian."""
     z, chain = lineage(x)
@@ -333,9 +358,41 @@ def activation(kind: table.Activation, call: Call) -> Step:
     return _elementwise(call, _tensor(call), f)
 
 
+def _gamma(out: Signal, means: np.ndarray, variances: np.ndarray, p: float) -> None:
+    """Record ``out`` as ``G ** p`` for the Gamma ``G`` of these moments (where they fit
+    one: positive means and variances)."""
+    if np.all(means > 0) and np.all(variances > 0) and np.all(np.isfinite(means / variances)):
+        _GAMMA[out] = (means * means / variances, variances / means, p)
+
+
+def _gamma_moment(a: np.ndarray, t: np.ndarray, k: float) -> np.ndarray:
+    """``E[G^k] = t^k Gamma(a + k) / Gamma(a)`` (``a + k > 0``)."""
+    if not np.all(a + k > 0):
+        raise NotImplementedError(f"a power {k} of a statistic too spread to have it")
+    lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
+    return np.exp(k * np.log(t) + lgamma(a + k) - lgamma(a))
+
+
+def _power(call: Call, x: Operand, p: float) -> Step | None:
+    """``x ** p`` of a positive statistic ``x = G ** q`` (None where ``x`` is not one)."""
+    found = _GAMMA.get(x.signal)
+    if found is None:
+        return None
+    a, t, q = found
+    first, second = _gamma_moment(a, t, q * p), _gamma_moment(a, t, 2 * q * p)
+    d2 = p * p * _gamma_moment(a, t, 2 * q * (p - 1))
+    out = make(first, second - first * first)
+    _finite(out.means, out.variances, d2)
+    _GAMMA[out] = (a, t, q * p)
+    return Step([out], lambda g: _to_inputs(call, [(x, g[0] * d2)]))
+
+
 def function(kind: table.Function, call: Call) -> Step:
-    """``keras.ops.<function>`` with the operation's options, its argument above ``lower``."""
+    """``keras.ops.<function>`` with the operation's options, its argument above ``lower``
+    (or a power of a positive statistic: `_power`)."""
     x = _tensor(call)
+    if kind.function in POWERS and (step := _power(call, x, POWERS[kind.function])) is not None:
+        return step
     if kind.lower is not None and not _lowest(x.signal) > kind.lower:
         raise NotImplementedError(f"defined above {kind.lower} only: the argument is not")
     fn = functools.partial(getattr(keras.ops, kind.function), **_options(call, kind.options))
@@ -354,6 +411,13 @@ def _affine(call: Call, x: Operand, scale: Any, shift: Any) -> Step:
         source = s.source.affine(scale, shift) if s.source else Source(LINEAR, s, scale, shift)
     out = make(means, variances, source)
     _finite(out.means, out.variances)
+    found = _GAMMA.get(s)
+    if found is not None and np.all(scale > 0) and np.all(shift >= 0):
+        a, t, q = found
+        if np.all(shift == 0):  # c G^q = (c^(1/q) G)^q: the Gamma's scale
+            _GAMMA[out] = (np.broadcast_to(a, means.shape), t * scale ** (1.0 / q), q)
+        elif q == 1.0:  # G + c: a Gamma again by its moments
+            _gamma(out, out.means, out.variances, 1.0)
     s2 = scale * scale
     return Step([out], lambda g: _to_inputs(call, [(x, g[0] * s2)]))
 
@@ -444,6 +508,8 @@ def _with_constant(kind: table.Arithmetic, call: Call, a: Operand, b: Operand) -
     if np.ptp(c) != 0:
         raise NotImplementedError(f"{kind.function} with an array that is not one value")
     scalar = float(c.reshape(-1)[0])
+    if kind.function == "power" and first and (step := _power(call, x, scalar)) is not None:
+        return step
     positive = POSITIVE.get(kind.function, lambda c, first: False)(scalar, first)
     if positive and not _lowest(x.signal) > 0.0:
         raise NotImplementedError(f"{kind.function} with a tensor that can reach 0")
@@ -620,6 +686,8 @@ def reduction(kind: table.Reduction, call: Call) -> Step:
         (c * c * s.variances.sum(axis=axes)).reshape(out_shape),
     )
     _REDUCED_FROM[out] = (s, kept, c)
+    if _nonnegative(s):
+        _gamma(out, out.means, out.variances, 1.0)
     return Step(
         [out],
         lambda g: _to_inputs(call, [(x, np.broadcast_to(g[0].reshape(kept) * c * c, shape))]),

@@ -1,15 +1,17 @@
 """`propagate` on keras_hub backbones (tiny configs from their constructors) against
 `measure` (`keras_initlab.testing.prediction_agreement`, 16 sequences of 16 tokens).
 
-GPT-2 and BERT are read through their blocks' traced calls at the probe's sequence length:
-the causal or padding mask computed from it (keras_hub builds it with `keras.ops` from the
-input's length and the padding mask, taken as ones), the attention over the keys each query
-sees, the learned position embedding computed from the input's shape alone. Every recorded
-row is predicted, within the transformer issue's bounds (median of |log(predicted /
-measured)| at most log 1.25, 90th percentile at most log 2, activation and gradient).
-Llama and Gemma write their RMS normalization with `keras.ops` (`rsqrt`, `sqrt`), which no
-rule reads yet: their rows are assumed or downstream, each naming what it rests on, and the
-walk does not fail.
+The blocks are read through their traced calls at the probe's sequence length: the causal
+or padding mask computed from it (keras_hub builds it with `keras.ops` from the input's
+length and the padding mask, taken as ones), the attention over the keys each query sees,
+the learned position embedding computed from the input's shape alone, an RMS normalization
+written with `keras.ops` (a power of the positive mean of squares). GPT-2 and BERT: every
+recorded row is predicted, within the transformer issue's bounds (median of |log(predicted
+/ measured)| at most log 1.25, 90th percentile at most log 2, activation and gradient).
+Llama: every row is predicted; the agreement is not yet within those bounds (its
+attention, written with `keras.ops` einsums over repeated key/value heads, and the
+gradients below it: about 2x). Gemma masks its scores with `ops.where`, which no rule
+reads: its attention is assumed, naming why, and the walk does not fail.
 """
 
 from __future__ import annotations
@@ -49,11 +51,15 @@ def test_the_position_embedding_passes_no_gradient_to_the_tokens():
     assert token == pytest.approx(total, rel=1e-12)
 
 
-@pytest.mark.parametrize("name", ["llama", "gemma"])
-def test_rows_no_rule_reads_are_assumed_and_say_why(name):
-    model = backbone(name)
-    report = keras_initlab.propagate(model, **probe_moments(tokens(name, BATCH), model))
-    assert len(report) > 0
-    for row in report:
-        if not row.predicted:
-            assert row.note, row.layer
+def test_llama_is_read_row_by_row():
+    model = backbone("llama")
+    report = keras_initlab.propagate(model, **probe_moments(tokens("llama", BATCH), model))
+    assert [r.layer for r in report if not r.predicted] == []
+
+
+def test_a_block_no_rule_reads_is_assumed_and_says_why():
+    model = backbone("gemma")
+    report = keras_initlab.propagate(model, **probe_moments(tokens("gemma", BATCH), model))
+    assumed = [r for r in report if r.status == "assumed"]
+    assert assumed
+    assert all("not covered" in r.note or "no rule reads" in r.note for r in assumed)

@@ -93,7 +93,8 @@ class _Positions(L.Layer):
         )
 
     def call(self, x):
-        rows = keras.ops.slice(self.table, (0, 0), (x.shape[1], x.shape[-1]))
+        table = keras.ops.convert_to_tensor(self.table)  # as keras_hub's (JAX needs it)
+        rows = keras.ops.slice(table, (0, 0), (x.shape[1], x.shape[-1]))
         return keras.ops.broadcast_to(rows, x.shape)
 
     def compute_output_shape(self, shape):
@@ -124,3 +125,30 @@ def test_input_shapes_must_fit_the_inputs():
         with pytest.raises(ValueError, match="input_shapes"):
             keras_initlab.propagate(model, input_shapes=bad)
     assert keras_initlab.propagate(model, input_shapes=[(T, 8)])[0].status == "predicted"
+
+
+class _RMSNorm(L.Layer):
+    """RMS normalization written with keras.ops, as Llama's and Gemma's are."""
+
+    def call(self, x):
+        mean_square = keras.ops.mean(keras.ops.square(x), axis=-1, keepdims=True)
+        return x * keras.ops.rsqrt(mean_square + 1e-6)
+
+
+def test_an_rms_normalization_written_with_ops_is_predicted():
+    """``mean(square(x))`` over ``n`` iid N(0, 1) elements is Gamma(n / 2, 2 / n), so its
+    ``rsqrt`` has the closed-form mean ``sqrt(n / 2) Gamma((n - 1) / 2) / Gamma(n / 2)``;
+    the normalized output's variance agrees with measurement."""
+    import math
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((T, WIDTH))
+    model = keras.Model(x, L.Dense(8, name="out")(_RMSNorm(name="norm")(x)))
+    report = keras_initlab.propagate(model, input_shapes=[(T, WIDTH)])
+    rows = report.by_layer()
+    assert all(r.predicted for r in report), [(r.layer, r.note) for r in report if not r.predicted]
+    n = WIDTH
+    log_mean = 0.5 * math.log(n / 2) + math.lgamma((n - 1) / 2) - math.lgamma(n / 2)
+    # The eps (1e-6) moves it by about 5e-7 relative; float64 arithmetic by far less.
+    assert rows["norm/rsqrt"].activation_mean == pytest.approx(math.exp(log_mean), rel=1e-6)
+    _agrees(prediction_agreement(model, _probe((T, WIDTH))))
