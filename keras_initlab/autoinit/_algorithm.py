@@ -24,7 +24,7 @@ from keras_initlab.propagate import _activations, _attention
 from keras_initlab.propagate._graph import Walker
 from keras_initlab.propagate._kernels import bias_means, einsum_dense
 from keras_initlab.propagate._rules import predict
-from keras_initlab.propagate._signal import Signal, make
+from keras_initlab.propagate._signal import Signal, input_signal, make
 from keras_initlab.propagate._step import Call
 
 MODE = "inference"
@@ -227,9 +227,8 @@ def autoinit(
         hook = _Hook(model, input_var)
         walker = Walker(MODE, before=hook)
         inputs = list(model.inputs)
-        walker.model(
-            model, "", [Signal.uniform(0.0, input_var, tuple(t.shape)[1:]) for t in inputs]
-        )
+        signals = [input_signal(t, tuple(t.shape)[1:], 0.0, input_var, None) for t in inputs]
+        walker.model(model, "", signals)
     except Exception:
         for variable, value in saved:
             variable.assign(value)

@@ -103,13 +103,37 @@ class Contraction:
 
 
 @dataclass(frozen=True)
+class Filled:
+    """A tensor of the input's shape whose values do not depend on the input's
+    (``zeros_like``, ``ones_like``, ``full_like``): the same in every sample."""
+
+
+@dataclass(frozen=True)
+class Select:
+    """``where(condition, x1, x2)``: each element from ``x1`` where the condition holds, else
+    from ``x2``; read where the condition's value is known (a mask computed from a
+    sequence length, a constant)."""
+
+
+@dataclass(frozen=True)
 class Unchanged:
     """The values pass through; ``gradient=False``: none flows back."""
 
     gradient: bool = True
 
 
-Kind = Activation | Function | Affine | Arithmetic | Relayout | Reduction | Contraction | Unchanged
+Kind = (
+    Activation
+    | Function
+    | Affine
+    | Arithmetic
+    | Relayout
+    | Reduction
+    | Contraction
+    | Filled
+    | Select
+    | Unchanged
+)
 
 _SLOPE = {"negative_slope": "negative_slope"}
 _ALPHA = {"alpha": "alpha"}
@@ -149,6 +173,11 @@ OPERATIONS: dict[str, Kind] = {
     "Fabs": Function("absolute", smooth=False),
     "Square": Function("square"),
     "Sqrt": Function("sqrt", lower=0.0),
+    # the input's shape, not its values; an elementwise choice by a known condition
+    "ZerosLike": Filled(),
+    "OnesLike": Filled(),
+    "FullLike": Filled(),
+    "Where": Select(),
     # A pole at 0: an argument above 0 (a Gaussian far from it, or a positive statistic, the
     # mean of squares an RMS normalization divides by).
     "Rsqrt": Function("rsqrt", lower=0.0),
@@ -293,7 +322,7 @@ NOT_COVERED: dict[str, str] = {
     ),
     **_reasons(
         "a constant: the input's values do not enter the output",
-        *("Arange", "Array", "Full", "FullLike", "OnesLike", "ZerosLike", "EmptyLike"),
+        *("Arange", "Array", "Full", "EmptyLike"),
         *("Linspace", "Logspace", "Geomspace", "Meshgrid", "Vander"),
         *("Bartlett", "Blackman", "Hamming", "Hanning", "Kaiser"),
     ),
@@ -304,7 +333,7 @@ NOT_COVERED: dict[str, str] = {
     ),
     **_reasons(
         "selects or writes elements by data-dependent indices or a condition",
-        *("Where", "Select", "Scatter", "ScatterUpdate", "SliceUpdate", "Unique", "TopK"),
+        *("Select", "Scatter", "ScatterUpdate", "SliceUpdate", "Unique", "TopK"),
         *("SegmentSum", "SegmentMax", "SegmentMin", "SegmentProd", "SegmentReduction"),
     ),
     **_reasons(

@@ -45,18 +45,16 @@ signal propagation to close the performance gap in unnormalized ResNets).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-import keras
 import numpy as np
 
 from keras_initlab._validation import check_finite, check_positive_int
 from keras_initlab.model.legacy import check_not_keras2
 from keras_initlab.propagate._graph import Walker
 from keras_initlab.propagate._report import PropagateReport, PropagateRow
-from keras_initlab.propagate._signal import Signal
+from keras_initlab.propagate._signal import input_signal
 
 __all__ = ["PropagateReport", "PropagateRow", "propagate"]
 MODES = ("inference", "training")
@@ -134,7 +132,7 @@ def propagate(
     shapes = _input_shapes(inputs, input_shapes)
     walker = Walker(mode, batch=batch_size)
     signals = [
-        _input_signal(t, shape, input_mean, input_var, batch_size)
+        input_signal(t, shape, input_mean, input_var, batch_size)
         for t, shape in zip(inputs, shapes, strict=True)
     ]
     outputs, _, backward = walker.model(model, "", signals)
@@ -164,15 +162,3 @@ def _input_shapes(inputs: list[Any], given: Sequence[Sequence[int]] | None) -> l
             f"Received: input_shapes={given!r}"
         )
     return [tuple(int(d) for d in shape) for shape in shapes]
-
-
-def _input_signal(tensor: Any, shape: tuple, mean: float, var: float, batch: int | None) -> Signal:
-    """A model input's moments; an integer or boolean input (token ids, a padding mask)
-    also gets a value of ones (every position visible), which masks built from it read."""
-    signal = Signal.uniform(mean, var, shape)
-    if keras.backend.is_float_dtype(tensor.dtype):
-        return signal
-    value = np.ones(
-        (batch or 1, *signal.shape), dtype=keras.backend.standardize_dtype(tensor.dtype)
-    )
-    return dataclasses.replace(signal, value=value)

@@ -293,11 +293,29 @@ def separable_conv(call: Call) -> Step:
     return _finish(call, pre, lambda g: depth_back(g @ p2.T))
 
 
+def _reversed(call: Call, table: np.ndarray) -> Step:
+    """A tied embedding called with ``reverse=True`` as the output projection (keras_hub's
+    ``ReversibleEmbedding``: ``x @ E^T``, or ``x @ R`` with its own ``reverse_embeddings``
+    when not tied): a Dense layer with that kernel, ``Var(y_v) = sum_d Var(x_d) E_vd^2``."""
+    layer = call.layer
+    if getattr(layer, "logit_soft_cap", None):
+        raise NotImplementedError("logits soft-capped by tanh")
+    own = getattr(layer, "reverse_embeddings", None)
+    w = table.T if getattr(layer, "tie_weights", True) or own is None else kernel(own)
+    if call.x.shape[-1] != w.shape[0]:
+        raise NotImplementedError(f"a reversed call on {call.x.shape[-1]} features, {w.shape}")
+    w2 = w * w
+    pre = matrix(call.x, w, None)
+    return Step([pre], lambda g: [g[0] @ w2.T], note="the reversed call: x @ E^T")
+
+
 def embedding(call: Call) -> Step:
     """Token ids assumed uniform over the vocabulary: a row of the table at random. A call
-    that is not a lookup (a tied embedding called reversed as the output projection: its
-    output is not ``output_dim`` wide) is not covered."""
+    with ``reverse=True`` is the tied output projection (`_reversed`); any other call that is
+    not a lookup (its output is not ``output_dim`` wide) is not covered."""
     table = kernel(call.layer.embeddings)
+    if call.kwargs.get("reverse") is True:
+        return _reversed(call, table)
     shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
     if len(call.x.shape) == len(shape) - 1:  # the ids' sizes as the walk knows them
         shape = (*call.x.shape, shape[-1])

@@ -811,6 +811,41 @@ def _contract(call: Call, equation: str, operands: list[Operand]) -> Step:
     return Step([make(m, v)], backward)
 
 
+def filled(kind: table.Filled, call: Call) -> Step:
+    """``zeros_like(x)``, ``ones_like(x)``, ``full_like(x, c)``: the operation run on zeros
+    of ``x``'s shape gives every element's value, the same in every sample; no gradient."""
+    [value] = _run(call, [np.zeros((1, *s.shape)) for s in call.inputs])
+    out = make(value[0], np.zeros(value.shape[1:]))
+    return Step([out], lambda g: [np.zeros(x.shape) for x in call.inputs])
+
+
+def select(kind: table.Select, call: Call) -> Step:
+    """``where(condition, x1, x2)`` with the condition's value known (its first sample, or a
+    constant): each element's moments from the operand it selects, and its gradient back
+    to that operand alone."""
+    values = _arguments(call)
+    if len(values) < 3:
+        raise NotImplementedError("where with one argument (the indices of its condition)")
+    raw = values[0]
+    condition = call.inputs[raw.index].value if isinstance(raw, Arg) else np.asarray(raw)
+    if condition is None:
+        raise NotImplementedError("a condition whose value the walk does not know")
+    a, b = (_operand(call, v) for v in values[1:3])
+    shape = _sample_shape(call.out_shapes[0])
+    condition = np.asarray(condition, dtype=bool)
+    chosen = np.broadcast_to(condition[0] if condition.ndim > len(shape) else condition, shape)
+    means = np.where(chosen, *(np.broadcast_to(o.signal.means, shape) for o in (a, b)))
+    variances = np.where(chosen, *(np.broadcast_to(o.signal.variances, shape) for o in (a, b)))
+    out = make(means, variances)
+
+    def backward(g: list[np.ndarray]) -> list[np.ndarray]:
+        return _to_inputs(
+            call, [(a, np.where(chosen, g[0], 0.0)), (b, np.where(chosen, 0.0, g[0]))]
+        )
+
+    return Step([out], backward)
+
+
 RULES: dict[type, Callable[[Any, Call], Step]] = {
     table.Activation: activation,
     table.Function: function,
@@ -819,5 +854,7 @@ RULES: dict[type, Callable[[Any, Call], Step]] = {
     table.Relayout: relayout,
     table.Reduction: reduction,
     table.Contraction: contraction,
+    table.Filled: filled,
+    table.Select: select,
     table.Unchanged: unchanged,
 }

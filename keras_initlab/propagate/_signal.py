@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
 import numpy as np
 
 
@@ -150,3 +151,15 @@ def index_signal(spec: Any, value: np.ndarray | None) -> Signal:
     shape = value.shape[1:] if value is not None else tuple(spec.shape)[1:]
     empty = Signal.uniform(0.0, 0.0, shape)
     return Signal(empty.means, empty.variances, value=value)
+
+
+def input_signal(tensor: Any, shape: tuple, mean: float, var: float, batch: int | None) -> Signal:
+    """A model input's moments; an integer or boolean input (token ids, a padding mask)
+    also gets a value of ones (every position visible), which masks built from it read."""
+    signal = Signal.uniform(mean, var, shape)
+    if keras.backend.is_float_dtype(tensor.dtype):
+        return signal
+    value = np.ones(
+        (batch or 1, *signal.shape), dtype=keras.backend.standardize_dtype(tensor.dtype)
+    )
+    return Signal(signal.means, signal.variances, value=value)

@@ -105,3 +105,13 @@ def test_auto_reports_what_it_did_to_every_kernel(name):
     for spec in weight_specs(model):
         if not spec.is_bias:
             assert rows[spec.layer_path].kernel in {"scaled", "drawn", "kept"}, spec.layer_path
+
+
+def test_auto_scales_every_kernel_inside_gpt2s_blocks():
+    """The walk reads GPT-2's blocks, so `auto` sets the scale of each kernel in them (the
+    query, key, value and output projections, the feed-forward pair)."""
+    model, _, _ = _built("gpt2")
+    report = keras_initlab.initialize(model, "auto", seed=0, report=True)
+    inside = [r for r in report if "/transformer_layer_" in r.layer and r.kernel]
+    assert len(inside) == 6 * BLOCKS
+    assert all(r.kernel == "scaled" for r in inside), [(r.layer, r.note) for r in inside]

@@ -152,3 +152,27 @@ def test_an_rms_normalization_written_with_ops_is_predicted():
     # The eps (1e-6) moves it by about 5e-7 relative; float64 arithmetic by far less.
     assert rows["norm/rsqrt"].activation_mean == pytest.approx(math.exp(log_mean), rel=1e-6)
     _agrees(prediction_agreement(model, _probe((T, WIDTH))))
+
+
+def test_where_with_a_known_condition_and_zeros_like():
+    """``where(mask, x, zeros_like(x))`` with a constant mask: the kept elements keep their
+    moments, the others are 0 in every sample; the gradient reaches the kept ones only."""
+    mask = np.arange(WIDTH) % 2 == 0
+
+    class Masked(L.Layer):
+        def call(self, x):
+            return keras.ops.where(mask, x, keras.ops.zeros_like(x))
+
+    x = keras.Input((WIDTH,))
+    h = L.Dense(WIDTH, name="d0")(x)
+    model = keras.Model(x, L.Dense(4, name="out")(Masked(name="masked")(h)))
+    rows = keras_initlab.propagate(model).by_layer()
+    assert all(rows[n].predicted for n in ("d0", "masked", "masked/where", "out"))
+    # d0's element j has mean 0 (zero bias) and variance sum_i W_ij^2 on unit inputs; the
+    # kept half keeps it, the rest is 0 in every sample.
+    w = keras.ops.convert_to_numpy(model.get_layer("d0").kernel).astype(np.float64)
+    expected = np.where(mask, (w * w).sum(axis=0), 0.0).mean()
+    assert rows["masked"].activation_var == pytest.approx(expected, rel=1e-9)
+    assert rows["masked"].activation_mean == 0.0
+    agreement = prediction_agreement(model, _probe((WIDTH,)))
+    _agrees(agreement)

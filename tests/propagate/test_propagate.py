@@ -27,9 +27,9 @@ from scipy import stats
 
 import keras_initlab
 from keras_initlab.measurement import Measurement
-from keras_initlab.testing import budget
+from keras_initlab.testing import budget, prediction_agreement
 from tests.model_reading.blocks import ResidualBlock
-from tests.tied_embedding import tied_model
+from tests.tied_embedding import TOKENS, VOCAB, WIDTH, TiedEmbedding
 
 _spec = importlib.util.spec_from_file_location(
     "propagate_measurement", Path(__file__).with_name("measurement.py")
@@ -296,16 +296,27 @@ def test_embedding_with_uniform_token_ids():
     _check(report, _chunked(model, ids=50), 0.0, skip={("emb", "gradient_var")})
 
 
-def test_a_tied_embeddings_reversed_call_is_assumed_not_a_lookup():
-    """A tied embedding called reversed for the logits (`tests.tied_embedding`) is not a
-    token lookup: its row (``embed@2``, the second call) is assumed with that reason, the
-    rows whose gradient passes back through it say so, and ``auto`` initializes the model."""
-    model, _, _ = tied_model()
+def test_a_tied_embeddings_reversed_call_is_the_output_projection():
+    """A tied embedding called reversed for the logits (`tests.tied_embedding`'s layer, as
+    keras_hub's ``ReversibleEmbedding``) is the output projection ``x @ E^T``: its row
+    (``embed@2``, the second call) is predicted as a Dense layer with that kernel, against
+    measurement; ``auto`` initializes the model. (A layer between the two calls keeps the
+    projection's input independent of the table, as a transformer's blocks do.)"""
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((TOKENS,), dtype="int32")
+    embed = TiedEmbedding(VOCAB, WIDTH, name="embed")
+    h = L.Dense(WIDTH, name="mix")(embed(tokens))
+    model = keras.Model(tokens, embed(h, reverse=True))
+    x = np.random.default_rng(0).integers(0, VOCAB, (512, TOKENS)).astype("int32")
     rows = keras_initlab.propagate(model).by_layer()
-    assert rows["embed@2"].status == "assumed"
-    assert "not a lookup" in rows["embed@2"].note
-    assert rows["embed"].status == "upstream"
-    assert rows["embed"].gradient_assumes == ("embed@2",)
+    assert rows["embed@2"].status == "predicted"
+    assert "reversed" in rows["embed@2"].note
+    agreement = prediction_agreement(model, x)
+    assert agreement.share == 1.0
+    for row in agreement.rows:  # the issue's bounds, row by row here
+        assert row.activation_error <= math.log(1.25), row.describe()
+        assert row.gradient_error <= math.log(1.25), row.describe()
     keras_initlab.initialize(model, "auto")
 
 
