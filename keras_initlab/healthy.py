@@ -216,13 +216,11 @@ def probe_moments(x: Any, model: Any = None) -> dict[str, Any]:
         "input_var": var,
         "batch_size": int(arrays[0].shape[0]),
     }
-    inputs = list(getattr(model, "inputs", None) or [])
-    if len(inputs) == len(arrays) and all(
-        a.ndim == len(t.shape)
-        and all(d is None or d == n for d, n in zip(t.shape[1:], a.shape[1:], strict=True))
-        for a, t in zip(arrays, inputs, strict=True)
-    ):
-        moments["input_shapes"] = [tuple(int(n) for n in a.shape[1:]) for a in arrays]
+    from keras_initlab.propagate._signal import shapes_fit
+
+    shapes = [tuple(int(n) for n in a.shape[1:]) for a in arrays]
+    if shapes_fit(list(getattr(model, "inputs", None) or []), shapes):
+        moments["input_shapes"] = shapes
     return moments
 
 

@@ -278,29 +278,17 @@ def _rows(
         that could not finish (its layer then read as a whole)."""
         spec, plan = kernels[path]
         choice = choices.get(path)
-        if choice is not None:
-            return AutoInitRow(
-                path,
-                type(spec.layer).__name__,
-                choice.scale,
-                choice.kernel_std,
-                choice.target,
-                math.nan,
-                math.nan,
-                f"{where}: {choice.note}",
-                SCALED,
-            )
-        note = f"{where}: drawn LeCun normal ({plan.reason}), not scaled"
+        how = f"drawn LeCun normal ({plan.reason}), not scaled" if choice is None else choice.note
         return AutoInitRow(
             path,
             type(spec.layer).__name__,
-            None,
-            _std(spec.variable),
-            None,
+            None if choice is None else choice.scale,
+            _std(spec.variable) if choice is None else choice.kernel_std,
+            None if choice is None else choice.target,
             math.nan,
             math.nan,
-            note,
-            _action(None, plan),
+            f"{where}: {how}",
+            _action(choice, plan),
         )
 
     rows = []

@@ -54,7 +54,7 @@ from keras_initlab._validation import check_finite, check_positive_int
 from keras_initlab.model.legacy import check_not_keras2
 from keras_initlab.propagate._graph import Walker
 from keras_initlab.propagate._report import PropagateReport, PropagateRow
-from keras_initlab.propagate._signal import input_signal
+from keras_initlab.propagate._signal import input_signal, shapes_fit
 
 __all__ = ["PropagateReport", "PropagateRow", "propagate"]
 MODES = ("inference", "training")
@@ -142,23 +142,15 @@ def propagate(
 
 def _input_shapes(inputs: list[Any], given: Sequence[Sequence[int]] | None) -> list[tuple]:
     """Each input's shape without the batch axis: ``given`` (checked against the inputs'
-    known sizes) or the inputs' own, an unknown size left None (`Signal.uniform`: 1)."""
+    known sizes, `shapes_fit`) or the inputs' own, an unknown size left None
+    (`Signal.uniform`: 1)."""
     own = [tuple(t.shape)[1:] for t in inputs]
     if given is None:
         return own
-    shapes = [tuple(shape) for shape in given] if isinstance(given, list | tuple) else []
-    fits = len(shapes) == len(own) and all(
-        len(shape) == len(known)
-        and all(
-            isinstance(d, int | np.integer) and not isinstance(d, bool) and d > 0 for d in shape
-        )
-        and all(k is None or k == d for k, d in zip(known, shape, strict=True))
-        for shape, known in zip(shapes, own, strict=False)
-    )
-    if not fits:
+    if not shapes_fit(inputs, given):
         raise ValueError(
             "Argument `input_shapes` must give one shape per model input, without the batch "
             f"axis, of positive sizes that agree with the inputs' known ones: {own}. "
             f"Received: input_shapes={given!r}"
         )
-    return [tuple(int(d) for d in shape) for shape in shapes]
+    return [tuple(int(d) for d in shape) for shape in given]

@@ -22,7 +22,7 @@ from keras_initlab.propagate._moments import (
     softmax_moments,
 )
 from keras_initlab.propagate._signal import Signal
-from keras_initlab.propagate._step import Arg, Call, Step
+from keras_initlab.propagate._step import Call, Step
 
 SOFTMAX = "softmax"
 _NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
@@ -145,12 +145,10 @@ def activation_layer(call: Call) -> Step:
     activation = from_layer(call.layer)
     raw: Any = call.kwargs.get("mask", call.args[1] if len(call.args) > 1 else None)
     if raw is not None:
-        mask = call.inputs[raw.index].value if isinstance(raw, Arg) else np.asarray(raw)
+        mask = call.known(raw, len(call.x.shape))
         if activation != SOFTMAX or mask is None:
             raise NotImplementedError("a mask whose value the walk does not know")
-        mask = np.asarray(mask, dtype=np.float64)
-        first = mask[0] if mask.ndim > len(call.x.shape) else mask  # a batch axis: sample 0
-        out, d2 = softmax_moments(call.x, call.batch, first)
+        out, d2 = softmax_moments(call.x, call.batch, mask)
         return Step(
             [out],
             lambda g: [g[0] * d2] + [np.zeros(x.shape) for x in call.inputs[1:]],

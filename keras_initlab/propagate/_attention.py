@@ -58,12 +58,11 @@ def _visible(call: Call, t_q: int, t_k: int) -> tuple[np.ndarray, str]:
     raw: Any = call.kwargs.get("attention_mask")
     if raw is None and len(call.args) > 6:
         raw = call.args[6]
-    value = call.inputs[raw.index].value if isinstance(raw, Arg) else raw
-    if raw is not None and value is None:
-        raise NotImplementedError("an attention mask whose value the walk does not know")
     mask = np.ones((t_q, t_k))
-    if value is not None:
-        first = np.asarray(value, dtype=np.float64)[0]
+    if raw is not None:
+        first = call.known(raw, 2)
+        if first is None:
+            raise NotImplementedError("an attention mask whose value the walk does not know")
         try:
             mask = mask * np.broadcast_to(first.reshape(first.shape[-2:]), (t_q, t_k))
         except ValueError as error:

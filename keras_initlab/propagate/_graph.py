@@ -135,6 +135,12 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0][:120]}" if text else type(error).__name__
 
 
+def _no_gradient(inputs: list[Signal]) -> Grads:
+    """Zero gradients for ``inputs``, resting on no assumption (an output that does not
+    depend on their values)."""
+    return [np.zeros(x.shape) for x in inputs], [() for _ in inputs]
+
+
 def _floating(tensor: Any) -> bool:
     return keras.backend.is_float_dtype(tensor.dtype)
 
@@ -311,7 +317,7 @@ class Walker:
         if is_functional(operation) or isinstance(operation, keras.Sequential):
             return self.model(operation, f"{name}/", inputs, taints)
         in_shapes = self._sizes(in_specs, inputs)
-        out_shapes = self._out_shapes(operation, in_specs, out_specs, inputs, args, kwargs)
+        out_shapes = self._out_shapes(operation, in_specs, in_shapes, out_specs, args, kwargs)
         call = Call(
             operation, inputs, in_shapes, out_shapes, self.mode, tuple(args), kwargs, self.batch
         )
@@ -324,7 +330,7 @@ class Walker:
                     {k: _unbind(v, in_specs) for k, v in kwargs.items()},
                     in_specs,
                     self.mode,
-                    self._sizes(in_specs, inputs),
+                    in_shapes,
                 )
             except ConstantCall as constant:
                 return self._constant(operation, name, constant.values, inputs)
@@ -385,7 +391,7 @@ class Walker:
         def backward(g: Grads) -> Grads:
             if row is not None:
                 row.set_gradient(g[0][0], _union(*g[1][:1]))
-            return [np.zeros(x.shape) for x in inputs], [() for _ in inputs]
+            return _no_gradient(inputs)
 
         return outputs, [() for _ in outputs], backward
 
@@ -416,29 +422,26 @@ class Walker:
             index_signal(spec, value) for spec, value in zip(out_specs, outputs, strict=True)
         ]
 
-        def backward(g: Grads) -> Grads:
-            return [np.zeros(x.shape) for x in inputs], [() for _ in inputs]
-
-        return signals, [() for _ in signals], backward
+        return signals, [() for _ in signals], lambda g: _no_gradient(inputs)
 
     def _out_shapes(
         self,
         operation: Any,
         in_specs: list[Any],
+        in_shapes: list[Shape],
         out_specs: list[Any],
-        inputs: list[Signal],
         args: Any,
         kwargs: dict[str, Any],
     ) -> list[Shape]:
         """The output shapes a rule reads: the graph's, or, where the graph leaves a size
         unknown beyond the batch (a sequence length), the operation's output spec on inputs
-        of the sizes the walk knows (`_sizes`); the graph's where that spec fails."""
+        of the sizes the walk knows (``in_shapes``, `_sizes`); the graph's where that spec
+        fails."""
         shapes = [_shape(t) for t in out_specs]
         if all(d is not None for shape in shapes for d in shape[1:]):
             return shapes
         fresh = [
-            keras.KerasTensor(s, dtype=t.dtype)
-            for s, t in zip(self._sizes(in_specs, inputs), in_specs, strict=True)
+            keras.KerasTensor(s, dtype=t.dtype) for s, t in zip(in_shapes, in_specs, strict=True)
         ]
         try:
             spec = operation.compute_output_spec(

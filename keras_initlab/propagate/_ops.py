@@ -826,14 +826,12 @@ def select(kind: table.Select, call: Call) -> Step:
     values = _arguments(call)
     if len(values) < 3:
         raise NotImplementedError("where with one argument (the indices of its condition)")
-    raw = values[0]
-    condition = call.inputs[raw.index].value if isinstance(raw, Arg) else np.asarray(raw)
+    shape = _sample_shape(call.out_shapes[0])
+    condition = call.known(values[0], len(shape))
     if condition is None:
         raise NotImplementedError("a condition whose value the walk does not know")
     a, b = (_operand(call, v) for v in values[1:3])
-    shape = _sample_shape(call.out_shapes[0])
-    condition = np.asarray(condition, dtype=bool)
-    chosen = np.broadcast_to(condition[0] if condition.ndim > len(shape) else condition, shape)
+    chosen = np.broadcast_to(condition.astype(bool), shape)
     means = np.where(chosen, *(np.broadcast_to(o.signal.means, shape) for o in (a, b)))
     variances = np.where(chosen, *(np.broadcast_to(o.signal.variances, shape) for o in (a, b)))
     out = make(means, variances)

@@ -19,6 +19,7 @@ removes it), the second fluctuates from sample to sample.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,8 +150,7 @@ def index_signal(spec: Any, value: np.ndarray | None) -> Signal:
     """An integer or boolean tensor like ``spec`` (a KerasTensor): zero moments (it carries
     no activation) and its ``value`` where known (batch axis first)."""
     shape = value.shape[1:] if value is not None else tuple(spec.shape)[1:]
-    empty = Signal.uniform(0.0, 0.0, shape)
-    return Signal(empty.means, empty.variances, value=value)
+    return dataclasses.replace(Signal.uniform(0.0, 0.0, shape), value=value)
 
 
 def input_signal(tensor: Any, shape: tuple, mean: float, var: float, batch: int | None) -> Signal:
@@ -162,4 +162,19 @@ def input_signal(tensor: Any, shape: tuple, mean: float, var: float, batch: int 
     value = np.ones(
         (batch or 1, *signal.shape), dtype=keras.backend.standardize_dtype(tensor.dtype)
     )
-    return Signal(signal.means, signal.variances, value=value)
+    return dataclasses.replace(signal, value=value)
+
+
+def shapes_fit(inputs: Any, shapes: Any) -> bool:
+    """Whether ``shapes`` give one shape per tensor of ``inputs``, without the batch axis: of
+    its rank, positive sizes, equal to its known ones (`propagate`'s ``input_shapes``)."""
+    own = [tuple(t.shape)[1:] for t in inputs]
+    given = [tuple(shape) for shape in shapes] if isinstance(shapes, list | tuple) else []
+    return len(given) == len(own) and all(
+        len(shape) == len(known)
+        and all(
+            isinstance(d, int | np.integer) and not isinstance(d, bool) and d > 0 for d in shape
+        )
+        and all(k is None or k == d for k, d in zip(known, shape, strict=True))
+        for shape, known in zip(given, own, strict=True)
+    )

@@ -38,6 +38,17 @@ class Call:
     def training(self) -> bool:
         return self.mode == "training"
 
+    def known(self, argument: Any, rank: int) -> np.ndarray | None:
+        """The value of one sample of ``argument`` (a mask, a condition), ``rank`` axes:
+        an input whose value the walk computed (`Signal.value`, batch axis first: its first
+        sample), or a constant (its first sample where it has a batch axis, more than
+        ``rank`` axes); None for an input whose value the walk does not know."""
+        value = self.inputs[argument.index].value if isinstance(argument, Arg) else argument
+        if value is None:
+            return None
+        value = np.asarray(value)
+        return value[0] if isinstance(argument, Arg) or value.ndim > rank else value
+
 
 @dataclass(frozen=True)
 class Arg:
