@@ -273,9 +273,26 @@ MIN_GROUPS = 8  # groups of `batch` draws a softmax's typical batch value needs
 
 
 @functools.lru_cache(maxsize=16)
-def _softmax_draws(n: int) -> np.ndarray:
-    draws = max(min(SOFTMAX_DRAWS, SOFTMAX_ELEMENTS // n), 64)
+def _softmax_draws(n: int, draws: int = SOFTMAX_DRAWS) -> np.ndarray:
+    draws = max(min(draws, SOFTMAX_ELEMENTS // n), 64)
     return np.random.default_rng(n).standard_normal((draws, n))
+
+
+def _drawn_sums(z: np.ndarray, batch: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(E[p_j], E[p_j^2], backward factor_j)`` per logit ``j`` of a softmax, averaged over
+    the rows of ``z`` (drawn logits, ``-inf`` where masked); the factor is scaled to the
+    typical value of a batch of ``batch`` draws (`softmax_sums`)."""
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    s_2 = np.sum(p * p, axis=1, keepdims=True)
+    energy = p * p * (1.0 - 2.0 * p + s_2)  # E[dz_j^2] / g for each draw
+    factor = energy.mean(axis=0)
+    totals = energy.sum(axis=1)
+    groups = len(totals) // batch if batch else 0
+    if batch and groups >= MIN_GROUPS and totals.mean() > 0.0:
+        typical = np.median(totals[: groups * batch].reshape(groups, batch).mean(axis=1))
+        factor = factor * (typical / totals.mean())
+    return p.mean(axis=0), (p * p).mean(axis=0), factor
 
 
 def softmax_sums(s2: float, n: int, batch: int | None = None) -> tuple[float, float]:
@@ -309,42 +326,48 @@ def softmax_sums(s2: float, n: int, batch: int | None = None) -> tuple[float, fl
     """
     if n <= 1:
         return 1.0, 0.0
-    z = math.sqrt(max(s2, 0.0)) * _softmax_draws(n)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    s_2, s_3 = np.sum(p * p, axis=1), np.sum(p**3, axis=1)
-    energy = s_2 - 2.0 * s_3 + s_2 * s_2
-    groups = len(energy) // batch if batch else 0
-    if batch and groups >= MIN_GROUPS:
-        typical = np.median(energy[: groups * batch].reshape(groups, batch).mean(axis=1))
-        return float(np.mean(s_2)) / n, float(typical) / n
-    return float(np.mean(s_2)) / n, float(np.mean(energy)) / n
+    _, second, factor = _drawn_sums(math.sqrt(max(s2, 0.0)) * _softmax_draws(n), batch)
+    return float(second.mean()), float(factor.mean())
 
 
 def softmax_moments(
     pre: Signal, batch: int | None = None, visible: np.ndarray | None = None
 ) -> tuple[Signal, np.ndarray]:
-    """Moments of a softmax over the last axis (``n`` logits, variance ``v`` across them).
+    """Moments of a softmax over the last axis, each row's logits ``z_j ~ N(m_j, v_j)``.
 
-    The logits taken as iid ``N(., v)`` across the ``n`` channels (``v``: the variance of
-    the channel means plus the mean variance): ``E[p] = 1/n``; ``E[p^2]`` and the backward
-    factor (with the projection ``dz = p (dy - <p, dy>)``, which matters for few classes
-    and makes a saturated softmax pass almost no gradient) are `softmax_sums` (its typical
-    value for a batch of ``batch`` samples, where given). ``visible`` (1 or 0, broadcast to
-    the logits: a mask) leaves ``n`` logits of each row in: the masked ones get
-    probability 0 and no gradient, the others the moments of a softmax over ``n``.
+    The logits of one row are taken as independent across its ``n`` channels, each about
+    its own mean ``m_j`` (the part common to all samples, which a trained-from-scratch
+    classifier's features make large: one class then wins for most samples, and whether a
+    batch passes any gradient rests on how close the runner-up's mean is) with its variance
+    over samples ``v_j``: ``E[p_j]``, ``E[p_j^2]`` and the backward factor ``E[p_j^2 (1 -
+    2 p_j + S_2)]`` (with the projection ``dz = p (dy - <p, dy>)``, which matters for few
+    classes and makes a saturated softmax pass almost no gradient; its typical value for a
+    batch of ``batch`` samples, where given, as in `softmax_sums`) are averages over fixed
+    normal draws (`_softmax_draws`; rows alike are drawn once, and many distinct rows share
+    `SOFTMAX_ELEMENTS` numbers, at least ``MIN_GROUPS * batch`` draws each). With equal
+    means and variances this is `softmax_sums`. ``visible`` (1 or 0, broadcast to the
+    logits: a mask) leaves the logits of each row it marks in: the masked ones get
+    probability 0 and no gradient.
     """
     mask = np.ones(pre.shape) if visible is None else np.broadcast_to(visible, pre.shape)
-    mask = mask.astype(np.float64)
-    n = mask.sum(axis=-1, keepdims=True)
-    if not np.all(n > 0):
+    mask = mask.astype(bool)
+    if not np.all(mask.any(axis=-1)):
         raise NotImplementedError("a softmax mask that hides every logit of a row")
-    mean = (pre.means * mask).sum(axis=-1, keepdims=True) / n
-    spread = ((pre.means - mean) ** 2 * mask + pre.variances * mask).sum(axis=-1, keepdims=True) / n
-    keys = np.stack(np.broadcast_arrays(spread, n), axis=-1).reshape(-1, 2)
-    values, where = np.unique(keys, axis=0, return_inverse=True)  # a map's interior: once
-    sums = np.array([softmax_sums(float(v), int(c), batch) for v, c in values])[where.ravel()]
-    second = sums[:, 0].reshape(spread.shape)
-    factor = sums[:, 1].reshape(spread.shape)
-    out = make(mask / n, mask * (second - 1.0 / (n * n)))
-    return out, np.broadcast_to(factor, pre.shape) * mask
+    n = pre.shape[-1]
+    shown = np.where(mask, pre.means, 0.0)
+    offsets = pre.means - shown.sum(axis=-1, keepdims=True) / mask.sum(axis=-1, keepdims=True)
+    rows = np.concatenate(
+        [np.where(mask, offsets, -np.inf), np.where(mask, pre.variances, 0.0)], axis=-1
+    ).reshape(-1, 2 * n)
+    values, where = np.unique(rows.astype(np.float32), axis=0, return_inverse=True)
+    draws = max(SOFTMAX_ELEMENTS // (n * len(values)), MIN_GROUPS * (batch or 0), 64)
+    noise = _softmax_draws(n, min(draws, SOFTMAX_DRAWS))
+    sums = np.stack(
+        [
+            np.stack(_drawn_sums(row[:n] + np.sqrt(row[n:]) * noise, batch))
+            for row in values.astype(np.float64)
+        ]
+    )  # (rows, 3, n)
+    sums = sums[where.ravel()].reshape(*pre.shape[:-1], 3, n)
+    mean, second, factor = (np.where(mask, sums[..., i, :], 0.0) for i in range(3))
+    return make(mean, second - mean * mean), factor
