@@ -8,6 +8,8 @@ Two node sets, both as ``(z, weights)`` with ``sum(weights * f(z)) ~= E[f(z)]``:
 * ``max_normal_nodes``: the same for the maximum of ``n`` independent standard normals, whose
   density is ``n * phi(z) * Phi(z)**(n - 1)`` (order statistics; David and Nagaraja 2003):
   what a max pooling window of ``n`` independent Gaussian inputs returns.
+* ``max_unequal_nodes``: the maximum of independent normals of unequal means and variances
+  (a window whose inputs differ: near a border, or on a small map), one node set per window.
 
 Both are NumPy only (no Keras), so ``gains`` stays cheap to import.
 """
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["max_normal_nodes", "normal_nodes", "simpson"]
+__all__ = ["max_normal_nodes", "max_unequal_nodes", "normal_nodes", "simpson"]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
@@ -89,3 +91,49 @@ def max_normal_nodes(n: int, *, points: int = 4_001, width: float = 12.0):
     cdf = 0.5 * (1.0 + np.vectorize(math.erf)(u / math.sqrt(2.0)))
     density = n * np.exp(-0.5 * u * u) / _SQRT_2PI * cdf ** (n - 1)
     return u, w * density
+
+
+_CDF_U = np.linspace(-12.0, 12.0, 24_001)
+_CDF = 0.5 * (1.0 + np.vectorize(math.erf)(_CDF_U / math.sqrt(2.0)))
+
+
+def max_unequal_nodes(
+    means: np.ndarray, stds: np.ndarray, live: np.ndarray, *, points: int = 801, width: float = 8.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nodes, weights and win shares for the maximum ``M = max_j z_j`` of independent
+    ``z_j ~ N(means[w, j], stds[w, j]^2)`` over the taps ``j`` that ``live[w, j]`` keeps,
+    one set per row ``w`` (a max pooling window).
+
+    The density of ``M`` is ``sum_j phi_j(t) prod_{k != j} Phi_k(t)`` (``phi_j``, ``Phi_j``:
+    tap ``j``'s density and distribution function; David and Nagaraja 2003), integrated by
+    Simpson's rule on ``[max_j(m_j - width s_j), max_j(m_j + width s_j)]`` (``M`` lies above
+    every tap's lower end); each term integrates to the probability that tap ``j`` is the
+    maximum (where a max pool sends its gradient). A tap's std is floored at 1/50 of its
+    row's largest, so that the grid resolves it, and at ``1e-6`` of its row's largest
+    absolute mean (a row of constants: the maximum is the largest mean); ``Phi`` is
+    interpolated from a table (error below 1e-7).
+
+    Returns:
+        ``(t, weights, wins)``: ``t`` and ``weights`` of shape ``(rows, points)`` with
+        ``sum(weights * f(t), axis=1) ~= E[f(M)]``; ``wins`` of the taps' shape.
+
+    Example:
+    >>> t, w, wins = max_unequal_nodes(np.zeros((1, 2)), np.ones((1, 2)), np.ones((1, 2), bool))
+    >>> round(float(np.sum(w * t)), 5) == round(1 / math.sqrt(math.pi), 5), wins.round(3)
+    (True, array([[0.5, 0.5]]))
+    """
+    top = np.where(live, stds, 0.0).max(axis=1, keepdims=True)
+    size = np.where(live, np.abs(means), 0.0).max(axis=1, keepdims=True)
+    s = np.maximum(stds, np.maximum(top / 50.0, 1e-6 * size + 1e-30))
+    low = np.where(live, means - width * s, -np.inf).max(axis=1, keepdims=True)
+    high = np.where(live, means + width * s, -np.inf).max(axis=1, keepdims=True)
+    u, w = simpson(0.0, 1.0, points)
+    t = low + (high - low) * u[None, :]  # (rows, points)
+    z = (t[:, :, None] - means[:, None, :]) / s[:, None, :]  # (rows, points, taps)
+    cdf = np.where(live[:, None, :], np.interp(z, _CDF_U, _CDF), 1.0)
+    density = np.where(live[:, None, :], np.exp(-0.5 * z * z) / (_SQRT_2PI * s[:, None, :]), 0.0)
+    taps = cdf.shape[2]
+    others = np.stack([np.prod(np.delete(cdf, j, axis=2), axis=2) for j in range(taps)], axis=2)
+    step = w[None, :, None] * (high - low)[:, :, None]
+    shares = density * others * step  # (rows, points, taps)
+    return t, shares.sum(axis=2), shares.sum(axis=1)

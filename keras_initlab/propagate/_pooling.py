@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_initlab.gaussian import max_unequal_nodes
 from keras_initlab.propagate._geometry import gather, scatter, window_index
 from keras_initlab.propagate._moments import LINEAR, max_derivative, max_moments
 from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Call, Step
+
+_ROWS = 512  # windows integrated at once (rows x 801 nodes x taps numbers)
 
 
 def _index(call: Call) -> np.ndarray:
@@ -70,11 +73,11 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
     ok = gather(live.reshape(-1, c).astype(np.float64), index)  # (out, taps, C)
     n = np.maximum(ok.sum(axis=1), 1.0)
 
+    def taps(a: np.ndarray) -> np.ndarray:
+        return gather(np.broadcast_to(a, x.shape).reshape(-1, c), index)
+
     def average(a: np.ndarray | None) -> np.ndarray | None:
-        if a is None:
-            return None
-        full = np.broadcast_to(a, x.shape).reshape(-1, c)
-        return (gather(full, index) * ok).sum(axis=1) / n
+        return None if a is None else (taps(a) * ok).sum(axis=1) / n
 
     pre = make(average(source.pre.means), average(source.pre.variances))
     window = Source(source.activation, pre, average(source.scale), average(source.shift))
@@ -91,6 +94,12 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
         )
         moments = max_moments(sub, int(k), (int(at.sum()),))
         means[at], seconds[at] = moments.means, moments.seconds
+    shares = ok / n[:, None, :]  # where the window's gradient goes: its argmax
+    unequal = _unequal(window, taps(source.pre.means), taps(source.pre.variances), ok > 0)
+    if unequal is not None:
+        at, (mean, second, wins) = unequal
+        means[at], seconds[at] = mean, second
+        shares.transpose(0, 2, 1)[at] = wins
     if x.source is not None and source is x.source and source.scale is None:
         typical = int(np.bincount(counts.ravel()).argmax())
         source.selection[:] = [max_derivative(source, typical)]
@@ -98,10 +107,46 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
     positions = x.means.size // c
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
-        per = ok * (g[0].reshape(-1, c) / n)[:, None, :]
+        per = shares * g[0].reshape(-1, c)[:, None, :]
         return [scatter(per, index, positions).reshape(x.shape)]
 
     return Step([out], backward, note=note), note
+
+
+def _unequal(
+    window: Source, means: np.ndarray, variances: np.ndarray, live: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """The windows (``(out, C)`` mask) whose live inputs differ in mean or variance, with
+    their ``(E[y], E[y^2], win share per tap)``: the maximum of independent Gaussians of
+    unequal moments (`max_unequal_nodes`; alike windows are integrated once). Near a
+    border, and everywhere on a small map, a window's inputs differ by a part common to all
+    samples; its iid stand-in (the window's average moments) loses that part, and the
+    input with the largest mean wins more often than ``1/n``."""
+    def spread(a: np.ndarray) -> np.ndarray:
+        return np.where(live, a, -np.inf).max(axis=1) != np.where(live, a, np.inf).min(axis=1)
+
+    at = spread(means) | spread(variances)
+    at &= live.any(axis=1)  # a window of padding only: no input to take the maximum of
+    if not at.any():
+        return None
+    m, v, ok = (a.transpose(0, 2, 1)[at] for a in (means, variances, live))  # (rows, taps)
+    scale = np.ones(len(m)) if window.scale is None else window.scale[at]
+    shift = np.zeros(len(m)) if window.shift is None else window.shift[at]
+    key = np.concatenate(
+        [np.where(ok, m, 0.0), np.where(ok, v, 0.0), ok, scale[:, None], shift[:, None]], axis=1
+    )
+    _, first, inverse = np.unique(
+        key.astype(np.float32), axis=0, return_index=True, return_inverse=True
+    )
+    results = []
+    for chunk in np.array_split(first, max(1, len(first) // _ROWS)):
+        t, w, wins = max_unequal_nodes(m[chunk], np.sqrt(v[chunk]), ok[chunk])
+        y = scale[chunk, None] * window.activation.fn(t) + shift[chunk, None]
+        results.append(((w * y).sum(axis=1), (w * y * y).sum(axis=1), wins))
+    mean, second, wins = (
+        np.concatenate(parts)[inverse.ravel()] for parts in zip(*results, strict=True)
+    )
+    return at, (mean, second, wins)
 
 
 def max_pooling(call: Call) -> Step:

@@ -494,3 +494,28 @@ def test_a_layer_called_twice_gets_a_row_per_call_named_by_call():
     for one, two in zip(first, second, strict=True):
         assert rows[two].activation_var == pytest.approx(rows[one].activation_var)
         assert rows[two].gradient_var == pytest.approx(rows[one].gradient_var)
+
+
+def test_a_max_pool_of_unequal_inputs():
+    """A window whose inputs differ by a part common to all samples (a fixed offset per
+    position, as near a border or on a small map; here written as an add of a constant)
+    returns the maximum of independent Gaussians of unequal means, and sends its gradient
+    to each input as often as that input wins: mean, variance and gradient within t * SE
+    of a sampled measurement. The window-average stand-in (iid inputs of the window's mean
+    moments) lies outside that bound: the test can tell the two apart."""
+    from keras_initlab.gaussian import max_normal_nodes
+
+    keras.utils.set_random_seed(7)
+    offsets = np.random.default_rng(3).normal(0.0, 1.5, (4, 4, 8)).astype("float32")
+    inputs = keras.Input((4, 4, 8))
+    h = L.ReLU(name="relu")(keras.ops.add(_before((4, 4, 8))(inputs), offsets))
+    model = keras.Model(inputs, L.MaxPooling2D(2, name="pool")(h))
+    report = keras_initlab.propagate(model)
+    assert not report.assumed, report.assumed
+    measured = _chunked(model)
+    _check(report, measured, 0.0)
+    z, w = max_normal_nodes(4)
+    windows = offsets.reshape(2, 2, 2, 2, 8).mean(axis=(1, 3)).reshape(-1)
+    stand_in = float(np.mean([np.sum(w * np.maximum(m + z, 0.0)) for m in windows]))
+    value, se = measured["pool"]["activation_mean"]
+    assert abs(stand_in - value) > T * se, (stand_in, value, se)
