@@ -78,18 +78,50 @@ def test_residual_mlp_sums_stay_bounded_under_auto_and_explode_under_he():
     assert growth >= 100.0, growth
 
 
-def test_the_branch_share_is_one_over_the_stream_length_and_the_sums_grow_to_near_twice():
+def test_the_branch_share_balances_the_branch_ends_against_the_streams_end():
+    """Four sums: each branch gets ``f = (sqrt(17) - 1) / 8 = 0.39`` of the target, so the
+    stream ends near ``1 + 4 f = 1 / f = 2.56`` times it (the walk's prediction on the drawn
+    weights, whose branches are independent of the stream only up to finite width): branch
+    ends and sums within [1/4, 4]."""
     model = residual_mlp(blocks=4, width=32)
     rows = keras_initlab.initialize(model, "auto", seed=1, report=True).by_layer()
     sums = [rows[f"add{b}"].activation_var for b in range(4)]
+    f = (17**0.5 - 1.0) / 8.0
     for b in range(4):
-        assert rows[f"fc{b}b"].target == pytest.approx(0.25)
-        assert "1/4" in rows[f"fc{b}b"].note
-        assert rows[f"fc{b}b"].activation_var == pytest.approx(0.25, rel=1e-6)
+        assert rows[f"fc{b}b"].target == pytest.approx(f)
+        assert "0.39 of the target (a stream of 4 sums)" in rows[f"fc{b}b"].note
+        assert rows[f"fc{b}b"].activation_var == pytest.approx(f, rel=1e-6)
     assert rows["stem"].activation_var == pytest.approx(1.0, rel=1e-6)
     assert sums == sorted(sums)
-    assert sums[0] >= SUM_BOUNDS[0], sums
-    assert sums[-1] <= SUM_BOUNDS[1], sums
+    assert all(LAYER_BOUNDS[0] <= v <= LAYER_BOUNDS[1] for v in [f, *sums]), sums
+
+
+def test_a_stream_longer_than_the_band_allows_gets_one_over_n():
+    """32 sums cannot keep both branch ends >= T/4 and the stream <= 4 T: each branch gets
+    1/32 of the target, GPT-2's rule, and the stream ends near twice the target."""
+    rows = keras_initlab.initialize(residual_mlp(), "auto", seed=1, report=True).by_layer()
+    assert rows["fc0b"].target == pytest.approx(1.0 / BLOCKS)
+    sums = [rows[f"add{b}"].activation_var for b in range(BLOCKS)]
+    assert min(sums) >= SUM_BOUNDS[0], sums
+    assert max(sums) <= SUM_BOUNDS[1], sums
+
+
+def test_a_projection_shortcut_starts_a_stream_of_its_own():
+    """A kernel on the skip path (scaled to the target) resets the stream: a projection
+    block followed by two identity blocks is one stream of 3 sums, not 4 with the block
+    before the projection."""
+    inputs = keras.Input((32,))
+    h = L.Dense(32, name="stem")(inputs)
+    for b in range(4):
+        skip = L.Dense(32, name=f"proj{b}")(h) if b == 1 else h
+        r = L.Dense(32, name=f"fc{b}b")(L.Dense(32, name=f"fc{b}a")(L.ReLU()(h)))
+        h = L.Add(name=f"add{b}")([skip, r])
+    model = keras.Model(inputs, L.Dense(10, name="head")(h))
+    rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+    assert "(a stream of 1 sum)" in rows["fc0b"].note
+    for b in (1, 2, 3):
+        assert "(a stream of 3 sums)" in rows[f"fc{b}b"].note
+    assert rows["proj1"].activation_var == pytest.approx(1.0, rel=1e-6)
 
 
 # ------------------------------------------------------------------------ real architectures
@@ -307,7 +339,7 @@ def test_inspect_scheme_auto_prints_the_scales_and_the_profile_after(capsys, tmp
     out = capsys.readouterr().out
     assert "AutoInit of" in out
     assert "the file is not changed" in out
-    assert "residual branch into add2: 1/3 of the target" in out
+    assert "residual branch into add2: 0.434 of the target (a stream of 3 sums)" in out
     summary = re.search(r"activation variance last/first: (\S+);.*verdict: (\w+)", out)
     assert summary is not None, out
     assert summary[2] == "ok"

@@ -26,11 +26,13 @@ reach ``T``, get ``T' = T``.
 
 * **Residual sums** (``keras_initlab.residual_blocks``): the identity skip carries the
   stream unchanged, so sums can only add variance. Each of the ``n`` residual branches that
-  add to one stream gets ``T / n`` at its output (its last kernel), so the stream goes from
-  ``T`` to ``2 T`` over the stream, and every sum stays within ``[T, 2 T]`` (GPT-2's
-  ``1/sqrt(N)`` scaling of residual projections is the same idea); a branch is still alive
-  (a zero-initialized branch would start with no gradient through its earlier layers' sum).
-  Sums AutoInit cannot resolve as residual keep ``T`` per input (``n T``).
+  add to one stream (a projection shortcut starts a new one) gets ``f T`` at its output (its
+  last kernel), ``f = (sqrt(1 + 4 n) - 1) / (2 n)``, so the stream goes from ``T`` to ``T /
+  f``: the branch ends and the stream's end equally far from ``T`` on a log scale, within
+  ``[T/4, 4 T]``; a stream of more than 11 sums, which cannot keep both there, gets ``f =
+  1/n`` and stays within ``2 T`` (``_plan``); a branch is still alive (a zero-initialized
+  branch would start with no gradient through its earlier layers' sum). Sums AutoInit
+  cannot resolve as residual keep ``T`` per input (``n T``).
 * **Normalization.** AutoInit targets **inference mode** (what ``measure()``, ``propagate``
   and a model called with ``training=False`` give at initialization): BatchNormalization
   with its moving statistics is an affine map (the identity at initialization) that the

@@ -93,7 +93,8 @@ class _Hook:
             share = self.shares.get(id(layer))
             if share is not None:
                 return self.input_var * share.fraction, (
-                    f"residual branch into {share.add}: 1/{share.stream} of the target"
+                    f"residual branch into {share.add}: {share.fraction:.3g} of the target "
+                    f"(a stream of {share.stream} sum{'s' if share.stream > 1 else ''})"
                 )
         return self.input_var, ""
 
@@ -216,8 +217,8 @@ def autoinit(
     >>> y = keras.layers.Add(name="sum")([x, keras.layers.Dense(64, name="d2")(h)])
     >>> model = keras.Model(x, y)
     >>> rows = autoinit(model, seed=0, report=True).by_layer()
-    >>> round(rows["d2"].target, 3), round(rows["sum"].activation_var, 2)
-    (1.0, 2.0)
+    >>> round(rows["d2"].target, 3), round(rows["sum"].activation_var, 1)  # one sum: 0.618
+    (0.618, 1.6)
     """
     input_var = check_positive("input_var", input_var)
     _check(model)

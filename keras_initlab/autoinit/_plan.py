@@ -10,15 +10,27 @@ that follows it and the elementwise layers in between, and the residual branches
   target is then the end of the chain (the kernel's output through the affine layers).
   A nested model's boundary ends it too.
 * **Residual shares.** The residual sums of ``keras_initlab.residual_blocks`` are grouped in
-  streams: a sum whose skip is the output of an earlier sum adds to the same stream. Each of
-  the ``n`` branches of a stream gets ``1/n`` of the target variance at its output (the
-  branch's last kernel), so that the stream, which an identity skip carries unchanged, goes
-  from the target at its start to twice it after its last sum (``Var(s + b) = Var(s) +
-  Var(b)`` for a branch independent of the stream).
+  streams: a sum whose skip is the output of an earlier sum, through no kernel, adds to the
+  same stream; a projection shortcut (a kernel on the skip path, which the walk scales to
+  the target) starts a new one. An identity skip carries the stream unchanged, so each sum
+  adds its branch's variance (``Var(s + b) = Var(s) + Var(b)`` for a branch independent of
+  the stream): with ``n`` branches of variance ``f T`` the stream goes from ``T`` to ``(1 +
+  n f) T``. Each branch's last kernel gets the fraction ``f`` that puts the branch ends and
+  the stream's last sum equally far from the target on a log scale, ``f T = T^2 / (T + n f
+  T)``:
+
+      f = (sqrt(1 + 4 n) - 1) / (2 n)        (n <= BALANCED_SUMS = 11)
+
+  (0.62 for one sum, 0.39 for 4, 0.28 for 9: the stream ends at ``T / f``, at most 3.9
+  ``T``), so that every branch end and every sum lies within ``[T/4, 4 T]``. A longer
+  stream cannot have both (``T + n T/4 > 4 T``); its branches get ``f = 1/n`` (GPT-2's
+  ``1/sqrt(2N)`` std on the residual projections), which keeps every sum within ``2 T``
+  and leaves the branch ends below ``T/4``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +39,8 @@ import keras
 from keras_initlab import _keras
 from keras_initlab.model.layers import ACTIVATION_LAYERS, PASS_THROUGH
 from keras_initlab.model.residual import residual_blocks
+
+BALANCED_SUMS = 11  # the longest stream whose branch ends and sums fit in [T/4, 4 T]
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,7 @@ class Share:
     """A residual branch's share of the target variance.
 
     Attributes:
-        fraction: ``1/n`` for a stream of ``n`` residual sums.
+        fraction: `fraction` of a stream of ``n`` residual sums.
         add: the sum the branch enters.
         stream: how many sums the stream has.
     """
@@ -109,6 +123,22 @@ def follows(model: Any) -> dict[int, Follow]:
     return found
 
 
+def fraction(n: int) -> float:
+    """The branch variance, as a fraction of the target, for a stream of ``n`` sums
+    (module docstring): branch ends and the stream's end equally far from the target up to
+    `BALANCED_SUMS` sums, ``1/n`` beyond.
+
+    Example:
+    >>> round(fraction(1), 3), round(fraction(4), 3), round(1 + 4 * fraction(4), 3)
+    (0.618, 0.39, 2.562)
+    >>> fraction(32) == 1 / 32
+    True
+    """
+    if n > BALANCED_SUMS:
+        return 1.0 / n
+    return (math.sqrt(1.0 + 4.0 * n) - 1.0) / (2.0 * n)
+
+
 def shares(model: Any) -> dict[int, Share]:
     """``{id(last kernel layer): Share}`` for every residual branch of the model."""
     if not (_keras.is_functional(model) or isinstance(model, keras.Sequential)):
@@ -117,7 +147,7 @@ def shares(model: Any) -> dict[int, Share]:
     stream_of: dict[str, int] = {}
     sizes: list[int] = []
     for block in blocks:
-        stream = stream_of.get(block.skip)
+        stream = None if block.shortcut else stream_of.get(block.skip)
         if stream is None:
             stream = len(sizes)
             sizes.append(0)
@@ -125,7 +155,7 @@ def shares(model: Any) -> dict[int, Share]:
         stream_of[block.add] = stream
     return {
         id(block.last_kernel_layer): Share(
-            1.0 / sizes[stream_of[block.add]], block.add, sizes[stream_of[block.add]]
+            fraction(sizes[stream_of[block.add]]), block.add, sizes[stream_of[block.add]]
         )
         for block in blocks
         if block.last_kernel_layer is not None

@@ -20,9 +20,11 @@ layer output stays within a factor 4 of the target with room for the finite-widt
 the prediction: every rectifier and smooth ReLU reaches a
 variance of 1 below it on zero-mean input (ReLU, GELU and SiLU at about 3, softplus 3.4; a
 fixed pattern of channel means, which a narrow layer on a ReLU's nonzero mean has, can ask
-for more: the scale is then capped there), while bounded activations cannot
-(``Var(tanh(z)) < 1``, ``Var(sigmoid(z)) < 1/4``); their pre-activation gets the target
-variance instead (unit variance into a tanh, where it is still near linear).
+for more: the scale is then capped there, as for an activation unbounded above, SiLU or
+GELU, that a fixed pattern of negative means keeps below the target: the cap is the
+closest it gets), while bounded activations cannot (``Var(tanh(z)) < 1``,
+``Var(sigmoid(z)) < 1/4``); their pre-activation gets the target variance instead (unit
+variance into a tanh, where it is still near linear, rather than into its saturation).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ MAX_PRE = 3.5
 _ITERATIONS = 60
 _LOG_TOL = 1e-9  # |log(variance / target)| at which the root is taken
 _TINY = 1e-300
+_FAR = 1e4  # a pre-activation far out on either side (`_saturates`)
 
 
 def _rows(x1: Signal, x0: Signal) -> tuple[np.ndarray, ...]:
@@ -118,11 +121,20 @@ def solve(problem: Problem, target: float) -> tuple[float, str]:
             return top, f"{name}, pre-activation capped at {MAX_PRE:g}x the target"
         return c, name
     if problem.after(top) < target:
-        return problem.pre_scale(target), (
-            f"{f.name} cannot reach the target below {MAX_PRE:g}x pre-activation variance: "
-            "pre-activation variance"
-        )
+        if _saturates(f):
+            return problem.pre_scale(target), (
+                f"{f.name} cannot reach the target below {MAX_PRE:g}x pre-activation "
+                "variance: pre-activation variance"
+            )
+        return top, f"{name}, pre-activation capped at {MAX_PRE:g}x the target"
     return _regula_falsi(problem, target, top), name
+
+
+def _saturates(f: Activation) -> bool:
+    """Whether ``f`` is bounded on both sides (tanh, sigmoid, hard sigmoid, ReLU6): more
+    pre-activation variance only pushes it into saturation."""
+    ends = f.fn(np.array([-_FAR, _FAR]))
+    return bool(np.all(np.abs(ends) < _FAR / 10.0))
 
 
 def _regula_falsi(problem: Problem, target: float, top: float) -> float:
