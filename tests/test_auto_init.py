@@ -346,3 +346,26 @@ def test_inspect_scheme_auto_prints_the_scales_and_the_profile_after(capsys, tmp
     reloaded = keras.saving.load_model(path, compile=False)
     for a, b in zip(model.weights, reloaded.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_an_activation_unbounded_above_that_cannot_reach_the_target_gets_the_cap():
+    """SiLU after a bias of -4: no pre-activation variance within MAX_PRE times the target
+    gives it unit variance, so the kernel gets the cap (the closest it comes), not the
+    target's pre-activation variance: on unit-variance input, ``sum_i W_ij^2`` averaged
+    over the units (the pre-activation's variance) is MAX_PRE; a tanh in its place, which
+    saturates, gets the target's."""
+    from keras_initlab.autoinit import MAX_PRE
+
+    for activation, expected, note in (
+        ("silu", MAX_PRE, f"pre-activation capped at {MAX_PRE:g}x the target"),
+        ("tanh", 1.0, "tanh cannot reach the target"),
+    ):
+        inputs = keras.Input((64,))
+        dense = L.Dense(
+            64, activation=activation, bias_initializer=keras.initializers.Constant(-4.0)
+        )
+        model = keras.Model(inputs, L.Dense(4, name="head")(dense(inputs)))
+        rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+        assert note in rows[dense.name].note, rows[dense.name].note
+        kernel = keras.ops.convert_to_numpy(dense.kernel).astype(np.float64)
+        assert (kernel**2).sum(axis=0).mean() == pytest.approx(expected, rel=1e-6)
