@@ -99,8 +99,10 @@ def propagate(
         A ``PropagateReport``: one ``PropagateRow`` per layer in execution order. A layer no
         rule covers is ``"assumed"`` (variance taken as unchanged); a row whose activation
         rests on an assumed layer is ``"downstream"``, one whose gradient passes back
-        through one ``"upstream"``, each naming the layers; ``report.predicted`` counts the
-        rows that rest on no assumption, ``report.assumed`` lists the others.
+        through one (or through a softmax saturated beyond its dtype's rounding, whose
+        gradient a measurement cannot see) ``"upstream"``, each naming the layers;
+        ``report.predicted`` counts the rows that rest on no assumption, ``report.assumed``
+        lists the others.
 
     Example:
     >>> import keras, keras_initlab

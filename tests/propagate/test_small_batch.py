@@ -167,3 +167,41 @@ def test_a_softmax_whose_logits_share_a_common_part():
     spread = float(np.var(common) + per_sample.mean())
     stand_in = softmax_sums(spread, classes, batch)[1] * float((w2**2).sum(axis=1).mean())
     assert abs(float(np.mean(measured < stand_in)) - 0.5) > z * math.sqrt(0.25 / repeats)
+
+
+@pytest.mark.parametrize(("gap", "saturated"), [(200.0, True), (2.0, False)])
+def test_a_softmax_saturated_beyond_float32_passes_back_no_predicted_gradient(gap, saturated):
+    """Logits whose parts common to all samples lie ``gap`` apart (the bias), with a
+    per-sample spread of std 5: at a gap of 200 the softmax is one-hot to float32 and the
+    gradient a batch of 16 passes back (float64 NumPy on the drawn weights: the median over
+    256 batches of the batch's mean of ``E[dz^2] / E[dy^2]``) lies far below float32's
+    rounding of it, ``(2^-24 / 10)^2``. propagate predicts the softmax's output, says why
+    it does not predict the gradient it passes back, and the row below is ``"upstream"``,
+    naming it. At a gap of 2 float32 resolves the gradient: all predicted."""
+    width, classes, batch = 64, 10, 16
+    keras.utils.set_random_seed(0)
+    out = L.Dense(
+        classes,
+        activation="softmax",
+        name="out",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=5.0 / math.sqrt(width), seed=1),
+        bias_initializer=keras.initializers.Constant(-gap * np.arange(classes)),
+    )
+    model = keras.Sequential([keras.Input((width,)), L.Dense(width, name="pre"), out])
+    model.get_layer("pre").set_weights([np.eye(width), np.zeros(width)])
+    rows = keras_initlab.propagate(model, batch_size=batch).by_layer()
+    x = np.random.default_rng(0).standard_normal((256 * batch, width))
+    w, b = (v.astype(np.float64) for v in out.get_weights())
+    z = x @ w + b
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    energy = np.sum(p * p * (1.0 - 2.0 * p + np.sum(p * p, axis=1, keepdims=True)), axis=1)
+    typical = float(np.median(energy.reshape(-1, batch).mean(axis=1))) / classes
+    assert (typical < (2.0**-24 / classes) ** 2) == saturated, typical
+    assert rows["out"].status == "predicted"
+    if saturated:
+        assert "saturated beyond float32" in rows["out"].note
+        assert rows["pre"].status == "upstream"
+        assert rows["pre"].gradient_assumes == ("out",)
+    else:
+        assert rows["pre"].status == "predicted", rows["pre"].note
