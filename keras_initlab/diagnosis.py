@@ -25,7 +25,9 @@ candidates, in order: the healthy scheme, each residual rule with it (where
 and, when none of those passes, each squashing activation (tanh, sigmoid) replaced by ReLU
 under He. The first that passes is the fix;
 it counts as checked only if no row the rule judges rests on an assumption of `propagate`
-(a layer no rule covers, above the row for its activation or below it for its gradient).
+(a layer no rule covers, above the row for its activation or below it for its gradient; a
+softmax saturated beyond float32's rounding, below it for its gradient), except that a
+candidate whose predicted activations alone break the rule fails, checked.
 The user's model, its weights and every global random state are left as they were
 (`keras_initlab._keras.untouched_random_state`). The prediction is for the draw
 ``seed=0``; at narrow widths other draws spread around it (the finite-width effect).
@@ -60,8 +62,8 @@ class Candidate:
         fix: `keras_initlab.initialize` keyword arguments, or None for a change of the
             architecture.
         judgement: the depth rule on the predicted profile (None: it could not be tried).
-        assumed: the assumed layers (no rule covers them) that a judged row's prediction
-            rests on.
+        assumed: the layers whose rules do not predict what a judged row's prediction
+            rests on (no rule covers them; a saturated softmax, for the gradient).
         error: why it could not be tried, or "".
     """
 
@@ -221,15 +223,21 @@ def _judged(
     judgement = judge(rows, factor=factor, path=path, structural=structural_factors(report, path))
     # A judged layer whose prediction rests on an assumed layer (its own, one above it for
     # the activation, one below it for the gradient), or that has no row at all, is not
-    # checked; the assumed layers are named.
+    # checked; the assumed layers are named. A candidate whose predicted activations alone
+    # (resting on nothing) break the rule fails whatever its gradients do: checked.
     rows_by = report.by_layer()
-    assumed: dict[str, None] = {}
+    forward: dict[str, None] = {}
+    backward: dict[str, None] = {}
     for name in dict.fromkeys(path.nodes):
         row = rows_by.get(name)
         if name in path.outputs or (row is not None and row.predicted):
             continue
-        rested = (row.assumes + row.gradient_assumes) if row is not None else (name,)
-        assumed.update(dict.fromkeys(rested))
+        forward.update(dict.fromkeys(row.assumes if row is not None else (name,)))
+        backward.update(dict.fromkeys(row.gradient_assumes if row is not None else ()))
+    fails_forward = any(c.key == "activation_var" for c in judgement.faults) or any(
+        key == "activation_var" for key, _ in judgement.non_finite
+    )
+    assumed = forward if fails_forward and not forward else {**forward, **backward}
     return Candidate(label, fix, judgement, tuple(assumed))
 
 
@@ -353,8 +361,8 @@ def diagnose(
         cause = "weights" if flagged else "architecture"
         rests = ", ".join(reference.assumed[:3]) or reference.error
         why = (
-            f"not checked: the prediction rests on {rests} (no rule covers them), so whether "
-            "a per-layer scheme keeps this network is not known"
+            f"not checked: the prediction rests on {rests} (layers whose rules do not predict "
+            "it), so whether a per-layer scheme keeps this network is not known"
         ) + ("; " + _weights_text(flagged) if flagged else "")
     elif per_layer is not None:
         cause = "weights"
