@@ -51,6 +51,42 @@ def _gradient_repeats(model, layer_name, batch, repeats, shape, seed):
     return np.array(values)
 
 
+def _softmax_classifier(width: int, pre_std: float, bias_std: float = 0.0) -> keras.Model:
+    """``Dense(width) -> Dense(10, softmax)``: the first layer's kernel N(0, pre_std^2) and
+    bias N(0, bias_std^2) (a part of the logits common to all samples), the second's
+    kernel N(0, 1/width)."""
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((width,)),
+            L.Dense(
+                width,
+                name="pre",
+                kernel_initializer=keras.initializers.RandomNormal(stddev=pre_std, seed=0),
+                bias_initializer=keras.initializers.RandomNormal(stddev=bias_std, seed=1),
+            ),
+            L.Dense(
+                10,
+                activation="softmax",
+                name="out",
+                kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=math.sqrt(1.0 / width), seed=2
+                ),
+            ),
+        ]
+    )
+
+
+def _a_batch_median(measured: np.ndarray, value: float, batch: int) -> bool:
+    """Whether ``value`` is a median of the measured batches: the share below it within
+    the binomial bound of 1/2, the prediction's own groups of `SOFTMAX_DRAWS` fixed draws
+    counted in."""
+    groups = SOFTMAX_DRAWS // batch
+    assert groups >= MIN_GROUPS
+    below = float(np.mean(measured < value))
+    return abs(below - 0.5) <= budget().z * math.sqrt(0.25 / len(measured) + 0.25 / groups)
+
+
 def test_batch_normalization_backward_on_a_small_batch():
     """Dense -> BatchNormalization (training) -> Dense at batch 8 on a flat input (8 values
     per channel): the gradient at the normalization's input is ``(n - 2) / (n - 3)`` = 1.2
@@ -88,37 +124,13 @@ def test_saturated_softmax_gradient_is_a_batch_median():
     ``batch_size``), several times higher, is not a median of the batches, and the mean of
     the 400 batches lies within z* standard errors of it."""
     batch, repeats, width = 16, 400, 64
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((width,)),
-            L.Dense(
-                width,
-                name="pre",
-                kernel_initializer=keras.initializers.RandomNormal(
-                    stddev=math.sqrt(1e4 / width), seed=0
-                ),
-            ),
-            L.Dense(
-                10,
-                activation="softmax",
-                name="out",
-                kernel_initializer=keras.initializers.RandomNormal(
-                    stddev=math.sqrt(1.0 / width), seed=1
-                ),
-            ),
-        ]
-    )
+    model = _softmax_classifier(width, math.sqrt(1e4 / width))
     measured = _gradient_repeats(model, "pre", batch, repeats, (width,), seed=2)
     typical = [r for r in keras_initlab.propagate(model, batch_size=batch) if r.layer == "pre"]
     mean = [r for r in keras_initlab.propagate(model) if r.layer == "pre"]
-    groups = SOFTMAX_DRAWS // batch
-    assert groups >= MIN_GROUPS
-    below = float(np.mean(measured < typical[0].gradient_var))
+    assert _a_batch_median(measured, typical[0].gradient_var, batch)
+    assert not _a_batch_median(measured, mean[0].gradient_var, batch)  # the test has the power
     z = budget().z
-    assert abs(below - 0.5) <= z * math.sqrt(0.25 / repeats + 0.25 / groups), below
-    above = float(np.mean(measured < mean[0].gradient_var))
-    assert abs(above - 0.5) > z * math.sqrt(0.25 / repeats)  # the test has the power
     half = z * measured.std(ddof=1) / math.sqrt(repeats)
     assert abs(measured.mean() - mean[0].gradient_var) <= half, (measured.mean(), half)
 
@@ -134,39 +146,17 @@ def test_a_softmax_whose_logits_share_a_common_part():
     from keras_initlab.propagate._moments import softmax_sums
 
     batch, repeats, width, classes = 16, 400, 64, 10
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((width,)),
-            L.Dense(
-                width,
-                name="pre",
-                kernel_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=0),
-                bias_initializer=keras.initializers.RandomNormal(stddev=10.0, seed=1),
-            ),
-            L.Dense(
-                classes,
-                activation="softmax",
-                name="out",
-                kernel_initializer=keras.initializers.RandomNormal(
-                    stddev=math.sqrt(1.0 / width), seed=2
-                ),
-            ),
-        ]
-    )
+    model = _softmax_classifier(width, 0.5, bias_std=10.0)
     measured = _gradient_repeats(model, "pre", batch, repeats, (width,), seed=3)
     row = next(r for r in keras_initlab.propagate(model, batch_size=batch) if r.layer == "pre")
-    z = budget().z
-    below = float(np.mean(measured < row.gradient_var))
-    groups = SOFTMAX_DRAWS // batch
-    assert abs(below - 0.5) <= z * math.sqrt(0.25 / repeats + 0.25 / groups), below
+    assert _a_batch_median(measured, row.gradient_var, batch)
     w1, b1 = model.get_layer("pre").get_weights()
     w2 = model.get_layer("out").get_weights()[0]
     common = b1 @ w2
     per_sample = (w1**2).sum(axis=0) @ w2**2
     spread = float(np.var(common) + per_sample.mean())
     stand_in = softmax_sums(spread, classes, batch)[1] * float((w2**2).sum(axis=1).mean())
-    assert abs(float(np.mean(measured < stand_in)) - 0.5) > z * math.sqrt(0.25 / repeats)
+    assert not _a_batch_median(measured, stand_in, batch)
 
 
 @pytest.mark.parametrize(("gap", "saturated"), [(200.0, True), (2.0, False)])
