@@ -7,14 +7,18 @@ over ``P`` positions keeps each channel's mean and divides its fluctuating varia
 ``P``, positions assumed uncorrelated; ``Var(dx) = Var(dy) / P^2``.
 
 Max pooling of ``n`` inputs ``x_j = f(z_j)`` with ``f`` nondecreasing (ReLU before the pool)
-is ``f(max_j z_j)``; the window's ``z_j`` are taken as iid with the window's average moments
-and ``max_j z_j = mean + std M_n``, ``M_n`` the maximum of ``n`` standard normals (order
-statistics). Where the input is not a known monotone activation of a Gaussian it is taken as
+is ``f(max_j z_j)``, the window's ``z_j`` independent. Where they have the same moments,
+``max_j z_j = mean + std M_n``, ``M_n`` the maximum of ``n`` standard normals (order
+statistics); where they differ (near a border, and anywhere on a small map, by a part
+common to all samples), the maximum of Gaussians of unequal moments
+(`keras_initlab.gaussian.max_unequal_nodes`), whose gradient goes to each input as often as
+it wins. Where the input is not a known monotone activation of a Gaussian it is taken as
 Gaussian itself. A zero the layer before padded in (ZeroPadding2D before MaxPooling2D in
 ResNet) is left out of the window: exact for inputs >= 0. Backward, each window's gradient
-goes to its argmax, ``1/n`` of the time to each input; and the activation before it sees its
-derivative at the window maxima (a ReLU's is 1 there far more often than 1/2), which the
-pool records on the source (``Source.selection``).
+goes to its argmax, ``1/n`` of the time to each input of an alike window; and the
+activation before it sees its derivative at the window maxima (a ReLU's is 1 there far
+more often than 1/2), which the pool records on the source (``Source.selection``, taken
+for the window size most windows have).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from keras_initlab.propagate._moments import LINEAR, max_derivative, max_moments
 from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Call, Step
 
-_ROWS = 512  # windows integrated at once (rows x 801 nodes x taps numbers)
+_ROWS = 512  # windows integrated at once (rows x 401 nodes x taps numbers)
 
 
 def _index(call: Call) -> np.ndarray:
