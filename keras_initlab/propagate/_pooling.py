@@ -88,8 +88,16 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
     counts = n.astype(np.int64)
     means = np.zeros(counts.shape)
     seconds = np.zeros(counts.shape)
-    for k in np.unique(counts):
-        at = counts == k
+    shares = ok / n[:, None, :]  # where the window's gradient goes: its argmax
+    unequal = _unequal(window, taps(source.pre.means), taps(source.pre.variances), ok > 0)
+    alike = np.ones(counts.shape, bool)
+    if unequal is not None:
+        at, (mean, second, wins) = unequal
+        means[at], seconds[at] = mean, second
+        shares.transpose(0, 2, 1)[at] = wins
+        alike = ~at
+    for k in np.unique(counts[alike]):
+        at = (counts == k) & alike
         sub = Source(
             window.activation,
             make(pre.means[at], pre.variances[at]),
@@ -98,12 +106,6 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
         )
         moments = max_moments(sub, int(k), (int(at.sum()),))
         means[at], seconds[at] = moments.means, moments.seconds
-    shares = ok / n[:, None, :]  # where the window's gradient goes: its argmax
-    unequal = _unequal(window, taps(source.pre.means), taps(source.pre.variances), ok > 0)
-    if unequal is not None:
-        at, (mean, second, wins) = unequal
-        means[at], seconds[at] = mean, second
-        shares.transpose(0, 2, 1)[at] = wins
     if x.source is not None and source is x.source and source.scale is None:
         typical = int(np.bincount(counts.ravel()).argmax())
         source.selection[:] = [max_derivative(source, typical)]
