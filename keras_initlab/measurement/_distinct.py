@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_initlab._roundoff import UNIT_ROUNDOFF
 from keras_initlab.measurement._sums import to64
 
 # Dimensions of the row sketch, and the fewest probe rows for which it is used (below, the
@@ -174,7 +175,7 @@ def screen_slack(dtype: tf.DType, rows: int | None) -> float:
     p_j||^2`` exceeds the exact one by at most ``(3 sqrt(k) e + 2 gamma (1 + sqrt(k) e)^2)
     (n_i + n_j)^2 <= slack (n_i^2 + n_j^2) / 2``; doubled for margin.
     """
-    u = 2.0**-24 if dtype == tf.float32 else 2.0**-53
+    u = UNIT_ROUNDOFF[tf.as_dtype(dtype).name]
     k = SCREEN_DIM
     n = (2**31 if rows is None else rows) + SKETCH_DIM
     e = math.sqrt(k) * (u + _gamma(n, 2.0**-53))

@@ -36,6 +36,8 @@ from typing import Any
 
 import keras
 
+from keras_initlab._roundoff import UNIT_ROUNDOFF
+
 ops = keras.ops
 
 # A tanh/sigmoid output within this distance of its bound counts as saturated.
@@ -43,7 +45,6 @@ SATURATION_MARGIN = 0.01
 # The activations whose saturation is counted.
 SATURATING = ("tanh", "sigmoid", "hard_sigmoid")
 DTYPES = ("float32", "float64")
-UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53}
 
 
 def gamma(k: int, dtype: str = "float32") -> float:

@@ -16,6 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_initlab._roundoff import UNIT_ROUNDOFF
 from keras_initlab.model.layers import activation_kind
 from keras_initlab.propagate._moments import (
     LINEAR,
@@ -27,8 +28,6 @@ from keras_initlab.propagate._signal import Signal
 from keras_initlab.propagate._step import Call, Step
 
 SOFTMAX = "softmax"
-# Unit roundoff of the floating types a layer may compute in (a ``dtype`` not listed: float32).
-_ROUNDOFF = {"float16": 2.0**-11, "bfloat16": 2.0**-8, "float32": 2.0**-24, "float64": 2.0**-53}
 _NOT_ELEMENTWISE = {"softmax", "log_softmax", "glu", "sparsemax"}
 # Keras activations with continuous derivatives (Gauss-Hermite converges fast on them).
 _SMOOTH = {
@@ -149,7 +148,7 @@ def saturation(activation: Activation | str | None, d2: np.ndarray, layer: Any) 
     if activation != SOFTMAX or d2.size == 0:
         return ""
     dtype = str(getattr(layer, "compute_dtype", "float32"))
-    u = _ROUNDOFF.get(dtype, _ROUNDOFF["float32"])
+    u = UNIT_ROUNDOFF.get(dtype, UNIT_ROUNDOFF["float32"])
     floor = (u / d2.shape[-1]) ** 2
     largest = float(np.max(d2))
     if largest >= floor:
