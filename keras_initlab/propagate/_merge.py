@@ -5,6 +5,9 @@ stream it is added to; Brock et al. 2021 plot exactly this sum), element by elem
 NumPy broadcasting (a squeeze-excite gate of shape (1, 1, C) multiplies every position):
 
 * ``Add``/``Subtract``: means add (subtract), variances add; ``Var(dx_i) = Var(dy)``.
+  Where one summand is a function of a Gaussian (a rectified stream) and the others are
+  Gaussian, the sum records it as that function plus an independent Gaussian
+  (`_signal.Blend`), which the next activation integrates.
 * ``Average`` of ``n``: the same divided by ``n`` (``n^2`` for variances and gradients).
 * ``Multiply``: ``E[y] = prod E[x_i]``, ``E[y^2] = prod E[x_i^2]``; ``Var(dx_1) = Var(dy)
   E[x_2^2]``.
@@ -15,11 +18,12 @@ A broadcast input receives the sum of the gradients of the elements it was broad
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 
-from keras_initlab.propagate._signal import Signal, make
+from keras_initlab.propagate._signal import Blend, Signal, make
 from keras_initlab.propagate._step import Call, Step
 
 
@@ -36,11 +40,29 @@ def add(call: Call, signs: tuple[float, ...] | None = None, scale: float = 1.0) 
     signs = signs or (1.0,) * len(xs)
     means = scale * sum(s * x.means for s, x in zip(signs, xs, strict=True))
     variances = scale * scale * sum(x.variances for x in xs)
+    out = make(means, variances)
     shapes = [x.shape for x in xs]
     return Step(
-        [make(means, variances)],
+        [dataclasses.replace(out, blend=_blend(xs, [scale * s for s in signs], out.shape))],
         lambda g: [unbroadcast(g[0] * scale * scale, s) for s in shapes],
     )
+
+
+def _blend(xs: list[Signal], weights: list[float], shape: tuple[int, ...]) -> Blend | None:
+    """``sum_i w_i x_i`` as a ``Blend``: where exactly one summand is not Gaussian and has
+    the sum's shape, that summand's function (its own blend's, for a blend) plus the other
+    summands, taken as one independent Gaussian; else None."""
+    odd = [i for i, x in enumerate(xs) if not x.gaussian]
+    if len(odd) != 1 or xs[odd[0]].shape != shape:
+        return None
+    i = odd[0]
+    x, w = xs[i], np.asarray(weights[i], dtype=np.float64)
+    own = x.blend or Blend(x.source, np.zeros(1), np.zeros(1))  # type: ignore[arg-type]
+    part = own.affine(w, np.zeros(1))
+    rest = [j for j in range(len(xs)) if j != i]
+    mean = part.mean + sum(weights[j] * xs[j].means for j in rest)
+    var = part.var + sum(weights[j] ** 2 * xs[j].variances for j in rest)
+    return Blend(part.source, np.broadcast_to(mean, shape), np.broadcast_to(var, shape))
 
 
 def subtract(call: Call) -> Step:

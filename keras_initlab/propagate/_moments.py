@@ -10,10 +10,14 @@ moments); every other activation by quadrature on the Keras function itself: Gau
 for the smooth ones (tanh, sigmoid, gelu, silu, ...), Simpson's rule (``keras_initlab.
 gaussian``, the integrator the gains use) for the rest; derivatives by one-sided
 differences (the flatter side at a kink, as TensorFlow's gradients). Elements with equal
-moments (a map's interior) are integrated once. Max pooling of ``n`` iid inputs ``f(z_j)``
-with ``f`` nondecreasing is ``f(mean + std * M_n)``, ``M_n`` the maximum of ``n`` standard
-normals (order statistics). A softmax (not elementwise) by the log-normal sum of the other
-logits' terms (``softmax_square``, also the attention weights' rule).
+moments (a map's interior) are integrated once. A ReLU or ReLU6 of a function of a Gaussian
+plus an independent Gaussian (a residual sum on a rectified stream, `_signal.Blend`) is
+integrated in closed form over the Gaussian part at each node of the other (the stand-in
+Gaussian of the sum's moments misses its skew: 9% of the variance on ResNet50's stream).
+Max pooling of ``n`` iid inputs ``f(z_j)`` with ``f`` nondecreasing is ``f(mean + std *
+M_n)``, ``M_n`` the maximum of ``n`` standard normals (order statistics). A softmax (not
+elementwise) by the log-normal sum of the other logits' terms (``softmax_square``, also the
+attention weights' rule).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_initlab.gaussian import max_normal_nodes, normal_nodes
-from keras_initlab.propagate._signal import Signal, Source, make
+from keras_initlab.propagate._signal import Blend, Signal, Source, make
 
 _INNER_POINTS = 801  # Simpson nodes per channel (kinks cost O(h^2), h = 0.03 std)
 _INNER_WIDTH = 12.0
+# Simpson nodes over the Gaussian of a blend (its other part smooths the kink)
+_BLEND_POINTS = 201
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,24 @@ def output_moments(f: Activation, pre: Signal) -> Signal:
     return make(g1, g2 - g1 * g1)
 
 
+def _blended(f: Activation, blend: Blend, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """E[f], E[f^2], E[f'^2] (distinct rows) and the inverse index, for ``f(x)``, ``x =
+    a g(z) + b + e`` (a ``Blend``): over ``e`` in closed form at each node of ``z``, then
+    over ``z`` by Simpson's rule."""
+    src = blend.source
+    scale = np.broadcast_to(1.0 if src.scale is None else src.scale, shape)
+    shift = np.broadcast_to(0.0 if src.shift is None else src.shift, shape)
+    mean, var = np.broadcast_to(blend.mean, shape), np.broadcast_to(blend.var, shape)
+    pre = src.pre
+    (m, v, a, b, em, ev), inverse = unique_rows(pre.means, pre.variances, scale, shift, mean, var)
+    e, we = normal_nodes(0.0, 1.0, breaks=(), points=_BLEND_POINTS, width=_INNER_WIDTH)
+    z = m[:, None] + np.sqrt(v)[:, None] * e
+    x = a[:, None] * src.activation.fn(z) + b[:, None] + em[:, None]
+    s = np.broadcast_to(np.sqrt(ev)[:, None], x.shape)
+    y1, y2, dy2 = _gaussian(f, x, s * s)
+    return y1 @ we, y2 @ we, dy2 @ we, inverse
+
+
 def activation_moments(f: Activation, pre: Signal) -> tuple[Signal, np.ndarray]:
     """``(moments of f(z), E[f'(z)^2] per element)`` for the pre-activation ``pre``.
 
@@ -197,6 +221,9 @@ def activation_moments(f: Activation, pre: Signal) -> tuple[Signal, np.ndarray]:
             both = d2_below * d2
             ratio = np.where(both > 0, joint / np.where(both > 0, both, 1.0), 1.0)
             root.selection[:] = [np.asarray(ratio)[inverse].reshape(shape)]
+        next_source = Source(f, pre.plain())
+    elif pre.blend is not None and f.closed in ("relu", "clipped"):
+        g1, g2, d2, inverse = _blended(f, pre.blend, shape)
         next_source = Source(f, pre.plain())
     else:
         (m, v), inverse = unique_rows(pre.means, pre.variances)

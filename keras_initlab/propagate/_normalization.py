@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
@@ -46,6 +47,8 @@ def channel_affine(x: Signal, scale: np.ndarray, shift: np.ndarray) -> Step:
     s2 = scale * scale
     source = None if x.source is None else x.source.affine(scale, shift)
     out = make(scale * x.means + shift, s2 * x.variances, source)
+    if x.blend is not None:
+        out = dataclasses.replace(out, blend=x.blend.affine(scale, shift))
     return Step([out], lambda g: [g[0] * s2])
 
 
@@ -87,6 +90,8 @@ def batch_normalization(call: Call) -> Step:
         mu, var = _channel_stats(x)
         scale = gamma / np.sqrt(var + layer.epsilon)
         out = make(scale * (x.means - mu) + beta, scale * scale * x.variances)
+        if x.blend is not None:
+            out = dataclasses.replace(out, blend=x.blend.affine(scale, beta - scale * mu))
         back = scale * scale * small_batch_factor(call.batch, x.means.size // c)
         note = "batch statistics" + ("" if call.batch else " (batch size not given: many)")
         return Step([out], lambda g: [g[0] * back], note=note)
