@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import Any
 
 import numpy as np
 
-from keras_initlab.propagate._signal import Blend, Signal, make
+from keras_initlab.propagate._signal import Blend, Signal, Source, make
 from keras_initlab.propagate._step import Call, Step
 
 
@@ -90,6 +91,41 @@ def multiply(call: Call) -> Step:
     return Step([out], backward)
 
 
+def _same_function(sources: list[Source]) -> bool:
+    """Whether the sources apply one function: one ``Activation``, or closed forms alike
+    (ReLU of one slope, ReLU6 of one top)."""
+    first = sources[0].activation
+    if all(s.activation is first for s in sources):
+        return True
+    key = (first.closed, first.slope, first.top)
+    return first.closed is not None and all(
+        (s.activation.closed, s.activation.slope, s.activation.top) == key for s in sources
+    )
+
+
+def _joint_source(xs: list[Signal], axis: int) -> Source | None:
+    """The concatenation of one function of Gaussians (an Inception block's ReLU branches)
+    as that function of their concatenation, each part with its own scale and shift; None
+    where an input is not such a function or its Gaussian is itself one."""
+    sources = [x.source for x in xs]
+    if any(
+        s is None or s.pre.shape != x.shape or not s.pre.gaussian or s.pre.source is not None
+        for s, x in zip(sources, xs, strict=True)
+    ):
+        return None
+    found = [s for s in sources if s is not None]
+    if not _same_function(found):
+        return None
+
+    def joined(part: Any) -> np.ndarray:
+        return np.concatenate([part(s, x.shape) for s, x in zip(found, xs, strict=True)], axis)
+
+    pre = make(joined(lambda s, _: s.pre.means), joined(lambda s, _: s.pre.variances))
+    scale = joined(lambda s, shape: np.broadcast_to(1.0 if s.scale is None else s.scale, shape))
+    shift = joined(lambda s, shape: np.broadcast_to(0.0 if s.shift is None else s.shift, shape))
+    return Source(found[0].activation, pre, scale, shift)
+
+
 def concatenate(call: Call) -> Step:
     axis = call.layer.axis
     rank = len(call.out_shapes[0])
@@ -98,6 +134,7 @@ def concatenate(call: Call) -> Step:
     out = make(
         np.concatenate([x.means for x in xs], axis=axis),
         np.concatenate([x.variances for x in xs], axis=axis),
+        _joint_source(xs, axis),
     )
     bounds = np.cumsum([0] + [x.shape[axis] for x in xs])
 

@@ -560,3 +560,48 @@ def test_a_relu_of_a_residual_sum_on_a_rectified_stream():
     stand_in, _ = activation_moments(relu, make(total.activation_mean, total.activation_var))
     value, se = measured["after"]["activation_var"]
     assert abs(stand_in.var - value) > T * se, (stand_in.var, value, se)
+
+
+def test_a_relu_of_a_sum_on_concatenated_relu_branches():
+    """An Inception-ResNet block: ReLU branches of unequal scale and shift concatenated, a
+    branch added, a ReLU. The concatenation is the ReLU of the branches' concatenated
+    Gaussians (`_merge`), so the sum is a ``Blend`` as on a single stream: the final ReLU's
+    mean and variance within t * SE of a sampled measurement, where the Gaussian stand-in of
+    the sum's moments is outside."""
+    from keras_initlab.propagate._moments import Activation, activation_moments
+    from keras_initlab.propagate._signal import make
+
+    width = 32
+
+    def part(k: int, gain: float, name: str) -> Any:
+        kernel = np.zeros((3 * width, width), "float32")
+        kernel[k * width : (k + 1) * width] = gain * np.eye(width)
+        if k == 2:  # the added branch: a random Dense on the third part
+            rng = np.random.default_rng(5)
+            kernel[2 * width :] = rng.normal(0.0, 0.5 / math.sqrt(width), (width, width))
+        return L.Dense(
+            width,
+            name=name,
+            kernel_initializer=keras.initializers.Constant(kernel),
+            bias_initializer=keras.initializers.Constant(0.5 * k),
+        )
+
+    inputs = keras.Input((3 * width,))
+    h = _before((3 * width,))(inputs)
+    first = L.ReLU(name="first")(part(0, 1.0, "take_first")(h))
+    second = L.ReLU(name="second")(part(1, 2.0, "take_second")(h))
+    joined = L.Concatenate(name="joined")([first, second])
+    branch = L.Concatenate(name="branch")([part(2, 1.0, "b1")(h), part(2, 1.0, "b2")(h)])
+    model = keras.Model(inputs, L.ReLU(name="after")(L.Add(name="sum")([joined, branch])))
+    report = keras_initlab.propagate(model)
+    assert not report.assumed, report.assumed
+    measured = _chunked(model)
+    after = report.by_layer()["after"]
+    for key in ("activation_mean", "activation_var"):
+        value, se = measured["after"][key]
+        assert abs(getattr(after, key) - value) <= T * se, (key, getattr(after, key), value, se)
+    relu = Activation("relu", lambda z: np.maximum(z, 0.0), "relu")
+    total = report.by_layer()["sum"]
+    stand_in, _ = activation_moments(relu, make(total.activation_mean, total.activation_var))
+    value, se = measured["after"]["activation_var"]
+    assert abs(stand_in.var - value) > T * se, (stand_in.var, value, se)
