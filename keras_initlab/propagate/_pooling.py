@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_initlab.gaussian import max_unequal_nodes
 from keras_initlab.propagate._geometry import gather, scatter, window_index
-from keras_initlab.propagate._moments import LINEAR, max_derivative, max_moments
+from keras_initlab.propagate._moments import LINEAR, max_derivative, max_moments, rectified
 from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Call, Step
 
@@ -110,6 +110,14 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
         typical = int(np.bincount(counts.ravel()).argmax())
         source.selection[:] = [max_derivative(source, typical)]
     out = make(means.reshape(out_shape), (seconds - means * means).reshape(out_shape))
+    f = window.activation
+    if (
+        f.closed == "relu"
+        and f.slope == 0.0
+        and (window.scale is None or bool(np.all(window.scale > 0)))
+        and (window.shift is None or not np.any(window.shift))
+    ):  # the maximum of ReLUs is a ReLU (of the maximum): recorded as one, alike in moments
+        out = make(out.means, out.variances, rectified(f, out.means, out.seconds))
     positions = x.means.size // c
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
