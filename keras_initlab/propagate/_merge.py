@@ -7,7 +7,11 @@ NumPy broadcasting (a squeeze-excite gate of shape (1, 1, C) multiplies every po
 * ``Add``/``Subtract``: means add (subtract), variances add; ``Var(dx_i) = Var(dy)``.
   Where one summand is a function of a Gaussian (a rectified stream) and the others are
   Gaussian, the sum records it as that function plus an independent Gaussian
-  (`_signal.Blend`), which the next activation integrates.
+  (`_signal.Blend`), which the next activation integrates; that activation's mask and the
+  function's are correlated, and the sum's backward scales the gradient it passes to that
+  summand by ``E[g'^2 f'^2] / (E[g'^2] E[f'^2])`` (``Blend.selection``): exact below the
+  function ``g``, too high by that ratio at ``g``'s own output, where the walk keeps one
+  gradient for all of its consumers (approximation stated; ResNet50's stream ReLUs).
 * ``Average`` of ``n``: the same divided by ``n`` (``n^2`` for variances and gradients).
 * ``Multiply``: ``E[y] = prod E[x_i]``, ``E[y^2] = prod E[x_i^2]``; ``Var(dx_1) = Var(dy)
   E[x_2^2]``.
@@ -43,20 +47,24 @@ def add(call: Call, signs: tuple[float, ...] | None = None, scale: float = 1.0) 
     variances = scale * scale * sum(x.variances for x in xs)
     out = make(means, variances)
     shapes = [x.shape for x in xs]
-    return Step(
-        [dataclasses.replace(out, blend=_blend(xs, [scale * s for s in signs], out.shape))],
-        lambda g: [unbroadcast(g[0] * scale * scale, s) for s in shapes],
-    )
-
-
-def _blend(xs: list[Signal], weights: list[float], shape: tuple[int, ...]) -> Blend | None:
-    """``sum_i w_i x_i`` as a ``Blend``: where exactly one summand is not Gaussian and has
-    the sum's shape, that summand's function (its own blend's, for a blend) plus the other
-    summands, taken as one independent Gaussian; else None."""
     odd = [i for i, x in enumerate(xs) if not x.gaussian]
-    if len(odd) != 1 or xs[odd[0]].shape != shape:
+    blend = _blend(xs, [scale * s for s in signs], out.shape, odd[0]) if len(odd) == 1 else None
+
+    def backward(g: list[np.ndarray]) -> list[np.ndarray]:
+        grads = [g[0] * scale * scale for _ in xs]
+        if blend is not None and blend.selection:  # the masks of the activation after the sum
+            grads[odd[0]] = grads[odd[0]] * blend.selection[0]
+        return [unbroadcast(d, s) for d, s in zip(grads, shapes, strict=True)]
+
+    return Step([dataclasses.replace(out, blend=blend)], backward)
+
+
+def _blend(xs: list[Signal], weights: list[float], shape: tuple[int, ...], i: int) -> Blend | None:
+    """``sum_i w_i x_i`` as a ``Blend``: where the one summand ``xs[i]`` that is not
+    Gaussian has the sum's shape, that summand's function (its own blend's, for a blend)
+    plus the other summands, taken as one independent Gaussian; else None."""
+    if xs[i].shape != shape:
         return None
-    i = odd[0]
     x, w = xs[i], np.asarray(weights[i], dtype=np.float64)
     own = x.blend or Blend(x.source, np.zeros(1), np.zeros(1))  # type: ignore[arg-type]
     part = own.affine(w, np.zeros(1))

@@ -223,9 +223,16 @@ def _blended(f: Activation, blend: Blend, shape: tuple[int, ...]) -> tuple[np.nd
     (m, v, a, b, em, ev), inverse = unique_rows(pre.means, pre.variances, scale, shift, mean, var)
     e, we = normal_nodes(0.0, 1.0, breaks=(), points=_BLEND_POINTS, width=_INNER_WIDTH)
     z = m[:, None] + np.sqrt(v)[:, None] * e
-    x = a[:, None] * src.activation.fn(z) + b[:, None] + em[:, None]
+    gz = src.activation.fn(z)
+    x = a[:, None] * gz + b[:, None] + em[:, None]
     s = np.broadcast_to(np.sqrt(ev)[:, None], x.shape)
     y1, y2, dy2 = _gaussian(f, x, s * s)
+    # the source's derivative and f's see the same z: the gradient the sum passes to the
+    # source's summand is corrected by E[g'^2 f'^2] / (E[g'^2] E[f'^2]) (Blend.selection)
+    below = src.activation.derivative(z, gz) ** 2
+    joint, both = (below * dy2) @ we, (below @ we) * (dy2 @ we)
+    ratio = np.where(both > 0, joint / np.where(both > 0, both, 1.0), 1.0)
+    blend.selection[:] = [ratio[inverse].reshape(shape)]
     return y1 @ we, y2 @ we, dy2 @ we, inverse
 
 

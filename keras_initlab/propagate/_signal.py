@@ -93,6 +93,10 @@ class Blend:
     source: Source
     mean: np.ndarray
     var: np.ndarray
+    # Set by the activation ``f`` that reads the sum: ``E[g'^2 f'^2] / (E[g'^2] E[f'^2])``
+    # per element (``g`` the source's function), by which the sum's backward corrects the
+    # gradient it passes to the source's summand; shared by the blend's affine copies.
+    selection: list[np.ndarray] = field(default_factory=list)
 
     def affine(self, scale: np.ndarray, shift: np.ndarray) -> Blend:
         """``scale * (source + e) + shift``: the scale goes into both parts, the shift
@@ -102,6 +106,7 @@ class Blend:
             self.source.affine(scale, np.zeros(1)),
             scale * self.mean + shift,
             scale * scale * self.var,
+            self.selection,
         )
 
 
