@@ -521,6 +521,26 @@ def test_a_max_pool_of_unequal_inputs():
     assert abs(stand_in - value) > T * se, (stand_in, value, se)
 
 
+def _check_relu_after_sum(model: keras.Model, *streams: str) -> None:
+    """``model`` ends in a sum ``"sum"`` and a ReLU ``"after"``: every row within t * SE of a
+    sampled measurement but the gradient between the stream ReLUs and the sum (``streams``:
+    their outputs and a max pool of them; the sum's mask correction lands there, above the
+    ReLU's own mask, `_merge`), and the Gaussian stand-in of
+    the sum's moments outside that bound at ``"after"``: the test tells the two apart."""
+    from keras_initlab.propagate._moments import Activation, activation_moments
+    from keras_initlab.propagate._signal import make
+
+    report = keras_initlab.propagate(model)
+    assert not report.assumed, report.assumed
+    measured = _chunked(model)
+    _check(report, measured, 0.0, skip={(name, "gradient_var") for name in streams})
+    relu = Activation("relu", lambda z: np.maximum(z, 0.0), "relu")
+    total = report.by_layer()["sum"]
+    stand_in, _ = activation_moments(relu, make(total.activation_mean, total.activation_var))
+    value, se = measured["after"]["activation_var"]
+    assert abs(stand_in.var - value) > T * se, (stand_in.var, value, se)
+
+
 def test_a_relu_of_a_residual_sum_on_a_rectified_stream():
     """``relu(relu(z) + b)``, ``b`` a Dense branch independent of ``z`` (it reads the other
     half of the input): the sum is skewed, and the ReLU of it is integrated over ``z`` and,
@@ -533,9 +553,6 @@ def test_a_relu_of_a_residual_sum_on_a_rectified_stream():
     the walk keeps one gradient per tensor and the ratio must not reach the other consumers
     of the stream (ResNet50's next branch). The Gaussian stand-in of the sum's moments lies
     outside the bound (its variance is 5% low)."""
-    from keras_initlab.propagate._moments import Activation, activation_moments
-    from keras_initlab.propagate._signal import make
-
     width = 64
     select = np.eye(2 * width, width, dtype="float32")  # the first half, unchanged
     branch = np.zeros((2 * width, width), "float32")
@@ -554,15 +571,7 @@ def test_a_relu_of_a_residual_sum_on_a_rectified_stream():
         width, use_bias=False, name="branch", kernel_initializer=keras.initializers.Constant(branch)
     )(h)
     model = keras.Model(inputs, L.ReLU(name="after")(L.Add(name="sum")([stream, b])))
-    report = keras_initlab.propagate(model)
-    assert not report.assumed, report.assumed
-    measured = _chunked(model)
-    _check(report, measured, 0.0, skip={("stream", "gradient_var")})
-    relu = Activation("relu", lambda z: np.maximum(z, 0.0), "relu")
-    total = report.by_layer()["sum"]
-    stand_in, _ = activation_moments(relu, make(total.activation_mean, total.activation_var))
-    value, se = measured["after"]["activation_var"]
-    assert abs(stand_in.var - value) > T * se, (stand_in.var, value, se)
+    _check_relu_after_sum(model, "stream")
 
 
 def test_a_relu_of_a_sum_on_concatenated_relu_branches():
@@ -571,9 +580,6 @@ def test_a_relu_of_a_sum_on_concatenated_relu_branches():
     Gaussians (`_merge`), so the sum is a ``Blend`` as on a single stream: the final ReLU's
     mean and variance within t * SE of a sampled measurement, where the Gaussian stand-in of
     the sum's moments is outside."""
-    from keras_initlab.propagate._moments import Activation, activation_moments
-    from keras_initlab.propagate._signal import make
-
     width = 32
 
     def part(k: int, gain: float, name: str) -> Any:
@@ -596,18 +602,7 @@ def test_a_relu_of_a_sum_on_concatenated_relu_branches():
     joined = L.Concatenate(name="joined")([first, second])
     branch = L.Concatenate(name="branch")([part(2, 1.0, "b1")(h), part(2, 1.0, "b2")(h)])
     model = keras.Model(inputs, L.ReLU(name="after")(L.Add(name="sum")([joined, branch])))
-    report = keras_initlab.propagate(model)
-    assert not report.assumed, report.assumed
-    measured = _chunked(model)
-    after = report.by_layer()["after"]
-    for key in ("activation_mean", "activation_var"):
-        value, se = measured["after"][key]
-        assert abs(getattr(after, key) - value) <= T * se, (key, getattr(after, key), value, se)
-    relu = Activation("relu", lambda z: np.maximum(z, 0.0), "relu")
-    total = report.by_layer()["sum"]
-    stand_in, _ = activation_moments(relu, make(total.activation_mean, total.activation_var))
-    value, se = measured["after"]["activation_var"]
-    assert abs(stand_in.var - value) > T * se, (stand_in.var, value, se)
+    _check_relu_after_sum(model, "first", "second")
 
 
 def test_a_relu_of_a_sum_on_max_pooled_relus():
@@ -616,9 +611,6 @@ def test_a_relu_of_a_sum_on_max_pooled_relus():
     moment (`_moments.rectified`), so the sum is a ``Blend``. The fit is not exact (the
     maximum of Gaussians is skewed); the final ReLU's moments are within t * SE of a sampled
     measurement at this size, and the Gaussian stand-in of the sum's moments is outside."""
-    from keras_initlab.propagate._moments import Activation, activation_moments
-    from keras_initlab.propagate._signal import make
-
     width = 16
     inputs = keras.Input((4, 4, 2 * width))
     h = _before((4, 4, 2 * width))(inputs)
@@ -641,15 +633,4 @@ def test_a_relu_of_a_sum_on_max_pooled_relus():
     stream = L.MaxPooling2D(2, name="pool")(L.ReLU(name="relu")(conv(take, "take")(h)))
     b = L.AveragePooling2D(2, name="down")(conv(branch, "branch")(h))
     model = keras.Model(inputs, L.ReLU(name="after")(L.Add(name="sum")([stream, b])))
-    report = keras_initlab.propagate(model)
-    assert not report.assumed, report.assumed
-    measured = _chunked(model)
-    after = report.by_layer()["after"]
-    for key in ("activation_mean", "activation_var"):
-        value, se = measured["after"][key]
-        assert abs(getattr(after, key) - value) <= T * se, (key, getattr(after, key), value, se)
-    relu = Activation("relu", lambda z: np.maximum(z, 0.0), "relu")
-    total = report.by_layer()["sum"]
-    stand_in, _ = activation_moments(relu, make(total.activation_mean, total.activation_var))
-    value, se = measured["after"]["activation_var"]
-    assert abs(stand_in.var - value) > T * se, (stand_in.var, value, se)
+    _check_relu_after_sum(model, "relu", "pool")
