@@ -52,7 +52,9 @@ def add(call: Call, signs: tuple[float, ...] | None = None, scale: float = 1.0) 
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
         grads = [g[0] * scale * scale for _ in xs]
-        if blend is not None and blend.selection:  # the masks of the activation after the sum
+        # the masks of the activation after the sum, where that summand is the function
+        # itself (a summand that is a sum already passes the ratio to its branch as well)
+        if blend is not None and blend.selection and xs[odd[0]].blend is None:
             grads[odd[0]] = grads[odd[0]] * blend.selection[0]
         return [unbroadcast(d, s) for d, s in zip(grads, shapes, strict=True)]
 

@@ -321,7 +321,10 @@ def _elementwise(
             out = make(m1, m2 - m1 * m1)
             selection = (chain[-1], d2_below * d2, joint)
         else:
-            out, d2 = _activations.apply(f, x.signal.plain() if gaussian else x.signal, call.batch)
+            # a Gaussian through affine maps is read by its moments; a sum on a rectified
+            # stream (no chain, a Blend) is integrated as the activation layers do
+            pre = x.signal.plain() if gaussian and chain else x.signal
+            out, d2 = _activations.apply(f, pre, call.batch)
     _finite(out.means, out.variances, d2)
     if selection is not None:
         _select(*selection)

@@ -572,6 +572,12 @@ def test_a_relu_of_a_residual_sum_on_a_rectified_stream():
     )(h)
     model = keras.Model(inputs, L.ReLU(name="after")(L.Add(name="sum")([stream, b])))
     _check_relu_after_sum(model, "stream")
+    # written with keras.ops (a Functional graph's op nodes): the same prediction
+    written = keras.Model(inputs, keras.ops.relu(stream + b))
+    for one, two in zip(
+        keras_initlab.propagate(model), keras_initlab.propagate(written), strict=True
+    ):
+        assert (one.activation_var, one.gradient_var) == (two.activation_var, two.gradient_var)
 
 
 def test_a_relu_of_a_sum_on_concatenated_relu_branches():
