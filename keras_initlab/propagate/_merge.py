@@ -119,7 +119,7 @@ def _joint_source(xs: list[Signal], axis: int) -> Source | None:
     where an input is not such a function or its Gaussian is itself one."""
     sources = [x.source for x in xs]
     if any(
-        s is None or s.pre.shape != x.shape or not s.pre.gaussian or s.pre.source is not None
+        s is None or s.pre.shape != x.shape or s.pre.source is not None or s.pre.blend is not None
         for s, x in zip(sources, xs, strict=True)
     ):
         return None

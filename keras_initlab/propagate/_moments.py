@@ -211,6 +211,12 @@ def rectified(f: Activation, first: np.ndarray, second: np.ndarray) -> Source:
     return Source(f, make(m.reshape(first.shape), v.reshape(first.shape)))
 
 
+def joint_ratio(joint: np.ndarray, both: np.ndarray) -> np.ndarray:
+    """``E[g'^2 f'^2] / (E[g'^2] E[f'^2])`` from the joint mean ``joint`` and the product of
+    the two means ``both``; 1 where the product is 0 (no gradient passes either way)."""
+    return np.where(both > 0, joint / np.where(both > 0, both, 1.0), 1.0)
+
+
 def _blended(f: Activation, blend: Blend, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     """E[f], E[f^2], E[f'^2] (distinct rows) and the inverse index, for ``f(x)``, ``x =
     a g(z) + b + e`` (a ``Blend``): over ``e`` in closed form at each node of ``z``, then
@@ -231,7 +237,7 @@ def _blended(f: Activation, blend: Blend, shape: tuple[int, ...]) -> tuple[np.nd
     # source's summand is corrected by E[g'^2 f'^2] / (E[g'^2] E[f'^2]) (Blend.selection)
     below = src.activation.derivative(z, gz) ** 2
     joint, both = (below * dy2) @ we, (below @ we) * (dy2 @ we)
-    ratio = np.where(both > 0, joint / np.where(both > 0, both, 1.0), 1.0)
+    ratio = joint_ratio(joint, both)
     blend.selection[:] = [ratio[inverse].reshape(shape)]
     return y1 @ we, y2 @ we, dy2 @ we, inverse
 
@@ -267,7 +273,7 @@ def activation_moments(f: Activation, pre: Signal) -> tuple[Signal, np.ndarray]:
             below = src.activation.derivative(z, gz) ** 2
             joint, d2_below = (below * top) @ we, below @ we
             both = d2_below * d2
-            ratio = np.where(both > 0, joint / np.where(both > 0, both, 1.0), 1.0)
+            ratio = joint_ratio(joint, both)
             root.selection[:] = [np.asarray(ratio)[inverse].reshape(shape)]
         next_source = Source(f, pre.plain())
     elif pre.blend is not None and f.closed in ("relu", "clipped"):

@@ -66,7 +66,13 @@ import numpy as np
 from keras_initlab.model import operations as table
 from keras_initlab.propagate import _activations, _merge, _pooling
 from keras_initlab.propagate._kernels import kernel
-from keras_initlab.propagate._moments import LINEAR, Activation, standard_nodes, unique_rows
+from keras_initlab.propagate._moments import (
+    LINEAR,
+    Activation,
+    joint_ratio,
+    standard_nodes,
+    unique_rows,
+)
 from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Arg, Call, Step
 from keras_initlab.propagate._structural import moved
@@ -341,7 +347,7 @@ def _select(source: Source, both: np.ndarray, joint: np.ndarray) -> None:
     """Correct the backward factor of the function ``source`` records (``E[g'^2]``) for an
     elementwise function ``f`` of its output: the two derivatives see the same argument,
     ``E[g'^2 f'^2] / (E[g'^2] E[f'^2])`` (``Source.selection``, as ``_moments`` does)."""
-    ratio = np.where(both > 0, joint / np.where(both > 0, both, 1.0), 1.0)
+    ratio = joint_ratio(joint, both)
     if source.root.pre.shape == both.shape and np.all(np.isfinite(ratio)):
         source.root.selection[:] = [ratio]
 
