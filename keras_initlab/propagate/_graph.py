@@ -28,6 +28,7 @@ import numpy as np
 from keras_initlab._keras import ConstantCall, functional_calls, is_functional
 from keras_initlab.model.layers import INPUT_LAYER, PER_POSITION, POOLING_GLOBAL_AVERAGE
 from keras_initlab.model.trace import Trace, output_spec, trace_layer
+from keras_initlab.propagate._identity import Key, copies, value_key
 from keras_initlab.propagate._report import (
     ASSUMED,
     DOWNSTREAM,
@@ -123,6 +124,64 @@ def _mark_coherent(calls: list[Any], steps: list[Step | None], outputs: Any) -> 
         value = True if isinstance(op, POOLING_GLOBAL_AVERAGE) else (out and per_position)
         for t in call.inputs:
             coherent[id(t)] = coherent.get(id(t), True) and value
+
+
+def _copy_factors(
+    calls: list[Any], steps: list[Step | None], keys: dict[int, int], outputs: Any
+) -> dict[int, float]:
+    """``{call index: factor}`` for the backward of calls whose outputs a sum reads as
+    copies of one value (`_identity`: two pools alike of one tensor ``p``): the copies get
+    the same gradient, so what they pass back to ``p`` adds as amplitudes, ``(sum_i w_i)^2``
+    times one copy's contribution (``w_i``: the sum's weights, `Step.weights`): the first
+    copy's call passes that back, the others nothing. Only where every copy is the one
+    output of its own call, read by the sum alone, and the copies' calls read the same
+    tensors; elsewhere the paths stay independent."""
+    producer = {id(t): i for i, call in enumerate(calls) for t in call.outputs}
+    reads: dict[int, int] = {}
+    for t in [*outputs, *(t for call in calls for t in call.inputs)]:
+        reads[id(t)] = reads.get(id(t), 0) + 1
+    factors: dict[int, float] = {}
+    for call, step in zip(calls, steps, strict=True):
+        if step is None or len(step.weights) != len(call.inputs):
+            continue
+        groups: dict[int, list[int]] = {}
+        for i, t in enumerate(call.inputs):
+            groups.setdefault(keys[id(t)], []).append(i)
+        for members in groups.values():
+            tensors = [call.inputs[i] for i in members]
+            makers = [producer.get(id(t), -1) for t in tensors]
+            if (
+                len(members) < 2
+                or min(makers) < 0
+                or any(reads[id(t)] != 1 for t in tensors)
+                or len(set(makers)) != len(makers)
+                or any(len(calls[m].outputs) != 1 for m in makers)
+                or len({tuple(id(t) for t in calls[m].inputs) for m in makers}) != 1
+            ):
+                continue
+            w = [step.weights[i] for i in members]
+            factors[makers[0]] = (sum(w) / w[0]) ** 2
+            factors.update((m, 0.0) for m in makers[1:])
+    return factors
+
+
+def _coherent(
+    inputs: list[Any], grads: list[np.ndarray], weights: tuple[float, ...]
+) -> list[np.ndarray | None]:
+    """A sum's input gradients with a tensor it reads more than once (``add([x, x])``)
+    given once, its copies' amplitudes added (``(sum_i w_i)^2 Var(dy)``); None for the
+    repeats."""
+    if not weights or len({id(t) for t in inputs}) == len(inputs):
+        return list(grads)
+    out: list[np.ndarray | None] = []
+    first: dict[int, int] = {}
+    amplitude: dict[int, np.ndarray] = {}
+    for i, (t, g, w) in enumerate(zip(inputs, grads, weights, strict=True)):
+        first.setdefault(id(t), i)
+        amplitude[id(t)] = amplitude.get(id(t), 0.0) + np.sign(w) * np.sqrt(g)
+    for i, t in enumerate(inputs):
+        out.append(amplitude[id(t)] ** 2 if first[id(t)] == i else None)
+    return out
 
 
 def _shape(tensor: Any) -> Shape:
@@ -238,10 +297,21 @@ class Walker:
         """Walk a graph's calls (a Functional model's, or a traced ``call``'s)."""
         env = {id(t): s for t, s in zip(graph_inputs, inputs, strict=True)}
         tainted = {id(t): a for t, a in zip(graph_inputs, taints, strict=True)}
+        # value keys, each interned as a number (a key names its inputs' numbers, not their
+        # keys: nested keys would grow with the depth of the graph)
+        numbers: dict[Key, int] = {}
+        keys = {
+            id(t): numbers.setdefault(("input", id(s)), len(numbers))
+            for t, s in zip(graph_inputs, inputs, strict=True)
+        }
         done: list[tuple[Any, Backward]] = []
         steps: list[Step | None] = []
         for call in calls:
             index = {id(t): i for i, t in enumerate(call.inputs)}
+            args = _bind(call.args, index)
+            kwargs = {k: _bind(v, index) for k, v in call.kwargs.items()}
+            in_keys = [keys[id(t)] for t in call.inputs]
+            key = value_key(call.operation, in_keys, args, kwargs, self.mode)
             outs, out_taints, step = self._operation(
                 call.operation,
                 prefix,
@@ -249,14 +319,19 @@ class Walker:
                 [tainted[id(t)] for t in call.inputs],
                 list(call.inputs),
                 list(call.outputs),
-                _bind(call.args, index),
-                {k: _bind(v, index) for k, v in call.kwargs.items()},
+                args,
+                kwargs,
+                copies(in_keys),
             )
-            for t, s, a in zip(call.outputs, outs, out_taints, strict=False):
+            for i, (t, s, a) in enumerate(zip(call.outputs, outs, out_taints, strict=False)):
                 env[id(t)], tainted[id(t)] = s, a
+                keys[id(t)] = numbers.setdefault(
+                    ("own", id(t)) if key is None else (key, i), len(numbers)
+                )
             done.append((call, step))
-            steps.append(self._last_step)
+            steps.append(self._last_step if self._last_operation is call.operation else None)
         _mark_coherent([c for c, _ in done], steps, graph_outputs)
+        factors = _copy_factors([c for c, _ in done], steps, keys, graph_outputs)
 
         def backward(g_out: Grads) -> Grads:
             grads: dict[int, np.ndarray] = {}
@@ -271,11 +346,16 @@ class Walker:
 
             for t, g, a in zip(graph_outputs, *g_out, strict=True):
                 add(t, g, a)
-            for call, step in reversed(done):
+            for index in reversed(range(len(done))):
+                call, step = done[index]
                 outs = [(gradient(t), blame.get(id(t), ())) for t in call.outputs]
                 g_in, a_in = step(([g for g, _ in outs], [a for _, a in outs]))
-                for t, g, a in zip(call.inputs, g_in, a_in, strict=True):
-                    add(t, g, a)
+                own = steps[index]
+                merged = _coherent(call.inputs, g_in, own.weights if own is not None else ())
+                factor = factors.get(index, 1.0)
+                for t, d, a in zip(call.inputs, merged, a_in, strict=True):
+                    if d is not None:
+                        add(t, d * factor, a)
             return [gradient(t) for t in graph_inputs], [blame.get(id(t), ()) for t in graph_inputs]
 
         outputs = [env[id(t)] for t in graph_outputs]
@@ -289,7 +369,8 @@ class Walker:
         self.rows.append(row)
         return row
 
-    _last_step: Step | None = None
+    _last_step: Step | None = None  # the last rule's step, and the operation it was for
+    _last_operation: Any = None
 
     def _operation(
         self,
@@ -301,8 +382,10 @@ class Walker:
         out_specs: list[Any],
         args: Any,
         kwargs: dict[str, Any],
+        same: tuple[int, ...] = (),
     ) -> tuple[list[Signal], list[Taint], Backward]:
-        """One call: its rule forward, its row, and its backward map. The outputs rest on
+        """One call: its rule forward, its row, and its backward map (``same``: for each
+        input, the first input holding the same value, `_identity.copies`). The outputs rest on
         every assumption an input rests on, and on this layer when it is assumed; the input
         gradients on every assumption the output gradients rest on, on the inputs' own (a
         rule's backward factor reads the input moments), and on this layer's."""
@@ -319,7 +402,15 @@ class Walker:
         in_shapes = self._sizes(in_specs, inputs)
         out_shapes = self._out_shapes(operation, in_specs, in_shapes, out_specs, args, kwargs)
         call = Call(
-            operation, inputs, in_shapes, out_shapes, self.mode, tuple(args), kwargs, self.batch
+            operation,
+            inputs,
+            in_shapes,
+            out_shapes,
+            self.mode,
+            tuple(args),
+            kwargs,
+            self.batch,
+            same or tuple(range(len(inputs))),
         )
         opaque = ""
         if rule_for(operation, len(inputs)) is None and isinstance(operation, keras.layers.Layer):
@@ -377,7 +468,7 @@ class Walker:
             taint = _union(below, upstream, own)
             return g_in, [taint] * len(g_in)
 
-        self._last_step = step
+        self._last_step, self._last_operation = step, operation
         return step.outputs, [out_taint] * len(step.outputs), backward
 
     def _constant(

@@ -2,7 +2,13 @@
 
 Inputs are taken as independent (the residual branch's weights are independent of the
 stream it is added to; Brock et al. 2021 plot exactly this sum), element by element with
-NumPy broadcasting (a squeeze-excite gate of shape (1, 1, C) multiplies every position):
+NumPy broadcasting (a squeeze-excite gate of shape (1, 1, C) multiplies every position),
+except where two summands are the same value (`_identity`: NASNet's two average pools of
+one tensor): their weights add, ``Var(pool + pool) = 4 Var(pool)``. Backward each copy
+gets the gradient of its own output, and the walk adds what the copies pass back above
+them as amplitudes (``Step.weights``: ``4 Var(J^T dy)`` at ``p``, 0 for a difference),
+where each copy is the one output of its call and read by the sum alone (elsewhere the
+paths stay independent; approximation):
 
 * ``Add``/``Subtract``: means add (subtract), variances add; ``Var(dx_i) = Var(dy)``.
   Where one summand is a function of a Gaussian (a rectified stream) and the others are
@@ -43,22 +49,30 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def add(call: Call, signs: tuple[float, ...] | None = None, scale: float = 1.0) -> Step:
     xs: list[Signal] = call.inputs
     signs = signs or (1.0,) * len(xs)
+    same = call.same or tuple(range(len(xs)))
+    # one term per value: summands that are the same value add their weights
+    first = sorted(set(same))
+    weights = [scale * sum(s for s, j in zip(signs, same, strict=True) if j == i) for i in first]
+    terms = [xs[i] for i in first]
     means = scale * sum(s * x.means for s, x in zip(signs, xs, strict=True))
-    variances = scale * scale * sum(x.variances for x in xs)
+    variances = sum(w * w * x.variances for w, x in zip(weights, terms, strict=True))
     out = make(means, variances)
     shapes = [x.shape for x in xs]
-    odd = [i for i, x in enumerate(xs) if not x.gaussian]
-    blend = _blend(xs, [scale * s for s in signs], out.shape, odd[0]) if len(odd) == 1 else None
+    odd = [i for i, x in enumerate(terms) if not x.gaussian]
+    blend = _blend(terms, weights, out.shape, odd[0]) if len(odd) == 1 else None
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
         grads = [g[0] * scale * scale for _ in xs]
         # the masks of the activation after the sum, where that summand is the function
         # itself (a summand that is a sum already passes the ratio to its branch as well)
-        if blend is not None and blend.selection and xs[odd[0]].blend is None:
-            grads[odd[0]] = grads[odd[0]] * blend.selection[0]
+        if blend is not None and blend.selection and terms[odd[0]].blend is None:
+            for i, j in enumerate(same):
+                if j == first[odd[0]]:
+                    grads[i] = grads[i] * blend.selection[0]
         return [unbroadcast(d, s) for d, s in zip(grads, shapes, strict=True)]
 
-    return Step([dataclasses.replace(out, blend=blend)], backward)
+    signed = tuple(scale * s for s in signs)
+    return Step([dataclasses.replace(out, blend=blend)], backward, weights=signed)
 
 
 def _blend(xs: list[Signal], weights: list[float], shape: tuple[int, ...], i: int) -> Blend | None:

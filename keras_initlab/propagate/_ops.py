@@ -470,7 +470,9 @@ def arithmetic(kind: table.Arithmetic, call: Call) -> Step:
     merge = {"add": _merge.add, "subtract": _merge.subtract, "multiply": _merge.multiply}
     if kind.function not in merge:
         raise NotImplementedError(f"{kind.function} of two independent tensors")
-    step = merge[kind.function](dataclasses.replace(call, inputs=[a.signal, b.signal]))
+    alike = bool(call.same) and call.same[a.index] == call.same[b.index]
+    operands = dataclasses.replace(call, inputs=[a.signal, b.signal], same=(0, 0 if alike else 1))
+    step = merge[kind.function](operands)
     if kind.function != "multiply":
         return _with_reduction(call, a, b, 1.0 if kind.function == "add" else -1.0, step)
 
@@ -503,7 +505,10 @@ def _with_reduction(call: Call, a: Operand, b: Operand, sign: float, step: Step)
         grads = step.backward(g)
         return _to_inputs(call, [(a, grads[0] * factors[0]), (b, grads[1] * factors[1])])
 
-    return Step([out], backward)
+    weights = [0.0] * len(call.inputs)  # a plain sum's, per input (`Step.weights`)
+    for operand, w in zip((a, b), step.weights, strict=True):
+        weights[operand.index] = w  # type: ignore[index]
+    return Step([out], backward, weights=() if found else tuple(weights))
 
 
 def _with_constant(kind: table.Arithmetic, call: Call, a: Operand, b: Operand) -> Step:

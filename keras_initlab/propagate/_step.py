@@ -29,6 +29,9 @@ class Call:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     batch: int | None = None  # samples per batch (training-mode batch statistics); None: many
+    # For each input, the first input holding the same value (`_identity.copies`): ``(0,
+    # 0)`` for ``add([pool(p), pool(p)])``; empty where not known (each its own).
+    same: tuple[int, ...] = ()
 
     @property
     def x(self) -> Signal:
@@ -86,6 +89,10 @@ class Step:
     parts: list[Part] = field(default_factory=list)
     # A kernel layer's output before its own activation (None: not a kernel layer).
     pre: Signal | None = None
+    # A sum's signed weight per input (``Add``: 1s; ``Subtract``: 1, -1): its inputs receive
+    # the same gradient, so where two hold the same value the walk adds what their paths
+    # pass back as amplitudes, not as variances (empty: not a sum).
+    weights: tuple[float, ...] = ()
     # Set by the walk before the backward pass: "coherent" is True when the gradient that
     # reaches the output is the same at every position (a global average pool downstream,
     # through per-position layers only).

@@ -580,6 +580,41 @@ def test_a_relu_of_a_residual_sum_on_a_rectified_stream():
         assert (one.activation_var, one.gradient_var) == (two.activation_var, two.gradient_var)
 
 
+def _pools_of_one_tensor(merge: str) -> keras.Model:
+    """Two 3x3 average pools alike of one tensor ``p`` (NASNet's ``normal_add_4``), merged
+    by ``merge``; ``p`` is also read on its own beside a difference (identically 0)."""
+    inputs = keras.Input((8, 8, 4))
+    p = _before((8, 8, 4))(inputs)
+    a, b = (L.AveragePooling2D(3, 1, "same", name=f"pool_{i}")(p) for i in (1, 2))
+    merged = {
+        "Add": lambda: L.Add(name="sum")([a, b]),
+        "Subtract": lambda: L.Concatenate(name="sum")([L.Subtract(name="zero")([a, b]), p]),
+        "one tensor twice": lambda: L.Add(name="sum")([a, a]),
+        "keras.ops": lambda: a + b,
+    }[merge]()
+    return keras.Model(inputs, L.Dense(4, name="after")(merged))
+
+
+@pytest.mark.parametrize("merge", ["Add", "Subtract", "one tensor twice", "keras.ops"])
+def test_a_sum_of_copies_of_one_value(merge):
+    """Summands that are the same value (`propagate._identity`): two pools alike of one
+    tensor add to twice one pool, whose variance is 4 times a pool's, not 2 times; their
+    difference is 0; backward what they pass to ``p`` adds as amplitudes. Every row within
+    t * SE of a sampled measurement, ``p``'s gradient (the ``before`` row) included (each
+    case fails without the rule: the sum's variance, or ``before``'s gradient, halved);
+    where the sum is a layer, its reading as independent summands (``2 Var(pool)``) lies
+    outside the bound."""
+    model = _pools_of_one_tensor(merge)
+    report = keras_initlab.propagate(model)
+    assert not report.assumed, report.assumed
+    measured = _chunked(model)
+    _check(report, measured, 0.0)
+    if merge in ("Add", "one tensor twice"):  # a layer: its own row
+        pool = report.by_layer()["pool_1"].activation_var
+        value, se = measured["sum"]["activation_var"]
+        assert abs(2.0 * pool - value) > T * se, (2.0 * pool, value, se)
+
+
 def test_a_relu_of_a_sum_on_concatenated_relu_branches():
     """An Inception-ResNet block: ReLU branches of unequal scale and shift concatenated, a
     branch added, a ReLU. The concatenation is the ReLU of the branches' concatenated
