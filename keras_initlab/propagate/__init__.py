@@ -35,7 +35,13 @@ width exceeds its fan-in keeps its outputs correlated, e.g. EfficientNet's stem 
 rescaled inputs); attention reached by a gradient common to all tokens; recurrent layers
 past their first step (the recurrent kernel is not read); a gradient and its activation
 correlated through 1x1 maps beyond what is tracked; the gradient below a softmax over few
-classes (its O(1/n) projection is dropped).
+classes (its O(1/n) projection is dropped); a long stream of ReLUs of residual sums with
+small branches (``relu(x + 0.17 branch)``, InceptionResNetV2's 40 blocks), whose law the
+walk records at each block as the rectified Gaussian of its mean and second moment: the
+law drifts from the true one (the stream's variance 15% low after 10 such blocks), and the gradient along it takes each mask as depending on the previous
+one only, while a unit that stayed active is likelier to stay so (after 10 blocks the
+chained pairwise survival is 0.21, the joint one 0.37); both need the law per element as
+nodes and the gradient as a function of the stream's value, which the walk does not carry.
 
 References: He et al. 2015 (Delving deep into rectifiers); Glorot and Bengio 2010;
 Poole et al. 2016 (Exponential expressivity in deep neural networks through transient chaos);
