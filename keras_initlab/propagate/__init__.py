@@ -37,11 +37,12 @@ past their first step (the recurrent kernel is not read); a gradient and its act
 correlated through 1x1 maps beyond what is tracked; the gradient below a softmax over few
 classes (its O(1/n) projection is dropped); a long stream of ReLUs of residual sums with
 small branches (``relu(x + 0.17 branch)``, InceptionResNetV2's 40 blocks), whose law the
-walk records at each block as the rectified Gaussian of its mean and second moment: the
-law drifts from the true one (the stream's variance 15% low after 10 such blocks), and the gradient along it takes each mask as depending on the previous
-one only, while a unit that stayed active is likelier to stay so (after 10 blocks the
-chained pairwise survival is 0.21, the joint one 0.37); both need the law per element as
-nodes and the gradient as a function of the stream's value, which the walk does not carry.
+walk records at each block as the rectified Gaussian of its mean and second moment: that
+law drifts from the true one (the stream's variance 15% low after 10 such blocks), and the
+gradient along the stream takes each mask as depending on the previous one only, while a
+unit that stayed active is likelier to stay so (after 10 blocks, the chained pairwise
+survival is 0.21 and the joint one 0.37, sampled); both need the law per element as nodes
+and the gradient as a function of the stream's value, which the walk does not carry.
 
 References: He et al. 2015 (Delving deep into rectifiers); Glorot and Bengio 2010;
 Poole et al. 2016 (Exponential expressivity in deep neural networks through transient chaos);

@@ -5,12 +5,12 @@ instead. NASNet's normal cell adds two 3x3 average pools of one tensor
 (``add([AveragePooling2D(p), AveragePooling2D(p)])``, ``normal_add_4_*``): the sum is
 ``2 pool(p)``, of variance ``4 Var(pool(p))``, not ``2 Var(pool(p))``. A tensor's value key
 names what computed it: a graph input by its own moments' identity; a call's outputs by the
-operation (the layer object itself where it holds weights, a shared layer; else its class
-and configuration without its name, so two pools alike are one function), the keys of its
-inputs (their numbers: the walk interns every key) and its other arguments. An operation
-that draws random numbers (a layer holding a ``keras.random.SeedGenerator``: dropout,
-noise, augmentation) in training mode, or whose arguments or configuration cannot be
-compared, gives a key of its own to each call.
+operation (the object itself where it holds weights, a shared layer, or where its class is
+not Keras' own; else its class and configuration without its name, so two pools alike are
+one function), the keys of its inputs (their numbers: the walk interns every key) and its
+other arguments. An operation that draws random numbers (a layer holding a
+``keras.random.SeedGenerator``: dropout, noise, augmentation) in training mode, or whose
+arguments or configuration cannot be compared, gives a key of its own to each call.
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ def _random(operation: Any) -> bool:
     )
 
 
+def _own(operation: Any) -> bool:
+    """Whether only the operation itself computes its value: it holds weights, or its
+    class is not Keras' own (a user's layer may keep what its configuration omits)."""
+    weights = isinstance(operation, keras.layers.Layer) and bool(operation.weights)
+    return weights or not type(operation).__module__.startswith("keras.")
+
+
 def value_key(operation: Any, inputs: list[int], args: Any, kwargs: Any, mode: str) -> Key | None:
     """The key of a call's value (its outputs are ``(key, i)``), or None where the call's
     value is its own (random in training mode, or not comparable).
@@ -69,7 +76,7 @@ def value_key(operation: Any, inputs: list[int], args: Any, kwargs: Any, mode: s
         return None
     try:
         static = (_static(args), _static(kwargs))
-        if isinstance(operation, keras.layers.Layer) and operation.weights:
+        if _own(operation):
             what: Any = ("layer", id(operation))
         else:
             config = dict(operation.get_config())

@@ -615,6 +615,36 @@ def test_a_sum_of_copies_of_one_value(merge):
         assert abs(2.0 * pool - value) > T * se, (2.0 * pool, value, se)
 
 
+def test_value_keys_name_what_computes_a_tensor():
+    """Two operations give one value only where they compute one function of one input:
+    Keras layers alike without weights (by class and configuration); a layer with weights
+    or a user's layer only as itself (its configuration may omit what it holds); a random
+    layer in training mode never (each call draws its own)."""
+    from keras_initlab.propagate._identity import value_key
+    from keras_initlab.propagate._step import Arg
+
+    def key(op, mode="inference", inputs=(0,)):
+        return value_key(op, list(inputs), (Arg(0),), {}, mode)
+
+    assert key(L.AveragePooling2D(3)) == key(L.AveragePooling2D(3))
+    assert key(L.AveragePooling2D(3)) != key(L.AveragePooling2D(2))
+    assert key(L.AveragePooling2D(3)) != key(L.AveragePooling2D(3), inputs=(1,))
+    dense = L.Dense(2)
+    dense.build((None, 3))
+    other = L.Dense(2)
+    other.build((None, 3))
+    assert key(dense) == key(dense) != key(other)
+
+    class Scale(L.Layer):  # a user's layer: its own value only
+        def call(self, x):
+            return 2.0 * x
+
+    assert key(Scale()) != key(Scale())
+    dropout = L.Dropout(0.5)
+    assert key(dropout) == key(L.Dropout(0.5))  # inference: the identity
+    assert key(dropout, "training") is None
+
+
 def test_a_relu_of_a_sum_on_concatenated_relu_branches():
     """An Inception-ResNet block: ReLU branches of unequal scale and shift concatenated, a
     branch added, a ReLU. The concatenation is the ReLU of the branches' concatenated
