@@ -20,7 +20,7 @@ paths stay independent; approximation):
   gradient for all of its consumers (approximation stated; ResNet50's stream ReLUs).
 * ``Average`` of ``n``: the same divided by ``n`` (``n^2`` for variances and gradients).
 * ``Multiply``: ``E[y] = prod E[x_i]``, ``E[y^2] = prod E[x_i^2]``; ``Var(dx_1) = Var(dy)
-  E[x_2^2]``.
+  E[x_2^2]`` (a product of copies of one value is not covered: its rows are assumed).
 * ``Concatenate``: the inputs side by side; the gradient is split back.
 
 A broadcast input receives the sum of the gradients of the elements it was broadcast to.
@@ -100,6 +100,8 @@ def average(call: Call) -> Step:
 
 def multiply(call: Call) -> Step:
     xs: list[Signal] = call.inputs
+    if len(set(call.same)) < len(call.same):  # E[x^2 x^2] is E[x^4], not E[x^2]^2
+        raise NotImplementedError("a product of copies of one value")
     means = np.prod(np.broadcast_arrays(*[x.means for x in xs]), axis=0)
     seconds = np.prod(np.broadcast_arrays(*[x.seconds for x in xs]), axis=0)
     out = make(means, seconds - means * means)
