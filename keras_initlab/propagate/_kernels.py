@@ -79,13 +79,13 @@ def matrix(x: Signal, w: np.ndarray, bias: np.ndarray | None) -> Signal:
 def _finish(call: Call, pre: Signal, backward: Any, note: str = "") -> Step:
     """Apply the layer's own activation; backward through it, then ``backward``."""
     activation = _activations.from_function(getattr(call.layer, "activation", None))
-    out, d2 = _activations.apply(activation, pre, call.batch)
+    out, d2, spread = _activations.apply(activation, pre, call.batch)
     return Step(
         [out],
         lambda g: [backward(g[0] * _activations.backward_factor(out, d2))],
         note=note,
         pre=pre,
-        gradient_assumed=_activations.saturation(activation, d2, call.layer),
+        gradient_assumed=_activations.saturation(activation, d2, call.layer, spread),
     )
 
 

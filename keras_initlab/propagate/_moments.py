@@ -361,10 +361,14 @@ def _softmax_draws(n: int, draws: int = SOFTMAX_DRAWS) -> np.ndarray:
     return np.random.default_rng(n).standard_normal((draws, n))
 
 
-def _drawn_sums(z: np.ndarray, batch: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(E[p_j], E[p_j^2], backward factor_j)`` per logit ``j`` of a softmax, averaged over
-    the rows of ``z`` (drawn logits, ``-inf`` where masked); the factor is scaled to the
-    typical value of a batch of ``batch`` draws (`softmax_sums`)."""
+def _drawn_sums(z: np.ndarray, batch: int | None) -> tuple[np.ndarray, ...]:
+    """``(E[p_j], E[p_j^2], backward factor_j, spread)`` per logit ``j`` of a softmax,
+    averaged over the rows of ``z`` (drawn logits, ``-inf`` where masked); the factor is
+    scaled to the typical value of a batch of ``batch`` draws (`softmax_sums`), and
+    ``spread`` (the same for every ``j``) is how far that batch value moves from batch to
+    batch: the ratio of the 90th to the 10th percentile of the groups' means (1 without
+    groups or where every group passes no gradient, infinite where a tenth of them pass
+    none)."""
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     s_2 = np.sum(p * p, axis=1, keepdims=True)
@@ -372,10 +376,13 @@ def _drawn_sums(z: np.ndarray, batch: int | None) -> tuple[np.ndarray, np.ndarra
     factor = energy.mean(axis=0)
     totals = energy.sum(axis=1)
     groups = len(totals) // batch if batch else 0
+    spread = 1.0
     if batch and groups >= MIN_GROUPS and totals.mean() > 0.0:
-        typical = np.median(totals[: groups * batch].reshape(groups, batch).mean(axis=1))
-        factor = factor * (typical / totals.mean())
-    return p.mean(axis=0), (p * p).mean(axis=0), factor
+        means = totals[: groups * batch].reshape(groups, batch).mean(axis=1)
+        factor = factor * (np.median(means) / totals.mean())
+        low, high = np.quantile(means, [0.1, 0.9])
+        spread = float(high / low) if low > 0.0 else math.inf
+    return p.mean(axis=0), (p * p).mean(axis=0), factor, np.full(factor.shape, spread)
 
 
 def softmax_sums(s2: float, n: int, batch: int | None = None) -> tuple[float, float]:
@@ -409,13 +416,13 @@ def softmax_sums(s2: float, n: int, batch: int | None = None) -> tuple[float, fl
     """
     if n <= 1:
         return 1.0, 0.0
-    _, second, factor = _drawn_sums(math.sqrt(max(s2, 0.0)) * _softmax_draws(n), batch)
+    _, second, factor, _ = _drawn_sums(math.sqrt(max(s2, 0.0)) * _softmax_draws(n), batch)
     return float(second.mean()), float(factor.mean())
 
 
 def softmax_moments(
     pre: Signal, batch: int | None = None, visible: np.ndarray | None = None
-) -> tuple[Signal, np.ndarray]:
+) -> tuple[Signal, np.ndarray, float]:
     """Moments of a softmax over the last axis, each row's logits ``z_j ~ N(m_j, v_j)``.
 
     The logits of one row are taken as independent across its ``n`` channels, each about
@@ -430,7 +437,8 @@ def softmax_moments(
     `SOFTMAX_ELEMENTS` numbers, at least ``MIN_GROUPS * batch`` draws each). With equal
     means and variances this is `softmax_sums`. ``visible`` (1 or 0, broadcast to the
     logits: a mask) leaves the logits of each row it marks in: the masked ones get
-    probability 0 and no gradient.
+    probability 0 and no gradient. The third value is the largest batch-to-batch spread of
+    the backward factor over the rows (`_drawn_sums`; 1 without ``batch``).
     """
     mask = np.ones(pre.shape) if visible is None else np.broadcast_to(visible, pre.shape)
     mask = mask.astype(bool)
@@ -450,7 +458,8 @@ def softmax_moments(
             np.stack(_drawn_sums(row[:n] + np.sqrt(row[n:]) * noise, batch))
             for row in values.astype(np.float64)
         ]
-    )  # (rows, 3, n)
-    sums = sums[where.ravel()].reshape(*pre.shape[:-1], 3, n)
+    )  # (rows, 4, n)
+    spread = float(sums[:, 3, 0].max())
+    sums = sums[where.ravel()].reshape(*pre.shape[:-1], 4, n)
     mean, second, factor = (np.where(mask, sums[..., i, :], 0.0) for i in range(3))
-    return make(mean, second - mean * mean), factor
+    return make(mean, second - mean * mean), factor, spread

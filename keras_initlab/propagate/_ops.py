@@ -330,7 +330,7 @@ def _elementwise(
             # a Gaussian through affine maps is read by its moments; a sum on a rectified
             # stream (no chain, a Blend) is integrated as the activation layers do
             pre = x.signal.plain() if gaussian and chain else x.signal
-            out, d2 = _activations.apply(f, pre, call.batch)
+            out, d2, _ = _activations.apply(f, pre, call.batch)
     _finite(out.means, out.variances, d2)
     if selection is not None:
         _select(*selection)

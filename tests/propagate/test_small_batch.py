@@ -195,3 +195,27 @@ def test_a_softmax_saturated_beyond_float32_passes_back_no_predicted_gradient(ga
         assert rows["pre"].gradient_assumes == ("out",)
     else:
         assert rows["pre"].status == "predicted", rows["pre"].note
+
+
+@pytest.mark.parametrize(("logit_var", "near"), [(1e4, True), (1.0, False)])
+def test_a_softmax_near_saturation_passes_back_no_predicted_gradient(logit_var, near):
+    """Logits of variance 1e4 over 10 classes: the gradient a batch of 16 passes back moves
+    by orders of magnitude from batch to batch (400 measured batches: their 90th percentile
+    over their 10th, far above `SPREAD_LIMIT`), so one batch's value is luck; propagate
+    predicts the softmax's output, names the spread, and the row below is ``"upstream"``.
+    Logits of variance 1: the batches agree within a few percent, all predicted."""
+    from keras_initlab.propagate._activations import SPREAD_LIMIT
+
+    batch, repeats, width = 16, 400, 64
+    model = _softmax_classifier(width, math.sqrt(logit_var / width))
+    measured = _gradient_repeats(model, "pre", batch, repeats, (width,), seed=4)
+    low, high = np.quantile(measured, [0.1, 0.9])
+    assert (high > SPREAD_LIMIT * low) == near, (low, high)
+    rows = keras_initlab.propagate(model, batch_size=batch).by_layer()
+    assert rows["out"].status == "predicted"
+    if near:
+        assert "near saturation" in rows["out"].note, rows["out"].note
+        assert rows["pre"].status == "upstream"
+        assert rows["pre"].gradient_assumes == ("out",)
+    else:
+        assert rows["pre"].status == "predicted", rows["pre"].note
