@@ -410,7 +410,7 @@ class Walker:
             tuple(args),
             kwargs,
             self.batch,
-            same or tuple(range(len(inputs))),
+            same,
         )
         opaque = ""
         if rule_for(operation, len(inputs)) is None and isinstance(operation, keras.layers.Layer):

@@ -361,14 +361,15 @@ def _softmax_draws(n: int, draws: int = SOFTMAX_DRAWS) -> np.ndarray:
     return np.random.default_rng(n).standard_normal((draws, n))
 
 
-def _drawn_sums(z: np.ndarray, batch: int | None) -> tuple[np.ndarray, ...]:
+def _drawn_sums(
+    z: np.ndarray, batch: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """``(E[p_j], E[p_j^2], backward factor_j, spread)`` per logit ``j`` of a softmax,
     averaged over the rows of ``z`` (drawn logits, ``-inf`` where masked); the factor is
     scaled to the typical value of a batch of ``batch`` draws (`softmax_sums`), and
-    ``spread`` (the same for every ``j``) is how far that batch value moves from batch to
-    batch: the ratio of the 90th to the 10th percentile of the groups' means (1 without
-    groups or where every group passes no gradient, infinite where a tenth of them pass
-    none)."""
+    ``spread`` is how far that batch value moves from batch to batch: the ratio of the 90th
+    to the 10th percentile of the groups' means (1 without groups or where every group
+    passes no gradient, infinite where a tenth of them pass none)."""
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     s_2 = np.sum(p * p, axis=1, keepdims=True)
@@ -382,7 +383,7 @@ def _drawn_sums(z: np.ndarray, batch: int | None) -> tuple[np.ndarray, ...]:
         factor = factor * (np.median(means) / totals.mean())
         low, high = np.quantile(means, [0.1, 0.9])
         spread = float(high / low) if low > 0.0 else math.inf
-    return p.mean(axis=0), (p * p).mean(axis=0), factor, np.full(factor.shape, spread)
+    return p.mean(axis=0), (p * p).mean(axis=0), factor, spread
 
 
 def softmax_sums(s2: float, n: int, batch: int | None = None) -> tuple[float, float]:
@@ -453,13 +454,11 @@ def softmax_moments(
     values, where = np.unique(rows.astype(np.float32), axis=0, return_inverse=True)
     draws = max(SOFTMAX_ELEMENTS // (n * len(values)), MIN_GROUPS * (batch or 0), 64)
     noise = _softmax_draws(n, min(draws, SOFTMAX_DRAWS))
-    sums = np.stack(
-        [
-            np.stack(_drawn_sums(row[:n] + np.sqrt(row[n:]) * noise, batch))
-            for row in values.astype(np.float64)
-        ]
-    )  # (rows, 4, n)
-    spread = float(sums[:, 3, 0].max())
-    sums = sums[where.ravel()].reshape(*pre.shape[:-1], 4, n)
+    drawn = [
+        _drawn_sums(row[:n] + np.sqrt(row[n:]) * noise, batch) for row in values.astype(np.float64)
+    ]
+    sums = np.stack([np.stack(d[:3]) for d in drawn])  # (rows, 3, n)
+    spread = max(d[3] for d in drawn)
+    sums = sums[where.ravel()].reshape(*pre.shape[:-1], 3, n)
     mean, second, factor = (np.where(mask, sums[..., i, :], 0.0) for i in range(3))
     return make(mean, second - mean * mean), factor, spread
