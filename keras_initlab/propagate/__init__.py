@@ -33,7 +33,10 @@ inputs at ``O(1/sqrt(fan_in))``, so a deep stack departs from the prediction by 
 a 16-channel bottleneck) matter most. Known to fail: correlated inputs (a bottleneck whose
 width exceeds its fan-in keeps its outputs correlated, e.g. EfficientNet's stem on tiny
 rescaled inputs); attention reached by a gradient common to all tokens; recurrent layers
-past their first step (the recurrent kernel is not read); a gradient and its activation
+are followed step by step in the mean field, each gate independent of the state it
+multiplies, and a recurrent layer or a pool over steps that reads a sequence whose steps
+are correlated (another recurrent layer's, a repeated vector) is assumed, not predicted; a
+gradient and its activation
 correlated through 1x1 maps beyond what is tracked; the gradient below a softmax over few
 classes (its O(1/n) projection is dropped); a long stream of ReLUs of residual sums with
 small branches (``relu(x + 0.17 branch)``, InceptionResNetV2's 40 blocks), whose law the

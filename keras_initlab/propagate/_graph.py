@@ -6,8 +6,9 @@ named below it (``"encoder/dense_1"``). Each tensor carries a ``Signal``; the ba
 starts from 1 at every model output (the gradient variances are relative to the output's),
 runs the calls in reverse and adds the contributions of every consumer of a tensor
 (independent paths, as in mean-field theory). A layer called more than once gets a row per
-call: its path for the first, ``path@2``, ``path@3``, ... for the next ones (a traced
-layer's inner rows below ``path@2/``).
+call: its path for the first, ``path@2``, ``path@3``, ... for the next ones, as
+`keras_initlab.measure` names its records (the inner rows of a nested model or a traced
+layer called twice: ``path/inner``, then ``path/inner@2``).
 
 Assumptions are carried, not forgotten: every tensor carries the names of the assumed layers
 its moments rest on (a layer no rule covers, and everything computed from its output), and
@@ -19,6 +20,7 @@ the layers (``PropagateRow.assumes``, ``PropagateRow.gradient_assumes``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +28,13 @@ import keras
 import numpy as np
 
 from keras_initlab._keras import ConstantCall, functional_calls, is_functional
-from keras_initlab.model.layers import INPUT_LAYER, PER_POSITION, POOLING_GLOBAL_AVERAGE
+from keras_initlab.model.layers import (
+    BIDIRECTIONAL,
+    INPUT_LAYER,
+    PER_POSITION,
+    POOLING_GLOBAL_AVERAGE,
+    RNN,
+)
 from keras_initlab.model.trace import Trace, output_spec, trace_layer
 from keras_initlab.propagate._identity import Key, copies, value_key
 from keras_initlab.propagate._report import (
@@ -243,7 +251,9 @@ class Walker:
         self.before = before
         self.rows: list[_Row] = []
         self._named: set[str] = set()
-        self._calls: dict[tuple[str, int], int] = {}  # calls of each layer so far, per parent
+        # calls of each operation so far, by its parent's path and its name (a traced
+        # layer's trace may hold new operation objects at each call, named alike)
+        self._calls: dict[tuple[str, str], int] = {}
 
     def model(
         self,
@@ -323,6 +333,10 @@ class Walker:
                 kwargs,
                 copies(in_keys),
             )
+            if any(env[id(t)].correlated_steps for t in call.inputs) and not isinstance(
+                call.operation, (*RNN, *BIDIRECTIONAL)
+            ):  # a recurrent layer's rule says what it returns
+                outs = [dataclasses.replace(s, correlated_steps=True) for s in outs]
             for i, (t, s, a) in enumerate(zip(call.outputs, outs, out_taints, strict=False)):
                 env[id(t)], tainted[id(t)] = s, a
                 keys[id(t)] = numbers.setdefault(
@@ -394,11 +408,12 @@ class Walker:
             return inputs, taints, lambda g: g
         if out_specs and not any(_floating(t) for t in out_specs):
             return self._indices(operation, inputs, out_specs, args, kwargs)
-        key = (prefix, id(operation))
+        key = (prefix, operation.name)
         calls = self._calls[key] = self._calls.get(key, 0) + 1
         name = f"{prefix}{operation.name}" + (f"@{calls}" if calls > 1 else "")
+        inner = f"{prefix}{operation.name}/"  # each call's inner rows count their own calls
         if is_functional(operation) or isinstance(operation, keras.Sequential):
-            return self.model(operation, f"{name}/", inputs, taints)
+            return self.model(operation, inner, inputs, taints)
         in_shapes = self._sizes(in_specs, inputs)
         out_shapes = self._out_shapes(operation, in_specs, in_shapes, out_specs, args, kwargs)
         call = Call(
@@ -430,7 +445,7 @@ class Walker:
             else:
                 rows, named = len(self.rows), set(self._named)
                 try:
-                    return self._traced(operation, name, trace, inputs, taints)
+                    return self._traced(operation, name, inner, trace, inputs, taints)
                 except (ValueError, TypeError, NotImplementedError) as error:
                     # A part of the traced call no rule can lay out (shapes it does not
                     # expect): the layer is read as a whole, assumed; its partial rows go.
@@ -558,13 +573,19 @@ class Walker:
         ]
 
     def _traced(
-        self, layer: Any, name: str, trace: Trace, inputs: list[Signal], taints: list[Taint]
+        self,
+        layer: Any,
+        name: str,
+        inner: str,
+        trace: Trace,
+        inputs: list[Signal],
+        taints: list[Taint],
     ) -> tuple[list[Signal], list[Taint], Backward]:
-        """A layer read through its traced ``call``: its own row (its first output), then
-        the rows of its sub-layers and operations, named below it."""
+        """A layer read through its traced ``call``: its own row ``name`` (its first
+        output), then the rows of its sub-layers and operations, named below ``inner``."""
         row = self._add_row(name, layer, inputs[0], "", "read through its traced call", ())
-        outs, out_taints, inner = self._graph(
-            trace.inputs, trace.outputs, trace.calls, f"{name}/", inputs, taints
+        outs, out_taints, walked = self._graph(
+            trace.inputs, trace.outputs, trace.calls, inner, inputs, taints
         )
         if row is not None:
             row.signal, row.assumes = outs[0], out_taints[0]
@@ -572,6 +593,6 @@ class Walker:
         def backward(g: Grads) -> Grads:
             if row is not None:
                 row.set_gradient(g[0][0], _union(*g[1][:1]))
-            return inner(g)
+            return walked(g)
 
         return outs, out_taints, backward

@@ -73,7 +73,7 @@ from keras_initlab.propagate._moments import (
     standard_nodes,
     unique_rows,
 )
-from keras_initlab.propagate._signal import Signal, Source, make
+from keras_initlab.propagate._signal import Signal, Source, make, require_independent_steps
 from keras_initlab.propagate._step import Arg, Call, Step
 from keras_initlab.propagate._structural import moved
 
@@ -688,6 +688,8 @@ def reduction(kind: table.Reduction, call: Call) -> Step:
     if extra or getattr(call.layer, "initial", None) is not None:
         raise NotImplementedError("weights or an initial value")
     axes, shape = _reduced_axes(call), x.signal.shape
+    if 0 in axes and len(shape) > 1:  # over the steps (not only the channels)
+        require_independent_steps(x.signal, "reduces")
     kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
     out_shape = _sample_shape(call.out_shapes[0])
     if kind.function in ("max", "min"):

@@ -28,7 +28,7 @@ import numpy as np
 from keras_initlab.gaussian import max_unequal_nodes
 from keras_initlab.propagate._geometry import gather, scatter, window_index
 from keras_initlab.propagate._moments import LINEAR, max_derivative, max_moments, rectified
-from keras_initlab.propagate._signal import Signal, Source, make
+from keras_initlab.propagate._signal import Signal, Source, make, require_independent_steps
 from keras_initlab.propagate._step import Call, Step
 
 _ROWS = 512  # windows integrated at once (rows x 401 nodes x taps numbers)
@@ -48,6 +48,7 @@ def _index(call: Call) -> np.ndarray:
 
 
 def average_pooling(call: Call) -> Step:
+    require_independent_steps(call.x, "pools")
     x, index = call.x, _index(call)
     c, out_shape = x.channels, tuple(call.out_shapes[0][1:])
     n = np.count_nonzero(index >= 0, axis=1).astype(np.float64)[:, None]  # (out, 1)
@@ -165,6 +166,7 @@ def _unequal(
 
 
 def max_pooling(call: Call) -> Step:
+    require_independent_steps(call.x, "pools")
     out_shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
     step, _ = maximum(call.x, _index(call), out_shape)
     return step
@@ -175,6 +177,7 @@ def _positions(x: Signal) -> int:
 
 
 def global_average_pooling(call: Call) -> Step:
+    require_independent_steps(call.x, "pools")
     x = call.x
     p, c = _positions(x), x.channels
     means = x.means.reshape(-1, c).mean(axis=0)
@@ -190,6 +193,7 @@ def global_average_pooling(call: Call) -> Step:
 
 
 def global_max_pooling(call: Call) -> Step:
+    require_independent_steps(call.x, "pools")
     x = call.x
     index = np.arange(_positions(x))[None, :]
     out_shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])

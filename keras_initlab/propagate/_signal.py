@@ -125,6 +125,11 @@ class Signal:
             carries no activation (its moments are zeros).
         blend: a ``Blend`` when the tensor is a function of a Gaussian plus an independent
             Gaussian (a residual sum on a rectified stream); None with a ``source``.
+        correlated_steps: whether the steps along the first axis are correlated with one
+            another (a recurrent layer's sequence, a repeated vector, and what is computed
+            from one): a recurrent layer, whose rule takes its input's steps as
+            independent, cannot read it (the walk carries the flag to every output of an
+            operation that reads such a tensor).
     """
 
     means: np.ndarray
@@ -132,6 +137,7 @@ class Signal:
     source: Source | None = None
     value: np.ndarray | None = None
     blend: Blend | None = None
+    correlated_steps: bool = False
 
     @staticmethod
     def uniform(mean: float, var: float, shape: tuple[int | None, ...]) -> Signal:
@@ -185,6 +191,20 @@ class Signal:
                 return False
             signal = signal.source.pre
         return False
+
+
+def require_independent_steps(x: Signal, what: str) -> None:
+    """Raise NotImplementedError (the layer is then assumed, with the reason) where the
+    steps of ``x`` are correlated (`Signal.correlated_steps`): a rule that ``what`` (pools,
+    or recurs over, the positions) takes them as independent, and a recurrent state's
+    persistence makes the fluctuations of one unit alike from step to step (a bidirectional
+    LSTM's sequence averaged over 12 steps measures several times the variance of 12
+    independent steps)."""
+    if x.correlated_steps:
+        raise NotImplementedError(
+            f"it {what} a tensor whose steps are correlated with one another (a recurrent "
+            "layer's sequence, a repeated vector): the rule takes them as independent"
+        )
 
 
 def make(means: Any, variances: Any, source: Any = None) -> Signal:

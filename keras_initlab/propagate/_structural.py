@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -66,7 +67,9 @@ def relayout(call: Call) -> Step:
 
 def repeat_vector(call: Call) -> Step:
     n = int(call.layer.n)
-    return _moved(call, lambda a: np.repeat(a[None, :], n, axis=0), lambda g: g.sum(axis=0))
+    out = moved(call.x, lambda a: np.repeat(a[None, :], n, axis=0))
+    # every step the same value: as correlated as steps can be
+    return Step([dataclasses.replace(out, correlated_steps=True)], lambda g: [g[0].sum(axis=0)])
 
 
 def _pairs(value: Any, rank: int) -> list[tuple[int, int]]:

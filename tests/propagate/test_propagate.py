@@ -188,6 +188,25 @@ CASES: dict[str, tuple[tuple[int, ...], Any, float]] = {
     "lstm_step0": ((1, 256), lambda: [L.LSTM(32)], 3.0 / math.sqrt(256)),
     "gru_step0": ((1, 256), lambda: [L.GRU(32)], 3.0 / math.sqrt(256)),
     "simple_rnn_step0": ((1, 64), lambda: [L.SimpleRNN(32, return_sequences=True)], 0),
+    # every step: the mean field leaves out each gate's correlation with the state it
+    # multiplies (both read h_{t-1}), ~ 1/sqrt(units)
+    "lstm_steps": ((8, 64), lambda: [L.LSTM(128, return_sequences=True)], 1 / math.sqrt(128)),
+    "gru_steps_last": ((8, 64), lambda: [L.GRU(128)], 1 / math.sqrt(128)),
+    "gru_steps_reset_before": (
+        (8, 64),
+        lambda: [L.GRU(128, reset_after=False, return_sequences=True)],
+        1 / math.sqrt(128),
+    ),
+    "simple_rnn_steps": (
+        (8, 64),
+        lambda: [L.SimpleRNN(128, return_sequences=True)],
+        1 / math.sqrt(128),
+    ),
+    "bidirectional_steps": (
+        (8, 64),
+        lambda: [L.Bidirectional(L.LSTM(64, return_sequences=True, go_backwards=False))],
+        1 / math.sqrt(64),
+    ),
     # a softmax output: its backward factor is an average over SOFTMAX_DRAWS fixed draws
     "dense_softmax": ((64,), lambda: [L.Dense(10, activation="softmax")], 3.0 / math.sqrt(4096)),
     # custom layers: traced (the block's second Dense reads the first's correlated units:
@@ -253,7 +272,9 @@ def _check(report: Any, measured: dict[str, Any], model_error: float, skip=()) -
                 continue
             value, se = measured[row.layer][key]
             predicted = getattr(row, key)
-            bound = T * se + model_error * abs(predicted) + 1e-9
+            # a model error is relative to the value's scale: a mean's is its std
+            scale = math.sqrt(row.activation_var) if key == "activation_mean" else predicted
+            bound = T * se + model_error * abs(scale) + 1e-9
             assert abs(predicted - value) <= bound, (
                 f"{row.layer}.{key}: predicted {predicted:.5g}, measured {value:.5g} "
                 f"+- {se:.2g} (bound {bound:.3g})"
@@ -486,14 +507,47 @@ def test_a_layer_called_twice_gets_a_row_per_call_named_by_call():
     names = [r.layer for r in keras_initlab.propagate(model, input_var=2.0)]
     inner = [f"{block.d1.name}", f"{block.d2.name}", "add"]
     first = ["tower", "enc/e1", "block", *(f"block/{n}" for n in inner)]
-    second = ["tower@2", "enc@2/e1", "block@2", *(f"block@2/{n}" for n in inner)]
+    # as measure names its records: the inner rows of the second call end in @2
+    second = ["tower@2", "enc/e1@2", "block@2", *(f"block/{n}@2" for n in inner)]
     assert sorted(names) == sorted([*first, *second, "diff"])
-    assert names.index("block@2/add") < names.index("diff")
+    assert names.index("block/add@2") < names.index("diff")
+    x = [np.ones((4, 32), "float32")] * 2
+    assert {r["layer"] for r in keras_initlab.measure(model, x)} <= set(names)
     rows = keras_initlab.propagate(model, input_var=2.0).by_layer()
     # the two calls see the same input moments here, so their rows agree
     for one, two in zip(first, second, strict=True):
         assert rows[two].activation_var == pytest.approx(rows[one].activation_var)
         assert rows[two].gradient_var == pytest.approx(rows[one].gradient_var)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        lambda: [L.Bidirectional(L.LSTM(32, return_sequences=True)), L.Dense(32)],
+        lambda: [L.GlobalAveragePooling1D(), L.RepeatVector(8)],
+    ],
+    ids=["a recurrent sequence through a dense", "a repeated vector"],
+)
+def test_a_recurrent_layer_reading_correlated_steps_is_assumed(before):
+    """The recurrent and pooling rules take their input's steps as independent; a sequence
+    whose steps are correlated (a GRU reading a bidirectional LSTM's sequence measures 1.8x
+    above what the rule gives it) makes the layer assumed, and the rows after it say so."""
+    inputs = keras.Input((8, 16))
+    h = inputs
+    for layer in before():
+        h = layer(h)
+    gru = L.GRU(32, name="gru")(h)
+    pooled = L.GlobalAveragePooling1D(name="pool")(h)
+    joined = L.Concatenate(name="join")([gru, pooled])
+    model = keras.Model(inputs, L.Dense(4, name="head")(joined))
+    rows = keras_initlab.propagate(model).by_layer()
+    for name in ("gru", "pool"):  # a recurrence and a pool over the steps
+        assert rows[name].status == "assumed"
+        assert "correlated" in rows[name].note
+    assert rows["head"].status == "downstream"
+    # the same GRU on the input itself is predicted
+    alone = keras.Sequential([keras.Input((8, 16)), L.GRU(32, name="gru")])
+    assert keras_initlab.propagate(alone).by_layer()["gru"].status == "predicted"
 
 
 def test_a_max_pool_of_unequal_inputs():
