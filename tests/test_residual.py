@@ -149,7 +149,11 @@ def test_sums_inside_custom_blocks_are_found_named_by_block_at_every_call():
     assert not first.unresolved
     block = model.get_layer("block3")
     found = first.rows[3]
-    assert found.skip == "block2"  # the previous block's output
+    # the previous block's output, which its sum computes: one stream of 16 sums
+    assert found.skip == "block2/add"
+    from keras_initlab.autoinit._plan import shares
+
+    assert {s.stream for s in shares(model).values()} == {16}
     assert found.branch == (f"block3/{block.d1.name}", f"block3/{block.d2.name}")
     assert found.last_kernel_layer is block.d2
     assert residual_blocks(model).rows[0].skip == "stem"

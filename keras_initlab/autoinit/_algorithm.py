@@ -17,12 +17,18 @@ from keras_initlab.autoinit._report import DRAWN, KEPT, SCALED, AutoInitReport, 
 from keras_initlab.autoinit._solve import Problem, scaled, solve
 from keras_initlab.draw import KEPT as KEPT_PLAN
 from keras_initlab.draw import WeightPlan, draw
-from keras_initlab.model.layers import ATTENTION, KERNEL_LAYERS, SEPARABLE_CONVS
+from keras_initlab.model.layers import (
+    ATTENTION,
+    BIDIRECTIONAL,
+    KERNEL_LAYERS,
+    RNN,
+    SEPARABLE_CONVS,
+)
 from keras_initlab.model.legacy import check_not_keras2
 from keras_initlab.model.weights import WeightSpec, check_built
 from keras_initlab.propagate import _activations, _attention
 from keras_initlab.propagate._graph import Walker
-from keras_initlab.propagate._kernels import bias_means, einsum_dense
+from keras_initlab.propagate._kernels import bias_means, einsum_dense, kernel
 from keras_initlab.propagate._rules import predict
 from keras_initlab.propagate._signal import Signal, input_signal, make
 from keras_initlab.propagate._step import Call
@@ -31,6 +37,10 @@ MODE = "inference"
 # The attention logits q.k / sqrt(key_dim) get unit variance: q and k unit variance.
 LOGITS_VAR = 1.0
 LOGITS_NOTE = "attention logits of unit variance"
+GATES_VAR = 1.0  # a recurrent layer's gate pre-activations, the input's part
+GATES_NOTE = (
+    "the input's part of every gate pre-activation at unit second moment; the recurrent kernel kept"
+)
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,8 @@ class _Hook:
         self.done.add(id(layer))
         if isinstance(layer, ATTENTION):
             self._attention(call, name)
+        elif isinstance(layer, (*RNN, *BIDIRECTIONAL)):
+            self._recurrent(call, name)
         elif isinstance(layer, KERNEL_LAYERS):
             step = predict(call)
             if step.pre is None:
@@ -149,6 +161,30 @@ class _Hook:
                 self._target(layer),
                 _own_activation(layer),
             )
+
+    def _recurrent(self, call: Call, name: str) -> None:
+        """Each recurrent layer's input kernel ``W`` scaled so that the input's part of its
+        gates' pre-activations, ``x_t W``, has unit second moment averaged over the steps
+        and the gate units (``c^2 mean(E[x^2] @ W^2) = 1``, on the input the walk
+        predicts); the recurrent kernel keeps its draw (the state's part adds to it)."""
+        layer = call.layer
+        parts = (
+            [(f"{name}/{r.name}", r) for r in (layer.forward_layer, layer.backward_layer)]
+            if isinstance(layer, BIDIRECTIONAL)
+            else [(name, layer)]
+        )
+        x = call.inputs[0]
+        for path, rnn in parts:
+            variable = getattr(rnn.cell, "kernel", None)
+            if variable is None:
+                continue
+            w = kernel(variable)
+            second = float(np.mean(x.seconds @ (w * w)))
+            if not second > 0.0:
+                continue  # an input that is exactly 0: no scale reaches the target
+            c = math.sqrt(GATES_VAR / second)
+            scaled(variable, c)
+            self.choices[path] = _Choice(c, _std(variable), GATES_VAR, GATES_NOTE)
 
     def _attention(self, call: Call, name: str) -> None:
         """q and k to unit variance (unit logits), v to the target, then the output

@@ -44,7 +44,8 @@ class ResidualBlock:
 
     Attributes:
         add: the Add's name (its path below the model; for ``x + y``, the operation's name).
-        skip: the name of what feeds the skip input (a layer's path, or a model input).
+        skip: the name of what feeds the skip input (a layer's path, or a model input; the
+            sum inside a block that returns it, ``block0/add`` rather than ``block0``).
         branch_output: the name of the layer (or operation) whose output enters the sum
             from the branch.
         branch: the weighted layers of the branch, in graph order (paths of the layers
@@ -170,11 +171,15 @@ class _Finder:
         self.kernels = kernels
         self.blocks: list[ResidualBlock] = []
         self.unresolved: list[UnresolvedSum] = []
+        # a layer or nested model whose output is a sum inside it -> that sum's name: the
+        # next block's skip reads the same tensor, so the stream goes on through it
+        self.returns: dict[str, str] = {}
 
     def model(self, model: Any, prefix: str, input_names: list[str] | None = None) -> None:
         if _keras.is_functional(model):
             names = input_names or [_input_name(model, i, prefix) for i in range(len(model.inputs))]
-            self._graph(model.inputs, _keras.functional_calls(model), names, prefix)
+            found = self._graph(model.inputs, _keras.functional_calls(model), names, prefix)
+            self._returned(prefix.removesuffix("/"), found.get(id(model.outputs[0])))
         elif isinstance(model, keras.Sequential):
             spec, name = model.inputs[0], (input_names or [prefix + "input"])[0]
             for layer in model.layers:
@@ -199,7 +204,14 @@ class _Finder:
                     name, layer, f"its call cannot be traced ({type(error).__name__}: {first})"
                 )
                 return
-            self._graph(trace.inputs, trace.calls, input_names, f"{name}/")
+            found = self._graph(trace.inputs, trace.calls, input_names, f"{name}/")
+            self._returned(name, found.get(id(trace.outputs[0])))
+
+    def _returned(self, name: str, output: str | None) -> None:
+        """Note that ``name`` returns the tensor named ``output`` when a sum computes it."""
+        output = self.returns.get(output or "", output)
+        if output is not None and any(block.add == output for block in self.blocks):
+            self.returns[name] = output
 
     def _opaque(self, name: str, layer: Any, why: str) -> None:
         reason = (
@@ -211,9 +223,11 @@ class _Finder:
     def _weights_of(self, name: str) -> list[str]:
         return [k for k in self.kernels if k == name or k.startswith(name + "/")]
 
-    def _graph(self, inputs: Any, calls: Any, input_names: list[str], prefix: str) -> None:
+    def _graph(
+        self, inputs: Any, calls: Any, input_names: list[str], prefix: str
+    ) -> dict[int, str]:
         """Read the calls of a graph (a Functional model's, or a traced ``call``'s) whose
-        inputs are named ``input_names``."""
+        inputs are named ``input_names``; returns the names of its tensors by id."""
         calls = list(calls)
         producer: dict[int, int] = {}
         ancestry: dict[int, frozenset[int]] = {id(t): frozenset() for t in inputs}
@@ -230,6 +244,7 @@ class _Finder:
                 self._inner(call.operation, prefix, called, [names[id(t)] for t in call.inputs])
             if is_sum(call.operation):
                 self._sum(call, calls, producer, ancestry, names, prefix)
+        return names
 
     def _path_weights(self, calls: list[Any], members: frozenset[int], prefix: str) -> list[str]:
         names = (prefix + calls[i].operation.name for i in sorted(members))
@@ -282,7 +297,11 @@ class _Finder:
             ),
             None,
         )
-        skip_name = names[id(skip)] if not shortcut else _fork_name(common, calls, names, prefix)
+        skip_name = (
+            self.returns.get(names[id(skip)], names[id(skip)])
+            if not shortcut
+            else _fork_name(common, calls, names, prefix)
+        )
         self.blocks.append(
             ResidualBlock(
                 add=name,
