@@ -369,3 +369,43 @@ def test_an_activation_unbounded_above_that_cannot_reach_the_target_gets_the_cap
         assert note in rows[dense.name].note, rows[dense.name].note
         kernel = keras.ops.convert_to_numpy(dense.kernel).astype(np.float64)
         assert (kernel**2).sum(axis=0).mean() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "recurrent",
+    [lambda: L.GRU(32, name="rnn"), lambda: L.Bidirectional(L.LSTM(16), name="rnn")],
+    ids=["GRU", "Bidirectional LSTM"],
+)
+def test_a_recurrent_layers_input_kernel_gives_its_gates_unit_pre_activations(recurrent):
+    """On an input of second moment 0.01, `auto` scales a recurrent layer's input kernel
+    ``W`` so that ``x_t W`` has unit second moment over the steps and gate units (a
+    sampled check at t * SE, the second moment's standard error over the samples), and
+    keeps its recurrent kernel; the report says both."""
+    from scipy import stats
+
+    from keras_initlab.testing import budget
+
+    model = keras.Sequential(
+        [keras.Input((12, 8)), L.Rescaling(0.1), recurrent(), L.Dense(4, name="head")]
+    )
+    layer = model.get_layer("rnn")
+    cells = (
+        [layer.forward_layer.cell, layer.backward_layer.cell]
+        if isinstance(layer, L.Bidirectional)
+        else [layer.cell]
+    )
+    keras_initlab.initialize(model, "he_normal", seed=0)
+    recurrent_before = [keras.ops.convert_to_numpy(c.recurrent_kernel) for c in cells]
+    report = keras_initlab.initialize(model, "auto", seed=0, report=True)
+    x = 0.1 * np.random.default_rng(0).standard_normal((2048 * 12, 8))
+    t = float(stats.norm.ppf(1.0 - budget().alpha / 2.0))
+    for cell, before in zip(cells, recurrent_before, strict=True):
+        w = keras.ops.convert_to_numpy(cell.kernel).astype(np.float64)
+        per_sample = np.mean((x @ w) ** 2, axis=1)  # mean over the gate units
+        se = np.std(per_sample, ddof=1) / np.sqrt(len(per_sample))
+        assert abs(per_sample.mean() - 1.0) <= t * se, (per_sample.mean(), se)
+        recurrent_after = keras.ops.convert_to_numpy(cell.recurrent_kernel)
+        np.testing.assert_array_equal(recurrent_after, before)
+    scaled = [r for r in report if r.layer.startswith("rnn") and r.kernel == "scaled"]
+    assert len(scaled) == len(cells)
+    assert all("recurrent kernel kept" in r.note for r in scaled)
