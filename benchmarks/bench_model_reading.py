@@ -33,7 +33,8 @@ stderr, the report (markdown) to stdout. ``--details`` adds, per model, the not-
 rows by status and class, predicted values skipped (0 or NaN) and the worst predicted rows.
 TensorFlow runs on ``--threads`` intra-op and inter-op threads (default 1: the machines are
 shared). Against a ``keras_initlab`` from before ``prediction_agreement`` the script uses the
-copy of ``keras_initlab/testing/_agreement.py`` beside it (its repository's).
+copy of ``keras_initlab/testing/_agreement.py`` beside it (its repository's). The alerts are
+`tests/model_reading/judge.py`'s ``step0_alerts``, the check the family tests run.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,6 @@ import tensorflow as tf
 import keras_initlab
 
 ROOT = Path(__file__).resolve().parents[1]
-AUTO_BAND = (0.25, 4.0)  # the activation variance `auto` should keep every layer within
 CLASSES = 10
 
 
@@ -74,34 +73,12 @@ def _load(name: str, path: Path) -> Any:
 
 
 F = _load("families", ROOT / "tests" / "model_reading" / "families.py")
+J = _load("judge", ROOT / "tests" / "model_reading" / "judge.py")
+AUTO_BAND = J.AUTO_BAND  # the activation variance `auto` should keep every layer within
 try:
     from keras_initlab.testing import _agreement as A
 except ImportError:  # a keras_initlab from before it: the copy in this script's repository
     A = _load("agreement", ROOT / "keras_initlab" / "testing" / "_agreement.py")
-
-
-def step0_alerts(model: Any, x: np.ndarray, labels: np.ndarray) -> list[Any]:
-    """The alerts ``VarianceMonitor((x, labels))`` raises at step 0 of a fit, without the fit.
-
-    The monitor's own check (`VarianceMonitor._check`: the depth rule on its main path with
-    the one-off factors, then `alerts_for`, one alert per kind) on the record its
-    ``on_train_begin`` takes, `keras_initlab.measure` in the monitor's probe mode with the
-    compiled loss; the diagnosis (it names the cause, it does not decide the alert) is left
-    out.
-    """
-    from keras_initlab.callbacks import VarianceMonitor, VarianceWarning
-    from keras_initlab.measurement import probe_data
-
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    monitor = VarianceMonitor((x, labels))
-    monitor.set_model(model)
-    monitor._probe_data = probe_data((x, labels))
-    monitor._diagnosis = lambda mode: None  # type: ignore[method-assign]
-    rows = keras_initlab.measure(model, (x, labels), mode=monitor.probe_mode)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", VarianceWarning)
-        monitor._check(rows, 0)
-    return list(monitor.alerts)
 
 
 def auto_share(model: Any, x: np.ndarray) -> float:
@@ -132,7 +109,7 @@ def run(constructor: Any, batch: int, seed: int) -> dict[str, Any]:
     result: dict[str, Any] = {"size": size, "layers": len(model.layers)}
     for mode in ("inference", "training"):
         result[mode] = A.prediction_agreement(model, x, mode=mode, seed=seed)
-    result["alerts"] = step0_alerts(model, x, labels)
+    result["alerts"] = J.step0_alerts(model, x, labels)[0]
     result["auto"] = auto_share(model, x)
     result["seconds"] = time.perf_counter() - start
     return result

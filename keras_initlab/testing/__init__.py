@@ -11,7 +11,7 @@ most ``alpha``, by default the suite budget's ``FALSE_ALARM_RATE / K`` (``budget
 ``prediction_agreement`` measures how well ``keras_initlab.propagate`` predicts a model: each
 recorded layer's predicted against its measured activation and gradient variance (the
 surrogate-loss measurement is ``surrogate_measure``; ``compare_prediction`` compares a report
-with any measurement).
+with any measurement; ``pooled_agreement`` against several probes' geometric mean).
 
 Example (copy into your own tests):
 >>> import keras
@@ -31,6 +31,7 @@ from keras_initlab.testing._agreement import (
     AgreementRow,
     ErrorSummary,
     compare_prediction,
+    pooled_agreement,
     prediction_agreement,
     surrogate_loss,
     surrogate_measure,
@@ -119,6 +120,7 @@ __all__ = [
     "ks_distance",
     "load_profile",
     "on_device",
+    "pooled_agreement",
     "power_sample_size",
     "prediction_agreement",
     "register_profiles",

@@ -315,6 +315,7 @@ def prediction_agreement(
 
     A row where either value is 0, NaN or missing is skipped (counted in
     ``ErrorSummary.skipped``); rows of any other status are listed in ``not_predicted``.
+    The same as `pooled_agreement` of the one probe ``[x]``.
 
     Args:
         model: a built Keras model (Sequential, Functional or nested).
@@ -341,13 +342,97 @@ def prediction_agreement(
       activation  1.01x  1.03x  1.03x  (2 rows, 0 skipped)
       ...
     """
+    return pooled_agreement(model, [x], mode=mode, seed=seed)
+
+
+def pooled_agreement(
+    model: Any,
+    probes: Sequence[Any],
+    *,
+    mode: str = "inference",
+    seed: int = 0,
+    report: Any = None,
+) -> Agreement:
+    """`prediction_agreement` against the geometric mean of several probes' measurements.
+
+    A measured variance is itself a random variable of the probe: below a classifier, every
+    row's gradient inherits the noise of the few ``batch * classes`` values it starts from,
+    a factor shared by all the rows that no prediction can follow. Each probe ``x_k`` of
+    ``probes`` (``K`` of them, the same batch size ``N``) is measured as
+    `prediction_agreement` measures one (`surrogate_measure`, targets seeded ``seed + k``),
+    and each row's measured value is
+
+        m = exp(mean_k log m_k)    (NaN where a probe's value is 0, NaN or missing)
+
+    whose log has the standard error of one probe's divided by ``sqrt(K)``; the prediction
+    takes the moments of all the probes together and the batch size ``N`` of one.
+
+    Args:
+        model: a built Keras model.
+        probes: one or more probes, each an input of the model (an array or a list of
+            arrays) with ``N`` samples.
+        mode: ``"inference"`` or ``"training"``.
+        seed: the targets' seed of the first probe.
+        report: the `keras_initlab.propagate` report to compare (taken in ``mode``);
+            None: predicted here with the probes' moments.
+
+    Returns:
+        An `Agreement` (its rows carry the pooled measured values).
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from keras_initlab.testing import pooled_agreement
+    >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    >>> rng = np.random.default_rng(0)
+    >>> probes = [rng.standard_normal((16, 64)).astype("float32") for _ in range(3)]
+    >>> pooled_agreement(model, probes).predicted
+    1
+    """
     from keras_initlab.healthy import probe_moments
-    from keras_initlab.propagate import propagate
 
     mode = check_choice("mode", mode, MODES)
-    measured = surrogate_measure(model, x, mode=mode, seed=seed)
-    report = propagate(model, mode=mode, **probe_moments(x, model))
+    if not len(probes):
+        raise ValueError("Argument `probes` must hold at least one probe. Received: none")
+    moments = [probe_moments(x, model) for x in probes]
+    sizes = sorted({m["batch_size"] for m in moments})
+    if len(sizes) > 1:
+        raise ValueError(
+            f"Argument `probes` must hold probes of one batch size. Received: batch sizes {sizes}"
+        )
+    runs = [surrogate_measure(model, x, mode=mode, seed=seed + k) for k, x in enumerate(probes)]
+    measured = {layer: _geometric_mean(layer, runs) for layer in runs[0]}
+    if report is None:
+        report = _predicted(model, moments, mode)
     return compare_prediction(report, measured, mode=mode)
+
+
+def _predicted(model: Any, moments: Sequence[Mapping[str, Any]], mode: str) -> Any:
+    """`keras_initlab.propagate` of ``model`` in ``mode`` with the probes' ``moments``
+    (`keras_initlab.healthy.probe_moments`, one batch size) taken together."""
+    from keras_initlab.propagate import propagate
+
+    pooled = dict(moments[0])
+    means = np.array([m["input_mean"] for m in moments])
+    pooled["input_mean"] = float(means.mean())
+    pooled["input_var"] = float(np.mean([m["input_var"] for m in moments]) + means.var())
+    return propagate(model, mode=mode, **pooled)
+
+
+def _geometric_mean(layer: str, runs: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """The record of ``layer`` in the first run with each compared variance replaced by its
+    geometric mean over the runs (NaN where a run's value is 0, NaN or missing)."""
+    row = dict(runs[0][layer])
+    if len(runs) == 1:
+        return row  # one probe: its values as measured (a 0 stays 0, counted as skipped)
+    for key in KEYS:
+        values = [run.get(layer, {}).get(key) for run in runs]
+        logs = [
+            math.log(float(v)) if v is not None and math.isfinite(float(v)) and v > 0 else None
+            for v in values
+        ]
+        finite = [v for v in logs if v is not None]
+        row[key] = math.exp(sum(finite) / len(finite)) if len(finite) == len(logs) else math.nan
+    return row
 
 
 def ratio_text(error: float) -> str:

@@ -165,3 +165,26 @@ def test_a_layer_no_rule_reads_is_recorded_and_listed_not_predicted():
     assert agreement.predicted == agreement.recorded - len(agreement.not_predicted)
     assert agreement.both.count == 2 * agreement.predicted
     assert "scale" in str(agreement)
+
+
+def test_pooled_agreement_compares_the_geometric_mean_of_the_probes():
+    """Each row's measured variance is the geometric mean of the probes' (each probe
+    measured as `prediction_agreement` measures it, targets seeded seed + k); one probe
+    gives `prediction_agreement` itself; probes of different batch sizes are refused."""
+    model = keras.Sequential(
+        [keras.Input((32,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(8)]
+    )
+    rng = np.random.default_rng(0)
+    probes = [rng.standard_normal((64, 32)).astype("float32") for _ in range(3)]
+    pooled = kt.pooled_agreement(model, probes, seed=5)
+    ones = [kt.prediction_agreement(model, x, seed=5 + k) for k, x in enumerate(probes)]
+    for i, row in enumerate(pooled.rows):
+        for key in ("measured_activation_var", "measured_gradient_var"):
+            logs = [math.log(getattr(one.rows[i], key)) for one in ones]
+            assert getattr(row, key) == pytest.approx(math.exp(sum(logs) / 3), rel=1e-12)
+    single = kt.pooled_agreement(model, probes[:1], seed=5)
+    assert single.rows == ones[0].rows
+    with pytest.raises(ValueError, match="one batch size"):
+        kt.pooled_agreement(model, [probes[0], probes[1][:16]])
+    with pytest.raises(ValueError, match="at least one probe"):
+        kt.pooled_agreement(model, [])
