@@ -64,6 +64,7 @@ def surrogate_measure(
     layers: Sequence[Any] | None = None,
     mode: str = "inference",
     seed: int = 0,
+    measurement: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """``{layer path: record}`` of `keras_initlab.measure` with the surrogate loss, each
     ``gradient_var`` divided by the output's, ``Var(u) / N^2`` (``Var(u)``: the sample
@@ -75,15 +76,20 @@ def surrogate_measure(
         layers: the layers to measure (default: `keras_initlab.measure`'s selection).
         mode: ``"inference"`` or ``"training"``.
         seed: the targets' seed (`surrogate_targets`).
+        measurement: a `keras_initlab.measurement.Measurement` of ``model`` with the
+            surrogate loss to call (several probes then share its trace); None: one is
+            made with ``layers`` and ``mode``.
     """
     import keras
 
-    from keras_initlab.measurement import measure
+    from keras_initlab.measurement import Measurement
 
+    if measurement is None:
+        measurement = Measurement(model, layers, mode=mode, loss=surrogate_loss)
     n = int(keras.tree.flatten(x)[0].shape[0])
     u = surrogate_targets(model, n, seed=seed, x=x)
     targets: Any = u[0] if len(u) == 1 else u
-    records = measure(model, (x, targets), layers=layers, mode=mode, loss=surrogate_loss)
+    records = measurement((x, targets))
     pooled = np.concatenate([t.astype(np.float64).ravel() for t in u])
     reference = float(np.var(pooled)) / n**2  # dL/dy_out = u / N
     out = {}
@@ -399,7 +405,13 @@ def pooled_agreement(
         raise ValueError(
             f"Argument `probes` must hold probes of one batch size. Received: batch sizes {sizes}"
         )
-    runs = [surrogate_measure(model, x, mode=mode, seed=seed + k) for k, x in enumerate(probes)]
+    from keras_initlab.measurement import Measurement
+
+    measurement = Measurement(model, mode=mode, loss=surrogate_loss)  # one trace for all
+    runs = [
+        surrogate_measure(model, x, seed=seed + k, measurement=measurement)
+        for k, x in enumerate(probes)
+    ]
     measured = {layer: _geometric_mean(layer, runs) for layer in runs[0]}
     if report is None:
         report = _predicted(model, moments, mode)

@@ -271,3 +271,32 @@ def acceptance_failures(
             f"{sorted(set(left_out.values()))}"
         )
     return failures, misses
+
+
+JUDGED = "JUDGED "  # the line `main` prints its answer on
+
+
+def main(argv: list[str]) -> None:
+    """``python -m tests.model_reading.judge FAMILY [--known-miss]``: `acceptance_failures`
+    of the family's smallest constructor (`tests/model_reading/families.py`), printed as one
+    line ``JUDGED {"failures": [...], "misses": [...]}``. The family tests run each family
+    in a process of its own: a process that builds and measures several of the large ones
+    holds on to about 1-2 GB more after each (Keras' ``clear_session`` and a garbage
+    collection do not give it back), and a test worker that had run the whole suite was
+    killed for memory on NASNet."""
+    import json
+
+    import tests.conftest  # noqa: F401  (the suite's TensorFlow settings: one thread)
+    from tests.model_reading import families
+
+    family, known = argv[0], "--known-miss" in argv[1:]
+    constructor = families.representative(families.application_families()[family])
+    model, _ = families.build_smallest(constructor)
+    failures, misses = acceptance_failures(model, classes=families.CLASSES, known_miss=known)
+    print(JUDGED + json.dumps({"failures": failures, "misses": misses}), flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
