@@ -87,7 +87,10 @@ class _Cell:
     slices), ``b[g]`` (input bias), ``rb[g]`` (the GRU's recurrent bias, ``reset_after``)."""
 
     def __init__(self, cell: Any) -> None:
-        self.count = next(n for t, n in RECURRENT_GATES.items() if isinstance(cell, t))
+        count = next((n for t, n in RECURRENT_GATES.items() if isinstance(cell, t)), None)
+        if count is None:  # a user's cell, stacked cells
+            raise NotImplementedError(f"a cell of class {type(cell).__name__}")
+        self.count: int = count
         w, u = kernel(cell.kernel), kernel(cell.recurrent_kernel)
         self.units = u.shape[0]
         bias = values(getattr(cell, "bias", None))
