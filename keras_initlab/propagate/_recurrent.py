@@ -123,12 +123,13 @@ def _run(cell: Any, x: Signal) -> tuple[Signal, Backward]:
     xin = [matrix(x, c.w[g], c.b[g]) for g in range(c.count)]
     steps = x.shape[0]
     run = {1: _simple, 4: _lstm, 3: _gru}[c.count]
-    outs, backward = run(c, [[s.plain() for s in _split(xg, steps)] for xg in xin])
+    outs, backward = run(c, [_split(xg, steps) for xg in xin])
     means = np.stack([o.means for o in outs])
     return make(means, np.stack([o.variances for o in outs])), backward
 
 
 def _split(s: Signal, steps: int) -> list[Signal]:
+    """Each step of ``s`` as a plain Signal of its own."""
     return [make(s.means[t], s.variances[t]) for t in range(steps)]
 
 
