@@ -17,8 +17,10 @@ of the same batch (a plain ``fit`` epoch over its steps):
 and, for ``every_n_batches=1``, a bare training step (forward, backward, SGD update, no
 Keras ``fit`` loop around it), then the same with one read, float32 and float64 moments of
 every output and gradient inside the step, over the plain ``fit`` step. The first call of
-each (trace and instantiation; for ``record`` the model's build too) is printed next to a
-first 2-step ``fit``, which traces the training step: the start-up side of the same floor.
+each (trace and instantiation; for ``record`` its second, since a `Measurement`'s first pass
+runs eagerly, and the first, the model's build included, as ``one-shot record``) is printed
+next to a first 2-step ``fit``, which traces the training step: the start-up side of the
+same floor.
 
     python benchmarks/bench_record_floor.py [--models mlp,cnn,mobilenetv2] [--repeats 3]
 """
@@ -106,6 +108,9 @@ def bench(name: str, repeats: int) -> None:
     runs: dict[str, Callable[[], object]] = {"record": lambda: measurement(probe)}
     for label, kind, training in VARIANTS:
         runs[label] = functools.partial(functions(taps, optimizer, kind, training), *probe)
+    start = time.process_time()
+    measurement(probe)  # a one-shot `measure`: eager, no trace
+    one_shot = time.process_time() - start
     first = {}
     for label, run in runs.items():  # traced and instantiated
         start = time.process_time()
@@ -127,7 +132,8 @@ def bench(name: str, repeats: int) -> None:
     step = statistics.median(times.pop("step"))
     print(
         f"{name}: plain fit step {1000 * step:.1f} ms CPU (batch {batch}); a first fit of "
-        f"2 steps (tracing the training step) {first_fit:.2f} s",
+        f"2 steps (tracing the training step) {first_fit:.2f} s; a one-shot record "
+        f"(eager, model built) {one_shot:.2f} s",
         flush=True,
     )
     for label, t in times.items():

@@ -505,6 +505,27 @@ def quiet_retracing_warnings(*names: str) -> None:
     logger.addFilter(_OwnRetracingFilter(tuple(names)))
 
 
+# Keras' TensorFlow backend runs a grouped convolution (ConvNeXt's depthwise ``Conv2D``)
+# through a `tf.function` it creates at every call (``conv.<locals>._conv_xla``): run
+# eagerly, each call traces it anew, and TensorFlow blames the caller for the retracing.
+KERAS_PER_CALL_FUNCTIONS = ("_conv_xla",)
+
+
+@contextlib.contextmanager
+def keras_retracing_quiet() -> Iterator[None]:
+    """Within: TensorFlow's retracing warning about `KERAS_PER_CALL_FUNCTIONS` dropped (an
+    eager pass of the model triggers it in Keras' own code)."""
+    import tensorflow as tf
+
+    quiet = _OwnRetracingFilter(KERAS_PER_CALL_FUNCTIONS)
+    logger = tf.get_logger()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def grappler_call_options(options: dict[str, Any]) -> Any:
     """TensorFlow's call options for `tf.function` calls under Grappler's ``options``.
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from keras_initlab._validation import check_finite, unknown_name_message
-from keras_initlab.gaussian import normal_nodes
+from keras_initlab.gaussian import erf, normal_nodes
 
 __all__ = ["gain"]
 
@@ -49,9 +49,7 @@ def _softplus(z: np.ndarray) -> np.ndarray:
 
 
 def _gelu(z: np.ndarray) -> np.ndarray:
-    from math import erf
-
-    return 0.5 * z * (1.0 + np.vectorize(erf)(z / math.sqrt(2.0)))
+    return 0.5 * z * (1.0 + erf(z / math.sqrt(2.0)))
 
 
 def _silu(z: np.ndarray) -> np.ndarray:

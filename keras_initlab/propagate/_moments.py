@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_initlab.gaussian import max_normal_nodes, normal_nodes
+from keras_initlab.gaussian import erf, max_normal_nodes, normal_nodes
 from keras_initlab.propagate._signal import Blend, Signal, Source, make
 
 _INNER_POINTS = 801  # Simpson nodes per channel (kinks cost O(h^2), h = 0.03 std)
@@ -86,14 +86,7 @@ def _phi(t: np.ndarray) -> np.ndarray:
 
 
 def _cdf(t: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + _erf(t / math.sqrt(2.0)))
-
-
-_ERF = np.vectorize(math.erf, otypes=[np.float64])  # NumPy has no erf; math.erf is exact
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    return np.asarray(_ERF(np.asarray(x, np.float64)))
+    return 0.5 * (1.0 + erf(t / math.sqrt(2.0)))
 
 
 def _relu(u: np.ndarray, s: np.ndarray, slope: float) -> tuple[np.ndarray, ...]:
@@ -310,11 +303,12 @@ def max_derivative(source: Source, n: int) -> np.ndarray:
     f, pre = source.activation, source.pre
     e, we = normal_nodes(0.0, 1.0, breaks=(), points=_INNER_POINTS, width=_INNER_WIDTH)
     m, wm = max_normal_nodes(n, points=_INNER_POINTS, width=_INNER_WIDTH)
-    mu, sd = pre.means.reshape(-1)[:, None], np.sqrt(pre.variances.reshape(-1))[:, None]
+    (mu, var), inverse = unique_rows(pre.means, pre.variances)
+    mu, sd = mu[:, None], np.sqrt(var)[:, None]
     at_max = f.derivative(mu + sd * m) ** 2 @ wm
     anywhere = f.derivative(mu + sd * e) ** 2 @ we
     ratio = np.where(anywhere > 0, at_max / np.where(anywhere > 0, anywhere, 1.0), 1.0)
-    return ratio.reshape(pre.shape)
+    return ratio[inverse].reshape(pre.shape)
 
 
 _SOFTMAX_NODES, _SOFTMAX_WEIGHTS = np.polynomial.hermite_e.hermegauss(40)

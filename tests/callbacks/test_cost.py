@@ -100,9 +100,10 @@ def test_a_first_fit_with_in_step_records_leaves_the_plain_function_untraced():
 
 def test_every_probe_call_carries_the_call_options_it_was_instantiated_with(monkeypatch):
     """TensorFlow instantiates a function once per input signature and per call options
-    (they travel with each call): every call of the probe carries the same ones, Grappler
-    off, so it is instantiated once per probe shape and never again with Grappler on; the
-    thread's own call options and TensorFlow's global options are left as they were."""
+    (they travel with each call): every call of the traced probe (each after a
+    `Measurement`'s first, which runs eagerly) carries the same ones, Grappler off, so it is
+    instantiated once per probe shape and never again with Grappler on; the thread's own
+    call options and TensorFlow's global options are left as they were."""
     import tensorflow as tf
     from tensorflow.core.protobuf import config_pb2
     from tensorflow.python.eager import context
@@ -124,9 +125,52 @@ def test_every_probe_call_carries_the_call_options_it_was_instantiated_with(monk
     measurement = Measurement(_model())
     for probe in [(x, y), (x, y), (x[:16], y[:16]), (x, y), (x[:16], y[:16])]:
         measurement(probe)
-    assert len(carried) == 5
+    assert len(carried) == 4
     assert len(set(carried)) == 1
     config = config_pb2.ConfigProto.FromString(carried[0])
     assert config.graph_options.rewrite_options.disable_meta_optimizer
     assert ctx.function_call_options is own
     assert tf.config.optimizer.get_experimental_options() == options
+
+
+def test_a_one_shot_measurement_runs_eagerly_and_equals_the_traced_one(monkeypatch):
+    """A `Measurement`'s first pass runs eagerly (a one-shot `measure` never traces: a
+    trace costs several passes), the next ones through the traced probe; on a small CNN
+    with BatchNormalization, in both modes, the two give the same records to the last bit
+    (the same ops, Grappler off in the trace)."""
+    from tensorflow.python.eager import context
+
+    from keras_initlab.measurement import Measurement
+
+    called: list[bytes] = []
+    real = context.Context.call_function
+
+    def recording(self, name, tensor_inputs, num_outputs):
+        called.append(name)
+        return real(self, name, tensor_inputs, num_outputs)
+
+    monkeypatch.setattr(context.Context, "call_function", recording)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            L.Conv2D(6, 3, name="c"),
+            L.BatchNormalization(name="bn"),
+            L.Activation("relu", name="r"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(3, name="out"),
+        ]
+    )
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 8, 8, 3)).astype("float32"), rng.integers(0, 3, 16)
+    for mode in ("inference", "training"):
+        measurement = Measurement(model, mode=mode)
+        eager = measurement((x, y))
+        assert not any(b"probe" in name for name in called)
+        traced = measurement((x, y))
+        assert any(b"probe" in name for name in called)
+        called.clear()
+        assert [r["layer"] for r in eager] == ["c", "bn", "r", "out"]
+        for one, other in zip(eager, traced, strict=True):
+            numbers = {k: v for k, v in one.items() if isinstance(v, float)}
+            assert numbers == {k: other[k] for k in numbers}, one["layer"]

@@ -1,6 +1,6 @@
 """#26's acceptance as checks, shared by the family tests, the hand-built models' tests and
-the sweep (``benchmarks/bench_model_reading.py`` loads this file by path, so it is not
-collected as a test module).
+the sweep (``benchmarks/bench_model_reading.py`` runs `main` on every constructor; the name
+keeps it from being collected as a test module).
 
 On a model re-drawn He normal, with unit-variance random probes of ``BATCH`` samples, in
 inference and in training mode:
@@ -231,19 +231,28 @@ def auto_outside(model: keras.Model, x: Any) -> tuple[float, list[tuple[str, str
     return share, outside, {r["layer"]: reach[r["layer"]] for r in records if r["layer"] in reach}
 
 
-def acceptance_failures(
-    model: keras.Model, *, classes: int, known_miss: bool = False
-) -> tuple[list[str], list[str]]:
-    """``(failures, agreement misses)`` of ``model`` (re-drawn He normal here, seed 0;
-    ``classes``: the size of its output, for the alerts' labels) against every check of
-    the module docstring, in both modes. The agreement misses are returned apart: a known
-    miss (``known_miss``) is judged on one probe only and left to its caller."""
+def _ratios(summary: Any) -> list[float]:
+    """A summary's median, 90th percentile and maximum as ratios ``exp(|log(p / m)|)``."""
+    return [math.exp(getattr(summary, stat)) for stat in BOUNDS]
+
+
+def acceptance(model: keras.Model, *, classes: int, known_miss: bool = False) -> dict[str, Any]:
+    """Every check of the module docstring on ``model`` (re-drawn He normal here, seed 0;
+    ``classes``: the size of its output, for the alerts' labels), in both modes.
+
+    Returns ``{"failures": [...], "misses": [...], "figures": {...}}``: the agreement misses
+    apart from the other failures (a known miss, ``known_miss``, is judged on one probe only
+    and left to its caller), and the figures the sweep tabulates (per mode the recorded
+    rows, the share predicted, the probes judged and the activation's and gradient's
+    median/p90/max ratios; the step-0 alerts and the false ones; `auto`'s share within the
+    band and the rows left out of it)."""
     from keras_initlab.healthy import probe_moments
 
     keras_initlab.initialize(model, "he_normal", seed=0)
     x = probe(model, 0)
     failures: list[str] = []
     misses: list[str] = []
+    figures: dict[str, Any] = {}
     reports = {}
     for mode in MODES:
         reports[mode] = report = keras_initlab.propagate(
@@ -260,40 +269,63 @@ def acceptance_failures(
         misses += [f"{mode} ({probes} probes): {m}" for m in found]
         if found:
             misses.append(str(agreement))
+        figures[mode] = {
+            "rows": agreement.recorded,
+            "predicted": share,
+            "probes": probes,
+            "activation": _ratios(agreement.activation),
+            "gradient": _ratios(agreement.gradient),
+        }
     labels = np.random.default_rng(0).integers(0, classes, BATCH)
-    alerts = false_alerts(*step0_alerts(model, x, labels), reports)
-    if alerts:
-        failures.append(f"step-0 alerts the prediction does not raise: {alerts}")
+    alerts, monitor, recorded = step0_alerts(model, x, labels)
+    false = false_alerts(alerts, monitor, recorded, reports)
+    if false:
+        failures.append(f"step-0 alerts the prediction does not raise: {false}")
     share, outside, left_out = auto_outside(model, x)
     if not share >= SHARE:
         failures.append(
             f"auto: {share:.0%} within {AUTO_BAND}: {outside[:8]}; left out: "
             f"{sorted(set(left_out.values()))}"
         )
-    return failures, misses
+    figures.update(
+        alerts=[f"{a.kind}: {a.message}" for a in alerts],
+        false_alerts=false,
+        auto=share,
+        auto_left_out=len(left_out),
+    )
+    return {"failures": failures, "misses": misses, "figures": figures}
 
 
 JUDGED = "JUDGED "  # the line `main` prints its answer on
 
 
 def main(argv: list[str]) -> None:
-    """``python -m tests.model_reading.judge FAMILY [--known-miss]``: `acceptance_failures`
-    of the family's smallest constructor (`tests/model_reading/families.py`), printed as one
-    line ``JUDGED {"failures": [...], "misses": [...]}``. The family tests run each family
-    in a process of its own: a process that builds and measures several of the large ones
-    holds on to about 1-2 GB more after each (Keras' ``clear_session`` and a garbage
-    collection do not give it back), and a test worker that had run the whole suite was
-    killed for memory on NASNet."""
+    """``python -m tests.model_reading.judge (FAMILY | --model NAME) [--known-miss]``:
+    `acceptance` of the family's smallest constructor (`tests/model_reading/families.py`),
+    or of the constructor ``NAME`` (``ResNet101``), at the smallest input it accepts,
+    printed as one line ``JUDGED {"failures": [...], "misses": [...], "figures": {...},
+    "model": ..., "input": ..., "seconds": ...}``. The family tests and the sweep
+    (``benchmarks/bench_model_reading.py``) run each model in a process of its own: a
+    process that builds and measures several of the large ones holds on to about 1-2 GB
+    more after each (Keras' ``clear_session`` and a garbage collection do not give it
+    back), and a test worker that had run the whole suite was killed for memory on
+    NASNet."""
     import json
+    import time
 
     import tests.conftest  # noqa: F401  (the suite's TensorFlow settings: one thread)
     from tests.model_reading import families
 
-    family, known = argv[0], "--known-miss" in argv[1:]
-    constructor = families.representative(families.application_families()[family])
-    model, _ = families.build_smallest(constructor)
-    failures, misses = acceptance_failures(model, classes=families.CLASSES, known_miss=known)
-    print(JUDGED + json.dumps({"failures": failures, "misses": misses}), flush=True)
+    start = time.perf_counter()
+    found = families.application_families()
+    if argv[0] == "--model":
+        (constructor,) = [c for cs in found.values() for c in cs if c.__name__ == argv[1]]
+    else:
+        constructor = families.representative(found[argv[0]])
+    model, size = families.build_smallest(constructor)
+    judged = acceptance(model, classes=families.CLASSES, known_miss="--known-miss" in argv)
+    judged.update(model=constructor.__name__, input=size, seconds=time.perf_counter() - start)
+    print(JUDGED + json.dumps(judged), flush=True)
 
 
 if __name__ == "__main__":

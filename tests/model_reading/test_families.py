@@ -66,7 +66,7 @@ def _available(family: str) -> object:
 
 
 def _judged(family: str, known: bool) -> dict[str, Any]:
-    """`judge.acceptance_failures` of the family, run in a process of its own
+    """`judge.acceptance` of the family, run in a process of its own
     (`judge.main`: one process measuring several large families runs out of memory)."""
     command = [sys.executable, "-m", "tests.model_reading.judge", family]
     done = subprocess.run(
