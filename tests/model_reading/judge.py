@@ -304,12 +304,13 @@ def main(argv: list[str]) -> None:
     `acceptance` of the family's smallest constructor (`tests/model_reading/families.py`),
     or of the constructor ``NAME`` (``ResNet101``), at the smallest input it accepts,
     printed as one line ``JUDGED {"failures": [...], "misses": [...], "figures": {...},
-    "model": ..., "input": ..., "seconds": ...}``. The family tests and the sweep
-    (``benchmarks/bench_model_reading.py``) run each model in a process of its own: a
-    process that builds and measures several of the large ones holds on to about 1-2 GB
-    more after each (Keras' ``clear_session`` and a garbage collection do not give it
-    back), and a test worker that had run the whole suite was killed for memory on
-    NASNet."""
+    "model": ..., "input": ..., "seconds": ...}``. The sweep
+    (``benchmarks/bench_model_reading.py``) runs each model through it in a process of its
+    own, so that one model's crash is a row of the table. (While a `Measurement` traced its
+    first pass, a process kept about 1-2 GB per large model measured, its traced functions,
+    and the family tests ran here too; with the first pass eager, NASNetMobile,
+    EfficientNetB0, DenseNet121, NASNetMobile and DenseNet121 judged in one process end at
+    1.3 GB.)"""
     import json
     import time
 

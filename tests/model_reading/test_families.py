@@ -25,19 +25,12 @@ goes.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-from typing import Any
-
 import keras
 import pytest
 
 from tests.model_reading import families, judge
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = families.application_families()
 # Families whose predictions miss #26's agreement bounds for a reason found and stated
 # (`keras_initlab.propagate`'s limits paragraph), judged on one probe.
@@ -65,29 +58,16 @@ def _available(family: str) -> object:
     return family
 
 
-def _judged(family: str, known: bool) -> dict[str, Any]:
-    """`judge.acceptance` of the family, run in a process of its own
-    (`judge.main`: one process measuring several large families runs out of memory)."""
-    command = [sys.executable, "-m", "tests.model_reading.judge", family]
-    done = subprocess.run(
-        command + (["--known-miss"] if known else []),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    answers = [line for line in done.stdout.splitlines() if line.startswith(judge.JUDGED)]
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert answers, done.stdout[-4000:]
-    found: dict[str, Any] = json.loads(answers[-1].removeprefix(judge.JUDGED))
-    return found
-
-
 @pytest.mark.parametrize("family", [_available(f) for f in sorted(FAMILIES)])
 def test_every_family_meets_the_acceptance(family: str) -> None:
     known = family in KNOWN_MISSES
-    found = _judged(family, known)
-    failures, misses = found["failures"], found["misses"]
+    model, _ = families.build_smallest(families.representative(FAMILIES[family]))
+    try:
+        judged = judge.acceptance(model, classes=families.CLASSES, known_miss=known)
+    finally:
+        del model
+        keras.backend.clear_session()
+    failures, misses = judged["failures"], judged["misses"]
     assert not failures, failures
     if known and misses:
         pytest.xfail(f"{KNOWN_MISSES[family]}: {misses}")
