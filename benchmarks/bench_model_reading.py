@@ -18,7 +18,7 @@ models runs out of memory). Printed as a markdown table, per model:
   the predicted rows of ``|log(predicted / measured)|``, printed as ratios ``exp(.)``
   (1.04 is 4% off either way), for the activation variance (``act``) and the gradient
   variance relative to the output's (``grad``), on one probe, or pooled over 5 where one
-  misses a bound (``x5``: `keras_initlab.testing.pooled_agreement`).
+  misses a bound (``x5``: `keras_initlab.testing.pooled_agreement`), or of 20 (``x20``).
 * ``alerts``: the alerts a ``VarianceMonitor`` raises at step 0 (`judge.step0_alerts`), and
   how many of them the prediction does not raise (``false``).
 * ``auto ok``: after ``initialize(model, "auto", seed=0)``, the share of the recorded rows

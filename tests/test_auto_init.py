@@ -106,6 +106,32 @@ def test_a_stream_longer_than_the_band_allows_gets_one_over_n():
     assert max(sums) <= SUM_BOUNDS[1], sums
 
 
+def test_a_branch_through_a_learned_scale_gets_what_the_scale_lets_into_the_stream():
+    """ConvNeXt's blocks end in ``LayerScale`` (gamma 1e-6, kept by `auto`): 32 such
+    branches add ``1e-12`` of their variance to the stream each, so a branch end is drawn at
+    the target, not at 1/32 of it (ConvNeXtSmall's 27-block stage was left at 0.037); a
+    scale of 0.5 lets in a quarter, so the branch gets ``min(1, 4 / 32)`` of it. Measured:
+    every branch end within [1/4, 4] at gamma 1e-6, and the stream unchanged."""
+    from keras_initlab import _keras
+
+    layer_scale = _keras.application_layers()["LayerScale"]
+    for gamma, share in ((1e-6, 1.0), (0.5, 4.0 / BLOCKS)):
+        inputs = keras.Input((WIDTH,))
+        h = L.Dense(WIDTH, name="stem")(inputs)
+        for b in range(BLOCKS):
+            r = L.Dense(WIDTH, name=f"fc{b}b")(L.Dense(WIDTH, name=f"fc{b}a")(L.ReLU()(h)))
+            h = L.Add(name=f"add{b}")([h, layer_scale(gamma, WIDTH, name=f"ls{b}")(r)])
+        model = keras.Model(inputs, L.Dense(10, name="head")(h))
+        rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+        assert rows["fc0b"].target == pytest.approx(share)
+        assert f"learned scales of mean square {gamma * gamma:.3g}, kept" in rows["fc0b"].note
+        if gamma == 1e-6:
+            found = measured(model)
+            ends = [found[f"fc{b}b"] for b in range(BLOCKS)]
+            assert all(LAYER_BOUNDS[0] <= v <= LAYER_BOUNDS[1] for v in ends), ends
+            assert found[f"add{BLOCKS - 1}"] == pytest.approx(found["stem"], rel=1e-6)
+
+
 def test_a_projection_shortcut_starts_a_stream_of_its_own():
     """A kernel on the skip path (scaled to the target) resets the stream: a projection
     block followed by two identity blocks is one stream of 3 sums, not 4 with the block

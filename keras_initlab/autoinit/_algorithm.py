@@ -102,9 +102,14 @@ class _Hook:
         for layer in layers:
             share = self.shares.get(id(layer))
             if share is not None:
+                scales = (
+                    f"; after learned scales of mean square {share.gain:.3g}, kept"
+                    if share.gain != 1.0
+                    else ""
+                )
                 return self.input_var * share.fraction, (
                     f"residual branch into {share.add}: {share.fraction:.3g} of the target "
-                    f"(a stream of {share.stream} sum{'s' if share.stream > 1 else ''})"
+                    f"(a stream of {share.stream} sum{'s' if share.stream > 1 else ''}{scales})"
                 )
         return self.input_var, ""
 

@@ -26,6 +26,13 @@ that follows it and the elementwise layers in between, and the residual branches
   stream cannot have both (``T + n T/4 > 4 T``); its branches get ``f = 1/n`` (GPT-2's
   ``1/sqrt(2N)`` std on the residual projections), which keeps every sum within ``2 T``
   and leaves the branch ends below ``T/4``.
+* **Learned scales on a branch.** A branch whose end passes through learned per-channel
+  scales that the walk keeps (a layer registered as ``"scale"``: ConvNeXt's ``LayerScale``,
+  its ``gamma`` drawn at 1e-6) adds ``g Var(b)`` to the stream, ``g`` the product of their
+  mean squares; its last kernel gets ``min(1, f / g)`` of the target, so that the branch's
+  part of the stream is still ``f T`` where the scales allow it, and the branch end is
+  not pushed below the target for a stream it barely feeds (ConvNeXtSmall's 27 blocks of
+  stage 2: ``1/27`` put their ends at 0.037; now at the target).
 """
 
 from __future__ import annotations
@@ -35,10 +42,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_initlab import _keras
 from keras_initlab.model.layers import ACTIVATION_LAYERS, PASS_THROUGH
-from keras_initlab.model.residual import residual_blocks
+from keras_initlab.model.registry import registered
+from keras_initlab.model.residual import ResidualBlock, residual_blocks
 
 BALANCED_SUMS = 11  # the longest stream whose branch ends and sums fit in [T/4, 4 T]
 
@@ -61,14 +70,17 @@ class Share:
     """A residual branch's share of the target variance.
 
     Attributes:
-        fraction: `fraction` of a stream of ``n`` residual sums.
+        fraction: `fraction` of a stream of ``n`` residual sums, over ``gain`` (at most 1).
         add: the sum the branch enters.
         stream: how many sums the stream has.
+        gain: the product of the mean squares of the learned scales on the branch after its
+            last kernel (`branch_gain`; 1 without).
     """
 
     fraction: float
     add: str
     stream: int
+    gain: float = 1.0
 
 
 def _follow(start: Any, consumers: dict[int, list[Any]]) -> Follow:
@@ -139,6 +151,19 @@ def fraction(n: int) -> float:
     return (math.sqrt(1.0 + 4.0 * n) - 1.0) / (2.0 * n)
 
 
+def branch_gain(block: ResidualBlock) -> float:
+    """The product of the mean squares ``mean(w^2)`` of the learned per-channel scales on
+    ``block``'s branch after its last kernel (layers registered as ``"scale"``, with their
+    weight), by which the branch's variance enters the stream; 1 without."""
+    gain = 1.0
+    for layer in block.tail_layers:
+        kind = registered(layer)
+        if kind is not None and kind.kind == "scale" and kind.weight is not None:
+            weight = keras.ops.convert_to_numpy(getattr(layer, kind.weight))
+            gain *= float(np.mean(np.square(weight.astype(np.float64))))
+    return gain
+
+
 def shares(model: Any) -> dict[int, Share]:
     """``{id(last kernel layer): Share}`` for every residual branch of the model."""
     if not (_keras.is_functional(model) or isinstance(model, keras.Sequential)):
@@ -153,10 +178,11 @@ def shares(model: Any) -> dict[int, Share]:
             sizes.append(0)
         sizes[stream] += 1
         stream_of[block.add] = stream
-    return {
-        id(block.last_kernel_layer): Share(
-            fraction(sizes[stream_of[block.add]]), block.add, sizes[stream_of[block.add]]
-        )
-        for block in blocks
-        if block.last_kernel_layer is not None
-    }
+    found = {}
+    for block in blocks:
+        if block.last_kernel_layer is None:
+            continue
+        n, gain = sizes[stream_of[block.add]], branch_gain(block)
+        share = fraction(n) / gain if gain > 0 else 1.0
+        found[id(block.last_kernel_layer)] = Share(min(1.0, share), block.add, n, gain)
+    return found
