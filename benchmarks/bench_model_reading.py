@@ -9,8 +9,8 @@ family tests' choice), built with ``weights=None``, 10 classes, at the smallest 
 it accepts, and judged by `tests/model_reading/judge.py` exactly as the family tests judge
 their one constructor (re-drawn ``initialize(model, "he_normal", seed=0)``, probes of 16
 samples of iid N(0, 1)), each in a process of its own (``python -m
-tests.model_reading.judge --model NAME``: one process that builds several of the large
-models runs out of memory). Printed as a markdown table, per model:
+tests.model_reading.judge --model NAME``, so that one model's crash is a row of the
+table). Printed as a markdown table, per model:
 
 * ``input``: the input size; ``rows``: the rows `keras_initlab.measure` records by default.
 * ``inf``/``train``: in inference and in training mode (BatchNormalization on the batch's
@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-JUDGED = "JUDGED "  # `judge.main`'s answer line
 COLUMNS = [
     "family",
     "model",
@@ -63,29 +62,30 @@ COLUMNS = [
 ]
 
 
-def _families() -> Any:
+def _load(name: str) -> Any:
+    """``tests/model_reading/<name>.py``, loaded by path."""
     spec = importlib.util.spec_from_file_location(
-        "families", ROOT / "tests" / "model_reading" / "families.py"
+        name, ROOT / "tests" / "model_reading" / f"{name}.py"
     )
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["families"] = module  # dataclasses look their module up there
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-F = _families()
+F, J = _load("families"), _load("judge")
 
 
 def judge(name: str) -> dict[str, Any]:
     """`judge.main`'s answer for the constructor ``name``, from a process of its own."""
     command = [sys.executable, "-m", "tests.model_reading.judge", "--model", name]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    answers = [line for line in done.stdout.splitlines() if line.startswith(JUDGED)]
+    answers = [line for line in done.stdout.splitlines() if line.startswith(J.JUDGED)]
     if done.returncode or not answers:
         raise RuntimeError(f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
-    found: dict[str, Any] = json.loads(answers[-1].removeprefix(JUDGED))
+    found: dict[str, Any] = json.loads(answers[-1].removeprefix(J.JUDGED))
     return found
 
 
