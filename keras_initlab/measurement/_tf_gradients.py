@@ -24,8 +24,9 @@ class TensorFlowPass:
 
     A trace costs several eager passes (DenseNet121 at 32x32, batch 16, on one CPU core,
     two runs on shared machines: 8-16 s traced against 1.6-3.8 s eager, then 0.5 s a traced
-    pass; `benchmarks/bench_record_floor.py` prints both), so a one-shot `keras_initlab.measure` never traces, and a model measured again
-    (a `VarianceMonitor`'s records) is traced at its second pass. Both run the same ops with
+    pass; `benchmarks/bench_record_floor.py` prints both), so a one-shot
+    `keras_initlab.measure` never traces, and a model measured again (a `VarianceMonitor`'s
+    records) is traced at its second pass. Both run the same ops with
     Grappler off (`_probe.NO_GRAPPLER`): the values are computed as written either way,
     equal to the last bit on MobileNetV2, EfficientNetB0 and ConvNeXtTiny, within float32
     rounding where the tape adds a tensor's gradients in another order (NASNetMobile: 6 of

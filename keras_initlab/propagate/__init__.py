@@ -41,11 +41,13 @@ correlated through 1x1 maps beyond what is tracked; the gradient below a softmax
 classes (its O(1/n) projection is dropped); a long stream of ReLUs of residual sums with
 small branches (``relu(x + 0.17 branch)``, InceptionResNetV2's 40 blocks), whose law the
 walk records at each block as the rectified Gaussian of its mean and second moment: that
-law drifts from the true one (the stream's variance 15% low after 10 such blocks), and the
-gradient along the stream takes each mask as depending on the previous one only, while a
-unit that stayed active is likelier to stay so (after 10 blocks, the chained pairwise
-survival is 0.21 and the joint one 0.37, sampled); both need the law per element as nodes
-and the gradient as a function of the stream's value, which the walk does not carry.
+law drifts from the true one (the stream's variance 15% low after 10 such blocks). The
+gradient along such a stream follows samples of each element's path through the blocks
+(`_paths`), so that a unit that stayed active is likelier to stay so (after 10 blocks, the
+chained pairwise survival is 0.21 and the joint one 0.37, sampled). Still off: in training
+mode ResNet101's branches pass back 4-9% less than predicted through their first
+BatchNormalization (not explained yet), about 2% a block through its 23-block stage, and
+InceptionResNetV2's gradient is 5x off over its 40 blocks (``benchmarks/README.md``).
 
 References: He et al. 2015 (Delving deep into rectifiers); Glorot and Bengio 2010;
 Poole et al. 2016 (Exponential expressivity in deep neural networks through transient chaos);

@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_initlab._roundoff import UNIT_ROUNDOFF
 from keras_initlab.model.layers import activation_kind
+from keras_initlab.propagate import _paths
 from keras_initlab.propagate._moments import (
     LINEAR,
     Activation,
@@ -205,8 +206,12 @@ def activation_layer(call: Call) -> Step:
             gradient_assumed=saturation(activation, d2, call.layer, spread),
         )
     out, d2, spread = apply(activation, call.x, call.batch)
+    blend = call.x.blend
+    if blend is not None and out.source is not None and isinstance(activation, Activation):
+        _paths.read(blend, out.source)  # a rectified stream: its derivatives per path
     return Step(
         [out],
-        lambda g: [g[0] * backward_factor(out, d2)],
+        lambda g: [g[0] * _paths.factor(out, backward_factor(out, d2))],
         gradient_assumed=saturation(activation, d2, call.layer, spread),
+        paths=True,
     )

@@ -36,6 +36,7 @@ from keras_initlab.model.layers import (
     RNN,
 )
 from keras_initlab.model.trace import Trace, output_spec, trace_layer
+from keras_initlab.propagate import _paths
 from keras_initlab.propagate._identity import Key, copies, value_key
 from keras_initlab.propagate._report import (
     ASSUMED,
@@ -363,6 +364,8 @@ class Walker:
             for index in reversed(range(len(done))):
                 call, step = done[index]
                 outs = [(gradient(t), blame.get(id(t), ())) for t in call.outputs]
+                for t in call.outputs:  # read once: a stream's paths hold K times the tensor
+                    grads.pop(id(t), None)
                 g_in, a_in = step(([g for g, _ in outs], [a for _, a in outs]))
                 own = steps[index]
                 merged = _coherent(call.inputs, g_in, own.weights if own is not None else ())
@@ -473,11 +476,18 @@ class Walker:
         def backward(g: Grads) -> Grads:
             arrays, blamed = g
             below = _union(*blamed)
+            # gradients per path of a rectified stream: the rows get their mean, a rule
+            # that does not follow paths their mean weighted by its output's derivatives
+            plain = [_paths.averaged(a) for a in arrays]
             if row is not None:
-                row.set_gradient(arrays[0], below)
+                row.set_gradient(plain[0], below)
             for part_row, part in parts:
                 if part_row is not None:
-                    part_row.set_gradient(part.gradient(arrays), below)
+                    part_row.set_gradient(part.gradient(plain), below)
+            if not step.paths:
+                arrays = [
+                    _paths.for_rule(a, out) for a, out in zip(arrays, step.outputs, strict=False)
+                ]
             g_in = step.backward(arrays)
             own = (name,) if step.assumed or step.gradient_assumed else ()
             taint = _union(below, upstream, own)

@@ -14,10 +14,12 @@ paths stay independent; approximation):
   Where one summand is a function of a Gaussian (a rectified stream) and the others are
   Gaussian, the sum records it as that function plus an independent Gaussian
   (`_signal.Blend`), which the next activation integrates; that activation's mask and the
-  function's are correlated, and the sum's backward scales the gradient it passes to that
-  summand by ``E[g'^2 f'^2] / (E[g'^2] E[f'^2])`` (``Blend.selection``): exact below the
-  function ``g``, too high by that ratio at ``g``'s own output, where the walk keeps one
-  gradient for all of its consumers (approximation stated; ResNet50's stream ReLUs).
+  function's are correlated along the stream, and the sum's backward passes each path's
+  gradient to that summand (`_paths`: the activation layer after it draws the paths).
+  Where the function's elements moved from its activation's (a crop or a pad between),
+  it scales that gradient by ``E[g'^2 f'^2] / (E[g'^2] E[f'^2])`` (``Blend.selection``)
+  instead: exact below the function ``g``, too high by that ratio at ``g``'s own output,
+  where the walk keeps one gradient for all of its consumers.
 * ``Average`` of ``n``: the same divided by ``n`` (``n^2`` for variances and gradients).
 * ``Multiply``: ``E[y] = prod E[x_i]``, ``E[y^2] = prod E[x_i^2]``; ``Var(dx_1) = Var(dy)
   E[x_2^2]`` (a product of copies of one value is not covered: its rows are assumed).
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_initlab.propagate import _paths
 from keras_initlab.propagate._signal import Blend, Signal, Source, make
 from keras_initlab.propagate._step import Call, Step
 
@@ -62,7 +65,17 @@ def add(call: Call, signs: tuple[float, ...] | None = None, scale: float = 1.0) 
     blend = _blend(terms, weights, out.shape, odd[0]) if len(odd) == 1 else None
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
-        grads = [g[0] * scale * scale for _ in xs]
+        along = blend is not None and bool(blend.paths)
+        mean = _paths.averaged(g[0])
+        grads = [mean * scale * scale for _ in xs]
+        if along:  # each path's gradient to the stream's summand (`_paths`)
+            for i, j in enumerate(same):
+                if j == first[odd[0]]:
+                    grads[i] = g[0] * scale * scale
+            return [
+                d if _paths.pathwise(d) else unbroadcast(d, s)
+                for d, s in zip(grads, shapes, strict=True)
+            ]
         # the masks of the activation after the sum, where that summand is the function
         # itself (a summand that is a sum already passes the ratio to its branch as well)
         if blend is not None and blend.selection and terms[odd[0]].blend is None:
@@ -72,7 +85,9 @@ def add(call: Call, signs: tuple[float, ...] | None = None, scale: float = 1.0) 
         return [unbroadcast(d, s) for d, s in zip(grads, shapes, strict=True)]
 
     signed = tuple(scale * s for s in signs)
-    return Step([dataclasses.replace(out, blend=blend)], backward, weights=signed)
+    return Step(
+        [dataclasses.replace(out, blend=blend)], backward, weights=signed, paths=blend is not None
+    )
 
 
 def _blend(xs: list[Signal], weights: list[float], shape: tuple[int, ...], i: int) -> Blend | None:

@@ -64,7 +64,7 @@ import keras
 import numpy as np
 
 from keras_initlab.model import operations as table
-from keras_initlab.propagate import _activations, _merge, _pooling
+from keras_initlab.propagate import _activations, _merge, _paths, _pooling
 from keras_initlab.propagate._kernels import kernel
 from keras_initlab.propagate._moments import (
     LINEAR,
@@ -188,10 +188,9 @@ def _to_inputs(call: Call, pairs: Iterable[tuple[Operand, np.ndarray]]) -> list[
     a broadcast operand gets the sum over the elements it was broadcast to)."""
     grads = [np.zeros(x.shape) for x in call.inputs]
     for operand, g in pairs:
-        if operand.index is not None:
-            grads[operand.index] = grads[operand.index] + _merge.unbroadcast(
-                g, operand.signal.shape
-            )
+        if operand.index is not None:  # a stream's paths (`_paths`) have its shape
+            along = g if _paths.pathwise(g) else _merge.unbroadcast(g, operand.signal.shape)
+            grads[operand.index] = grads[operand.index] + along
     return grads
 
 
@@ -336,11 +335,14 @@ def _elementwise(
         _select(*selection)
     if isinstance(f, Activation):  # y = f(x), with x's own lineage kept
         out = Signal(out.means, out.variances, Source(f, x.signal) if everywhere else None)
+        if x.signal.blend is not None and out.source is not None:
+            _paths.read(x.signal.blend, out.source)  # as the activation layers read it
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
-        return _to_inputs(call, [(x, g[0] * _activations.backward_factor(out, d2))])
+        factor = _paths.factor(out, _activations.backward_factor(out, d2))
+        return _to_inputs(call, [(x, g[0] * factor)])
 
-    return Step([out], backward)
+    return Step([out], backward, paths=True)
 
 
 def _select(source: Source, both: np.ndarray, joint: np.ndarray) -> None:
@@ -508,7 +510,7 @@ def _with_reduction(call: Call, a: Operand, b: Operand, sign: float, step: Step)
     weights = [0.0] * len(call.inputs)  # a plain sum's, per input (`Step.weights`)
     for operand, w in zip((a, b), step.weights, strict=True):
         weights[operand.index] = w  # type: ignore[index]
-    return Step([out], backward, weights=() if found else tuple(weights))
+    return Step([out], backward, weights=() if found else tuple(weights), paths=step.paths)
 
 
 def _with_constant(kind: table.Arithmetic, call: Call, a: Operand, b: Operand) -> Step:

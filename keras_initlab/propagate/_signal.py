@@ -46,6 +46,10 @@ class Source:
     selection: list[np.ndarray] = field(default_factory=list)
     # The activation's own Source when this one was derived from it (affine maps, moves).
     origin: Source | None = None
+    # Set on the activation's own Source where a rectified residual stream reads it
+    # (`_paths`): ``[z, generator]``, samples of the pre-activation ``z`` per path, shape
+    # ``(K, *shape)``, and the generator the stream draws its next blocks from.
+    paths: list[Any] = field(default_factory=list)
 
     @property
     def root(self) -> Source:
@@ -97,6 +101,10 @@ class Blend:
     # per element (``g`` the source's function), by which the sum's backward corrects the
     # gradient it passes to the source's summand; shared by the blend's affine copies.
     selection: list[np.ndarray] = field(default_factory=list)
+    # Set (``[True]``) by an activation layer that reads the sum along its paths
+    # (`_paths`): the sum's backward then passes each path's gradient to the source's
+    # summand, instead of scaling it by ``selection``.
+    paths: list[bool] = field(default_factory=list)
 
     def affine(self, scale: np.ndarray, shift: np.ndarray) -> Blend:
         """``scale * (source + e) + shift``: the scale goes into both parts, the shift
@@ -107,6 +115,7 @@ class Blend:
             scale * self.mean + shift,
             scale * scale * self.var,
             self.selection,
+            self.paths,
         )
 
 

@@ -97,6 +97,9 @@ class Step:
     # reaches the output is the same at every position (a global average pool downstream,
     # through per-position layers only).
     context: dict[str, Any] = field(default_factory=dict)
+    # Whether ``backward`` takes gradients per path of a rectified stream (`_paths`: arrays
+    # with a leading axis of paths); the walk gives every other rule their mean.
+    paths: bool = False
 
 
 def passthrough(x: Signal, factor: float = 1.0) -> Step:

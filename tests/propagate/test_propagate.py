@@ -577,10 +577,13 @@ def test_a_max_pool_of_unequal_inputs():
 
 def _check_relu_after_sum(model: keras.Model, *streams: str) -> None:
     """``model`` ends in a sum ``"sum"`` and a ReLU ``"after"``: every row within t * SE of a
-    sampled measurement but the gradient between the stream ReLUs and the sum (``streams``:
-    their outputs and a max pool of them; the sum's mask correction lands there, above the
-    ReLU's own mask, `_merge`), and the Gaussian stand-in of
-    the sum's moments outside that bound at ``"after"``: the test tells the two apart."""
+    sampled measurement but the gradient between the stream ReLUs and the sum where the
+    stream is a Gaussian stand-in (``streams``: a concatenation of ReLUs, a max pool of
+    them): the layer below the stand-in receives the mean over the paths weighted by the
+    stand-in's derivatives (`_paths.for_rule`), so that the ReLUs' own factor gives the
+    correlated product; that weighted mean lands on those rows, above the ReLU's own mask.
+    And the Gaussian stand-in of the sum's moments outside that bound at ``"after"``: the
+    test tells the two apart."""
     from keras_initlab.propagate._moments import Activation, activation_moments
     from keras_initlab.propagate._signal import make
 
@@ -598,15 +601,14 @@ def _check_relu_after_sum(model: keras.Model, *streams: str) -> None:
 def test_a_relu_of_a_residual_sum_on_a_rectified_stream():
     """``relu(relu(z) + b)``, ``b`` a Dense branch independent of ``z`` (it reads the other
     half of the input): the sum is skewed, and the ReLU of it is integrated over ``z`` and,
-    in closed form, over ``b`` (`_signal.Blend`). Mean, variance and gradient within t * SE
-    of a sampled measurement, the gradient below the stream's own ReLU included: the two
-    ReLUs' masks are correlated (``E[g'^2 f'^2] > E[g'^2] E[f'^2]``), and the sum's
-    backward scales what it passes to the stream by their ratio (without it, ``take``'s
-    gradient is 15% low, outside the bound). That ratio lands one row early: the gradient
-    at the stream ReLU's own output is left out (too high by the ratio, 1.23 here), since
-    the walk keeps one gradient per tensor and the ratio must not reach the other consumers
-    of the stream (ResNet50's next branch). The Gaussian stand-in of the sum's moments lies
-    outside the bound (its variance is 5% low)."""
+    in closed form, over ``b`` (`_signal.Blend`). Mean, variance and gradient of every row
+    within t * SE of a sampled measurement, the gradient below the stream's own ReLU
+    included: the two ReLUs' masks are correlated (``E[g'^2 f'^2] > E[g'^2] E[f'^2]``;
+    with independent masks ``take``'s gradient is 15% low, outside the bound), and the walk
+    follows the stream's paths (`propagate._paths`), so the gradient at the stream ReLU's
+    own output is right too (the pairwise correction it replaced put the ratio, 1.23 here,
+    on that row). The Gaussian stand-in of the sum's moments lies outside the bound (its
+    variance is 5% low)."""
     width = 64
     select = np.eye(2 * width, width, dtype="float32")  # the first half, unchanged
     branch = np.zeros((2 * width, width), "float32")
@@ -625,7 +627,7 @@ def test_a_relu_of_a_residual_sum_on_a_rectified_stream():
         width, use_bias=False, name="branch", kernel_initializer=keras.initializers.Constant(branch)
     )(h)
     model = keras.Model(inputs, L.ReLU(name="after")(L.Add(name="sum")([stream, b])))
-    _check_relu_after_sum(model, "stream")
+    _check_relu_after_sum(model)
     # written with keras.ops (a Functional graph's op nodes): the same prediction
     written = keras.Model(inputs, keras.ops.relu(stream + b))
     for one, two in zip(
@@ -697,6 +699,59 @@ def test_value_keys_name_what_computes_a_tensor():
     dropout = L.Dropout(0.5)
     assert key(dropout) == key(L.Dropout(0.5))  # inference: the identity
     assert key(dropout, "training") is None
+
+
+def test_a_deep_rectified_stream_follows_its_paths(monkeypatch):
+    """Six blocks ``x_k = relu(x_{k-1} + W_k x_{k-1})`` (width 256) on a stream that starts
+    as two ReLUs concatenated: the gradient reaches the input through the ReLU derivatives
+    of every block, and along one element these are dependent (an element the ReLU passes
+    at one block it mostly passes again). The walk follows the stream's paths
+    (`propagate._paths`) and gives the layers below the concatenation the paths' mean
+    weighted by the stand-in's derivatives (`_paths.for_rule`): every row within t * SE
+    of a sampled measurement (the input's gradient within 2%), but the gradient at the
+    two ReLUs' outputs, which carries that weighting. Outside the bound: the plain mean
+    over the paths (the input's gradient 17% low) and the pairwise correction the paths
+    replaced (``Blend.selection``, each two consecutive blocks: 6% low)."""
+    from keras_initlab.propagate import _paths
+
+    width, blocks, half = 256, 6, 128
+    rng = np.random.default_rng(5)
+    inputs = keras.Input((width,))
+    h = _before((width,))(inputs)
+    parts = []
+    for name, gain, shift in (("a", 1.0, 0.0), ("b", 2.0, 0.5)):
+        kernel = np.zeros((width, half), "float32")
+        rows = slice(0, half) if name == "a" else slice(half, width)
+        kernel[rows] = gain * np.eye(half)
+        dense = L.Dense(
+            half,
+            name=f"d{name}",
+            kernel_initializer=keras.initializers.Constant(kernel),
+            bias_initializer=keras.initializers.Constant(shift),
+        )
+        parts.append(L.ReLU(name=f"r{name}")(dense(h)))
+    x = L.Concatenate(name="stream_0")(parts)
+    for k in range(1, blocks + 1):
+        kernel = rng.normal(0.0, 0.7 / math.sqrt(width), (width, width)).astype("float32")
+        b = L.Dense(
+            width,
+            use_bias=False,
+            name=f"branch_{k}",
+            kernel_initializer=keras.initializers.Constant(kernel),
+        )(x)
+        x = L.ReLU(name=f"stream_{k}")(L.Add(name=f"sum_{k}")([x, b]))
+    model = keras.Model(inputs, x)
+    report = keras_initlab.propagate(model)
+    assert not report.assumed, report.assumed
+    measured = _chunked(model)
+    _check(report, measured, 0.0, skip={("ra", "gradient_var"), ("rb", "gradient_var")})
+    value, se = measured["before"]["gradient_var"]
+    monkeypatch.setattr(_paths, "for_rule", lambda g, out: _paths.averaged(g))
+    plain = keras_initlab.propagate(model).by_layer()["before"].gradient_var
+    assert abs(plain - value) > T * se, (plain, value, se)
+    monkeypatch.setattr(_paths, "read", lambda blend, into: None)
+    pairwise = keras_initlab.propagate(model).by_layer()["before"].gradient_var
+    assert abs(pairwise - value) > T * se, (pairwise, value, se)
 
 
 def test_a_relu_of_a_sum_on_concatenated_relu_branches():
