@@ -46,9 +46,9 @@ class Source:
     selection: list[np.ndarray] = field(default_factory=list)
     # The activation's own Source when this one was derived from it (affine maps, moves).
     origin: Source | None = None
-    # Set on the activation's own Source where a rectified residual stream reads it
-    # (`_paths`): ``[z, generator]``, samples of the pre-activation ``z`` per path, shape
-    # ``(K, *shape)``, and the generator the stream draws its next blocks from.
+    # Set on a root Source where a rectified residual stream reads it (`_paths`): ``[z,
+    # generator]``, samples of the pre-activation ``z`` per path, shape ``(K, *shape)``
+    # (float32), and the generator the stream draws its next blocks from.
     paths: list[Any] = field(default_factory=list)
 
     @property

@@ -98,7 +98,8 @@ class Step:
     # through per-position layers only).
     context: dict[str, Any] = field(default_factory=dict)
     # Whether ``backward`` takes gradients per path of a rectified stream (`_paths`: arrays
-    # with a leading axis of paths); the walk gives every other rule their mean.
+    # with a leading axis of paths); the walk gives every other rule their mean, weighted
+    # by its output's derivatives where that output has paths (`_paths.for_rule`).
     paths: bool = False
 
 
