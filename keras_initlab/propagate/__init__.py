@@ -46,8 +46,12 @@ gradient along such a stream follows samples of each element's path through the 
 (`_paths`), so that a unit that stayed active is likelier to stay so (after 10 blocks, the
 chained pairwise survival is 0.21 and the joint one 0.37, sampled). Still off: in training
 mode ResNet101's branches pass back 4-9% less than predicted through their first
-BatchNormalization (not explained yet), about 2% a block through its 23-block stage, and
-InceptionResNetV2's gradient is 5x off over its 40 blocks (``benchmarks/README.md``).
+BatchNormalization, about 2% a block through its 23-block stage, and InceptionResNetV2's
+gradient is 5x off over its 40 blocks. A per-sample scale of the stream (samples whose
+activations are larger everywhere) multiplies its channels' positive offsets and raises
+each channel's variance over a batch above the mean field's, which takes channels and
+samples as independent (4% at ResNet101's ``conv4_block10_1_conv``;
+``benchmarks/README.md``).
 
 References: He et al. 2015 (Delving deep into rectifiers); Glorot and Bengio 2010;
 Poole et al. 2016 (Exponential expressivity in deep neural networks through transient chaos);
