@@ -97,14 +97,23 @@ class PathGradients(np.ndarray):
     factors carry it; `averaged` gives what every other rule reads."""
 
 
+def _derivatives(source: Source | None) -> np.ndarray | None:
+    """``f'(z)^2`` on each path of ``source``'s root (``(K, *shape)``), where the source has
+    the root's elements and the root has paths; else None."""
+    if source is None:
+        return None
+    root = source.root
+    if source.pre is not root.pre or not root.paths:
+        return None
+    return root.activation.derivative(root.paths[0].astype(np.float64)) ** 2
+
+
 def factor(out: Signal, d2: np.ndarray) -> np.ndarray:
     """The backward factor of an activation whose output is ``out``: ``f'(z)^2`` on each
-    path (`PathGradients`) where a stream reads the output along its paths, else ``d2``."""
-    source = out.source
-    if source is None or not source.paths:
-        return d2
-    z = source.paths[0].astype(np.float64)
-    return (source.activation.derivative(z) ** 2).view(PathGradients)
+    path (`PathGradients`) where a stream reads the output along its paths, else ``d2``
+    (a max pool's correction of ``d2``, ``Source.selection``, is not applied on paths)."""
+    d = _derivatives(out.source)
+    return d2 if d is None else d.view(PathGradients)
 
 
 def for_rule(g: np.ndarray, out: Signal) -> np.ndarray:
@@ -117,13 +126,11 @@ def for_rule(g: np.ndarray, out: Signal) -> np.ndarray:
     if not pathwise(g):
         return g
     g = np.asarray(g)
-    source = out.source
-    if source is None or source.pre is not source.root.pre or not source.root.paths:
-        return g.mean(axis=0)
-    root = source.root
-    d = root.activation.derivative(root.paths[0].astype(np.float64)) ** 2
-    weight = d.mean(axis=0)
     mean = g.mean(axis=0)
+    d = _derivatives(out.source)
+    if d is None:
+        return mean
+    weight = d.mean(axis=0)
     return np.where(weight > 0, (g * d).mean(axis=0) / np.where(weight > 0, weight, 1.0), mean)
 
 
