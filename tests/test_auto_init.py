@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import re
 from pathlib import Path
 
@@ -435,3 +436,70 @@ def test_a_recurrent_layers_input_kernel_gives_its_gates_unit_pre_activations(re
     scaled = [r for r in report if r.layer.startswith("rnn") and r.kernel == "scaled"]
     assert len(scaled) == len(cells)
     assert all("recurrent kernel kept" in r.note for r in scaled)
+
+
+# ------------------------------------------------------------------------------ gates
+def gated_stack(form: str, blocks: int = 8, width: int = 64) -> keras.Model:
+    """``h * gate(pool)`` blocks on ReLU features (squeeze-and-excitation on vectors): the
+    gate a sigmoid (``own``: its Dense's own, a ``Multiply`` layer; ``layer``: an
+    ``Activation`` layer after the Dense, ``keras.ops.multiply``) or a tanh (``tanh``:
+    centred on 0, not a gate that can start neutral)."""
+    inputs = keras.Input((width,))
+    h = inputs
+    for b in range(blocks):
+        h = L.Dense(width, activation="relu", name=f"fc{b}")(h)
+        r = L.Dense(width // 4, activation="relu", name=f"squeeze{b}")(h)
+        if form == "layer":
+            u = L.Dense(width, name=f"excite{b}")(r)
+            h = keras.ops.multiply(h, L.Activation("hard_sigmoid", name=f"gate{b}")(u))
+        else:
+            activation = "sigmoid" if form == "own" else "tanh"
+            g = L.Dense(width, activation=activation, name=f"excite{b}")(r)
+            h = L.Multiply(name=f"gated{b}")([h, g])
+    return keras.Model(inputs, L.Dense(10, name="head")(h))
+
+
+@pytest.mark.parametrize("form", ["own", "layer"])
+def test_a_gate_starts_near_its_value_at_zero(form):
+    solve = importlib.import_module("keras_initlab.autoinit._solve")
+    model = gated_stack(form)
+    rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+    for b in range(8):
+        assert rows[f"excite{b}"].note.startswith("gate: pre-activation variance 0.1")
+        assert rows[f"excite{b}"].target == solve.GATE_VAR
+        assert rows[f"fc{b}"].note.startswith("variance after relu")  # not a gate
+    if form == "layer":  # the Dense's own output is the gate's pre-activation
+        assert rows["excite3"].activation_var == pytest.approx(solve.GATE_VAR, rel=1e-6)
+        x = gaussian(model)
+        u = keras.Model(model.inputs[0], model.get_layer("excite3").output)(x)
+        per_sample = np.mean(np.square(keras.ops.convert_to_numpy(u).astype(np.float64)), 1)
+        second = rows["excite3"].activation_var + rows["excite3"].activation_mean ** 2
+        # samples are independent: the mean of their second moments, against t * SE
+        keras_initlab.testing.assert_mean(per_sample, second, variance=float(np.var(per_sample)))
+
+
+def test_a_tanh_gate_is_not_started_neutral():
+    rows = keras_initlab.initialize(gated_stack("tanh"), "auto", seed=0, report=True).by_layer()
+    assert rows["excite0"].note.startswith("tanh cannot reach the target")
+
+
+def _log_energy_spread(model: keras.Model) -> float:
+    """The standard deviation over samples of the log of each sample's output energy."""
+    y = keras.ops.convert_to_numpy(model(gaussian(model), training=False)).astype(np.float64)
+    return float(np.std(np.log(np.mean(y * y, axis=1))))
+
+
+def test_neutral_gates_keep_samples_together(monkeypatch):
+    """The reason for GATE_VAR: with unit-variance gates each sample's gain grows with its
+    own scale, so the samples' energies spread apart through the stack."""
+    solve = importlib.import_module("keras_initlab.autoinit._solve")
+    model = gated_stack("own", blocks=12)
+    keras_initlab.initialize(model, "auto", seed=0)
+    neutral = _log_energy_spread(model)
+    monkeypatch.setattr(solve, "GATE_VAR", 1.0)
+    keras_initlab.initialize(model, "auto", seed=0)
+    unit = _log_energy_spread(model)
+    # each a standard deviation over PROBE independent samples: standard error about
+    # sd / sqrt(2 (n - 1)); the two apart by more than 3 of each (1.2 against 2.4 here)
+    se = (neutral + unit) / math.sqrt(2.0 * (PROBE - 1))
+    assert neutral + 3.0 * se < unit, (neutral, unit)

@@ -33,6 +33,19 @@ reach ``T``, get ``T' = T``.
   1/n`` and stays within ``2 T`` (``_plan``); a branch is still alive (a zero-initialized
   branch would start with no gradient through its earlier layers' sum). Sums AutoInit
   cannot resolve as residual keep ``T`` per input (``n T``).
+* **Gates.** A kernel whose activation is bounded with ``f(0) != 0`` (sigmoid, hard
+  sigmoid), its own or an activation layer's after affine layers, and whose output
+  multiplies another tensor (a ``Multiply`` layer or ``keras.ops.multiply``: a
+  squeeze-and-excitation gate) gets a pre-activation variance of ``GATE_VAR = 0.1``, not
+  the target: the gate starts near ``f(0)`` for every sample. At unit variance a gate
+  passes more of a sample the larger that sample is (``E[e^2]`` has elasticity 0.2 in the
+  sample's scale for a sigmoid, 0.024 at ``GATE_VAR``), and over a stack of gated blocks
+  the samples' energies spread apart: EfficientNetB1's standard deviation of log per-sample
+  energy at ``block6d_add`` goes from 3.6 to 1.6 (``_solve.solve_gate``). The gated
+  product then has about ``f(0)^2 = 1/4`` of the other operand's variance.
+  SiLU (swish) keeps some spread: ``E[silu(s z)^2]`` has elasticity 1.10-1.17 in ``s^2``
+  for every pre-activation variance from 0.3 to 5, so deep SiLU stacks at unit scale still
+  amplify each sample's scale (EfficientNetB1 with ReLU instead: 0.3 at its last block).
 * **Normalization.** AutoInit targets **inference mode** (what ``measure()``, ``propagate``
   and a model called with ``training=False`` give at initialization): BatchNormalization
   with its moving statistics is an affine map (the identity at initialization) that the

@@ -14,7 +14,7 @@ from keras_initlab import initializers as ini
 from keras_initlab._validation import check_positive
 from keras_initlab.autoinit._plan import Follow, follows, shares
 from keras_initlab.autoinit._report import DRAWN, KEPT, SCALED, AutoInitReport, AutoInitRow
-from keras_initlab.autoinit._solve import Problem, scaled, solve
+from keras_initlab.autoinit._solve import GATE_VAR, Problem, scaled, solve, solve_gate
 from keras_initlab.draw import KEPT as KEPT_PLAN
 from keras_initlab.draw import WeightPlan, draw
 from keras_initlab.model.layers import (
@@ -135,7 +135,11 @@ class _Hook:
             _through(chain, make(offset, np.zeros(pre.shape))),
             activation,
         )
-        c, how = solve(problem, target[0])
+        gate = solve_gate(problem) if follow.gate else None
+        if gate is not None:  # a gate's pre-activation: GATE_VAR, whatever the target
+            (c, how), target = gate, (GATE_VAR, "")
+        else:
+            c, how = solve(problem, target[0])
         scaled(variable, c)
         note = "; ".join(n for n in (how, target[1]) if n)
         self.choices[name] = _Choice(c, _std(variable), target[0], note)

@@ -45,10 +45,12 @@ import keras
 import numpy as np
 
 from keras_initlab import _keras
-from keras_initlab.model.layers import ACTIVATION_LAYERS, PASS_THROUGH
+from keras_initlab.model.layers import ACTIVATION_LAYERS, MULTIPLY, PASS_THROUGH
+from keras_initlab.model.operations import OPERATIONS, Arithmetic
 from keras_initlab.model.registry import registered
 from keras_initlab.model.residual import ResidualBlock, residual_blocks
 
+_MULTIPLY_OP = Arithmetic("multiply")
 BALANCED_SUMS = 11  # the longest stream whose branch ends and sums fit in [T/4, 4 T]
 
 
@@ -59,10 +61,14 @@ class Follow:
     Attributes:
         chain: the elementwise affine layers between the kernel layer and ``activation``.
         activation: the activation layer that follows, or None.
+        gate: whether the end (``activation``'s output, else the kernel layer's own) is an
+            operand of a product with another tensor (a ``Multiply`` layer or a
+            ``keras.ops.multiply`` node): a gate, as in squeeze-and-excitation.
     """
 
     chain: tuple[Any, ...] = ()
     activation: Any = None
+    gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,19 +89,31 @@ class Share:
     gain: float = 1.0
 
 
+def _product(call: Any) -> bool:
+    """Whether ``call`` multiplies two or more tensors element by element."""
+    op = call.operation
+    product = isinstance(op, MULTIPLY) or OPERATIONS.get(type(op).__name__) == _MULTIPLY_OP
+    return product and len(call.inputs) > 1
+
+
+def _gates(tensor: Any, consumers: dict[int, list[Any]]) -> bool:
+    return any(_product(call) for call in consumers.get(id(tensor), []))
+
+
 def _follow(start: Any, consumers: dict[int, list[Any]]) -> Follow:
     chain: list[Any] = []
     tensor = start
     while True:
         users = consumers.get(id(tensor), [])
         if len(users) != 1:
-            return Follow(tuple(chain))
+            return Follow(tuple(chain), gate=_gates(tensor, consumers))
         call = users[0]
         op = call.operation
         if isinstance(op, ACTIVATION_LAYERS):
-            return Follow(tuple(chain), op)
+            end = call.outputs[0] if len(call.outputs) == 1 else None
+            return Follow(tuple(chain), op, end is not None and _gates(end, consumers))
         if not isinstance(op, PASS_THROUGH) or len(call.outputs) != 1:
-            return Follow(tuple(chain))
+            return Follow(tuple(chain), gate=_product(call))
         chain.append(op)
         tensor = call.outputs[0]
 
