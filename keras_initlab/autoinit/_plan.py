@@ -63,7 +63,9 @@ class Follow:
         activation: the activation layer that follows, or None.
         gate: whether the end (``activation``'s output, else the kernel layer's own) is an
             operand of a product with another tensor (a ``Multiply`` layer or a
-            ``keras.ops.multiply`` node): a gate, as in squeeze-and-excitation.
+            ``keras.ops.multiply`` node); with an activation that can start neutral
+            (``_solve.solve_gate``: sigmoid, hard sigmoid) the kernel is a gate, as in
+            squeeze-and-excitation, else the product's other operand.
     """
 
     chain: tuple[Any, ...] = ()
