@@ -38,20 +38,17 @@ multiplies, and a recurrent layer or a pool over steps that reads a sequence who
 are correlated (another recurrent layer's, a repeated vector) is assumed, not predicted; a
 gradient and its activation
 correlated through 1x1 maps beyond what is tracked; the gradient below a softmax over few
-classes (its O(1/n) projection is dropped); a long stream of ReLUs of residual sums with
-small branches (``relu(x + 0.17 branch)``, InceptionResNetV2's 40 blocks), whose law the
-walk records at each block as the rectified Gaussian of its mean and second moment: that
-law drifts from the true one (the stream's variance 15% low after 10 such blocks). The
-gradient along such a stream follows samples of each element's path through the blocks
-(`_paths`), so that a unit that stayed active is likelier to stay so (after 10 blocks, the
-chained pairwise survival is 0.21 and the joint one 0.37, sampled). Still off: in training
-mode ResNet101's branches pass back 4-9% less than predicted through their first
-BatchNormalization, about 2% a block through its 23-block stage, and InceptionResNetV2's
-gradient is 5x off over its 40 blocks. A per-sample scale of the stream (samples whose
-activations are larger everywhere) multiplies its channels' positive offsets and raises
-each channel's variance over a batch above the mean field's, which takes channels and
-samples as independent (4% at ResNet101's ``conv4_block10_1_conv``;
-``benchmarks/README.md``).
+classes (its O(1/n) projection is dropped); the gradient along InceptionResNetV2's stream
+of 40 ReLUs of residual sums with small branches (``relu(x + 0.17 branch)``): 2.2x over
+in training mode, 1.33x in inference mode (median, 20 probes). Such a stream (and a
+training-mode ResNet's, whose branches are unit-variance BatchNormalization outputs
+beside a stream that grows) is mostly, at each sum, the stream one block back; the rules
+integrate the sum as a function of one Gaussian one block back, which drifts from the
+true law along the stream (ResNet101's ``conv4_block22_out`` in training mode: variance
+7.51 against 8.22 measured). The walk follows samples of each element's path through the
+blocks (`_paths`): the forward moments take their averages from them (8.18 there), and
+the gradient follows them, so that a unit that stayed active is likelier to stay so
+(after 10 blocks, the chained pairwise survival is 0.21 and the joint one 0.37, sampled).
 
 References: He et al. 2015 (Delving deep into rectifiers); Glorot and Bengio 2010;
 Poole et al. 2016 (Exponential expressivity in deep neural networks through transient chaos);

@@ -208,7 +208,7 @@ def activation_layer(call: Call) -> Step:
     out, d2, spread = apply(activation, call.x, call.batch)
     blend = call.x.blend
     if blend is not None and out.source is not None and isinstance(activation, Activation):
-        _paths.read(blend, out.source)  # a rectified stream: its derivatives per path
+        out = _paths.along(blend, out)  # a rectified stream: its paths
     return Step(
         [out],
         lambda g: [g[0] * _paths.factor(out, backward_factor(out, d2))],

@@ -336,7 +336,7 @@ def _elementwise(
     if isinstance(f, Activation):  # y = f(x), with x's own lineage kept
         out = Signal(out.means, out.variances, Source(f, x.signal) if everywhere else None)
         if x.signal.blend is not None and out.source is not None:
-            _paths.read(x.signal.blend, out.source)  # as the activation layers read it
+            out = _paths.along(x.signal.blend, out)  # as the activation layers read it
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
         factor = _paths.factor(out, _activations.backward_factor(out, d2))
