@@ -701,6 +701,22 @@ def test_value_keys_name_what_computes_a_tensor():
     assert key(dropout, "training") is None
 
 
+def _rectified_stream(x: Any, blocks: int, gain: float, rng: np.random.Generator) -> Any:
+    """``blocks`` blocks ``x_k = relu(x_{k-1} + W_k x_{k-1})`` on ``x`` (named
+    ``branch_k``, ``sum_k``, ``stream_k``), ``W_k`` drawn with std ``gain / sqrt(width)``."""
+    width = int(x.shape[-1])
+    for k in range(1, blocks + 1):
+        kernel = rng.normal(0.0, gain / math.sqrt(width), (width, width)).astype("float32")
+        b = L.Dense(
+            width,
+            use_bias=False,
+            name=f"branch_{k}",
+            kernel_initializer=keras.initializers.Constant(kernel),
+        )(x)
+        x = L.ReLU(name=f"stream_{k}")(L.Add(name=f"sum_{k}")([x, b]))
+    return x
+
+
 def test_a_deep_rectified_stream_follows_its_paths(monkeypatch):
     """Six blocks ``x_k = relu(x_{k-1} + W_k x_{k-1})`` (width 256) on a stream that starts
     as two ReLUs concatenated: the gradient reaches the input through the ReLU derivatives
@@ -731,16 +747,7 @@ def test_a_deep_rectified_stream_follows_its_paths(monkeypatch):
         )
         parts.append(L.ReLU(name=f"r{name}")(dense(h)))
     x = L.Concatenate(name="stream_0")(parts)
-    for k in range(1, blocks + 1):
-        kernel = rng.normal(0.0, 0.7 / math.sqrt(width), (width, width)).astype("float32")
-        b = L.Dense(
-            width,
-            use_bias=False,
-            name=f"branch_{k}",
-            kernel_initializer=keras.initializers.Constant(kernel),
-        )(x)
-        x = L.ReLU(name=f"stream_{k}")(L.Add(name=f"sum_{k}")([x, b]))
-    model = keras.Model(inputs, x)
+    model = keras.Model(inputs, _rectified_stream(x, blocks, 0.7, rng))
     report = keras_initlab.propagate(model)
     assert not report.assumed, report.assumed
     measured = _chunked(model)
@@ -835,16 +842,7 @@ def test_a_long_rectified_stream_takes_its_moments_from_its_paths(monkeypatch):
     rng = np.random.default_rng(5)
     inputs = keras.Input((width,))
     x = L.ReLU(name="stream_0")(_before((width,))(inputs))
-    for k in range(1, blocks + 1):
-        kernel = rng.normal(0.0, gain / math.sqrt(width), (width, width)).astype("float32")
-        b = L.Dense(
-            width,
-            use_bias=False,
-            name=f"branch_{k}",
-            kernel_initializer=keras.initializers.Constant(kernel),
-        )(x)
-        x = L.ReLU(name=f"stream_{k}")(L.Add(name=f"sum_{k}")([x, b]))
-    model = keras.Model(inputs, x)
+    model = keras.Model(inputs, _rectified_stream(x, blocks, gain, rng))
     report = keras_initlab.propagate(model)
     assert not report.assumed, report.assumed
     measured = _chunked(model)
