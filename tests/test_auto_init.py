@@ -27,6 +27,7 @@ from keras_initlab.propagate import _graph
 L = keras.layers
 # The module (keras_initlab.autoinit is also the function's name at the package level).
 ALGORITHM = importlib.import_module("keras_initlab.autoinit._algorithm")
+SOLVE = importlib.import_module("keras_initlab.autoinit._solve")
 PROBE = 256
 BLOCKS, WIDTH = 32, 64
 SUM_BOUNDS = (1 / 3, 3.0)
@@ -461,15 +462,14 @@ def gated_stack(form: str, blocks: int = 8, width: int = 64) -> keras.Model:
 
 @pytest.mark.parametrize("form", ["own", "layer"])
 def test_a_gate_starts_near_its_value_at_zero(form):
-    solve = importlib.import_module("keras_initlab.autoinit._solve")
     model = gated_stack(form)
     rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
     for b in range(8):
         assert rows[f"excite{b}"].note.startswith("gate: pre-activation variance 0.1")
-        assert rows[f"excite{b}"].target == solve.GATE_VAR
+        assert rows[f"excite{b}"].target == SOLVE.GATE_VAR
         assert rows[f"fc{b}"].note.startswith("variance after relu")  # not a gate
     if form == "layer":  # the Dense's own output is the gate's pre-activation
-        assert rows["excite3"].activation_var == pytest.approx(solve.GATE_VAR, rel=1e-6)
+        assert rows["excite3"].activation_var == pytest.approx(SOLVE.GATE_VAR, rel=1e-6)
         x = gaussian(model)
         u = keras.Model(model.inputs[0], model.get_layer("excite3").output)(x)
         per_sample = np.mean(np.square(keras.ops.convert_to_numpy(u).astype(np.float64)), 1)
@@ -492,11 +492,10 @@ def _log_energy_spread(model: keras.Model) -> float:
 def test_neutral_gates_keep_samples_together(monkeypatch):
     """The reason for GATE_VAR: with unit-variance gates each sample's gain grows with its
     own scale, so the samples' energies spread apart through the stack."""
-    solve = importlib.import_module("keras_initlab.autoinit._solve")
     model = gated_stack("own", blocks=12)
     keras_initlab.initialize(model, "auto", seed=0)
     neutral = _log_energy_spread(model)
-    monkeypatch.setattr(solve, "GATE_VAR", 1.0)
+    monkeypatch.setattr(SOLVE, "GATE_VAR", 1.0)
     keras_initlab.initialize(model, "auto", seed=0)
     unit = _log_energy_spread(model)
     # each a standard deviation over PROBE independent samples: standard error about

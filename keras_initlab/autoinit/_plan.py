@@ -107,17 +107,13 @@ def _follow(start: Any, consumers: dict[int, list[Any]]) -> Follow:
     tensor = start
     while True:
         users = consumers.get(id(tensor), [])
-        if len(users) != 1:
-            return Follow(tuple(chain), gate=_gates(tensor, consumers))
-        call = users[0]
-        op = call.operation
+        op = users[0].operation if len(users) == 1 else None
         if isinstance(op, ACTIVATION_LAYERS):
-            end = call.outputs[0] if len(call.outputs) == 1 else None
-            return Follow(tuple(chain), op, end is not None and _gates(end, consumers))
-        if not isinstance(op, PASS_THROUGH) or len(call.outputs) != 1:
-            return Follow(tuple(chain), gate=_product(call))
+            return Follow(tuple(chain), op, _gates(users[0].outputs[0], consumers))
+        if not isinstance(op, PASS_THROUGH) or len(users[0].outputs) != 1:
+            return Follow(tuple(chain), gate=_gates(tensor, consumers))
         chain.append(op)
-        tensor = call.outputs[0]
+        tensor = users[0].outputs[0]
 
 
 def _sequential_follow(layers: list[Any], index: int) -> Follow:
