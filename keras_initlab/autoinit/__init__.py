@@ -43,9 +43,24 @@ reach ``T``, get ``T' = T``.
   the samples' energies spread apart: EfficientNetB1's standard deviation of log per-sample
   energy at ``block6d_add`` goes from 3.6 to 1.6 (``_solve.solve_gate``). The gated
   product then has about ``f(0)^2 = 1/4`` of the other operand's variance.
-  SiLU (swish) keeps some spread: ``E[silu(s z)^2]`` has elasticity 1.10-1.17 in ``s^2``
-  for every pre-activation variance from 0.3 to 5, so deep SiLU stacks at unit scale still
-  amplify each sample's scale (EfficientNetB1 with ReLU instead: 0.3 at its last block).
+* **Expansive activations: the target holds on average, not for each sample.** The
+  variance AutoInit sets is the mean over samples. One sample whose scale is ``s`` times
+  the others' reaches a layer ``s^2``-fold in mean square and leaves its activation
+  ``s^(2 slope)``-fold (`AutoInitRow.slope`, the elasticity of ``E[f^2]``; the next kernel
+  passes mean squares on), whatever the kernel's scale. A rectifier has slope 1, ELU,
+  SELU, tanh and softplus below 1 (they pull the samples together); SiLU (1.10-1.17),
+  GELU, hard swish and mish above 1, so along a chain of them the samples' scales spread
+  apart geometrically: every scale's fixed point is unstable, and no data-free kernel
+  scale holds the target for every sample (a bias variance, which does not scale with the
+  sample, is what makes such a fixed point stable: Poole et al. 2016, Hayou et al. 2019).
+  The report flags those kernels (``AutoInitReport.expansive``, ``"expansive: slope
+  1.13"`` in the note). Measured (``benchmarks/bench_expansive.py``: 40 Dense layers of
+  width 256, 2048 Gaussian samples): after SiLU the batch variance at the 37th layer is 49
+  (AutoInit predicts 1), the median sample's mean square 0.001 and the standard deviation
+  of the log of the samples' mean squares 7.9 (0.19 at the first); GELU 2.0, 0.40 and
+  6.1; ReLU 1.00, 1.4 and 0.39; ELU 0.95, 0.99 and 0.19. In EfficientNetB1-B7, whose
+  BatchNormalization is the identity in inference mode, the same spread and the drift it
+  amplifies put 13-42% of the layers above 4 (a ReLU EfficientNetB1: 0.4-4%).
 * **Normalization.** AutoInit targets **inference mode** (what ``measure()``, ``propagate``
   and a model called with ``training=False`` give at initialization): BatchNormalization
   with its moving statistics is an affine map (the identity at initialization) that the

@@ -14,7 +14,15 @@ from keras_initlab import initializers as ini
 from keras_initlab._validation import check_positive
 from keras_initlab.autoinit._plan import Follow, follows, shares
 from keras_initlab.autoinit._report import DRAWN, KEPT, SCALED, AutoInitReport, AutoInitRow
-from keras_initlab.autoinit._solve import GATE_VAR, Problem, scaled, solve, solve_gate
+from keras_initlab.autoinit._solve import (
+    EXPANSIVE,
+    GATE_VAR,
+    Problem,
+    scaled,
+    slope,
+    solve,
+    solve_gate,
+)
 from keras_initlab.draw import KEPT as KEPT_PLAN
 from keras_initlab.draw import WeightPlan, draw
 from keras_initlab.model.layers import (
@@ -49,6 +57,7 @@ class _Choice:
     kernel_std: float
     target: float
     note: str
+    slope: float | None = None
 
 
 def _elementwise(activation: Any) -> Any:
@@ -141,8 +150,10 @@ class _Hook:
         else:
             c, how = solve(problem, target[0])
         scaled(variable, c)
-        note = "; ".join(n for n in (how, target[1]) if n)
-        self.choices[name] = _Choice(c, _std(variable), target[0], note)
+        gain = slope(problem, c)
+        expansive = f"expansive: slope {gain:.3g}" if gain is not None and gain > EXPANSIVE else ""
+        note = "; ".join(n for n in (how, target[1], expansive) if n)
+        self.choices[name] = _Choice(c, _std(variable), target[0], note, gain)
 
     def __call__(self, call: Call, name: str) -> None:
         layer = call.layer
@@ -352,6 +363,7 @@ def _rows(
                 row.signal.var,
                 row.note if choice is None else choice.note,
                 _action(choice, plan),
+                None if choice is None else choice.slope,
             )
         )
         held = inside.get(row.name, ())

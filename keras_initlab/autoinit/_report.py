@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keras_initlab.autoinit._solve import EXPANSIVE
 from keras_initlab.text_table import RowReport, format_table
 
 SCALED, DRAWN, KEPT = "scaled", "drawn", "kept"  # AutoInitRow.kernel
@@ -29,6 +30,11 @@ class AutoInitRow:
             walk could not read the layer or does not reach it, ``note`` says which; its
             moments are NaN when the walk has no row for it), ``"kept"`` (an embedding
             table keeps its layer's own draw), or ``""`` (no kernel).
+        slope: the elasticity of the mean square after the layer's activation in the
+            variance before, at the scale chosen (`keras_initlab.autoinit._solve.slope`):
+            1 for a rectifier, below 1 for an activation that pulls a sample's scale back
+            towards the others' (ELU, tanh), above 1 for one that spreads the samples apart
+            (SiLU 1.13); None without an activation or a scaled kernel.
     """
 
     layer: str
@@ -40,6 +46,7 @@ class AutoInitRow:
     activation_var: float
     note: str = ""
     kernel: str = ""
+    slope: float | None = None
 
 
 class AutoInitReport(RowReport[AutoInitRow]):
@@ -57,6 +64,7 @@ class AutoInitReport(RowReport[AutoInitRow]):
         "scale",
         "kernel_std",
         "target",
+        "slope",
         "activation_var",
         "note",
     )
@@ -75,6 +83,13 @@ class AutoInitReport(RowReport[AutoInitRow]):
         """The rows of the layers whose kernel was drawn on its true fans and not scaled."""
         return [r for r in self.rows if r.kernel == DRAWN]
 
+    @property
+    def expansive(self) -> list[AutoInitRow]:
+        """The rows of the kernels whose activation has a `AutoInitRow.slope` above
+        ``EXPANSIVE = 1.01``: along a chain of them no scale holds the target for every
+        sample (see `keras_initlab.autoinit`)."""
+        return [r for r in self.rows if r.slope is not None and r.slope > EXPANSIVE]
+
     def by_layer(self) -> dict[str, AutoInitRow]:
         """``{layer path: row}``."""
         return {r.layer: r for r in self.rows}
@@ -82,7 +97,8 @@ class AutoInitReport(RowReport[AutoInitRow]):
     def __repr__(self) -> str:
         return (
             f"AutoInitReport({len(self.rows)} layers, {len(self.scaled)} scaled, "
-            f"{len(self.unscaled)} drawn and not scaled, input_var={self.input_var:g})"
+            f"{len(self.unscaled)} drawn and not scaled, {len(self.expansive)} expansive, "
+            f"input_var={self.input_var:g})"
         )
 
     def __str__(self) -> str:

@@ -40,6 +40,10 @@ from keras_initlab.propagate._signal import Signal, make
 MAX_PRE = 3.5
 # A gate's pre-activation variance (absolute, like attention logits): see `solve_gate`.
 GATE_VAR = 0.1
+# A kernel whose activation's `slope` exceeds this is expansive (`AutoInitReport.expansive`):
+# 70 such layers in a chain double a deviation of a sample's scale.
+EXPANSIVE = 1.01
+_SLOPE_STEP = 0.02  # the log step in the pre-activation variance of `slope`'s difference
 _ITERATIONS = 60
 _LOG_TOL = 1e-9  # |log(variance / target)| at which the root is taken
 _TINY = 1e-300
@@ -88,6 +92,12 @@ class Problem:
         if self.activation is None:
             return _variance(pre, self.w)
         return _variance(output_moments(self.activation, pre), self.w)
+
+    def mean_square(self, c: float) -> float:
+        """``E[f(X(c))^2]`` over the elements (``E[X(c)^2]`` without an activation)."""
+        pre = self.pre(c)
+        out = pre if self.activation is None else output_moments(self.activation, pre)
+        return float(self.w @ (out.means**2 + out.variances))
 
     def pre_scale(self, target: float) -> float:
         """The ``c >= 0`` with pre-activation variance ``target`` (0 if the offsets alone
@@ -154,6 +164,41 @@ def solve_gate(problem: Problem) -> tuple[float, str] | None:
         return None
     c = problem.pre_scale(GATE_VAR)
     return c, f"gate: pre-activation variance {GATE_VAR:g} (a near-constant {f.name} at start)"
+
+
+def slope(problem: Problem, c: float) -> float | None:
+    """The elasticity of the mean square after the activation in the variance before, at
+    the kernel factor ``c``: ``d log E[f(X)^2] / d log Var(X)`` with ``X = c a + d`` (a
+    central difference in ``log c``); None without an activation.
+
+    One sample whose input is ``s`` times the others' reaches this layer ``s^2``-fold in
+    mean square and leaves it ``s^(2 slope)``-fold (the next kernel maps mean squares to
+    variances), so along a chain of layers with slope above 1 the samples' scales spread
+    apart geometrically and no kernel scale holds a target (the slope of ``c^2 E[f^2]``
+    does not depend on ``c^2``): the fixed point every scale gives is unstable. A
+    rectifier has slope 1 (positively homogeneous); ELU 0.89-0.93, SELU 0.78-0.83, softplus
+    and tanh below 1 (they pull a sample back towards the others); SiLU 1.10-1.17, GELU
+    1.03-1.18, hard swish 1.09-1.22 and mish 1.02-1.08, for a pre-activation variance from
+    0.3 to 5 (SiLU at the 3 auto gives it: 1.13).
+    A bias ``d`` does not scale with the sample, and lowers the slope.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from keras_initlab.propagate import _activations
+    >>> from keras_initlab.propagate._signal import make
+    >>> x = make(np.zeros(64), np.ones(64))
+    >>> silu = _activations.from_function(keras.activations.silu)
+    >>> problem = Problem(x, make(np.zeros(64), np.zeros(64)), silu)
+    >>> round(slope(problem, 3 ** 0.5), 2)
+    1.13
+    """
+    if problem.activation is None:
+        return None
+    step = math.exp(_SLOPE_STEP / 2.0)
+    up, down = problem.mean_square(c * step), problem.mean_square(c / step)
+    if not (up > _TINY and down > _TINY):
+        return None
+    return (math.log(up) - math.log(down)) / (2.0 * _SLOPE_STEP)
 
 
 def _saturates(f: Activation) -> bool:
