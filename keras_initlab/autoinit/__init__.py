@@ -49,13 +49,17 @@ reach ``T``, get ``T' = T``.
   ``s^(2 slope)``-fold (`AutoInitRow.slope`, the elasticity of ``E[f^2]``; the next kernel
   passes mean squares on), whatever the kernel's scale. A rectifier has slope 1, ELU,
   SELU, tanh and softplus below 1 (they pull the samples together); SiLU (1.10-1.17),
-  GELU, hard swish and mish above 1, so along a chain of them the samples' scales spread
-  apart geometrically: every scale's fixed point is unstable, and no data-free kernel
-  scale holds the target for every sample (a bias variance, which does not scale with the
-  sample, is what makes such a fixed point stable: Poole et al. 2016, Hayou et al. 2019).
-  The report flags those kernels (``AutoInitReport.expansive``, ``"expansive: slope
-  1.13"`` in the note). Measured (``benchmarks/bench_expansive.py``: 40 Dense layers of
-  width 256, 2048 Gaussian samples): after SiLU the batch variance at the 37th layer is 49
+  GELU, hard swish and mish above 1, so along a chain of them with nothing that
+  normalizes each sample in between (LayerNormalization does; BatchNormalization in
+  inference mode does not) the samples' scales spread apart geometrically: every scale's
+  fixed point is unstable, and no data-free kernel scale holds the target for every
+  sample (a bias variance, which does not scale with the sample, is what makes such a
+  fixed point stable: Poole et al. 2016, Hayou et al. 2019). The report flags those
+  kernels (``AutoInitReport.expansive``, ``"expansive: slope 1.13"`` in the note); it
+  states the activation's property, and whether a chain compounds it is the graph's
+  (ConvNeXt's GELUs are flagged, and its LayerNormalizations reset every block).
+  Measured (``benchmarks/bench_expansive.py``: 40 Dense layers of width 256, 2048
+  Gaussian samples): after SiLU the batch variance at the 37th layer is 49
   (AutoInit predicts 1), the median sample's mean square 0.001 and the standard deviation
   of the log of the samples' mean squares 7.9 (0.19 at the first); GELU 2.0, 0.40 and
   6.1; ReLU 1.00, 1.4 and 0.39; ELU 0.95, 0.99 and 0.19. In EfficientNetB1-B7, whose

@@ -86,8 +86,9 @@ class AutoInitReport(RowReport[AutoInitRow]):
     @property
     def expansive(self) -> list[AutoInitRow]:
         """The rows of the kernels whose activation has a `AutoInitRow.slope` above
-        ``EXPANSIVE = 1.01``: along a chain of them no scale holds the target for every
-        sample (see `keras_initlab.autoinit`)."""
+        ``EXPANSIVE = 1.01``: along a chain of them that nothing normalizes per sample
+        (no LayerNormalization between), no scale holds the target for every sample (see
+        `keras_initlab.autoinit`)."""
         return [r for r in self.rows if r.slope is not None and r.slope > EXPANSIVE]
 
     def by_layer(self) -> dict[str, AutoInitRow]:
