@@ -188,8 +188,15 @@ def out_of_reach(model: keras.Model) -> dict[str, str]:
       about 0.05 measured since its cell ``c`` stays small; a GRU's mix of the state and
       ``tanh(z)`` is below ``E[tanh(z)^2]``, 0.39 for unit-variance ``z``, about 0.2
       measured; only saturated gates bring them to 1/4 (`auto` draws their input kernels
-      for unit-variance gate pre-activations).
+      for unit-variance gate pre-activations);
+    * the end of a residual branch (its last kernel and what follows it on the branch) on a
+      stream of more than ``BALANCED_SUMS = 11`` sums: every branch adds its variance to
+      the stream, so branch ends of at least ``T/4`` take a stream that starts at ``T``
+      past ``4 T`` after 12 sums; `auto` keeps the stream, which every later layer reads,
+      within ``2 T`` and gives each branch end ``1/n`` of the target (EfficientNetV2M's
+      13-sum stage: 0.077), the depth scaling of Fixup and SkipInit.
     """
+    from keras_initlab.autoinit._plan import BALANCED_SUMS, shares
     from keras_initlab.measurement._selection import activation_name, monitored_layers
     from keras_initlab.model.registry import registered
     from keras_initlab.model.residual import residual_blocks
@@ -206,6 +213,7 @@ def out_of_reach(model: keras.Model) -> dict[str, str]:
             why[path] = "an output in [0, 1]: variance below 1/4"
         if isinstance(getattr(layer, "cell", None), (keras.layers.LSTMCell, keras.layers.GRUCell)):
             why[path] = "a gated recurrent output: about 0.05 (LSTM) or 0.2 (GRU) unsaturated"
+    share = shares(model)
     for block in residual_blocks(model):
         scaled = False
         for layer in block.tail_layers:
@@ -213,6 +221,10 @@ def out_of_reach(model: keras.Model) -> dict[str, str]:
             scaled = scaled or (kind is not None and kind.kind == "scale")
             if scaled and id(layer) in path_of:
                 why[path_of[id(layer)]] = "after a learned scale the architecture draws"
+        n = share[id(block.last_kernel_layer)].stream if id(block.last_kernel_layer) in share else 0
+        for layer in (block.last_kernel_layer, *block.tail_layers) if n > BALANCED_SUMS else ():
+            if id(layer) in path_of:
+                why.setdefault(path_of[id(layer)], f"a branch end on a stream of {n} sums: 1/n")
     return why
 
 
