@@ -23,7 +23,8 @@ table). Printed as a markdown table, per model:
   how many of them the prediction does not raise (``false``).
 * ``auto ok``: after ``initialize(model, "auto", seed=0)``, the share of the recorded rows
   (the classifier excluded) whose inference-mode activation variance lies within [0.25, 4],
-  less the rows `judge.out_of_reach` leaves out (their count after ``-``).
+  less the rows `judge.out_of_reach` leaves out (their count after ``-``); ``expansive``
+  where a share below 90% is the architecture's (`judge.expansive_rows`).
 * ``verdict``: ``pass``, ``miss`` (an agreement bound missed) or ``fail`` (another check).
 * ``s``: wall time of the model's process, Python's start-up included.
 
@@ -111,7 +112,8 @@ def row_cells(family: str, r: dict[str, Any]) -> list[str]:
         _ratios(train["activation"], train["probes"]),
         _ratios(train["gradient"], train["probes"]),
         f"{len(figures['alerts'])} ({len(figures['false_alerts'])})",
-        f"{100 * figures['auto']:.0f}% -{figures['auto_left_out']}",
+        f"{100 * figures['auto']:.0f}% -{figures['auto_left_out']}"
+        + (" expansive" if figures.get("auto_cannot") else ""),
         verdict,
         f"{r['seconds']:.0f}",
     ]
