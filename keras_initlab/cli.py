@@ -236,13 +236,13 @@ def _prepare(args: argparse.Namespace, experiment: Experiment) -> tuple[Any, Any
     except (ValueError, TypeError) as error:
         raise UsageError(_one_line(error)) from None
     _quiet_tensorflow()
-    from keras_initlab.compare.datasets import DatasetUnavailable, load_dataset
-    from keras_initlab.compare.harness import check_report_folder
+    from keras_initlab.compare.datasets import DatasetUnavailable
+    from keras_initlab.compare.harness import check_report_folder, load_data
 
     try:
         if not args.no_report:
             check_report_folder(args.out, "out")
-        data = load_dataset(config.dataset, seed=config.seed)
+        data = load_data(experiment, config)
         if experiment.check_data is not None:
             experiment.check_data(config, data)
     except (ValueError, TypeError, DatasetUnavailable) as error:

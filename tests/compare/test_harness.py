@@ -16,11 +16,12 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import keras_initlab
 from keras_initlab.compare.config import TrainingConfig, check_training
-from keras_initlab.compare.datasets import describe, load_dataset
+from keras_initlab.compare.datasets import Dataset, describe, load_dataset
 from keras_initlab.compare.harness import (
     Claim,
     Experiment,
@@ -141,6 +142,19 @@ def test_a_definition_runs_every_run_in_order_with_progress_lines(data):
         "[ 3/3] toy three",
     ]
     assert not result.partial
+
+
+def test_a_definition_may_bring_its_own_data():
+    # e.g. token sequences of a language model: any x and y arrays, limits applied after
+    tokens = np.arange(40, dtype=np.int32).reshape(10, 4)
+    own = Dataset("tokens", tokens[:8], tokens[:8, -1], tokens[8:], tokens[8:, -1], 40, "toy")
+    toy = dataclasses.replace(TOY, load_data=lambda config: own)
+    result = run_experiment(toy, ToyConfig(epochs=1, train_limit=5))
+    assert (result.dataset["name"], result.dataset["train"], result.dataset["test"]) == (
+        "tokens",
+        5,
+        2,
+    )
 
 
 def test_ctrl_c_gives_a_partial_result_of_the_finished_runs(data, tmp_path):

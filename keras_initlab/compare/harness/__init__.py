@@ -1,24 +1,12 @@
 """One experiment harness for the command-line experiments (``compare``, ``residual``, ...).
 
-An experiment is a definition, an `Experiment`: its config (networks, schemes, data and
-training settings, ``--quick``), the `Plan` of its runs, its claims, its table, JSON
-document, extra report files and summary lines, and its own command-line options. The
-harness gives every experiment the same:
-
-* `run_experiment`: the data cut to the config's limits, one progress line per run, and
-  Ctrl-C raising `ExperimentInterrupted` with the runs that finished (`runner`);
-* `report_text`, `write_json`, `write_report`: the printed text, ``results.json`` and the
-  report folder (``table.txt``, ``table.md``, ``summary.md``, written whole; a folder that
-  is not a previous report is refused) (`report`, `folder`);
-* `Claim` and the way claims and spreads over seeds are written (`claims`);
-* `add_options` and `config_from_args`: the shared command-line options (`options`);
-* seeds trained together in one model, a tower per seed (`stacking`), for definitions
-  that want it.
-
-The definitions are `keras_initlab.compare.definition.COMPARE` and
-`keras_initlab.compare.residual.definition.RESIDUAL`; the ``keras-initlab`` command runs
-each through the harness. Nothing outside ``keras_initlab.compare`` and the command line
-imports the experiments.
+An experiment is a definition, an `Experiment` (its config, the `Plan` of its runs, its
+claims, report parts and options); the harness runs it (`run_experiment`: data limits,
+progress lines, Ctrl-C), prints and writes its report (`report_text`, `write_json`,
+`write_report`), reads its options (`add_options`, `config_from_args`) and stacks seeds
+(`stacking`). keras_initlab/compare/README.md describes it; the definitions are
+`keras_initlab.compare.definition.COMPARE` and
+`keras_initlab.compare.residual.definition.RESIDUAL`.
 
 Example:
 >>> from keras_initlab.compare.harness import run_experiment, report_text
@@ -52,6 +40,7 @@ from keras_initlab.compare.harness.report import (
 from keras_initlab.compare.harness.runner import (
     ExperimentInterrupted,
     limit_data,
+    load_data,
     make_reproducible,
     run_experiment,
 )
@@ -72,6 +61,7 @@ __all__ = [
     "format_claims",
     "lazy",
     "limit_data",
+    "load_data",
     "make_reproducible",
     "names",
     "partial_note",

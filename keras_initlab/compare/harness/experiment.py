@@ -1,13 +1,5 @@
 """What an experiment of the harness is: a definition (`Experiment`) and its runs (`Plan`).
 
-A command-line experiment (``keras-initlab compare``, ``residual``) is an `Experiment`: its
-config (networks, schemes, data and training settings, with the checks and the ``--quick``
-run), its `Plan` of runs, its claims, its report (table, JSON document, extra files,
-summary) and its own command-line options. The harness does the rest, the same for every
-experiment: the data, seeds' progress lines and Ctrl-C (`runner.run_experiment`), the
-report folder, ``results.json`` and ``summary.md`` (`report`), the command line's shared
-options (`options`).
-
 The command line reads definitions before TensorFlow starts, so a definition module
 imports no Keras: the hooks that train or plot are given as `lazy` references.
 """
@@ -107,6 +99,8 @@ class Experiment:
             the main one (none by default).
         footer: ``footer(plots)``: ``summary.md``'s lines after the plots (none by default).
         claims_title: the heading of the claims in ``summary.md``.
+        load_data: ``load_data(config)``: the experiment's own `Dataset` (None: the
+            built-in or ``.npz`` one ``config.dataset`` names); the limits apply after.
         check_data: ``check_data(config, data)`` raises ValueError when the runs cannot
             use the data (checked before any training); None: any data.
         help, description: the command's line in ``keras-initlab --help`` and its own.
@@ -146,6 +140,7 @@ class Experiment:
     sections: Callable[[Any, bool], list[str]] = _nothing
     footer: Callable[[list[str]], list[str]] = _nothing
     claims_title: str = "Claims"
+    load_data: Callable[[Any], Any] | None = None
     check_data: Callable[[Any, Any], None] | None = None
 
     def __repr__(self) -> str:

@@ -18,7 +18,13 @@ from keras_initlab.compare.datasets import Dataset, load_dataset
 from keras_initlab.compare.harness.experiment import Experiment
 from keras_initlab.compare.progress import Progress
 
-__all__ = ["ExperimentInterrupted", "limit_data", "make_reproducible", "run_experiment"]
+__all__ = [
+    "ExperimentInterrupted",
+    "limit_data",
+    "load_data",
+    "make_reproducible",
+    "run_experiment",
+]
 
 
 class ExperimentInterrupted(KeyboardInterrupt):
@@ -42,7 +48,7 @@ def run_experiment(
         experiment: the definition.
         config: the run (default: ``experiment.config_type()``, the default run).
         progress: stream for the progress lines, e.g. ``sys.stderr`` (None: silent).
-        data: an already loaded dataset (default: ``load_dataset(config.dataset)``).
+        data: an already loaded dataset (default: `load_data`).
 
     Returns:
         The result ``experiment``'s plan collects.
@@ -62,9 +68,7 @@ def run_experiment(
     """
     config = experiment.check(config or experiment.config_type())
     start = time.perf_counter()
-    if data is None:
-        data = load_dataset(config.dataset, seed=config.seed)
-    data = limit_data(data, config)
+    data = limit_data(load_data(experiment, config) if data is None else data, config)
     if experiment.check_data is not None:  # before any training
         experiment.check_data(config, data)
     plan = experiment.plan(config, data)
@@ -80,6 +84,25 @@ def run_experiment(
         partial = plan.collect(finished, None, time.perf_counter() - start, True)
         raise ExperimentInterrupted(partial) from None
     return plan.collect(finished, after, time.perf_counter() - start, False)
+
+
+def load_data(experiment: Experiment, config: Any) -> Dataset:
+    """The data of a run: ``experiment.load_data(config)``, or when the experiment has no
+    loader of its own, ``load_dataset(config.dataset, seed=config.seed)``.
+
+    Raises:
+        ValueError, DatasetUnavailable: the data cannot be loaded.
+
+    Example:
+    >>> from keras_initlab.compare.definition import COMPARE
+    >>> from keras_initlab.compare.config import CompareConfig
+    >>> load_data(COMPARE, CompareConfig(dataset="circles")).num_features
+    2
+    """
+    if experiment.load_data is not None:
+        data: Dataset = experiment.load_data(config)
+        return data
+    return load_dataset(config.dataset, seed=config.seed)
 
 
 def limit_data(data: Dataset, config: TrainingConfig) -> Dataset:
