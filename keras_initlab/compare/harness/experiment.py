@@ -104,6 +104,7 @@ class Experiment:
         check_data: ``check_data(config, data)`` raises ValueError when the runs cannot
             use the data (checked before any training); None: any data.
         help, description: the command's line in ``keras-initlab --help`` and its own.
+        dataset_help: what ``--dataset`` takes, for ``--help``.
         quick_help: what ``--quick`` runs, for ``--help``.
         default_out: the report folder's default name.
         report_contents: what the report folder holds, in the command's last line.
@@ -136,6 +137,10 @@ class Experiment:
     report_contents: str
     add_options: Callable[[argparse.ArgumentParser], None]
     options: tuple[str, ...] = ()
+    dataset_help: str = (
+        "digits (default, embedded), circles, spirals, mnist, fashion_mnist (need a network "
+        "once) or a PATH.npz"
+    )
     from_args: Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]] = _no_values
     sections: Callable[[Any, bool], list[str]] = _nothing
     footer: Callable[[list[str]], list[str]] = _nothing

@@ -42,28 +42,30 @@ def add_options(parser: argparse.ArgumentParser, experiment: Experiment) -> None
     >>> parser.parse_args(["--blocks", "4"]).blocks
     4
     """
-    parser.add_argument(
-        "--dataset",
-        default="digits",
-        help="digits (default, embedded), circles, spirals, mnist, "
-        "fashion_mnist (need a network once) or a PATH.npz",
-    )
+    parser.add_argument("--dataset", default="digits", help=experiment.dataset_help)
     parser.add_argument(
         "--schemes", default="all", help="comma-separated scheme names, or 'all' (default)"
     )
     experiment.add_options(parser)
-    out = experiment.default_out
-    learning_rate = experiment.config_type.learning_rate
-    parser.add_argument("--epochs", type=int, help="epochs per scheme (default 10)")
-    parser.add_argument("--batch-size", type=int, help="batch size (default 64)")
+    default, out = experiment.config_type(), experiment.default_out
+    parser.add_argument("--epochs", type=int, help=f"epochs per scheme (default {default.epochs})")
+    parser.add_argument("--batch-size", type=int, help=f"batch size (default {default.batch_size})")
     parser.add_argument(
-        "--learning-rate", type=float, help=f"SGD learning rate (default {learning_rate:g})"
+        "--learning-rate", type=float, help=f"SGD learning rate (default {default.learning_rate:g})"
     )
-    parser.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
-    parser.add_argument("--seed", type=int, help="seed of the split, weights and batches (0)")
-    parser.add_argument("--seeds", type=int, help="weight seeds per scheme (default 3)")
     parser.add_argument(
-        "--probe-size", type=int, help="test examples the variance is measured on (default 256)"
+        "--momentum", type=float, help=f"SGD momentum (default {default.momentum:g})"
+    )
+    parser.add_argument(
+        "--seed", type=int, help=f"seed of the split, weights and batches ({default.seed})"
+    )
+    parser.add_argument(
+        "--seeds", type=int, help=f"weight seeds per scheme (default {default.seeds})"
+    )
+    parser.add_argument(
+        "--probe-size",
+        type=int,
+        help=f"test examples the variance is measured on (default {default.probe_size})",
     )
     parser.add_argument("--quick", action="store_true", help=experiment.quick_help)
     parser.add_argument("--out", default=out, help=f"report folder (default ./{out})")
