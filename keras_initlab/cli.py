@@ -21,7 +21,6 @@ Example (the error line goes to stderr):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import re
@@ -29,14 +28,15 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from keras_initlab.compare.harness import Experiment
 
 PROG = "keras-initlab"
 EXIT_USAGE = 2  # bad input: argparse's own exit status for usage errors
 AUTO = "auto"  # the scheme name of AutoInit in `initialize` (keras_initlab.autoinit)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C
-DEFAULT_REPORT_DIR = "initlab-report"
-DEFAULT_RESIDUAL_DIR = "initlab-residual-report"
 AUDIT_LEGEND = (
     "!! flags a weight whose variance ratio (std / expected_std)**2 is further from 1 than "
     "{z:g} standard errors, {z:g} * sqrt(2 / n) for a weight of n values (a correct draw "
@@ -64,48 +64,9 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def _names(text: str, every: tuple[str, ...]) -> tuple[str, ...]:
-    """The comma-separated names of ``text``; ``all``: ``every``."""
-    if text == "all":
-        return every
-    return tuple(n.strip() for n in text.split(",") if n.strip())
-
-
-def _add_data_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        default="digits",
-        help="digits (default, embedded), circles, spirals, mnist, "
-        "fashion_mnist (need a network once) or a PATH.npz",
-    )
-
-
-def _add_run_options(
-    parser: argparse.ArgumentParser, out: str, quick: str, learning_rate: float
-) -> None:
-    """The training and output options ``compare`` and ``residual`` share."""
-    parser.add_argument("--epochs", type=int, help="epochs per scheme (default 10)")
-    parser.add_argument("--batch-size", type=int, help="batch size (default 64)")
-    parser.add_argument(
-        "--learning-rate", type=float, help=f"SGD learning rate (default {learning_rate:g})"
-    )
-    parser.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
-    parser.add_argument("--seed", type=int, help="seed of the split, weights and batches (0)")
-    parser.add_argument("--seeds", type=int, help="weight seeds per scheme (default 3)")
-    parser.add_argument(
-        "--probe-size", type=int, help="test examples the variance is measured on (default 256)"
-    )
-    parser.add_argument("--quick", action="store_true", help=quick)
-    parser.add_argument("--out", default=out, help=f"report folder (default ./{out})")
-    parser.add_argument("--no-report", action="store_true", help="print only, write no folder")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``keras-initlab`` command."""
-    from keras_initlab.compare.config import CompareConfig  # both Keras-free
-    from keras_initlab.compare.residual.config import ResidualConfig
+    from keras_initlab.compare.harness.options import add_options  # Keras-free
 
     parser = _Parser(
         prog=PROG,
@@ -115,60 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-
-    compare = commands.add_parser(
-        "compare",
-        help="train one deep network under every initialization scheme",
-        description="Train one deep MLP under every initialization scheme with the same "
-        "data, seed and optimizer; print a table and write a report folder.",
-    )
-    _add_data_option(compare)
-    compare.add_argument(
-        "--schemes",
-        default="all",
-        type=str,
-        help="comma-separated scheme names, or 'all' (default)",
-    )
-    compare.add_argument("--depth", type=int, help="hidden layers (default 10)")
-    compare.add_argument("--width", type=int, help="units per hidden layer (default 64)")
-    compare.add_argument("--activation", help="hidden activation (default relu)")
-    compare.add_argument(
-        "--contrast-activation",
-        help="activation Xavier and He are also trained with (default: tanh, "
-        "or relu when --activation tanh; 'none' to skip)",
-    )
-    _add_run_options(
-        compare,
-        DEFAULT_REPORT_DIR,
-        "smoke run: depth 6, width 32, 2 epochs, 512 training examples",
-        learning_rate=CompareConfig.learning_rate,
-    )
-
-    residual = commands.add_parser(
-        "residual",
-        help="He, Xavier, LSUV, auto and residual rules on unnormalized residual networks",
-        description="Train a deep residual MLP and a residual CNN without normalization "
-        "under He, Xavier, LSUV, auto and He with each residual rule (zero, fixup, skipinit, "
-        "scaled); print the stream's growth at initialization and the accuracy reached, "
-        "check the claims and write a report folder.",
-    )
-    _add_data_option(residual)
-    residual.add_argument(
-        "--schemes", default="all", help="comma-separated scheme names, or 'all' (default)"
-    )
-    residual.add_argument(
-        "--architectures", default="mlp,cnn", help="mlp and/or cnn (default mlp,cnn)"
-    )
-    residual.add_argument("--blocks", type=int, help="residual blocks of the MLP (default 32)")
-    residual.add_argument("--width", type=int, help="units of the MLP (default 64)")
-    residual.add_argument("--cnn-blocks", type=int, help="residual blocks of the CNN (default 16)")
-    residual.add_argument("--channels", type=int, help="channels of the CNN (default 16)")
-    _add_run_options(
-        residual,
-        DEFAULT_RESIDUAL_DIR,
-        "smoke run: 6 MLP / 3 CNN blocks, 2 epochs, 2 seeds, 256 training examples",
-        learning_rate=ResidualConfig.learning_rate,
-    )
+    for experiment in _experiments().values():
+        command = commands.add_parser(
+            experiment.name, help=experiment.help, description=experiment.description
+        )
+        add_options(command, experiment)
 
     inspect = commands.add_parser(
         "inspect",
@@ -188,46 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> Any:
-    from keras_initlab.compare.config import COMPARE_SCHEMES, QUICK, CompareConfig, check_config
+def _experiments() -> dict[str, Experiment]:
+    """The experiments the command runs, by name (their definitions are Keras-free)."""
+    from keras_initlab.compare.definition import COMPARE
+    from keras_initlab.compare.residual.definition import RESIDUAL
 
-    values: dict[str, Any] = dataclasses.asdict(CompareConfig())
-    if args.quick:
-        values.update(QUICK)
-    for field in ("depth", "width", "activation", *_RUN_FIELDS):
-        if getattr(args, field) is not None:
-            values[field] = getattr(args, field)
-    values["dataset"] = args.dataset
-    values["schemes"] = _names(args.schemes, COMPARE_SCHEMES)
-    contrast = args.contrast_activation
-    if contrast is None:
-        contrast = "relu" if values["activation"] == "tanh" else "tanh"
-    values["contrast_activation"] = None if contrast == "none" else contrast
-    return check_config(CompareConfig(**values))
-
-
-_RUN_FIELDS = ("epochs", "batch_size", "learning_rate", "momentum", "seed", "seeds", "probe_size")
-
-
-def _residual_config(args: argparse.Namespace) -> Any:
-    from keras_initlab.compare.residual.config import (
-        ARCHITECTURES,
-        RESIDUAL_QUICK,
-        RESIDUAL_SCHEMES,
-        ResidualConfig,
-        check_residual_config,
-    )
-
-    values: dict[str, Any] = dataclasses.asdict(ResidualConfig())
-    if args.quick:
-        values.update(RESIDUAL_QUICK)
-    for field in (*_RUN_FIELDS, "blocks", "width", "cnn_blocks", "channels"):
-        if getattr(args, field) is not None:
-            values[field] = getattr(args, field)
-    values["dataset"] = args.dataset
-    values["schemes"] = _names(args.schemes, RESIDUAL_SCHEMES)
-    values["architectures"] = _names(args.architectures, ARCHITECTURES)
-    return check_residual_config(ResidualConfig(**values))
+    return {e.name: e for e in (COMPARE, RESIDUAL)}
 
 
 def without_startup_noise(text: str) -> list[str]:
@@ -320,119 +198,86 @@ def check_output_path(argument: str, path: str, *, folder: bool) -> None:
         )
 
 
-def _interrupted(result: Any, args: argparse.Namespace, data: Any, progress: bool) -> int:
+def _interrupted(
+    experiment: Experiment, result: Any, args: argparse.Namespace, data: Any, progress: bool
+) -> int:
     """Ctrl-C: end the progress line, write what finished as a partial report."""
-    from keras_initlab.compare.report import write_json, write_report
+    from keras_initlab.compare.harness import write_json, write_report
 
     if progress and sys.stderr.isatty():
         print(file=sys.stderr)  # the progress bar's line is still open
-    runs = len(result.schemes) + len(result.contrast)
-    if not runs:
+    if not result.finished:
         print(f"{PROG}: interrupted before any run finished; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
     written = []
     if args.json:
-        written.append(str(write_json(result, args.json)))
+        written.append(str(write_json(experiment, result, args.json)))
     if not args.no_report:
-        written.append(str(write_report(result, args.out, data)["summary.md"]))
-    where = f"; partial results of {runs} finished runs in {', '.join(written)}" if written else ""
-    print(f"{PROG}: interrupted{where}", file=sys.stderr)
+        written.append(str(write_report(experiment, result, args.out, data)["summary.md"]))
+    where = f"; partial results of {result.finished} finished runs in {', '.join(written)}"
+    print(f"{PROG}: interrupted{where if written else ''}", file=sys.stderr)
     return EXIT_INTERRUPTED
 
 
-def _prepare(args: argparse.Namespace, make_config: Any) -> tuple[Any, Any]:
-    """The checked config and the loaded dataset of a training command, or UsageError.
+def _prepare(args: argparse.Namespace, experiment: Experiment) -> tuple[Any, Any]:
+    """The checked config and the loaded dataset of an experiment, or UsageError.
 
     The output paths and every argument value are checked before TensorFlow starts; the
-    report folder and the dataset right after.
+    report folder and the dataset (and whether the experiment can use it) right after.
     """
     if args.json:
         check_output_path("json", args.json, folder=False)
     if not args.no_report:
         check_output_path("out", args.out, folder=True)
+    from keras_initlab.compare.harness.options import config_from_args
+
     try:
-        config = make_config(args)
+        config = config_from_args(experiment, args)
     except (ValueError, TypeError) as error:
         raise UsageError(_one_line(error)) from None
     _quiet_tensorflow()
-    from keras_initlab.compare.datasets import DatasetUnavailable, load_dataset
-    from keras_initlab.compare.report import check_report_folder
+    from keras_initlab.compare.datasets import DatasetUnavailable
+    from keras_initlab.compare.harness import check_report_folder, load_data
 
     try:
         if not args.no_report:
             check_report_folder(args.out, "out")
-        data = load_dataset(config.dataset, seed=config.seed)
+        data = load_data(experiment, config)
+        if experiment.check_data is not None:
+            experiment.check_data(config, data)
     except (ValueError, TypeError, DatasetUnavailable) as error:
         raise UsageError(_one_line(error)) from None
     return config, data
 
 
-def compare(args: argparse.Namespace) -> int:
-    """Run ``keras-initlab compare``; return the exit status."""
-    config, data = _prepare(args, _config)
-
-    from keras_initlab.compare.claims import check_claims
-    from keras_initlab.compare.report import (
-        format_claims,
-        format_table,
-        format_width_check,
-        width_heading,
+def run_experiment_command(experiment: Experiment, args: argparse.Namespace) -> int:
+    """Run ``keras-initlab compare``, ``residual``, ...: train, print, write; the exit status."""
+    config, data = _prepare(args, experiment)
+    from keras_initlab.compare.harness import (
+        ExperimentInterrupted,
+        make_reproducible,
+        report_text,
+        run_experiment,
         write_json,
         write_report,
-    )
-    from keras_initlab.compare.runner import (
-        ComparisonInterrupted,
-        make_reproducible,
-        run_comparison,
     )
 
     progress = not args.quiet
     make_reproducible()
     try:
-        result = run_comparison(config, data=data, progress=sys.stderr if progress else None)
-    except ComparisonInterrupted as stop:
-        return _interrupted(stop.result, args, data, progress)
-    print(format_table(result))
-    print()
-    if result.width_check is not None:
-        print(width_heading(result.width_check))
-        print(format_width_check(result.width_check))
-        print()
-    print(format_claims(check_claims(result)))
+        result = run_experiment(
+            experiment, config, data=data, progress=sys.stderr if progress else None
+        )
+    except ExperimentInterrupted as stop:
+        return _interrupted(experiment, stop.result, args, data, progress)
+    print(report_text(experiment, result))
     if args.quick:
         print("(--quick is a smoke run: too short to train; the claims need the default run)")
     if args.json:
-        print(f"JSON: {write_json(result, args.json)}")
+        print(f"JSON: {write_json(experiment, result, args.json)}")
     if not args.no_report:
-        paths = write_report(result, args.out, data)
-        print(f"Report: {paths['summary.md']} (plots, results.json, CSV in {args.out}/)")
-    return 0
-
-
-def residual(args: argparse.Namespace) -> int:
-    """Run ``keras-initlab residual``; return the exit status."""
-    config, data = _prepare(args, _residual_config)
-    from keras_initlab.compare.residual import (
-        print_residual,
-        run_residual,
-        write_residual_json,
-        write_residual_report,
-    )
-    from keras_initlab.compare.runner import make_reproducible
-
-    make_reproducible()
-    try:
-        result = run_residual(config, data=data, progress=None if args.quiet else sys.stderr)
-    except ValueError as error:  # a CNN on data that are not square images
-        raise UsageError(_one_line(error)) from None
-    print(print_residual(result))
-    if args.quick:
-        print("(--quick is a smoke run: too short to train; the claims need the default run)")
-    if args.json:
-        print(f"JSON: {write_residual_json(result, args.json)}")
-    if not args.no_report:
-        paths = write_residual_report(result, args.out)
-        print(f"Report: {paths['summary.md']} (plots, results.json in {args.out}/)")
+        paths = write_report(experiment, result, args.out, data)
+        print(f"Report: {paths['summary.md']} ({experiment.report_contents} in {args.out}/)")
     return 0
 
 
@@ -493,8 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        command = {"compare": compare, "residual": residual, "inspect": inspect}[args.command]
-        return command(args)
+        if args.command == "inspect":
+            return inspect(args)
+        return run_experiment_command(_experiments()[args.command], args)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,33 +26,13 @@ two schemes are compared. The criteria:
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import Any
-
+from keras_initlab.compare.harness.claims import Claim, fmt, fmt_spread
 from keras_initlab.compare.results import CompareResult, SchemeResult, WidthCheck
-from keras_initlab.compare.spread import Spread, spread
+from keras_initlab.compare.spread import spread
+
+__all__ = ["HIGH_ACCURACY", "Claim", "check_claims", "fmt_spread", "width_claim"]
 
 HIGH_ACCURACY = 0.9  # "high accuracy" on the default data (digits: 10 balanced classes)
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """One claim of the tutorial and what the run measured.
-
-    Attributes:
-        claim: the tutorial's statement.
-        holds: True / False as measured, None when the run lacks what it needs.
-        evidence: the numbers behind the answer.
-    """
-
-    claim: str
-    holds: bool | None
-    evidence: str
-
-    @property
-    def mark(self) -> str:
-        return {True: "yes", False: "NO", None: "n/a"}[self.holds]
 
 
 def _find(result: CompareResult, name: str, activation: str) -> SchemeResult | None:
@@ -76,25 +56,6 @@ def _hidden_outputs_zero(run: SchemeResult) -> bool:
     return True
 
 
-def _fmt(value: float) -> str:
-    return "nan" if math.isnan(value) else f"{value:.3g}"
-
-
-def fmt_spread(s: Spread) -> str:
-    """``median [min..max]`` (one value when the seeds agree), with non-finite seeds counted.
-
-    Example:
-    >>> fmt_spread(spread([0.2, 0.5, 1.7]))
-    '0.5 [0.2..1.7]'
-    """
-    text = _fmt(s.median)
-    if s.n_finite > 1 and s.low != s.high:
-        text += f" [{_fmt(s.low)}..{_fmt(s.high)}]"
-    if not s.all_finite:
-        text += f" ({s.n - s.n_finite}/{s.n} seeds not finite)"
-    return text
-
-
 def _verdicts(run: SchemeResult) -> str:
     counts = {v: run.verdicts.count(v) for v in dict.fromkeys(run.verdicts)}
     return ", ".join(f"{v} {n}/{len(run.verdicts)}" for v, n in counts.items())
@@ -115,7 +76,7 @@ def width_claim(check: WidthCheck) -> Claim:
     holds = len(widths) > 1 and sds[wide] < sds[narrow]
     evidence = "; ".join(
         f"width {w}: activation ratio {fmt_spread(spread(check.activation_ratio[w]))}, "
-        f"sd of log10 {_fmt(sds[w])}"
+        f"sd of log10 {fmt(sds[w])}"
         for w in widths
     )
     return Claim(
@@ -147,7 +108,7 @@ def check_claims(result: CompareResult) -> list[Claim]:
         holds = all(all(d == 1 for d in run.distinct_units) for _, run in pairs)
         evidence = "; ".join(
             f"{r.name}: distinct units per hidden layer (median over seeds) "
-            f"{[_fmt(d) for d in r.distinct_units]}"
+            f"{[fmt(d) for d in r.distinct_units]}"
             for r in (zeros, constant)
         )
     else:
@@ -221,7 +182,7 @@ def check_claims(result: CompareResult) -> list[Claim]:
             Claim(
                 text,
                 ratios.all_finite and ratios.high < 1.0,
-                f"activation ratio {fmt_spread(ratios)} ({_fmt(per_layer)} per layer; theory 0.5)",
+                f"activation ratio {fmt_spread(ratios)} ({fmt(per_layer)} per layer; theory 0.5)",
             )
         )
     else:
@@ -243,8 +204,3 @@ def check_claims(result: CompareResult) -> list[Claim]:
     if result.width_check is not None:
         claims.append(width_claim(result.width_check))
     return claims
-
-
-def claims_as_dicts(claims: list[Claim]) -> list[dict[str, Any]]:
-    """JSON-ready claims."""
-    return [dataclasses.asdict(c) for c in claims]

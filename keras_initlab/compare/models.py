@@ -15,6 +15,16 @@ import keras
 
 from keras_initlab._validation import check_choice, check_positive_int
 from keras_initlab.compare.config import ACTIVATIONS
+from keras_initlab.compare.harness.stacking import build_stacked, tower_name
+
+__all__ = [
+    "HIDDEN_PREFIX",
+    "OUTPUT_NAME",
+    "build_mlp",
+    "build_stacked_mlp",
+    "hidden_names",
+    "tower_name",
+]
 
 HIDDEN_PREFIX = "hidden_"
 OUTPUT_NAME = "output"
@@ -73,16 +83,6 @@ def build_mlp(
     return keras.Sequential(layers, name=name or f"mlp_{depth}x{width}_{activation}")
 
 
-def tower_name(seed: int) -> str:
-    """Name of the MLP of one seed inside a stacked model.
-
-    Example:
-    >>> tower_name(3)
-    'seed_3'
-    """
-    return f"seed_{seed}"
-
-
 def build_stacked_mlp(
     num_features: int,
     num_classes: int,
@@ -92,13 +92,11 @@ def build_stacked_mlp(
     width: int = 64,
     activation: str = "relu",
 ) -> keras.Model:
-    """One functional model holding an independent ``build_mlp`` per seed, side by side.
+    """One functional model holding an independent ``build_mlp`` per seed, side by side
+    (`keras_initlab.compare.harness.stacking.build_stacked`).
 
     Every tower (a ``Sequential`` named ``tower_name(seed)``) reads the same input and has
-    its own logits output (output key ``tower_name(seed)``). Compiled with one loss per
-    output, the model's loss is the sum of the towers' losses; a tower's weights get the
-    gradient of its own loss only, so one ``fit`` trains every seed exactly as a separate
-    ``fit`` would on the same batches, and Keras traces one training step for all of them.
+    its own logits output (output key ``tower_name(seed)``).
 
     Args:
         num_features, num_classes, depth, width, activation: as in ``build_mlp``.
@@ -112,20 +110,11 @@ def build_stacked_mlp(
     >>> [layer.name for layer in model.layers[1:]], sorted(model.output)
     (['seed_0', 'seed_1'], ['seed_0', 'seed_1'])
     """
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(
-            f"Argument `seeds` must be distinct and non-empty. Received: seeds={list(seeds)}"
-        )
-    inputs = keras.Input((num_features,))
-    outputs = {}
-    for seed in seeds:
-        tower = build_mlp(
-            num_features,
-            num_classes,
-            depth=depth,
-            width=width,
-            activation=activation,
-            name=tower_name(seed),
-        )
-        outputs[tower_name(seed)] = tower(inputs)
-    return keras.Model(inputs, outputs, name=f"stacked_{len(seeds)}x_mlp_{depth}x{width}")
+    return build_stacked(
+        (num_features,),
+        seeds,
+        lambda tower: build_mlp(
+            num_features, num_classes, depth=depth, width=width, activation=activation, name=tower
+        ),
+        name=f"stacked_{len(seeds)}x_mlp_{depth}x{width}",
+    )

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from keras_initlab.compare.config import CompareConfig
+from keras_initlab.compare.harness.runner import ExperimentInterrupted
 from keras_initlab.compare.spread import Spread, elementwise_median, spread
 from keras_initlab.compare.verdicts import backward_ratio, forward_ratio, verdict
 
@@ -213,6 +214,11 @@ class CompareResult:
         """The runs in report order: the main runs, then the contrast runs."""
         return [*self.schemes.values(), *self.contrast.values()]
 
+    @property
+    def finished(self) -> int:
+        """How many runs finished (all of them unless ``partial``)."""
+        return len(self.all_runs)
+
     def __repr__(self) -> str:
         return (
             f"CompareResult(dataset={self.dataset['name']!r}, schemes={list(self.schemes)}, "
@@ -221,9 +227,5 @@ class CompareResult:
         )
 
 
-class ComparisonInterrupted(KeyboardInterrupt):
-    """Ctrl-C during ``run_comparison``; ``result`` holds the runs that finished (partial)."""
-
-    def __init__(self, result: CompareResult) -> None:
-        super().__init__()
-        self.result = result
+ComparisonInterrupted = ExperimentInterrupted
+"""Ctrl-C during ``run_comparison``; ``result`` holds the runs that finished (partial)."""

@@ -18,22 +18,29 @@ Same config, same machine: the same numbers (``make_reproducible``; fixed seeds)
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import TextIO
 
-from keras_initlab.compare.config import CONTRAST_SCHEMES, CompareConfig, check_config
-from keras_initlab.compare.datasets import Dataset, describe, load_dataset
-from keras_initlab.compare.progress import Progress
-from keras_initlab.compare.results import CompareResult, ComparisonInterrupted, SchemeResult
+from keras_initlab.compare.config import CONTRAST_SCHEMES, CompareConfig
+from keras_initlab.compare.datasets import Dataset, describe
+from keras_initlab.compare.harness.experiment import OnEpoch, Plan
+from keras_initlab.compare.harness.runner import limit_data, make_reproducible, run_experiment
+from keras_initlab.compare.results import (
+    CompareResult,
+    ComparisonInterrupted,
+    SchemeResult,
+    WidthCheck,
+)
 from keras_initlab.compare.trainer import Trainer
 from keras_initlab.compare.width_check import WIDTH_CHECK_SCHEME, measure_width_check
 
-__all__ = [  # ComparisonInterrupted: what run_comparison raises, imported from here by the CLI
+__all__ = [  # ComparisonInterrupted: what run_comparison raises
     "ComparisonInterrupted",
     "contrast_schemes",
     "describe_run",
     "limit_data",
     "make_reproducible",
+    "plan_comparison",
     "run_comparison",
 ]
 
@@ -44,7 +51,8 @@ def run_comparison(
     progress: TextIO | None = None,
     data: Dataset | None = None,
 ) -> CompareResult:
-    """Train every scheme of ``config`` (then the contrast schemes) and collect the results.
+    """Train every scheme of ``config`` (then the contrast schemes) and collect the results:
+    `keras_initlab.compare.harness.run_experiment` of ``COMPARE``.
 
     Args:
         config: the run (default: ``CompareConfig()``, the default run).
@@ -65,45 +73,41 @@ def run_comparison(
     >>> run_comparison(config, progress=None).schemes["he_normal"].verdict
     'ok'
     """
-    config = check_config(config or CompareConfig())
-    start = time.perf_counter()
-    if data is None:
-        data = load_dataset(config.dataset, seed=config.seed)
-    data = limit_data(data, config)
-    contrast = contrast_schemes(config)
-    runs = len(config.schemes) + len(contrast)
-    if progress is not None:
-        progress.write(f"{describe_run(config, data)}\n")
-    bars = Progress(progress, runs, config.epochs)
+    from keras_initlab.compare.definition import COMPARE
+
+    result: CompareResult = run_experiment(COMPARE, config, progress=progress, data=data)
+    return result
+
+
+def plan_comparison(config: CompareConfig, data: Dataset) -> Plan:
+    """The runs of a comparison: every scheme with ``config.activation``, then the contrast
+    schemes with ``config.contrast_activation``; after them, the width check.
+
+    Example:
+    >>> from keras_initlab.compare.datasets import load_dataset
+    >>> config = CompareConfig(schemes=("zeros", "he_normal"))
+    >>> [label for label, _ in plan_comparison(config, load_dataset("circles")).runs]
+    ['zeros (relu)', 'he_normal (relu)', 'he_normal (tanh)']
+    """
     trainer = Trainer(data, config)
-    results: dict[str, SchemeResult] = {}
-    contrasts: dict[str, SchemeResult] = {}
-    try:
-        for name in config.schemes:
-            results[name] = trainer.train(
-                name,
-                activation=config.activation,
-                on_epoch=bars.start(f"{name} ({config.activation})", config.epochs),
-            )
-        for name in contrast:
-            act = str(config.contrast_activation)
-            contrasts[name] = trainer.train(
-                name, activation=act, on_epoch=bars.start(f"{name} ({act})", config.epochs)
-            )
-        widths = measure_width_check(data, config) if config.check_widths else None
-    except KeyboardInterrupt:
-        done = CompareResult(
-            config, describe(data), results, contrasts, time.perf_counter() - start, partial=True
-        )
-        raise ComparisonInterrupted(done) from None
-    seconds = time.perf_counter() - start
-    return CompareResult(config, describe(data), results, contrasts, seconds, widths)
+    pairs = [(name, config.activation) for name in config.schemes]
+    pairs += [(name, str(config.contrast_activation)) for name in contrast_schemes(config)]
 
+    def train(name: str, activation: str) -> Callable[[OnEpoch], SchemeResult]:
+        return lambda on_epoch: trainer.train(name, activation=activation, on_epoch=on_epoch)
 
-def limit_data(data: Dataset, config: CompareConfig) -> Dataset:
-    """``data`` cut to ``config.train_limit`` / ``test_limit`` examples (the data trained on)."""
-    return data.subset(
-        config.train_limit or len(data.y_train), config.test_limit or len(data.y_test)
+    def collect(
+        runs: list[SchemeResult], widths: WidthCheck | None, seconds: float, partial: bool
+    ) -> CompareResult:
+        main = {r.name: r for r in runs[: len(config.schemes)]}
+        contrast = {r.name: r for r in runs[len(config.schemes) :]}
+        return CompareResult(config, describe(data), main, contrast, seconds, widths, partial)
+
+    return Plan(
+        [(f"{name} ({activation})", train(name, activation)) for name, activation in pairs],
+        collect,
+        header=describe_run(config, data),
+        after=(lambda: measure_width_check(data, config)) if config.check_widths else None,
     )
 
 
@@ -143,34 +147,3 @@ def describe_run(config: CompareConfig, data: Dataset) -> str:
             f"{config.check_seeds} seeds each"
         )
     return line
-
-
-def make_reproducible() -> None:
-    """Make the backend give the same numbers on every rerun of the same run, on this machine.
-
-    TensorFlow: one intra-op and one inter-op thread (the order of float additions then no longer
-    depends on scheduling; a small MLP loses little from it) where TensorFlow has not
-    started yet, and ``tf.config.experimental.enable_op_determinism()``. Seeds are set by
-    the runner itself (``keras.utils.set_random_seed`` before every scheme). PyTorch: one
-    thread and its deterministic algorithms; JAX: nothing to set. It changes
-    process-wide settings: the ``keras-initlab compare`` command calls it, a library user
-    may.
-    """
-    import keras
-
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.set_num_threads(1)
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        return
-    if keras.backend.backend() != "tensorflow":
-        return  # JAX on a CPU: one XLA program per step, deterministic as it is
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow already initialized: its thread pools are fixed
-        pass
-    tf.config.experimental.enable_op_determinism()

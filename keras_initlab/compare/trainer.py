@@ -19,12 +19,8 @@ import numpy as np
 
 from keras_initlab.compare.config import CompareConfig
 from keras_initlab.compare.datasets import Dataset
-from keras_initlab.compare.models import (
-    OUTPUT_NAME,
-    build_stacked_mlp,
-    hidden_names,
-    tower_name,
-)
+from keras_initlab.compare.harness.stacking import split_tower, tower_history, tower_name
+from keras_initlab.compare.models import OUTPUT_NAME, build_stacked_mlp, hidden_names
 from keras_initlab.compare.results import SchemeResult, SeedRun
 from keras_initlab.compare.setups import apply_scheme
 from keras_initlab.compare.sgd_runs import SGDRuns
@@ -39,22 +35,8 @@ def as_float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _split_layer(name: str) -> tuple[str, str]:
-    """``("seed_3", "hidden_2")`` from a monitored path ``".../seed_3/hidden_2"``."""
-    parts = str(name).split("/")
-    return (parts[-2] if len(parts) > 1 else ""), parts[-1]
-
-
 def _finite(value: Any) -> bool:
     return value is not None and math.isfinite(float(value))
-
-
-def _history(logs: dict[str, list[float]], key: str, metric: str, single: bool) -> list[float]:
-    """One tower's per-epoch values from a multi-output ``History`` (no prefix for one)."""
-    name = metric if single else f"{key}_{metric}"
-    if metric.startswith("val_"):
-        name = metric if single else f"val_{key}_{metric[4:]}"
-    return [float(v) for v in logs[name]]
 
 
 class Trainer:
@@ -179,7 +161,7 @@ class Trainer:
         # records by tower and step; layer names without the tower prefix
         by_tower: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
         for record in records:
-            key, layer = _split_layer(record["layer"])
+            key, layer = split_tower(record["layer"])
             by_tower[key].append(
                 {"scheme": name, "seed": seeds[keys.index(key)], **record, "layer": layer}
             )
@@ -218,10 +200,10 @@ class Trainer:
             gradient_var=[as_float(first[k]["gradient_var"]) for k in layers],
             final_activation_var=[as_float(last[k]["activation_var"]) for k in layers],
             distinct_units=[units(k) for k in hidden],
-            loss=_history(logs, key, "loss", single),
-            accuracy=_history(logs, key, "accuracy", single),
-            test_loss=_history(logs, key, "val_loss", single),
-            test_accuracy=_history(logs, key, "val_accuracy", single),
+            loss=tower_history(logs, key, "loss", single),
+            accuracy=tower_history(logs, key, "accuracy", single),
+            test_loss=tower_history(logs, key, "val_loss", single),
+            test_accuracy=tower_history(logs, key, "val_accuracy", single),
             records=records,
             boundary=boundary,
         )

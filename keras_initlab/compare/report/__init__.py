@@ -27,6 +27,7 @@ but a previous report is refused. An interrupted run's report says that it is pa
 (``"partial": true`` in ``results.json``, a note at the top of ``summary.md``).
 """
 
+from keras_initlab.compare.harness.claims import format_claims
 from keras_initlab.compare.report.csv_files import CSV_COLUMNS, CSV_SPREADS, csv_rows, write_csvs
 from keras_initlab.compare.report.figures import BLANK_NOTE, HEATMAP_CLIP, MAX_TICKS, write_plots
 from keras_initlab.compare.report.folder import REPORT_MARKER, check_report_folder, write_report
@@ -34,7 +35,6 @@ from keras_initlab.compare.report.json_format import to_json, write_json
 from keras_initlab.compare.report.summary import summary_markdown
 from keras_initlab.compare.report.table import (
     TABLE_COLUMNS,
-    format_claims,
     format_table,
     format_width_check,
     table_rows,

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from keras_initlab.compare.claims import Claim, check_claims, claims_as_dicts
+from keras_initlab.compare.claims import check_claims
+from keras_initlab.compare.harness import report as harness_report
+from keras_initlab.compare.harness.claims import Claim, claims_as_dicts
+from keras_initlab.compare.harness.report import strict_json
 from keras_initlab.compare.results import CompareResult, SchemeResult, SeedRun, WidthCheck
 from keras_initlab.compare.setups import describe_schemes
 from keras_initlab.compare.spread import Spread
 from keras_initlab.compare.verdicts import VERDICT_FACTOR
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with NaN/Inf floats replaced by None, recursively (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
 
 
 def _seed_json(run: SeedRun) -> dict[str, Any]:
@@ -94,7 +85,7 @@ def _width_json(check: WidthCheck) -> dict[str, Any]:
     }
 
 
-def to_json(result: CompareResult, claims: list[Claim] | None = None) -> dict[str, Any]:
+def to_json(result: CompareResult, claims: Sequence[Claim] | None = None) -> dict[str, Any]:
     """The results in the ``--json`` format, plus context; strict JSON values.
 
     The format is documented in keras_initlab/compare/README.md:
@@ -142,7 +133,6 @@ def to_json(result: CompareResult, claims: list[Claim] | None = None) -> dict[st
 
 def write_json(result: CompareResult, path: str | os.PathLike[str]) -> Path:
     """Write ``to_json(result)`` to ``path`` (parent folders created); return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(result), indent=1, allow_nan=False) + "\n")
-    return path
+    from keras_initlab.compare.definition import COMPARE
+
+    return harness_report.write_json(COMPARE, result, path)

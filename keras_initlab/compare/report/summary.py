@@ -1,17 +1,23 @@
-"""``summary.md``: the report's Markdown page (setup, table, claims, plots)."""
+"""``summary.md`` of ``keras-initlab compare``: its setup lines and footer around the
+harness's page (`keras_initlab.compare.harness.summary_markdown`: title, table, claims,
+plots)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from keras_initlab.compare.claims import Claim
-from keras_initlab.compare.report.table import format_table, format_width_check, width_heading
+from keras_initlab.compare.harness import report as harness_report
+from keras_initlab.compare.harness.claims import Claim
 from keras_initlab.compare.results import CompareResult
 from keras_initlab.compare.verdicts import VERDICT_FACTOR
 
+__all__ = ["summary_footer", "summary_markdown", "summary_setup"]
 
-def summary_markdown(result: CompareResult, claims: Sequence[Claim], plots: Sequence[str]) -> str:
+
+def summary_setup(result: CompareResult) -> list[str]:
+    """The lines between the title and the table: a partial run's note, the data, the
+    network, the training and how to read the table."""
     config = result.config
     info = result.dataset
     contrast = (
@@ -19,17 +25,14 @@ def summary_markdown(result: CompareResult, claims: Sequence[Claim], plots: Sequ
         if result.contrast
         else ""
     )
-    lines = [f"# keras-initlab compare: {info['name']}", ""]
+    lines = []
     if result.partial:
         missing = [name for name in config.schemes if name not in result.schemes]
-        lines += [
-            "**Partial report: the run was interrupted.** Finished: "
-            + ", ".join(f"{r.name} ({r.activation})" for r in result.all_runs)
-            + (f"; not run: {', '.join(missing)}" if missing else "; not run: contrast runs")
-            + ". The claims below are judged on the finished runs only.",
-            "",
-        ]
-    lines += [
+        finished = [f"{r.name} ({r.activation})" for r in result.all_runs]
+        not_run = ", ".join(missing) if missing else "contrast runs"
+        lines += [harness_report.partial_note(finished, not_run), ""]
+    return [
+        *lines,
         f"Data: {info['description']}; {info['train']} training and {info['test']} test "
         f"examples, {info['features']} features, {info['classes']} classes.",
         f"Network: {config.depth} hidden Dense({config.width}, {config.activation}) layers "
@@ -49,29 +52,22 @@ def summary_markdown(result: CompareResult, claims: Sequence[Claim], plots: Sequ
         "vanishing below 1/"
         f"{VERDICT_FACTOR:g}; `(k/n)`: the verdict of k of the n seeds.",
         "",
-        format_table(result, markdown=True),
-        "",
     ]
-    if result.width_check is not None:
-        lines += [
-            width_heading(result.width_check),
-            "",
-            format_width_check(result.width_check, markdown=True),
-            "",
-        ]
-    lines += [
-        "## The tutorial's claims",
-        "",
-    ]
-    lines += [f"- **{c.mark}**: {c.claim}. {c.evidence}" for c in claims]
-    lines += ["", "## Plots", ""]
-    lines += [f"![{p}]({p})" for p in plots if "/" not in p]
-    lines += [
-        "",
+
+
+def summary_footer(plots: Sequence[str]) -> list[str]:
+    """The lines after the plots: the per-run heatmaps and the data files."""
+    return [
         "Per-run heatmaps (layer x step, first seed): "
         + ", ".join(f"[{Path(p).stem}]({p})" for p in plots if "/" in p),
         "",
         "Data: `results.json`, `records.csv`, `history.csv`, `table.csv`, `width_check.csv`.",
         "",
     ]
-    return "\n".join(lines)
+
+
+def summary_markdown(result: CompareResult, claims: Sequence[Claim], plots: Sequence[str]) -> str:
+    """The report's ``summary.md`` (``plots``: the plots' paths relative to the folder)."""
+    from keras_initlab.compare.definition import COMPARE
+
+    return harness_report.summary_markdown(COMPARE, result, claims, plots)

@@ -1,12 +1,11 @@
-"""The printed comparison tables (text and Markdown): one row per run, the finite-width table
-and the claims, as ``keras-initlab compare`` prints them and ``table.txt`` / ``table.md`` hold."""
+"""The printed comparison tables (text and Markdown): one row per run and the finite-width
+table, as ``keras-initlab compare`` prints them and ``table.txt`` / ``table.md`` hold."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from keras_initlab.compare.claims import Claim, fmt_spread
+from keras_initlab.compare.harness.claims import fmt_spread
 from keras_initlab.compare.results import CompareResult, SchemeResult, WidthCheck
 from keras_initlab.compare.spread import spread
 from keras_initlab.text_table import format_table as text_table
@@ -120,6 +119,10 @@ def width_heading(check: WidthCheck) -> str:
     )
 
 
-def format_claims(claims: Sequence[Claim]) -> str:
-    """One line per claim: yes / NO / n/a, the claim, the evidence."""
-    return "\n".join(f"[{c.mark:>3}] {c.claim}: {c.evidence}" for c in claims)
+def width_sections(result: CompareResult, markdown: bool) -> list[str]:
+    """The finite-width check under its heading, when the run has one (else nothing)."""
+    check = result.width_check
+    if check is None:
+        return []
+    gap = "\n\n" if markdown else "\n"
+    return [width_heading(check) + gap + format_width_check(check, markdown=markdown)]

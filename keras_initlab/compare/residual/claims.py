@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 
-from keras_initlab.compare.claims import HIGH_ACCURACY, Claim, fmt_spread
+from keras_initlab.compare.claims import HIGH_ACCURACY
+from keras_initlab.compare.harness.claims import Claim, fmt_spread
 from keras_initlab.compare.residual.experiment import ResidualResult
 
 MIN_HE_GROWTH = 100.0  # the bar: He alone lets the stream grow at least 100x

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import numpy as np
 
-from keras_initlab.compare.datasets import Dataset, describe, load_dataset
-from keras_initlab.compare.progress import Progress
-from keras_initlab.compare.residual.config import (
-    ResidualConfig,
-    check_residual_config,
-    split_scheme,
-)
+from keras_initlab.compare.datasets import Dataset, describe
+from keras_initlab.compare.harness.experiment import OnEpoch, Plan
+from keras_initlab.compare.harness.runner import run_experiment
+from keras_initlab.compare.residual.config import ResidualConfig, split_scheme
 from keras_initlab.compare.residual.models import (
     STEM,
     add_name,
@@ -37,7 +34,14 @@ from keras_initlab.compare.setups import LSUV_BATCH
 from keras_initlab.compare.sgd_runs import SGDRuns
 from keras_initlab.compare.spread import Spread, spread
 
-__all__ = ["ResidualResult", "ResidualRun", "apply_scheme", "run_residual"]
+__all__ = [
+    "ResidualResult",
+    "ResidualRun",
+    "apply_scheme",
+    "check_data",
+    "plan_residual",
+    "run_residual",
+]
 
 
 @dataclasses.dataclass
@@ -85,15 +89,22 @@ class ResidualResult:
 
     Attributes:
         config: the run's `ResidualConfig`.
-        data: ``describe(dataset)`` of the data trained on.
+        dataset: ``describe(dataset)`` of the data trained on.
         runs: one `ResidualRun` per architecture, scheme and seed, in that order.
         seconds: wall time of the whole experiment.
+        partial: interrupted: only the runs that finished.
     """
 
     config: ResidualConfig
-    data: dict[str, Any]
+    dataset: dict[str, Any]
     runs: list[ResidualRun]
     seconds: float
+    partial: bool = False
+
+    @property
+    def finished(self) -> int:
+        """How many runs finished (all of them unless ``partial``)."""
+        return len(self.runs)
 
     def of(self, architecture: str, scheme: str) -> list[ResidualRun]:
         """The seeds of one architecture under one scheme."""
@@ -212,7 +223,8 @@ def run_residual(
     progress: TextIO | None = None,
     data: Dataset | None = None,
 ) -> ResidualResult:
-    """Train every architecture of ``config`` under every scheme and seed.
+    """Train every architecture of ``config`` under every scheme and seed:
+    `keras_initlab.compare.harness.run_experiment` of ``RESIDUAL``.
 
     Args:
         config: the run (default: ``ResidualConfig()``).
@@ -224,6 +236,7 @@ def run_residual(
 
     Raises:
         ValueError: an invalid config (or a CNN on data that are not square images).
+        ExperimentInterrupted: Ctrl-C; its ``result`` holds the runs that finished.
 
     Example:
     >>> from keras_initlab.compare.residual.config import ResidualConfig
@@ -233,27 +246,47 @@ def run_residual(
     >>> [round(v, 6) for v in result.runs[0].relative_stream]
     [1.0, 1.0, 1.0]
     """
-    config = check_residual_config(config or ResidualConfig())
-    start = time.perf_counter()
-    if data is None:
-        data = load_dataset(config.dataset, seed=config.seed)
-    data = data.subset(
-        config.train_limit or len(data.y_train), config.test_limit or len(data.y_test)
-    )
-    if "cnn" in config.architectures:  # before any training
+    from keras_initlab.compare.residual.definition import RESIDUAL
+
+    result: ResidualResult = run_experiment(RESIDUAL, config, progress=progress, data=data)
+    return result
+
+
+def check_data(config: ResidualConfig, data: Dataset) -> None:
+    """Raise ValueError when ``config`` has a CNN and ``data`` are not square images."""
+    if "cnn" in config.architectures:
         image_side(data.num_features)
+
+
+def plan_residual(config: ResidualConfig, data: Dataset) -> Plan:
+    """The runs: every architecture, under every scheme, under every seed (in that order).
+
+    One model per architecture (and one with gates for ``he_normal+skipinit``), built when
+    its first run starts.
+    """
     probe = np.asarray(data.x_test[: config.probe_size])
-    total = len(config.architectures) * len(config.schemes) * config.seeds
-    bars = Progress(progress, total, config.epochs)
-    runs = []
-    for architecture in config.architectures:
-        fitters: dict[bool, _Fitter] = {}
-        for scheme in config.schemes:
+    fitters: dict[tuple[str, bool], _Fitter] = {}
+
+    def train(architecture: str, scheme: str, seed: int) -> Callable[[OnEpoch], ResidualRun]:
+        def run(on_epoch: OnEpoch) -> ResidualRun:
             gated = split_scheme(scheme)[1] == "skipinit"
-            if gated not in fitters:
+            if (architecture, gated) not in fitters:
                 model = _build(architecture, data, config, gated)
-                fitters[gated] = _Fitter(model, config, config.depth(architecture), probe)
-            for seed in config.seed_values:
-                on_epoch = bars.start(f"{architecture} {scheme} s{seed}", config.epochs)
-                runs.append(fitters[gated].run(architecture, scheme, seed, data, on_epoch))
-    return ResidualResult(config, describe(data), runs, time.perf_counter() - start)
+                blocks = config.depth(architecture)
+                fitters[architecture, gated] = _Fitter(model, config, blocks, probe)
+            return fitters[architecture, gated].run(architecture, scheme, seed, data, on_epoch)
+
+        return run
+
+    def collect(runs: list[ResidualRun], _: None, seconds: float, partial: bool) -> ResidualResult:
+        return ResidualResult(config, describe(data), runs, seconds, partial)
+
+    return Plan(
+        [
+            (f"{architecture} {scheme} s{seed}", train(architecture, scheme, seed))
+            for architecture in config.architectures
+            for scheme in config.schemes
+            for seed in config.seed_values
+        ],
+        collect,
+    )

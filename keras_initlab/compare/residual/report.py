@@ -1,29 +1,29 @@
 """What ``keras-initlab residual`` prints and writes: table, claims, plots, JSON, summary.
 
-The report folder (written whole, like ``keras-initlab compare``'s:
-`keras_initlab.compare.report.write_folder`) holds ``results.json`` (the config, every
+The report folder (written whole by the harness, like ``keras-initlab compare``'s:
+`keras_initlab.compare.harness.write_report`) holds ``results.json`` (the config, every
 run's stream variances at initialization and per-epoch loss / test accuracy, the table's
-numbers and the claims; NaN and infinity as ``null``), ``table.txt`` / ``table.md``,
-``stream_profile.png`` (the stream's variance at initialization after each block over the
-stem's, median over seeds, with He's ``3**l``), ``training_curves.png`` (training loss and
-test accuracy per epoch, median and range over seeds) and ``summary.md``.
+numbers and the claims; NaN and infinity as ``null``; ``"partial": true`` only when the
+run was interrupted), ``table.txt`` / ``table.md``, ``stream_profile.png`` (the stream's
+variance at initialization after each block over the stem's, median over seeds, with
+He's ``3**l``), ``training_curves.png`` (training loss and test accuracy per epoch, median
+and range over seeds) and ``summary.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from keras_initlab.compare.claims import Claim, fmt_spread
+from keras_initlab.compare.datasets import Dataset
+from keras_initlab.compare.harness import report as harness_report
+from keras_initlab.compare.harness.claims import Claim, claims_as_dicts, fmt_spread
+from keras_initlab.compare.harness.report import partial_note, strict_json
 from keras_initlab.compare.report.figures import DPI, log10_or_nan, scheme_colors
-from keras_initlab.compare.report.folder import write_folder
-from keras_initlab.compare.report.json_format import strict_json
-from keras_initlab.compare.report.table import format_claims
 from keras_initlab.compare.residual.claims import check_residual_claims, verdict
 from keras_initlab.compare.residual.experiment import ResidualResult
 from keras_initlab.compare.spread import spread
@@ -33,6 +33,9 @@ COLUMNS = ("network", "scheme", "last sum / stem", "max sum / stem", "test acc",
 __all__ = [
     "COLUMNS",
     "format_residual_table",
+    "print_residual",
+    "residual_files",
+    "residual_setup",
     "to_residual_json",
     "write_residual_json",
     "write_residual_report",
@@ -75,14 +78,15 @@ def to_residual_json(result: ResidualResult, claims: Sequence[Claim] | None = No
     return strict_json(
         {
             "config": dataclasses.asdict(result.config),
-            "data": result.data,
+            "data": result.dataset,
             "seconds": result.seconds,
             "runs": [
                 {**dataclasses.asdict(r), "growth": r.growth, "diverged": r.diverged}
                 for r in result.runs
             ],
             "table": [dict(zip(COLUMNS, row, strict=True)) for row in _rows(result)],
-            "claims": [dataclasses.asdict(c) for c in claims],
+            "claims": claims_as_dicts(claims),
+            **({"partial": True} if result.partial else {}),
         }
     )
 
@@ -91,11 +95,9 @@ def write_residual_json(
     result: ResidualResult, path: str | os.PathLike[str], claims: Sequence[Claim] | None = None
 ) -> Path:
     """Write ``to_residual_json(result)`` to ``path`` (parent folders created); return it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = to_residual_json(result, claims)
-    path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-    return path
+    from keras_initlab.compare.residual.definition import RESIDUAL
+
+    return harness_report.write_json(RESIDUAL, result, path, claims)
 
 
 def _band(ax: Any, x: Sequence[int], rows: list[list[float]], color: Any, label: str) -> None:
@@ -127,7 +129,7 @@ def _profile_figure(result: ResidualResult) -> Any:
         ax.set_title(f"{arch}, {blocks} blocks, no normalization")
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.suptitle(f"Residual stream at initialization ({result.data.get('name', '')})")
+    fig.suptitle(f"Residual stream at initialization ({result.dataset.get('name', '')})")
     return fig
 
 
@@ -157,16 +159,22 @@ def _curves_figure(result: ResidualResult) -> Any:
     return fig
 
 
-def _summary(result: ResidualResult, claims: Sequence[Claim], plots: Sequence[str]) -> str:
-    config, info = result.config, result.data
+def residual_setup(result: ResidualResult) -> list[str]:
+    """``summary.md``'s lines before the table: a partial run's note, the data, networks
+    and training."""
+    config, info = result.config, result.dataset
     nets = "; ".join(
         f"{arch}: {config.depth(arch)} residual blocks"
         + (f" of Dense({config.width})" if arch == "mlp" else f" of 3x3 conv({config.channels})")
         for arch in config.architectures
     )
-    lines = [
-        f"# keras-initlab residual: {info.get('name', '')}",
-        "",
+    lines = []
+    if result.partial:
+        total = len(config.architectures) * len(config.schemes) * config.seeds
+        finished = [f"{r.architecture} {r.scheme} s{r.seed}" for r in result.runs]
+        lines += [partial_note(finished, f"{total - len(result.runs)} runs"), ""]
+    return [
+        *lines,
         f"Data: {info.get('description', '')}; {info.get('train')} training and "
         f"{info.get('test')} test examples. Networks without normalization ({nets}). "
         f"Every scheme: weight seeds {', '.join(map(str, config.seed_values))}, SGD(learning "
@@ -174,49 +182,36 @@ def _summary(result: ResidualResult, claims: Sequence[Claim], plots: Sequence[st
         f"batch {config.batch_size}; the stream measured at initialization on "
         f"{min(config.probe_size, int(info.get('test') or 0))} test examples.",
         "",
-        format_residual_table(result, markdown=True),
-        "",
-        "## Claims",
-        "",
-        *(f"- **{c.mark}**: {c.claim}. {c.evidence}" for c in claims),
-        "",
-        "## Plots",
-        "",
-        *(f"![{p}]({p})" for p in plots),
-        "",
     ]
-    return "\n".join(lines)
 
 
-def write_residual_report(result: ResidualResult, folder: str | os.PathLike[str]) -> dict:
+def residual_files(result: ResidualResult, folder: Path, data: Dataset | None) -> list[Path]:
+    """The report's plots, ``stream_profile.png`` and ``training_curves.png``, in ``folder``."""
+    paths = []
+    for name, figure in (
+        ("stream_profile.png", _profile_figure(result)),
+        ("training_curves.png", _curves_figure(result)),
+    ):
+        figure.savefig(folder / name, dpi=DPI)
+        paths.append(folder / name)
+    return paths
+
+
+def write_residual_report(
+    result: ResidualResult, folder: str | os.PathLike[str]
+) -> dict[str, Path]:
     """Write the report folder; return ``{name: path}``.
 
     Raises:
         ValueError: ``result`` has no runs, or ``folder`` holds files that are not a report.
     """
-    if not result.runs:
-        raise ValueError("Argument `result` must hold at least one finished run. Received: none")
-    claims = check_residual_claims(result)
+    from keras_initlab.compare.residual.definition import RESIDUAL
 
-    def write(staging: Path) -> dict[str, Path]:
-        paths = {"results.json": write_residual_json(result, staging / "results.json", claims)}
-        for name, markdown in (("table.txt", False), ("table.md", True)):
-            paths[name] = staging / name
-            paths[name].write_text(format_residual_table(result, markdown=markdown) + "\n")
-        for name, figure in (
-            ("stream_profile.png", _profile_figure(result)),
-            ("training_curves.png", _curves_figure(result)),
-        ):
-            figure.savefig(staging / name, dpi=DPI)
-            paths[name] = staging / name
-        paths["summary.md"] = staging / "summary.md"
-        plots = ["stream_profile.png", "training_curves.png"]
-        paths["summary.md"].write_text(_summary(result, claims, plots))
-        return paths
-
-    return write_folder(folder, write)
+    return harness_report.write_report(RESIDUAL, result, folder)
 
 
 def print_residual(result: ResidualResult) -> str:
     """The text the command prints: the table, then the claims."""
-    return f"{format_residual_table(result)}\n\n{format_claims(check_residual_claims(result))}"
+    from keras_initlab.compare.residual.definition import RESIDUAL
+
+    return harness_report.report_text(RESIDUAL, result)
