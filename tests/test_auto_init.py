@@ -569,3 +569,29 @@ def test_an_expansive_activation_spreads_the_samples_apart(activation, expansive
     t = float(stats.norm.ppf(1.0 - budget().alpha / 2.0))
     relative = t * math.sqrt(2.0) / math.sqrt(2.0 * (n - 1))
     assert spread[1] / spread[0] >= float(np.prod(slopes)) * (1.0 - relative), (spread, slopes)
+
+
+def test_a_gates_operand_is_balanced_between_the_bands_edges():
+    """The other factor of a neutral gate's product (``fc``: a Dense with its own ReLU,
+    whose pre-activation no layer outputs) gets the variance ``t`` with ``square t^2 = T^2``
+    (``square``: the share a neutral sigmoid passes, `_solve.gate_square`), so the operand
+    (about 2) and the product (about 1/2) are equally far inside [1/4, 4]; measured, every
+    product lies in the band. A product of two ReLU branches, no gate, keeps the target."""
+    from keras_initlab.propagate import _activations
+
+    model = gated_stack("own")
+    rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+    square = SOLVE.gate_square(_activations.from_function(keras.activations.sigmoid))
+    variances = measured(model)
+    for b in range(8):
+        row = rows[f"fc{b}"]
+        assert "operand of a gate's product" in row.note, row.note
+        assert square * row.target**2 == pytest.approx(1.0, rel=1e-6)
+        assert LAYER_BOUNDS[0] < variances[f"gated{b}"] < LAYER_BOUNDS[1]
+    inputs = keras.Input((32,))
+    a = L.Dense(32, activation="relu", name="a")(inputs)
+    b = L.Dense(32, activation="relu", name="b")(inputs)
+    plain = keras.Model(inputs, L.Dense(4)(L.Multiply()([a, b])))
+    rows = keras_initlab.initialize(plain, "auto", seed=0, report=True).by_layer()
+    assert rows["a"].target == rows["b"].target == 1.0
+    assert rows["a"].note == "variance after relu"

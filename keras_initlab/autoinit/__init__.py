@@ -42,7 +42,14 @@ reach ``T``, get ``T' = T``.
   sample's scale for a sigmoid, 0.024 at ``GATE_VAR``), and over a stack of gated blocks
   the samples' energies spread apart: EfficientNetB1's standard deviation of log per-sample
   energy at ``block6d_add`` goes from 3.6 to 1.6 (``_solve.solve_gate``). The gated
-  product then has about ``f(0)^2 = 1/4`` of the other operand's variance.
+  product then has about ``f(0)^2 = 1/4`` of the other operand's variance, so the operand
+  (a kernel whose output, or whose activation's, multiplies such a gate) gets the variance
+  that puts the chain's two ends equally far inside the band: its pre-activation times
+  the product's variance is ``T^2`` (before a SiLU layer: output 1.16 ``T``,
+  pre-activation 3.4 ``T``, product 0.30 ``T``; with its own activation, whose
+  pre-activation no layer outputs, about ``2 T`` and ``T/2``; ``_solve.solve_operand``).
+  At the target the product sat at ``T/4``, on the band's edge: EfficientNetV2M's and
+  V2L's ``se_excite`` rows measured 0.23-0.25.
 * **Expansive activations: the target holds on average, not for each sample.** The
   variance AutoInit sets is the mean over samples. One sample whose scale is ``s`` times
   the others' reaches a layer ``s^2``-fold in mean square and leaves its activation

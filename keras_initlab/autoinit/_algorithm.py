@@ -18,10 +18,13 @@ from keras_initlab.autoinit._solve import (
     EXPANSIVE,
     GATE_VAR,
     Problem,
+    gate_square,
+    neutral_gate,
     scaled,
     slope,
     solve,
     solve_gate,
+    solve_operand,
 )
 from keras_initlab.draw import KEPT as KEPT_PLAN
 from keras_initlab.draw import WeightPlan, draw
@@ -85,6 +88,18 @@ def _layer_activation(layer: Any) -> Any:
         return None
 
 
+def _gate_square(partners: tuple[Any, ...]) -> float | None:
+    """`gate_square` of the first of a product's other factors that is a gate the walk
+    starts neutral (a kernel layer's own sigmoid or hard sigmoid, or such an activation
+    layer), or None."""
+    for layer in partners:
+        own, activation = _own_activation(layer)
+        f = activation if own else _layer_activation(layer)
+        if neutral_gate(f):
+            return gate_square(f)
+    return None
+
+
 def _through(chain: tuple[Any, ...], x: Signal) -> Signal:
     for layer in chain:
         shape = (None, *x.shape)
@@ -145,8 +160,12 @@ class _Hook:
             activation,
         )
         gate = solve_gate(problem) if follow.gate else None
+        square = _gate_square(follow.partners) if follow.gate else None
         if gate is not None:  # a gate's pre-activation: GATE_VAR, whatever the target
             (c, how), target = gate, (GATE_VAR, "")
+        elif square is not None:  # the other factor is a gate: balanced between the edges
+            c, how = solve_operand(problem, target[0], square, hidden=own[0])
+            target = (problem.after(c), target[1])
         else:
             c, how = solve(problem, target[0])
         scaled(variable, c)

@@ -66,11 +66,15 @@ class Follow:
             ``keras.ops.multiply`` node); with an activation that can start neutral
             (``_solve.solve_gate``: sigmoid, hard sigmoid) the kernel is a gate, as in
             squeeze-and-excitation, else the product's other operand.
+        partners: the layers whose outputs are the product's other factors (where
+            ``gate``): a gate among them (`_solve.neutral_gate`) makes this kernel its
+            operand (`_solve.solve_operand`).
     """
 
     chain: tuple[Any, ...] = ()
     activation: Any = None
     gate: bool = False
+    partners: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,20 +102,31 @@ def _product(call: Any) -> bool:
     return product and len(call.inputs) > 1
 
 
-def _gates(tensor: Any, consumers: dict[int, list[Any]]) -> bool:
-    return any(_product(call) for call in consumers.get(id(tensor), []))
+def _end(
+    chain: list[Any], activation: Any, tensor: Any, graph: tuple[dict[int, Any], ...]
+) -> Follow:
+    """The `Follow` whose end is ``tensor``: its products, and their other factors' layers."""
+    consumers, producers = graph
+    products = [call for call in consumers.get(id(tensor), []) if _product(call)]
+    partners = tuple(
+        producers[id(t)].operation
+        for call in products
+        for t in call.inputs
+        if t is not tensor and id(t) in producers
+    )
+    return Follow(tuple(chain), activation, bool(products), partners)
 
 
-def _follow(start: Any, consumers: dict[int, list[Any]]) -> Follow:
+def _follow(start: Any, graph: tuple[dict[int, Any], ...]) -> Follow:
     chain: list[Any] = []
     tensor = start
     while True:
-        users = consumers.get(id(tensor), [])
+        users = graph[0].get(id(tensor), [])
         op = users[0].operation if len(users) == 1 else None
         if isinstance(op, ACTIVATION_LAYERS):
-            return Follow(tuple(chain), op, _gates(users[0].outputs[0], consumers))
+            return _end(chain, op, users[0].outputs[0], graph)
         if not isinstance(op, PASS_THROUGH) or len(users[0].outputs) != 1:
-            return Follow(tuple(chain), gate=_gates(tensor, consumers))
+            return _end(chain, None, tensor, graph)
         chain.append(op)
         tensor = users[0].outputs[0]
 
@@ -133,15 +148,17 @@ def follows(model: Any) -> dict[int, Follow]:
     if _keras.is_functional(model):
         calls = _keras.functional_calls(model)
         consumers: dict[int, list[Any]] = {}
+        producers: dict[int, Any] = {}
         for call in calls:
             for t in call.inputs:
                 consumers.setdefault(id(t), []).append(call)
+            producers.update((id(t), call) for t in call.outputs)
         for call in calls:
             op = call.operation
             if isinstance(op, keras.Sequential) or _keras.is_functional(op):
                 found.update(follows(op))
             elif len(call.outputs) == 1:
-                found.setdefault(id(op), _follow(call.outputs[0], consumers))
+                found.setdefault(id(op), _follow(call.outputs[0], (consumers, producers)))
     elif isinstance(model, keras.Sequential):
         for i, layer in enumerate(model.layers):
             if isinstance(layer, keras.Sequential) or _keras.is_functional(layer):

@@ -93,6 +93,11 @@ class Problem:
             return _variance(pre, self.w)
         return _variance(output_moments(self.activation, pre), self.w)
 
+    def pre_var(self, c: float) -> float:
+        """The pre-activation's variance ``Var(X(c))`` over the elements."""
+        q, b, r = self.quadratic
+        return q * c * c + 2.0 * b * c + r
+
     def mean_square(self, c: float) -> float:
         """``E[f(X(c))^2]`` over the elements (``E[X(c)^2]`` without an activation)."""
         pre = self.pre(c)
@@ -160,10 +165,75 @@ def solve_gate(problem: Problem) -> tuple[float, str] | None:
     ``GATE_VAR`` it is 1.6, and the rest is SiLU's own elasticity (see `autoinit`).
     """
     f = problem.activation
-    if f is None or not _saturates(f) or float(f.fn(np.zeros(1))[0]) == 0.0:
+    if f is None or not neutral_gate(f):
         return None
     c = problem.pre_scale(GATE_VAR)
     return c, f"gate: pre-activation variance {GATE_VAR:g} (a near-constant {f.name} at start)"
+
+
+def neutral_gate(f: Activation | None) -> bool:
+    """Whether ``f`` can start a gate neutral (`solve_gate`): bounded on both sides with
+    ``f(0) != 0`` (sigmoid, hard sigmoid)."""
+    return f is not None and _saturates(f) and float(f.fn(np.zeros(1))[0]) != 0.0
+
+
+def gate_square(f: Activation) -> float:
+    """``E[f(u)^2]`` for ``u ~ N(0, GATE_VAR)``: the share of its operand's variance a gate
+    started neutral passes (0.256 for a sigmoid, ``f(0)^2 = 1/4`` plus ``f'(0)^2
+    GATE_VAR``).
+
+    Example:
+    >>> import keras
+    >>> from keras_initlab.propagate import _activations
+    >>> round(gate_square(_activations.from_function(keras.activations.sigmoid)), 3)
+    0.256
+    """
+    out = output_moments(f, make(np.zeros(1), np.full(1, GATE_VAR)))
+    return float(out.means[0] ** 2 + out.variances[0])
+
+
+def solve_operand(
+    problem: Problem, target: float, square: float, hidden: bool = False
+) -> tuple[float, str]:
+    """The kernel factor of the operand of a gate's product, and its note.
+
+    A gate started neutral passes ``square`` (`gate_square`, about 1/4) of its operand's
+    variance, so with the operand at the target the product sits at ``T/4``, on the edge
+    of ``[T/4, 4 T]``, while the operand's pre-activation (about ``2.9 T`` before a SiLU)
+    is near the other edge. The operand's scale is the one that puts the two ends of the
+    chain equally far from the target on a log scale, ``Var(X) * square * Var(f(X)) =
+    T^2`` (``Var(m s) >= square Var(m)`` for the product of independent ``m`` and ``s``):
+    for SiLU an output of 1.16 T, a pre-activation of 3.4 T and a product of 0.30 T, 1.18x
+    inside both edges; without an activation ``2 T`` and ``T/2``. Where the pre-activation
+    is ``hidden`` (the layer's own activation: no layer outputs it) the ends are the
+    operand and the product, ``square * Var(f(X))^2 = T^2``: about ``2 T`` and ``T/2``.
+    Never below the scale that reaches the target; a pre-activation that is a layer's
+    output at most ``4 T``.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from keras_initlab.propagate import _activations
+    >>> from keras_initlab.propagate._signal import make
+    >>> x, zero = make(np.zeros(64), np.ones(64)), make(np.zeros(64), np.zeros(64))
+    >>> c, note = solve_operand(Problem(x, zero, None), 1.0, 0.25)
+    >>> round(c**2, 3)
+    2.0
+    """
+    low, how = solve(problem, target)
+    high = problem.pre_scale((4.0 * MAX_PRE if hidden else 4.0) * target)
+
+    def h(u: float) -> float:
+        c = math.exp(u)
+        after = max(problem.after(c), _TINY)
+        top = after if hidden else max(problem.pre_var(c), _TINY)
+        return math.log(top) + math.log(square * after) - 2.0 * math.log(target)
+
+    note = f"{how}; operand of a gate's product: pre-activation times product = target^2"
+    if not high > low > 0.0 or h(math.log(low)) >= 0.0:
+        return low, how
+    if h(math.log(high)) <= 0.0:
+        return high, f"{note}, pre-activation capped at 4x the target"
+    return math.exp(_root(h, math.log(low), math.log(high))), note
 
 
 def slope(problem: Problem, c: float) -> float | None:
@@ -210,21 +280,27 @@ def _saturates(f: Activation) -> bool:
 
 def _regula_falsi(problem: Problem, target: float, top: float) -> float:
     """``c`` in ``(top / 1e3, top]`` with ``Var(f(X(c))) = target``, on ``log Var`` against
-    ``log c`` (a near-straight line: slope 2 for a homogeneous map), Illinois variant."""
+    ``log c`` (a near-straight line: slope 2 for a homogeneous map)."""
 
     def h(u: float) -> float:
         return math.log(max(problem.after(math.exp(u)), _TINY)) - math.log(target)
 
-    low, high = math.log(top) - math.log(1e3), math.log(top)
-    f_low, f_high = h(low), h(high)
-    if f_low >= 0.0:  # the offsets alone give the target: the smallest scale tried
+    low = math.log(top) - math.log(1e3)
+    if h(low) >= 0.0:  # the offsets alone give the target: the smallest scale tried
         return math.exp(low)
+    return math.exp(_root(h, low, math.log(top)))
+
+
+def _root(h: Any, low: float, high: float) -> float:
+    """The root of an increasing ``h`` between ``low`` (``h < 0``) and ``high`` (``h > 0``)
+    by regula falsi, Illinois variant."""
+    f_low, f_high = h(low), h(high)
     side = 0
     for _ in range(_ITERATIONS):
         u = high - f_high * (high - low) / (f_high - f_low)
         f_u = h(u)
         if abs(f_u) < _LOG_TOL:
-            return math.exp(u)
+            return u
         if f_u > 0.0:
             high, f_high = u, f_u
             if side == 1:
@@ -235,7 +311,7 @@ def _regula_falsi(problem: Problem, target: float, top: float) -> float:
             if side == -1:
                 f_high /= 2.0
             side = -1
-    return math.exp(0.5 * (low + high))
+    return 0.5 * (low + high)
 
 
 def scaled(variable: Any, factor: float) -> None:
