@@ -160,7 +160,7 @@ class _Hook:
             activation,
         )
         gate = solve_gate(problem) if follow.gate else None
-        square = _gate_square(follow.partners) if follow.gate else None
+        square = _gate_square(follow.partners) if follow.gate and gate is None else None
         if gate is not None:  # a gate's pre-activation: GATE_VAR, whatever the target
             (c, how), target = gate, (GATE_VAR, "")
         elif square is not None:  # the other factor is a gate: balanced between the edges

@@ -38,6 +38,7 @@ from keras_initlab.propagate._moments import Activation, output_moments
 from keras_initlab.propagate._signal import Signal, make
 
 MAX_PRE = 3.5
+CAPPED = "pre-activation capped at"  # the note of a scale a cap bounds, not the target
 # A gate's pre-activation variance (absolute, like attention logits): see `solve_gate`.
 GATE_VAR = 0.1
 # A kernel whose activation's `slope` exceeds this is expansive (`AutoInitReport.expansive`):
@@ -135,7 +136,7 @@ def solve(problem: Problem, target: float) -> tuple[float, str]:
             return 1.0, "no variance: kept"
         c = math.sqrt(target / now)
         if c > top:  # fixed channel means below zero: the rectifier would need more
-            return top, f"{name}, pre-activation capped at {MAX_PRE:g}x the target"
+            return top, f"{name}, {CAPPED} {MAX_PRE:g}x the target"
         return c, name
     if problem.after(top) < target:
         if _saturates(f):
@@ -143,7 +144,7 @@ def solve(problem: Problem, target: float) -> tuple[float, str]:
                 f"{f.name} cannot reach the target below {MAX_PRE:g}x pre-activation "
                 "variance: pre-activation variance"
             )
-        return top, f"{name}, pre-activation capped at {MAX_PRE:g}x the target"
+        return top, f"{name}, {CAPPED} {MAX_PRE:g}x the target"
     return _regula_falsi(problem, target, top), name
 
 
@@ -229,11 +230,14 @@ def solve_operand(
         return math.log(top) + math.log(square * after) - 2.0 * math.log(target)
 
     note = f"{how}; operand of a gate's product: pre-activation times product = target^2"
-    if not high > low > 0.0 or h(math.log(low)) >= 0.0:
+    if not high > low > 0.0:
         return low, how
-    if h(math.log(high)) <= 0.0:
-        return high, f"{note}, pre-activation capped at 4x the target"
-    return math.exp(_root(h, math.log(low), math.log(high))), note
+    ends = (math.log(low), h(math.log(low))), (math.log(high), h(math.log(high)))
+    if ends[0][1] >= 0.0:
+        return low, how
+    if ends[1][1] <= 0.0:
+        return high, f"{note}, {CAPPED} 4x the target"
+    return math.exp(_root(h, *ends)), note
 
 
 def slope(problem: Problem, c: float) -> float | None:
@@ -286,15 +290,16 @@ def _regula_falsi(problem: Problem, target: float, top: float) -> float:
         return math.log(max(problem.after(math.exp(u)), _TINY)) - math.log(target)
 
     low = math.log(top) - math.log(1e3)
-    if h(low) >= 0.0:  # the offsets alone give the target: the smallest scale tried
+    f_low = h(low)
+    if f_low >= 0.0:  # the offsets alone give the target: the smallest scale tried
         return math.exp(low)
-    return math.exp(_root(h, low, math.log(top)))
+    return math.exp(_root(h, (low, f_low), (math.log(top), h(math.log(top)))))
 
 
-def _root(h: Any, low: float, high: float) -> float:
-    """The root of an increasing ``h`` between ``low`` (``h < 0``) and ``high`` (``h > 0``)
-    by regula falsi, Illinois variant."""
-    f_low, f_high = h(low), h(high)
+def _root(h: Any, start: tuple[float, float], end: tuple[float, float]) -> float:
+    """The root of an increasing ``h`` between ``start = (low, h(low))`` (``h < 0``) and
+    ``end = (high, h(high))`` (``h > 0``), by regula falsi, Illinois variant."""
+    (low, f_low), (high, f_high) = start, end
     side = 0
     for _ in range(_ITERATIONS):
         u = high - f_high * (high - low) / (f_high - f_low)

@@ -230,7 +230,6 @@ def out_of_reach(model: keras.Model) -> dict[str, str]:
     return why
 
 
-CAPPED = "pre-activation capped at"  # `auto`'s note where ``MAX_PRE`` bounds the scale
 EXPANSION_STEP = 0.05  # the log step in the input's variance of `expansive_rows`
 
 
@@ -273,7 +272,9 @@ def auto_outside(model: keras.Model, x: Any) -> tuple[float, list[tuple[str, str
     layer excluded (the model is re-drawn: call it last). A kernel `auto` predicts outside
     the band because it capped the scale (``MAX_PRE``: a SiLU that fixed negative channel
     means, a squeeze of a small map's, keep below the target, as its report's note says)
-    is left out with its reason."""
+    is left out with its reason (`keras_initlab.autoinit._solve.CAPPED` in its note)."""
+    from keras_initlab.autoinit._solve import CAPPED
+
     report = keras_initlab.initialize(model, "auto", seed=0, report=True)
     records = keras_initlab.measure(model, x, mode="inference")[:-1]
     reach = out_of_reach(model)
