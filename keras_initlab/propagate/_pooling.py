@@ -18,10 +18,16 @@ ResNet) is left out of the window: exact for inputs >= 0. Backward, each window'
 goes to its argmax, ``1/n`` of the time to each input of an alike window; and the
 activation before it sees its derivative at the window maxima (a ReLU's is 1 there far
 more often than 1/2), which the pool records on the source (``Source.selection``, taken
-for the window size most windows have).
+for the window size most windows have). A max pool of a max pool's output (a global max
+pool after pooling, a pool after a pool) is the maximum over both windows: ``k`` windows of
+``d`` draws are ``k d`` draws (`Signal.pooled`; the inner windows taken alike), and the
+activation sees its derivative at the maximum of ``k d``, not of ``d`` (a tanh Conv1D
+pooled by 2 then globally over 8 positions: the maximum of 16).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -64,15 +70,19 @@ def average_pooling(call: Call) -> Step:
     return Step([out], backward)
 
 
-def _window_source(x: Signal) -> tuple[Source, str]:
+def _window_source(x: Signal) -> tuple[Source, int, Source | None, str]:
+    """``(source, draws, root, note)``: each input is ``source`` of the maximum of
+    ``draws`` pre-activations, ``root`` the activation whose derivative the pool selects."""
+    if x.pooled is not None:
+        return *x.pooled, ""
     if x.source is not None and x.source.nondecreasing:
-        return x.source, ""
-    return Source(LINEAR, x.plain()), "inputs taken as Gaussian"
+        return x.source, 1, x.source, ""
+    return Source(LINEAR, x.plain()), 1, None, "inputs taken as Gaussian"
 
 
 def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[Step, str]:
     c = x.channels
-    source, note = _window_source(x)
+    source, draws, root, note = _window_source(x)
     # a padded zero (mean and variance exactly 0) is not a candidate for the maximum
     live = (x.means != 0) | (x.variances != 0)
     ok = gather(live.reshape(-1, c).astype(np.float64), index)  # (out, taps, C)
@@ -90,7 +100,11 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
     means = np.zeros(counts.shape)
     seconds = np.zeros(counts.shape)
     shares = ok / n[:, None, :]  # where the window's gradient goes: its argmax
-    unequal = _unequal(window, taps(source.pre.means), taps(source.pre.variances), ok > 0)
+    unequal = (
+        None
+        if draws > 1
+        else _unequal(window, taps(source.pre.means), taps(source.pre.variances), ok > 0)
+    )
     alike = np.ones(counts.shape, bool)
     if unequal is not None:
         at, (mean, second, wins) = unequal
@@ -105,11 +119,11 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
             None if window.scale is None else window.scale[at],
             None if window.shift is None else window.shift[at],
         )
-        moments = max_moments(sub, int(k), (int(at.sum()),))
+        moments = max_moments(sub, int(k) * draws, (int(at.sum()),))
         means[at], seconds[at] = moments.means, moments.seconds
-    if x.source is not None and source is x.source and source.scale is None:
-        typical = int(np.bincount(counts.ravel()).argmax())
-        source.selection[:] = [max_derivative(source, typical)]
+    typical = int(np.bincount(counts.ravel()).argmax()) * draws
+    if root is not None and root.scale is None:
+        root.selection[:] = [max_derivative(root, typical)]
     out = make(means.reshape(out_shape), (seconds - means * means).reshape(out_shape))
     f = window.activation
     if (
@@ -119,6 +133,7 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
         and (window.shift is None or not np.any(window.shift))
     ):  # the maximum of ReLUs is a ReLU (of the maximum): recorded as one, alike in moments
         out = make(out.means, out.variances, rectified(f, out.means, out.seconds))
+    out = dataclasses.replace(out, pooled=(_reshaped(window, out_shape), typical, root))
     positions = x.means.size // c
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
@@ -126,6 +141,16 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
         return [scatter(per, index, positions).reshape(x.shape)]
 
     return Step([out], backward, note=note), note
+
+
+def _reshaped(window: Source, shape: tuple[int, ...]) -> Source:
+    """``window`` (per pooled element, ``(out, C)``) laid out in the pool's output shape."""
+
+    def lay(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a.reshape(shape)
+
+    pre = make(lay(window.pre.means), lay(window.pre.variances))
+    return Source(window.activation, pre, lay(window.scale), lay(window.shift))
 
 
 def _unequal(

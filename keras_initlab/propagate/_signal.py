@@ -139,6 +139,12 @@ class Signal:
             from one): a recurrent layer, whose rule takes its input's steps as
             independent, cannot read it (the walk carries the flag to every output of an
             operation that reads such a tensor).
+        pooled: on a max pool's output, ``(window, draws, root)``: each element is
+            ``window`` (a ``Source`` per element: the activation, its pre-activation's
+            moments, scale and shift) of the maximum of ``draws`` iid pre-activations, and
+            ``root`` the activation's own ``Source`` (None: inputs taken as Gaussian), so
+            that a max pool of it (a global max pool after a pool) takes the maximum of
+            ``draws`` times its window and sets the derivative there.
     """
 
     means: np.ndarray
@@ -147,6 +153,7 @@ class Signal:
     value: np.ndarray | None = None
     blend: Blend | None = None
     correlated_steps: bool = False
+    pooled: tuple[Source, int, Source | None] | None = None
 
     @staticmethod
     def uniform(mean: float, var: float, shape: tuple[int | None, ...]) -> Signal:

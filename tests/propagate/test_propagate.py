@@ -176,6 +176,13 @@ CASES: dict[str, tuple[tuple[int, ...], Any, float]] = {
     "avgpool_same": ((7, 7, 4), lambda: [L.AveragePooling2D(3, 2, padding="same")], 0),
     "global_average": ((5, 5, 8), lambda: [L.GlobalAveragePooling2D()], 0),
     "global_max": ((6, 8), lambda: [L.GlobalMaxPooling1D()], 0),
+    # a pool of a pool: the tanh's derivative where its gradient lands is at the maximum of
+    # 2 x 8 = 16 pre-activations, not of the first pool's 2
+    "tanh_pool_global_max": (
+        (16, 4),
+        lambda: [L.Activation("tanh"), L.MaxPooling1D(2), L.GlobalMaxPooling1D()],
+        0,
+    ),
     "zero_padding": ((4, 4, 3), lambda: [L.ZeroPadding2D(((1, 2), (0, 1)))], 0),
     "upsampling": ((3, 3, 4), lambda: [L.UpSampling2D(2)], 0),
     "cropping": ((6, 6, 2), lambda: [L.Cropping2D(((1, 0), (2, 1)))], 0),
