@@ -36,6 +36,7 @@ The user's model, its weights and every global random state are left as they wer
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -349,7 +350,7 @@ def diagnose(
                 label=swap[0],
                 clone_function=swap[1],
             )
-            candidate = Candidate(candidate.label, None, candidate.judgement, candidate.assumed)
+            candidate = dataclasses.replace(candidate, fix=None)  # its error kept
             tried.append(candidate)
             chosen = candidate if candidate.passes else None
     per_layer = next(

@@ -194,6 +194,29 @@ def test_nested_and_sequential_models_with_bounded_activation():
     assert share_within(variances, LAYER_BOUNDS) == 1.0, variances
 
 
+def test_a_subclassed_model_gets_the_scales_of_its_functional_twin():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = [L.Dense(32, activation="tanh", name=f"t{i}") for i in range(3)]
+            self.skip = L.Dense(32, activation="relu", name="r")
+
+        def call(self, x):
+            for dense in self.hidden:
+                x = dense(x)
+            return x + self.skip(x)
+
+    sub = Net()
+    sub(np.zeros((2, 32), "float32"))
+    inputs = keras.Input((32,))
+    twin = keras.Model(inputs, sub.call(inputs))  # the same layers as a graph
+    rows = keras_initlab.initialize(sub, "auto", seed=0, report=True).by_layer()
+    expected = keras_initlab.initialize(twin, "auto", seed=0, report=True).by_layer()
+    for name in ("t0", "t1", "t2", "r"):
+        assert rows[name].kernel == "scaled"
+        assert rows[name].scale == expected[name].scale, name
+
+
 def test_an_own_activation_ends_the_chain_and_a_softmax_sets_the_logits():
     model = keras.Sequential(
         [

@@ -83,7 +83,27 @@ def test_a_nested_model_on_the_path_is_read_inside():
     assert path.nodes == ["a", "inner/i0", "inner/i1", "head"]
 
 
-def test_a_subclassed_model_is_taken_as_a_chain_and_says_so():
+def test_a_subclassed_model_is_read_through_its_traced_call():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d0 = L.Dense(8, name="d0")
+            self.d1 = L.Dense(8, name="d1")
+            self.d2 = L.Dense(2, name="d2")
+
+        def call(self, x):
+            h = self.d0(x)
+            return self.d2(h + self.d1(h))
+
+    model = Net()
+    model(np.zeros((1, 4), "float32"))
+    path = model_path(model)
+    assert path.nodes == ["d0", "add", "d2"]  # d1 is the sum's branch, off the path
+    assert path.sums == {"add"}
+    assert not path.assumed
+
+
+def test_a_subclassed_model_whose_call_cannot_be_traced_is_a_chain_and_says_so():
     class Net(keras.Model):
         def __init__(self):
             super().__init__()
@@ -91,13 +111,17 @@ def test_a_subclassed_model_is_taken_as_a_chain_and_says_so():
             self.d1 = L.Dense(2, name="d1")
 
         def call(self, x):
-            return self.d1(self.d0(x))
+            h = self.d0(x)
+            if keras.ops.convert_to_numpy(keras.ops.sum(h)) > 1e9:  # control flow on values
+                h = -h
+            return self.d1(h)
 
     model = Net()
     model(np.zeros((1, 4), "float32"))
     path = model_path(model)
     assert path.nodes == ["d0", "d1"]
-    assert "subclassed" in path.assumed
+    assert "subclassed model" in path.assumed
+    assert "cannot be traced" in path.assumed
 
 
 @pytest.mark.parametrize(("shortcut", "reset"), [("projection", True), ("identity", False)])

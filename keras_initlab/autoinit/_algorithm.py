@@ -9,7 +9,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_initlab import _keras
 from keras_initlab import initializers as ini
 from keras_initlab._validation import check_positive
 from keras_initlab.autoinit._plan import Follow, follows, shares
@@ -36,6 +35,7 @@ from keras_initlab.model.layers import (
     SEPARABLE_CONVS,
 )
 from keras_initlab.model.legacy import check_not_keras2
+from keras_initlab.model.trace import model_inputs
 from keras_initlab.model.weights import WeightSpec, check_built
 from keras_initlab.propagate import _activations, _attention
 from keras_initlab.propagate._graph import Walker
@@ -251,19 +251,12 @@ class _Hook:
 
 def _check(model: Any) -> None:
     check_not_keras2("model", model)
-    if not (_keras.is_functional(model) or isinstance(model, keras.Sequential)):
+    if not isinstance(model, keras.Model):
         raise TypeError(
-            "Argument `model` must be a Sequential or Functional model (AutoInit walks its "
-            f"graph; a subclassed model has none). Received: model={type(model).__name__}"
+            f"Argument `model` must be a Keras model. Received: model={type(model).__name__}"
         )
     check_built(model)
-    try:
-        list(model.inputs)
-    except (AttributeError, ValueError) as error:
-        raise ValueError(
-            "Argument `model` must be a built model with known inputs (call it once or give "
-            f"it a keras.Input). Received: model={model!r}"
-        ) from error
+    model_inputs(model)  # a subclassed model: built by a call on data (its traced call)
 
 
 def autoinit(
@@ -273,7 +266,8 @@ def autoinit(
     variance at every layer output stays at ``input_var`` (see the package docstring).
 
     Args:
-        model: a built Sequential or Functional model (nested models are walked).
+        model: a built Keras model: Sequential, Functional (nested models are walked) or
+            subclassed (built by a call on data: its ``call`` is traced at those shapes).
         input_var: variance of every input element, and the target of every layer.
         seed: base seed of the draw (as ``keras_initlab.initialize``).
         report: return an ``AutoInitReport`` instead of the model.
@@ -282,7 +276,7 @@ def autoinit(
         The model, initialized in place (or the report).
 
     Raises:
-        TypeError: a subclassed model (no graph to walk).
+        TypeError: not a Keras model.
         ValueError: ``input_var`` not positive and finite, or an unbuilt model.
 
     Example:
@@ -302,7 +296,7 @@ def autoinit(
         plans = draw(model, ini.LecunNormal(), seed=seed)
         hook = _Hook(model, input_var)
         walker = Walker(MODE, before=hook)
-        inputs = list(model.inputs)
+        inputs, _ = model_inputs(model)
         signals = [input_signal(t, tuple(t.shape)[1:], 0.0, input_var, None) for t in inputs]
         walker.model(model, "", signals)
     except Exception:

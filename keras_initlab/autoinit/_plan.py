@@ -49,6 +49,7 @@ from keras_initlab.model.layers import ACTIVATION_LAYERS, MULTIPLY, PASS_THROUGH
 from keras_initlab.model.operations import OPERATIONS, Arithmetic
 from keras_initlab.model.registry import registered
 from keras_initlab.model.residual import ResidualBlock, residual_blocks
+from keras_initlab.model.trace import model_inputs, trace_layer
 
 _MULTIPLY_OP = Arithmetic("multiply")
 BALANCED_SUMS = 11  # the longest stream whose branch ends and sums fit in [T/4, 4 T]
@@ -145,8 +146,8 @@ def _sequential_follow(layers: list[Any], index: int) -> Follow:
 def follows(model: Any) -> dict[int, Follow]:
     """``{id(layer): Follow}`` for every layer called in the model's graphs (nested too)."""
     found: dict[int, Follow] = {}
-    if _keras.is_functional(model):
-        calls = _keras.functional_calls(model)
+    calls = _graph_calls(model)
+    if calls is not None:
         consumers: dict[int, list[Any]] = {}
         producers: dict[int, Any] = {}
         for call in calls:
@@ -166,6 +167,21 @@ def follows(model: Any) -> dict[int, Follow]:
             else:
                 found.setdefault(id(layer), _sequential_follow(model.layers, i))
     return found
+
+
+def _graph_calls(model: Any) -> list[Any] | None:
+    """The calls of a Functional model's graph, or of a subclassed model's traced ``call``
+    (at the shapes it was built with; none where it cannot be traced); None for a
+    Sequential model (a chain)."""
+    if _keras.is_functional(model):
+        return _keras.functional_calls(model)
+    if isinstance(model, keras.Sequential):
+        return None
+    try:
+        specs, args = model_inputs(model)
+        return list(trace_layer(model, args, {}, specs).calls)
+    except Exception:  # whatever its call raises on KerasTensors: no layer is followed
+        return []
 
 
 def fraction(n: int) -> float:
@@ -199,8 +215,6 @@ def branch_gain(block: ResidualBlock) -> float:
 
 def shares(model: Any) -> dict[int, Share]:
     """``{id(last kernel layer): Share}`` for every residual branch of the model."""
-    if not (_keras.is_functional(model) or isinstance(model, keras.Sequential)):
-        return {}
     blocks = list(residual_blocks(model))
     stream_of: dict[str, int] = {}
     sizes: list[int] = []

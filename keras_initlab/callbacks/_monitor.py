@@ -240,16 +240,20 @@ class VarianceMonitor(keras.callbacks.Callback):
 
     def _diagnosis(self, mode: str) -> Any:
         """The model's `keras_initlab.diagnosis.Diagnosis` in ``mode`` (computed once, at the
-        first alert; None for a model whose graph cannot be copied)."""
+        first alert; None for a model with no inputs to read it from: a subclassed model
+        whose first call did not record its shapes)."""
         if mode not in self._diagnoses:
             from keras_initlab.diagnosis import diagnose
+            from keras_initlab.model.trace import model_inputs
 
-            readable = _keras.is_functional(self.model) or isinstance(self.model, keras.Sequential)
-            self._diagnoses[mode] = (
-                diagnose(self.model, self._probe_data[0], mode=mode, factor=self.alert_factor)
-                if readable
-                else None
-            )
+            try:
+                model_inputs(self.model)
+            except ValueError:
+                self._diagnoses[mode] = None
+            else:
+                self._diagnoses[mode] = diagnose(
+                    self.model, self._probe_data[0], mode=mode, factor=self.alert_factor
+                )
         return self._diagnoses[mode]
 
     @property

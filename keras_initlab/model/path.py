@@ -53,7 +53,7 @@ from keras_initlab.model.layers import (
     is_sum,
 )
 from keras_initlab.model.registry import registered
-from keras_initlab.model.trace import output_spec, trace_layer
+from keras_initlab.model.trace import model_inputs, output_spec, trace_layer
 from keras_initlab.model.tree import walk
 
 L = keras.layers
@@ -163,9 +163,15 @@ def _read(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
         if layers and not prefix:
             path.outputs.add(prefix + layers[-1].name)
         return
-    _chain(model, prefix, mode, path, "its inputs are not recorded")
-    if path.nodes and not prefix:
-        path.outputs.add(path.nodes[-1])
+    try:  # a subclassed model: its call traced at the shapes it was built with
+        specs, args = model_inputs(model)
+        trace = trace_layer(model, args, {}, specs, mode)
+    except Exception as error:  # no recorded shapes, or whatever its call raises
+        _chain(model, prefix, mode, path, f"its call cannot be traced: {type(error).__name__}")
+        if path.nodes and not prefix:
+            path.outputs.add(path.nodes[-1])
+        return
+    _graph(trace.inputs, trace.outputs, trace.calls, prefix, mode, path)
 
 
 def _chain(layer: Any, prefix: str, mode: str, path: ModelPath, why: str) -> None:

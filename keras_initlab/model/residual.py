@@ -31,7 +31,7 @@ import keras
 
 from keras_initlab import _keras
 from keras_initlab.model.layers import NORMALIZATION_LAYERS, is_opaque, is_sum
-from keras_initlab.model.trace import output_spec, stand_in, trace_layer
+from keras_initlab.model.trace import model_inputs, output_spec, stand_in, trace_layer
 from keras_initlab.model.weights import check_built, weight_specs
 from keras_initlab.text_table import RowReport, format_table
 
@@ -133,9 +133,10 @@ def residual_blocks(model: Any) -> ResidualReport:
 
     Functional graphs are read call by call (nested Functional and Sequential models
     included, with their path as prefix); a custom layer that holds weighted layers is read
-    through its traced ``call``, its sums named below it; a subclassed model given as
-    ``model`` (no recorded inputs) or a layer whose ``call`` cannot be traced is reported
-    as opaque instead of guessed.
+    through its traced ``call``, its sums named below it, and so is a subclassed model
+    given as ``model`` (traced at the shapes its first call built it with,
+    `keras_initlab.model.trace.model_inputs`); a model or layer whose ``call`` cannot be
+    traced is reported as opaque instead of guessed.
 
     Args:
         model: a built Keras model.
@@ -185,8 +186,23 @@ class _Finder:
             for layer in model.layers:
                 self._inner(layer, prefix, ((spec,), {}, (spec,)), [name])
                 spec, name = output_spec(layer, spec), prefix + layer.name
-        elif self.kernels:
-            self._opaque(model.name, model, "it is a subclassed model with no recorded inputs")
+        elif self.kernels:  # a subclassed model: its call traced at its built shapes
+            try:
+                specs, args = model_inputs(model)
+                trace = _structure(model, (args, {}, specs))
+            except Exception as error:  # no recorded shapes, or whatever its call raises
+                first = (str(error).strip().splitlines() or [""])[0][:120]
+                self._opaque(
+                    model.name,
+                    model,
+                    f"it is a subclassed model whose call cannot be traced "
+                    f"({type(error).__name__}: {first})",
+                )
+                return
+            names = input_names or [
+                prefix + ("input" if len(specs) == 1 else f"input_{i}") for i in range(len(specs))
+            ]
+            self._graph(trace.inputs, trace.calls, names, prefix)
 
     def _inner(self, layer: Any, prefix: str, call: Any, input_names: list[str]) -> None:
         """Walk into ``layer`` (called with ``call`` = (args, kwargs, inputs)): a nested

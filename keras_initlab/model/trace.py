@@ -21,7 +21,7 @@ import keras
 
 from keras_initlab._keras import Trace, traced_call
 
-__all__ = ["Trace", "output_spec", "replay", "trace_layer"]
+__all__ = ["Trace", "model_inputs", "output_spec", "replay", "trace_layer"]
 
 
 def trace_layer(
@@ -88,6 +88,50 @@ def trace_layer(
     if "training" in inspect.signature(layer.call).parameters and "training" not in kwargs:
         kwargs["training"] = mode == "training"
     return traced_call(layer, [fresh[id(t)] for t in inputs], swap(args), kwargs)
+
+
+def model_inputs(model: Any) -> tuple[list[Any], tuple[Any, ...] | None]:
+    """``(inputs, args)``: the KerasTensors ``model`` reads and the positional arguments of a
+    call of it that hold them.
+
+    A Functional or Sequential model: its own ``inputs`` (``args`` None: its graph is
+    walked). A subclassed model has no inputs until a graph calls it; once built by a call
+    on data, fresh float KerasTensors of the shapes that call built it with
+    (``get_build_config()["input_shape"]``, batch size unknown), one tensor or a list as it
+    was called, so its ``call`` can be traced (`trace_layer`) and read like a graph.
+
+    Raises:
+        ValueError: the model is not built, or was built with shapes it does not record.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> class Net(keras.Model):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.dense = keras.layers.Dense(4)
+    ...     def call(self, x):
+    ...         return self.dense(x)
+    >>> net = Net()
+    >>> _ = net(np.zeros((2, 3), "float32"))
+    >>> [tuple(t.shape) for t in model_inputs(net)[0]]
+    [(None, 3)]
+    """
+    try:
+        return list(model.inputs), None
+    except (AttributeError, ValueError):
+        pass
+    config = (model.get_build_config() or {}) if getattr(model, "built", False) else {}
+    shape = config.get("input_shape")
+    if shape is None:
+        raise ValueError(
+            "Argument `model` must be a built model with known inputs: give it a keras.Input, "
+            "or call it once on a batch of data (a subclassed model is read through its "
+            f"traced call at the shapes that call built it with). Received: model={model!r}"
+        )
+    several = isinstance(shape, (list, tuple)) and all(isinstance(s, (list, tuple)) for s in shape)
+    shapes = list(shape) if several else [shape]
+    specs = [keras.KerasTensor((None, *tuple(s)[1:])) for s in shapes]
+    return specs, ((specs,) if several else (specs[0],))
 
 
 def stand_in(inputs: Any, size: int) -> list[tuple[int, ...]]:

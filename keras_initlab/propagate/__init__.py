@@ -65,6 +65,7 @@ import numpy as np
 
 from keras_initlab._validation import check_finite, check_positive_int
 from keras_initlab.model.legacy import check_not_keras2
+from keras_initlab.model.trace import model_inputs
 from keras_initlab.propagate._graph import Walker
 from keras_initlab.propagate._report import PropagateReport, PropagateRow
 from keras_initlab.propagate._signal import input_signal, shapes_fit
@@ -135,13 +136,7 @@ def propagate(
         raise ValueError(
             f"Argument `input_var` must be non-negative. Received: input_var={input_var}"
         )
-    try:
-        inputs = list(model.inputs)
-    except (AttributeError, ValueError) as error:
-        raise ValueError(
-            "Argument `model` must be a built model with known inputs (call it once or give "
-            f"it a keras.Input). Received: model={model!r}"
-        ) from error
+    inputs, _ = model_inputs(model)
     if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size)
     shapes = _input_shapes(inputs, input_shapes)

@@ -35,7 +35,7 @@ from keras_initlab.model.layers import (
     POOLING_GLOBAL_AVERAGE,
     RNN,
 )
-from keras_initlab.model.trace import Trace, output_spec, trace_layer
+from keras_initlab.model.trace import Trace, model_inputs, output_spec, trace_layer
 from keras_initlab.propagate import _paths
 from keras_initlab.propagate._identity import Key, copies, value_key
 from keras_initlab.propagate._report import (
@@ -271,10 +271,11 @@ class Walker:
             return self._graph(model.inputs, model.outputs, calls, prefix, inputs, taints)
         if isinstance(model, keras.Sequential):
             return self._sequential(model, prefix, inputs[0], taints[0])
-        raise TypeError(  # subclassed models have no graph to walk
-            "Argument `model` must be a Sequential or Functional model. "
-            f"Received: model={type(model).__name__}"
-        )
+        # a subclassed model: its call traced at the shapes it was built with, its rows
+        # named below the model as `measure` names them (no row of its own)
+        specs, args = model_inputs(model)
+        trace = trace_layer(model, args, {}, specs, self.mode, self._sizes(specs, inputs))
+        return self._graph(trace.inputs, trace.outputs, trace.calls, prefix, inputs, taints)
 
     def _sequential(
         self, model: Any, prefix: str, x: Signal, taint: Taint

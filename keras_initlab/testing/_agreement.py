@@ -46,11 +46,14 @@ def surrogate_loss(y_true: Any, y_pred: Any) -> Any:
 def surrogate_targets(model: Any, n: int, *, seed: int = 0, x: Any = None) -> list[np.ndarray]:
     """The targets ``u`` of the surrogate loss: iid N(0, 1) float32, one array per output of
     ``model`` with ``n`` samples (drawn with ``seed + TARGET_SEED_OFFSET``). Where an output
-    has a size the model leaves unknown (a sequence length), the shapes are those of the
-    model's outputs on ``x``."""
+    has a size the model leaves unknown (a sequence length), or no recorded outputs (a
+    subclassed model), the shapes are those of the model's outputs on ``x``."""
     import keras
 
-    shapes = [tuple(t.shape)[1:] for t in model.outputs]
+    try:
+        shapes = [tuple(t.shape)[1:] for t in model.outputs]
+    except AttributeError:  # a subclassed model: its outputs on x
+        shapes = [(None,)]
     if any(d is None for shape in shapes for d in shape) and x is not None:
         shapes = [tuple(t.shape)[1:] for t in keras.tree.flatten(model(x, training=False))]
     rng = np.random.default_rng(seed + TARGET_SEED_OFFSET)

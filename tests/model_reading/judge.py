@@ -55,10 +55,14 @@ KEYS = ("activation_var", "gradient_var")
 
 def probe(model: keras.Model, seed: int, batch: int = BATCH) -> Any:
     """``batch`` samples of iid N(0, 1) float32 for each input of ``model`` (its shape
-    without the batch axis; an array for one input, a list for several)."""
+    without the batch axis; a subclassed model's: the shapes it was built with; an array
+    for one input, a list for several)."""
+    from keras_initlab.model.trace import model_inputs
+
     rng = np.random.default_rng(seed)
     arrays = [
-        rng.standard_normal((batch, *tuple(t.shape)[1:])).astype("float32") for t in model.inputs
+        rng.standard_normal((batch, *tuple(t.shape)[1:])).astype("float32")
+        for t in model_inputs(model)[0]
     ]
     return arrays[0] if len(arrays) == 1 else arrays
 

@@ -5,8 +5,9 @@ with keras.ops nodes; subclassed pre-norm residual blocks whose sums live inside
 a custom learned scale and a custom hard-swish layer read through their traced ``call`` (not
 registered); a custom normalization written with a backend op, which no trace can read,
 registered with `keras_initlab.register_layer`; a Siamese model whose encoder (a nested model)
-is called on both inputs; a recurrent model (a bidirectional LSTM beside a GRU) and a Conv1D
-sequence model. In both modes at least 90% of the recorded rows are predicted and agree with the
+is called on both inputs; a recurrent model (a bidirectional LSTM beside a GRU), a Conv1D
+sequence model, and a subclassed ``keras.Model`` built by a call on data (read through its
+traced call). In both modes at least 90% of the recorded rows are predicted and agree with the
 measurement within 1.25x (median), 2x (90th percentile) and 10x (every row); no alert at
 step 0; after ``initialize(model, "auto")`` at least 90% of the rows lie within [0.25, 4].
 """
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
+import numpy as np
 import pytest
 from keras import ops
 
@@ -70,6 +72,23 @@ class BackendRMSNorm(L.Layer):
 
     def compute_output_shape(self, shape: Any) -> Any:
         return shape
+
+
+class DenseSkipNet(keras.Model):
+    """A subclassed model: tanh Dense layers, each reading the concatenation of the last
+    layer's first half and its own input's first half (slices and a concatenation written
+    with keras.ops), then a softmax head; built by a call on data, no keras.Input."""
+
+    def __init__(self, depth: int = 6, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hidden = [L.Dense(WIDTH, activation="tanh", name=f"dense{i}") for i in range(depth)]
+        self.head = L.Dense(CLASSES, activation="softmax", name="predictions")
+
+    def call(self, x: Any) -> Any:
+        for dense in self.hidden:
+            half = WIDTH // 2
+            x = ops.concatenate([x[..., :half], dense(x)[..., :half]], axis=-1)
+        return self.head(x)
 
 
 def _head(x: Any) -> Any:
@@ -131,8 +150,23 @@ def conv1d() -> keras.Model:
     return keras.Model(inputs, _head(L.GlobalAveragePooling1D()(x)))
 
 
+def subclassed_model() -> keras.Model:
+    model = DenseSkipNet()
+    model(np.zeros((2, WIDTH), "float32"))
+    return model
+
+
 MODELS: dict[str, Callable[[], keras.Model]] = {
-    f.__name__: f for f in (ops_mlp, subclassed_residual, custom_layers, siamese, recurrent, conv1d)
+    f.__name__: f
+    for f in (
+        ops_mlp,
+        subclassed_residual,
+        custom_layers,
+        siamese,
+        recurrent,
+        conv1d,
+        subclassed_model,
+    )
 }
 
 

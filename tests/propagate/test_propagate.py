@@ -448,10 +448,44 @@ def test_arguments_are_checked():
         def call(self, x):
             return x
 
-    sub = Sub()
-    sub(np.zeros((1, 3), "float32"))
-    with pytest.raises((TypeError, ValueError), match="`model`"):
-        keras_initlab.propagate(sub)
+    with pytest.raises(ValueError, match=r"`model` must be a built model.*call it once"):
+        keras_initlab.propagate(Sub())  # never called: no shapes to trace its call at
+
+
+class _Twin(keras.Model):
+    """``out(x + d2(d1(x)))``, subclassed; `functional_twin` is the same layers' graph."""
+
+    def __init__(self):
+        super().__init__(name="twin")
+        self.d1 = L.Dense(32, activation="relu", name="d1")
+        self.d2 = L.Dense(16, name="d2")
+        self.out = L.Dense(4, activation="tanh", name="out")
+
+    def call(self, x):
+        return self.out(keras.ops.add(x, self.d2(self.d1(x))))
+
+
+def functional_twin(model: _Twin) -> keras.Model:
+    x = keras.Input((16,))
+    return keras.Model(x, model.call(x))
+
+
+def test_a_subclassed_model_is_read_like_its_functional_twin():
+    """Built by a call on data, its ``call`` is traced at those shapes: every row predicted,
+    named as `measure` names its records, with the values the same layers give as a graph."""
+    sub = _Twin()
+    sub(np.zeros((2, 16), "float32"))
+    report = keras_initlab.propagate(sub, batch_size=16)
+    twin = keras_initlab.propagate(functional_twin(sub), batch_size=16).by_layer()
+    assert all(row.predicted for row in report)
+    recorded = [r["layer"] for r in keras_initlab.measure(sub, np.ones((4, 16), "float32"))]
+    assert set(recorded) <= {row.layer for row in report}
+    for name in ("d1", "d2", "out"):
+        row = report.by_layer()[name]
+        assert (row.activation_var, row.gradient_var) == (
+            twin[name].activation_var,
+            twin[name].gradient_var,
+        )
 
 
 def test_nested_models_are_named_by_path():
