@@ -217,6 +217,33 @@ def test_a_subclassed_model_gets_the_scales_of_its_functional_twin():
         assert rows[name].scale == expected[name].scale, name
 
 
+class _OwnKernel(L.Layer):
+    """``x @ w + b`` with its own ``add_weight`` kernel (no known layer type)."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], 64), initializer="glorot_uniform", name="w")
+        self.b = self.add_weight(shape=(64,), initializer="zeros", name="b")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.w) + self.b
+
+
+def test_a_custom_layers_own_kernel_read_by_a_matmul_is_scaled():
+    """Glorot kernels before ReLUs halve the variance at every layer; `auto` scales the
+    kernel each traced ``matmul`` reads, so every custom layer's output has the target."""
+    x = inputs = keras.Input((64,))
+    for i in range(6):
+        x = keras.ops.relu(_OwnKernel(name=f"own{i}")(x))
+    model = keras.Model(inputs, x)
+    before = measured(model)
+    assert before["own5"] < 0.1  # halved five times: 1/32 of the input's
+    rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+    assert all(rows[f"own{i}/matmul"].kernel == "scaled" for i in range(6))
+    variances = {k: v for k, v in measured(model).items() if k.startswith("own")}
+    assert len(variances) == 6
+    assert share_within(variances, LAYER_BOUNDS) == 1.0, variances
+
+
 def test_an_own_activation_ends_the_chain_and_a_softmax_sets_the_logits():
     model = keras.Sequential(
         [

@@ -35,6 +35,7 @@ from keras_initlab.model.layers import (
     SEPARABLE_CONVS,
 )
 from keras_initlab.model.legacy import check_not_keras2
+from keras_initlab.model.operations import OPERATIONS, Contraction
 from keras_initlab.model.trace import model_inputs
 from keras_initlab.model.weights import WeightSpec, check_built
 from keras_initlab.propagate import _activations, _attention
@@ -183,6 +184,15 @@ class _Hook:
             self._attention(call, name)
         elif isinstance(layer, (*RNN, *BIDIRECTIONAL)):
             self._recurrent(call, name)
+        elif (weight := contracted_weight(call)) is not None:
+            if id(weight) in self.done:  # one variable read by several contractions
+                return
+            self.done.add(id(weight))
+            # a custom layer's own kernel (`x @ self.w`): the contraction's output to the
+            # target, as a Dense layer's with no activation of its own
+            output = predict(call).outputs[0]
+            follow = self.follows.get(id(layer), Follow())
+            self._set(name, layer, weight, output, follow, self._target(layer))
         elif isinstance(layer, KERNEL_LAYERS):
             step = predict(call)
             if step.pre is None:
@@ -247,6 +257,18 @@ class _Hook:
         self._set(
             f"{name}/{dense.name}", dense, dense.kernel, out, follow, self._target(dense, layer)
         )
+
+
+def contracted_weight(call: Call) -> Any:
+    """The weight a ``keras.ops`` contraction (``matmul``, ``einsum``) reads with a tensor:
+    a variable of rank 2 or more among its arguments, the only one (a custom layer's
+    ``ops.matmul(x, self.w)``), else None."""
+    if not isinstance(OPERATIONS.get(type(call.layer).__name__), Contraction):
+        return None
+    found = [a for a in keras.tree.flatten(call.args) if isinstance(a, keras.Variable)]
+    if len(found) != 1 or len(found[0].shape) < 2:
+        return None
+    return found[0]
 
 
 def _check(model: Any) -> None:
