@@ -370,10 +370,10 @@ def test_bad_input_errors_leave_the_model_untouched():
         def call(self, x):
             return self.d(x)
 
-    sub = Sub()
-    sub(np.zeros((1, 3), "float32"))
-    with pytest.raises(TypeError, match=r"Sequential or Functional model .* Received: model=Sub"):
-        keras_initlab.initialize(sub, "auto")
+    with pytest.raises(ValueError, match=r"`model` must be built .* \(unbuilt\)"):
+        keras_initlab.initialize(Sub(), "auto")  # a subclassed model never called on data
+    with pytest.raises(TypeError, match=r"`model` must be a Keras model.* Received: model=Dense"):
+        keras_initlab.autoinit(L.Dense(3), seed=0)
     for a, b in zip(before, model.weights, strict=True):
         np.testing.assert_array_equal(a, b.numpy())
 

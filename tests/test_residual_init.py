@@ -365,13 +365,26 @@ class _Subclassed(keras.Model):
         return x + self.outer(self.inner(x))
 
 
-def test_models_without_a_visible_residual_block_get_the_reason():
+class _Untraceable(_Subclassed):
+    def call(self, x):
+        h = self.outer(self.inner(x))
+        if keras.ops.convert_to_numpy(keras.ops.sum(h)) > 1e9:  # control flow on values
+            h = -h
+        return x + h
+
+
+def test_a_subclassed_models_sum_is_found_and_one_that_cannot_be_traced_gets_the_reason():
     sub = _Subclassed()
     sub(keras.ops.zeros((1, 4)))
-    before = _snapshot(sub)
-    with pytest.raises(ValueError, match=r"_Subclassed holds weighted layers.*cannot be found"):
-        initialize(sub, "he_normal", residual="zero")
-    assert _unchanged(sub, before)
+    initialize(sub, "he_normal", residual="zero")  # read through its traced call
+    assert not np.any(sub.outer.kernel.numpy())
+    assert np.any(sub.inner.kernel.numpy())
+    opaque = _Untraceable()
+    opaque(keras.ops.zeros((1, 4)))
+    before = _snapshot(opaque)
+    with pytest.raises(ValueError, match=r"_Untraceable holds weighted layers.*cannot be found"):
+        initialize(opaque, "he_normal", residual="zero")
+    assert _unchanged(opaque, before)
     plain = keras.Sequential([keras.Input((4,)), L.Dense(4)])
     with pytest.raises(ValueError, match=r"no residual block.*Received: residual='scaled'"):
         initialize(plain, "he_normal", residual="scaled")
