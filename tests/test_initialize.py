@@ -54,6 +54,43 @@ def test_every_kernel_gets_the_scheme_on_its_true_fans_and_biases_their_initiali
     np.testing.assert_array_equal(bn.gamma.numpy(), 1.0)  # untouched
 
 
+class _OwnKernels(L.Layer):
+    """Kernels a custom layer creates itself, read by traced contractions: ``x @ a + b``,
+    then ``einsum("bi,ihd->bhd", ., c)`` (fans 32 and 4 x 8), then ``d @ x^T``-wise
+    (``matmul(d, .)`` on the transposed heads: fans 8 and 6); ``s`` only multiplies."""
+
+    def build(self, shape):
+        self.a = self.add_weight(shape=(shape[-1], 32), name="a")
+        self.b = self.add_weight(shape=(32,), initializer="ones", name="b")
+        self.c = self.add_weight(shape=(32, 4, 8), name="c")
+        self.d = self.add_weight(shape=(6, 8), name="d")
+        self.s = self.add_weight(shape=(8,), initializer="ones", name="s")
+
+    def call(self, x):
+        h = keras.ops.einsum("bi,ihd->bhd", keras.ops.matmul(x, self.a) + self.b, self.c)
+        h = keras.ops.matmul(self.d, keras.ops.transpose(h * self.s, (0, 2, 1)))
+        return keras.ops.reshape(h, (-1, 24))
+
+
+def test_a_custom_layers_own_kernels_are_drawn_on_the_fans_their_contractions_read():
+    x = keras.Input((16,))
+    model = keras.Model(x, _OwnKernels(name="own")(x))
+    layer = model.get_layer("own")
+    report = ki.initialize(model, "he_normal", seed=0, report=True)
+    actions = {r.path.split("/", 1)[1]: r.action for r in report}
+    assert actions == {
+        "a": "re-drawn",
+        "b": "re-drawn",
+        "c": "re-drawn",
+        "d": "re-drawn",
+        "s": "not handled",
+    }
+    assert not layer.b.numpy().any()  # a bias: zeros
+    for variable, fan_in in ((layer.a, 16), (layer.c, 32), (layer.d, 8)):
+        ki.testing.assert_variance(variable, 2.0 / fan_in, family="truncated_normal")
+    np.testing.assert_array_equal(layer.s.numpy(), 1.0)  # not a kernel: kept
+
+
 def test_recurrent_kernels_are_orthogonal_per_gate():
     model = keras.Sequential([keras.Input((3, 5)), L.LSTM(6)])
     ki.initialize(model, "glorot_uniform", seed=1)

@@ -35,9 +35,8 @@ from keras_initlab.model.layers import (
     SEPARABLE_CONVS,
 )
 from keras_initlab.model.legacy import check_not_keras2
-from keras_initlab.model.operations import OPERATIONS, Contraction
 from keras_initlab.model.trace import model_inputs
-from keras_initlab.model.weights import WeightSpec, check_built
+from keras_initlab.model.weights import WeightSpec, check_built, contracted_kernel
 from keras_initlab.propagate import _activations, _attention
 from keras_initlab.propagate._graph import Walker
 from keras_initlab.propagate._kernels import bias_means, einsum_dense, kernel
@@ -122,6 +121,7 @@ class _Hook:
         self.shares = shares(model)
         self.done: set[int] = set()
         self.choices: dict[str, _Choice] = {}
+        self.scaled_at: dict[int, str] = {}  # id(variable) -> the row its choice is under
 
     def _target(self, *layers: Any) -> tuple[float, str]:
         for layer in layers:
@@ -174,6 +174,7 @@ class _Hook:
         expansive = f"expansive: slope {gain:.3g}" if gain is not None and gain > EXPANSIVE else ""
         note = "; ".join(n for n in (how, target[1], expansive) if n)
         self.choices[name] = _Choice(c, _std(variable), target[0], note, gain)
+        self.scaled_at[id(variable)] = name
 
     def __call__(self, call: Call, name: str) -> None:
         layer = call.layer
@@ -184,7 +185,8 @@ class _Hook:
             self._attention(call, name)
         elif isinstance(layer, (*RNN, *BIDIRECTIONAL)):
             self._recurrent(call, name)
-        elif (weight := contracted_weight(call)) is not None:
+        elif (read := contracted_kernel(layer, call.args)) is not None:
+            weight = read[0]
             if id(weight) in self.done:  # one variable read by several contractions
                 return
             self.done.add(id(weight))
@@ -259,18 +261,6 @@ class _Hook:
         )
 
 
-def contracted_weight(call: Call) -> Any:
-    """The weight a ``keras.ops`` contraction (``matmul``, ``einsum``) reads with a tensor:
-    a variable of rank 2 or more among its arguments, the only one (a custom layer's
-    ``ops.matmul(x, self.w)``), else None."""
-    if not isinstance(OPERATIONS.get(type(call.layer).__name__), Contraction):
-        return None
-    found = [a for a in keras.tree.flatten(call.args) if isinstance(a, keras.Variable)]
-    if len(found) != 1 or len(found[0].shape) < 2:
-        return None
-    return found[0]
-
-
 def _check(model: Any) -> None:
     check_not_keras2("model", model)
     if not isinstance(model, keras.Model):
@@ -327,7 +317,7 @@ def autoinit(
         raise
     if not report:
         return model
-    return AutoInitReport(_rows(walker.rows, hook.choices, plans), input_var)
+    return AutoInitReport(_rows(walker.rows, hook.choices, plans, hook.scaled_at), input_var)
 
 
 def _kernels(
@@ -352,12 +342,21 @@ def _action(choice: _Choice | None, plan: WeightPlan | None) -> str:
 
 
 def _rows(
-    walked: list[Any], choices: dict[str, _Choice], plans: list[tuple[WeightSpec, WeightPlan]]
+    walked: list[Any],
+    choices: dict[str, _Choice],
+    plans: list[tuple[WeightSpec, WeightPlan]],
+    scaled_at: dict[int, str],
 ) -> list[AutoInitRow]:
     """A row per layer the walk visited and, after the row of the layer holding them, a row
     per kernel the walk did not reach (a layer it reads as a whole, e.g. one whose call it
-    cannot trace): drawn by the rule on its true fans, not scaled, no moments."""
-    kernels = _kernels(plans)
+    cannot trace): drawn by the rule on its true fans, not scaled, no moments. A kernel
+    scaled at another row (a custom layer's own kernel, at the row of the traced ``matmul``
+    that reads it: ``scaled_at``) is reported there only."""
+    kernels = {
+        path: kernel
+        for path, kernel in _kernels(plans).items()
+        if scaled_at.get(id(kernel[0].variable), path) == path
+    }
     names = {row.name for row in walked}
     inside: dict[str, list[str]] = {}
     for path in kernels:

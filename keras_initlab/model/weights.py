@@ -2,9 +2,14 @@
 
 ``weight_specs(model)`` walks a built model (Sequential, Functional, subclassed, nested,
 wrappers such as Bidirectional) and returns one ``WeightSpec`` per weight of the layer types
-whose layout it knows. ``other_weights(model)`` lists every remaining weight (normalization
-layers' scales, offsets and statistics, custom layers' own ``add_weight`` weights) with the
-reason it has no layout, so reports can name them instead of leaving them out.
+whose layout it knows, and per weight a custom layer creates itself (``add_weight``) where
+its ``call``, traced at the shapes it was built with, shows the layout
+(`contracted_specs`): a kernel a ``keras.ops`` contraction reads with a tensor (``x @ w``:
+fans ``(w.shape[0], w.shape[1])``; ``einsum``: the axes its equation contracts and keeps),
+and a bias, a vector added to such a contraction's output. ``other_weights(model)`` lists
+every remaining weight (normalization layers' scales, offsets and statistics, the custom
+weights no traced contraction reads) with the reason it has no layout, so reports can name
+them instead of leaving them out.
 """
 
 from __future__ import annotations
@@ -140,6 +145,107 @@ def _layer_specs(layer: Any) -> list[WeightSpec | None] | None:
     return None
 
 
+def contracted_kernel(operation: Any, args: Any) -> tuple[Any, str, dict[str, Any]] | None:
+    """``(variable, layout, layout_args)`` where the ``keras.ops`` contraction
+    ``operation`` (``matmul``, ``einsum``), called with ``args``, reads one variable of
+    rank 2 or more with one tensor: ``x @ w`` is ``dense`` (fans ``(w.shape[0],
+    w.shape[1])``), ``w @ x`` its transpose, an ``einsum`` the axes its equation contracts
+    and keeps (as EinsumDense's); else None.
+
+    Example:
+    >>> w = keras.Variable(keras.ops.ones((4, 3)))
+    >>> einsum = keras.src.ops.numpy.Einsum("bi,ij->bj")
+    >>> contracted_kernel(einsum, (keras.KerasTensor((None, 4)), w))[1:]
+    ('einsum', {'in_axes': (0,), 'out_axes': (1,)})
+    """
+    from keras_initlab.model.operations import OPERATIONS, Contraction
+
+    kind = OPERATIONS.get(type(operation).__name__)
+    if not isinstance(kind, Contraction) or len(args) != 2:
+        return None
+    position = [i for i, a in enumerate(args) if isinstance(a, keras.Variable)]
+    if len(position) != 1 or len(args[position[0]].shape) < 2:
+        return None
+    weight, mine = args[position[0]], position[0]
+    if kind.function == "matmul":
+        if len(weight.shape) != 2:
+            return None
+        if mine == 1:
+            return weight, "dense", {}
+        return weight, "einsum", {"in_axes": (1,), "out_axes": (0,)}
+    inputs, output = str(operation.subscripts).replace(" ", "").replace("...", "").split("->")
+    specs = inputs.split(",")
+    if len(specs) != 2:
+        return None
+    own, other = specs[mine], specs[1 - mine]
+    in_axes = tuple(i for i, c in enumerate(own) if c in other and c not in output)
+    out_axes = tuple(i for i, c in enumerate(own) if c in output)
+    if not in_axes or not out_axes:
+        return None
+    return weight, "einsum", {"in_axes": in_axes, "out_axes": out_axes}
+
+
+def contracted_specs(layer: Any) -> list[WeightSpec]:
+    """The specs of the weights a custom layer creates itself (``add_weight``) that its
+    ``call``, traced at the shapes it was built with, reads as a kernel or a bias.
+
+    A kernel: a variable of rank 2 or more that a ``keras.ops`` contraction (``matmul``,
+    ``einsum``) reads with a tensor, laid out as the contraction reads it (``x @ w``:
+    ``dense``, fans ``(w.shape[0], w.shape[1])``; ``w @ x``: the transpose; ``einsum``:
+    its equation's contracted and kept axes, as EinsumDense's). A bias: a vector added to
+    a kernel's contraction output. None where the call cannot be traced (no recorded
+    shapes, backend ops), and a variable read both ways, or read by no contraction, has
+    none (`other_weights` names it).
+
+    Example:
+    >>> class OwnDense(keras.layers.Layer):
+    ...     def build(self, shape):
+    ...         self.w = self.add_weight(shape=(shape[-1], 3), name="w")
+    ...         self.b = self.add_weight(shape=(3,), initializer="zeros", name="b")
+    ...     def call(self, x):
+    ...         return keras.ops.matmul(x, self.w) + self.b
+    >>> layer = OwnDense()
+    >>> _ = layer(keras.ops.zeros((1, 4)))
+    >>> [(s.role, s.layout) for s in contracted_specs(layer)]
+    [('w', 'dense'), ('b', 'bias')]
+    """
+    from keras_initlab.model.trace import model_inputs, trace_layer
+
+    own = {id(v): v for v in _keras.own_variables(layer)}
+    if not own or isinstance(layer, NORMALIZATION_LAYERS):
+        return []
+    try:
+        specs, args = model_inputs(layer)
+        trace = trace_layer(layer, args, {}, specs)
+    except Exception:  # whatever its call raises on KerasTensors: no layout is read
+        return []
+    kernels: dict[int, tuple[str, dict[str, Any]]] = {}
+    outputs: set[int] = set()  # the tensors a kernel's contraction computes
+    for call in trace.calls:
+        read = contracted_kernel(call.operation, call.args)
+        if read is not None and id(read[0]) in own:
+            how = read[1:]
+            if kernels.setdefault(id(read[0]), how) != how:
+                kernels[id(read[0])] = ("", {})  # read two ways: no one layout
+            outputs.update(id(t) for t in call.outputs)
+    biases = {
+        id(a)
+        for call in trace.calls
+        if type(call.operation).__name__ == "Add" and any(id(t) in outputs for t in call.inputs)
+        for a in call.args
+        if id(a) in own and len(a.shape) == 1
+    }
+    names = {id(v): name for name, v in vars(layer).items() if id(v) in own}
+    found = []
+    for key, variable in own.items():
+        role = names.get(key, str(variable.name))
+        no_kernel: tuple[str, dict[str, Any]] = ("bias", {}) if key in biases else ("", {})
+        layout, layout_args = kernels.get(key, no_kernel)
+        if layout:
+            found.append(WeightSpec(layer, variable, role, layout, layout_args, None))
+    return found
+
+
 def _walk(model: Any) -> Iterator[WeightSpec]:
     """The specs of ``model`` and of every layer below it that has a known type.
 
@@ -151,10 +257,15 @@ def _walk(model: Any) -> Iterator[WeightSpec]:
     if top is not None:
         yield from (replace(s, layer_path=model.name) for s in top if s is not None)
         return
-    for path, layer in walk(model, descend=lambda layer: _layer_specs(layer) is None):
-        specs = _layer_specs(layer)
-        if specs is not None:
-            yield from (replace(s, layer_path=path) for s in specs if s is not None)
+    for path, layer in [(model.name, model), *walk(model, descend=_unknown)]:
+        known = _layer_specs(layer) if layer is not model else None
+        # a custom layer (or model): its own weights, where a trace lays them out
+        specs = contracted_specs(layer) if known is None else known
+        yield from (replace(s, layer_path=path) for s in specs if s is not None)
+
+
+def _unknown(layer: Any) -> bool:
+    return _layer_specs(layer) is None
 
 
 @dataclass(frozen=True)
