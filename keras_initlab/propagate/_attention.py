@@ -1,19 +1,19 @@
 """MultiHeadAttention: projections, the softmax over keys, the value average, the output.
 
 With ``q, k, v`` the projected query, key and value (the EinsumDense rule, per head) and
-``T`` keys, the attention logits ``q.k / sqrt(key_dim)`` vary across keys with variance
-``s2 = E[q^2] within_k`` (the keys' fixed offsets are common to all keys and cancel in the
-softmax). The weights' ``E[p^2]`` comes from the log-normal sum of the other keys' terms
-(``softmax_square``; ``1/T^2`` for uniform attention, Noci et al. 2022 on attention at
-initialization). The attended values keep the values' mean (the weights sum to 1) and
-their fluctuations shrink to ``T E[p^2]``. Backward, for a gradient independent across
-query tokens: ``Var(dv) = Var(do) Tq E[p^2]``; through the softmax ``Var(dq) = Var(do) T
-E[p^2] value_dim within_v within_k / key_dim`` and ``Var(dk) = Var(do) Tq E[p^2] value_dim
-within_v E[q^2] / key_dim`` (leading order in the logits; ``E[p^2]`` there is the softmax's
-backward factor with its projection, `softmax_sums`, 0 for a query that sees one key). A
-gradient common to all query tokens (the walk marks it: a global average pool downstream
-through per-position layers) reaches the values coherently: ``Var(dv) = Var(do) (Tq /
-T)^2``.
+``T`` keys, the attention logits ``q.k / sqrt(key_dim)`` vary across keys with variance ``s2
+= E[q^2] within_k`` (the keys' fixed offsets are common to all keys and cancel in the
+softmax). The weights' ``E[p^2]`` is integrated over the keys' iid Gaussian logits
+(``softmax_square``, a Laplace-transform integral; ``1/T^2`` for uniform attention, Noci et
+al. 2022 on attention at initialization). The attended values keep the values' mean (the
+weights sum to 1) and their fluctuations shrink to ``T E[p^2]``. Backward, for a gradient
+independent across query tokens: ``Var(dv) = Var(do) Tq E[p^2]``; through the softmax
+``Var(dq) = Var(do) T E[p^2] value_dim within_v within_k / key_dim`` and ``Var(dk) = Var(do)
+Tq E[p^2] value_dim within_v E[q^2] / key_dim`` (leading order in the logits; ``E[p^2]``
+there is the softmax's backward factor with its projection, `softmax_sums`, 0 for a query
+that sees one key). A gradient common to all query tokens (the walk marks it: a global
+average pool downstream through per-position layers) reaches the values coherently:
+``Var(dv) = Var(do) (Tq / T)^2``.
 
 With a mask (``attention_mask`` whose value the walk knows, or ``use_causal_mask=True``)
 query ``i`` sees ``n_i`` keys: each sum above runs over them (``T -> n_i`` for the query,
@@ -95,7 +95,7 @@ def multi_head_attention(call: Call) -> Step:
     k_within = float(k.variances.mean() + k.means.var(axis=tuple(range(k.means.ndim - 2))).mean())
     s2 = q.second * k_within
     counts, where = np.unique(seen, return_inverse=True)
-    p2 = np.array([softmax_square(s2, int(n)) for n in counts])[where]  # (t_q,)
+    p2 = softmax_square(s2, counts)[where]  # (t_q,)
     # The scores' backward factor with the softmax's projection (0 for a query that sees
     # one key, whose weight is 1 whatever its score; E[p^2] for many keys).
     factor = np.array([softmax_sums(s2, int(n), call.batch)[1] for n in counts])[where]
@@ -152,6 +152,6 @@ def multi_head_attention(call: Call) -> Step:
         Part(softmax.name, softmax, probs, lambda g: grads(g[0])["softmax"]),
         Part(layer.output_dense.name, layer.output_dense, out, lambda g: g[0]),
     ]
-    note = f"attention weights log-normal over keys (large T), {mask_note}"
+    note = f"attention logits iid Gaussian over keys, {mask_note}"
     step = Step([out], backward, note=note, parts=rows)
     return step

@@ -26,6 +26,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -311,34 +312,48 @@ def max_derivative(source: Source, n: int) -> np.ndarray:
     return ratio[inverse].reshape(pre.shape)
 
 
-_SOFTMAX_NODES, _SOFTMAX_WEIGHTS = np.polynomial.hermite_e.hermegauss(40)
-_SOFTMAX_WEIGHTS = _SOFTMAX_WEIGHTS / _SOFTMAX_WEIGHTS.sum()
+_LOGIT_GRID = np.linspace(-9.0, 9.0, 361)  # a logit's N(0, 1) quantiles for softmax_square
+_LOGIT_WEIGHTS = np.exp(-0.5 * _LOGIT_GRID**2) / np.exp(-0.5 * _LOGIT_GRID**2).sum()
+_LOG_TAU_STEP = 0.05  # the step of u = log(tau) in softmax_square's outer integral
 
 
-def softmax_square(s2: float, t: int) -> float:
-    """``E[p_1^2]`` for ``p = softmax(s)`` over ``t`` iid N(0, s2) logits.
+def softmax_square(s2: float, t: Any) -> Any:
+    """``E[p_1^2]`` for ``p = softmax(z)`` over ``t`` iid N(0, s2) logits (``t``: an int, or
+    an array of them: one value each).
 
-    ``p_1 = e^a / (e^a + R)`` with ``R`` the sum of the other ``t - 1`` terms, taken as
-    log-normal with its exact mean and variance (Fenton-Wilkinson; exact for ``t = 2``, one
-    log-normal term); a 2-D Gauss-Hermite rule does the rest. ``t = 1``: 1. At most ``1/t``
-    (``p^2 <= p``, ``E[p_1] = 1/t``): the log-normal fit overshoots that bound at large
-    ``s2``, where the softmax is near one-hot and ``E[p_1^2]`` tends to ``1/t``.
+    Exact up to quadrature, by the Laplace transform: for ``y > 0``, ``1/y^2 = int_0^inf tau
+    e^{-tau y} dtau``, so with ``y = e^{z_1} + R`` (``R`` the other ``t - 1`` terms,
+    independent) ``E[p_1^2] = int_0^inf tau E[e^{2 z} e^{-tau e^z}] E[e^{-tau e^z}]^(t - 1)
+    dtau``: two one-dimensional integrals over one logit (a fixed grid of 361 points to 9
+    standard deviations), then one over ``u = log tau`` (step 0.05), where the first factor
+    is ``E[exp(2 (u + z) - e^(u + z))]``, bounded. Equal to the closed form of ``t = 2``
+    (the expectation of a squared sigmoid of ``N(0, 2 s2)``) to 1e-13, and to 100,000
+    sampled softmaxes within their error from ``s2 = 0.5`` to 50 and ``t = 2`` to 128 (the
+    Fenton-Wilkinson log-normal fit used before overstated it 1.8x at ``s2 = 4``, ``t =
+    16``: a MultiHeadAttention after He normal). ``1/t^2`` at ``s2 = 0``; tends to ``1/t``
+    as the softmax nears one-hot; 1 for ``t = 1``.
 
     Example:
     >>> round(softmax_square(0.0, 16), 6)  # uniform attention: 1 / t^2
     0.003906
+    >>> round(float(softmax_square(4.0, 2)), 4)  # E[sigmoid(N(0, 8))^2]
+    0.38
     """
-    if t <= 1:
-        return 1.0
-    s2 = min(max(s2, 0.0), 50.0)
-    mean = (t - 1) * math.exp(s2 / 2.0)
-    var = (t - 1) * (math.exp(2.0 * s2) - math.exp(s2))
-    sigma2 = math.log1p(var / (mean * mean))
-    mu = math.log(mean) - sigma2 / 2.0
-    a = math.sqrt(s2) * _SOFTMAX_NODES[:, None]
-    b = mu + math.sqrt(sigma2) * _SOFTMAX_NODES[None, :]
-    p = 1.0 / (1.0 + np.exp(b - a))
-    return min(float(np.sum(np.outer(_SOFTMAX_WEIGHTS, _SOFTMAX_WEIGHTS) * p * p)), 1.0 / t)
+    counts = np.asarray(t, dtype=np.float64)
+    s = math.sqrt(max(s2, 0.0))
+    if s == 0.0:
+        out = 1.0 / np.maximum(counts, 1.0) ** 2
+    else:
+        z = s * _LOGIT_GRID
+        u = np.arange(-z[-1] - 40.0, -z[0] + 40.0, _LOG_TAU_STEP)
+        y = u[:, None] + z[None, :]
+        e = np.exp(np.minimum(y, 700.0))
+        laplace = np.maximum(np.exp(-e) @ _LOGIT_WEIGHTS, 1e-300)  # E[exp(-tau e^z)]
+        first = np.exp(2.0 * y - e) @ _LOGIT_WEIGHTS
+        rest = np.exp(np.log(laplace)[:, None] * (np.maximum(counts, 1.0).ravel() - 1.0))
+        out = ((first[:, None] * rest).sum(axis=0) * _LOG_TAU_STEP).reshape(counts.shape)
+    out = np.where(counts <= 1, 1.0, np.minimum(out, 1.0 / np.maximum(counts, 1.0)))
+    return float(out) if out.ndim == 0 else out
 
 
 # Fixed standard normal draws (one set per number of classes): a softmax's moments are
