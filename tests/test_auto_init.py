@@ -244,6 +244,25 @@ def test_a_custom_layers_own_kernel_read_by_a_matmul_is_scaled():
     assert share_within(variances, LAYER_BOUNDS) == 1.0, variances
 
 
+def test_an_embedding_is_scaled_to_the_target_unless_it_can_be_the_output_projection():
+    from tests.tied_embedding import tied_model
+
+    tokens = keras.Input((12,), dtype="int32")
+    h = L.GlobalAveragePooling1D(name="pool")(L.Embedding(100, 32, name="embed")(tokens))
+    model = keras.Model(tokens, L.Dense(10, name="head")(L.Dense(32, name="d")(h)))
+    rows = keras_initlab.initialize(model, "auto", seed=0, report=True).by_layer()
+    assert rows["embed"].kernel == "scaled"
+    ids = np.random.default_rng(0).integers(0, 100, (PROBE, 12))
+    measured = {r["layer"]: r["activation_var"] for r in keras_initlab.measure(model, ids)}
+    # Keras' uniform(-0.05, 0.05) table: 8.3e-4; scaled, the lookup has the target
+    assert share_within({"embed": measured["embed"]}, LAYER_BOUNDS) == 1.0, measured
+    tied = tied_model()[0]  # the table is also the output projection: its draw is kept
+    table = tied.get_layer("embed").embeddings.numpy().copy()
+    rows = keras_initlab.initialize(tied, "auto", seed=0, report=True).by_layer()
+    assert rows["embed"].kernel == "kept"
+    np.testing.assert_array_equal(tied.get_layer("embed").embeddings.numpy(), table)
+
+
 def test_an_own_activation_ends_the_chain_and_a_softmax_sets_the_logits():
     model = keras.Sequential(
         [

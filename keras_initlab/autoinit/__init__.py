@@ -85,9 +85,17 @@ reach ``T``, get ``T' = T``.
   projection ``T`` (or the residual share) from the attended values the attention rule
   predicts.
 
+* **Embedding**: its own draw (the table has no fan-in) scaled so that the lookup's output has
+  the target, as a kernel with no activation; a table that can be called reversed as the
+  output projection (its ``call`` takes ``reverse``: keras_hub's ``ReversibleEmbedding``)
+  keeps its draw, since its scale is the logits' too (an embedding at std 1 with tied
+  logits makes the initial logits' std ``sqrt(d)`` times the final features').
+* **A custom layer's own kernel**: where a ``keras.ops`` contraction in its traced call reads
+  it with a tensor (``x @ self.w``), the contraction's output is brought to the target.
+
 Layers with kernels the walk does not scale (recurrent layers, a layer inside one the walk
 reads as a whole, such as a block whose ``call`` it cannot trace) keep the LeCun draw, and
-an embedding table keeps its layer's own draw. The report says so for every kernel
+a tied embedding table keeps its layer's own draw. The report says so for every kernel
 (`AutoInitRow.kernel`: ``"scaled"``, ``"drawn"``, ``"kept"``): a kernel inside a layer read
 as a whole gets a row of its own after that layer's, with its std and no moments.
 

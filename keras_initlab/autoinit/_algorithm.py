@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from keras_initlab.draw import WeightPlan, draw
 from keras_initlab.model.layers import (
     ATTENTION,
     BIDIRECTIONAL,
+    EMBEDDINGS,
     KERNEL_LAYERS,
     RNN,
     SEPARABLE_CONVS,
@@ -185,6 +187,13 @@ class _Hook:
             self._attention(call, name)
         elif isinstance(layer, (*RNN, *BIDIRECTIONAL)):
             self._recurrent(call, name)
+        elif isinstance(layer, EMBEDDINGS):
+            if _reversible(layer):  # the table may be the output projection too: its scale
+                return  # is then the logits'
+            # the lookup's output to the target, like a kernel's with no activation
+            output = predict(call).outputs[0]
+            follow = self.follows.get(id(layer), Follow())
+            self._set(name, layer, layer.embeddings, output, follow, self._target(layer))
         elif (read := contracted_kernel(layer, call.args)) is not None:
             weight = read[0]
             if id(weight) in self.done:  # one variable read by several contractions
@@ -259,6 +268,15 @@ class _Hook:
         self._set(
             f"{name}/{dense.name}", dense, dense.kernel, out, follow, self._target(dense, layer)
         )
+
+
+def _reversible(layer: Any) -> bool:
+    """Whether an embedding's table can also be called reversed as the output projection
+    (its ``call`` takes ``reverse``: keras_hub's ``ReversibleEmbedding``)."""
+    try:
+        return "reverse" in inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _check(model: Any) -> None:
