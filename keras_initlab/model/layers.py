@@ -212,7 +212,7 @@ UPSAMPLING = _present(*_nd("UpSampling"))
 DROPOUT = _present("Dropout", *_nd("SpatialDropout"))
 GAUSSIAN_DROPOUT = _present("GaussianDropout")
 GAUSSIAN_NOISE = _present("GaussianNoise")
-_ALPHA_DROPOUT = _present("AlphaDropout")
+ALPHA_DROPOUT = _present("AlphaDropout")
 UNCHANGED = _present("Identity", "Masking", "ActivityRegularization", "InputLayer")
 INPUT_LAYER = _present("InputLayer")
 
@@ -234,7 +234,7 @@ ONE_OFF_LAYERS = (
     *DROPOUT,
     *GAUSSIAN_DROPOUT,
     *GAUSSIAN_NOISE,
-    *_ALPHA_DROPOUT,
+    *ALPHA_DROPOUT,
 )
 # Elementwise affine maps at initialization in inference mode (the mode AutoInit targets).
 PASS_THROUGH = (
@@ -242,7 +242,7 @@ PASS_THROUGH = (
     *DROPOUT,
     *GAUSSIAN_NOISE,
     *GAUSSIAN_DROPOUT,
-    *_ALPHA_DROPOUT,
+    *ALPHA_DROPOUT,
     *_present("ActivityRegularization"),
 )
 # Layers that act on each position alone with the same map at every position: a gradient

@@ -58,6 +58,7 @@ RULES: tuple[tuple[tuple[Any, ...], Rule], ...] = (
     (T.POOLING_GLOBAL_MAXIMUM, _pooling.global_max_pooling),
     (T.DROPOUT, _structural.dropout),
     (T.GAUSSIAN_DROPOUT, _structural.gaussian_dropout),
+    (T.ALPHA_DROPOUT, _structural.alpha_dropout),
     (T.GAUSSIAN_NOISE, _structural.gaussian_noise),
     (T.PADDING, _structural.zero_padding),
     (T.UPSAMPLING, _structural.upsampling),

@@ -8,7 +8,12 @@
   variances times ``q = prod mean((1 - t)^2 + t^2)`` (borders as the interior).
 * Dropout (rate ``p``) in training mode: ``E[y^2] = E[x^2] / (1 - p)``, the mean kept,
   ``Var(dx) = Var(dy) / (1 - p)``; GaussianDropout the same; GaussianNoise adds
-  ``stddev^2``. All are the identity in inference.
+  ``stddev^2``. AlphaDropout (Klambauer et al. 2017) sets a dropped element to SELU's
+  saturation value ``alpha' = -scale alpha`` and maps ``a (x m + alpha' (1 - m)) + b``, ``m``
+  kept with ``q = 1 - p``, ``a = (q (1 + p alpha'^2))^(-1/2)``, ``b = -a alpha' p``: ``E[y] =
+  a (q E[x] + alpha' p) + b``, ``E[y^2] = a^2 (q E[x^2] + alpha'^2 p) + 2 a b (q E[x] +
+  alpha' p) + b^2``, ``Var(dx) = a^2 q Var(dy)`` (zero mean, unit variance kept for
+  SELU-normalized inputs). All are the identity in inference.
 """
 
 from __future__ import annotations
@@ -140,6 +145,25 @@ def dropped(x: Signal, rate: float, training: bool) -> Step:
     keep = 1.0 - rate
     out = make(x.means, x.seconds / keep - x.means**2)
     return Step([out], lambda g: [g[0] / keep])
+
+
+# SELU's constants, as Keras' AlphaDropout has them
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def alpha_dropout(call: Call) -> Step:
+    """AlphaDropout (module docstring): the identity in inference."""
+    x, rate = call.x, float(call.layer.rate)
+    if not call.training or rate == 0.0:
+        return passthrough(x)
+    keep, alpha = 1.0 - rate, -_SELU_ALPHA * _SELU_SCALE
+    a = (keep * (1.0 + rate * alpha * alpha)) ** -0.5
+    b = -a * alpha * rate
+    first = keep * x.means + alpha * rate  # E[x m + alpha' (1 - m)]
+    second = keep * x.seconds + alpha * alpha * rate
+    mean = a * first + b
+    out = make(mean, a * a * second + 2.0 * a * b * first + b * b - mean * mean)
+    return Step([out], lambda g: [g[0] * (a * a * keep)])
 
 
 def dropout(call: Call) -> Step:

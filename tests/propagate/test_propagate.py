@@ -261,6 +261,10 @@ def _chunked(model: Any, mode: str = "inference", ids: int | None = None) -> dic
             row = rows.setdefault(r["layer"], {k: [] for k in KEYS})
             for k in KEYS:
                 row[k].append(r[k] / scale if k == "gradient_var" else r[k])
+        # A probe leaves the dropout seeds as it found them (the fit it watches is
+        # unchanged): move them on, so that each chunk draws its own masks.
+        if mode == "training":
+            model(x, training=True)
     return {
         layer: {
             k: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(CHUNKS)))
@@ -312,6 +316,21 @@ def test_training_mode_batch_statistics_and_dropout():
     report = keras_initlab.propagate(model, mode="training")
     # batch statistics over CHUNK * 36 values per channel: O(1/n) departures (projections)
     _check(report, _chunked(model, mode="training"), 3.0 / (CHUNK * 36))
+
+
+def test_alpha_dropout_in_both_modes():
+    """A SELU layer's output, then AlphaDropout: the identity in inference; in training the
+    affine map of the dropped elements to SELU's saturation value (exact in expectation)."""
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((64,))
+    h = L.Dense(64, activation="selu", kernel_initializer="lecun_normal", bias_initializer="ones")(
+        _before((64,))(inputs)
+    )
+    model = keras.Model(inputs, L.AlphaDropout(0.2, name="alpha")(h))
+    for mode in ("inference", "training"):
+        report = keras_initlab.propagate(model, mode=mode)
+        assert not report.assumed, mode
+        _check(report, _chunked(model, mode=mode), 0.0)
 
 
 def test_embedding_with_uniform_token_ids():
