@@ -261,7 +261,9 @@ PER_POSITION = (
     *ATTENTION,  # its value path averages a common gradient into a common one
 )
 # Layers that hold sub-layers as parts of one known computation, not a hidden graph.
-KNOWN_CONTAINERS = (*ATTENTION, *RNN, *BIDIRECTIONAL, *_present("TimeDistributed"))
+# A wrapper that calls its layer on each step of the first axis after the batch.
+TIME_DISTRIBUTED = _present("TimeDistributed")
+KNOWN_CONTAINERS = (*ATTENTION, *RNN, *BIDIRECTIONAL, *TIME_DISTRIBUTED)
 
 # ---------------------------------------------------------------- not covered
 _PREPROCESSING = "preprocessing or augmentation: runs on the data, not part of the network"

@@ -34,6 +34,7 @@ from keras_initlab.model.layers import (
     PER_POSITION,
     POOLING_GLOBAL_AVERAGE,
     RNN,
+    TIME_DISTRIBUTED,
 )
 from keras_initlab.model.trace import Trace, model_inputs, output_spec, trace_layer
 from keras_initlab.propagate import _paths
@@ -418,6 +419,8 @@ class Walker:
         inner = f"{prefix}{operation.name}/"  # each call's inner rows count their own calls
         if is_functional(operation) or isinstance(operation, keras.Sequential):
             return self.model(operation, inner, inputs, taints)
+        if isinstance(operation, TIME_DISTRIBUTED) and len(inputs) == 1:
+            return self._time_distributed(operation, inner, inputs[0], taints[0], in_specs[0])
         in_shapes = self._sizes(in_specs, inputs)
         out_shapes = self._out_shapes(operation, in_specs, in_shapes, out_specs, args, kwargs)
         call = Call(
@@ -496,6 +499,39 @@ class Walker:
 
         self._last_step, self._last_operation = step, operation
         return step.outputs, [out_taint] * len(step.outputs), backward
+
+    def _time_distributed(
+        self, wrapper: Any, inner: str, x: Signal, taint: Taint, spec: Any
+    ) -> tuple[list[Signal], list[Taint], Backward]:
+        """``TimeDistributed(layer)``: the layer called on each step of the first axis, as
+        Keras does (its rows named per call below the wrapper, ``td/dense``, ``td/dense@2``,
+        as `measure` names its records); the outputs stacked back along that axis."""
+        layer, steps = wrapper.layer, x.shape[0]
+        step_spec = keras.KerasTensor((spec.shape[0], *spec.shape[2:]), dtype=spec.dtype)
+        out_spec = output_spec(layer, step_spec)
+        walked = [
+            self._operation(
+                layer,
+                inner,
+                [make(x.means[t], x.variances[t])],
+                [taint],
+                [step_spec],
+                [out_spec],
+                (Arg(0),),
+                {},
+            )
+            for t in range(steps)
+        ]
+        outs = [w[0][0] for w in walked]
+        out = make(np.stack([o.means for o in outs]), np.stack([o.variances for o in outs]))
+
+        def backward(g: Grads) -> Grads:
+            (arrays, blamed) = g
+            back = [w[2](([arrays[0][t]], [blamed[0]])) for t, w in enumerate(walked)]
+            grad = np.stack([b[0][0] for b in back])
+            return [grad], [_union(*(b[1][0] for b in back))]
+
+        return [out], [_union(*(w[1][0] for w in walked))], backward
 
     def _constant(
         self, layer: Any, name: str, values: list[np.ndarray], inputs: list[Signal]

@@ -190,6 +190,12 @@ CASES: dict[str, tuple[tuple[int, ...], Any, float]] = {
     "permute_dense": ((4, 6), lambda: [L.Permute((2, 1)), L.Dense(5)], 0),
     "reshape": ((4, 6), lambda: [L.Reshape((8, 3))], 0),
     "repeat_vector": ((6,), lambda: [L.RepeatVector(3)], 0),
+    # its layer called on each step: a row per call, td/conv, td/conv@2, ...
+    "time_distributed": (
+        (3, 5, 5, 4),
+        lambda: [L.TimeDistributed(L.Conv2D(6, 3, activation="tanh", name="conv"), name="td")],
+        0,
+    ),
     "rescaling": ((8,), lambda: [L.Rescaling(0.5, offset=1.0)], 0),
     # finite width: gates share x, their pre-activations correlate ~ 1/sqrt(fan_in)
     "lstm_step0": ((1, 256), lambda: [L.LSTM(32)], 3.0 / math.sqrt(256)),
