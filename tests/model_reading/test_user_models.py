@@ -1,13 +1,15 @@
 """Models built the ways users build them meet #26's acceptance (`tests/model_reading/judge.py`).
 
-Each is a 10-class classifier re-drawn He normal: a Functional MLP whose hard-swish is written
-with keras.ops nodes; subclassed pre-norm residual blocks whose sums live inside ``call``;
-a custom learned scale and a custom hard-swish layer read through their traced ``call`` (not
-registered); a custom normalization written with a backend op, which no trace can read,
-registered with `keras_initlab.register_layer`; a Siamese model whose encoder (a nested model)
-is called on both inputs; a recurrent model (a bidirectional LSTM beside a GRU), a Conv1D
-sequence model, and a subclassed ``keras.Model`` built by a call on data (read through its
-traced call). In both modes at least 90% of the recorded rows are predicted and agree with the
+Each is a 10-class classifier re-drawn He normal: a Functional MLP whose hard-swish is
+written with keras.ops nodes; subclassed pre-norm residual blocks whose sums live inside
+``call``; a custom learned scale and a custom hard-swish layer read through their traced
+``call`` (not registered); a custom normalization written with a backend op, which no trace
+can read, registered with `keras_initlab.register_layer`; a Siamese model whose encoder (a
+nested model) is called on both inputs; a recurrent model (a bidirectional LSTM beside a
+GRU), a Conv1D sequence model, a subclassed ``keras.Model`` built by a call on data (read
+through its traced call), custom layers with their own kernels (``add_weight``, read by a
+traced ``matmul``), a TimeDistributed layer before an LSTM, and a pre-LN Transformer
+encoder. In both modes at least 90% of the recorded rows are predicted and agree with the
 measurement within 1.25x (median), 2x (90th percentile) and 10x (every row); no alert at
 step 0; after ``initialize(model, "auto")`` at least 90% of the rows lie within [0.25, 4].
 """
@@ -150,6 +152,48 @@ def conv1d() -> keras.Model:
     return keras.Model(inputs, _head(L.GlobalAveragePooling1D()(x)))
 
 
+class OwnDense(L.Layer):
+    """``x @ w + b`` with its own weights (``add_weight``, Glorot uniform; not registered):
+    its layout is read from the traced ``matmul`` that reads ``w``."""
+
+    def __init__(self, units: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, shape: Any) -> None:
+        self.w = self.add_weight(shape=(shape[-1], self.units), name="w")
+        self.b = self.add_weight(shape=(self.units,), initializer="zeros", name="b")
+
+    def call(self, x: Any) -> Any:
+        return ops.matmul(x, self.w) + self.b
+
+
+def own_kernels() -> keras.Model:
+    x = inputs = keras.Input((WIDTH,))
+    for i in range(5):
+        x = ops.relu(OwnDense(WIDTH, name=f"own{i}")(x))
+    return keras.Model(inputs, _head(x))
+
+
+def time_distributed() -> keras.Model:
+    """A Dense layer on each step (TimeDistributed: a row per call), then an LSTM."""
+    inputs = keras.Input((8, 16))
+    steps = L.TimeDistributed(L.Dense(32, activation="relu"), name="td")(inputs)
+    return keras.Model(inputs, _head(L.Dense(WIDTH, activation="relu")(L.LSTM(32)(steps))))
+
+
+def encoder() -> keras.Model:
+    """Two pre-LN Transformer encoder blocks (4 heads of 8 over 16 tokens): under He normal
+    the attention logits have variance about 4, far from uniform attention."""
+    x = inputs = keras.Input((16, 32))
+    for i in range(2):
+        h = L.LayerNormalization(name=f"ln{i}a")(x)
+        x = L.Add(name=f"res{i}a")([x, L.MultiHeadAttention(4, 8, name=f"mha{i}")(h, h)])
+        h = L.Dense(64, activation="gelu", name=f"ff{i}")(L.LayerNormalization(name=f"ln{i}b")(x))
+        x = L.Add(name=f"res{i}b")([x, L.Dense(32, name=f"fo{i}")(h)])
+    return keras.Model(inputs, _head(L.GlobalAveragePooling1D()(x)))
+
+
 def subclassed_model() -> keras.Model:
     model = DenseSkipNet()
     model(np.zeros((2, WIDTH), "float32"))
@@ -166,6 +210,9 @@ MODELS: dict[str, Callable[[], keras.Model]] = {
         recurrent,
         conv1d,
         subclassed_model,
+        own_kernels,
+        time_distributed,
+        encoder,
     )
 }
 
