@@ -26,6 +26,7 @@ import pytest
 from scipy import stats
 
 import keras_initlab
+from keras_initlab._keras import all_layers
 from keras_initlab.measurement import Measurement
 from keras_initlab.testing import budget, prediction_agreement
 from tests.model_reading.blocks import ResidualBlock
@@ -256,6 +257,12 @@ def _chunked(model: Any, mode: str = "inference", ids: int | None = None) -> dic
     in_shape = (CHUNK, *model.inputs[0].shape[1:])
     out_shape = (CHUNK, *model.outputs[0].shape[1:])
     rows: dict[str, dict[str, list[float]]] = {}
+    generators = [
+        g
+        for layer in all_layers(model)
+        for g in vars(layer).values()
+        if isinstance(g, keras.random.SeedGenerator)
+    ]
     for _ in range(CHUNKS):
         if ids is None:
             x = rng.standard_normal(in_shape).astype("float32")
@@ -269,8 +276,8 @@ def _chunked(model: Any, mode: str = "inference", ids: int | None = None) -> dic
                 row[k].append(r[k] / scale if k == "gradient_var" else r[k])
         # A probe leaves the dropout seeds as it found them (the fit it watches is
         # unchanged): move them on, so that each chunk draws its own masks.
-        if mode == "training":
-            model(x, training=True)
+        for generator in generators:
+            generator.next()
     return {
         layer: {
             k: (float(np.mean(v)), float(np.std(v, ddof=1) / math.sqrt(CHUNKS)))
