@@ -404,16 +404,21 @@ def test_multi_head_attention_near_uniform_attention():
 
 
 def test_multi_head_attention_with_peaked_attention():
-    """He normal query and key kernels: logits of variance ``s2 = E[q^2] Var(k) = 4``, far
-    from uniform attention (a log-normal fit of the other keys' sum overstated ``E[p^2]``
-    1.8x here). The model error: one query's logits share its ``q``, iid only given
-    ``|q|^2``, whose spread over ``key_dim = 8`` (chi-square, relative sd 0.5) moves
+    """He normal projections on their true fans (32 inputs each; Keras 3.12's own He draw
+    reads the (32, 4, 8) kernels' fan-in as 128): logits of variance ``s2 = E[q^2] Var(k)
+    = 4``, far from uniform attention (a log-normal fit of the other keys' sum overstated
+    ``E[p^2]`` 1.8x here). The model error: one query's logits share its ``q``, iid only
+    given ``|q|^2``, whose spread over ``key_dim = 8`` (chi-square, relative sd 0.5) moves
     ``E[p^2]`` by 5% at ``s2 = 4`` (0.300 against 0.317, 200,000 sampled softmaxes)."""
     keras.utils.set_random_seed(9)
     inputs = keras.Input((16, 32))
     h = _before(inputs.shape[1:])(inputs)
-    h = L.MultiHeadAttention(4, 8, kernel_initializer="he_normal", name="mha")(h, h)
-    model = keras.Model(inputs, h)
+    attention = L.MultiHeadAttention(4, 8, name="mha")
+    model = keras.Model(inputs, attention(h, h))
+    rng = np.random.default_rng(9)
+    for dense in (attention.query_dense, attention.key_dense, attention.value_dense):
+        shape = tuple(dense.kernel.shape)
+        dense.kernel.assign(rng.standard_normal(shape) * math.sqrt(2.0 / 32))
     report = keras_initlab.propagate(model)
     rows = report.by_layer()
     q, k = rows["mha/query"].activation_var, rows["mha/key"].activation_var
