@@ -427,6 +427,27 @@ def test_multi_head_attention_with_peaked_attention():
     _check(report, _chunked(model), 0.1, skip={("before", "gradient_var"), *through_softmax})
 
 
+def test_monotonicity_does_not_depend_on_the_dtype_an_activation_computes_in():
+    """JAX without x64 computes an activation in float32 whatever it is handed, and XLA's
+    float32 tanh is not monotone near 1 (its steps fall by up to 1.8e-7), which once made
+    a max pool read tanh as non-monotone on JAX only. Here that rounding is one float32
+    ulp of 1 alternating in sign; SiLU falls by far more below its minimum."""
+    from keras_initlab.propagate._moments import Activation
+
+    def rounded(f):  # f in float32, off by +-1 ulp of 1 at alternate points
+        def fn(z):
+            wiggle = np.finfo(np.float32).eps * (-1.0) ** np.arange(np.size(z))
+            return f(np.asarray(z, np.float32)).astype(np.float64) + wiggle.reshape(np.shape(z))
+
+        return fn
+
+    tanh = Activation("tanh", rounded(np.tanh), None)
+    assert np.diff(tanh.fn(np.linspace(-20.0, 20.0, 4001))).min() < 0  # rounding falls
+    assert tanh.is_nondecreasing()
+    silu = Activation("silu", rounded(lambda z: z / (1.0 + np.exp(-z))), None)
+    assert not silu.is_nondecreasing()
+
+
 def test_softmax_of_few_classes():
     """Two iid N(0, v) logits: ``p_1 = sigmoid(a - b)``, ``a - b ~ N(0, 2v)``, a 1-D integral
     (`softmax_square`'s Laplace-transform integral is exact there); ``E[p^2] <= E[p] = 1/n``
