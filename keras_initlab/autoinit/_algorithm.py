@@ -190,20 +190,13 @@ class _Hook:
         elif isinstance(layer, EMBEDDINGS):
             if _reversible(layer):  # the table may be the output projection too: its scale
                 return  # is then the logits'
-            # the lookup's output to the target, like a kernel's with no activation
-            output = predict(call).outputs[0]
-            follow = self.follows.get(id(layer), Follow())
-            self._set(name, layer, layer.embeddings, output, follow, self._target(layer))
+            self._output_to_target(call, name, layer.embeddings)
         elif (read := contracted_kernel(layer, call.args)) is not None:
-            weight = read[0]
-            if id(weight) in self.done:  # one variable read by several contractions
+            if id(read[0]) in self.done:  # one variable read by several contractions
                 return
-            self.done.add(id(weight))
-            # a custom layer's own kernel (`x @ self.w`): the contraction's output to the
-            # target, as a Dense layer's with no activation of its own
-            output = predict(call).outputs[0]
-            follow = self.follows.get(id(layer), Follow())
-            self._set(name, layer, weight, output, follow, self._target(layer))
+            self.done.add(id(read[0]))
+            # a custom layer's own kernel (`x @ self.w`)
+            self._output_to_target(call, name, read[0])
         elif isinstance(layer, KERNEL_LAYERS):
             step = predict(call)
             if step.pre is None:
@@ -221,6 +214,14 @@ class _Hook:
                 self._target(layer),
                 _own_activation(layer),
             )
+
+    def _output_to_target(self, call: Call, name: str, variable: Any) -> None:
+        """``variable`` scaled so that the call's output (then what follows it) has the
+        target, as a kernel's with no activation of its own (an embedding's lookup, a
+        custom layer's contraction)."""
+        output = predict(call).outputs[0]
+        follow = self.follows.get(id(call.layer), Follow())
+        self._set(name, call.layer, variable, output, follow, self._target(call.layer))
 
     def _recurrent(self, call: Call, name: str) -> None:
         """Each recurrent layer's input kernel ``W`` scaled so that the input's part of its

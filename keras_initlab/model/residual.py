@@ -178,7 +178,9 @@ class _Finder:
 
     def model(self, model: Any, prefix: str, input_names: list[str] | None = None) -> None:
         if _keras.is_functional(model):
-            names = input_names or [_input_name(model, i, prefix) for i in range(len(model.inputs))]
+            names = input_names or [
+                _input_name(len(model.inputs), i, prefix) for i in range(len(model.inputs))
+            ]
             found = self._graph(model.inputs, _keras.functional_calls(model), names, prefix)
             self._returned(prefix.removesuffix("/"), found.get(id(model.outputs[0])))
         elif isinstance(model, keras.Sequential):
@@ -191,17 +193,10 @@ class _Finder:
                 specs, args = model_inputs(model)
                 trace = _structure(model, (args, {}, specs))
             except Exception as error:  # no recorded shapes, or whatever its call raises
-                first = (str(error).strip().splitlines() or [""])[0][:120]
-                self._opaque(
-                    model.name,
-                    model,
-                    f"it is a subclassed model whose call cannot be traced "
-                    f"({type(error).__name__}: {first})",
-                )
+                why = f"it is a subclassed model whose call cannot be traced ({_cause(error)})"
+                self._opaque(model.name, model, why)
                 return
-            names = input_names or [
-                prefix + ("input" if len(specs) == 1 else f"input_{i}") for i in range(len(specs))
-            ]
+            names = input_names or [_input_name(len(specs), i, prefix) for i in range(len(specs))]
             self._graph(trace.inputs, trace.calls, names, prefix)
 
     def _inner(self, layer: Any, prefix: str, call: Any, input_names: list[str]) -> None:
@@ -215,10 +210,7 @@ class _Finder:
             try:
                 trace = _structure(layer, call)
             except Exception as error:  # whatever its call raises on KerasTensors
-                first = (str(error).strip().splitlines() or [""])[0][:120]
-                self._opaque(
-                    name, layer, f"its call cannot be traced ({type(error).__name__}: {first})"
-                )
+                self._opaque(name, layer, f"its call cannot be traced ({_cause(error)})")
                 return
             found = self._graph(trace.inputs, trace.calls, input_names, f"{name}/")
             self._returned(name, found.get(id(trace.outputs[0])))
@@ -350,9 +342,16 @@ def _structure(layer: Any, call: Any) -> Any:
         return trace_layer(layer, args, kwargs, inputs, shapes=stand_in(inputs, STRUCTURE_SIZE))
 
 
-def _input_name(model: Any, index: int, prefix: str) -> str:
-    """A model input's name: ``input`` (the only one) or ``input_<index>``, under ``prefix``."""
-    return prefix + ("input" if len(model.inputs) == 1 else f"input_{index}")
+def _input_name(count: int, index: int, prefix: str) -> str:
+    """A model input's name among ``count``: ``input`` (the only one) or
+    ``input_<index>``, under ``prefix``."""
+    return prefix + ("input" if count == 1 else f"input_{index}")
+
+
+def _cause(error: Exception) -> str:
+    """``"Type: first line"`` of what a trace raised (at most 120 characters of it)."""
+    first = (str(error).strip().splitlines() or [""])[0][:120]
+    return f"{type(error).__name__}: {first}"
 
 
 def _root_inputs(tensor: Any, calls: list[Any], ancestry: dict[int, frozenset[int]]) -> set[int]:

@@ -51,11 +51,13 @@ def surrogate_targets(model: Any, n: int, *, seed: int = 0, x: Any = None) -> li
     import keras
 
     try:
-        shapes = [tuple(t.shape)[1:] for t in model.outputs]
-    except AttributeError:  # a subclassed model: its outputs on x
-        shapes = [(None,)]
-    if any(d is None for shape in shapes for d in shape) and x is not None:
+        shapes: list[tuple] | None = [tuple(t.shape)[1:] for t in model.outputs]
+    except AttributeError:  # a subclassed model records no outputs
+        shapes = None
+    if (shapes is None or any(d is None for s in shapes for d in s)) and x is not None:
         shapes = [tuple(t.shape)[1:] for t in keras.tree.flatten(model(x, training=False))]
+    if shapes is None:
+        raise ValueError("Argument `x` is needed: a subclassed model records no output shapes")
     rng = np.random.default_rng(seed + TARGET_SEED_OFFSET)
     return [rng.standard_normal((n, *shape)).astype("float32") for shape in shapes]
 
