@@ -278,6 +278,33 @@ def test_a_constant_initialization_leaves_one_distinct_unit():
     assert records["b"]["activation_var"] == 0.0
 
 
+def test_a_record_without_distinct_units_is_the_same_record_from_the_same_trace():
+    """``distinct=False`` (the monitor's records between its ends) leaves only
+    ``distinct_units`` out, on every backend: the other columns are bit-identical, and a
+    pass with it after one without still counts it (one traced pass holds both)."""
+    model = keras.Sequential(
+        [
+            keras.Input((IN,)),
+            keras.layers.Dense(HIDDEN, activation="relu", kernel_initializer="ones", name="a"),
+            keras.layers.Dense(CLASSES, name="b"),
+        ]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    data = (
+        rng.standard_normal((BATCH, IN)).astype("float32"),
+        rng.standard_normal((BATCH, CLASSES)).astype("float32"),
+    )
+    measurement = keras_initlab.measurement.Measurement(model)
+    first, without, again = (measurement(data, distinct=d) for d in (True, False, True))
+    assert [r["distinct_units"] for r in without] == [None, None]
+    assert [r["distinct_units"] for r in first] == [r["distinct_units"] for r in again] == [1, 10]
+    for a, b in zip(without, again, strict=True):
+        assert {k: v for k, v in a.items() if k != "distinct_units"} == {
+            k: v for k, v in b.items() if k != "distinct_units"
+        }
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:  # (TensorFlow only)
     assert keras.backend.backend() == "tensorflow", "the saved records are TensorFlow's"
     columns = (*FORWARD_COLUMNS, "dead_fraction", "distinct_units", "non_finite_weights")

@@ -26,6 +26,9 @@ from keras_initlab.measurement._probe_data import check_probe, fit_probe, is_dat
 from keras_initlab.model.legacy import check_not_keras2
 
 PROBE_MODES = MODES
+# When `distinct_units` is counted: "ends" (the step-0 record and the last epoch's end
+# record) or "every_record".
+DISTINCT_AT = ("ends", "every_record")
 # Steps the in-step ring buffer holds: it is read (one device-to-host copy) at most this often.
 IN_STEP_CAPACITY = 64
 # Keys merged into Keras logs at epoch end when `log_summary=True`.
@@ -81,6 +84,18 @@ class VarianceMonitor(keras.callbacks.Callback):
     not call, such as the `Softmax` of a `MultiHeadAttention` on its fused path) has no
     records; it is listed once in `skipped` as ``(layer, source, reason)``.
 
+    ``distinct_units`` is counted where it can change what a reader concludes: by default
+    (``distinct_units="ends"``) in the step-0 record and the end record of the fit's last
+    epoch (``epochs``), None in the records between. Units that start as copies (a constant
+    initialization) get equal gradients and stay copies, so the step-0 count tells
+    symmetry, and the last one what training left; the units that die on the way (the
+    common way units turn alike) are ``dead_fraction`` in every record. The count costs
+    more than the rest of a record (a sketch of every compared output on the device, the
+    comparisons on the host: on MobileNetV2 a record of 1.2 training steps becomes 2.2),
+    so ``distinct_units="every_record"`` is an option. A fit stopped before its last epoch
+    (``EarlyStopping``) has the step-0 count only; measure the model after it
+    (`keras_initlab.measure`) or count every record.
+
     Mode: by default (``probe_mode="training"``) the probe runs in training mode, the mode
     the network trains in: BatchNormalization uses batch statistics and dropout is on, as in
     `train_step`; every non-trainable variable (moving statistics, seed states) is restored
@@ -120,6 +135,9 @@ class VarianceMonitor(keras.callbacks.Callback):
         precision: ``"float32"`` (default) or ``"float64"``: the dtype of the probe
             records' statistics (`keras_initlab.measure`; in-step records on TensorFlow sum
             in float64).
+        distinct_units: ``"ends"`` (default) or ``"every_record"``: the records that count
+            `distinct_units` (None in the others; see above). With ``log_summary`` every
+            epoch end counts it (its summary logs the count per epoch).
 
     Example:
     >>> import keras, numpy as np
@@ -148,6 +166,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         distinct_rtol: float = DISTINCT_RTOL,
         probe_mode: str = "training",
         precision: str = "float32",
+        distinct_units: str = "ends",
     ) -> None:
         super().__init__()
         if every_n_batches is not None:
@@ -184,6 +203,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         self.distinct_rtol = check_positive("distinct_rtol", distinct_rtol)
         self.precision = check_choice("precision", precision, PRECISIONS)
         check_precision(self.precision)
+        self.distinct_units = check_choice("distinct_units", distinct_units, DISTINCT_AT)
         self.records: list[dict[str, Any]] = []
         self.alerts: list[Alert] = []
         self._alerted: set[tuple[str, str]] = set()  # (source, kind)
@@ -446,15 +466,27 @@ class VarianceMonitor(keras.callbacks.Callback):
         if step is None:
             step = _step(self.model)
         self._last_record_step = step
+        distinct = self._counts_distinct(event)
         if probe is None:
-            rows = self._active(self._probe_data, epoch=self._epoch, step=step, event=event)
+            rows = self._active(
+                self._probe_data, epoch=self._epoch, step=step, event=event, distinct=distinct
+            )
         else:
             trained = Measurement.shared(self.model, self.layers, mode="training", **self._settings)
-            rows = trained(probe, epoch=self._epoch, step=step, event=event)
+            rows = trained(probe, epoch=self._epoch, step=step, event=event, distinct=distinct)
             for row in rows:
                 row["source"] = "in_step"
         self._emit(rows, step)
         return rows
+
+    def _counts_distinct(self, event: str) -> bool:
+        """Whether the record of ``event`` counts `distinct_units` (`DISTINCT_AT`)."""
+        if self.distinct_units == "every_record" or event == "train_begin":
+            return True
+        if event != "epoch_end":
+            return False
+        epochs = (self.params or {}).get("epochs")
+        return self.log_summary or epochs is None or self._epoch + 1 >= int(epochs)
 
     def _emit(self, rows: list[dict[str, Any]], step: int) -> None:
         self.records.extend(rows)

@@ -91,8 +91,9 @@ def in_tap_order(calls: Sequence[Sequence[Any]], order: Sequence[Sequence[int]])
 
 
 class NeutralProbe:
-    """``f(x, y, sample_weight) -> (slots, COLUMNS)`` float64 matrix, on any backend: a
-    row per call of each layer (`_calls`).
+    """``f(x, y, sample_weight, distinct=True) -> (slots, COLUMNS)`` float64 matrix, on any
+    backend: a row per call of each layer (`_calls`); ``distinct_units`` NaN unless
+    ``distinct`` (the pass then skips its rows: one trace serves both).
 
     The interface of `keras_initlab.measurement._probe.ProbeFunction`: `owner` (per row,
     its layer), `seen` and `gradient_of` (per row) after each call (``"logits"`` only on
@@ -151,12 +152,12 @@ class NeutralProbe:
     def __repr__(self) -> str:
         return f"NeutralProbe(backend={keras.backend.backend()!r}, layers={len(self.layers)})"
 
-    def __call__(self, x: Any, y: Any, sample_weight: Any) -> np.ndarray:
+    def __call__(self, x: Any, y: Any, sample_weight: Any, distinct: bool = True) -> np.ndarray:
         if y is not None:
             require_loss(self.model, self.loss_fn)
-        reduced = self._pass((x, y, sample_weight))
+        reduced = self._pass((x, y, sample_weight), distinct)
         weights = [getattr(layer, "weights", ()) for layer in self.layers]
-        matrix, seen, self.owner = host_matrix(reduced, weights, self.rtol, self.dtype)
+        matrix, seen, self.owner = host_matrix(reduced, weights, self.rtol, self.dtype, distinct)
         self.seen = [bool(s) for s in seen]
         self.gradient_of = [
             self._gradient_of(k) if s and y is not None else None for k, s in enumerate(self.seen)

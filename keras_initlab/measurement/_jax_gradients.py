@@ -21,8 +21,9 @@ def make_pass(
     training: bool,
     loss_fn: Any,
     reduce: Callable[[Pass], Reduced],
-) -> Callable[[tuple[Any, Any, Any]], Reduced]:
-    """``f(data) -> reduce(Pass)``, one jitted function per probe shape.
+) -> Callable[[tuple[Any, Any, Any], bool], Reduced]:
+    """``f(data, distinct) -> reduce(Pass)``, one jitted function per probe shape (``distinct``
+    a traced bool: the rows of ``distinct_units`` in a `keras.ops.cond`).
 
     An abstract pass (`jax.eval_shape`, once per probe shape) finds the shape of each tapped
     output; the loss is then differentiated with respect to zeros of those shapes added at
@@ -55,7 +56,7 @@ def make_pass(
         return reduce(tensors).parts()
 
     @jax.jit
-    def forward(trainable: Any, non_trainable: Any, data: Any) -> Any:
+    def forward(trainable: Any, non_trainable: Any, data: Any, distinct: Any) -> Any:
         calls = run(None, trainable, non_trainable, data)[1]
         return reduced(
             Pass(
@@ -64,11 +65,12 @@ def make_pass(
                 values_of(trainable),
                 [None] * len(layers),
                 [*trainable, *non_trainable],
+                distinct,
             )
         )
 
     @jax.jit
-    def backward(zeros: Any, trainable: Any, non_trainable: Any, data: Any) -> Any:
+    def backward(zeros: Any, trainable: Any, non_trainable: Any, data: Any, distinct: Any) -> Any:
         grad = jax.grad(run, argnums=(0, 1), has_aux=True)
         (at_outputs, at_variables), calls = grad(zeros, trainable, non_trainable, data)
         grads = by_layer(at_outputs, taps)
@@ -77,17 +79,17 @@ def make_pass(
             None if kernel is None else at.get(id(kernel), jnp.zeros(kernel.shape, kernel.dtype))
             for kernel in kernels
         ]
-        return reduced(
-            Pass(calls, grads, values_of(trainable), kernel_grads, [*trainable, *non_trainable])
-        )
+        variables = [*trainable, *non_trainable]
+        return reduced(Pass(calls, grads, values_of(trainable), kernel_grads, variables, distinct))
 
     zeros: dict[str, list[Any]] = {}  # per probe shape, the perturbations (made once)
 
-    def pass_(data: tuple[Any, Any, Any]) -> Reduced:
+    def pass_(data: tuple[Any, Any, Any], distinct: bool = True) -> Reduced:
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
+        flag = jnp.asarray(bool(distinct))
         if data[1] is None:
-            return Reduced(*forward(trainable, non_trainable, data))
+            return Reduced(*forward(trainable, non_trainable, data, flag))
         key = str(jax.tree_util.tree_map(lambda t: (tuple(t.shape), str(t.dtype)), data))
         if key not in zeros:
             found = jax.eval_shape(
@@ -95,6 +97,6 @@ def make_pass(
             )
             shapes = in_tap_order(found, taps)
             zeros[key] = [jnp.zeros(s.shape, s.dtype) for s in shapes]
-        return Reduced(*backward(zeros[key], trainable, non_trainable, data))
+        return Reduced(*backward(zeros[key], trainable, non_trainable, data, flag))
 
     return pass_

@@ -36,6 +36,7 @@ from keras_initlab.measurement._distinct import (
 )
 from keras_initlab.measurement._loss import overrides_compute_loss, require_loss
 from keras_initlab.measurement._routing import recording, route_output
+from keras_initlab.measurement._statistics import COLUMNS
 from keras_initlab.measurement._sums import (
     SATURATING,
     Consts,
@@ -573,12 +574,15 @@ class ProbeFunction:
     def __repr__(self) -> str:
         return f"ProbeFunction(traced={bool(self._layout)})"
 
-    def __call__(self, x: Any, y: Any, sample_weight: Any) -> np.ndarray:
+    def __call__(self, x: Any, y: Any, sample_weight: Any, distinct: bool = True) -> np.ndarray:
         # Every call carries the same call options: TensorFlow instantiates a function once
         # per input signature and per call options, and the probe's instantiation must not
         # be repeated with Grappler on at the next call (MLP: 0.43 s, instantiation again).
         with _keras.calling_with(self._call_options):
-            return np.asarray(self._fn(x, y, sample_weight))
+            matrix = np.array(self._fn(x, y, sample_weight))
+        if not distinct:  # (counted in-graph all the same: sums across replicas)
+            matrix[:, COLUMNS.index("distinct_units")] = np.nan
+        return matrix
 
     @property
     def seen(self) -> list[bool]:

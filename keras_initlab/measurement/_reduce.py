@@ -39,7 +39,14 @@ from keras_initlab.measurement._statistics import (
     stacked_statistics,
     unit_terms,
 )
-from keras_initlab.measurement._twins import Screened, distinct_counts, screen_terms, sketch
+from keras_initlab.measurement._twins import (
+    SCREEN,
+    SKETCH_ROWS,
+    Screened,
+    distinct_counts,
+    screen_terms,
+    sketch,
+)
 
 ops = keras.ops
 
@@ -49,13 +56,16 @@ class Pass:
     """One pass's tensors: per layer its outputs and the loss's gradients at them (None
     without targets), per layer its kernel's values and gradient (None where it has none),
     and the values of every model variable (the finite check); all values are the pass's
-    own (arguments of JAX's jitted function)."""
+    own (arguments of JAX's jitted function). ``distinct``: whether the compared rows of
+    ``distinct_units`` are computed (a Python bool, or a device bool: one trace serves
+    both, the rows in a `keras.ops.cond` branch that runs only when it is true)."""
 
     outputs: list[list[Any]]
     grads: list[list[Any]] | None
     kernels: list[Any]
     kernel_grads: list[Any]
     variables: list[Any]
+    distinct: Any = True
 
 
 @dataclass
@@ -125,6 +135,7 @@ def reduce_pass(
         by_slot(tensors.kernels, owner),
         by_slot(tensors.kernel_grads, owner),
         tensors.variables,
+        tensors.distinct,
     )
     activations = by_slot(activations, owner)
     n_layers = len(tensors.outputs)
@@ -137,8 +148,7 @@ def reduce_pass(
             stacks.setdefault((tuple(rows[i].shape), saturating), []).append(i)
     blocks: list[Any] = []
     order: list[int] = []
-    terms: list[Any] = []
-    compared: list[Any] = []
+    sides: list[list[int]] = []  # per compared stack, its layers
     index: list[tuple[int, ...]] = []
     column = 0
     for (shape, saturating), members in stacks.items():
@@ -150,11 +160,9 @@ def reduce_pass(
         order += members
         units = shape[1]
         if units <= max_units:
-            side = ops.concatenate([sketch(rows[i]) for i in members], axis=1)
             for k, i in enumerate(members):
-                index.append((i, column + k * units, units, len(compared), k * units))
-            terms.append(screen_terms(side, dtype))
-            compared.append(side)
+                index.append((i, column + k * units, units, len(sides), k * units))
+            sides.append(members)
             column += units * len(members)
     kernel_stacks: dict[int, list[int]] = {}
     for i in order:
@@ -178,26 +186,59 @@ def reduce_pass(
         ],
         axis=1,
     )
+    terms, compared = _compared(rows, sides, dtype, tensors.distinct)
     return Reduced(
         matrix,
         ops.convert_to_tensor([i in rows for i in range(n_layers)]),
         ops.convert_to_tensor(np.array(owner, np.int32)),
-        ops.concatenate(terms, axis=1) if terms else None,
+        terms,
         ops.convert_to_tensor(np.array(index, np.int32).reshape(-1, 5)),
         compared,
         all_finite(tensors.variables),
     )
 
 
+def _compared(
+    rows: dict[int, Any], sides: list[list[int]], dtype: str, distinct: Any
+) -> tuple[Any, list[Any]]:
+    """The compared rows of each stack of layers (their `_twins.sketch` side by side) and
+    their `_twins.screen_terms` side by side (None when no layer is compared); zeros of
+    those shapes where ``distinct`` is false (a device bool: a `keras.ops.cond`, whose
+    other branch is not run)."""
+    if not sides:
+        return None, []
+
+    def compare() -> tuple[Any, list[Any]]:
+        compared = [ops.concatenate([sketch(rows[i]) for i in m], axis=1) for m in sides]
+        terms = ops.concatenate([screen_terms(side, dtype) for side in compared], axis=1)
+        return terms, compared
+
+    if isinstance(distinct, bool):
+        return compare() if distinct else _skipped(rows, sides, dtype)
+    return ops.cond(distinct, compare, lambda: _skipped(rows, sides, dtype))
+
+
+def _skipped(rows: dict[int, Any], sides: list[list[int]], dtype: str) -> tuple[Any, list[Any]]:
+    """Zeros in the shapes `_compared` gives (``distinct_units`` not computed)."""
+    shapes = [(min(rows[m[0]].shape[0], SKETCH_ROWS), rows[m[0]].shape[1] * len(m)) for m in sides]
+    terms = ops.zeros((1 + SCREEN, sum(units for _, units in shapes)), dtype)
+    return terms, [ops.zeros(shape, dtype) for shape in shapes]
+
+
 def host_matrix(
-    reduced: Reduced, weights: Sequence[Sequence[Any]], rtol: float, dtype: str
+    reduced: Reduced,
+    weights: Sequence[Sequence[Any]],
+    rtol: float,
+    dtype: str,
+    distinct: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """``(matrix, seen, owner)``: all `COLUMNS` (slots, len(COLUMNS)) float64, which slots
     ran and their layers (`Reduced`).
 
     ``non_finite_weights`` is 0 where every variable of the model is finite, else counted
     per slot from its layer's ``weights``; ``distinct_units`` is counted (`_twins.distinct_counts`)
-    where the activation variance is finite, else NaN, and NaN for a layer not compared.
+    where the activation variance is finite, else NaN, and NaN for a layer not compared
+    and everywhere when ``distinct`` is false (the pass's ``distinct`` was false).
     """
     seen = np.asarray(ops.convert_to_numpy(reduced.seen), bool)
     owner = [int(i) for i in ops.convert_to_numpy(reduced.owner)]
@@ -210,7 +251,7 @@ def host_matrix(
     else:
         for i in map(int, np.flatnonzero(seen)):
             out[i, at] = non_finite_count(weights[owner[i]])
-    if reduced.terms is None:
+    if reduced.terms is None or not distinct:
         return out, seen, owner
     terms = np.asarray(ops.convert_to_numpy(reduced.terms), np.float64)
     fetched: dict[int, np.ndarray] = {}

@@ -20,7 +20,8 @@ from keras_initlab.measurement._reduce import Pass, Reduced
 class TensorFlowPass:
     """``f(data) -> Reduced``: the first call runs eagerly, the later ones through one traced
     function, traced once per probe shape (the statistics need static shapes);
-    `gradient_of` per layer after the first call.
+    `gradient_of` per layer after the first call. ``distinct`` (default True) says whether
+    the pass computes the rows ``distinct_units`` compares (`_reduce.Pass`).
 
     A trace costs several eager passes (DenseNet121 at 32x32, batch 16, on one CPU core,
     two runs on shared machines: 8-16 s traced against 1.6-3.8 s eager, then 0.5 s a traced
@@ -55,7 +56,7 @@ class TensorFlowPass:
         _keras.quiet_retracing_warnings("TensorFlowPass")
         self.gradient_of: list[str | None] = []
 
-        def probe(x: Any, y: Any, sample_weight: Any) -> Any:
+        def probe(x: Any, y: Any, sample_weight: Any, distinct: Any) -> Any:
             seen = tape_pass(model, layers, kernels, (x, y, sample_weight), training, loss_fn)
             grads, kernel_grads, scale = seen["grads"], seen["kernel_grads"], seen["scale"]
             if scale is not None:  # (the loss was multiplied by it; float16 gradients too)
@@ -71,6 +72,7 @@ class TensorFlowPass:
                     [None if k is None else values.get(id(k), k.value) for k in kernels],
                     [None if k is None or grads is None else next(per_layer) for k in kernels],
                     list(values.values()),
+                    distinct,
                 )
             ).parts()
 
@@ -78,13 +80,13 @@ class TensorFlowPass:
         self._fn = tf.function(probe, autograph=False)
         self._options = _keras.grappler_call_options(NO_GRAPPLER)
 
-    def __call__(self, data: tuple[Any, Any, Any]) -> Reduced:
+    def __call__(self, data: tuple[Any, Any, Any], distinct: bool = True) -> Reduced:
         if self._eager is not None:
             eager, self._eager = self._eager, None
             with _keras.keras_retracing_quiet():
-                return Reduced(*eager(*data))
-        with _keras.calling_with(self._options):
-            return Reduced(*self._fn(*data))
+                return Reduced(*eager(*data, bool(distinct)))
+        with _keras.calling_with(self._options):  # (a bool tensor: one trace for both)
+            return Reduced(*self._fn(*data, tf.constant(bool(distinct))))
 
 
 make_pass = TensorFlowPass

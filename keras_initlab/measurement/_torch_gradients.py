@@ -21,9 +21,16 @@ def make_pass(
     training: bool,
     loss_fn: Any,
     reduce: Callable[[Pass], Reduced],
-) -> Callable[[tuple[Any, Any, Any]], Reduced]:
-    """``f(data) -> reduce(run_pass(...))`` on these layers (eager: torch has no trace)."""
-    return lambda data: reduce(run_pass(model, layers, kernels, data, training, loss_fn))
+) -> Callable[[tuple[Any, Any, Any], bool], Reduced]:
+    """``f(data, distinct) -> reduce(run_pass(...))`` on these layers (eager: torch has no
+    trace)."""
+
+    def pass_(data: tuple[Any, Any, Any], distinct: bool = True) -> Reduced:
+        tensors = run_pass(model, layers, kernels, data, training, loss_fn)
+        tensors.distinct = bool(distinct)
+        return reduce(tensors)
+
+    return pass_
 
 
 def run_pass(

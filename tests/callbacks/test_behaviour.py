@@ -35,7 +35,7 @@ def test_constant_init_keeps_one_distinct_unit_and_he_gives_all():
     x, y = _xy()
     const = _mlp(keras_initlab.Constant(0.3))
     const.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
-    monitor = VarianceMonitor((x, y), every_n_batches=2, alert=False)
+    monitor = VarianceMonitor((x, y), every_n_batches=2, alert=False, distinct_units="every_record")
     const.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[monitor])
     hidden = [r for r in monitor.records if r["layer"].startswith("h")]
     assert len({r["step"] for r in hidden}) == 5  # step 0, 2 batch records, 2 epoch ends
@@ -46,6 +46,28 @@ def test_constant_init_keeps_one_distinct_unit_and_he_gives_all():
     monitor = VarianceMonitor((x, y), alert=False)
     he.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[monitor])
     assert {r["distinct_units"] for r in monitor.records if r["layer"].startswith("h")} == {8}
+
+
+def test_distinct_units_are_counted_at_the_ends_by_default_as_every_record_counts_them():
+    x, y = _xy()
+    counts = {}
+    for when in ("ends", "every_record"):
+        model = _mlp(keras_initlab.HeNormal(seed=3), width=16)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+        model.layers[1].kernel.assign(np.repeat(model.layers[1].kernel.numpy()[:, :4], 4, 1))
+        monitor = VarianceMonitor((x, y), every_n_batches=2, alert=False, distinct_units=when)
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[monitor])
+        counts[when] = {
+            (r["event"], r["step"], r["layer"]): r["distinct_units"] for r in monitor.records
+        }
+    ends = {k for k, v in counts["ends"].items() if v is not None}
+    last = max(step for _, step, _ in counts["ends"])
+    assert {(event, step) for event, step, _ in ends} == {("train_begin", 0), ("epoch_end", last)}
+    assert all(counts["every_record"][k] == counts["ends"][k] for k in ends)
+    assert all(v is not None for v in counts["every_record"].values())
+    assert counts["ends"][("train_begin", 0, "h1")] == 4  # (its 16 units: 4 columns, 4 copies)
+    with pytest.raises(ValueError, match=r"distinct_units.*'sometimes'"):
+        VarianceMonitor(distinct_units="sometimes")
 
 
 @pytest.mark.parametrize("scale", [1.5, 0.5])
