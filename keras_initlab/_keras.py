@@ -146,6 +146,16 @@ def all_layers(model: Any) -> list[Any]:
     return list(flatten(include_self=True, recursive=True))
 
 
+def seed_generators(model: Any) -> list[Any]:
+    """The `keras.random.SeedGenerator`s the layers of ``model`` draw with (dropout,
+    noise, augmentation), each once."""
+    found: dict[int, Any] = {}
+    for layer in all_layers(model):
+        for generator in _internal(layer, "_seed_generators", "a layer's seed generators"):
+            found.setdefault(id(generator), generator)
+    return list(found.values())
+
+
 def own_variables(layer: Any) -> list[Any]:
     """The variables ``layer`` created itself (not those of its sub-layers)."""
     trainable = _internal(layer, "_trainable_variables", "a layer's own variables")

@@ -13,8 +13,9 @@ Nothing here imports TensorFlow or Keras when the module is imported: `measure` 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -376,7 +377,10 @@ def pooled_agreement(
         m = exp(mean_k log m_k)    (NaN where a probe's value is 0, NaN or missing)
 
     whose log has the standard error of one probe's divided by ``sqrt(K)``; the prediction
-    takes the moments of all the probes together and the batch size ``N`` of one.
+    takes the moments of all the probes together and the batch size ``N`` of one. In
+    training mode each probe draws its own dropout and noise (the model's seed generators
+    move on between probes: a measurement leaves them as it found them), and they are set
+    back after the last.
 
     Args:
         model: a built Keras model.
@@ -413,14 +417,37 @@ def pooled_agreement(
     from keras_initlab.measurement import Measurement
 
     measurement = Measurement(model, mode=mode, loss=surrogate_loss)  # one trace for all
-    runs = [
-        surrogate_measure(model, x, seed=seed + k, measurement=measurement)
-        for k, x in enumerate(probes)
-    ]
+    with _fresh_draws(model, mode) as move_on:
+        runs = []
+        for k, x in enumerate(probes):
+            runs.append(surrogate_measure(model, x, seed=seed + k, measurement=measurement))
+            move_on()
     measured = {layer: _geometric_mean(layer, runs) for layer in runs[0]}
     if report is None:
         report = _predicted(model, moments, mode)
     return compare_prediction(report, measured, mode=mode)
+
+
+@contextlib.contextmanager
+def _fresh_draws(model: Any, mode: str) -> Iterator[Callable[[], None]]:
+    """A function that moves every seed generator of ``model`` on (training mode; a no-op
+    in inference), their states set back on exit."""
+    import keras
+
+    from keras_initlab._keras import seed_generators
+
+    generators = seed_generators(model) if mode == "training" else []
+    states = [np.array(keras.ops.convert_to_numpy(g.state.value)) for g in generators]
+
+    def move_on() -> None:
+        for generator in generators:
+            generator.next()
+
+    try:
+        yield move_on
+    finally:
+        for generator, state in zip(generators, states, strict=True):
+            generator.state.assign(state)
 
 
 def _predicted(model: Any, moments: Sequence[Mapping[str, Any]], mode: str) -> Any:

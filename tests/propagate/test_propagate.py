@@ -26,7 +26,7 @@ import pytest
 from scipy import stats
 
 import keras_initlab
-from keras_initlab._keras import all_layers
+from keras_initlab._keras import seed_generators
 from keras_initlab.measurement import Measurement
 from keras_initlab.testing import budget, prediction_agreement
 from tests.model_reading.blocks import ResidualBlock
@@ -257,12 +257,7 @@ def _chunked(model: Any, mode: str = "inference", ids: int | None = None) -> dic
     in_shape = (CHUNK, *model.inputs[0].shape[1:])
     out_shape = (CHUNK, *model.outputs[0].shape[1:])
     rows: dict[str, dict[str, list[float]]] = {}
-    generators = [
-        g
-        for layer in all_layers(model)
-        for g in vars(layer).values()
-        if isinstance(g, keras.random.SeedGenerator)
-    ]
+    generators = seed_generators(model)
     for _ in range(CHUNKS):
         if ids is None:
             x = rng.standard_normal(in_shape).astype("float32")

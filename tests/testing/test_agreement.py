@@ -188,3 +188,31 @@ def test_pooled_agreement_compares_the_geometric_mean_of_the_probes():
         kt.pooled_agreement(model, [probes[0], probes[1][:16]])
     with pytest.raises(ValueError, match="at least one probe"):
         kt.pooled_agreement(model, [])
+
+
+def test_pooled_probes_in_training_mode_each_draw_their_own_dropout():
+    """A measurement leaves the seed generators as it found them; pooled probes move them on
+    between probes, so that K copies of one probe average K masks (the geometric mean of
+    K equal measurements would be one of them), and set them back after the last."""
+    model = keras.Sequential(
+        [
+            keras.Input((32,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dropout(0.5, seed=1),
+            keras.layers.Dense(8, name="after_dropout"),
+        ]
+    )
+    x = np.random.default_rng(0).standard_normal((16, 32)).astype("float32")
+    generator = model.layers[1].seed_generator
+    state = np.array(keras.ops.convert_to_numpy(generator.state.value))
+
+    def dropped(probes: list[np.ndarray]) -> float:
+        agreement = kt.pooled_agreement(model, probes, mode="training", seed=5)
+        row = next(r for r in agreement.rows if r.layer == "after_dropout")
+        return row.measured_activation_var
+
+    one = dropped([x])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(generator.state.value), state)
+    assert dropped([x]) == one  # (the states were set back)
+    assert dropped([x, x, x]) != one
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(generator.state.value), state)
