@@ -209,7 +209,10 @@ def _compared(
         return None, []
 
     def compare() -> tuple[Any, list[Any]]:
-        compared = [ops.concatenate([sketch(rows[i]) for i in m], axis=1) for m in sides]
+        signs: dict[Any, Any] = {}  # (one constant per row count in the trace)
+        compared = [
+            ops.concatenate([sketch(rows[i], signs=signs) for i in m], axis=1) for m in sides
+        ]
         terms = ops.concatenate([screen_terms(side, dtype) for side in compared], axis=1)
         return terms, compared
 

@@ -28,17 +28,24 @@ def _signs(n: int, dtype: str) -> np.ndarray:
     return np.random.default_rng(0).choice([-1.0, 1.0], (n, 1)).astype(dtype)
 
 
-def sketch(rows: Any, size: int = SKETCH_ROWS) -> Any:
+def sketch(rows: Any, size: int = SKETCH_ROWS, signs: dict[Any, Any] | None = None) -> Any:
     """``rows`` (n, units) as a sign sketch of ``size`` rows when ``n > size``: each row
     times a fixed random sign, then summed in ``size`` contiguous blocks of ``ceil(n /
     size)`` rows (a multiply and a reduction on device). Equal columns stay equal; for a
-    difference ``d`` of two columns ``E|S d|^2 = |d|^2`` (the signs are independent)."""
+    difference ``d`` of two columns ``E|S d|^2 = |d|^2`` (the signs are independent).
+    ``signs``: a dict that keeps the signs as one device tensor per ``(n, dtype)`` for the
+    sketches of one trace (each is a constant of ``n`` values in the graph)."""
     n, units = rows.shape
     if n <= size:
         return rows
     per = -(-n // size)
     dtype = keras.backend.standardize_dtype(rows.dtype)
-    signed = rows * _signs(n, dtype)
+    key = (n, dtype)
+    if signs is None:
+        signs = {}
+    if key not in signs:
+        signs[key] = ops.convert_to_tensor(_signs(n, dtype))
+    signed = rows * signs[key]
     if per * size > n:
         signed = ops.pad(signed, [(0, per * size - n), (0, 0)])
     return ops.sum(ops.reshape(signed, (size, per, units)), axis=1)
