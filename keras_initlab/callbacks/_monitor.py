@@ -132,9 +132,9 @@ class VarianceMonitor(keras.callbacks.Callback):
         distinct_rtol: relative tolerance of `distinct_units`.
         probe_mode: ``"training"`` (default) or ``"inference"``: the mode the probe runs in
             (see Mode above).
-        precision: ``"float32"`` (default) or ``"float64"``: the dtype of the probe
-            records' statistics (`keras_initlab.measure`; in-step records on TensorFlow sum
-            in float64).
+        precision: ``"float32"`` (default) or ``"float64"``: the dtype the statistics are
+            computed in, probe and in-step records alike (`keras_initlab.measure`; in-step
+            records on TensorFlow: `keras_initlab.measurement._in_step`).
         distinct_units: ``"ends"`` (default) or ``"every_record"``: the records that count
             `distinct_units` (None in the others; see above). With ``log_summary`` every
             epoch end counts it (its summary logs the count per epoch).
@@ -416,7 +416,7 @@ class VarianceMonitor(keras.callbacks.Callback):
         spe = int(getattr(model, "steps_per_execution", 1) or 1)
         active = self._active
         capacity = max(IN_STEP_CAPACITY, 2 * spe)
-        taps = InStepTaps(model, active.activations, capacity, active.owner)
+        taps = InStepTaps(model, active.activations, capacity, active.owner, self.precision)
         self._in_step_taps = taps
         self._train_function = _keras.patch_train_step(model, taps.wrap)
 

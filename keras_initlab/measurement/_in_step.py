@@ -12,21 +12,16 @@ from keras_initlab import _keras
 from keras_initlab.measurement._calls import by_slot, call_counts
 from keras_initlab.measurement._probe import loss_scale
 from keras_initlab.measurement._routing import recording, route_output
-from keras_initlab.measurement._sums import (
-    SATURATING,
-    Consts,
-    row_totals,
-    saturated_count,
-    to64,
-    variance_of,
-)
+from keras_initlab.measurement._statistics import combined_variance, flat_moments
+from keras_initlab.measurement._sums import SATURATING, saturated_count
 
 # The columns `InStepTaps.read` returns, in order (the monitor reads them by these names).
 IN_STEP_COLUMNS = ("activation_mean", "activation_var", "gradient_var", "saturation_fraction")
-# Sums per layer and step: count, sum, sum of squares, saturated count (forward) and
-# gradient sum, gradient sum of squares (backward).
-_FORWARD_SUMS = 4
-_BACKWARD_SUMS = 2
+# Sums per layer and step (`_statistics.flat_moments` of each call, added over calls and
+# replicas): count, sum, sum of squares about the call's mean, sum^2 / count, saturated
+# count (forward); the same three of the gradient but the count (backward).
+_FORWARD_SUMS = 5
+_BACKWARD_SUMS = 3
 
 
 def _add(total: list[Any] | None, value: list[Any]) -> list[Any]:
@@ -43,8 +38,7 @@ def _columns(sums: Sequence[list[Any] | None], width: int) -> list[tf.Tensor]:
     one element, or None: zero): one concatenation per column, not ops per layer."""
     columns = []
     for k in range(width):
-        taken = [s[k] for s in sums if s is not None and s[k] is not None]
-        zero = tf.zeros_like(taken[0]) if taken else tf.zeros((1,), tf.float64)
+        zero = tf.zeros((1,), tf.float64)
         parts = [zero if s is None or s[k] is None else s[k] for s in sums]
         columns.append(tf.reshape(tf.concat(parts, 0), (-1,)))
     return columns
@@ -54,10 +48,13 @@ class InStepTaps:
     """Statistics of the training step's own forward and backward pass (the fast path).
 
     `wrap` returns a training step that, while it is traced, gives each monitored layer's
-    output a tap: the forward part takes count, sum, sum of squares and the saturated count
-    of the output; a `tf.custom_gradient` identity takes the sum and sum of squares of the
-    upstream gradient (the loss scale is divided out of the sums). Each takes a handful of
-    ops per layer: an op in the training step costs about 10 microseconds at every step.
+    output a tap: the forward part takes the output's count, sum and sum of squares about
+    its mean (`_statistics.flat_moments`: two-pass and blocked in ``dtype``, float32 by
+    default, within `_statistics.variance_bound`) and its saturated count; a
+    `tf.custom_gradient` identity takes the same of the upstream gradient (the loss scale is
+    divided out of the sums). The sums are kept in float64 and added over a layer's calls
+    and over replicas (`_statistics.combined_variance`). Each takes a handful of ops per
+    layer: an op in the training step costs about 10 microseconds at every step.
     When the step has run its forward and backward pass, all of them are written in one
     in-place scatter into row ``step % capacity`` of one non-trainable ring buffer
     (``step`` = the wrapped steps run before this one, `steps`: not the optimizer's count,
@@ -76,8 +73,10 @@ class InStepTaps:
         activations: Sequence[str | None],
         capacity: int,
         owner: Sequence[int] | None = None,
+        dtype: str = "float32",
     ) -> None:
         self._model = model
+        self.dtype = dtype
         # A row per call of each layer (`_calls`), as the probe found them (``owner``: per
         # row, its layer; None: one call each); a call beyond those adds to the layer's last.
         self.owner = list(range(len(activations))) if owner is None else list(owner)
@@ -121,7 +120,6 @@ class InStepTaps:
             traced = self._traced
             traced.forward = [None] * n
             traced.watched = [False] * n
-            traced.consts = Consts()
             traced.taken = [0] * len(self._calls)
             # Read before the step's update (as the backward taps see the loss scaled).
             scale = loss_scale(self._model.optimizer)
@@ -150,12 +148,14 @@ class InStepTaps:
                 for o, g in zip(traced.backward["output"], traced.backward["logits"], strict=True)
             ]
             rows = tf.stack(
-                [*_columns(traced.forward, _FORWARD_SUMS), *_columns(backward, 2)], axis=1
+                [*_columns(traced.forward, _FORWARD_SUMS), *_columns(backward, _BACKWARD_SUMS)],
+                axis=1,
             )
             if scale is not None:
                 unscale = 1.0 / tf.cast(scale, tf.float64)
                 one = tf.constant(1.0, tf.float64)
-                rows *= tf.stack([one, one, one, one, unscale, unscale * unscale])
+                squared = unscale * unscale
+                rows *= tf.stack([one, one, one, one, one, unscale, squared, squared])
             # (A SyncOnRead variable has no in-place scatter; the buffer is small.)
             self.buffer.assign(tf.tensor_scatter_nd_update(self.buffer.value(), slot, rows[None]))
             self.steps.assign(done + 1)
@@ -163,25 +163,27 @@ class InStepTaps:
 
         return step
 
+    def _sums(self, t: tf.Tensor) -> list[tf.Tensor]:
+        """``[count, total, m2, total^2 / count]`` of ``t`` (`_statistics.flat_moments` in
+        the taps' dtype), each a float64 vector of one element."""
+        count, total, m2 = (
+            tf.reshape(tf.cast(v, tf.float64), (1,)) for v in flat_moments(t, self.dtype)
+        )
+        return [count, total, m2, total * total / count]
+
     def tap(self, layer: int, y: tf.Tensor) -> tf.Tensor:
         traced = self._traced
-        consts = traced.consts
         call = min(traced.taken[layer], self._calls[layer] - 1)
         traced.taken[layer] += 1
         index = self._first[layer] + call
 
         def see(out: tf.Tensor) -> None:
             traced.watched[index] = traced.watched[index] or _keras.is_watched(out)
-            a = to64(out)  # (`row_totals` lays it out as one row)
-            n = out.shape.num_elements()
-            if n is not None:
-                count = consts.get(("count", n), [n], tf.float64)
-            else:
-                count = tf.cast(tf.size(a), tf.float64)[None]
-            total, squares = row_totals(a, consts)
             activation = self._activations[index]
-            saturated = saturated_count(a, activation)[None] if activation in SATURATING else None
-            sums = [count, total, squares, saturated]
+            saturated = None
+            if activation in SATURATING:
+                saturated = saturated_count(tf.cast(out, tf.float32), activation)[None]
+            sums = [*self._sums(out), saturated]
             traced.forward[index] = _add(traced.forward[index], sums)
 
         def grad_tap(t: tf.Tensor, slot: str) -> tf.Tensor:
@@ -189,7 +191,7 @@ class InStepTaps:
             def identity(u: tf.Tensor) -> Any:
                 def grad(dy: tf.Tensor) -> tf.Tensor:
                     sink = traced.backward[slot]
-                    sink[index] = _add(sink[index], list(row_totals(dy, consts)))
+                    sink[index] = _add(sink[index], self._sums(dy)[1:])
                     return dy
 
                 return tf.identity(u), grad
@@ -200,12 +202,12 @@ class InStepTaps:
 
     def _read_impl(self) -> tf.Tensor:
         sums = tf.convert_to_tensor(self.buffer)
-        count, total, squares, saturated, g_sum, g_sq = tf.unstack(sums, axis=2)
+        count, total, m2, total_sq, saturated, g_sum, g_m2, g_sum_sq = tf.unstack(sums, axis=2)
         return tf.stack(
             [
                 total / count,
-                variance_of(count, total, squares),
-                variance_of(count, g_sum, g_sq),
+                combined_variance(count, total, m2, total_sq),
+                combined_variance(count, g_sum, g_m2, g_sum_sq),
                 saturated / count,
             ],
             axis=2,

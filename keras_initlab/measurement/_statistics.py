@@ -172,6 +172,50 @@ def moments(t: Any, dtype: str = "float32") -> tuple[Any, Any]:
     return means, squares / flat.shape[0]
 
 
+def flat_moments(t: Any, dtype: str = "float32") -> tuple[Any, Any, Any]:
+    """``(count, total, m2)`` of all elements of ``t``: their number, their sum and their sum
+    of squares about their mean, two-pass and blocked in ``dtype``, the shape static or not.
+
+    A static count ``n`` is summed in `block_size` blocks (`variance_bound` with ``k =
+    block_terms(n)``); an unknown one (a training step traced for any batch size) in blocks
+    of `WHOLE` terms (``k = WHOLE + ceil(n / WHOLE)``), zeros padded after the centring.
+    ``m2 / count`` is the variance; sums of several tensors' ``(count, total, m2, total^2 /
+    count)`` give the variance of all of them: ``(sum m2 + sum total^2 / count - (sum
+    total)^2 / sum count) / sum count`` (`combined_variance`).
+
+    Example:
+    >>> import numpy as np
+    >>> [float(v) for v in flat_moments(np.arange(4.0))]
+    [4.0, 6.0, 5.0]
+    """
+    flat = ops.reshape(ops.cast(t, dtype), (-1,))
+    n = flat.shape[0]
+    if n is not None:
+        means, m2, _ = unit_moments(flat, axis=-1)
+        return ops.convert_to_tensor(float(n), dtype), means * n, m2
+    count = ops.cast(ops.size(flat), dtype)
+    total = _padded_sum(flat)
+    centred = flat - total / count
+    return count, total, _padded_sum(centred * centred)
+
+
+def _padded_sum(flat: Any) -> Any:
+    """The sum of a vector of unknown length in blocks of `WHOLE` terms (zeros padded)."""
+    pad = (-ops.size(flat)) % WHOLE
+    blocks = ops.reshape(ops.pad(flat, [(0, pad)]), (-1, WHOLE))
+    return ops.sum(ops.sum(blocks, axis=1), axis=0)
+
+
+def combined_variance(count: Any, total: Any, m2: Any, total_sq: Any) -> Any:
+    """The variance of all elements of several tensors from the sums over them of
+    `flat_moments` (``count``, ``total``, ``m2``) and of ``total^2 / count`` (``total_sq``):
+    ``(m2 + total_sq - total^2 / count) / count``, where ``total_sq - total^2 / count =
+    sum_r n_r (mean_r - mean)^2 >= 0`` (each tensor's mean apart from the mean of all;
+    exactly 0 for one tensor), NaN kept."""
+    between = total_sq - total * total / count
+    return (m2 + ops.maximum(between, 0.0) + 0.0 * between) / count
+
+
 def as_rows(t: Any, dtype: str) -> Any:
     """``t`` as a matrix (elements, units): units the last axis, in ``dtype``."""
     t = ops.cast(t, dtype)

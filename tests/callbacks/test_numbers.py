@@ -300,3 +300,53 @@ def test_in_step_fast_path_matches_the_training_batch(ref, jit_compile):
             for k, v in expected[step].items()
         }
         ref.assert_matches(rows, want)
+
+
+def test_in_step_float32_records_are_within_their_stated_bound_of_float64():
+    """Outputs on a large mean (bias 1000, unit spread: ``kappa = E[y^2] / Var(y)`` about
+    1e6), where a one-pass float32 variance keeps nothing (its error is about ``u kappa``,
+    0.06): the in-step taps' blocked two-pass sums (`_statistics.flat_moments`) are within
+    `variance_bound` of NumPy float64 on the step's own outputs, in a step traced for its
+    batch size and in one traced for any size (batches of 8 and 4 rows from one dataset:
+    blocks of `WHOLE` terms)."""
+    import tensorflow as tf
+
+    from keras_initlab.measurement._statistics import WHOLE, gamma, variance_bound
+
+    x, y = _data(3, n=20)
+    starts, sizes = [0, 8, 12], [8, 4, 8]
+    uneven = tf.data.Dataset.from_tensor_slices((x[:8], y[:8])).batch(8)
+    for start, size in zip(starts[1:], sizes[1:], strict=True):
+        part = slice(start, start + size)
+        uneven = uneven.concatenate(tf.data.Dataset.from_tensor_slices((x[part], y[part])).batch(8))
+    for data, dynamic, rows_of in (((x, y), False, [0, 8, 16]), (uneven, True, starts)):
+        model = keras.Sequential(
+            [
+                keras.Input((D,)),
+                L.Dense(64, name="d", bias_initializer=keras.initializers.Constant(1000.0)),
+                L.Dense(1, name="o"),
+            ]
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+        ends = [*rows_of[1:], len(x)]
+        outputs = {
+            k + 1: np.asarray(model.get_layer("d")(x[a:b]), np.float64)
+            for k, (a, b) in enumerate(zip(rows_of, ends, strict=True))
+        }
+        monitor = VarianceMonitor((x, y), every_n_batches=1, alert=False, probe_mode="inference")
+        fit_data = {"x": data} if dynamic else {"x": x, "y": y, "batch_size": 8}
+        model.fit(**fit_data, verbose=0, shuffle=False, callbacks=[monitor])
+        batch = [r for r in monitor.records if r["event"] == "batch" and r["layer"] == "d"]
+        records = {r["step"]: r for r in batch}
+        assert sorted(records) == [1, 2]  # (step 3 ends the epoch: a probe record)
+        assert {r["source"] for r in batch} == {"in_step"}
+        for step, record in records.items():
+            out = outputs[step]
+            kappa = float(np.mean(out * out) / out.var())
+            assert kappa > 1e5
+            k = WHOLE + 1 if dynamic else out.size
+            bound = gamma(k + 4) + 2.0 * gamma(k) ** 2 * kappa
+            assert bound >= variance_bound(out.size, kappa)
+            assert 4 * bound < 2.0**-24 * kappa  # (a one-pass float32 sum's error scale)
+            assert abs(record["activation_var"] / out.var() - 1.0) <= bound
+            assert abs(record["activation_mean"] - out.mean()) <= gamma(k + 2) * np.abs(out).mean()
