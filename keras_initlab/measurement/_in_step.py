@@ -12,36 +12,39 @@ from keras_initlab import _keras
 from keras_initlab.measurement._calls import by_slot, call_counts
 from keras_initlab.measurement._probe import loss_scale
 from keras_initlab.measurement._routing import recording, route_output
-from keras_initlab.measurement._statistics import combined_variance, flat_moments
-from keras_initlab.measurement._sums import SATURATING, saturated_count
+from keras_initlab.measurement._statistics import flat_moments
+from keras_initlab.measurement._sums import (
+    SATURATING,
+    saturated_count,
+    static_or_stacked,
+    variance_of,
+)
 
 # The columns `InStepTaps.read` returns, in order (the monitor reads them by these names).
 IN_STEP_COLUMNS = ("activation_mean", "activation_var", "gradient_var", "saturation_fraction")
-# Sums per layer and step (`_statistics.flat_moments` of each call, added over calls and
-# replicas): count, sum, sum of squares about the call's mean, sum^2 / count, saturated
-# count (forward); the same three of the gradient but the count (backward).
-_FORWARD_SUMS = 5
-_BACKWARD_SUMS = 3
+# Sums per layer and step, over its calls and (when read) its replicas: count, sum,
+# ``q = m2 + sum^2 / count`` (`_statistics.flat_moments`), saturated count (forward);
+# the gradient's sum and q (backward).
+_FORWARD_SUMS = 4
+_BACKWARD_SUMS = 2
 
 
-def _add(total: list[Any] | None, value: list[Any]) -> list[Any]:
-    """Sums of a layer's calls (None: not taken)."""
-    if total is None:
-        return value
-    return [
-        v if t is None else t if v is None else t + v for t, v in zip(total, value, strict=True)
-    ]
-
-
-def _columns(sums: Sequence[list[Any] | None], width: int) -> list[tf.Tensor]:
-    """Per sum, the vector over the layers of ``sums`` (each a list of ``width`` tensors of
-    one element, or None: zero): one concatenation per column, not ops per layer."""
-    columns = []
-    for k in range(width):
-        zero = tf.zeros((1,), tf.float64)
-        parts = [zero if s is None or s[k] is None else s[k] for s in sums]
-        columns.append(tf.reshape(tf.concat(parts, 0), (-1,)))
-    return columns
+def _slot_sums(calls: Sequence[list[tuple[Any, ...]] | None], dtype: str) -> tf.Tensor:
+    """(slots, 4) float64: per slot (layer call row), the sums over the calls taken into it
+    of ``count``, ``total``, ``q = m2 + total^2 / count`` and the saturated count (zeros for
+    a slot with none). ``calls[slot]`` lists ``(count, total, m2, saturated or None)`` per
+    call (`_statistics.flat_moments` in ``dtype``): the float64 part is a few ops per step
+    for all layers together, not per layer."""
+    entries = [(slot, call) for slot, taken in enumerate(calls) for call in taken or ()]
+    if not entries:
+        return tf.zeros((len(calls), 4), tf.float64)
+    count = static_or_stacked([call[0] for _, call in entries], tf.float64)
+    total, m2 = (tf.cast(tf.stack([call[k] for _, call in entries]), tf.float64) for k in (1, 2))
+    zero = tf.zeros((), tf.float64)
+    saturated = tf.stack([zero if call[3] is None else call[3] for _, call in entries])
+    per_call = tf.stack([count, total, m2 + total * total / count, saturated], axis=1)
+    slots = tf.constant([slot for slot, _ in entries], tf.int32)
+    return tf.math.unsorted_segment_sum(per_call, slots, len(calls))
 
 
 class InStepTaps:
@@ -52,9 +55,10 @@ class InStepTaps:
     its mean (`_statistics.flat_moments`: two-pass and blocked in ``dtype``, float32 by
     default, within `_statistics.variance_bound`) and its saturated count; a
     `tf.custom_gradient` identity takes the same of the upstream gradient (the loss scale is
-    divided out of the sums). The sums are kept in float64 and added over a layer's calls
-    and over replicas (`_statistics.combined_variance`). Each takes a handful of ops per
-    layer: an op in the training step costs about 10 microseconds at every step.
+    divided out of the sums). After the step, all of them are combined in float64 at once
+    (`_slot_sums`: ``q = m2 + sum^2 / count``, which adds over a layer's calls and over
+    replicas). Each tap takes a handful of ops: an op in the training step costs about 10
+    microseconds at every step.
     When the step has run its forward and backward pass, all of them are written in one
     in-place scatter into row ``step % capacity`` of one non-trainable ring buffer
     (``step`` = the wrapped steps run before this one, `steps`: not the optimizer's count,
@@ -123,7 +127,7 @@ class InStepTaps:
             traced.taken = [0] * len(self._calls)
             # Read before the step's update (as the backward taps see the loss scaled).
             scale = loss_scale(self._model.optimizer)
-            traced.backward = {"output": [None] * n, "logits": [None] * n}
+            traced.backward = {"output": [None] * n, "logits": [None] * n}  # (lists of calls)
             with recording(self):
                 logs = train_step(data)
             # Per layer, the gradient at its output or, where the loss reads its logits
@@ -147,29 +151,23 @@ class InStepTaps:
                 o if o is not None else g
                 for o, g in zip(traced.backward["output"], traced.backward["logits"], strict=True)
             ]
-            rows = tf.stack(
-                [*_columns(traced.forward, _FORWARD_SUMS), *_columns(backward, _BACKWARD_SUMS)],
+            rows = tf.concat(
+                [
+                    _slot_sums(traced.forward, self.dtype),
+                    _slot_sums(backward, self.dtype)[:, 1:3],  # (its sum and q)
+                ],
                 axis=1,
             )
             if scale is not None:
                 unscale = 1.0 / tf.cast(scale, tf.float64)
                 one = tf.constant(1.0, tf.float64)
-                squared = unscale * unscale
-                rows *= tf.stack([one, one, one, one, one, unscale, squared, squared])
+                rows *= tf.stack([one, one, one, one, unscale, unscale * unscale])
             # (A SyncOnRead variable has no in-place scatter; the buffer is small.)
             self.buffer.assign(tf.tensor_scatter_nd_update(self.buffer.value(), slot, rows[None]))
             self.steps.assign(done + 1)
             return logs
 
         return step
-
-    def _sums(self, t: tf.Tensor) -> list[tf.Tensor]:
-        """``[count, total, m2, total^2 / count]`` of ``t`` (`_statistics.flat_moments` in
-        the taps' dtype), each a float64 vector of one element."""
-        count, total, m2 = (
-            tf.reshape(tf.cast(v, tf.float64), (1,)) for v in flat_moments(t, self.dtype)
-        )
-        return [count, total, m2, total * total / count]
 
     def tap(self, layer: int, y: tf.Tensor) -> tf.Tensor:
         traced = self._traced
@@ -182,16 +180,16 @@ class InStepTaps:
             activation = self._activations[index]
             saturated = None
             if activation in SATURATING:
-                saturated = saturated_count(tf.cast(out, tf.float32), activation)[None]
-            sums = [*self._sums(out), saturated]
-            traced.forward[index] = _add(traced.forward[index], sums)
+                saturated = saturated_count(tf.cast(out, tf.float32), activation)
+            call = (*flat_moments(out, self.dtype), saturated)
+            traced.forward[index] = [*(traced.forward[index] or ()), call]
 
         def grad_tap(t: tf.Tensor, slot: str) -> tf.Tensor:
             @tf.custom_gradient
             def identity(u: tf.Tensor) -> Any:
                 def grad(dy: tf.Tensor) -> tf.Tensor:
                     sink = traced.backward[slot]
-                    sink[index] = _add(sink[index], self._sums(dy)[1:])
+                    sink[index] = [*(sink[index] or ()), (*flat_moments(dy, self.dtype), None)]
                     return dy
 
                 return tf.identity(u), grad
@@ -202,12 +200,12 @@ class InStepTaps:
 
     def _read_impl(self) -> tf.Tensor:
         sums = tf.convert_to_tensor(self.buffer)
-        count, total, m2, total_sq, saturated, g_sum, g_m2, g_sum_sq = tf.unstack(sums, axis=2)
+        count, total, q, saturated, g_sum, g_q = tf.unstack(sums, axis=2)
         return tf.stack(
             [
                 total / count,
-                combined_variance(count, total, m2, total_sq),
-                combined_variance(count, g_sum, g_m2, g_sum_sq),
+                variance_of(count, total, q),
+                variance_of(count, g_sum, g_q),
                 saturated / count,
             ],
             axis=2,

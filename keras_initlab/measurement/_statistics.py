@@ -173,15 +173,17 @@ def moments(t: Any, dtype: str = "float32") -> tuple[Any, Any]:
 
 
 def flat_moments(t: Any, dtype: str = "float32") -> tuple[Any, Any, Any]:
-    """``(count, total, m2)`` of all elements of ``t``: their number, their sum and their sum
-    of squares about their mean, two-pass and blocked in ``dtype``, the shape static or not.
+    """``(count, total, m2)`` of all elements of ``t``: their number (a Python float where
+    the shape is static), their sum and their sum of squares about their mean, two-pass and
+    blocked in ``dtype``.
 
     A static count ``n`` is summed in `block_size` blocks (`variance_bound` with ``k =
     block_terms(n)``); an unknown one (a training step traced for any batch size) in blocks
     of `WHOLE` terms (``k = WHOLE + ceil(n / WHOLE)``), zeros padded after the centring.
-    ``m2 / count`` is the variance; sums of several tensors' ``(count, total, m2, total^2 /
-    count)`` give the variance of all of them: ``(sum m2 + sum total^2 / count - (sum
-    total)^2 / sum count) / sum count`` (`combined_variance`).
+    ``m2 / count`` is the variance. Several tensors' (calls of a layer, replicas) combine in
+    float64 through ``q = m2 + total^2 / count``, which adds: their variance is ``(sum q -
+    (sum total)^2 / sum count) / sum count``, within the float32 bound plus about ``4 u64
+    E[y^2] / Var(y)`` (``u64 = 2^-53``).
 
     Example:
     >>> import numpy as np
@@ -191,8 +193,9 @@ def flat_moments(t: Any, dtype: str = "float32") -> tuple[Any, Any, Any]:
     flat = ops.reshape(ops.cast(t, dtype), (-1,))
     n = flat.shape[0]
     if n is not None:
-        means, m2, _ = unit_moments(flat, axis=-1)
-        return ops.convert_to_tensor(float(n), dtype), means * n, m2
+        total = _blocked(flat, axis=-1)
+        centred = flat - total / n
+        return float(n), total, _blocked(centred * centred, axis=-1)
     count = ops.cast(ops.size(flat), dtype)
     total = _padded_sum(flat)
     centred = flat - total / count
@@ -204,16 +207,6 @@ def _padded_sum(flat: Any) -> Any:
     pad = (-ops.size(flat)) % WHOLE
     blocks = ops.reshape(ops.pad(flat, [(0, pad)]), (-1, WHOLE))
     return ops.sum(ops.sum(blocks, axis=1), axis=0)
-
-
-def combined_variance(count: Any, total: Any, m2: Any, total_sq: Any) -> Any:
-    """The variance of all elements of several tensors from the sums over them of
-    `flat_moments` (``count``, ``total``, ``m2``) and of ``total^2 / count`` (``total_sq``):
-    ``(m2 + total_sq - total^2 / count) / count``, where ``total_sq - total^2 / count =
-    sum_r n_r (mean_r - mean)^2 >= 0`` (each tensor's mean apart from the mean of all;
-    exactly 0 for one tensor), NaN kept."""
-    between = total_sq - total * total / count
-    return (m2 + ops.maximum(between, 0.0) + 0.0 * between) / count
 
 
 def as_rows(t: Any, dtype: str) -> Any:
