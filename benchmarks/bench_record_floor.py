@@ -6,7 +6,10 @@ kernel) plus statistics of every measured output and gradient. This script times
 process and interleaved (CPU time, TensorFlow on one thread, medians), in training steps
 of the same batch (a plain ``fit`` epoch over its steps):
 
-* ``record``: the monitor's probe pass (``Measurement`` of the default layers), as used;
+* ``record``: the monitor's probe pass (``Measurement`` of the default layers), as its
+  records between the first and the last use it (``distinct=False``);
+* ``record + distinct``: the same with ``distinct_units`` (the monitor's first and last
+  records, and `keras_initlab.measure`);
 * ``pass``: the same forward and backward pass with no statistic at all (Grappler on);
 * ``pass + 1 read``: plus one float32 ``reduce_sum`` of every output and gradient, the
   cheapest op that reads each element once: no statistic can cost less;
@@ -105,7 +108,10 @@ def bench(name: str, repeats: int) -> None:
     taps = keras.Model(model.inputs, [layer.output for layer in layers] + list(model.outputs))
     optimizer = keras.optimizers.SGD(0.01)
     optimizer.build(taps.trainable_variables)
-    runs: dict[str, Callable[[], object]] = {"record": lambda: measurement(probe)}
+    runs: dict[str, Callable[[], object]] = {
+        "record": lambda: measurement(probe, distinct=False),
+        "record + distinct": lambda: measurement(probe),
+    }
     for label, kind, training in VARIANTS:
         runs[label] = functools.partial(functions(taps, optimizer, kind, training), *probe)
     start = time.process_time()
