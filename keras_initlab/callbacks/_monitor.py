@@ -91,7 +91,7 @@ class VarianceMonitor(keras.callbacks.Callback):
     symmetry, and the last one what training left; the units that die on the way (the
     common way units turn alike) are ``dead_fraction`` in every record. The count costs
     more than the rest of a record (a sketch of every compared output on the device, the
-    comparisons on the host: on MobileNetV2 a record of 1.2 training steps becomes 2.2),
+    comparisons on the host: on MobileNetV2 a record of 1.5 training steps becomes 2.1),
     so ``distinct_units="every_record"`` is an option. A fit stopped before its last epoch
     (``EarlyStopping``) has the step-0 count only; measure the model after it
     (`keras_initlab.measure`) or count every record.
