@@ -167,9 +167,8 @@ def moments(t: Any, dtype: str = "float32") -> tuple[Any, Any]:
     >>> float(m), float(v)
     (1.5, 1.25)
     """
-    flat = ops.reshape(ops.cast(t, dtype), (-1,))
-    means, squares, _ = unit_moments(flat, axis=-1)
-    return means, squares / flat.shape[0]
+    count, total, m2 = flat_moments(t, dtype)
+    return total / count, m2 / count
 
 
 def flat_moments(t: Any, dtype: str = "float32") -> tuple[Any, Any, Any]:
