@@ -35,7 +35,10 @@ SCHEMES: dict[str, Callable[[], ini.Scheme]] = {
     "xavier_uniform": ini.GlorotUniform,
     "zeros": ini.Zeros,
 }
-_SEED_MODULUS = 2**31 - 1  # a Mersenne prime: per-weight seeds stay in int32 range
+# A prime below 2^31 - 2 (the largest): Keras on TensorFlow takes an int seed modulo
+# 2^31 - 2 (``floormod(seed, int32.max - 1)``), so seeds 0 and 2^31 - 2 draw the same
+# values there; per-weight seeds below it are distinct streams on every backend.
+_SEED_MODULUS = 2_147_483_629
 
 
 def get_scheme(name: str) -> ini.Scheme:

@@ -9,6 +9,9 @@ Seed contract (the same as Keras', for every class):
   instance returns the same values on every call and the draw is reproducible under
   ``keras.utils.set_random_seed``.
 
+Different int seeds give different values within ``[0, 2**31 - 3]``: Keras on TensorFlow
+takes a seed modulo ``2**31 - 2`` (seeds 0 and ``2**31 - 2`` draw the same values there).
+
 Random values are sampled in float32 and then cast, so float16 and bfloat16 kernels keep the
 target variance of the float32 draw (sampling directly in half precision loses resolution in
 the tails of the truncated normal). On the JAX backend a float64 request raises TypeError
