@@ -38,9 +38,13 @@ multiplies, and a recurrent layer or a pool over steps that reads a sequence who
 are correlated (another recurrent layer's, a repeated vector) is assumed, not predicted; a
 gradient and its activation
 correlated through 1x1 maps beyond what is tracked; the gradient below a softmax over few
-classes (its O(1/n) projection is dropped); the gradient along InceptionResNetV2's stream
-of 40 ReLUs of residual sums with small branches (``relu(x + 0.17 branch)``): 2.2x over
-in training mode, 1.33x in inference mode (median, 20 probes). Such a stream (and a
+classes (its O(1/n) projection is dropped); neighbours correlated by overlapping pool
+windows, which a max pool later reads as independent (InceptionResNetV2's stem); the
+gradient along InceptionResNetV2's stream of 40 ReLUs of residual sums with small branches
+(``relu(x + 0.17 branch)``): 1.22x over in training mode (median, one probe; 2.2x before
+its max pools read the stream's paths), and in inference mode not predicted below its
+softmax, whose gradient moves 3.7x between batches of 16 (the rows below drifted to
+1.2-1.7x of the few samples that carry it; `_activations.SPREAD_LIMIT`). Such a stream (and a
 training-mode ResNet's, whose branches are unit-variance BatchNormalization outputs
 beside a stream that grows) is mostly, at each sum, the stream one block back; the rules
 integrate the sum as a function of one Gaussian one block back, which drifts from the

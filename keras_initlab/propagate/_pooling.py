@@ -22,7 +22,12 @@ for the window size most windows have). A max pool of a max pool's output (a glo
 pool after pooling, a pool after a pool) is the maximum over both windows: ``k`` windows of
 ``d`` draws are ``k d`` draws (`Signal.pooled`; the inner windows taken alike), and the
 activation sees its derivative at the maximum of ``k d``, not of ``d`` (a tanh Conv1D
-pooled by 2 then globally over 8 positions: the maximum of 16).
+pooled by 2 then globally over 8 positions: the maximum of 16). A max pool of a rectified
+residual stream takes each channel's level from the stream's paths (`_along_paths`). The
+window's inputs are taken as independent: a map pooled by overlapping windows (3x3, stride
+2) and convolved again is correlated between neighbours (InceptionResNetV2's stem: 0.24-0.29
+at ``batch_normalization_4``), whose next pool's maximum is then a few percent lower and its
+variance higher than predicted (training mode: 1.48 and 0.36 against 1.40 and 0.43).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import dataclasses
 import numpy as np
 
 from keras_initlab.gaussian import max_unequal_nodes
+from keras_initlab.propagate import _paths
 from keras_initlab.propagate._geometry import gather, scatter, window_index
 from keras_initlab.propagate._moments import LINEAR, max_derivative, max_moments, rectified
 from keras_initlab.propagate._signal import Signal, Source, make, require_independent_steps
@@ -124,6 +130,8 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
     typical = int(np.bincount(counts.ravel()).argmax()) * draws
     if root is not None and root.scale is None:
         root.selection[:] = [max_derivative(root, typical)]
+    if draws == 1:
+        means, seconds = _along_paths(x.source, index, ok > 0, means, seconds)
     out = make(means.reshape(out_shape), (seconds - means * means).reshape(out_shape))
     f = window.activation
     if (
@@ -141,6 +149,46 @@ def maximum(x: Signal, index: np.ndarray, out_shape: tuple[int, ...]) -> tuple[S
         return [scatter(per, index, positions).reshape(x.shape)]
 
     return Step([out], backward, note=note), note
+
+
+def _along_paths(
+    source: Source | None,
+    index: np.ndarray,
+    live: np.ndarray,
+    means: np.ndarray,
+    seconds: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The window maxima's ``(E[y], E[y^2])`` (``(out, C)``, from the integrals) rescaled
+    per channel where the pool reads a rectified residual stream that keeps its paths
+    (`_paths`): each path takes the window's maximum of its own elements' values, and a
+    channel's averages over the output's positions become the paths'. The integrals take
+    each input as a monotone function of a Gaussian; a stream's law is its whole history (a
+    rectified sum of rectified sums), whose right tail, which a maximum reads, a Gaussian
+    misses, and whose channel offsets a maximum amplifies: InceptionResNetV2 in training mode
+    (75x75, batch 16) pools ``block35_10_ac`` at a variance of 0.25 by the integrals, 0.49
+    by the paths, against 0.54 measured, and the 1x1 pool of ``block17_20_ac`` left
+    ``mixed_7a`` with 0.70 of its measured within-channel variance after a tensor-wide
+    rescale, 0.94 after this one. As in `_paths.along`, the integrals' pattern over
+    positions (borders) is kept; unchanged where the source has no paths."""
+    if source is None or not source.root.paths or source.pre is not source.root.pre:
+        return means, seconds
+    found = _paths.values(source)
+    if found is None:
+        return means, seconds
+    y = found[0]
+    k, c = y.shape[0], y.shape[-1]
+    flat = y.reshape(k, -1, c)
+    padded = np.concatenate([flat, np.full((k, 1, c), -np.inf, flat.dtype)], axis=1)
+    taps = padded[:, np.where(index >= 0, index, flat.shape[1])]  # (K, out, taps, C)
+    peak = np.where(live[None], taps, -np.inf).max(axis=2).astype(np.float64)  # (K, out, C)
+    peak = np.where(np.isfinite(peak), peak, 0.0)  # (a window of padding only)
+    mean, second = means.mean(axis=0), seconds.mean(axis=0)  # per channel
+    path_mean, path_second = peak.mean(axis=(0, 1)), (peak * peak).mean(axis=(0, 1))
+    # a mean near 0 beside the spread keeps its own (as `_paths.along`)
+    moves = np.abs(mean) > 1e-9 * np.sqrt(np.abs(second))
+    means = means * np.where(moves, path_mean / np.where(moves, mean, 1.0), 1.0)
+    positive = second > 0.0
+    return means, seconds * np.where(positive, path_second / np.where(positive, second, 1.0), 1.0)
 
 
 def _reshaped(window: Source, shape: tuple[int, ...]) -> Source:

@@ -107,6 +107,12 @@ def surrogate_measure(
     return out
 
 
+# The statuses whose activation and whose gradient variance rest on rules only: an
+# ``"upstream"`` row's activation is predicted, its gradient passes back through an
+# assumption (or a softmax whose gradient `propagate` declines).
+PREDICTS = (("predicted", "upstream"), ("predicted",))
+
+
 def log_error(predicted: float | None, measured: float | None) -> float:
     """``|log(predicted / measured)|``, or NaN where either is None, NaN, infinite or <= 0.
 
@@ -161,7 +167,9 @@ class AgreementRow:
 
     ``status`` is the `propagate` row's (``"no row"`` when the prediction has none for the
     layer), ``note`` its note; the errors are `log_error` (NaN where skipped or not
-    predicted); ``predicted`` is ``status == "predicted"``.
+    predicted: the activation's where the status is ``"predicted"`` or ``"upstream"``, whose
+    activation rests on rules only, the gradient's where it is ``"predicted"``);
+    ``predicted`` is ``status == "predicted"``.
     """
 
     layer: str
@@ -203,10 +211,11 @@ class Agreement:
     Attributes:
         mode: ``"inference"`` or ``"training"``.
         rows: one `AgreementRow` per recorded layer, in model order.
-        activation, gradient: `ErrorSummary` of each variance over the predicted rows.
+        activation, gradient: `ErrorSummary` of each variance over the rows that predict
+            it (the activation: ``"predicted"`` and ``"upstream"`` rows).
         both: `ErrorSummary` of the activation and the gradient errors pooled.
         not_predicted: the recorded rows whose status is not ``"predicted"``.
-        worst: the predicted rows with the largest error (`AgreementRow.error`), worst first.
+        worst: the rows with the largest error (`AgreementRow.error`), worst first.
 
     ``recorded``, ``predicted`` and ``share`` (predicted / recorded) count the rows;
     ``str()`` is a short summary with the errors printed as ratios (1.04x).
@@ -276,11 +285,10 @@ def compare_prediction(
         else:
             status, note, class_name = row.status, row.note, row.class_name
             guesses = [float(getattr(row, k)) for k in KEYS]
-        errors = (
-            [log_error(p, m) for p, m in zip(guesses, values, strict=True)]
-            if status == "predicted"
-            else [math.nan, math.nan]
-        )
+        errors = [
+            log_error(p, m) if status in ok else math.nan
+            for p, m, ok in zip(guesses, values, PREDICTS, strict=True)
+        ]
         rows.append(
             AgreementRow(
                 layer=layer,
@@ -295,10 +303,9 @@ def compare_prediction(
                 gradient_error=errors[1],
             )
         )
-    predicted = [r for r in rows if r.predicted]
-    act = [r.activation_error for r in predicted]
-    grad = [r.gradient_error for r in predicted]
-    ranked = sorted((r for r in predicted if math.isfinite(r.error)), key=lambda r: -r.error)
+    act = [r.activation_error for r in rows if r.status in PREDICTS[0]]
+    grad = [r.gradient_error for r in rows if r.status in PREDICTS[1]]
+    ranked = sorted((r for r in rows if math.isfinite(r.error)), key=lambda r: -r.error)
     return Agreement(
         mode=mode,
         rows=tuple(rows),

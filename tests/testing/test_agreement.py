@@ -163,7 +163,13 @@ def test_a_layer_no_rule_reads_is_recorded_and_listed_not_predicted():
     assert listed["scale"].status != "predicted"
     assert listed["scale"].note  # the reason is kept
     assert agreement.predicted == agreement.recorded - len(agreement.not_predicted)
-    assert agreement.both.count == 2 * agreement.predicted
+    # d0 is upstream of the assumed layer: its activation rests on rules only and is
+    # compared, its gradient (through "scale") is not
+    assert listed["d0"].status == "upstream"
+    assert math.isfinite(listed["d0"].activation_error)
+    assert math.isnan(listed["d0"].gradient_error)
+    assert agreement.activation.count == agreement.predicted + 1
+    assert agreement.both.count == 2 * agreement.predicted + 1
     assert "scale" in str(agreement)
 
 
