@@ -338,3 +338,38 @@ def test_the_monitor_records_each_call_in_every_source():
     for source in ("probe", "in_step"):
         names = [r["layer"] for r in monitor.records if r["source"] == source]
         assert set(names) == {"embed", "embed@2"}, source
+
+
+def test_wide_offset_layers_pool_their_units_within_the_bound():
+    """Layers wider than `WHOLE` units (their per-layer sums over units blocked too) whose
+    units carry large, unequal means (kappa in the hundreds: the pooled variance adds each
+    unit's residual and its mean's offset): three outputs of two widths (two of one shape,
+    finished together), against NumPy float64 on the backend's own outputs, at
+    `variance_bound` with those units; the mean square of the unit means and the mean unit
+    variance alike."""
+    from keras_initlab.measurement._statistics import WHOLE
+
+    rng = np.random.default_rng(4)
+    inputs = keras.Input((IN,))
+    widths = {"wide": 3 * WHOLE + 5, "wider": 2 * WHOLE}
+    outs = {}
+    for name, width in widths.items():
+        layer = keras.layers.Dense(width, name=name)
+        outs[name] = layer(inputs)
+        layer.set_weights([0.3 * rng.standard_normal((IN, width)), 30.0 + 2.0 * rng.random(width)])
+    twin = keras.layers.Dense(widths["wide"], name="twin")
+    outs["twin"] = twin(inputs)
+    twin.set_weights(
+        [0.3 * rng.standard_normal((IN, widths["wide"])), 35.0 + 3.0 * rng.random(widths["wide"])]
+    )
+    model = keras.Model(inputs, list(outs.values()))
+    x = rng.standard_normal((BATCH, IN)).astype("float32")
+    records = {r["layer"]: r for r in keras_initlab.measure(model, x, layers=list(outs))}
+    for name, t in zip(outs, model(x), strict=True):
+        y = np.asarray(keras.ops.convert_to_numpy(t), np.float64)
+        kappa = float(np.mean(y**2) / y.var())
+        assert kappa > 100
+        bound = variance_bound(BATCH, kappa, "float32", units=y.shape[1])
+        _within(records[name]["activation_var"], y.var(), bound)
+        _within(records[name]["channel_var"], y.var(axis=0).mean(), bound)
+        _within(records[name]["channel_mean_sq"], np.mean(y.mean(axis=0) ** 2), bound)

@@ -2,12 +2,12 @@
 
 On the device (`reduce_pass`, inside JAX's jit and TensorFlow's trace), each layer's
 output gets its passes over the data (`_statistics.unit_terms`: per unit, the sums the
-statistics need); layers whose outputs have the same shape (and the same saturating
-activation) then have those per-unit vectors stacked and finished by one set of
-`keras.ops` (`_statistics.stacked_statistics`; kernels of the same size stacked whole,
+statistics need; small outputs of the same shape stacked first, one set of ops for them);
+every layer's per-unit vectors are then finished together (`_statistics.layer_statistics`:
+two segment sums over all units laid end to end; kernels of the same size stacked whole,
 `_statistics.kernel_statistics`): the data is never copied, and the ops after the passes
-grow with the shapes a model has, not with its layers, which keeps the trace short and,
-on TensorFlow and PyTorch, the launches per record few. Every layer's
+do not grow with the layers or their shapes, which keeps the trace short and, on
+TensorFlow and PyTorch, the launches per record few. Every layer's
 compared rows (`_twins.sketch`) are set side by side per shape and screened
 (`_twins.screen_terms`). Four small arrays go to the host at each pass (the statistics,
 which layers ran, the screen terms, the finite check) and a layer's rows only when its
@@ -27,16 +27,16 @@ import numpy as np
 
 from keras_initlab.measurement._calls import by_slot, owners, split_calls
 from keras_initlab.measurement._statistics import (
-    ACTIVATION_COLUMNS,
     COLUMNS,
     DEVICE_COLUMNS,
     KERNEL_COLUMNS,
     SATURATING,
+    UnitTerms,
     all_finite,
     as_rows,
     kernel_statistics,
+    layer_statistics,
     non_finite_count,
-    stacked_statistics,
     unit_terms,
 )
 from keras_initlab.measurement._twins import (
@@ -105,13 +105,18 @@ class Reduced:
 STACKED_ELEMENTS = 2**16
 
 
-def _stacked_terms(rows: Sequence[Any], saturating: str | None) -> tuple[Any, ...]:
-    """`_statistics.unit_terms` of same-shaped ``rows`` (each (n, units)), stacked."""
+def _stacked_terms(slots: list[int], rows: Sequence[Any], saturating: str | None) -> UnitTerms:
+    """`_statistics.unit_terms` of same-shaped ``rows`` (each (n, units)) of ``slots``: the
+    small ones stacked before their passes (one set of ops), the others each on its own
+    (no copy of the data)."""
     n, units = rows[0].shape
     if len(rows) > 1 and n * units <= STACKED_ELEMENTS:
-        return unit_terms(ops.stack(rows), saturating)
+        means, squares, residuals, hits = unit_terms(ops.stack(rows), saturating)
+        return UnitTerms(slots, n, units, [means], [squares], [residuals], hits)
     each = [unit_terms(r, saturating) for r in rows]
-    return tuple(None if each[0][k] is None else ops.stack([t[k] for t in each]) for k in range(4))
+    hits = None if each[0][3] is None else ops.stack([t[3] for t in each])
+    means, squares, residuals = ([t[k] for t in each] for k in range(3))
+    return UnitTerms(slots, n, units, means, squares, residuals, hits)
 
 
 def _placed(blocks: list[Any], order: list[int], layers: int, width: int, dtype: str) -> Any:
@@ -146,17 +151,17 @@ def reduce_pass(
             rows[i] = as_rows(outputs[0], dtype)  # (one call: a slot)
             saturating = activations[i] if activations[i] in SATURATING else None
             stacks.setdefault((tuple(rows[i].shape), saturating), []).append(i)
-    blocks: list[Any] = []
+    measured: list[UnitTerms] = []
+    grad_terms: list[UnitTerms] = []
     order: list[int] = []
     sides: list[list[int]] = []  # per compared stack, its layers
     index: list[tuple[int, ...]] = []
     column = 0
     for (shape, saturating), members in stacks.items():
-        grads = None
         if tensors.grads is not None:
-            grads = _stacked_terms([as_rows(tensors.grads[i][0], dtype) for i in members], None)
-        measured = _stacked_terms([rows[i] for i in members], saturating)
-        blocks.append(stacked_statistics(measured, grads, shape[0]))
+            at = [as_rows(tensors.grads[i][0], dtype) for i in members]
+            grad_terms.append(_stacked_terms(members, at, None))
+        measured.append(_stacked_terms(members, [rows[i] for i in members], saturating))
         order += members
         units = shape[1]
         if units <= max_units:
@@ -181,7 +186,9 @@ def reduce_pass(
         kernel_order += members
     matrix = ops.concatenate(
         [
-            _placed(blocks, order, n_layers, len(ACTIVATION_COLUMNS), dtype),
+            layer_statistics(
+                measured, grad_terms if tensors.grads is not None else None, n_layers, dtype
+            ),
             _placed(kernel_blocks, kernel_order, n_layers, len(KERNEL_COLUMNS), dtype),
         ],
         axis=1,

@@ -12,7 +12,7 @@ two-pass method:
   float32), not ``gamma_n``;
 * per unit (column) ``mean = sum(y) / n``, then the sum of ``(y - mean)^2`` (two passes: no
   cancellation of ``E[y^2] - mean^2``); a layer's variance pools its units' (no third pass:
-  `pooled_moments`).
+  `layer_statistics`).
 
 With ``kappa = E[y^2] / Var(y)`` (1 for centred data, large for a big mean), the computed
 variance ``v`` of one unit satisfies (`variance_bound`, which also gives the pooled one)::
@@ -23,8 +23,9 @@ variance ``v`` of one unit satisfies (`variance_bound`, which also gives the poo
 is off by at most ``gamma_k sqrt(E[y^2])``, which adds its square). Reductions only, no
 matmul or einsum: GPUs run float32 matmuls as TF32 (10-bit mantissa) by default.
 
-Layers whose outputs have the same shape are measured stacked (`stacked_statistics`,
-`kernel_statistics`): one set of ops per shape, not per layer.
+Small outputs of the same shape are measured stacked, and the per-unit sums of every layer
+are finished together (`layer_statistics`: segment sums over all units at once); kernels of
+the same size are stacked (`kernel_statistics`).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_initlab._roundoff import UNIT_ROUNDOFF
 
@@ -84,7 +87,7 @@ def variance_bound(n: int, kappa: float, dtype: str = "float32", units: int = 1)
     """The relative error bound of a computed variance of ``n * units`` elements.
 
     One unit (`moments`, a kernel): ``gamma_{k+4} + 2 gamma_k^2 kappa``. Pooled over
-    ``units`` columns of ``n`` rows (`stacked_statistics`' activation and gradient
+    ``units`` columns of ``n`` rows (`layer_statistics`' activation and gradient
     variances): ``gamma_{k+4} + gamma_{k+1} + gamma_{j+6} + 2 (gamma_{k+1} +
     gamma_{j+1})^2 kappa``, with ``k = block_terms(n)``, ``j = block_terms(units)`` and
     ``kappa = E[y^2] / Var(y)``: the per-unit sums of squares are sums of non-negative
@@ -138,24 +141,6 @@ def unit_moments(x: Any, axis: int = -2) -> tuple[Any, Any, Any]:
     flat_rows = len(x.shape) == 2 and axis == -2  # (means broadcast over the rows)
     centred = x - (means if flat_rows else ops.expand_dims(means, axis))
     return means, _blocked(centred * centred, axis), _blocked(centred, axis)
-
-
-def pooled_moments(means: Any, squares: Any, residuals: Any, n: int) -> tuple[Any, ...]:
-    """Per layer, from `unit_moments` of (layers, n, units): the mean and variance of all
-    its elements, the mean over units of the squared unit mean and of the unit variance.
-
-    With ``d_c = mean_c - mean``: ``n units var = sum_c S_c + 2 sum_c d_c r_c + n sum_c
-    d_c^2`` (``S_c``, ``r_c``: unit c's sum of squares and residual; an identity for any
-    centres), so the variance needs no third pass over the data.
-    """
-    units = means.shape[1]
-    mean = _blocked(means, axis=-1) / units
-    d = means - ops.expand_dims(mean, 1)
-    parts = ops.stack([squares, 2.0 * d * residuals, n * (d * d), means * means], axis=1)
-    sums = _blocked(parts, axis=-1)  # (layers, 4)
-    count = n * units
-    variance = (sums[:, 0] + sums[:, 1] + sums[:, 2]) / count
-    return mean, variance, sums[:, 3] / units, sums[:, 0] / count
 
 
 def moments(t: Any, dtype: str = "float32") -> tuple[Any, Any]:
@@ -219,7 +204,7 @@ def as_rows(t: Any, dtype: str) -> Any:
 
 
 def unit_terms(rows: Any, activation: str | None) -> tuple[Any, ...]:
-    """What `stacked_statistics` needs of rows (..., n, units) (one layer's, or a stack of
+    """What `layer_statistics` needs of rows (..., n, units) (one layer's, or a stack of
     layers' with a leading axis): `unit_moments`, and the number of elements within
     `SATURATION_MARGIN` of a tanh/sigmoid bound (None for another ``activation``)."""
     saturated = None
@@ -256,7 +241,7 @@ COLUMNS = (
     "channel_mean_sq",
     "channel_var",
 )
-# The columns `stacked_statistics` computes per layer, in this order, and
+# The columns `layer_statistics` computes per layer, in this order, and
 # `kernel_statistics`; together `DEVICE_COLUMNS`.
 ACTIVATION_COLUMNS = (
     "activation_mean",
@@ -272,25 +257,125 @@ KERNEL_COLUMNS = ("weight_var", "weight_grad_var")
 DEVICE_COLUMNS = ACTIVATION_COLUMNS + KERNEL_COLUMNS
 
 
-def stacked_statistics(terms: tuple[Any, ...], grads: tuple[Any, ...] | None, n: int) -> Any:
-    """`ACTIVATION_COLUMNS` (layers, 7) of layers whose outputs have the same shape (``n``
-    rows of the same units), from their `unit_terms` stacked (layers, units) (and the
-    stacked `unit_moments` of the loss's gradients at them; None: no gradient column), in
-    the statistics' dtype (NaN where a column does not apply); all in `keras.ops`,
-    traceable: one set of ops per stack, not per layer (every op costs trace time, and on
-    TensorFlow and PyTorch a launch per call). A unit is dead when its mean and its sum of
-    squares are both zero: every row zero (or so small that its square underflows: below
-    about 4e-23 in float32).
+@dataclass
+class UnitTerms:
+    """`unit_terms` of some layers' outputs (``slots``, in order), each of ``n`` rows: the
+    per-unit ``means``, ``squares`` and ``residuals`` as tensors whose flattened
+    concatenation lists every slot's units in order ((layers, units) for a stack of
+    outputs, or one (units,) vector per output), ``hits`` per slot (None: not saturating).
     """
-    means, squares, residuals, hits = terms
-    mean, variance, channel_mean_sq, channel_var = pooled_moments(means, squares, residuals, n)
-    nan = ops.full_like(mean, math.nan)
-    gradient = nan if grads is None else pooled_moments(grads[0], grads[1], grads[2], n)[1]
-    zero = ops.logical_and(ops.equal(means, 0.0), ops.equal(squares, 0.0))
-    dead = ops.mean(ops.cast(zero, mean.dtype), axis=1)
-    saturated = nan if hits is None else ops.cast(hits, mean.dtype) / (n * means.shape[1])
-    columns = [mean, variance, gradient, dead, saturated, channel_mean_sq, channel_var]
-    return ops.stack(columns, axis=1)
+
+    slots: list[int]
+    n: int
+    units: int
+    means: list[Any]
+    squares: list[Any]
+    residuals: list[Any]
+    hits: Any = None
+
+
+def _segment_sum(data: Any, ids: Any, segments: int) -> Any:
+    """``keras.ops.segment_sum`` in ``data``'s dtype on every backend: Keras' PyTorch backend
+    sums in float32 whatever the dtype (``data.float()``, Keras 3.12-3.15), which would
+    make ``precision="float64"`` a float32 computation there."""
+    if keras.backend.backend() != "torch":
+        return ops.segment_sum(data, ids, num_segments=segments)
+    import torch
+
+    out = torch.zeros((segments, *data.shape[1:]), dtype=data.dtype, device=data.device)
+    return torch.index_add(out, 0, ops.convert_to_tensor(ids).long(), data)
+
+
+def _segments(terms: Sequence[UnitTerms]) -> tuple[np.ndarray, ...]:
+    """The two levels of `layer_statistics`' sums: per unit its block (``block_size`` of
+    its layer's units) and per block its slot; per unit its slot and its rows ``n``."""
+    block, block_slot, unit_slot, rows = [], [], [], []
+    blocks = 0
+    for t in terms:
+        b = block_size(t.units)
+        per = -(-t.units // b)
+        for slot in t.slots:
+            block.append(blocks + np.arange(t.units) // b)
+            block_slot.append(np.full(per, slot))
+            unit_slot.append(np.full(t.units, slot))
+            rows.append(np.full(t.units, float(t.n)))
+            blocks += per
+    return tuple(np.concatenate(a) for a in (block, block_slot, unit_slot, rows))
+
+
+def layer_statistics(
+    terms: Sequence[UnitTerms], grads: Sequence[UnitTerms] | None, slots: int, dtype: str
+) -> Any:
+    """`ACTIVATION_COLUMNS` (slots, 7) in ``dtype`` from every measured output's
+    `UnitTerms` (and the loss's gradients' at them, laid out alike; None: NaN gradient
+    column); NaN rows for the slots no term names.
+
+    A layer's variance pools its units' (no third pass over the data): with ``d_c =
+    mean_c - mean``, ``n units var = sum_c S_c + 2 sum_c d_c r_c + n sum_c d_c^2`` (``S_c``,
+    ``r_c``: unit c's sum of squares about its computed mean and its residual; an identity
+    for any centres). Every per-layer sum over units is taken in blocks of `block_size`
+    units, then over the blocks (``k = block_terms(units)`` in `variance_bound`), for all
+    layers at once: two segment sums of the units of every output laid end to end, so the
+    ops do not grow with the layers or their shapes (each op costs trace time, and on
+    TensorFlow and PyTorch a launch per record). A unit is dead when its mean and its sum
+    of squares are both zero: every row zero (or so small that its square underflows:
+    below about 4e-23 in float32)."""
+    block, block_slot, unit_slot, rows = _segments(terms)
+    present = np.zeros(slots, bool)
+    units, count = np.ones(slots), np.ones(slots)
+    for t in terms:
+        present[t.slots] = True
+        units[t.slots], count[t.slots] = t.units, t.units * t.n
+    block_ids = ops.convert_to_tensor(block.astype(np.int32))
+    block_slots = ops.convert_to_tensor(block_slot.astype(np.int32))
+
+    def per_slot(x: Any) -> Any:  # (units, k) -> (slots, k), blocked
+        first = _segment_sum(x, block_ids, len(block_slot))
+        return _segment_sum(first, block_slots, slots)
+
+    def flat(parts: list[Any]) -> Any:  # (the terms are in ``dtype`` already)
+        return ops.concatenate([p if len(p.shape) == 1 else ops.reshape(p, (-1,)) for p in parts])
+
+    sets = [terms] if grads is None else [terms, grads]
+    means = ops.stack([flat([m for t in ts for m in t.means]) for ts in sets], axis=1)
+    squares = [flat([q for t in ts for q in t.squares]) for ts in sets]
+    residuals = [flat([r for t in ts for r in t.residuals]) for ts in sets]
+    mean = per_slot(means) / ops.convert_to_tensor(units[:, None], dtype)  # (slots, 1|2)
+    d = means - ops.take(mean, ops.convert_to_tensor(unit_slot.astype(np.int32)), axis=0)
+    n = ops.convert_to_tensor(rows, dtype)
+    dead = ops.logical_and(ops.equal(means[:, 0], 0.0), ops.equal(squares[0], 0.0))
+    parts = [ops.cast(dead, dtype), means[:, 0] * means[:, 0]]
+    for k in range(len(sets)):
+        parts += [squares[k], 2.0 * d[:, k] * residuals[k], n * d[:, k] * d[:, k]]
+    sums = per_slot(ops.stack(parts, axis=1))  # (slots, 2 + 3 per set)
+    size = ops.convert_to_tensor(count, dtype)
+    nan = ops.full((slots,), math.nan, dtype)
+    variance = [
+        (sums[:, 2 + 3 * k] + sums[:, 3 + 3 * k] + sums[:, 4 + 3 * k]) / size
+        for k in range(len(sets))
+    ]
+    saturated = nan
+    hit = [t for t in terms if t.hits is not None]
+    if hit:
+        ids = ops.convert_to_tensor(np.concatenate([t.slots for t in hit]).astype(np.int32))
+        counts = ops.concatenate([ops.reshape(ops.cast(t.hits, dtype), (-1,)) for t in hit])
+        found = np.zeros(slots, bool)
+        found[np.concatenate([t.slots for t in hit])] = True
+        saturated = ops.where(
+            ops.convert_to_tensor(found),
+            _segment_sum(counts, ids, slots) / size,
+            nan,
+        )
+    columns = [
+        mean[:, 0],
+        variance[0],
+        nan if grads is None else variance[1],
+        sums[:, 0] / ops.convert_to_tensor(units, dtype),
+        saturated,
+        sums[:, 1] / ops.convert_to_tensor(units, dtype),
+        sums[:, 2] / size,
+    ]
+    return ops.where(ops.convert_to_tensor(present[:, None]), ops.stack(columns, axis=1), math.nan)
 
 
 def kernel_statistics(kernels: Any, grads: Any | None) -> Any:
