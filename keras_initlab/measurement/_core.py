@@ -107,6 +107,8 @@ class NeutralProbe:
         training: run the model in training mode.
         loss_fn: the loss to differentiate (None: the compiled one).
         dtype: ``"float32"`` or ``"float64"``, the statistics' dtype.
+        eager_first: run the first pass without tracing it, where the backend traces
+            (TensorFlow: a one-shot `measure`).
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class NeutralProbe:
         training: bool,
         loss_fn: Any,
         dtype: str,
+        eager_first: bool = False,
     ) -> None:
         backend = keras.backend.backend()
         if backend not in ADAPTERS:
@@ -130,7 +133,7 @@ class NeutralProbe:
         adapter = importlib.import_module(f"keras_initlab.measurement.{ADAPTERS[backend]}")
         self.model, self.layers, self.kernels = model, list(layers), list(kernels)
         self._pass = adapter.make_pass(
-            model, self.layers, self.kernels, training, loss_fn, self._reduce
+            model, self.layers, self.kernels, training, loss_fn, self._reduce, eager_first
         )
         self.activations = list(activations)
         self.rtol, self.max_units = rtol, max_units

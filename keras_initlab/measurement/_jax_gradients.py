@@ -21,6 +21,7 @@ def make_pass(
     training: bool,
     loss_fn: Any,
     reduce: Callable[[Pass], Reduced],
+    eager_first: bool = False,  # (unused: the pass is always jitted)
 ) -> Callable[[tuple[Any, Any, Any], bool], Reduced]:
     """``f(data, distinct) -> reduce(Pass)``, one jitted function per probe shape (``distinct``
     a traced bool: the rows of ``distinct_units`` in a `keras.ops.cond`).

@@ -32,7 +32,8 @@ class Measurement:
 
     Build one to measure the same model repeatedly (the probe pass is traced on the first
     call and reused while the probe's shapes stay the same); `measure` is the one-shot form
-    and documents the statistics.
+    (on TensorFlow its pass runs eagerly: a trace costs several passes) and documents the
+    statistics.
 
     Args:
         model: a Keras model (built on the first call if it is not yet).
@@ -77,6 +78,7 @@ class Measurement:
         self.precision = check_choice("precision", precision, PRECISIONS)
         check_precision(self.precision)
         self._ready = False
+        self._one_shot = False  # (`measure`: its one pass runs eagerly on TensorFlow)
         self._attached = False
         self._fn: Any = None
 
@@ -146,6 +148,7 @@ class Measurement:
                 self.kernels,
                 self.activations,
                 dtype=self.precision,
+                eager_first=self._one_shot,
                 **settings,
             )
         self._ready = True
@@ -368,6 +371,14 @@ def measure(
     >>> [abs(r["activation_var"] / he - 1) < 0.2 for r in measure(model, x)]
     [True, True, True]
     """
-    return Measurement(
+    return one_shot(
         model, layers, mode=mode, loss=loss, distinct_rtol=distinct_rtol, precision=precision
     )(probe)
+
+
+def one_shot(model: Any, layers: Iterable[Any] | None = None, **settings: Any) -> Measurement:
+    """A `Measurement` for one call (`measure`'s): on TensorFlow its pass runs eagerly
+    instead of being traced (a trace costs several passes)."""
+    measurement = Measurement(model, layers, **settings)
+    measurement._one_shot = True
+    return measurement

@@ -18,16 +18,20 @@ from keras_initlab.measurement._reduce import Pass, Reduced
 
 
 class TensorFlowPass:
-    """``f(data) -> Reduced``: the first call runs eagerly, the later ones through one traced
-    function, traced once per probe shape (the statistics need static shapes);
-    `gradient_of` per layer after the first call. ``distinct`` (default True) says whether
+    """``f(data) -> Reduced`` through one traced function, traced once per probe shape (the
+    statistics need static shapes), the first call run eagerly instead where
+    ``eager_first`` (a one-shot `keras_initlab.measure`); `gradient_of` per layer after the
+    first call. ``distinct`` (default True) says whether
     the pass computes the rows ``distinct_units`` compares (`_reduce.Pass`).
 
     A trace costs several eager passes (DenseNet121 at 32x32, batch 16, on one CPU core,
     two runs on shared machines: 8-16 s traced against 1.6-3.8 s eager, then 0.5 s a traced
     pass; `benchmarks/bench_record_floor.py` prints both), so a one-shot
-    `keras_initlab.measure` never traces, and a model measured again (a `VarianceMonitor`'s
-    records) is traced at its second pass. Both run the same ops with
+    `keras_initlab.measure` never traces. A `Measurement` (a `VarianceMonitor`'s records)
+    traces at its first pass: an eager first pass before the trace cost more in all (a
+    3-epoch fit of MobileNetV2 at 64x64, batch 16, 20 steps an epoch, with the default
+    monitor: 16.4-16.8 s CPU tracing first against 17.8-18.6 s, the plain fit 10.1-10.7 s;
+    2026-12-07, one thread, beside other work). Both run the same ops with
     Grappler off (`_probe.NO_GRAPPLER`): the values are computed as written either way,
     equal to the last bit on MobileNetV2, EfficientNetB0 and ConvNeXtTiny, within float32
     rounding where the tape adds a tensor's gradients in another order (NASNetMobile: 6 of
@@ -39,6 +43,7 @@ class TensorFlowPass:
         loss_fn: the loss to differentiate (None: the compiled one).
         reduce: the statistics of a `Pass` (`_reduce.reduce_pass`), traced in the same
             function.
+        eager_first: run the first call eagerly (a one-shot measurement).
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class TensorFlowPass:
         training: bool,
         loss_fn: Any,
         reduce: Callable[[Pass], Reduced],
+        eager_first: bool = False,
     ) -> None:
         from keras_initlab.measurement._probe import NO_GRAPPLER, tape_pass
 
@@ -76,7 +82,7 @@ class TensorFlowPass:
                 )
             ).parts()
 
-        self._eager: Callable[..., Any] | None = probe
+        self._eager: Callable[..., Any] | None = probe if eager_first else None
         self._fn = tf.function(probe, autograph=False)
         self._options = _keras.grappler_call_options(NO_GRAPPLER)
 

@@ -21,6 +21,7 @@ def make_pass(
     training: bool,
     loss_fn: Any,
     reduce: Callable[[Pass], Reduced],
+    eager_first: bool = False,  # (unused: torch runs eagerly)
 ) -> Callable[[tuple[Any, Any, Any], bool], Reduced]:
     """``f(data, distinct) -> reduce(run_pass(...))`` on these layers (eager: torch has no
     trace)."""

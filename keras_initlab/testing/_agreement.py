@@ -88,10 +88,10 @@ def surrogate_measure(
     """
     import keras
 
-    from keras_initlab.measurement import Measurement
+    from keras_initlab.measurement._measure import one_shot
 
     if measurement is None:
-        measurement = Measurement(model, layers, mode=mode, loss=surrogate_loss)
+        measurement = one_shot(model, layers, mode=mode, loss=surrogate_loss)
     n = int(keras.tree.flatten(x)[0].shape[0])
     u = surrogate_targets(model, n, seed=seed, x=x)
     targets: Any = u[0] if len(u) == 1 else u

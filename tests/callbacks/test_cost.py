@@ -100,8 +100,8 @@ def test_a_first_fit_with_in_step_records_leaves_the_plain_function_untraced():
 
 def test_every_probe_call_carries_the_call_options_it_was_instantiated_with(monkeypatch):
     """TensorFlow instantiates a function once per input signature and per call options
-    (they travel with each call): every call of the traced probe (each after a
-    `Measurement`'s first, which runs eagerly) carries the same ones, Grappler off, so it is
+    (they travel with each call): every call of the traced probe (every call of a
+    `Measurement`) carries the same ones, Grappler off, so it is
     instantiated once per probe shape and never again with Grappler on; the thread's own
     call options and TensorFlow's global options are left as they were."""
     import tensorflow as tf
@@ -125,7 +125,7 @@ def test_every_probe_call_carries_the_call_options_it_was_instantiated_with(monk
     measurement = Measurement(_model())
     for probe in [(x, y), (x, y), (x[:16], y[:16]), (x, y), (x[:16], y[:16])]:
         measurement(probe)
-    assert len(carried) == 4
+    assert len(carried) == 5
     assert len(set(carried)) == 1
     config = config_pb2.ConfigProto.FromString(carried[0])
     assert config.graph_options.rewrite_options.disable_meta_optimizer
@@ -134,13 +134,14 @@ def test_every_probe_call_carries_the_call_options_it_was_instantiated_with(monk
 
 
 def test_a_one_shot_measurement_runs_eagerly_and_equals_the_traced_one(monkeypatch):
-    """A `Measurement`'s first pass runs eagerly (a one-shot `measure` never traces: a
-    trace costs several passes), the next ones through the traced probe; on a small CNN
-    with BatchNormalization, in both modes, the two give the same records to the last bit
-    (the same ops, Grappler off in the trace)."""
+    """A one-shot `measure` runs its pass eagerly (it never traces: a trace costs several
+    passes), a `Measurement` through the traced probe from its first call (an eager first
+    pass before the trace cost more in all); on a small CNN with BatchNormalization, in
+    both modes, the two give the same records to the last bit (the same ops, Grappler off
+    in the trace)."""
     from tensorflow.python.eager import context
 
-    from keras_initlab.measurement import Measurement
+    from keras_initlab.measurement import Measurement, measure
 
     called: list[bytes] = []
     real = context.Context.call_function
@@ -164,10 +165,9 @@ def test_a_one_shot_measurement_runs_eagerly_and_equals_the_traced_one(monkeypat
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(16, 8, 8, 3)).astype("float32"), rng.integers(0, 3, 16)
     for mode in ("inference", "training"):
-        measurement = Measurement(model, mode=mode)
-        eager = measurement((x, y))
+        eager = measure(model, (x, y), mode=mode)
         assert not any(b"probe" in name for name in called)
-        traced = measurement((x, y))
+        traced = Measurement(model, mode=mode)((x, y))
         assert any(b"probe" in name for name in called)
         called.clear()
         assert [r["layer"] for r in eager] == ["c", "bn", "r", "out"]
