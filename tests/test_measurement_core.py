@@ -373,3 +373,30 @@ def test_wide_offset_layers_pool_their_units_within_the_bound():
         _within(records[name]["activation_var"], y.var(), bound)
         _within(records[name]["channel_var"], y.var(axis=0).mean(), bound)
         _within(records[name]["channel_mean_sq"], np.mean(y.mean(axis=0) ** 2), bound)
+
+
+class _Holder(keras.layers.Layer):
+    """Holds a sublayer its call never uses."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.used = keras.layers.Dense(4, name="used")
+        self.unused = keras.layers.Dense(4, name="unused")
+
+    def build(self, shape):
+        self.used.build(shape)
+        self.unused.build(shape)
+
+    def call(self, x):
+        return self.used(x)
+
+
+def test_a_measurement_whose_layers_all_did_not_run_has_no_record():
+    """Every measured layer skipped (a sublayer its parent never calls): no record, no
+    error, on every backend."""
+    model = keras.Sequential([keras.Input((IN,)), _Holder(name="holder")])
+    x = np.random.default_rng(0).standard_normal((BATCH, IN)).astype("float32")
+    assert keras_initlab.measure(model, x, layers=["holder/unused"]) == []
+    assert [r["layer"] for r in keras_initlab.measure(model, x, layers=["holder/used"])] == [
+        "holder/used"
+    ]

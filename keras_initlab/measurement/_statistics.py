@@ -320,6 +320,8 @@ def layer_statistics(
     TensorFlow and PyTorch a launch per record). A unit is dead when its mean and its sum
     of squares are both zero: every row zero (or so small that its square underflows:
     below about 4e-23 in float32)."""
+    if not terms:  # (no measured layer ran)
+        return ops.full((slots, len(ACTIVATION_COLUMNS)), math.nan, dtype)
     block, block_slot, unit_slot, rows = _segments(terms)
     present = np.zeros(slots, bool)
     units, count = np.ones(slots), np.ones(slots)
