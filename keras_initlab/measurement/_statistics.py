@@ -359,13 +359,13 @@ def layer_statistics(
     saturated = nan
     hit = [t for t in terms if t.hits is not None]
     if hit:
-        ids = ops.convert_to_tensor(np.concatenate([t.slots for t in hit]).astype(np.int32))
+        at = np.concatenate([t.slots for t in hit]).astype(np.int32)
         counts = ops.concatenate([ops.reshape(ops.cast(t.hits, dtype), (-1,)) for t in hit])
         found = np.zeros(slots, bool)
-        found[np.concatenate([t.slots for t in hit])] = True
+        found[at] = True
         saturated = ops.where(
             ops.convert_to_tensor(found),
-            _segment_sum(counts, ids, slots) / size,
+            _segment_sum(counts, ops.convert_to_tensor(at), slots) / size,
             nan,
         )
     columns = [
