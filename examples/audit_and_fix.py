@@ -2,8 +2,11 @@
 
 Keras reads fans from the kernel shape alone: a DepthwiseConv2D kernel (3, 3, 64, 1) gets
 fan_in 3*3*64 instead of 3*3 (He std 8x too small), a Conv2DTranspose kernel (k, k, out, in)
-gets in and out swapped. ``keras_initlab.audit`` flags both; ``keras_initlab.initialize``
-re-draws every kernel on its true fans, and the audit comes back clean.
+gets in and out swapped. ``keras_initlab.audit(model)`` finds each weight to be what its
+initializer drew (no ``!!`` flag: the model is as Keras built it) and marks both unhealthy
+(``**``: on their true fans they fit no healthy scheme of the activation they feed);
+``keras_initlab.initialize`` re-draws every kernel on its true fans, and the audit against
+He and the healthy reference come back clean.
 
 Run: python examples/audit_and_fix.py
 """
@@ -31,13 +34,15 @@ if __name__ == "__main__":
         ]
     )
     before = keras_initlab.audit(model)
-    print("Audit against each layer's own initializer (Keras' fans):")
+    print("Audit against each layer's own initializer, as Keras drew it (its fans):")
     print(before)
-    flagged = {row.layer for row in before.flagged}
-    assert {"depthwise_conv2d", "conv2d_transpose"} <= flagged, flagged
+    unhealthy = {row.layer for row in before.unhealthy}
+    assert not before.flagged, before.flagged
+    assert {"depthwise_conv2d", "conv2d_transpose"} <= unhealthy, unhealthy
 
     keras_initlab.initialize(model, "he_normal", seed=0)
     after = keras_initlab.audit(model, "he_normal")
     print("\nAfter keras_initlab.initialize(model, 'he_normal') (true fans):")
     print(after)
     assert not after.flagged, after.flagged
+    assert not keras_initlab.audit(model).unhealthy

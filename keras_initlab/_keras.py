@@ -164,6 +164,18 @@ def own_variables(layer: Any) -> list[Any]:
     )
 
 
+def einsum_dense_draws_on_its_axes() -> bool:
+    """Whether this Keras' EinsumDense draws a VarianceScaling kernel on the einsum's own
+    input and output axes (its true fans, Keras 3.13 and later) rather than on the shape."""
+    return hasattr(keras.layers.EinsumDense, "_update_kernel_initializer")
+
+
+def build_shapes(layer: Any) -> dict[str, Any]:
+    """The shapes ``layer`` was built with, by its ``build`` argument's name (``{}`` when
+    Keras did not record them)."""
+    return dict(getattr(layer, "_build_shapes_dict", None) or {})
+
+
 def is_built(model: Any) -> bool:
     """Whether every layer of ``model`` and its compiled loss (if any) are built."""
     loss = compiled_loss(model)

@@ -100,9 +100,12 @@ def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
     rule, ``keras_initlab.draw.plan_weight``: the scheme on the true layout, recurrent
     kernels orthogonal per gate, biases and embeddings after the layer's own initializers),
     so an ``initialize``-d model passes the audit of its scheme. With ``scheme=None`` it is
-    what the initializer each layer was configured with prescribes on the true layout
-    (Keras' built-ins included), so a DepthwiseConv2D built with Keras' ``"he_normal"``
-    (fans read as a dense kernel) is flagged. Weights with no known layout (normalization
+    what the initializer each layer was configured with draws as Keras calls it, with the
+    weight's shape alone (Keras' shape rule for its fans, or the axes the initializer was
+    configured with: Keras' built-ins, keras_hub's and keras_initlab's), so a stock model
+    is never flagged: a DepthwiseConv2D built with Keras' ``"he_normal"`` (its fans read as
+    a dense kernel's, std 1/8 of He's on the true fans) passes, and its healthy reference
+    (below) marks it unhealthy. Weights with no known layout (normalization
     layers, custom layers' own ``add_weight`` weights) get a row marked not handled. A row
     is flagged when the variance ratio ``(std / expected)**2`` is further from 1 than
     ``z * sqrt(2 / n)``, n the weight's size.
@@ -130,8 +133,9 @@ def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
     >>> model = keras.Sequential([keras.Input((8, 8, 64)),
     ...     keras.layers.DepthwiseConv2D(3, depthwise_initializer="he_normal", name="dw")],
     ...     name="net")
-    >>> [(row.path, round(row.ratio, 1)) for row in audit(model).flagged]
-    [('net/dw/kernel', 0.1)]
+    >>> report = audit(model)
+    >>> report.flagged, [(row.path, round(row.healthy_ratio, 1)) for row in report.unhealthy]
+    ([], [('net/dw/kernel', 0.2)])
     """
     rows = scheme_rows(model, scheme, z)
     if scheme is None:

@@ -30,9 +30,14 @@ every candidate fix (`keras_initlab.diagnosis`) call `judge`. The definition:
    where it sits: global average pooling divides a gradient's variance by (H*W)^2; a
    dropout layer adds noise that inference removes (x1/(1 - rate) in training mode). Its
    change, as `keras_initlab.propagate` predicts it, is divided out of the profile
-   downstream (`structural_factors`). Nothing else is: a layer with weights, an
-   activation or a merge is judged as measured, so a prediction explains a change and
-   never silences one.
+   downstream (`structural_factors`). A sum whose branches read the stream through a
+   normalization (a pre-norm Transformer block, `ModelPath.normalized_sums`) adds a
+   variance that does not depend on the stream's: its measured change (forward from the
+   point before it; backward, the gradient's across it) is divided out too, since it
+   cannot compound however large it is (a stream that starts at a small embedding and
+   gains unit-variance branches grows 1e4-fold over its first sum and then linearly).
+   Nothing else is: a layer with weights, an activation or any other merge is judged as
+   measured, so a prediction explains a change and never silences one.
 3. **Compounding.** Between two points ``i`` before ``j`` in signal order the change is
    ``r = v_j / v_i``, for points at least `MIN_SPAN` (3) steps apart in one segment (over
    one or two steps a change is one-off: a squeeze-and-excite gate and its swish take
@@ -219,6 +224,7 @@ def judge(
         "gradient_var": path.forks if path is not None else set(),
     }
     structural = structural or {}
+    additive = path.normalized_sums if path is not None else set()
     elements = path.elements if path is not None else {}
     changes: list[Change] = []
     for k, key in enumerate(KEYS):
@@ -234,6 +240,7 @@ def judge(
             values = values + np.log([elements.get(n, 1) for n, _, _ in points])
         offsets = np.array([math.log(structural.get(n, (1.0, 1.0))[k]) for n, _, _ in points])
         values = values - offsets if key == "activation_var" else values + offsets
+        values = values - _additive_steps(values, [n in additive for n, _, _ in points], key)
         # Sums between two points: an Add's sum is in its own output (forward: counted at
         # it); a fork's sum is in the gradient of its output, which flows on to the points
         # before it (backward: counted after it, an exclusive count in forward order).
@@ -245,6 +252,20 @@ def judge(
             values, counts, names, parts = values[::-1], counts[::-1], names[::-1], parts[::-1]
         changes += _largest(key, values, counts, names, parts, factor)
     return Judgement(tuple(changes), tuple(zero), tuple(non_finite))
+
+
+def _additive_steps(values: np.ndarray, marks: list[bool], key: str) -> np.ndarray:
+    """Per point (forward order), the log changes of the profile ``values`` across the sums
+    of normalized branches (``marks``) to divide out (rule 2): forward, the change from the
+    point before each such sum to it, summed over the sums up to each point; backward, the
+    gradient's change across it, summed over the sums after each point."""
+    steps = np.zeros(len(values))
+    for i in range(1, len(values)):
+        if marks[i]:
+            steps[i] = values[i] - values[i - 1]
+    if key == "activation_var":
+        return np.cumsum(steps)
+    return -(np.cumsum(steps[::-1])[::-1] - steps)
 
 
 def _on_path(

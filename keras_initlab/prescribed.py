@@ -11,8 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import keras
 import numpy as np
 
+from keras_initlab import _keras
 from keras_initlab.draw import plan_weight
 from keras_initlab.fans import compute_fans
 from keras_initlab.initializers._base import private_default_seeds
@@ -22,7 +24,8 @@ from keras_initlab.schemes import as_scheme, for_weight
 # Flag a weight when its variance ratio is further from 1 than AUDIT_Z standard errors.
 # The standard error of the variance ratio is sqrt((k - 1) / n) with kurtosis k = 3 (normal:
 # the widest of the families used here), so a correct draw is flagged with probability
-# about 6e-5 per weight, and a depthwise kernel initialized on Keras' fans (8x in std) always.
+# about 6e-5 per weight, and a depthwise kernel drawn on Keras' fans held to He on its true
+# fans (8x in std) always.
 AUDIT_Z = 4.0
 _NORMAL_KURTOSIS = 3.0
 
@@ -66,12 +69,19 @@ class AuditRow:
 
 def _expected_std(spec: WeightSpec, scheme: Any, shape: tuple[int, ...]) -> float | None:
     """The std the weight should have: ``initialize``'s rule under ``scheme``, or (None)
-    what the layer's own initializer prescribes on the true layout."""
+    what the layer's own initializer draws as Keras calls it: with the weight's shape alone
+    (Keras' shape rule for its fans, or the axes the initializer was configured with), or
+    for an EinsumDense kernel drawn by VarianceScaling on the einsum's axes where this Keras
+    does so (3.13 and later)."""
     if scheme is None:
-        source = as_scheme(spec.initializer)
-        initializer = (
-            None if source is None else for_weight(source, spec.layout, spec.layout_args, None)
-        )
+        initializer = as_scheme(spec.initializer)
+        if (
+            initializer is not None
+            and spec.layout == "einsum"
+            and isinstance(spec.initializer, keras.initializers.VarianceScaling)
+            and _keras.einsum_dense_draws_on_its_axes()
+        ):
+            initializer = for_weight(initializer, spec.layout, spec.layout_args, None)
     else:
         initializer = as_scheme(plan_weight(as_scheme(scheme), spec, None).initializer)
     if initializer is None:

@@ -1,4 +1,5 @@
-"""audit(): true fans, flags where Keras' shape rule is wrong, and a printable table."""
+"""audit(): true fans, each weight against what its initializer drew or a scheme, the healthy
+reference where Keras' shape rule is wrong, and a printable table."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ L = keras.layers
 FLOAT64_REL = 1e-12  # float64 arithmetic on the same numbers: rounding only
 
 
-def test_depthwise_with_keras_he_normal_is_flagged_at_one_eighth():
+def test_depthwise_with_keras_he_normal_is_what_keras_drew_and_unhealthy():
+    """``audit(model)`` holds each weight to what its configured initializer draws as Keras
+    calls it (the shape alone), so a stock model is not flagged; Keras' wrong fans show in
+    the healthy columns, which read the true ones."""
     model = keras.Sequential(
         [
             keras.Input((16, 16, 64)),
@@ -25,14 +29,21 @@ def test_depthwise_with_keras_he_normal_is_flagged_at_one_eighth():
         ]
     )
     report = ki.audit(model)
-    (flag,) = report.flagged
-    assert flag.path.endswith("dw/kernel")
-    assert (flag.fan_in, flag.fan_out) == (9, 9)
-    # Keras reads fan_in as 9 * 64: std sqrt(2/576) instead of sqrt(2/9), 1/8 of it.
-    assert flag.ratio == pytest.approx(1 / 8, rel=0.15)
+    assert report.flagged == []
+    (row,) = report.unhealthy
+    assert row.path.endswith("dw/kernel")
+    assert (row.fan_in, row.fan_out) == (9, 9)
+    # Keras reads fan_in as 9 * 64: std sqrt(2/576), the expected std, to float64 rounding.
+    assert row.expected_std == pytest.approx((2.0 / 576) ** 0.5, rel=FLOAT64_REL)
+    # The healthy scheme (the next layer is linear: LeCun) on the true fans: sqrt(1/9).
+    # sqrt(2/576) / sqrt(1/9) = 0.177; the std of 576 normal draws errs by 1/sqrt(2 * 576)
+    # relative, 3%: 6 standard errors of slack.
+    assert row.healthy_scheme == "lecun_normal"
+    assert row.healthy_ratio == pytest.approx((18.0 / 576) ** 0.5, rel=6 / (2 * 576) ** 0.5)
     table = str(report)
     assert "dw/kernel" in table
-    assert "!!" in table
+    assert "**" in table
+    assert "!!" not in table
     assert table.splitlines()[0].split() == [
         "layer",
         "path",
@@ -66,15 +77,16 @@ def test_initialized_model_passes_its_own_audit_and_fails_another():
     assert [r.path.split("/")[-2] for r in transposed] == ["t", "d"]
 
 
-def test_keras_transposed_glorot_and_lstm_glorot_are_flagged():
+def test_lstm_glorot_is_what_keras_drew_and_unhealthy_on_its_gates_fans():
     model = keras.Sequential([keras.Input((4, 16)), L.LSTM(32)])
     report = ki.audit(model)  # Keras: Glorot with fan_out = 4 * units
     kernel = next(r for r in report if r.path.endswith("lstm_cell/kernel"))
     values = model.layers[0].cell.kernel.numpy().astype(np.float64)
-    assert kernel.flagged
+    assert not kernel.flagged
+    assert kernel.healthy_flagged  # Glorot on one gate's true fans, 16 and 32
     # The row's numbers against plain NumPy and the closed forms, to float64 rounding.
     assert kernel.std == pytest.approx(values.std(), rel=FLOAT64_REL)
-    assert kernel.expected_std == pytest.approx((2.0 / (16 + 32)) ** 0.5, rel=FLOAT64_REL)
+    assert kernel.expected_std == pytest.approx((2.0 / (16 + 128)) ** 0.5, rel=FLOAT64_REL)
     assert kernel.ratio == pytest.approx(kernel.std / kernel.expected_std, rel=FLOAT64_REL)
     # The draw itself is Keras' Glorot uniform on its shape rule (fans 16 and 128).
     kt.assert_variance(values, 2.0 / (16 + 128), family="uniform")

@@ -114,6 +114,53 @@ def test_a_stream_that_compounds_is_found_despite_the_allowance():
     assert change.threshold == pytest.approx(10.0 * (1 + 10.0 * 23))
 
 
+def test_a_pre_norm_stream_from_a_small_embedding_is_not_compounding():
+    """Pre-norm sums (`ModelPath.normalized_sums`) each add a unit-variance branch to a
+    stream that starts at an embedding of variance 1e-4: forward it grows 1e4-fold over
+    the first sum and then linearly; backward each fork's gradient gains ``1 / v`` of the
+    stream's variance before it (the normalization's backward factor), 1e4-fold at the
+    first. Without the marks the rule sees 1e4 over 3 sums (allowed 310); with them the
+    change across each marked sum is divided out and the rest is judged as measured."""
+    depth = 8
+    variances = [1e-4, 1e-4, *[1e-4 + k for k in range(1, depth + 1)]]
+    names = ["stem", "embed", *[f"add{k}" for k in range(1, depth + 1)]]
+    gradient = [1.0] * len(names)
+    for i in range(len(names) - 2, -1, -1):  # backward from the last sum
+        gain = 1.0 + 1.0 / variances[i] if names[i + 1].startswith("add") else 1.0
+        gradient[i] = gradient[i + 1] * gain
+    rows = [
+        {"layer": n, "activation_var": v, "gradient_var": g}
+        for n, v, g in zip(names, variances, gradient, strict=True)
+    ]
+    plain = ModelPath(
+        nodes=names,
+        sums=set(names[2:]),
+        forks=set(names[1:-1]),
+        weighted={"stem"},
+    )
+    assert {(c.key, c.direction) for c in judge(rows, path=plain).faults} == {
+        ("activation_var", "grows"),
+        ("gradient_var", "grows"),
+    }
+    marked = ModelPath(**{**vars(plain), "normalized_sums": set(names[2:])})
+    judgement = judge(rows, path=marked)
+    assert judgement.verdict == "ok"
+    change = judgement.change("activation_var", "grows")
+    assert change is not None
+    assert change.factor == pytest.approx(1.0)
+    # Sums after them that are not pre-norm are judged as measured: 4 more, each 5x the
+    # stream, 625-fold over 4 sums against 10 * (1 + 10 * 4).
+    more = [f"late{k}" for k in range(1, 5)]
+    tail = [
+        {"layer": n, "activation_var": variances[-1] * 5.0**k, "gradient_var": 1.0}
+        for k, n in enumerate(more, start=1)
+    ]
+    longer = ModelPath(**{**vars(marked), "nodes": names + more, "sums": marked.sums | set(more)})
+    fault = judge([*rows, *tail], path=longer).faults[0]
+    assert (fault.direction, fault.start, fault.end) == ("grows", "add8", "late4")
+    assert fault.factor == pytest.approx(625.0)
+
+
 def test_off_path_rows_the_output_and_normalized_rows_are_not_judged():
     path = ModelPath(
         nodes=["a", "bn", "b", "out"],

@@ -158,3 +158,108 @@ def test_a_custom_layer_whose_call_cannot_be_traced_is_read_as_a_chain_and_says_
     assert path.nodes == ["stem", "b0/d1", "b0/d2", "head"]
     assert "BackendBlock (b0) is a custom layer" in path.assumed
     assert "cannot be traced" in path.assumed
+
+
+class RMSNorm(keras.layers.Layer):
+    """An RMS normalization written with keras.ops, as keras_hub's are (no Keras class)."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return (
+            x * keras.ops.rsqrt(keras.ops.mean(x * x, axis=-1, keepdims=True) + 1e-6) * self.scale
+        )
+
+
+class Gain(keras.layers.Layer):
+    """A learned scale, ``x * alpha``: not a normalization."""
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(shape=(), initializer="ones")
+
+    def call(self, x):
+        return x * self.alpha
+
+
+class SequenceBlock(keras.layers.Layer):
+    """``x + dense(norm(x)) * causal-ish weights``: the weights come from the sequence
+    length (``ops.arange(ops.shape(x)[1])``), so the call traces only at concrete sizes;
+    the integer padding mask multiplies the branch. ``norm`` is a `RMSNorm` (pre-norm)
+    or a `Gain` (a branch that reads the stream unnormalized)."""
+
+    def __init__(self, norm, **kwargs):
+        super().__init__(**kwargs)
+        self.norm, self.dense = norm, keras.layers.Dense(16)
+
+    def build(self, x_shape, mask_shape=None):
+        self.norm.build(x_shape)
+        self.dense.build(x_shape)
+
+    def call(self, x, mask):
+        positions = keras.ops.cast(keras.ops.arange(keras.ops.shape(x)[1]), x.dtype)
+        weights = keras.ops.reshape(1.0 / (1.0 + positions), (1, -1, 1))
+        keep = keras.ops.cast(keras.ops.expand_dims(mask, -1), x.dtype)
+        return x + self.dense(self.norm(x)) * weights * keep
+
+
+def _sequence_model(norm):
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    mask = keras.Input((None,), dtype="int32", name="mask")
+    h = L.Embedding(50, 16, name="embed")(tokens)
+    for i in range(3):
+        h = SequenceBlock(norm(), name=f"block{i}")(h, mask)
+    return keras.Model([tokens, mask], L.Dense(4, name="head")(RMSNorm(name="final")(h)))
+
+
+@pytest.mark.parametrize(("norm", "pre_norm"), [(RMSNorm, True), (Gain, False)])
+def test_blocks_that_read_a_mask_and_their_sequence_length_are_on_the_path(norm, pre_norm):
+    """The integer mask every block reads jumps over no block; each block is read through
+    its call traced at stand-in sizes (its sum on the path, not a chain of its layers), its
+    elements per sample at the sizes the graph knows (one position: 16); a custom RMS norm
+    resets the scale (read from what it computes) and makes the blocks' sums pre-norm; a
+    learned gain does neither."""
+    keras.utils.set_random_seed(0)
+    model = _sequence_model(norm)
+    model([np.zeros((2, 5), "int32"), np.ones((2, 5), "int32")])
+    path = model_path(model)
+    assert path.assumed == ""
+    assert path.nodes == ["embed", "block0", "block1", "block2", "final", "head"]
+    assert path.sums == {"block0", "block1", "block2"}
+    assert path.elements == dict.fromkeys(path.nodes[:-1], 16) | {"head": 4}
+    assert path.resets == {"final"}
+    assert path.normalized_sums == ({"block0", "block1", "block2"} if pre_norm else set())
+
+
+class Constant(keras.layers.Layer):
+    """Returns ones: unchanged by any scale, and no normalization."""
+
+    def call(self, x):
+        return keras.ops.ones_like(x)
+
+
+class Centered(keras.layers.Layer):
+    """A LayerNorm written with keras.ops: ``(x - mean) / sqrt(var + eps)``."""
+
+    def call(self, x):
+        centred = x - keras.ops.mean(x, axis=-1, keepdims=True)
+        return centred * keras.ops.rsqrt(keras.ops.var(x, axis=-1, keepdims=True) + 1e-5)
+
+
+@pytest.mark.parametrize(
+    ("layer", "resets"),
+    [
+        (RMSNorm(), True),
+        (Centered(), True),
+        (Gain(), False),
+        (Constant(), False),
+        (L.Activation("softmax"), False),  # scale-dependent, and a Keras class anyway
+    ],
+)
+def test_a_layer_no_table_classifies_resets_the_scale_when_its_output_ignores_it(layer, resets):
+    from keras_initlab.model.path import normalizes
+    from keras_initlab.model.resets import resets_scale
+
+    layer(keras.ops.ones((2, 3, 8)))
+    assert normalizes(layer, "inference") is resets
+    assert resets_scale(layer) is resets

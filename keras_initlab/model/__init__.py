@@ -17,6 +17,8 @@ modules what a layer is; none keeps a class list of its own
   (its path, ``"encoder/block_1/dense"``).
 * ``weights``: every kernel, recurrent kernel, embedding and bias with its true layout.
 * ``path``: the main path of a model's graph (the depth rule judges it).
+* ``resets``: whether a layer no table classifies (keras_hub's RMS norms) resets the scale
+  of its input, read from what it computes.
 * ``residual``: the residual blocks (skip and branch of every residual sum).
 * ``legacy``: Keras 2 (tf_keras) objects told apart by their classes' modules and refused
   (`check_not_keras2`), with what works there instead.

@@ -35,8 +35,6 @@ The questions:
 
 Example:
 >>> import keras
-
-from keras_initlab._keras import child_layers, is_functional
 >>> isinstance(keras.layers.Conv2D(4, 3), CONVS), isinstance(keras.layers.Add(), SUMS)
 (True, True)
 >>> ACTIVATION_NAMES[keras.layers.ReLU]
@@ -317,14 +315,12 @@ NOT_COVERED: dict[str, str] = {
 
 def is_sum(operation: object) -> bool:
     """Whether ``operation`` is an elementwise sum of tensors: an ``Add`` layer, or the
-        ``keras.ops`` ``Add`` operation a graph records for ``x + y``.
+    ``keras.ops`` ``Add`` operation a graph records for ``x + y``.
 
-        Example:
-        >>> import keras
-
-    from keras_initlab._keras import child_layers, is_functional
-        >>> is_sum(keras.layers.Add()), is_sum(keras.layers.Dense(2))
-        (True, False)
+    Example:
+    >>> import keras
+    >>> is_sum(keras.layers.Add()), is_sum(keras.layers.Dense(2))
+    (True, False)
     """
     if isinstance(operation, SUMS):
         return True
@@ -369,14 +365,12 @@ def activation_kind(layer: Any) -> str | None:
 
 def classified(cls: type) -> str | None:
     """The first table (its name: ``"CONVS"``, ...) that holds ``cls`` or one of its bases,
-        or None: what ``isinstance`` against the tables makes of a layer of class ``cls``.
+    or None: what ``isinstance`` against the tables makes of a layer of class ``cls``.
 
-        Example:
-        >>> import keras
-
-    from keras_initlab._keras import child_layers, is_functional
-        >>> classified(keras.layers.Conv2D), classified(keras.layers.Lambda)
-        ('CONVS', None)
+    Example:
+    >>> import keras
+    >>> classified(keras.layers.Conv2D), classified(keras.layers.Lambda)
+    ('CONVS', None)
     """
     for table, value in globals().items():
         if table.lstrip("_").isupper() and table != "NOT_COVERED":

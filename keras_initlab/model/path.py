@@ -32,7 +32,17 @@ Three kinds of layer on the path are marked for the rule:
 * **sum**: a residual sum (an ``Add`` layer or an ``x + y`` call on the path), and
   **fork**: a layer whose output feeds more than one call (its gradient is the sum of its
   consumers'). A stream of sums of normalized branches grows linearly with their number,
-  forward at the sums and backward at the forks, which the rule allows.
+  forward at the sums and backward at the forks, which the rule allows; a sum whose
+  branches read the stream through a normalization (pre-norm) is a **normalized sum**.
+
+A layer resets the scale when it is one of Keras' normalizations, registered as one
+(`keras_initlab.register_layer`), or, for a layer no table classifies (keras_hub's RMS
+norms), when it returns the same output for its input scaled 8-fold
+(`keras_initlab.model.resets`). Only floating tensors carry the signal: an integer or
+boolean input that every block reads (token ids, a padding mask) jumps over no call. A
+block that can only be traced at concrete sizes (a causal mask built from the sequence
+length) is read at stand-in sizes (`keras_initlab.model.trace.trace_structure`), its
+elements per sample counted at the sizes the graph knows.
 """
 
 from __future__ import annotations
@@ -49,11 +59,13 @@ from keras_initlab.model.layers import (
     ALWAYS_NORMALIZING,
     BATCH_NORMALIZATION,
     ONE_OFF_LAYERS,
+    classified,
     is_opaque,
     is_sum,
 )
 from keras_initlab.model.registry import registered
-from keras_initlab.model.trace import model_inputs, output_spec, trace_layer
+from keras_initlab.model.resets import resets_scale
+from keras_initlab.model.trace import model_inputs, output_spec, trace_structure
 from keras_initlab.model.tree import walk
 
 L = keras.layers
@@ -72,7 +84,9 @@ def normalizes(layer: Any, mode: str) -> bool:
     kind = registered(layer)
     if isinstance(layer, ALWAYS_NORMALIZING) or (kind is not None and kind.kind == "normalization"):
         return True
-    return isinstance(layer, BATCH_NORMALIZATION) and mode == "training"
+    if isinstance(layer, BATCH_NORMALIZATION):
+        return mode == "training"
+    return kind is None and classified(type(layer)) is None and resets_scale(layer)
 
 
 def is_one_off(layer: Any) -> bool:
@@ -95,6 +109,9 @@ class ModelPath:
         sums: names on the path that are residual sums.
         forks: names on the path whose output feeds more than one call (the gradient of a
             fork is the sum of its consumers': a backward sum).
+        normalized_sums: sums on the path whose every input other than the stream comes
+            from the stream through a normalization (a pre-norm block's sums: the branch
+            reads the stream normalized, so what it adds does not grow with the stream).
         resets: names on the path that every route from the previous name reaches through a
             normalization that resets the scale (the name itself included): the scale before
             does not reach them (a BatchNorm in training mode; a ResNet's projection block,
@@ -111,6 +128,7 @@ class ModelPath:
     normalized: set[str] = field(default_factory=set)
     one_off: set[str] = field(default_factory=set)
     sums: set[str] = field(default_factory=set)
+    normalized_sums: set[str] = field(default_factory=set)
     forks: set[str] = field(default_factory=set)
     resets: set[str] = field(default_factory=set)
     producer: dict[str, str] = field(default_factory=dict)
@@ -165,7 +183,7 @@ def _read(model: Any, prefix: str, mode: str, path: ModelPath) -> None:
         return
     try:  # a subclassed model: its call traced at the shapes it was built with
         specs, args = model_inputs(model)
-        trace = trace_layer(model, args, {}, specs, mode)
+        trace = trace_structure(model, (args, {}, specs), mode)
     except Exception as error:  # no recorded shapes, or whatever its call raises
         _chain(model, prefix, mode, path, f"its call cannot be traced: {type(error).__name__}")
         if path.nodes and not prefix:
@@ -213,12 +231,17 @@ def _node(
         return
     args = tuple(inputs) if args is None else args
     try:
-        trace = trace_layer(layer, args, kwargs or {}, inputs, mode)
+        trace = trace_structure(layer, (args, kwargs or {}, inputs), mode)
     except Exception as error:  # whatever its call raises on KerasTensors
         _chain(layer, name + "/", mode, path, f"its call cannot be traced: {type(error).__name__}")
         return
     before = path.nodes[-1] if path.nodes else None
+    count = len(path.nodes)
     _graph(trace.inputs, trace.outputs, trace.calls, name + "/", mode, path, (name, following))
+    stood_in = _stood_in(inputs, trace.inputs)
+    for added in path.nodes[count:]:  # elements per sample at the sizes the graph knows
+        if stood_in > 1 and added in path.elements:
+            path.elements[added] = max(1, path.elements[added] // stood_in)
     reads = [c for c in trace.calls for t in c.inputs if any(t is i for i in trace.inputs)]
     if before is not None and len(reads) > 1:  # the block's input feeds more than one call
         path.forks.add(before)
@@ -246,14 +269,16 @@ def _graph(
         for t in call.inputs:
             consumers.setdefault(id(t), []).append(call.operation)
     # An edge u -> w covers every position strictly between them; a call no edge jumps over
-    # is one every path runs through.
+    # is one every path runs through. Only floating tensors carry the signal: an integer or
+    # boolean one (token ids, a padding or causal mask that every block reads) jumps over
+    # no call.
     covered = [0] * (len(calls) + 1)
     sink = len(calls)
     edges = [
         (position[id(t)], i)
         for i, call in enumerate(calls)
         for t in call.inputs
-        if id(t) in position
+        if id(t) in position and _carries_signal(t)
     ]
     edges += [(position[id(t)], sink) for t in outputs if id(t) in position]
     for u, w in edges:
@@ -263,6 +288,8 @@ def _graph(
     final = {id(t) for t in outputs}
     running = 0
     before: Any = None  # the previous call on the path
+    stream = {id(t) for t in inputs if _carries_signal(t)}  # the path's tensors so far
+    producer_of = {id(t): call for call in calls for t in call.outputs}
     for i, call in enumerate(calls):
         last = any(id(t) in final for t in call.outputs)
         if not prefix and last:
@@ -277,9 +304,57 @@ def _graph(
             name, following = block
         if before is not None and _every_route_normalized(before, op, consumers, produced, mode):
             path.resets.add(name)
+        if is_sum(op) and _branches_normalized(call, stream, producer_of, mode):
+            path.normalized_sums.add(name)
+        stream.update(id(t) for t in call.outputs)
         before = call
         output = call.outputs[0] if call.outputs else None
         _node(path, name, op, mode, following, output, call.inputs, call.args, call.kwargs)
+
+
+def _stood_in(inputs: Any, traced: Any) -> int:
+    """The product of the sizes a trace put in place of unknown dimensions (batch left out)
+    of the first floating input (`trace_structure`'s stand-ins): a node inside counts its
+    elements per sample at the sizes the graph knows, as a node outside does (an unknown
+    sequence axis counts one position), taken to keep those axes as a block's stream does."""
+    for given, fresh in zip(inputs, traced, strict=False):
+        if _carries_signal(given):
+            return math.prod(
+                int(f)
+                for g, f in zip(given.shape[1:], fresh.shape[1:], strict=True)
+                if g is None and f is not None
+            )
+    return 1
+
+
+def _carries_signal(tensor: Any) -> bool:
+    """Whether ``tensor`` is floating (a signal whose variance is judged), not an integer or
+    boolean tensor (ids, masks)."""
+    return bool(keras.backend.is_float_dtype(keras.backend.standardize_dtype(tensor.dtype)))
+
+
+def _branches_normalized(
+    call: Any, stream: set[int], producer_of: dict[int, Any], mode: str
+) -> bool:
+    """Whether the sum ``call`` reads the stream (the path's tensors, ids in ``stream``)
+    once directly and otherwise only through a normalization: every route back from its
+    other floating inputs meets a layer that resets the scale (`normalizes`) before it
+    meets the stream."""
+    branches = [t for t in call.inputs if _carries_signal(t) and id(t) not in stream]
+    if not branches or not any(id(t) in stream for t in call.inputs):
+        return False
+    seen: set[int] = set()
+    frontier = list(branches)
+    while frontier:
+        tensor = frontier.pop()
+        if id(tensor) in stream:
+            return False
+        producer = producer_of.get(id(tensor))
+        if producer is None or id(producer) in seen or normalizes(producer.operation, mode):
+            continue
+        seen.add(id(producer))
+        frontier += [t for t in producer.inputs if _carries_signal(t)]
+    return True
 
 
 def _every_route_normalized(

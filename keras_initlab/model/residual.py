@@ -31,7 +31,7 @@ import keras
 
 from keras_initlab import _keras
 from keras_initlab.model.layers import NORMALIZATION_LAYERS, is_opaque, is_sum
-from keras_initlab.model.trace import model_inputs, output_spec, stand_in, trace_layer
+from keras_initlab.model.trace import model_inputs, output_spec, trace_structure
 from keras_initlab.model.weights import check_built, weight_specs
 from keras_initlab.text_table import RowReport, format_table
 
@@ -191,7 +191,7 @@ class _Finder:
         elif self.kernels:  # a subclassed model: its call traced at its built shapes
             try:
                 specs, args = model_inputs(model)
-                trace = _structure(model, (args, {}, specs))
+                trace = trace_structure(model, (args, {}, specs))
             except Exception as error:  # no recorded shapes, or whatever its call raises
                 why = f"it is a subclassed model whose call cannot be traced ({_cause(error)})"
                 self._opaque(model.name, model, why)
@@ -208,7 +208,7 @@ class _Finder:
             self.model(layer, f"{name}/")
         elif is_opaque(layer) and self._weights_of(name):
             try:
-                trace = _structure(layer, call)
+                trace = trace_structure(layer, call)
             except Exception as error:  # whatever its call raises on KerasTensors
                 self._opaque(name, layer, f"its call cannot be traced ({_cause(error)})")
                 return
@@ -324,22 +324,6 @@ class _Finder:
                 tail_layers=tail,
             )
         )
-
-
-# The size unknown dimensions (batch, sequence) are traced at where the call needs one (a
-# keras_hub decoder's causal mask is built from its input's length): sums are found by the
-# graph's structure, which does not depend on it.
-STRUCTURE_SIZE = 2
-
-
-def _structure(layer: Any, call: Any) -> Any:
-    """The trace of ``layer``'s call (``call`` = (args, kwargs, inputs)), its unknown
-    dimensions at `STRUCTURE_SIZE` where the call cannot be traced without sizes."""
-    args, kwargs, inputs = call
-    try:
-        return trace_layer(layer, args, kwargs, inputs)
-    except Exception:
-        return trace_layer(layer, args, kwargs, inputs, shapes=stand_in(inputs, STRUCTURE_SIZE))
 
 
 def _input_name(count: int, index: int, prefix: str) -> str:

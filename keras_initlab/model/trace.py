@@ -146,6 +146,29 @@ def stand_in(inputs: Any, size: int) -> list[tuple[int, ...]]:
     return [tuple(size if d is None else int(d) for d in t.shape) for t in inputs]
 
 
+# The size unknown dimensions (batch, sequence) are traced at where a call needs one to be
+# read for its structure (a keras_hub decoder's causal mask is built from its input's
+# length): which calls feed which does not depend on it.
+STRUCTURE_SIZE = 2
+
+
+def trace_structure(layer: Any, call: Any, mode: str = "inference") -> Trace:
+    """The trace of ``layer``'s call (``call`` = (args, kwargs, inputs), as `trace_layer`
+    takes them), its unknown dimensions at `STRUCTURE_SIZE` where the call cannot be traced
+    without sizes: for reading which calls feed which (residual sums, the main path), never
+    for values.
+
+    Raises:
+        Whatever ``call`` raises on KerasTensors at the known sizes too.
+    """
+    args, kwargs, inputs = call
+    try:
+        return trace_layer(layer, args, kwargs, inputs, mode)
+    except Exception:
+        shapes = stand_in(inputs, STRUCTURE_SIZE)
+        return trace_layer(layer, args, kwargs, inputs, mode, shapes=shapes)
+
+
 def output_spec(layer: Any, spec: Any) -> Any:
     """The output of ``layer`` on a tensor like ``spec``, as a KerasTensor (shape, dtype)."""
     try:

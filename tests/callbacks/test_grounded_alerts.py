@@ -359,3 +359,44 @@ def test_a_stream_inside_custom_blocks_is_alerted_with_a_checked_fix():
     assert alerts[0].fix is not None
     initialize(model, **alerts[0].fix)
     assert [a.message for a in _step0_alerts(model, x, y).alerts] == []
+
+
+def _transformer_stack(blocks, pre_norm, width=32):
+    """``blocks`` Transformer blocks (attention, then a ReLU feed-forward pair, each added
+    to the stream), pre-norm or with no normalization at all."""
+    inputs = keras.Input((8, width))
+    h = inputs
+    for b in range(blocks):
+        a = L.LayerNormalization(name=f"ln{b}a")(h) if pre_norm else h
+        h = L.Add(name=f"add{b}a")([h, L.MultiHeadAttention(2, width // 2, name=f"mha{b}")(a, a)])
+        f = L.LayerNormalization(name=f"ln{b}b")(h) if pre_norm else h
+        f = L.Dense(width, name=f"fo{b}")(L.Dense(2 * width, activation="relu", name=f"ff{b}")(f))
+        h = L.Add(name=f"add{b}b")([h, f])
+    out = L.Dense(10, activation="softmax")(L.GlobalAveragePooling1D()(h))
+    return keras.Model(inputs, out)
+
+
+def test_a_transformer_stack_without_normalization_explodes_and_a_pre_norm_one_does_not():
+    """The transformer issue's planted fault: 24 blocks with no normalization under He
+    normal. Each sum adds a branch as large as the stream, which compounds (about x3.8 per
+    sum, 1e26 over 46, against the linear allowance of 4,610): an alert that the
+    activation grows, with the architecture as its cause and a fix checked on the
+    prediction; applied literally, it leaves no alert. The same stack pre-norm grows
+    linearly (its sums add what normalized branches give): no alert."""
+    keras.utils.set_random_seed(0)
+    x, y = _data((8, 32))
+    model = _transformer_stack(24, pre_norm=False)
+    initialize(model, "he_normal", seed=0)
+    alerts = {a.kind: a for a in _step0_alerts(model, x, y).alerts}
+    growth = alerts["activation_var"]
+    assert "grows" in growth.what
+    assert "'add23b'" in growth.what
+    assert growth.cause == "architecture"
+    assert growth.checked
+    assert growth.fix is not None
+    initialize(model, **growth.fix, seed=1)
+    assert [a.message for a in _step0_alerts(model, x, y).alerts] == []
+    keras.utils.set_random_seed(0)
+    pre_norm = _transformer_stack(24, pre_norm=True)
+    initialize(pre_norm, "he_normal", seed=0)
+    assert [a.message for a in _step0_alerts(pre_norm, x, y).alerts] == []

@@ -1,5 +1,6 @@
 """The keras_hub models the hub tests build: tiny configs from their constructors (2 blocks,
-width 64, vocabulary 1000; no preset, no network) and their token inputs."""
+width 64, vocabulary 1000; ViT on 32x32 images in 8x8 patches; no preset, no network) and
+their inputs."""
 
 from __future__ import annotations
 
@@ -45,3 +46,28 @@ def tokens(name: str, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     if name == "bert":
         x["segment_ids"] = np.zeros((batch, TOKENS), "int32")
     return x
+
+
+IMAGE, PATCH = 32, 8
+
+
+def vit_classifier(classes: int = 10) -> Any:
+    """ViT's image classifier on a tiny backbone (2 blocks, width 64, 16 patches and a
+    class token), drawn under seed 0."""
+    keras.utils.set_random_seed(0)
+    model = keras_hub.models.ViTBackbone(
+        image_shape=(IMAGE, IMAGE, 3),
+        patch_size=PATCH,
+        num_layers=BLOCKS,
+        num_heads=2,
+        hidden_dim=WIDTH,
+        mlp_dim=2 * WIDTH,
+    )
+    return keras_hub.models.ViTImageClassifier(backbone=model, num_classes=classes)
+
+
+def bert_classifier(classes: int = 4) -> Any:
+    """BERT's text classifier on `backbone` (no preprocessor)."""
+    return keras_hub.models.BertTextClassifier(
+        backbone=backbone("bert"), num_classes=classes, preprocessor=None
+    )

@@ -466,6 +466,22 @@ def test_softmax_of_few_classes():
     _check(keras_initlab.propagate(model), _chunked(model), 0.0, skip={("before", "gradient_var")})
 
 
+def test_softmax_of_exploding_logits_is_one_hot():
+    """Beyond ``ONE_HOT_S2`` (an unnormalized 24-block stack's attention logits reach a
+    variance of 1e20) the one-hot limit ``1/t``, computed at once (the integral's grid
+    would take 9 s / 0.05 steps), and not NaN for a NaN or infinite variance; at the cap the
+    integral is below that limit and within the O(1/s) deficit the docstring states
+    (``0.56 / s`` for two logits: 1.1% at s = 50)."""
+    from keras_initlab.propagate._moments import ONE_HOT_S2, softmax_square
+
+    counts = np.array([2, 16, 128])
+    for s2 in (1e20, math.inf, math.nan):
+        np.testing.assert_array_equal(softmax_square(s2, counts), 1.0 / counts)
+    at_cap = softmax_square(ONE_HOT_S2, counts) * counts
+    assert np.all(at_cap < 1.0)
+    assert at_cap[0] == pytest.approx(1.0 - 0.564 / math.sqrt(ONE_HOT_S2), abs=3e-3)
+
+
 # ------------------------------------------------------------------------ unknown layers
 class Doubler(keras.layers.Layer):
     """Doubles its input where the batch's mean is positive: Python control flow on a value,
