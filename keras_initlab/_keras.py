@@ -423,6 +423,21 @@ def compute_loss(
         return call(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
 
+_CROSS_ENTROPIES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
+
+
+def cross_entropy_from_logits(model: Any) -> bool | None:
+    """For a model compiled with one (sparse) categorical cross-entropy: whether it reads
+    its output as logits (``from_logits=True``); None for any other loss, or none."""
+    user = getattr(compiled_loss(model), "_user_loss", None)
+    if isinstance(user, str):
+        return False if user in _CROSS_ENTROPIES else None
+    name = getattr(getattr(user, "fn", user), "__name__", "")
+    if name not in _CROSS_ENTROPIES:
+        return None
+    return bool(dict(getattr(user, "_fn_kwargs", None) or {}).get("from_logits", False))
+
+
 def call_has_training_arg(model: Any) -> bool:
     """Whether ``model.call`` takes a ``training`` argument."""
     return bool(_internal(model, "_call_has_training_arg", "whether `call` takes `training`"))

@@ -47,7 +47,9 @@ class Alert:
         layer: where it starts (the first layer of the change, the first kernel at fault,
             the first non-finite value).
         kind: ``"activation_var"``, ``"gradient_var"`` (a change across depth),
-            ``"gradient_zero"`` (no gradient reaches the main path) or ``"non_finite"``.
+            ``"gradient_zero"`` (no gradient reaches the main path), ``"non_finite"``, or
+            ``"logits"`` (the softmax a cross-entropy reads starts saturated:
+            `keras_initlab.logits_rule`; ``factor`` is the logits' variance).
         factor: the change across depth (NaN for non-finite values, 0 for a zero gradient).
         cause: ``"weights"``, ``"architecture"`` or ``"training"``.
         what: what was measured, and where.
@@ -135,6 +137,36 @@ def alerts_for(
             return alerts
         alerts.append(_diagnosed(epoch, step, zero[0], "gradient_zero", 0.0, what, diagnosis))
     return alerts
+
+
+def logits_alert(epoch: int, step: int, layer: str, finding: Any) -> Alert:
+    """The alert of the logits rule (`keras_initlab.logits_rule`): the softmax a
+    cross-entropy reads starts saturated. Its fix is named, not checked: no prediction of
+    the loss covers it."""
+    why = (
+        f"the weights that make the logits (the output layer {layer!r}, or a tied embedding "
+        "read as the output projection) are too large for a softmax over "
+        f"{finding.classes} classes"
+    )
+    advice = (
+        "draw those weights smaller: the logits' variance scales with their square, so a "
+        f"std at most sqrt({finding.limit:.3g} / {finding.variance:.3g}) = "
+        f"{math.sqrt(finding.limit / finding.variance):.3g} times the present one (GPT-2 "
+        "draws its tied embedding from N(0, 0.02)); not checked: no prediction covers the loss"
+    )
+    return Alert(
+        epoch,
+        step,
+        layer,
+        "logits",
+        finding.variance,
+        "weights",
+        finding.describe(),
+        why,
+        advice,
+        None,
+        False,
+    )
 
 
 def _diagnosed(

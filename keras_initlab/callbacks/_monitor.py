@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_initlab import _keras
 from keras_initlab._validation import check_choice, check_positive, check_positive_int
-from keras_initlab.callbacks._alerts import Alert, VarianceWarning, alerts_for
+from keras_initlab.callbacks._alerts import Alert, VarianceWarning, alerts_for, logits_alert
 from keras_initlab.measurement import (
     DISTINCT_RTOL,
     MODES,
@@ -502,14 +503,17 @@ class VarianceMonitor(keras.callbacks.Callback):
             path, factors = self._judging_path(mode)
             judgement = judge(rows, factor=self.alert_factor, path=path, structural=factors)
             foretold = next((a for a in self.alerts if a.step == 0), None)
-            for a in alerts_for(
+            found = alerts_for(
                 rows,
                 judgement,
                 epoch=self._epoch,
                 step=step,
                 diagnosis=lambda: self._diagnosis(mode),
                 foretold=foretold,
-            ):
+            )
+            if step == 0:
+                found += self._logits_alerts(path)
+            for a in found:
                 if (source, a.kind) in self._alerted:
                     continue
                 self._alerted.add((source, a.kind))
@@ -521,6 +525,25 @@ class VarianceMonitor(keras.callbacks.Callback):
             for k in ("activation_var", "gradient_var")
         ):
             self.model.stop_training = True
+
+    def _logits_alerts(self, path: Any) -> list[Alert]:
+        """The logits rule's alert at step 0, on the probe in the monitor's probe mode
+        (`keras_initlab.logits_rule`)."""
+        from keras_initlab.logits_rule import judge_logits, model_logits
+
+        x, y = self._probe_data[0], self._probe_data[1]
+        logits = model_logits(self.model, x, self.probe_mode)
+        if logits is None or logits.shape[-1] < 2:
+            return []
+        labels = None if y is None else np.asarray(keras.ops.convert_to_numpy(y))
+        try:
+            finding = judge_logits(logits, labels)
+        except ValueError:  # labels of another form: judged without the loss
+            finding = judge_logits(logits)
+        if not finding.exceeds:
+            return []
+        layer = sorted(path.outputs)[0] if path.outputs else self.model.name
+        return [logits_alert(self._epoch, 0, layer, finding)]
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:

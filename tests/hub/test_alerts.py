@@ -15,10 +15,14 @@ tests/callbacks/test_grounded_alerts.py.
 
 from __future__ import annotations
 
+import warnings
+
+import keras
 import numpy as np
 import pytest
 
 import keras_initlab
+from keras_initlab.callbacks import VarianceMonitor
 
 pytest.importorskip("keras_hub")
 from tests.hub.models import (
@@ -58,3 +62,46 @@ def test_no_alert_at_step_0_on_a_stock_or_he_initialized_transformer(name, schem
     path, _ = monitor._judging_path(monitor.probe_mode)
     assert path.assumed == ""
     assert len(path.normalized_sums) == (0 if name == "bert" else 4)  # BERT is post-norm
+
+
+def _fit_alerts(model, x, labels):
+    """The alerts of a monitored fit of no epochs (its step-0 record), the model compiled
+    as keras_hub's causal LMs are trained: a cross-entropy of its logits."""
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    monitor = VarianceMonitor((x, labels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, labels, epochs=0, batch_size=BATCH, verbose=0, callbacks=[monitor])
+    return monitor.alerts
+
+
+@pytest.mark.parametrize("std", [None, 1.0])
+def test_a_tied_embedding_drawn_at_std_1_makes_saturated_logits(std):
+    """The transformer issue's planted fault: GPT-2's tied embedding drawn at std 1. The
+    logits (final LayerNorm's unit-variance output times the embedding, over 64 features)
+    have a variance of about 64 across the 1000 classes, beyond twice 2 ln 1000, 27.6: an alert
+    of kind "logits" whose text gives the measured loss, far above ln 1000 = 6.9 (28 on
+    this probe). Stock (std 0.02: variance 0.026 * 0.25), no alert."""
+    model, x, labels = _task("gpt2")
+    embedding = model.backbone.token_embedding.embeddings
+    if std is not None:
+        draw = np.random.default_rng(0).standard_normal(embedding.shape) * std
+        embedding.assign(draw.astype("float32"))
+    alerts = [a for a in _fit_alerts(model, x, labels) if a.kind == "logits"]
+    if std is None:
+        assert alerts == []
+        return
+    (alert,) = alerts
+    assert alert.cause == "weights"
+    assert not alert.checked
+    assert "above 27.6 (2 x 2 ln C)" in alert.what
+    # Each position's logits are h . E_c with |h|^2 = 64 (LayerNorm, unit scale), so their
+    # variance across classes is h^T S h, S the covariance of the embedding's 1000 rows of
+    # iid N(0, 1) entries, whose eigenvalues lie within the Marchenko-Pastur edges
+    # (1 +- sqrt(64 / 1000))^2 = 0.56 and 1.57 (with 1000 rows, past them by O(1000^-2/3)).
+    assert 64 * 0.5 < alert.factor < 64 * 1.6
+    measured = float(alert.what.split("measured ")[1].split(",")[0])
+    assert measured > 2 * np.log(VOCAB)
