@@ -262,13 +262,38 @@ def swapped_attribute(obj: Any, name: str, value: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def untouched_torch_generator() -> Iterator[None]:
+    """Run the block and put PyTorch's global generators (CPU and CUDA) back as they were;
+    nothing on another backend.
+
+    Keras on PyTorch draws an unseeded layer's dropout mask (``Dropout(rate)`` without a
+    ``seed``) from torch's global generator, not from the layer's `SeedGenerator`, so a
+    probe pass in training mode would move the masks of every later training step.
+    """
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    import torch
+
+    cpu = torch.random.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+@contextlib.contextmanager
 def untouched_random_state() -> Iterator[None]:
     """Run the block and put every global random state back as it was.
 
     For code that builds layers or draws weights on a copy of a model (the checked fixes of
     an alert): a new layer draws its default seed from Python's `random`, Keras' unseeded
     random ops advance the global `SeedGenerator`, and NumPy's global generator may be read.
-    All three are restored, so the user's later draws are those they would have been.
+    All three are restored, and PyTorch's global generators (`untouched_torch_generator`),
+    so the user's later draws are those they would have been.
 
     Example:
     >>> import random
@@ -288,7 +313,8 @@ def untouched_random_state() -> Iterator[None]:
     generator = global_state.get_global_attribute("global_seed_generator")
     seed_state = None if generator is None else generator.state.numpy().copy()
     try:
-        yield
+        with untouched_torch_generator():
+            yield
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)  # noqa: NPY002

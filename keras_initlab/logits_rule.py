@@ -64,8 +64,9 @@ class LogitsFinding:
 
     @property
     def exceeds(self) -> bool:
-        """Whether ``s^2`` is beyond `limit` (a non-finite variance is too)."""
-        return not self.variance <= self.limit
+        """Whether ``s^2`` is beyond `limit` (a non-finite variance is not judged here: it
+        has its own alert)."""
+        return math.isfinite(self.variance) and self.variance > self.limit
 
     @property
     def expected_loss(self) -> float:

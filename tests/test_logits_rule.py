@@ -38,7 +38,8 @@ def test_the_limit_is_twice_the_transition(classes):
     assert LogitsFinding(limit, classes).limit == pytest.approx(limit, rel=1e-15)
     assert not LogitsFinding(limit, classes).exceeds
     assert LogitsFinding(limit * (1 + 1e-12), classes).exceeds
-    assert LogitsFinding(math.nan, classes).exceeds
+    assert not LogitsFinding(math.nan, classes).exceeds  # the non-finite alert's
+    assert not LogitsFinding(math.inf, classes).exceeds
 
 
 def test_below_the_transition_the_expected_loss_is_ln_c_plus_half_the_variance():

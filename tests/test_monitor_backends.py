@@ -19,12 +19,17 @@ BACKEND = keras.backend.backend()
 BATCH, STEPS = 16, 6
 
 
-def _model():
+def _model(dropout=False):
+    """A small classifier; with ``dropout``, an unseeded Dropout after its hidden layer
+    (Keras on PyTorch draws its mask from torch's global generator), its seed state the
+    same in every model built (Keras' global seed set first)."""
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     model = keras.Sequential(
         [
             keras.Input((12,)),
             keras.layers.Dense(24, activation="tanh", name="hidden"),
+            *([keras.layers.Dropout(0.25, name="drop")] if dropout else []),
             keras.layers.BatchNormalization(name="bn"),
             keras.layers.Dense(3, activation="softmax", name="out"),
         ]
@@ -47,11 +52,14 @@ def _weights(model):
 
 
 def test_a_fit_with_the_monitor_gives_the_same_weights():
-    """Records every batch (outside the training step on every backend) and at epoch ends:
-    the weights after two epochs are bit-identical to a fit without the monitor."""
+    """Records every batch (outside the training step on every backend) and at epoch ends,
+    its probe in training mode (dropout drawn, BatchNorm on batch statistics): the weights
+    after two epochs are bit-identical to a fit without the monitor (on PyTorch the probe
+    puts torch's global generator back: the unseeded dropout draws from it)."""
     x, y = _data()
-    plain, watched = _model(), _model()
+    plain = _model(dropout=True)  # each built just before its fit: the same global states
     plain.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    watched = _model(dropout=True)
     monitor = VarianceMonitor((x[:BATCH], y[:BATCH]), every_n_batches=1, in_step=False)
     watched.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
     assert all(

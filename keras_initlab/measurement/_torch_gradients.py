@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from keras_initlab import _keras
 from keras_initlab.measurement._core import PerturbationRecorder, by_layer
 from keras_initlab.measurement._loss import stateless_loss
 from keras_initlab.measurement._reduce import Pass, Reduced
@@ -62,7 +63,9 @@ def run_pass(
         return perturbations[-1]
 
     recorder = PerturbationRecorder(len(layers), perturb if with_grads else None)
-    with torch.set_grad_enabled(with_grads), recording(recorder):
+    # An unseeded dropout draws from torch's global generator: put it back after the pass.
+    generator, grads_on = _keras.untouched_torch_generator(), torch.set_grad_enabled(with_grads)
+    with generator, grads_on, recording(recorder):
         loss, _ = stateless_loss(model, values, non_trainable, data, training, loss_fn)
     calls = [[t.detach() for t in call] for call in recorder.calls]
     kernel_values = [None if k is None else k.value.detach() for k in kernels]
