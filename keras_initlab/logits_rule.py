@@ -24,6 +24,14 @@ std 0.02: logits' variance 0.006 over 1000 classes) passes, and the same model w
 tied embedding drawn at std 1 (variance 64 against 27.6; initial loss 28.0 against
 ``ln C = 6.9``) does not; a linear head on unit-variance features gives 1 under LeCun and 2
 under He (ConvNeXtLarge under He: 4.75 over 10 classes, against 9.2).
+
+`VarianceMonitor` applies it at step 0 where the depth rule found nothing (a signal that
+explodes makes large logits too), on the probe in both modes, and alerts where the softmax
+starts saturated in both: what one mode's one-off behaviour explains is not the weights'
+(dropout's training noise, which inference removes: an 8-layer He MLP with Dropout(0.3)
+after each layer has logits of variance 34 in training mode; BatchNorm's identity at
+initialization in inference mode, which training replaces: EfficientNetV2 and ResNet
+logits of 1e4 to 1e12 under He).
 """
 
 from __future__ import annotations

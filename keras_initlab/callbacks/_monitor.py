@@ -511,7 +511,7 @@ class VarianceMonitor(keras.callbacks.Callback):
                 diagnosis=lambda: self._diagnosis(mode),
                 foretold=foretold,
             )
-            if step == 0:
+            if step == 0 and not found:  # an exploding signal makes large logits too
                 found += self._logits_alerts(path)
             for a in found:
                 if (source, a.kind) in self._alerted:
@@ -527,23 +527,28 @@ class VarianceMonitor(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _logits_alerts(self, path: Any) -> list[Alert]:
-        """The logits rule's alert at step 0, on the probe in the monitor's probe mode
-        (`keras_initlab.logits_rule`)."""
+        """The logits rule's alert at step 0 (`keras_initlab.logits_rule`): on the probe in
+        both modes, and only where the softmax starts saturated in both (what one mode's
+        one-off behaviour explains is not the weights': dropout's training-mode noise, which
+        inference removes; BatchNorm's identity at initialization in inference mode, which
+        training replaces by batch statistics). The finding shown is the probe mode's."""
         from keras_initlab.logits_rule import judge_logits, model_logits
 
         x, y = self._probe_data[0], self._probe_data[1]
-        logits = model_logits(self.model, x, self.probe_mode)
-        if logits is None or logits.shape[-1] < 2:
-            return []
         labels = None if y is None else np.asarray(keras.ops.convert_to_numpy(y))
-        try:
-            finding = judge_logits(logits, labels)
-        except ValueError:  # labels of another form: judged without the loss
-            finding = judge_logits(logits)
-        if not finding.exceeds:
-            return []
+        findings = {}
+        for mode in (self.probe_mode, *(m for m in PROBE_MODES if m != self.probe_mode)):
+            logits = model_logits(self.model, x, mode)
+            if logits is None or logits.shape[-1] < 2:
+                return []
+            try:
+                findings[mode] = judge_logits(logits, labels)
+            except ValueError:  # labels of another form: judged without the loss
+                findings[mode] = judge_logits(logits)
+            if not findings[mode].exceeds:
+                return []
         layer = sorted(path.outputs)[0] if path.outputs else self.model.name
-        return [logits_alert(self._epoch, 0, layer, finding)]
+        return [logits_alert(self._epoch, 0, layer, findings[self.probe_mode])]
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:

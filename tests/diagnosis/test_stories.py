@@ -114,11 +114,19 @@ def test_the_change_the_sigmoid_alert_names_trains(seed):
     ids=lambda a: "+".join(a.values()),
 )
 def test_the_library_s_own_residual_results_draw_no_alert(arguments):
-    # Zeroed branches have a zero gradient inside them: off the main path, expected.
+    """No depth alert on any residual rule's result (zeroed branches have a zero gradient
+    inside them: off the main path, expected). ``"scaled"`` lets the 24 sums grow the
+    stream linearly, to a second moment of about 17 at the head, whose He draw makes logits
+    of variance about 34 over 10 classes: beyond the logits rule's 9.2 (initial loss about
+    4x ln 10), so that rule's alert, and only it, fires there."""
     model = stories.residual_mlp(0, gated=True)
     keras_initlab.initialize(model, **arguments, seed=0)
     monitor, _ = _fit(model, 0, epochs=1)
-    assert [a.message for a in monitor.alerts] == []
+    if arguments.get("residual") == "scaled":
+        assert [(a.kind, a.layer) for a in monitor.alerts] == [("logits", "head")]
+        assert 9.21 < monitor.alerts[0].factor < 100.0
+    else:
+        assert [a.message for a in monitor.alerts] == []
 
 
 def test_a_fit_whose_alerts_fire_gives_the_weights_of_one_without_alerts():
