@@ -263,3 +263,24 @@ def test_a_layer_no_table_classifies_resets_the_scale_when_its_output_ignores_it
     layer(keras.ops.ones((2, 3, 8)))
     assert normalizes(layer, "inference") is resets
     assert resets_scale(layer) is resets
+
+
+class CountingNorm(RMSNorm):
+    """An RMS norm that counts its calls in a non-trainable variable."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+    def call(self, x):
+        self.calls.assign_add(1.0)
+        return super().call(x)
+
+
+def test_reading_what_a_layer_computes_leaves_its_state_alone():
+    from keras_initlab.model.resets import resets_scale
+
+    layer = CountingNorm()
+    layer(keras.ops.ones((2, 3, 8)))
+    assert resets_scale(layer)
+    assert float(keras.ops.convert_to_numpy(layer.calls)) == 1.0

@@ -18,7 +18,8 @@ about ``eps / 2`` relatively (``1e-6`` to ``1e-5`` in keras_hub's norms); a line
 piecewise linear layer, or one whose output grows with its input's scale, differs by
 ``SCALE - 1``; `RTOL` sits between, above bfloat16's rounding (``2^-8``). A layer of
 several inputs, one not built, or one whose call fails on a concrete tensor is not taken
-for a normalization. The answer is kept on the layer.
+for a normalization. The calls leave the layer's state (its non-trainable variables) and
+the global random state as they were; the answer is kept on the layer.
 """
 
 from __future__ import annotations
@@ -74,13 +75,19 @@ def _check(layer: Any) -> bool:
     if not keras.backend.is_float_dtype(dtype):
         return False
     draw, other = np.random.default_rng(0).standard_normal((2, *shape))
+    state = list(layer.non_trainable_variables)  # what a call might update: put back
+    saved = [keras.ops.copy(v.value) for v in state]
     try:
-        low, high, elsewhere = (
-            np.asarray(keras.ops.convert_to_numpy(layer(keras.ops.convert_to_tensor(x, dtype))))
-            for x in (draw, SCALE * draw, other)
-        )
+        with _keras.untouched_random_state():
+            low, high, elsewhere = (
+                np.asarray(keras.ops.convert_to_numpy(layer(keras.ops.convert_to_tensor(x, dtype))))
+                for x in (draw, SCALE * draw, other)
+            )
     except Exception:  # several inputs, a call that needs other arguments...
         return False
+    finally:
+        for variable, value in zip(state, saved, strict=True):
+            variable.assign(value)
     low, high, elsewhere = (np.asarray(v, np.float64) for v in (low, high, elsewhere))
     if not (low.shape == high.shape == elsewhere.shape) or not np.all(
         np.isfinite(np.stack([low, high, elsewhere]))
