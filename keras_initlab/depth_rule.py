@@ -63,8 +63,10 @@ every candidate fix (`keras_initlab.diagnosis`) call `judge`. The definition:
 The default ``factor`` (`DEPTH_FACTOR`, 10) is the monitor's ``alert_factor``. Known
 limits: a network normalized after every layer (BatchNorm in training mode, post-LN
 Transformers) is judged only within its segments, so a compounding change across
-normalizations is not seen; a subclassed model is read through its traced ``call``, its
-layers taken as a chain only where the call cannot be traced (`keras_initlab.model.path`).
+normalizations is not seen; nor is a pre-norm stack whose branches' own gains grow with
+depth (each pre-norm sum's change is divided out); a subclassed model is read through its
+traced ``call``, its layers taken as a chain only where the call cannot be traced
+(`keras_initlab.model.path`).
 """
 
 from __future__ import annotations
