@@ -8,9 +8,9 @@ the sequence length is read at stand-in sizes; keras_hub's RMS norms (no Keras c
 the scale, found by what they compute; a pre-norm block's sums add what their normalized
 branches give, whatever the stream's scale (GPT-2's and Llama's streams start at an
 embedding of variance 1e-4 and gain unit-variance branches: 1e4-fold over the first sum,
-linear after). The planted fault of the transformer issue that the depth rule judges, a
-stack with no normalization under He whose stream compounds, is in
-tests/callbacks/test_grounded_alerts.py.
+linear after). Of the transformer issue's planted faults, the tied embedding drawn at
+std 1 is here (the logits rule); the stack with no normalization under He, whose stream
+compounds (the depth rule), is in tests/callbacks/test_grounded_alerts.py.
 """
 
 from __future__ import annotations
