@@ -325,6 +325,21 @@ def untouched_random_state() -> Iterator[None]:
             generator.state.assign(seed_state)
 
 
+@contextlib.contextmanager
+def kept_state(layer: Any) -> Iterator[None]:
+    """Run the block and put back what calling ``layer`` (a layer or model) may change: its
+    non-trainable variables (moving statistics, seed states, a custom layer's counters) and
+    every global random state (`untouched_random_state`)."""
+    variables = list(layer.non_trainable_variables)
+    saved = [keras.ops.copy(v.value) for v in variables]
+    try:
+        with untouched_random_state():
+            yield
+    finally:
+        for variable, value in zip(variables, saved, strict=True):
+            variable.assign(value)
+
+
 def instance_cache(obj: Any, name: str) -> dict[Any, Any]:
     """A dict kept on ``obj`` itself (untracked by Keras, not saved), created on first use.
 

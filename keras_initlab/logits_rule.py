@@ -166,15 +166,8 @@ def model_logits(model: Any, x: Any, mode: str = "inference") -> np.ndarray | No
     from_logits = _keras.cross_entropy_from_logits(model)
     if from_logits is None:
         return None
-    training = mode == "training"
-    kept = list(model.non_trainable_variables) if training else []
-    saved = [keras.ops.copy(v.value) for v in kept]
-    with _keras.untouched_random_state():
-        try:
-            y = model(x, training=training)
-        finally:
-            for variable, value in zip(kept, saved, strict=True):
-                variable.assign(value)
+    with _keras.kept_state(model):
+        y = model(x, training=mode == "training")
     if not hasattr(y, "shape"):
         return None
     z = y if from_logits else _keras.logits_of(y)

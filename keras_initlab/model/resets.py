@@ -75,19 +75,14 @@ def _check(layer: Any) -> bool:
     if not keras.backend.is_float_dtype(dtype):
         return False
     draw, other = np.random.default_rng(0).standard_normal((2, *shape))
-    state = list(layer.non_trainable_variables)  # what a call might update: put back
-    saved = [keras.ops.copy(v.value) for v in state]
     try:
-        with _keras.untouched_random_state():
+        with _keras.kept_state(layer):  # what a call might update is put back
             low, high, elsewhere = (
                 np.asarray(keras.ops.convert_to_numpy(layer(keras.ops.convert_to_tensor(x, dtype))))
                 for x in (draw, SCALE * draw, other)
             )
     except Exception:  # several inputs, a call that needs other arguments...
         return False
-    finally:
-        for variable, value in zip(state, saved, strict=True):
-            variable.assign(value)
     low, high, elsewhere = (np.asarray(v, np.float64) for v in (low, high, elsewhere))
     if not (low.shape == high.shape == elsewhere.shape) or not np.all(
         np.isfinite(np.stack([low, high, elsewhere]))
