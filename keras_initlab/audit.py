@@ -93,7 +93,9 @@ def _with_healthy(model: Any, rows: list[AuditRow]) -> list[AuditRow]:
     ]
 
 
-def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
+def audit(
+    model: Any, scheme: Any = None, *, residual: str | None = None, z: float = AUDIT_Z
+) -> AuditReport:
     """One row per weight: true fans, actual std, expected std under the scheme, ratio, flag.
 
     The expected std is what ``initialize(model, scheme)`` draws for the weight (the same
@@ -120,13 +122,29 @@ def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
     ``RandomNormal(stddev=0.1)`` kernel before a ReLU), or the reverse. With an explicit
     ``scheme`` these stay None/False: the scheme is the reference.
 
+    With a ``residual`` rule (`keras_initlab.residual_init`) the expected std of each weight
+    the rule changes is multiplied by the rule's factor, as ``initialize(model, scheme,
+    residual=rule)`` draws it (a weight the rule zeroes is flagged unless it is 0); the
+    gammas and gates a rule changes keep their not-handled rows. A recipe name
+    (`keras_initlab.recipes`) brings its own rule and embedding draw: the stock keras_hub
+    GPT-2, every kernel at 0.02, audited against ``"gpt2"`` has its attention-output and
+    FFN-output kernels flagged with ratio ``sqrt(2N)``, ``N`` blocks.
+
     Args:
         model: a built Keras model or layer.
-        scheme: None, a scheme name or an initializer.
+        scheme: None, a scheme name, a recipe name (``"gpt2"``, ``"olmo"``) or an
+            initializer.
+        residual: None or a residual rule (``keras_initlab.residual_init.RULES``), with a
+            scheme.
         z: how many standard errors of the variance ratio make a flag.
 
     Returns:
         An ``AuditReport``; print it for a table.
+
+    Raises:
+        TypeError: ``scheme`` is neither None, a name nor an initializer.
+        ValueError: an unknown ``residual`` rule, a rule with ``scheme=None`` or with a
+            recipe, a rule on a model without residual sums.
 
     Example:
     >>> import keras
@@ -137,7 +155,7 @@ def audit(model: Any, scheme: Any = None, *, z: float = AUDIT_Z) -> AuditReport:
     >>> report.flagged, [(row.path, round(row.healthy_ratio, 1)) for row in report.unhealthy]
     ([], [('net/dw/kernel', 0.2)])
     """
-    rows = scheme_rows(model, scheme, z)
+    rows = scheme_rows(model, scheme, z, residual)
     if scheme is None:
         rows = _with_healthy(model, rows)
     return AuditReport(rows + [unhandled_row(other) for other in other_weights(model)])

@@ -83,14 +83,24 @@ def _bias_plan(spec: WeightSpec) -> WeightPlan:
     return WeightPlan(REDRAWN, base, "bias: the layer's bias_initializer (zeros by default)")
 
 
-def plan_weight(base: Any, spec: WeightSpec, seed: int | None) -> WeightPlan:
+def plan_weight(
+    base: Any, spec: WeightSpec, seed: int | None, embeddings: ini.Scheme | None = None
+) -> WeightPlan:
     """The rule of ``initialize`` (module docstring) for one weight, under scheme ``base``.
 
     ``base`` is a keras_initlab initializer or a user's own Keras initializer; ``seed`` is
-    the weight's own seed (None: the scheme's default).
+    the weight's own seed (None: the scheme's default). ``embeddings``: None (tables kept),
+    or the scheme a recipe draws embedding tables from (`keras_initlab.recipes`), on their
+    ``(vocabulary, width)`` layout.
     """
     if spec.is_bias:
         return _bias_plan(spec)
+    if spec.layout == "embedding" and embeddings is not None:
+        return WeightPlan(
+            REDRAWN,
+            for_weight(embeddings, spec.layout, spec.layout_args, seed),
+            "embedding table: the recipe's draw",
+        )
     if spec.layout == "embedding":
         return WeightPlan(KEPT, spec.initializer, EMBEDDING_REASON)
     if not isinstance(base, ini.Scheme):
@@ -109,9 +119,10 @@ def plan_weight(base: Any, spec: WeightSpec, seed: int | None) -> WeightPlan:
 
 
 def plans_and_values(
-    specs: list[WeightSpec], scheme: Any, seed: int | None
+    specs: list[WeightSpec], scheme: Any, seed: int | None, embeddings: ini.Scheme | None = None
 ) -> tuple[list[WeightPlan], list[Any]]:
-    """Per weight, its plan and the value drawn for it (None where it is kept)."""
+    """Per weight, its plan and the value drawn for it (None where it is kept);
+    ``embeddings`` as in `plan_weight`."""
     base = as_scheme(scheme)
     if base is None:
         if not isinstance(scheme, keras.initializers.Initializer):
@@ -125,7 +136,9 @@ def plans_and_values(
         own = getattr(base, "seed", None)
         seed = own if isinstance(own, int) and not isinstance(own, bool) else None
     seed = base_seed(seed)
-    plans = [plan_weight(base, spec, weight_seed(seed, i)) for i, spec in enumerate(specs)]
+    plans = [
+        plan_weight(base, spec, weight_seed(seed, i), embeddings) for i, spec in enumerate(specs)
+    ]
     values = [
         plan.initializer(tuple(spec.variable.shape), dtype=spec.variable.dtype)
         if plan.action == REDRAWN

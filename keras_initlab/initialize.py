@@ -24,6 +24,7 @@ from keras_initlab.draw import (
 )
 from keras_initlab.lsuv import LSUV
 from keras_initlab.model.weights import other_weights, weight_specs
+from keras_initlab.recipes import RECIPES, recipe_parts
 from keras_initlab.residual_init import (
     ResidualInitReport,
     apply_residual,
@@ -33,9 +34,10 @@ from keras_initlab.residual_init import (
 from keras_initlab.schemes import SCHEMES
 from keras_initlab.text_table import RowReport, format_table
 
-# The scheme names `initialize` knows: the schemes of ``SCHEMES``, AutoInit's "auto", and
-# "lsuv", which is refused with a pointer to ``keras_initlab.LSUV(x)`` (it needs data).
-INITIALIZE_SCHEMES = (*SCHEMES, "auto", "lsuv")
+# The scheme names `initialize` knows: the schemes of ``SCHEMES``, the recipes of
+# ``RECIPES``, AutoInit's "auto", and "lsuv", which is refused with a pointer to
+# ``keras_initlab.LSUV(x)`` (it needs data).
+INITIALIZE_SCHEMES = (*SCHEMES, *RECIPES, "auto", "lsuv")
 
 
 class Procedure(Protocol):
@@ -127,7 +129,9 @@ def initialize(
             with the shape), or ``keras_initlab.LSUV(x)``, which runs ``keras_initlab.lsuv``
             on the batch ``x`` (its report is kept as ``scheme.report``), or ``"auto"``:
             AutoInit (``keras_initlab.autoinit``), each kernel's scale set from the
-            propagated moments so every layer's output variance stays at ``input_var``.
+            propagated moments so every layer's output variance stays at ``input_var``,
+            or a recipe name (``keras_initlab.recipes.RECIPES``: ``"gpt2"``, ``"olmo"``),
+            which draws the embedding tables too and applies its own ``residual`` rule.
         seed: base seed; each weight gets its own seed derived from it, so two layers of the
             same shape differ. None uses the scheme's int seed if it has one, else a seed
             from Python's RNG (reproducible under ``keras.utils.set_random_seed``).
@@ -139,7 +143,8 @@ def initialize(
             ``"zero"`` (last layer of each branch zeroed, Goyal et al. 2017), ``"fixup"``
             (that, and the branch's other kernels times ``L^(-1/(2m-2))``, Zhang et al.
             2019), ``"skipinit"`` (each branch's gate, a ``keras_initlab.ResidualGate``, set
-            to 0, De and Smith 2020) or ``"scaled"`` (last layer times ``1/sqrt(L)``, GPT-2).
+            to 0, De and Smith 2020), ``"scaled"`` (last layer times ``1/sqrt(L)``, GPT-2)
+            or ``"depth"`` (the last layers of block ``l`` times ``1/sqrt(2 (l + 1))``, OLMo).
             The report's ``residual`` lists the weights it changed; ``audit(model, scheme)``
             flags them, as they no longer follow the scheme. With ``LSUV`` the rule changes
             the weights LSUV leaves, and with ``"auto"`` the weights it set.
@@ -179,6 +184,7 @@ def initialize(
             "Argument `input_var` applies to scheme 'auto' only. "
             f"Received: input_var={input_var!r} with scheme={scheme!r}"
         )
+    scheme, residual, embeddings = recipe_parts(scheme, residual)
     rule = check_rule(residual)  # planned first: a failure changes nothing
     residual_plan = None if rule is None else plan_residual(model, rule, weight_specs(model))
     procedure = _procedure(scheme, input_var)
@@ -193,7 +199,7 @@ def initialize(
             "scheme. Received: scheme='lsuv'"
         )
     specs = weight_specs(model)
-    plans, values = plans_and_values(specs, scheme, seed)
+    plans, values = plans_and_values(specs, scheme, seed, embeddings)
     extra: list[tuple[Any, Any]] = []
     if residual_plan is not None:
         values, extra = apply_residual(residual_plan, specs, values)

@@ -19,6 +19,8 @@ from keras_initlab.draw import plan_weight
 from keras_initlab.fans import compute_fans
 from keras_initlab.initializers._base import private_default_seeds
 from keras_initlab.model.weights import OtherWeight, WeightSpec, weight_specs
+from keras_initlab.recipes import recipe_parts
+from keras_initlab.residual_init import plan_residual
 from keras_initlab.schemes import as_scheme, for_weight
 
 # Flag a weight when its variance ratio is further from 1 than AUDIT_Z standard errors.
@@ -67,7 +69,9 @@ class AuditRow:
         return not self.note
 
 
-def _expected_std(spec: WeightSpec, scheme: Any, shape: tuple[int, ...]) -> float | None:
+def _expected_std(
+    spec: WeightSpec, scheme: Any, shape: tuple[int, ...], embeddings: Any = None
+) -> float | None:
     """The std the weight should have: ``initialize``'s rule under ``scheme``, or (None)
     what the layer's own initializer draws as Keras calls it: with the weight's shape alone
     (Keras' shape rule for its fans, or the axes the initializer was configured with), or
@@ -83,7 +87,7 @@ def _expected_std(spec: WeightSpec, scheme: Any, shape: tuple[int, ...]) -> floa
         ):
             initializer = for_weight(initializer, spec.layout, spec.layout_args, None)
     else:
-        initializer = as_scheme(plan_weight(as_scheme(scheme), spec, None).initializer)
+        initializer = as_scheme(plan_weight(as_scheme(scheme), spec, None, embeddings).initializer)
     if initializer is None:
         return None
     try:
@@ -92,16 +96,21 @@ def _expected_std(spec: WeightSpec, scheme: Any, shape: tuple[int, ...]) -> floa
         return None
 
 
-def weight_row(spec: WeightSpec, scheme: Any, z: float) -> AuditRow:
+def weight_row(
+    spec: WeightSpec, scheme: Any, z: float, factor: float = 1.0, embeddings: Any = None
+) -> AuditRow:
+    """The row of one weight; ``factor`` multiplies the expected std (a residual rule's)."""
     shape = tuple(spec.variable.shape)
     values = np.asarray(spec.variable.numpy(), dtype=np.float64)
     std = float(values.std()) if values.size else 0.0
     fans: tuple[float | None, float | None] = (None, None)
     if not spec.is_bias:
         fans = compute_fans(shape, spec.layout, **spec.layout_args)
-    expected = _expected_std(spec, scheme, shape) if values.size else None
+    expected = _expected_std(spec, scheme, shape, embeddings) if values.size else None
+    if expected is not None:
+        expected *= factor
     ratio = std / expected if expected else None
-    flagged = False
+    flagged = factor == 0.0 and bool(np.any(values))  # a weight the rule zeroes, not zero
     if ratio is not None:
         tolerance = z * math.sqrt((_NORMAL_KURTOSIS - 1.0) / values.size)
         flagged = abs(ratio**2 - 1.0) > tolerance
@@ -127,12 +136,17 @@ def unhandled_row(other: OtherWeight) -> AuditRow:
     )
 
 
-def scheme_rows(model: Any, scheme: Any, z: float = AUDIT_Z) -> list[AuditRow]:
+def scheme_rows(
+    model: Any, scheme: Any, z: float = AUDIT_Z, residual: str | None = None
+) -> list[AuditRow]:
     """One `AuditRow` per weight the rule handles, against ``scheme`` (None: each layer's
-    own initializer).
+    own initializer, a scheme name, a recipe name of `keras_initlab.recipes` or an
+    initializer) and the ``residual`` rule's factors (`keras_initlab.residual_init`).
 
     Raises:
-        TypeError: ``scheme`` is neither None, a scheme name nor an initializer.
+        TypeError: ``scheme`` is neither None, a scheme or recipe name nor an initializer.
+        ValueError: an unknown ``residual`` rule, a model without residual sums, a residual
+            rule with ``scheme=None`` or with a recipe.
 
     Example:
     >>> import keras
@@ -145,9 +159,31 @@ def scheme_rows(model: Any, scheme: Any, z: float = AUDIT_Z) -> list[AuditRow]:
     # The schemes built here only give variances: their default seeds must not advance the
     # user's global random state.
     with private_default_seeds():
+        scheme, residual, embeddings = recipe_parts(scheme, residual)
         if scheme is not None and as_scheme(scheme) is None:
             raise TypeError(
-                "Argument `scheme` must be a scheme name or initializer. "
+                "Argument `scheme` must be a scheme or recipe name or an initializer. "
                 f"Received: scheme={scheme!r}"
             )
-        return [weight_row(spec, scheme, z) for spec in specs]
+        factors = _residual_factors(model, scheme, residual, specs)
+        return [
+            weight_row(spec, scheme, z, factors.get(id(spec.variable), 1.0), embeddings)
+            for spec in specs
+        ]
+
+
+def _residual_factors(
+    model: Any, scheme: Any, residual: str | None, specs: list[WeightSpec]
+) -> dict[int, float]:
+    """The factor rule ``residual`` multiplies each weight by, by ``id`` of its variable."""
+    if residual is None:
+        return {}
+    if scheme is None:
+        raise ValueError(
+            "Argument `residual` needs a scheme: a residual rule multiplies what the scheme "
+            f"draws. Received: residual={residual!r} with scheme=None"
+        )
+    factors: dict[int, float] = {}
+    for row in plan_residual(model, residual, specs):
+        factors[id(row.variable)] = factors.get(id(row.variable), 1.0) * row.factor
+    return factors

@@ -32,6 +32,15 @@ one follows its last kernel, as ResNet's ``_3_bn``, else its last kernel with it
   and its bias). A branch of gain ``g = Var(f(x)) / Var(x)`` under the scheme then adds
   ``g / L``: ``E|y|^2 = (1 + g/L) E|x|^2`` per block and ``(1 + g/L)^L`` over the stack,
   below ``e^g`` (``e`` for a variance-preserving branch, ``g = 1``) instead of ``(1 + g)^L``.
+* ``"depth"`` (OLMo's ``mitchell`` initialization, Groeneveld et al. 2024, allenai/OLMo
+  ``olmo/initialization.py``: the output projections of block ``l`` drawn with
+  ``1/sqrt(2 (l + 1))`` of the in-projections' std): the last layer of the branches of
+  block ``l`` (0 first) multiplied by ``1/sqrt(2 (l + 1))``. The stream after block ``l``
+  has gained ``g/2 * (1 + 1/2 + ... + 1/(l + 1))``: logarithmic growth in depth, and the
+  factor of a block does not depend on the depth of the stack. A block is the sums of one
+  layer (a keras_hub transformer layer holds its attention and FFN sums); where the sums sit
+  in no layer of their own, consecutive sums are paired, as a transformer block's two are
+  (each row's reason says which).
 
 Every weight a rule touches is multiplied after the draw, ``new = factor * drawn`` (a gamma
 or a gate: ``factor *`` the layer's own initializer), with the factors of a weight that
@@ -54,7 +63,7 @@ from keras_initlab.residual_gate import ResidualGate
 from keras_initlab.text_table import RowReport, format_table
 
 __all__ = ["RULES", "ResidualChange", "ResidualInitReport", "apply_residual", "plan_residual"]
-RULES = ("zero", "fixup", "skipinit", "scaled")
+RULES = ("zero", "fixup", "skipinit", "scaled", "depth")
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ class ResidualInitReport(RowReport[ResidualChange]):
     """What a residual rule changed (``rows``) and the Adds it did not treat.
 
     Attributes:
-        rule: the rule (``"zero"``, ``"fixup"``, ``"skipinit"``, ``"scaled"``).
+        rule: the rule (one of ``RULES``).
         blocks: the ``ResidualReport`` of the model (``blocks.unresolved``: the Adds that
             are not residual, and why).
         rows: one ``ResidualChange`` per weight changed, block by block.
@@ -175,9 +184,15 @@ def plan_residual(model: Any, residual: str, specs: list[WeightSpec]) -> Residua
         for block, gate in gates:
             rows += _gate_rows(block, gate)
         return ResidualInitReport("skipinit", blocks, rows)
+    if rule == "depth":
+        for block, (index, how) in zip(blocks, _block_indices(blocks), strict=True):
+            what = f"1/sqrt(2 (l + 1)), l={index} ({how})"
+            rows += _last_rows(block, by_layer, 1.0 / math.sqrt(2.0 * (index + 1)), what)
+        return ResidualInitReport(rule, blocks, rows)
     for block in blocks:
         factor = 0.0 if rule in ("zero", "fixup") else 1.0 / math.sqrt(n)
-        rows += _last_rows(block, by_layer, factor)
+        what = "zeroed" if factor == 0.0 else f"1/sqrt(L), L={n}"
+        rows += _last_rows(block, by_layer, factor, what)
         if rule == "fixup" and len(block.branch) > 1:
             m = len(block.branch)
             scale = float(n) ** (-1.0 / (2 * m - 2))
@@ -248,11 +263,19 @@ def _layer_path(block: ResidualBlock, layer: Any) -> str:
     return f"{prefix}/{layer.name}" if prefix else layer.name
 
 
+def _block_indices(blocks: ResidualReport) -> list[tuple[int, str]]:
+    """Per sum, the index of its block and how it was found (module docstring, ``"depth"``)."""
+    layers = [block.add.rpartition("/")[0] for block in blocks]
+    if all(layers):
+        order = list(dict.fromkeys(layers))
+        return [(order.index(layer), f"the sums of {layer}") for layer in layers]
+    return [(k // 2, "no block layer: consecutive sums paired") for k in range(len(layers))]
+
+
 def _last_rows(
-    block: ResidualBlock, by_layer: dict[str, list[WeightSpec]], factor: float
+    block: ResidualBlock, by_layer: dict[str, list[WeightSpec]], factor: float, what: str
 ) -> list[ResidualChange]:
     """The last layer of the branch times ``factor``: its norm's gamma, else kernel and bias."""
-    what = "zeroed" if factor == 0.0 else f"1/sqrt(L), L={round(1.0 / factor**2)}"
     norm = block.last_norm_layer
     if norm is not None:
         reason = f"last normalization of the branch: gamma {what}"

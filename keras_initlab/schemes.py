@@ -31,6 +31,7 @@ SCHEMES: dict[str, Callable[[], ini.Scheme]] = {
     "lecun_normal": ini.LecunNormal,
     "lecun_uniform": ini.LecunUniform,
     "orthogonal": ini.Orthogonal,
+    "small_init": ini.SmallInit,
     "xavier_normal": ini.GlorotNormal,
     "xavier_uniform": ini.GlorotUniform,
     "zeros": ini.Zeros,

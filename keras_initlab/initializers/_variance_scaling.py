@@ -310,6 +310,34 @@ class LecunNormal(_NamedScheme):
 
 
 @keras.saving.register_keras_serializable(package="keras_initlab")
+class SmallInit(_NamedScheme):
+    """SmallInit: ``Var(W) = 2 / (5 fan_in)``, untruncated normal (std ``sqrt(2 / (5 d))``).
+
+    Nguyen and Salazar 2019 ("Transformers without Tears") draw every weight of a
+    transformer of width ``d`` with the Xavier-normal std of its ``d x 4d`` feed-forward
+    kernel, ``sqrt(2 / (d + 4d))``; GPT-NeoX ships it as ``small_init`` (``std = sqrt(2 /
+    (5 * hidden_size))`` for every kernel but the branches' output projections). Smaller
+    than LeCun's ``1 / d`` by 0.4 in variance, it keeps a pre-LN stream's branches small
+    at the start. Here ``d`` is each kernel's true fan-in: the width for every kernel that
+    reads the stream (query, key, value, the FFN's input), four times it for the FFN's
+    output projection (GPT-NeoX draws that one by its own output rule).
+
+    Args:
+        seed: int, ``keras.random.SeedGenerator`` or None (see ``keras_initlab.initializers``).
+        layout: how to read fans from the shape (``keras_initlab.compute_fans``).
+        layout_args: the layout's arguments, e.g. ``{"groups": 4}``.
+        input_axes, output_axes: Keras' einsum axes (see ``VarianceScaling``).
+
+    Example:
+    >>> layer = keras.layers.Dense(256, kernel_initializer=SmallInit(seed=0))
+    >>> SmallInit().variance((64, 256)) == 2 / (5 * 64)
+    True
+    """
+
+    _PINNED = (0.4, "fan_in", "normal")
+
+
+@keras.saving.register_keras_serializable(package="keras_initlab")
 class LecunUniform(_NamedScheme):
     """LeCun uniform: ``U(-sqrt(3/fan_in), +sqrt(3/fan_in))``, variance ``1 / fan_in``.
 

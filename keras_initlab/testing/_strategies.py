@@ -57,6 +57,7 @@ NAMED_SCHEMES = {
     "HeUniform": (2.0, "fan_in", "uniform"),
     "LecunNormal": (1.0, "fan_in", "truncated_normal"),
     "LecunUniform": (1.0, "fan_in", "uniform"),
+    "SmallInit": (0.4, "fan_in", "normal"),
 }
 SCHEME_NAMES = tuple(sorted([*DOCUMENTED_DEFAULTS, *NAMED_SCHEMES]))
 RANDOM_FAMILIES = FAMILIES  # i.i.d. entries: checked by variance, mean, support, KS

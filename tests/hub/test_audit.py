@@ -6,12 +6,14 @@ embedding's true fan-in of 1 (std 1) and flagged."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import keras_initlab
+from keras_initlab.testing import budget, variance_interval
 
 pytest.importorskip("keras_hub")
-from tests.hub.models import VOCAB, WIDTH, backbone, vit_classifier
+from tests.hub.models import BLOCKS, VOCAB, WIDTH, backbone, vit_classifier
 
 pytestmark = pytest.mark.tensorflow
 
@@ -25,3 +27,31 @@ def test_a_stock_model_passes_the_audit_of_its_own_initializers(name):
         (row,) = [r for r in report if r.path.endswith("token_embedding/embeddings")]
         assert row.expected_std == pytest.approx((1.0 / VOCAB) ** 0.5, rel=1e-12)
         assert row.fan_out == WIDTH
+
+
+def test_stock_gpt2_against_the_gpt2_recipe_has_its_branch_outputs_sqrt_2n_too_large():
+    """keras_hub draws every GPT-2 kernel at 0.02; GPT-2's recipe (Radford et al. 2019,
+    section 2.3) draws each branch's output projection at 0.02 / sqrt(2N). Its token table
+    is drawn at 0.01 where OpenAI's model.py draws 0.02 (``wte``; 0.01 is ``wpe``'s)."""
+    model = backbone("gpt2")
+    report = keras_initlab.audit(model, "gpt2")
+    outputs = {
+        r.path
+        for r in report
+        if r.path.endswith(("attention_output/kernel", "feedforward_output_dense/kernel"))
+    }
+    assert len(outputs) == 2 * BLOCKS
+    assert {r.path for r in report.flagged} == outputs | {"token_embedding/embeddings"}
+    for row in report.flagged:
+        n = int(np.prod(next(v for v in model.weights if v.path == row.path).shape))
+        lo, hi = variance_interval(n, "normal", budget().alpha)
+        target = 2 * BLOCKS if row.path in outputs else 0.25
+        assert lo <= row.ratio**2 / target <= hi, (row.path, row.ratio)
+
+
+@pytest.mark.parametrize(("name", "recipe"), [("gpt2", "gpt2"), ("llama", "olmo")])
+def test_a_recipe_applied_to_a_hub_backbone_passes_its_own_audit(name, recipe):
+    model = backbone(name)
+    report = keras_initlab.initialize(model, recipe, seed=0, report=True)
+    assert len(report.residual.blocks) == 2 * BLOCKS
+    assert keras_initlab.audit(model, recipe).flagged == []

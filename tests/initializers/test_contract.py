@@ -41,6 +41,7 @@ CASES = [
         ki.LecunUniform(seed=4, layout="einsum", layout_args={"in_axes": [0], "out_axes": [1, 2]}),
         (16, 2, 8),
     ),
+    (ki.SmallInit(seed=9, layout="einsum", layout_args={"in_axes": [0], "out_axes": [1]}), (64, 8)),
     (ki.Orthogonal(2.0, seed=5), (12, 20)),
     (ki.Orthogonal("relu", seed=5, layout="recurrent", layout_args={"gates": 3}), (8, 24)),
     (ki.DeltaOrthogonal(1.5, seed=6), (3, 3, 8, 12)),

@@ -27,6 +27,7 @@ RANDOM_SCHEMES = [
     "LecunUniform",
     "RandomNormal",
     "RandomUniform",
+    "SmallInit",
     "VarianceScaling",
 ]
 BOUNDED = ("truncated_normal", "uniform")
