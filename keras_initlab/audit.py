@@ -132,8 +132,8 @@ def audit(
 
     Args:
         model: a built Keras model or layer.
-        scheme: None, a scheme name, a recipe name (``"gpt2"``, ``"olmo"``) or an
-            initializer.
+        scheme: None, a scheme name, a recipe name (``keras_initlab.recipes.RECIPES``) or
+            an initializer.
         residual: None or a residual rule (``keras_initlab.residual_init.RULES``), with a
             scheme.
         z: how many standard errors of the variance ratio make a flag.

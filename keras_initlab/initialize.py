@@ -130,8 +130,9 @@ def initialize(
             on the batch ``x`` (its report is kept as ``scheme.report``), or ``"auto"``:
             AutoInit (``keras_initlab.autoinit``), each kernel's scale set from the
             propagated moments so every layer's output variance stays at ``input_var``,
-            or a recipe name (``keras_initlab.recipes.RECIPES``: ``"gpt2"``, ``"olmo"``),
-            which draws the embedding tables too and applies its own ``residual`` rule.
+            or a recipe name (``keras_initlab.recipes.RECIPES``: ``"gpt2"``, ``"olmo"``,
+            ``"deepnet"``, ``"t_fixup"``), which draws the embedding tables too (where the
+            recipe sets them) and applies its own ``residual`` rule.
         seed: base seed; each weight gets its own seed derived from it, so two layers of the
             same shape differ. None uses the scheme's int seed if it has one, else a seed
             from Python's RNG (reproducible under ``keras.utils.set_random_seed``).
@@ -143,8 +144,12 @@ def initialize(
             ``"zero"`` (last layer of each branch zeroed, Goyal et al. 2017), ``"fixup"``
             (that, and the branch's other kernels times ``L^(-1/(2m-2))``, Zhang et al.
             2019), ``"skipinit"`` (each branch's gate, a ``keras_initlab.ResidualGate``, set
-            to 0, De and Smith 2020), ``"scaled"`` (last layer times ``1/sqrt(L)``, GPT-2)
-            or ``"depth"`` (the last layers of block ``l`` times ``1/sqrt(2 (l + 1))``, OLMo).
+            to 0, De and Smith 2020), ``"scaled"`` (last layer times ``1/sqrt(L)``, GPT-2),
+            ``"depth"`` (the last layers of block ``l`` times ``1/sqrt(2 (l + 1))``, OLMo),
+            ``"deepnet"`` (post-LN: value, output and FFN kernels times ``(8N)^(-1/4)``, a
+            fixed gate per branch at ``(2N)^(-1/4)``, Wang et al. 2022) or ``"t_fixup"``
+            (no normalization: those kernels and the embeddings times ``(9N)^(-1/4)``,
+            Huang et al. 2020).
             The report's ``residual`` lists the weights it changed; ``audit(model, scheme)``
             flags them, as they no longer follow the scheme. With ``LSUV`` the rule changes
             the weights LSUV leaves, and with ``"auto"`` the weights it set.

@@ -19,6 +19,15 @@ against ``"gpt2"`` its attention-output and FFN-output kernels are ``sqrt(2N)`` 
   ``1/sqrt(2 (l + 1))`` (the residual rule ``"depth"``), the token embedding N(0, 1/d) on
   its width ``d``. OLMo cuts its draws at +-3 std, which lowers their std by 1.3%; the
   draws here are not cut (the audit's ``expected_std`` is OLMo's std before the cut).
+* ``"deepnet"`` (Wang et al. 2022, "DeepNet: Scaling Transformers to 1,000 Layers"): every
+  kernel Xavier-normal (``2 / (fan_in + fan_out)``, not truncated), then the residual rule
+  ``"deepnet"``: the value, output and FFN kernels times ``(8N)^(-1/4)`` and each post-LN
+  block's fixed branch multiplier (a non-trainable ``ResidualGate``) at ``(2N)^(-1/4)``;
+  embedding tables kept (the paper does not set them).
+* ``"t_fixup"`` (Huang et al. 2020, "Improving Transformer Optimization Through Better
+  Initialization"): every kernel Xavier-uniform (Glorot and Bengio's), the embedding tables
+  N(0, 1/d), then the residual rule ``"t_fixup"``: the value, output and FFN kernels and the
+  tables times ``(9N)^(-1/4)``; for transformers without normalization only.
 
 Biases are drawn by each layer's own initializer (zeros), normalization weights are kept,
 as by any ``initialize`` call. SmallInit (Nguyen and Salazar 2019, as in GPT-NeoX) is a
@@ -44,14 +53,14 @@ class Recipe:
         name: the name ``initialize`` and ``audit`` take.
         kernels: makes the scheme every kernel is drawn from, on its true fans.
         embeddings: makes the scheme every embedding table is drawn from, on its
-            ``(vocabulary, width)`` layout (``fan_out`` is the width).
+            ``(vocabulary, width)`` layout (``fan_out`` is the width); None keeps them.
         residual: the residual rule applied after the draw (`keras_initlab.residual_init`).
         reference: where the recipe comes from.
     """
 
     name: str
     kernels: Callable[[], ini.Scheme]
-    embeddings: Callable[[], ini.Scheme]
+    embeddings: Callable[[], ini.Scheme] | None
     residual: str
     reference: str
 
@@ -70,6 +79,20 @@ RECIPES: dict[str, Recipe] = {
         lambda: ini.VarianceScaling(1.0, "fan_out", "normal"),
         "depth",
         "Groeneveld et al. 2024 (OLMo 1), allenai/OLMo olmo/initialization.py: mitchell",
+    ),
+    "deepnet": Recipe(
+        "deepnet",
+        lambda: ini.VarianceScaling(1.0, "fan_avg", "normal"),
+        None,
+        "deepnet",
+        "Wang et al. 2022 (DeepNet), DeepNorm for encoder-only and decoder-only models",
+    ),
+    "t_fixup": Recipe(
+        "t_fixup",
+        ini.GlorotUniform,
+        lambda: ini.VarianceScaling(1.0, "fan_out", "normal"),
+        "t_fixup",
+        "Huang et al. 2020 (T-Fixup), the decoder's scaling",
     ),
 }
 
@@ -94,4 +117,5 @@ def recipe_parts(scheme: Any, residual: str | None) -> tuple[Any, str | None, An
             f"Argument `residual` must be None with the recipe {scheme!r}, which applies "
             f"its own rule ({recipe.residual!r}). Received: residual={residual!r}"
         )
-    return recipe.kernels(), recipe.residual, recipe.embeddings()
+    embeddings = None if recipe.embeddings is None else recipe.embeddings()
+    return recipe.kernels(), recipe.residual, embeddings

@@ -41,6 +41,26 @@ one follows its last kernel, as ResNet's ``_3_bn``, else its last kernel with it
   layer (a keras_hub transformer layer holds its attention and FFN sums); where the sums sit
   in no layer of their own, consecutive sums are paired, as a transformer block's two are
   (each row's reason says which).
+* ``"deepnet"`` (Wang et al. 2022, "DeepNet: Scaling Transformers to 1,000 Layers",
+  DeepNorm for encoder-only and decoder-only models, ``N`` blocks): the post-LN block
+  ``LN(alpha x + f(x))`` with ``alpha = (2N)^(1/4)``, and the value, output and FFN kernels
+  (every kernel of a branch but the query and key projections, `ResidualBlock.scores`)
+  multiplied by ``beta = (8N)^(-1/4)`` (DeepNet draws them Xavier-normal with gain beta).
+  ``alpha`` is part of the forward pass, not of the initialization: under LayerNorm's scale
+  invariance ``LN(alpha x + f) = LN(x + f / alpha)`` (exactly, up to LayerNorm's epsilon),
+  so the rule sets a fixed branch multiplier to ``1/alpha``: a non-trainable
+  ``keras_initlab.ResidualGate(trainable=False)`` the model has last on each branch. Only
+  post-LN blocks (a normalization alone reads each sum, `ResidualBlock.post_norm`) are
+  accepted, and a branch without such a gate is an error that names it: the rule does not
+  rebuild the model, so the blocks of a keras_hub layer cannot take DeepNet's ``alpha``.
+* ``"t_fixup"`` (Huang et al. 2020, "Improving Transformer Optimization Through Better
+  Initialization", decoder rule, ``N`` blocks): every kernel of a branch but the query and
+  key projections, and every embedding table, multiplied by ``(9N)^(-1/4)``; for a
+  transformer without normalization only (any normalization layer is an error that names
+  it). T-Fixup's base is Xavier with N(0, 1/d) embeddings (the recipe ``"t_fixup"``); the
+  encoder's ``0.67 N^(-1/4)`` of an encoder-decoder is not applied.
+
+``N``, where a rule needs the blocks, counts them as ``"depth"`` does.
 
 Every weight a rule touches is multiplied after the draw, ``new = factor * drawn`` (a gamma
 or a gate: ``factor *`` the layer's own initializer), with the factors of a weight that
@@ -53,17 +73,30 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
 from keras import ops
 
 from keras_initlab._validation import unknown_name_message
 from keras_initlab.model.layers import NORMALIZATION_LAYERS
+from keras_initlab.model.path import normalizes
 from keras_initlab.model.residual import ResidualBlock, ResidualReport, residual_blocks
+from keras_initlab.model.tree import leaf_layers
 from keras_initlab.model.weights import WeightSpec
 from keras_initlab.residual_gate import ResidualGate
 from keras_initlab.text_table import RowReport, format_table
 
-__all__ = ["RULES", "ResidualChange", "ResidualInitReport", "apply_residual", "plan_residual"]
-RULES = ("zero", "fixup", "skipinit", "scaled", "depth")
+__all__ = [
+    "RULES",
+    "TRANSFORMER_RULES",
+    "ResidualChange",
+    "ResidualInitReport",
+    "apply_residual",
+    "plan_residual",
+]
+RULES = ("zero", "fixup", "skipinit", "scaled", "depth", "deepnet", "t_fixup")
+# The rules for transformer blocks (a block's two sums read as one block; attention's query
+# and key projections kept): what a language-model recipe uses.
+TRANSFORMER_RULES = ("depth", "deepnet", "t_fixup")
 
 
 @dataclass(frozen=True)
@@ -71,7 +104,8 @@ class ResidualChange:
     """One weight set by a residual rule: ``new = factor * base``.
 
     Attributes:
-        add: the block's Add (``ResidualBlock.add``).
+        add: the block's Add (``ResidualBlock.add``; "" for a weight outside the blocks,
+            T-Fixup's embedding tables).
         layer: the path of the layer that owns the weight.
         weight: the variable's path.
         factor: the multiplier (0 zeroes the weight).
@@ -184,6 +218,10 @@ def plan_residual(model: Any, residual: str, specs: list[WeightSpec]) -> Residua
         for block, gate in gates:
             rows += _gate_rows(block, gate)
         return ResidualInitReport("skipinit", blocks, rows)
+    if rule == "deepnet":
+        return ResidualInitReport(rule, blocks, _deepnet_rows(blocks, by_layer))
+    if rule == "t_fixup":
+        return ResidualInitReport(rule, blocks, _t_fixup_rows(model, blocks, by_layer, specs))
     if rule == "depth":
         for block, (index, how) in zip(blocks, _block_indices(blocks), strict=True):
             what = f"1/sqrt(2 (l + 1)), l={index} ({how})"
@@ -270,6 +308,80 @@ def _block_indices(blocks: ResidualReport) -> list[tuple[int, str]]:
         order = list(dict.fromkeys(layers))
         return [(order.index(layer), f"the sums of {layer}") for layer in layers]
     return [(k // 2, "no block layer: consecutive sums paired") for k in range(len(layers))]
+
+
+def _count_blocks(blocks: ResidualReport) -> int:
+    """``N``: the number of blocks (module docstring, ``"depth"``)."""
+    return 1 + max(index for index, _ in _block_indices(blocks))
+
+
+def _kernel_rows(
+    block: ResidualBlock, by_layer: dict[str, list[WeightSpec]], factor: float, what: str
+) -> list[ResidualChange]:
+    """Every kernel of the branch but its attention scores' (query, key) times ``factor``."""
+    return [
+        _row(block, path, _output_kernel(by_layer[path]).variable, factor, what)
+        for path in block.branch
+        if path not in block.scores
+    ]
+
+
+def _deepnet_rows(
+    blocks: ResidualReport, by_layer: dict[str, list[WeightSpec]]
+) -> list[ResidualChange]:
+    n = _count_blocks(blocks)
+    alpha, beta = (2.0 * n) ** 0.25, (8.0 * n) ** -0.25
+    pre = [b.add for b in blocks if b.post_norm is None]
+    if pre:
+        raise ValueError(
+            "Argument `residual` is 'deepnet', whose alpha is exact for post-LN blocks only "
+            "(LN(alpha x + f) = LN(x + f / alpha)), but no normalization alone reads the "
+            f"sum(s) {', '.join(pre)}. Received: residual='deepnet'"
+        )
+    gates = [(b, _gate(b)) for b in blocks]
+    missing = [b.add for b, g in gates if not isinstance(g, ResidualGate) or g.trainable]
+    if missing:
+        raise ValueError(
+            "Argument `residual` is 'deepnet', whose alpha = (2N)^(1/4) is a constant of the "
+            "forward pass: each branch must end in `keras_initlab.ResidualGate("
+            "trainable=False)`, which the rule sets to 1/alpha, and the branches of "
+            f"{', '.join(missing)} do not. The rule inserts no layer: blocks the model "
+            "holds as layers of their own (keras_hub's) cannot take DeepNet's alpha. "
+            "Received: residual='deepnet'"
+        )
+    rows: list[ResidualChange] = []
+    for block, gate in gates:
+        path = _layer_path(block, gate)
+        why = f"fixed branch multiplier 1/alpha, alpha = (2N)^(1/4), N={n}"
+        rows.append(_row(block, path, gate.alpha, 1.0 / alpha, why, keras.initializers.Ones()))
+        rows += _kernel_rows(block, by_layer, beta, f"beta = (8N)^(-1/4), N={n}")
+    return rows
+
+
+def _t_fixup_rows(
+    model: Any,
+    blocks: ResidualReport,
+    by_layer: dict[str, list[WeightSpec]],
+    specs: list[WeightSpec],
+) -> list[ResidualChange]:
+    norms = [path for path, layer in leaf_layers(model) if normalizes(layer, "training")]
+    if norms:
+        raise ValueError(
+            "Argument `residual` is 't_fixup', which is for transformers without "
+            f"normalization, but the model normalizes at {', '.join(norms[:4])}"
+            f"{' and more' if len(norms) > 4 else ''}. Use 'scaled' or a recipe such as "
+            "'gpt2' for a normalized stack. Received: residual='t_fixup'"
+        )
+    n = _count_blocks(blocks)
+    factor, what = (9.0 * n) ** -0.25, f"(9N)^(-1/4), N={n}"
+    rows = [
+        ResidualChange("", s.layer_path, s.path, factor, f"embedding table: {what}", s.variable)
+        for s in specs
+        if s.layout == "embedding"
+    ]
+    for block in blocks:
+        rows += _kernel_rows(block, by_layer, factor, what)
+    return rows
 
 
 def _last_rows(

@@ -160,3 +160,103 @@ def test_bad_recipe_arguments_are_named_and_change_nothing():
     with pytest.raises(ValueError, match="residual"):
         audit(plain, "olmo")
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights, strict=True))
+
+
+def _attention_stack(blocks=BLOCKS, *, gate=False, norm=True, epsilon=1e-3, alpha=None):
+    """Post-LN (``norm``) or normalization-free causal blocks of Keras MultiHeadAttention and
+    a ReLU FFN; ``gate`` ends each branch in a fixed ``ResidualGate``; ``alpha`` multiplies
+    each skip in the graph (DeepNet's forward pass written out, for the reference)."""
+    x = keras.Input((8,), dtype="int32", name="tokens")
+    h = L.Embedding(VOCAB, WIDTH, name="embed")(x)
+    for b in range(blocks):
+        for part in ("a", "f"):
+            if part == "a":
+                f = L.MultiHeadAttention(2, WIDTH // 2, name=f"mha{b}")(h, h, use_causal_mask=True)
+            else:
+                f = L.Dense(HIDDEN, activation="relu", name=f"in{b}")(h)
+                f = L.Dense(WIDTH, name=f"out{b}")(f)
+            if gate:
+                f = keras_initlab.ResidualGate(1.0, trainable=False, name=f"g{b}{part}")(f)
+            skip = h if alpha is None else keras.ops.multiply(h, alpha)
+            h = L.Add(name=f"add{b}{part}")([skip, f])
+            if norm:
+                h = L.LayerNormalization(epsilon=epsilon, name=f"ln{b}{part}")(h)
+    return keras.Model(x, h)
+
+
+def _xavier(kernel, layer):
+    """Xavier's variance on the true fans of an EinsumDense (attention) or Dense kernel."""
+    fan_in, fan_out = (
+        keras_initlab.compute_fans(kernel.shape, "einsum", **_einsum_axes(layer))
+        if isinstance(layer, L.EinsumDense)
+        else kernel.shape
+    )
+    return 2.0 / (fan_in + fan_out)
+
+
+def _einsum_axes(layer):
+    (spec,) = [s for s in weight_specs(layer) if s.role == "kernel"]
+    return spec.layout_args
+
+
+def test_deepnet_scales_value_output_and_ffn_by_beta_and_sets_each_gate_to_one_over_alpha():
+    model = _attention_stack(gate=True)
+    initialize(model, "deepnet", seed=9)
+    alpha, beta = (2.0 * BLOCKS) ** 0.25, (8.0 * BLOCKS) ** -0.25
+    for spec in weight_specs(model):
+        if spec.is_bias or spec.layout == "embedding":
+            continue
+        kernel, scaled = spec.variable.numpy(), spec.layer.name not in ("query", "key")
+        assert_variance(kernel, _xavier(kernel, spec.layer) * (beta**2 if scaled else 1.0))
+    gates = [
+        layer.alpha.numpy() for layer in model.layers if "ResidualGate" in type(layer).__name__
+    ]
+    assert gates == [np.float32(1.0 / alpha)] * 2 * BLOCKS
+    assert audit(model, "deepnet").flagged == []
+
+
+def test_deepnets_fixed_gate_is_its_alpha_skip_under_layernorms_scale_invariance():
+    """``LN(alpha x + f) = LN(x + f / alpha)``: the model with its gates at ``1/alpha`` and
+    the model whose graph multiplies each skip by ``alpha`` (same weights, gates at 1) agree
+    to float32 rounding where LayerNorm's epsilon is negligible."""
+    alpha = (2.0 * BLOCKS) ** 0.25
+    model = _attention_stack(gate=True, epsilon=1e-12)
+    initialize(model, "deepnet", seed=10)
+    reference = _attention_stack(gate=True, epsilon=1e-12, alpha=alpha)
+    reference.set_weights(model.get_weights())
+    for layer in reference.layers:
+        if isinstance(layer, keras_initlab.ResidualGate):
+            layer.alpha.assign(1.0)
+    tokens = np.random.default_rng(0).integers(0, VOCAB, (4, 8))
+    np.testing.assert_allclose(model(tokens), reference(tokens), rtol=1e-4, atol=1e-4)
+
+
+def test_deepnet_refuses_pre_ln_blocks_and_branches_without_a_fixed_gate():
+    with pytest.raises(ValueError, match=r"'deepnet'.*post-LN.*b0_attn_add, b0_ffn_add"):
+        initialize(_stack(), "deepnet")
+    trainable = _attention_stack(gate=True)
+    for layer in trainable.layers:
+        if isinstance(layer, keras_initlab.ResidualGate):
+            layer.trainable = True
+    for model in (_attention_stack(gate=False), trainable):
+        with pytest.raises(ValueError, match=r"ResidualGate\(trainable=False\).*add0a, add0f"):
+            initialize(model, "deepnet")
+
+
+def test_t_fixup_scales_embeddings_value_output_and_ffn_by_9n_to_the_minus_quarter():
+    model = _attention_stack(norm=False)
+    initialize(model, "t_fixup", seed=11)
+    factor2 = (9.0 * BLOCKS) ** -0.5  # the factor's square, on variances
+    for spec in weight_specs(model):
+        if spec.is_bias:
+            continue
+        values = spec.variable.numpy()
+        if spec.layout == "embedding":
+            assert_variance(values, factor2 / WIDTH)
+            continue
+        scaled = spec.layer.name not in ("query", "key")
+        variance = _xavier(values, spec.layer) * (factor2 if scaled else 1.0)
+        assert_variance(values, variance, family="uniform")
+    assert audit(model, "t_fixup").flagged == []
+    with pytest.raises(ValueError, match=r"'t_fixup'.*without normalization.*ln0a"):
+        initialize(_attention_stack(), "t_fixup")

@@ -169,3 +169,37 @@ def test_a_custom_block_whose_call_cannot_be_traced_is_opaque_with_the_reason():
     (opaque,) = report.unresolved
     assert opaque.name == "tfblock"
     assert "cannot be traced" in opaque.reason
+
+
+class _OwnAttention(keras.layers.Layer):
+    """Single-head attention written with keras.ops: a softmax of ``q k^T`` (``fused=False``)
+    or ``keras.ops.dot_product_attention`` (``fused=True``)."""
+
+    def __init__(self, width, fused=False, **kwargs):
+        super().__init__(**kwargs)
+        self.fused = fused
+        self.q, self.k, self.v, self.o = (keras.layers.Dense(width) for _ in range(4))
+
+    def call(self, x):
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        if self.fused:
+            heads = [keras.ops.expand_dims(t, 2) for t in (q, k, v)]
+            attended = keras.ops.squeeze(keras.ops.dot_product_attention(*heads), 2)
+        else:
+            scores = keras.ops.einsum("btd,bsd->bts", q, k) / float(q.shape[-1]) ** 0.5
+            attended = keras.ops.einsum("bts,bsd->btd", keras.ops.softmax(scores), v)
+        return self.o(attended)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_query_and_key_of_an_attention_branch_are_its_scores(fused):
+    x = keras.Input((6, 8))
+    own = _OwnAttention(8, fused, name="own")
+    h = keras.layers.Add(name="a0")([x, own(x)])
+    mha = keras.layers.MultiHeadAttention(2, 4, name="mha")(h, h)
+    y = keras.layers.Add(name="a1")([h, mha])
+    blocks = residual_blocks(keras.Model(x, y))
+    assert [(b.add, b.scores) for b in blocks] == [
+        ("a0", (f"own/{own.q.name}", f"own/{own.k.name}")),
+        ("a1", ("mha/query", "mha/key")),
+    ]

@@ -104,6 +104,8 @@ __all__ = [
     "classified",
     "is_opaque",
     "is_sum",
+    "score_inputs",
+    "score_sublayers",
 ]
 
 
@@ -325,6 +327,44 @@ def is_sum(operation: object) -> bool:
     if isinstance(operation, SUMS):
         return True
     return not isinstance(operation, keras.layers.Layer) and type(operation).__name__ == "Add"
+
+
+def score_inputs(operation: object, inputs: list[Any]) -> list[Any]:
+    """The inputs of ``operation`` whose values reach its output only through attention
+    scores (a softmax of their products): all of a softmax's (the layer, an ``Activation``
+    holding it, ``keras.ops.softmax``), the query and key of ``keras.ops``'
+    ``dot_product_attention``; none of any other operation's.
+
+    Example:
+    >>> import keras
+    >>> score_inputs(keras.layers.Softmax(), ["scores"]), score_inputs(keras.layers.ReLU(), ["x"])
+    (['scores'], [])
+    """
+    name = type(operation).__name__
+    if isinstance(operation, keras.layers.Layer):
+        kind = activation_kind(operation)
+        function = getattr(getattr(operation, "activation", None), "__name__", None)
+        softmax = kind == "softmax" or (kind == "activation" and function == "softmax")
+        return list(inputs) if softmax else []
+    if name == "Softmax":
+        return list(inputs)
+    return list(inputs[:2]) if name == "DotProductAttention" else []
+
+
+def score_sublayers(layer: Any) -> tuple[Any, ...]:
+    """The sub-layers of a known attention layer that project its attention scores' operands
+    (``MultiHeadAttention`` and its subclasses: the query and key projections), or ().
+
+    Example:
+    >>> import keras
+    >>> attention = keras.layers.MultiHeadAttention(2, 4)
+    >>> attention.build((None, 3, 8), (None, 3, 8))
+    >>> [sub.name for sub in score_sublayers(attention)]
+    ['query', 'key']
+    """
+    if isinstance(layer, ATTENTION):
+        return (layer.query_dense, layer.key_dense)
+    return ()
 
 
 def is_opaque(layer: Any) -> bool:

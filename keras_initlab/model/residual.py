@@ -30,7 +30,14 @@ from typing import Any
 import keras
 
 from keras_initlab import _keras
-from keras_initlab.model.layers import NORMALIZATION_LAYERS, is_opaque, is_sum
+from keras_initlab.model.layers import (
+    NORMALIZATION_LAYERS,
+    is_opaque,
+    is_sum,
+    score_inputs,
+    score_sublayers,
+)
+from keras_initlab.model.path import normalizes
 from keras_initlab.model.trace import model_inputs, output_spec, trace_structure
 from keras_initlab.model.weights import check_built, weight_specs
 from keras_initlab.text_table import RowReport, format_table
@@ -58,6 +65,11 @@ class ResidualBlock:
         last_norm_layer: that layer object, or None.
         tail_layers: the layers on the branch after ``last_kernel`` (its norm, activations,
             a gate such as ``keras_initlab.ResidualGate``), in graph order.
+        scores: the kernels of ``branch`` whose outputs reach the sum only through attention
+            scores (a softmax, or a fused attention's query and key): an attention branch's
+            query and key projections; () on a branch without attention.
+        post_norm: the normalization layer that alone reads the sum (a post-LN block's; the
+            stream goes on from it), or None.
     """
 
     add: str
@@ -70,6 +82,8 @@ class ResidualBlock:
     last_kernel_layer: Any = field(default=None, repr=False, compare=False)
     last_norm_layer: Any = field(default=None, repr=False, compare=False)
     tail_layers: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    scores: tuple[str, ...] = ()
+    post_norm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +189,7 @@ class _Finder:
         # a layer or nested model whose output is a sum inside it -> that sum's name: the
         # next block's skip reads the same tensor, so the stream goes on through it
         self.returns: dict[str, str] = {}
+        self.scores: set[str] = set()  # kernels that feed attention scores only
 
     def model(self, model: Any, prefix: str, input_names: list[str] | None = None) -> None:
         if _keras.is_functional(model):
@@ -246,6 +261,7 @@ class _Finder:
                 producer[id(t)] = i
                 ancestry[id(t)] = above | {i}
                 names[id(t)] = prefix + call.operation.name
+        self._score_kernels(calls, prefix)
         for call in calls:
             if isinstance(call.operation, keras.layers.Layer):
                 called = (call.args, call.kwargs, call.inputs)
@@ -253,6 +269,26 @@ class _Finder:
             if is_sum(call.operation):
                 self._sum(call, calls, producer, ancestry, names, prefix)
         return names
+
+    def _score_kernels(self, calls: list[Any], prefix: str) -> None:
+        """Note the kernels of this graph whose outputs reach its outputs (the tensors no call
+        reads) only through attention scores (`score_inputs`), and the query and key
+        projections of the known attention layers it calls (`score_sublayers`)."""
+        read = {id(t) for call in calls for t in call.inputs}
+        direct = {id(t) for call in calls for t in call.outputs if id(t) not in read}
+        reaches = set(direct)
+        for call in reversed(calls):
+            if any(id(t) in reaches for t in call.outputs):
+                reaches.update(id(t) for t in call.inputs)
+            if any(id(t) in direct for t in call.outputs):
+                scored = {id(t) for t in score_inputs(call.operation, call.inputs)}
+                direct.update(id(t) for t in call.inputs if id(t) not in scored)
+        for call in calls:
+            name = prefix + call.operation.name
+            self.scores.update(f"{name}/{sub.name}" for sub in score_sublayers(call.operation))
+            outputs = [id(t) for t in call.outputs]
+            if any(t in reaches for t in outputs) and not any(t in direct for t in outputs):
+                self.scores.update(self._weights_of(name))
 
     def _path_weights(self, calls: list[Any], members: frozenset[int], prefix: str) -> list[str]:
         names = (prefix + calls[i].operation.name for i in sorted(members))
@@ -305,6 +341,15 @@ class _Finder:
             ),
             None,
         )
+        readers = [o.operation for o in calls if any(t is call.outputs[0] for t in o.inputs)]
+        post_norm = (
+            prefix + readers[0].name
+            if readers
+            and all(
+                isinstance(r, keras.layers.Layer) and normalizes(r, "training") for r in readers
+            )
+            else None
+        )
         skip_name = (
             self.returns.get(names[id(skip)], names[id(skip)])
             if not shortcut
@@ -322,6 +367,8 @@ class _Finder:
                 last_kernel_layer=self.kernels[last],
                 last_norm_layer=norm,
                 tail_layers=tail,
+                scores=tuple(k for k in branch if k in self.scores),
+                post_norm=post_norm,
             )
         )
 

@@ -163,8 +163,8 @@ def test_a_folder_that_is_not_a_report_is_refused(capsys, tmp_path):
 
 def test_the_experiment_trains_every_residual_rule_initialize_has():
     from keras_initlab.compare.residual.config import RESIDUAL_RULES
-    from keras_initlab.residual_init import RULES
+    from keras_initlab.residual_init import RULES, TRANSFORMER_RULES
 
-    # config.py names them without importing Keras; "depth" (OLMo's per-block factor of a
-    # transformer's two sums) is a language-model recipe's rule, not one for these stacks
-    assert tuple(r for r in RULES if r != "depth") == RESIDUAL_RULES
+    # config.py names them without importing Keras; the transformer rules (a block's two
+    # sums, attention's query and key kept) are language-model recipes', not these stacks'
+    assert tuple(r for r in RULES if r not in TRANSFORMER_RULES) == RESIDUAL_RULES

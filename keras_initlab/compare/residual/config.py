@@ -14,8 +14,8 @@ from keras_initlab.compare.datasets import check_dataset_name
 
 # Plain schemes, LSUV, the architecture-aware `auto`, and He with each residual rule
 # (``initialize(model, "he_normal", residual=rule)``; the rules of
-# `keras_initlab.residual_init.RULES`, named here without importing Keras: a test checks;
-# but "depth", OLMo's per-block factor, which pairs a transformer block's two sums).
+# `keras_initlab.residual_init.RULES` but its TRANSFORMER_RULES, named here without
+# importing Keras: a test checks).
 RESIDUAL_RULES = ("zero", "fixup", "skipinit", "scaled")
 RESIDUAL_SCHEMES = (
     "he_normal",
