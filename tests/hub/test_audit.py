@@ -55,3 +55,13 @@ def test_a_recipe_applied_to_a_hub_backbone_passes_its_own_audit(name, recipe):
     report = keras_initlab.initialize(model, recipe, seed=0, report=True)
     assert len(report.residual.blocks) == 2 * BLOCKS
     assert keras_initlab.audit(model, recipe).flagged == []
+
+
+def test_the_rules_that_cannot_apply_to_a_hub_block_say_why():
+    """BERT is post-LN, but its blocks are keras_hub layers with no fixed branch multiplier:
+    DeepNet's alpha cannot be set there; GPT-2 normalizes, so T-Fixup does not apply."""
+    bert = backbone("bert")
+    with pytest.raises(ValueError, match=r"ResidualGate\(trainable=False\).*keras_hub"):
+        keras_initlab.initialize(bert, "deepnet")
+    with pytest.raises(ValueError, match=r"'t_fixup'.*without normalization"):
+        keras_initlab.initialize(backbone("gpt2"), "t_fixup")
