@@ -340,6 +340,39 @@ def kept_state(layer: Any) -> Iterator[None]:
             variable.assign(value)
 
 
+@contextlib.contextmanager
+def explicit_attention(layers: list[Any]) -> Iterator[None]:
+    """Within the block, each ``MultiHeadAttention`` of ``layers`` computes its weights with
+    its softmax layer (the path it takes to return attention scores) instead of the fused
+    ``keras.ops.dot_product_attention`` it takes without dropout (Keras 3.5+,
+    ``_compute_attention``, a private method): the same output up to float rounding, and
+    the scores and mask pass through ``layer._softmax``. A layer with flash attention on
+    cannot return its scores and is left fused."""
+    patched = []
+    try:
+        for layer in layers:
+            compute = type(layer)._compute_attention
+            signature = inspect.signature(compute)
+            if getattr(layer, "_flash_attention", False) or (
+                "return_attention_scores" not in signature.parameters
+            ):
+                continue
+
+            def explicit(
+                *args: Any, _compute: Any = compute, _layer: Any = layer, **kwargs: Any
+            ) -> Any:
+                bound = inspect.signature(_compute).bind(_layer, *args, **kwargs)
+                bound.arguments["return_attention_scores"] = True
+                return _compute(*bound.args, **bound.kwargs)
+
+            object.__setattr__(layer, "_compute_attention", explicit)
+            patched.append(layer)
+        yield
+    finally:
+        for layer in patched:
+            vars(layer).pop("_compute_attention", None)
+
+
 def instance_cache(obj: Any, name: str) -> dict[Any, Any]:
     """A dict kept on ``obj`` itself (untracked by Keras, not saved), created on first use.
 

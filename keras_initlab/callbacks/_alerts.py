@@ -49,7 +49,9 @@ class Alert:
         kind: ``"activation_var"``, ``"gradient_var"`` (a change across depth),
             ``"gradient_zero"`` (no gradient reaches the main path), ``"non_finite"``, or
             ``"logits"`` (the softmax a cross-entropy reads starts saturated:
-            `keras_initlab.logits_rule`; ``factor`` is the logits' variance).
+            `keras_initlab.logits_rule`; ``factor`` is the logits' variance), or
+            ``"attention"`` (an attention softmax starts collapsed:
+            `keras_initlab.attention_rule`; ``factor`` is the scores' variance).
         factor: the change across depth (NaN for non-finite values, 0 for a zero gradient).
         cause: ``"weights"``, ``"architecture"`` or ``"training"``.
         what: what was measured, and where.
@@ -166,6 +168,30 @@ def logits_alert(epoch: int, step: int, layer: str, finding: Any) -> Alert:
         advice,
         None,
         False,
+    )
+
+
+def attention_alert(
+    epoch: int, step: int, layer: str, finding: Any, collapsed: int, of: int
+) -> Alert:
+    """The alert of the attention rule (`keras_initlab.attention_rule`) at the first of
+    ``collapsed`` (of ``of``) attention softmaxes that start collapsed. Its fix is named,
+    not checked."""
+    why = (
+        f"the query and key projections of the attention around {layer!r} make scores too "
+        f"large for a softmax over {finding.keys} keys (a lost 1/sqrt(d_head) scale "
+        "multiplies their variance by d_head)"
+    )
+    advice = (
+        "draw the query and key kernels smaller, or restore the scores' 1/sqrt(d_head) "
+        "scale: the scores' variance scales with the product of the two kernels' variances, "
+        f"so each std at most ({finding.limit:.3g} / {finding.variance:.3g})^(1/4) = "
+        f"{(finding.limit / finding.variance) ** 0.25:.3g} times the present one; not "
+        "checked: no prediction covers the softmax's saturation"
+    )
+    what = f"{finding.describe()} (in {collapsed} of {of} attention softmaxes)"
+    return Alert(
+        epoch, step, layer, "attention", finding.variance, "weights", what, why, advice, None, False
     )
 
 

@@ -13,7 +13,13 @@ import numpy as np
 
 from keras_initlab import _keras
 from keras_initlab._validation import check_choice, check_positive, check_positive_int
-from keras_initlab.callbacks._alerts import Alert, VarianceWarning, alerts_for, logits_alert
+from keras_initlab.callbacks._alerts import (
+    Alert,
+    VarianceWarning,
+    alerts_for,
+    attention_alert,
+    logits_alert,
+)
 from keras_initlab.measurement import (
     DISTINCT_RTOL,
     MODES,
@@ -512,7 +518,7 @@ class VarianceMonitor(keras.callbacks.Callback):
                 foretold=foretold,
             )
             if step == 0 and not found:  # an exploding signal makes large logits too
-                found += self._logits_alerts(path)
+                found += self._attention_alerts() + self._logits_alerts(path)
             for a in found:
                 if (source, a.kind) in self._alerted:
                     continue
@@ -525,6 +531,28 @@ class VarianceMonitor(keras.callbacks.Callback):
             for k in ("activation_var", "gradient_var")
         ):
             self.model.stop_training = True
+
+    def _attention_alerts(self) -> list[Alert]:
+        """The attention rule's alert at step 0 (`keras_initlab.attention_rule`): on the
+        probe in both modes, at the attention softmaxes whose scores start collapsed in
+        both; the first of them is named, with the probe mode's finding (one call per
+        softmax: its first)."""
+        from keras_initlab.attention_rule import attention_scores, judge_scores
+
+        collapsed: dict[str, dict[str, Any]] = {}
+        count = 0
+        for mode in PROBE_MODES:
+            calls = attention_scores(self.model, self._probe_data[0], mode)
+            count = len(calls)
+            for path, ((scores, mask, weights), *_) in calls.items():
+                finding = judge_scores(scores, mask, weights)
+                if finding.exceeds:
+                    collapsed.setdefault(path, {})[mode] = finding
+        both = [p for p, f in collapsed.items() if len(f) == len(PROBE_MODES)]
+        if not both:
+            return []
+        finding = collapsed[both[0]][self.probe_mode]
+        return [attention_alert(self._epoch, 0, both[0], finding, len(both), count)]
 
     def _logits_alerts(self, path: Any) -> list[Alert]:
         """The logits rule's alert at step 0 (`keras_initlab.logits_rule`): on the probe in

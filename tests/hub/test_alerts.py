@@ -105,3 +105,22 @@ def test_a_tied_embedding_drawn_at_std_1_makes_saturated_logits(std):
     assert 64 * 0.5 < alert.factor < 64 * 1.6
     measured = float(alert.what.split("measured ")[1].split(",")[0])
     assert measured > 2 * np.log(VOCAB)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bert", "llama", "gemma"])
+def test_a_lost_attention_scale_collapses_the_softmax(name):
+    """The transformer issue's planted fault on He: the query and key kernels drawn
+    ``d_head^(1/4)`` larger each, so the scores are ``sqrt(d_head)`` times He's (a lost
+    ``1/sqrt(d_head)``): their variance, about 3 under He, becomes about ``3 d_head`` (96
+    here), beyond ``2 x 2 ln 16 = 11.1`` for the 16 keys a query sees at most; the
+    attention softmax starts collapsed. Under He alone (the test above), no alert."""
+    model, x, labels = _task(name)
+    keras_initlab.initialize(model, "he_normal", seed=0)
+    for variable in model.weights:
+        if variable.path.endswith(("query/kernel", "key/kernel")):
+            variable.assign(variable.numpy() * variable.shape[-1] ** 0.25)
+    alerts, _, _ = step0_alerts(model, x, labels)
+    (alert,) = [a for a in alerts if a.kind == "attention"]
+    assert alert.cause == "weights" and not alert.checked
+    assert "softmax" in alert.layer and "above 11.1 (2 x 2 ln n, n = 16 keys)" in alert.what
+    assert "in 2 of 2 attention softmaxes" in alert.what

@@ -1,0 +1,125 @@
+"""The attention rule (`keras_initlab.attention_rule`): the scores a softmax layer inside an
+attention layer computes, read on the probe, and judged against ``2 x 2 ln n``.
+
+References: a plain loop over the rows for the rule's statistics; the scores of a Keras
+``MultiHeadAttention`` recomputed in NumPy from its kernels (``q k^T / sqrt(d)`` per head);
+the monitor's step-0 alert on a causal Transformer stack built from Keras layers, with and
+without its query and key kernels drawn ``d_head^(1/4)`` larger (a lost ``1/sqrt(d_head)``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_initlab
+from keras_initlab.attention_rule import attention_scores, attention_softmaxes, judge_scores
+from keras_initlab.logits_rule import MARGIN
+from tests.model_reading.judge import step0_alerts
+
+L = keras.layers
+T, WIDTH, HEADS = 12, 32, 2
+
+
+def _reference(z, visible):
+    """The rule's statistics row by row: a query that sees fewer than two keys is left out."""
+    variances, squares, inverse = [], [], []
+    for row, seen in zip(z.reshape(-1, z.shape[-1]), visible.reshape(-1, z.shape[-1]), strict=True):
+        keys = row[seen]
+        if keys.size < 2:
+            continue
+        variances.append(np.var(keys, ddof=1))
+        p = np.exp(keys - keys.max())
+        squares.append(np.sum((p / p.sum()) ** 2))
+        inverse.append(1.0 / keys.size)
+    return np.mean(variances), np.mean(squares), np.mean(inverse)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 6.0])
+def test_judge_scores_matches_a_row_by_row_computation(scale):
+    rng = np.random.default_rng(0)
+    z = scale * rng.standard_normal((3, 2, T, T))
+    visible = np.tri(T, T, dtype=bool) & (rng.random((3, 1, 1, T)) < 0.8)
+    finding = judge_scores(z, visible)
+    variance, square, uniform = _reference(z, np.broadcast_to(visible, z.shape))
+    assert finding.variance == pytest.approx(variance, rel=1e-12)
+    assert finding.participation == pytest.approx(square, rel=1e-12)
+    assert finding.uniform == pytest.approx(uniform, rel=1e-12)
+    assert finding.keys == int(np.broadcast_to(visible, z.shape).sum(-1).max())
+    assert finding.limit == pytest.approx(MARGIN * 2 * math.log(finding.keys), rel=1e-15)
+    assert finding.exceeds == (variance > finding.limit)
+
+
+def test_rows_with_fewer_than_two_keys_carry_no_variance():
+    finding = judge_scores(np.zeros((4, 3)), np.array([1, 0, 0]))
+    assert math.isnan(finding.variance) and not finding.exceeds
+    assert math.isinf(judge_scores(np.zeros((2, 1))).limit)
+
+
+def _stack(blocks=2, lost=False, dropout=0.0):
+    x = keras.Input((T, WIDTH), name="x")
+    h = x
+    for b in range(blocks):
+        a = L.MultiHeadAttention(HEADS, WIDTH // HEADS, dropout=dropout, name=f"mha{b}")(
+            L.LayerNormalization(name=f"ln{b}")(h),
+            L.LayerNormalization(name=f"lnk{b}")(h),
+            use_causal_mask=True,
+        )
+        h = L.Add(name=f"add{b}")([h, a])
+    y = L.Dense(5, name="head")(L.GlobalAveragePooling1D(name="gap")(h))
+    model = keras.Model(x, L.Softmax(name="probabilities")(y))
+    keras_initlab.initialize(model, "he_normal", seed=1)
+    if lost:
+        for variable in model.weights:
+            if variable.path.endswith(("query/kernel", "key/kernel")):
+                variable.assign(variable.numpy() * variable.shape[-1] ** 0.25)
+    return model
+
+
+def test_the_scores_read_are_multi_head_attentions_own():
+    model = _stack(blocks=1)
+    x = np.random.default_rng(2).standard_normal((3, T, WIDTH)).astype("float32")
+    before = [w.numpy().copy() for w in model.weights]
+    attention = model.get_layer("mha0")
+    ((scores, mask, weights),) = attention_scores(model, x)[f"mha0/{attention._softmax.name}"]
+    q_in = model.get_layer("ln0")(x).numpy()
+    k_in = model.get_layer("lnk0")(x).numpy()
+    q = np.einsum("btd,dhk->bhtk", q_in, attention.query_dense.kernel.numpy())
+    k = np.einsum("btd,dhk->bhtk", k_in, attention.key_dense.kernel.numpy())
+    expected = np.einsum("bhtk,bhsk->bhts", q, k) / math.sqrt(WIDTH // HEADS)
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(mask > 0.5, np.broadcast_to(np.tri(T, T, dtype=bool), mask.shape))
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+    assert "call" not in vars(attention._softmax)  # the layer's own call is back
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, model.weights, strict=True))
+
+
+def test_only_the_softmaxes_inside_attention_layers_are_read():
+    """The classifier's output Softmax sits at the model's level: the logits rule's."""
+    model = _stack()
+    assert [path for path, _ in attention_softmaxes(model)] == [
+        f"mha{b}/{model.get_layer(f'mha{b}')._softmax.name}" for b in range(2)
+    ]
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_a_lost_scale_draws_the_attention_alert_at_step_0(lost):
+    """He: the scores' variance is about 2 x 2 (q and k of variance 2 per element after a
+    LayerNorm) = 4 < 2 x 2 ln 12 = 9.9. Lost ``1/sqrt(d_head)``: about 4 x 16 = 64."""
+    model = _stack(lost=lost, dropout=0.1)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, T, WIDTH)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alerts, _, _ = step0_alerts(model, x, rng.integers(0, 5, 8))
+    attention = [a for a in alerts if a.kind == "attention"]
+    if not lost:
+        assert [a.message for a in alerts] == []
+        return
+    (alert,) = attention
+    assert alert.layer.startswith("mha0/softmax") and "in 2 of 2 attention softmaxes" in alert.what
+    assert alert.factor > 2 * 2 * math.log(T)
