@@ -56,7 +56,8 @@ def test_judge_scores_matches_a_row_by_row_computation(scale):
 
 def test_rows_with_fewer_than_two_keys_carry_no_variance():
     finding = judge_scores(np.zeros((4, 3)), np.array([1, 0, 0]))
-    assert math.isnan(finding.variance) and not finding.exceeds
+    assert math.isnan(finding.variance)
+    assert not finding.exceeds
     assert math.isinf(judge_scores(np.zeros((2, 1))).limit)
 
 
@@ -121,5 +122,6 @@ def test_a_lost_scale_draws_the_attention_alert_at_step_0(lost):
         assert [a.message for a in alerts] == []
         return
     (alert,) = attention
-    assert alert.layer.startswith("mha0/softmax") and "in 2 of 2 attention softmaxes" in alert.what
+    assert alert.layer.startswith("mha0/softmax")
+    assert "in 2 of 2 attention softmaxes" in alert.what
     assert alert.factor > 2 * 2 * math.log(T)

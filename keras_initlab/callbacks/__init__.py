@@ -8,7 +8,7 @@ VarianceMonitor(every_n_batches=10, layers=None, log_dir=None, alert=False, reco
 from keras_initlab.callbacks._alerts import Alert, VarianceWarning
 from keras_initlab.callbacks._monitor import VarianceMonitor
 from keras_initlab.callbacks._plot import plot_variance
-from keras_initlab.callbacks._signal_plot import plot_signal
+from keras_initlab.callbacks._signal_plot import plot_blocks, plot_signal
 from keras_initlab.measurement import RECORD_KEYS
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Alert",
     "VarianceMonitor",
     "VarianceWarning",
+    "plot_blocks",
     "plot_signal",
     "plot_variance",
 ]

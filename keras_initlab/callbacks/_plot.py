@@ -189,7 +189,10 @@ def plot_variance(
         ax.legend()
     figures = {"heatmap": heatmap, "profile": profile}
     if model is not None or blocks is not None:
-        from keras_initlab.callbacks._signal_plot import plot_signal
+        from keras_initlab.callbacks._signal_plot import plot_blocks, plot_signal
 
         figures["signal"] = plot_signal(records, model, blocks=blocks, step=chosen[0])
+        figures["blocks"] = plot_blocks(
+            records, model, blocks=blocks, step=chosen[0], quantities=quantities
+        )
     return figures

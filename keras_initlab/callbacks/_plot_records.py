@@ -14,6 +14,7 @@ MAX_LAYER_TICKS = 40
 # The block a layer belongs to, from Keras' naming in keras.applications and common code:
 # "conv2_block1_1_conv" -> "conv2_block1", "block_3_expand" -> "block_3", "block1a_dwconv" ->
 # "block1a", "..._stage_0_block_2_..." -> "..._stage_0_block_2", "stage3_conv" -> "stage3".
+_NUMBERED = re.compile(r"_\d+$")  # a repeated layer's name: "transformer_layer_3"
 _BLOCK = re.compile(r"^(.*?(?:block|stage)_?\d+[a-z]?)(?:_|$)")
 
 
@@ -70,15 +71,21 @@ def _records_of(monitor_or_records: Any) -> list[dict[str, Any]]:
 def block_of(layer: str) -> str | None:
     """The block name of a layer record name, or None when the name shows no block.
 
-    A nested path gives its outer model or layer (``"encoder/dense"`` -> ``"encoder"``);
-    otherwise Keras' block naming is read (see `_BLOCK`).
+    A nested path gives the innermost numbered layer that holds it
+    (``"gpt2_backbone/transformer_layer_3/add"`` -> ``"transformer_layer_3"``), else its
+    outer model or layer (``"encoder/dense"`` -> ``"encoder"``); otherwise Keras' block
+    naming is read (see `_BLOCK`).
 
     Example:
     >>> [block_of(n) for n in ("conv2_block1_1_conv", "block_3_expand", "dense_2", "enc/d")]
     ['conv2_block1', 'block_3', None, 'enc']
+    >>> block_of("gpt2_backbone/transformer_layer_3/self_attention/query")
+    'transformer_layer_3'
     """
     if "/" in layer:
-        return layer.split("/", 1)[0]
+        parts = layer.split("/")
+        numbered = [p for p in parts[:-1] if _NUMBERED.search(p)]
+        return numbered[-1] if numbered else parts[0]
     match = _BLOCK.match(layer)
     return match.group(1) if match else None
 

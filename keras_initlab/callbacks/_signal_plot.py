@@ -19,7 +19,12 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from keras_initlab.callbacks._plot_records import _of_source, _records_of, layer_ticks
+from keras_initlab.callbacks._plot_records import (
+    MAX_LAYER_TICKS,
+    _of_source,
+    _records_of,
+    layer_ticks,
+)
 from keras_initlab.model.legacy import check_not_keras2
 from keras_initlab.model.residual import ResidualBlock, ResidualReport, residual_blocks
 
@@ -48,8 +53,11 @@ def _predicted(row: Any, key: str) -> float:
     return float(row.activation_var) - float(row.channel_var)
 
 
-def _snapshot(records: list[dict[str, Any]], step: int | None) -> dict[str, dict[str, Any]]:
-    """The records of one step by layer (the last record of a layer at that step wins)."""
+def _snapshot(
+    records: list[dict[str, Any]], step: int | None, channels: bool = True
+) -> dict[str, dict[str, Any]]:
+    """The records of one step by layer (the last record of a layer at that step wins);
+    ``channels``: they must carry the channel statistics."""
     steps = sorted({int(r["step"]) for r in records})
     chosen = steps[0] if step is None else step
     if isinstance(chosen, bool) or not isinstance(chosen, numbers.Integral) or chosen not in steps:
@@ -57,7 +65,9 @@ def _snapshot(records: list[dict[str, Any]], step: int | None) -> dict[str, dict
             f"Argument `step` must be a recorded step {steps}. Received: step={step!r}"
         )
     by_layer = {r["layer"]: r for r in records if int(r["step"]) == chosen}
-    if not any(by_layer[name].get(key) is not None for name in by_layer for key in _CHANNEL_KEYS):
+    if channels and not any(
+        by_layer[name].get(key) is not None for name in by_layer for key in _CHANNEL_KEYS
+    ):
         raise ValueError(
             "Argument `monitor_or_records` must carry the channel statistics "
             f"({', '.join(_CHANNEL_KEYS)}): probe records of `measure()` or a VarianceMonitor "
@@ -87,6 +97,15 @@ def _blocks_of(model: Any, blocks: Any) -> list[ResidualBlock]:
     return list(residual_blocks(model).rows)
 
 
+def _branch_name(block: ResidualBlock, by_layer: dict[str, Any]) -> str:
+    """The record that stands for a branch's output: its ``branch_output``, or where that is
+    no recorded layer (a dropout after the last kernel, an ``x * gate`` operation) the
+    branch's last kernel."""
+    if block.branch_output in by_layer or block.last_kernel not in by_layer:
+        return block.branch_output
+    return block.last_kernel
+
+
 def signal_series(
     monitor_or_records: Any,
     model: Any = None,
@@ -102,7 +121,8 @@ def signal_series(
     "stream_var": [...], "branch_var": [...] (per block; [] per layer),
     "predicted": {same three keys} (only with ``prediction``), "missing": names}``: per
     residual block (in graph order) the Add's ``channel_mean_sq`` and ``channel_var`` and
-    the branch output's ``channel_var``; without residual blocks, per recorded layer. A
+    the branch output's ``channel_var`` (the last kernel's where the branch output is not a
+    recorded layer: a dropout after it); without residual blocks, per recorded layer. A
     value whose layer has no record (an ``x + y`` operation, a branch output that is not a
     measured layer) is NaN and its name is in ``missing``.
     """
@@ -116,7 +136,7 @@ def signal_series(
         )
     predicted = prediction.by_layer() if prediction is not None else {}
     if rows:
-        stream, branch = [b.add for b in rows], [b.branch_output for b in rows]
+        stream, branch = [b.add for b in rows], [_branch_name(b, by_layer) for b in rows]
     else:
         stream, branch = list(by_layer), []
     missing = [name for name in dict.fromkeys(stream + branch) if name not in by_layer]
@@ -224,4 +244,131 @@ def plot_signal(
         ax.set_xticks(positions, labels, rotation=rotate, fontsize=7 if rotate else 8)
         ax.set_xlabel(f"{series['by']} ({len(names)})")
         ax.set_title(f"{title}\n({series['source']}, step {series['step']}{missing})", fontsize=9)
+    return figure
+
+
+_BRANCHES = (("attention", "attention branch", "^"), ("other", "other branch (FFN, MLP)", "s"))
+
+
+def block_series(
+    monitor_or_records: Any,
+    model: Any = None,
+    *,
+    blocks: Any = None,
+    step: int | None = None,
+    source: str | None = None,
+    quantities: Sequence[str] = ("activation_var", "gradient_var"),
+) -> dict[str, Any]:
+    """The numbers `plot_blocks` draws: per residual sum (graph order), each quantity of
+    the stream at the sum and of the branch that feeds it, attention branches (a branch
+    with attention scores, `ResidualBlock.scores`) apart from the others.
+
+    Returns ``{"x": sums, "kind": ["attention" | "other", ...], quantity: {"stream": [...],
+    "attention": [...], "other": [...]}, "missing": names, "source", "step"}``; a value
+    whose record is missing, or a branch of the other kind, is NaN. The branch's value is
+    its output's record, or its last kernel's where the output is not a recorded layer.
+
+    Raises:
+        ValueError: no residual blocks, or records of none of their sums.
+    """
+    records = _of_source(_records_of(monitor_or_records), source)
+    by_layer = _snapshot(records, step, channels=False)
+    rows = _blocks_of(model, blocks)
+    if not rows:
+        raise ValueError(
+            "Argument `model` (or `blocks`) must have residual sums: the per-block plot draws "
+            "the stream at each. Received: no residual block (keras_initlab.residual_blocks)"
+        )
+    stream = [b.add for b in rows]
+    branch = [_branch_name(b, by_layer) for b in rows]
+    kinds = ["attention" if b.scores else "other" for b in rows]
+    missing = [n for n in dict.fromkeys(stream + branch) if n not in by_layer]
+    if all(n in missing for n in stream):
+        raise ValueError(
+            "Argument `monitor_or_records` must hold records of the residual sums. Received: "
+            f"records of none of {stream[:8]} (an `x + y` operation is not a layer: use "
+            "`keras.layers.Add`, or pass `layers=` to measure them)"
+        )
+    series: dict[str, Any] = {"x": stream, "kind": kinds, "missing": missing}
+    for key in quantities:
+        series[key] = {"stream": [_value(by_layer.get(n), key) for n in stream]}
+        for kind, _, _ in _BRANCHES:
+            series[key][kind] = [
+                _value(by_layer.get(n), key) if k == kind else math.nan
+                for n, k in zip(branch, kinds, strict=True)
+            ]
+    series["source"] = str(records[0].get("source", "probe"))
+    series["step"] = int(next(iter(by_layer.values()))["step"])
+    return series
+
+
+def plot_blocks(
+    monitor_or_records: Any,
+    model: Any = None,
+    *,
+    blocks: Any = None,
+    step: int | None = None,
+    source: str | None = None,
+    quantities: Sequence[str] = ("activation_var", "gradient_var"),
+) -> Any:
+    """Per residual sum: the stream and the branches that feed it, one panel per quantity.
+
+    A transformer's profile drawn per layer zig-zags between its query, key, value and FFN
+    rows; drawn here, its stream is one line through the sums (two per transformer block:
+    attention, then FFN) and each branch a point at the sum it feeds: ``Var(x_b)`` of the
+    stream ``x_b = x_{b-1} + f_b(x_{b-1})`` and ``Var(f_b)`` of the branch, attention
+    branches (triangles) apart from the others (squares), on a log scale. A stream that
+    grows linearly with depth (pre-LN) is a straight line on a log axis of the sum index
+    only at its start; one that compounds is straight against the index itself.
+
+    Args:
+        monitor_or_records: a `VarianceMonitor` or records (of it or of `measure()`).
+        model: the measured model, to find its residual blocks.
+        blocks: the blocks instead of ``model`` (``residual_blocks(model)`` or its rows).
+        step: the recorded step drawn (default: the first, the initialization).
+        source: ``"probe"`` (default) or another recorded source.
+        quantities: record keys to draw.
+
+    Returns:
+        A matplotlib `Figure` (no pyplot state); the numbers are `block_series` of the same
+        arguments. The sum axis is labelled per sum up to `MAX_LAYER_TICKS` sums, else at
+        the first sum of each block (transformer layer) shown.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> from keras_initlab import measure
+    >>> x = keras.Input((8,))
+    >>> h = x
+    >>> for i in range(3):
+    ...     h = keras.layers.Add(name=f"add{i}")([h, keras.layers.Dense(8, name=f"d{i}")(h)])
+    >>> model = keras.Model(x, h)
+    >>> probe = np.random.default_rng(0).standard_normal((16, 8)).astype("float32")
+    >>> figure = plot_blocks(measure(model, probe), model, quantities=("activation_var",))
+    >>> [line.get_label() for line in figure.axes[0].get_lines()][:2]
+    ['stream (at each sum)', 'other branch (FFN, MLP)']
+    """
+    from matplotlib.figure import Figure
+
+    series = block_series(
+        monitor_or_records, model, blocks=blocks, step=step, source=source, quantities=quantities
+    )
+    names = series["x"]
+    figure = Figure(figsize=(6.0 * len(quantities), 4.5), layout="constrained")
+    axes = figure.subplots(1, len(quantities), squeeze=False)[0]
+    positions, labels = layer_ticks(names)
+    index = range(len(names))
+    missing = f"; {len(series['missing'])} not recorded" if series["missing"] else ""
+    for ax, key in zip(axes, quantities, strict=True):
+        marker = "o" if len(names) <= MAX_LAYER_TICKS else None
+        ax.plot(index, series[key]["stream"], marker=marker, label="stream (at each sum)")
+        for kind, label, shape in _BRANCHES:
+            if any(k == kind for k in series["kind"]):
+                ax.plot(index, series[key][kind], linestyle="none", marker=shape, label=label)
+        ax.set_yscale("log")
+        rotate = 90 if len(labels) > 8 else 0
+        ax.set_xticks(positions, labels, rotation=rotate, fontsize=7 if rotate else 8)
+        ax.set_xlabel(f"residual sum ({len(names)})")
+        ax.set_title(f"{key} per block\n({series['source']}, step {series['step']}{missing})")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
     return figure

@@ -121,6 +121,8 @@ def test_a_lost_attention_scale_collapses_the_softmax(name):
             variable.assign(variable.numpy() * variable.shape[-1] ** 0.25)
     alerts, _, _ = step0_alerts(model, x, labels)
     (alert,) = [a for a in alerts if a.kind == "attention"]
-    assert alert.cause == "weights" and not alert.checked
-    assert "softmax" in alert.layer and "above 11.1 (2 x 2 ln n, n = 16 keys)" in alert.what
+    assert alert.cause == "weights"
+    assert not alert.checked
+    assert "softmax" in alert.layer
+    assert "above 11.1 (2 x 2 ln n, n = 16 keys)" in alert.what
     assert "in 2 of 2 attention softmaxes" in alert.what
