@@ -66,7 +66,8 @@ def _synthetic(layers):
         for part in ("attention", "ffn"):
             prefix = f"gpt2_backbone/transformer_layer_{i}"
             add = f"{prefix}/add" + ("" if part == "attention" else "_1")
-            last = f"{prefix}/{'self_attention/attention_output' if part == 'attention' else 'ffn_out'}"
+            kernel = "self_attention/attention_output" if part == "attention" else "ffn_out"
+            last = f"{prefix}/{kernel}"
             scores = (f"{prefix}/self_attention/query",) if part == "attention" else ()
             blocks.append(
                 ResidualBlock(
