@@ -341,36 +341,56 @@ def kept_state(layer: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def explicit_attention(layers: list[Any]) -> Iterator[None]:
+def wrapped_methods(
+    layers: list[Any], name: str, wrap: Callable[[Any, Callable[..., Any]], Callable[..., Any]]
+) -> Iterator[None]:
+    """Within the block, each layer of ``layers`` runs ``wrap(layer, method)`` as its method
+    ``name`` (``method`` its class's, bound to it); the class's own is back after (an
+    instance attribute set and removed: Keras looks the method up at each call).
+
+    Example:
+    >>> layer = keras.layers.ReLU()
+    >>> with wrapped_methods([layer], "call", lambda _, call: lambda x: call(x) + 1.0):
+    ...     inside = float(layer(keras.ops.zeros(())))
+    >>> inside, float(layer(keras.ops.zeros(())))
+    (1.0, 0.0)
+    """
+    try:
+        for layer in layers:
+            method = getattr(type(layer), name).__get__(layer)
+            object.__setattr__(layer, name, wrap(layer, method))
+        yield
+    finally:
+        for layer in layers:
+            vars(layer).pop(name, None)
+
+
+def explicit_attention(layers: list[Any]) -> contextlib.AbstractContextManager[None]:
     """Within the block, each ``MultiHeadAttention`` of ``layers`` computes its weights with
     its softmax layer (the path it takes to return attention scores) instead of the fused
     ``keras.ops.dot_product_attention`` it takes without dropout (Keras 3.5+,
     ``_compute_attention``, a private method): the same output up to float rounding, and
     the scores and mask pass through ``layer._softmax``. A layer with flash attention on
     cannot return its scores and is left fused."""
-    patched = []
-    try:
-        for layer in layers:
-            compute = type(layer)._compute_attention
-            signature = inspect.signature(compute)
-            if getattr(layer, "_flash_attention", False) or (
-                "return_attention_scores" not in signature.parameters
-            ):
-                continue
 
-            def explicit(
-                *args: Any, _compute: Any = compute, _layer: Any = layer, **kwargs: Any
-            ) -> Any:
-                bound = inspect.signature(_compute).bind(_layer, *args, **kwargs)
-                bound.arguments["return_attention_scores"] = True
-                return _compute(*bound.args, **bound.kwargs)
+    def explicit(layer: Any, compute: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(compute)
 
-            object.__setattr__(layer, "_compute_attention", explicit)
-            patched.append(layer)
-        yield
-    finally:
-        for layer in patched:
-            vars(layer).pop("_compute_attention", None)
+        def scores_kept(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.arguments["return_attention_scores"] = True
+            return compute(*bound.args, **bound.kwargs)
+
+        return scores_kept
+
+    chosen = [
+        layer
+        for layer in layers
+        if not getattr(layer, "_flash_attention", False)
+        and "return_attention_scores"
+        in inspect.signature(type(layer)._compute_attention).parameters
+    ]
+    return wrapped_methods(chosen, "_compute_attention", explicit)
 
 
 def instance_cache(obj: Any, name: str) -> dict[Any, Any]:

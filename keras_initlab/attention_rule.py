@@ -29,8 +29,6 @@ model's own level (a classifier's output: the logits rule's) are not read.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,31 +177,30 @@ def attention_scores(
     layers = dict(walk(model))
     attentions = [layers[p.rpartition("/")[0]] for p, _ in found]
     attentions = [a for a in attentions if isinstance(a, ATTENTION)]
+    recorder = _recorder({id(layer): path for path, layer in found}, captured)
     with (
         _keras.kept_state(model),
         _keras.explicit_attention(attentions),
-        _recording(found, captured),
+        _keras.wrapped_methods([layer for _, layer in found], "call", recorder),
     ):
         model(x, training=mode == "training")
     return captured
 
 
-@contextmanager
-def _recording(
-    softmaxes: list[tuple[str, Any]],
+def _recorder(
+    paths: dict[int, str],
     captured: dict[str, list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]],
-) -> Iterator[None]:
-    """Each softmax's ``call`` records its inputs, mask and output into ``captured`` until
-    the block ends (the layers' own ``call`` is put back)."""
+) -> Any:
+    """The ``wrap`` of `keras_initlab._keras.wrapped_methods` that records each softmax's
+    inputs, mask and output into ``captured``, by the path ``paths`` gives its layer."""
 
-    def recorder(path: str, layer: Any) -> Any:
-        call = type(layer).call
+    def wrap(layer: Any, call: Any) -> Any:
+        axis = layer.axis
+        axes = tuple(int(a) for a in (axis if isinstance(axis, (tuple, list)) else [axis]))
 
         def recorded(inputs: Any, mask: Any = None, **kwargs: Any) -> Any:
-            outputs = call(layer, inputs, mask=mask, **kwargs)
-            axis = layer.axis
-            axes = tuple(int(a) for a in (axis if isinstance(axis, (tuple, list)) else [axis]))
-            captured.setdefault(path, []).append(
+            outputs = call(inputs, mask=mask, **kwargs)
+            captured.setdefault(paths[id(layer)], []).append(
                 (
                     _keys_last(inputs, axes),
                     None if mask is None else _keys_last(mask, axes, like=inputs),
@@ -214,13 +211,7 @@ def _recording(
 
         return recorded
 
-    try:
-        for path, layer in softmaxes:
-            object.__setattr__(layer, "call", recorder(path, layer))
-        yield
-    finally:
-        for _, layer in softmaxes:
-            vars(layer).pop("call", None)
+    return wrap
 
 
 def _keys_last(tensor: Any, axes: tuple[int, ...], like: Any = None) -> np.ndarray:
