@@ -35,9 +35,12 @@ one follows its last kernel, as ResNet's ``_3_bn``, else its last kernel with it
 * ``"depth"`` (OLMo's ``mitchell`` initialization, Groeneveld et al. 2024, allenai/OLMo
   ``olmo/initialization.py``: the output projections of block ``l`` drawn with
   ``1/sqrt(2 (l + 1))`` of the in-projections' std): the last layer of the branches of
-  block ``l`` (0 first) multiplied by ``1/sqrt(2 (l + 1))``. The stream after block ``l``
-  has gained ``g/2 * (1 + 1/2 + ... + 1/(l + 1))``: logarithmic growth in depth, and the
-  factor of a block does not depend on the depth of the stack. A block is the sums of one
+  block ``l`` (0 first) multiplied by ``1/sqrt(2 (l + 1))``; the factor of a block does not
+  depend on the depth of the stack. In a pre-LN stack, where a branch adds ``g`` times its
+  factor squared whatever the stream's scale, block ``l`` adds ``g / (l + 1)`` and the
+  stream has gained ``g (1 + 1/2 + ... + 1/(l + 1))`` after it (logarithmic in depth);
+  where branches compound (no normalization) it grows as
+  ``prod_l (1 + g / (2 (l + 1)))^2 ~ (l + 1)^g``. A block is the sums of one
   layer (a keras_hub transformer layer holds its attention and FFN sums); where the sums sit
   in no layer of their own, consecutive sums are paired, as a transformer block's two are
   (each row's reason says which).
