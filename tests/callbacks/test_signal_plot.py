@@ -129,7 +129,7 @@ def test_plot_variance_adds_the_signal_plot_of_a_monitor_given_the_model():
     model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[monitor])
     assert sorted(plot_variance(monitor)) == ["heatmap", "profile"]  # unchanged without it
     figures = plot_variance(monitor, model=model)
-    assert sorted(figures) == ["heatmap", "profile", "signal"]
+    assert sorted(figures) == ["blocks", "heatmap", "profile", "signal"]
     step0 = [r for r in monitor.records if r["step"] == 0]
     for lines, want in zip(
         _drawn(figures["signal"]), _expected(step0, residual_blocks(model).rows), strict=True
