@@ -87,8 +87,8 @@ def test_the_scores_read_are_multi_head_attentions_own():
     before = [w.numpy().copy() for w in model.weights]
     attention = model.get_layer("mha0")
     ((scores, mask, weights),) = attention_scores(model, x)[f"mha0/{attention._softmax.name}"]
-    q_in = model.get_layer("ln0")(x).numpy()
-    k_in = model.get_layer("lnk0")(x).numpy()
+    q_in = keras.ops.convert_to_numpy(model.get_layer("ln0")(x))
+    k_in = keras.ops.convert_to_numpy(model.get_layer("lnk0")(x))
     q = np.einsum("btd,dhk->bhtk", q_in, attention.query_dense.kernel.numpy())
     k = np.einsum("btd,dhk->bhtk", k_in, attention.key_dense.kernel.numpy())
     expected = np.einsum("bhtk,bhsk->bhts", q, k) / math.sqrt(WIDTH // HEADS)
