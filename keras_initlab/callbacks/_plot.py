@@ -15,6 +15,7 @@ from keras_initlab.callbacks._plot_records import (
     _of_source,
     _records_of,
     layer_ticks,
+    set_layer_ticks,
 )
 
 _QUANTITIES = ("activation_var", "gradient_var")
@@ -181,9 +182,7 @@ def plot_variance(
                 seen[r["layer"]] = _log10(r.get(key))
             marker = "o" if len(seen) <= MAX_LAYER_TICKS else None
             ax.plot(range(len(seen)), list(seen.values()), marker=marker, label=f"step {step}")
-        positions, labels = layer_ticks(list(seen))
-        rotate = 90 if len(labels) > 8 else 0
-        ax.set_xticks(positions, labels, rotation=rotate, fontsize=7 if rotate else 8)
+        set_layer_ticks(ax, list(seen))
         ax.set_title(f"log10 {key} across depth ({source})", fontsize=9)
         ax.set_xlabel(f"layer ({len(seen)})")
         ax.legend()

@@ -120,6 +120,14 @@ def layer_ticks(
     return chosen, [f"{i}: {layers[i]}" for i in chosen]
 
 
+def set_layer_ticks(ax: Any, layers: Sequence[str]) -> None:
+    """Label ``ax``'s x axis with `layer_ticks` of ``layers`` (at 0, 1, ...), upright for a
+    few labels and turned 90 degrees beyond 8."""
+    positions, labels = layer_ticks(layers)
+    rotate = 90 if len(labels) > 8 else 0
+    ax.set_xticks(positions, labels, rotation=rotate, fontsize=7 if rotate else 8)
+
+
 def _of_source(records: Sequence[dict[str, Any]], source: str | None) -> list[dict[str, Any]]:
     """The records of one source (``"probe"`` or ``"in_step"``): one picture never mixes the
     probe in inference mode with training batches in training mode."""

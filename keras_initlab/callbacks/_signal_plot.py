@@ -23,7 +23,7 @@ from keras_initlab.callbacks._plot_records import (
     MAX_LAYER_TICKS,
     _of_source,
     _records_of,
-    layer_ticks,
+    set_layer_ticks,
 )
 from keras_initlab.model.legacy import check_not_keras2
 from keras_initlab.model.residual import ResidualBlock, ResidualReport, residual_blocks
@@ -97,6 +97,15 @@ def _blocks_of(model: Any, blocks: Any) -> list[ResidualBlock]:
     return list(residual_blocks(model).rows)
 
 
+def _stamped(
+    series: dict[str, Any], records: list[dict[str, Any]], by_layer: dict[str, Any]
+) -> dict[str, Any]:
+    """``series`` with the ``source`` and ``step`` of the records drawn."""
+    series["source"] = str(records[0].get("source", "probe"))
+    series["step"] = int(next(iter(by_layer.values()))["step"])
+    return series
+
+
 def _branch_name(block: ResidualBlock, by_layer: dict[str, Any]) -> str:
     """The record that stands for a branch's output: its ``branch_output``, or where that is
     no recorded layer (a dropout after the last kernel, an ``x * gate`` operation) the
@@ -158,9 +167,7 @@ def signal_series(
             "branch_var": [_predicted(predicted.get(n), "channel_var") for n in branch],
         }
     series["missing"] = missing
-    series["source"] = str(records[0].get("source", "probe"))
-    series["step"] = int(next(iter(by_layer.values()))["step"])
-    return series
+    return _stamped(series, records, by_layer)
 
 
 def plot_signal(
@@ -229,8 +236,7 @@ def plot_signal(
     figure = Figure(figsize=(5.0 * len(panels), 4.0), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     names = series["x"]
-    positions, labels = layer_ticks(names)
-    marker = "o" if len(names) <= 40 else None
+    marker = "o" if len(names) <= MAX_LAYER_TICKS else None
     missing = f"; {len(series['missing'])} not recorded" if series["missing"] else ""
     for ax, (title, key, where) in zip(axes, panels, strict=True):
         name = {"channel_mean_sq": "stream_mean_sq", "channel_var": "stream_var"}[key]
@@ -240,8 +246,7 @@ def plot_signal(
             ax.plot(range(len(names)), series["predicted"][name], linestyle="--", label="predicted")
             ax.legend()
         ax.set_yscale("log")
-        rotate = 90 if len(labels) > 8 else 0
-        ax.set_xticks(positions, labels, rotation=rotate, fontsize=7 if rotate else 8)
+        set_layer_ticks(ax, names)
         ax.set_xlabel(f"{series['by']} ({len(names)})")
         ax.set_title(f"{title}\n({series['source']}, step {series['step']}{missing})", fontsize=9)
     return figure
@@ -297,9 +302,7 @@ def block_series(
                 _value(by_layer.get(n), key) if k == kind else math.nan
                 for n, k in zip(branch, kinds, strict=True)
             ]
-    series["source"] = str(records[0].get("source", "probe"))
-    series["step"] = int(next(iter(by_layer.values()))["step"])
-    return series
+    return _stamped(series, records, by_layer)
 
 
 def plot_blocks(
@@ -355,7 +358,6 @@ def plot_blocks(
     names = series["x"]
     figure = Figure(figsize=(6.0 * len(quantities), 4.5), layout="constrained")
     axes = figure.subplots(1, len(quantities), squeeze=False)[0]
-    positions, labels = layer_ticks(names)
     index = range(len(names))
     missing = f"; {len(series['missing'])} not recorded" if series["missing"] else ""
     for ax, key in zip(axes, quantities, strict=True):
@@ -365,8 +367,7 @@ def plot_blocks(
             if any(k == kind for k in series["kind"]):
                 ax.plot(index, series[key][kind], linestyle="none", marker=shape, label=label)
         ax.set_yscale("log")
-        rotate = 90 if len(labels) > 8 else 0
-        ax.set_xticks(positions, labels, rotation=rotate, fontsize=7 if rotate else 8)
+        set_layer_ticks(ax, names)
         ax.set_xlabel(f"residual sum ({len(names)})")
         ax.set_title(f"{key} per block\n({series['source']}, step {series['step']}{missing})")
         ax.title.set_fontsize(9)
