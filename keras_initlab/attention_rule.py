@@ -170,10 +170,13 @@ def attention_scores(
 
     Returns:
         ``{path: [(scores, mask or None, weights), ...]}``, one entry per call, as NumPy
-        arrays; the softmaxes that were not called are left out.
+        arrays; the softmaxes that were not called are left out (a model without attention
+        softmaxes is not called at all).
     """
     found = attention_softmaxes(model)
     captured: dict[str, list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]] = {}
+    if not found:  # nothing to read: the model is not called
+        return captured
     layers = dict(walk(model))
     attentions = [layers[p.rpartition("/")[0]] for p, _ in found]
     attentions = [a for a in attentions if isinstance(a, ATTENTION)]

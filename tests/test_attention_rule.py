@@ -125,3 +125,18 @@ def test_a_lost_scale_draws_the_attention_alert_at_step_0(lost):
     assert alert.layer.startswith("mha0/softmax")
     assert "in 2 of 2 attention softmaxes" in alert.what
     assert alert.factor > 2 * 2 * math.log(T)
+
+
+def test_a_model_without_attention_is_not_called():
+    calls = []
+
+    class Counted(L.Layer):
+        def call(self, x):
+            calls.append(1)
+            return x
+
+    x = keras.Input((4,))
+    model = keras.Model(x, L.Softmax()(Counted()(L.Dense(3)(x))))
+    calls.clear()  # the symbolic call that built the graph
+    assert attention_scores(model, np.zeros((2, 4), "float32")) == {}
+    assert calls == []
