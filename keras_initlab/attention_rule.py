@@ -140,8 +140,8 @@ def attention_softmaxes(model: Any) -> list[tuple[str, Any]]:
     Example:
     >>> x = keras.Input((4, 8))
     >>> model = keras.Model(x, keras.layers.MultiHeadAttention(2, 4, name="mha")(x, x))
-    >>> [path for path, _ in attention_softmaxes(model)]
-    ['mha/softmax']
+    >>> [(path.split("/")[0], type(layer).__name__) for path, layer in attention_softmaxes(model)]
+    [('mha', 'Softmax')]
     """
     layers = dict(walk(model))
     found = []
