@@ -143,6 +143,11 @@ def attention_softmaxes(model: Any) -> list[tuple[str, Any]]:
     >>> [(path.split("/")[0], type(layer).__name__) for path, layer in attention_softmaxes(model)]
     [('mha', 'Softmax')]
     """
+    return [(path, layer) for path, layer, _ in _held_softmaxes(model)]
+
+
+def _held_softmaxes(model: Any) -> list[tuple[str, Any, Any]]:
+    """``(path, softmax layer, the layer holding it)`` for `attention_softmaxes`."""
     layers = dict(walk(model))
     found = []
     for path, layer in layers.items():
@@ -152,7 +157,7 @@ def attention_softmaxes(model: Any) -> list[tuple[str, Any]]:
             and parent is not None
             and not isinstance(parent, keras.Model)
         ):
-            found.append((path, layer))
+            found.append((path, layer, parent))
     return found
 
 
@@ -173,18 +178,16 @@ def attention_scores(
         arrays; the softmaxes that were not called are left out (a model without attention
         softmaxes is not called at all).
     """
-    found = attention_softmaxes(model)
+    found = _held_softmaxes(model)
     captured: dict[str, list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]] = {}
     if not found:  # nothing to read: the model is not called
         return captured
-    layers = dict(walk(model))
-    attentions = [layers[p.rpartition("/")[0]] for p, _ in found]
-    attentions = [a for a in attentions if isinstance(a, ATTENTION)]
-    recorder = _recorder({id(layer): path for path, layer in found}, captured)
+    attentions = [parent for _, _, parent in found if isinstance(parent, ATTENTION)]
+    recorder = _recorder({id(layer): path for path, layer, _ in found}, captured)
     with (
         _keras.kept_state(model),
         _keras.explicit_attention(attentions),
-        _keras.wrapped_methods([layer for _, layer in found], "call", recorder),
+        _keras.wrapped_methods([layer for _, layer, _ in found], "call", recorder),
     ):
         model(x, training=mode == "training")
     return captured

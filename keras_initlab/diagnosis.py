@@ -244,7 +244,7 @@ def _judged(
 
 def _squashing_swap(model: Any) -> tuple[str, Any] | None:
     """A clone function replacing every squashing activation by ReLU, and its label."""
-    from keras_initlab.measurement._selection import activation_name
+    from keras_initlab.model.layers import activation_name
     from keras_initlab.model.tree import leaf_layers
 
     found = sorted(

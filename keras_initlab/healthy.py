@@ -74,8 +74,7 @@ def met_activations(model: Any) -> dict[int, str | None]:
     """Per layer (by id), the activation its output meets: its own fused one, else that of
     an activation layer it feeds directly or through a BatchNormalization."""
     from keras_initlab import _keras
-    from keras_initlab.measurement._selection import activation_name
-    from keras_initlab.model.layers import ACTIVATION_LAYERS, BATCH_NORMALIZATION
+    from keras_initlab.model.layers import ACTIVATION_LAYERS, BATCH_NORMALIZATION, activation_name
 
     if _keras.is_functional(model):
         consumers: dict[int, list[Any]] = {}

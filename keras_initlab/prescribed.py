@@ -183,7 +183,4 @@ def _residual_factors(
             "Argument `residual` needs a scheme: a residual rule multiplies what the scheme "
             f"draws. Received: residual={residual!r} with scheme=None"
         )
-    factors: dict[int, float] = {}
-    for row in plan_residual(model, residual, specs):
-        factors[id(row.variable)] = factors.get(id(row.variable), 1.0) * row.factor
-    return factors
+    return plan_residual(model, residual, specs).factors()

@@ -148,6 +148,14 @@ class ResidualInitReport(RowReport[ResidualChange]):
         """The rows as dicts, without the variable and initializer objects."""
         return [{c: getattr(r, c) for c in self._COLUMNS} for r in self.rows]
 
+    def factors(self) -> dict[int, float]:
+        """The factor each changed weight is multiplied by, by ``id`` of its variable (the
+        product of its rows' factors, for a weight that several blocks name)."""
+        factors: dict[int, float] = {}
+        for row in self.rows:
+            factors[id(row.variable)] = factors.get(id(row.variable), 1.0) * row.factor
+        return factors
+
     @property
     def adds(self) -> list[str]:
         """The Adds treated as residual, in graph order."""
@@ -260,10 +268,9 @@ def apply_residual(
         ``(values, extra)``: the new list of values (one per spec) and ``(variable, value)``
         pairs for the weights not in ``specs`` (gammas, gates), all computed, none assigned.
     """
-    factors: dict[int, float] = {}
+    factors = plan.factors()
     others: dict[int, ResidualChange] = {}
     for row in plan:
-        factors[id(row.variable)] = factors.get(id(row.variable), 1.0) * row.factor
         others.setdefault(id(row.variable), row)
     new_values = list(values)
     for i, spec in enumerate(specs):

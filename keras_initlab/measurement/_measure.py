@@ -14,6 +14,7 @@ from keras_initlab.initializers._base import available_float_dtypes
 from keras_initlab.measurement import _probe_data, _routing, _selection
 from keras_initlab.measurement._records import COLUMNS, RecordTable
 from keras_initlab.measurement._statistics import DTYPES
+from keras_initlab.model.layers import activation_name
 from keras_initlab.model.legacy import check_not_keras2
 
 MODES = ("inference", "training")
@@ -125,7 +126,7 @@ class Measurement:
         self.entries = _selection.monitored_layers(self.model, self.layers)
         layers = [layer for _, layer in self.entries]
         self.kernels = [_selection.kernel_of(layer) for layer in layers]
-        self.activations = [_selection.activation_name(layer) for layer in layers]
+        self.activations = [activation_name(layer) for layer in layers]
         self.table = RecordTable(self.entries, self.kernels, self.activations)
         settings: dict[str, Any] = {
             "rtol": self.distinct_rtol,

@@ -28,7 +28,6 @@ from keras_initlab.model.layers import (
     MERGE_LAYERS,
     NORMALIZATION_LAYERS,
     RNN,
-    activation_kind,
     is_opaque,
 )
 from keras_initlab.model.registry import registered
@@ -126,13 +125,3 @@ def kernel_of(layer: Any) -> Any:
         if isinstance(variable, keras.Variable):
             return variable
     return None
-
-
-def activation_name(layer: Any) -> str | None:
-    """The name of the function applied last by ``layer`` (``"relu"``, ``"tanh"``, ...)."""
-    kind = activation_kind(layer)
-    if kind not in (None, "activation"):
-        return kind
-    owner = layer.cell if isinstance(layer, RNN) and hasattr(layer, "cell") else layer
-    name = getattr(getattr(owner, "activation", None), "__name__", None)
-    return str(name) if name is not None else None

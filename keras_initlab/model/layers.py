@@ -101,6 +101,7 @@ __all__ = [
     "UNCHANGED",
     "UPSAMPLING",
     "activation_kind",
+    "activation_name",
     "classified",
     "is_opaque",
     "is_sum",
@@ -342,9 +343,7 @@ def score_inputs(operation: object, inputs: list[Any]) -> list[Any]:
     """
     name = type(operation).__name__
     if isinstance(operation, keras.layers.Layer):
-        kind = activation_kind(operation)
-        function = getattr(getattr(operation, "activation", None), "__name__", None)
-        softmax = kind == "softmax" or (kind == "activation" and function == "softmax")
+        softmax = activation_kind(operation) is not None and activation_name(operation) == "softmax"
         return list(inputs) if softmax else []
     if name == "Softmax":
         return list(inputs)
@@ -401,6 +400,24 @@ def activation_kind(layer: Any) -> str | None:
         if isinstance(layer, cls):
             return name
     return "activation" if isinstance(layer, _ACTIVATION) else None
+
+
+def activation_name(layer: Any) -> str | None:
+    """The name of the function applied last by ``layer`` (``"relu"``, ``"tanh"``,
+    ``"softmax"``, ...): an activation layer's (`activation_kind`), else the function its
+    ``activation`` holds (a recurrent layer's cell's), else None.
+
+    Example:
+    >>> import keras
+    >>> [activation_name(x) for x in (keras.layers.Softmax(), keras.layers.Dense(2, "tanh"))]
+    ['softmax', 'tanh']
+    """
+    kind = activation_kind(layer)
+    if kind not in (None, "activation"):
+        return kind
+    owner = layer.cell if isinstance(layer, RNN) and hasattr(layer, "cell") else layer
+    name = getattr(getattr(owner, "activation", None), "__name__", None)
+    return str(name) if name is not None else None
 
 
 def classified(cls: type) -> str | None:

@@ -203,7 +203,8 @@ def out_of_reach(model: keras.Model) -> dict[str, str]:
       13-sum stage: 0.077), the depth scaling of Fixup and SkipInit.
     """
     from keras_initlab.autoinit._plan import BALANCED_SUMS, shares
-    from keras_initlab.measurement._selection import activation_name, monitored_layers
+    from keras_initlab.measurement._selection import monitored_layers
+    from keras_initlab.model.layers import activation_name
     from keras_initlab.model.registry import registered
     from keras_initlab.model.residual import residual_blocks
 
