@@ -66,6 +66,7 @@ import functools
 import inspect
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -391,6 +392,51 @@ def explicit_attention(layers: list[Any]) -> contextlib.AbstractContextManager[N
         in inspect.signature(type(layer)._compute_attention).parameters
     ]
     return wrapped_methods(chosen, "_compute_attention", explicit)
+
+
+@contextlib.contextmanager
+def recorded_fused_attention(record: Callable[[str, dict[str, Any]], None]) -> Iterator[None]:
+    """Within the block, each eager call of ``keras.ops.dot_product_attention`` (the fused
+    attention keras_hub's decoders take on JAX and PyTorch) also hands ``record`` the path of
+    the layer calling it (Keras' name scope, private: ``keras.src.backend.common.name_scope``)
+    and its arguments by name, defaults filled in. Every loaded module that exports the
+    function (``keras.ops``, ``keras.ops.nn``, ``keras.src.ops`` ...: callers look it up
+    there at each call) holds the recording one until the block ends; not thread-safe.
+
+    Example:
+    >>> seen = []
+    >>> q = keras.ops.ones((1, 3, 2, 4))
+    >>> with recorded_fused_attention(lambda path, args: seen.append(args["is_causal"])):
+    ...     out = keras.ops.dot_product_attention(q, q, q, is_causal=True)
+    >>> seen, tuple(out.shape)
+    ([True], (1, 3, 2, 4))
+    """
+    from keras.src.backend.common.name_scope import current_path
+    from keras.src.ops import nn
+
+    original = nn.dot_product_attention
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        output = original(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        record(current_path(), dict(bound.arguments))
+        return output
+
+    holders = [
+        module
+        for module in list(sys.modules.values())
+        if getattr(module, "dot_product_attention", None) is original
+    ]
+    try:
+        for module in holders:
+            setattr(module, "dot_product_attention", recording)  # noqa: B010
+        yield
+    finally:
+        for module in holders:
+            setattr(module, "dot_product_attention", original)  # noqa: B010
 
 
 def instance_cache(obj: Any, name: str) -> dict[Any, Any]:

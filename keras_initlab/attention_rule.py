@@ -21,13 +21,19 @@ The scores are read where a softmax layer held by an attention layer computes th
 keras_hub's own attention layers, a user's attention layer with a ``keras.layers.Softmax``),
 with the mask it is called with; a ``MultiHeadAttention`` that takes the fused
 ``keras.ops.dot_product_attention`` (Keras does without dropout) is made to take its
-softmax layer for the read (`keras_initlab._keras.explicit_attention`). A softmax written
-as ``keras.ops.softmax``, flash attention (it keeps no scores) and a softmax layer at a
-model's own level (a classifier's output: the logits rule's) are not read.
+softmax layer for the read (`keras_initlab._keras.explicit_attention`). Any other call of
+the fused ``keras.ops.dot_product_attention`` (keras_hub's decoders on JAX and PyTorch,
+flash attention included) is read from its query, key, scale and mask, the scores computed
+as the operation computes them, in a model that holds an attention softmax (keras_hub's
+attention layers keep theirs for the path they do not take) or the operation at its own
+level; a user's layer that calls it inside and holds no softmax is not read. A softmax
+written as ``keras.ops.softmax`` and a softmax layer at a model's own level (a classifier's
+output: the logits rule's) are not read.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -143,12 +149,12 @@ def attention_softmaxes(model: Any) -> list[tuple[str, Any]]:
     >>> [(path.split("/")[0], type(layer).__name__) for path, layer in attention_softmaxes(model)]
     [('mha', 'Softmax')]
     """
-    return [(path, layer) for path, layer, _ in _held_softmaxes(model)]
+    return [(path, layer) for path, layer, _ in _held_softmaxes(dict(walk(model)))]
 
 
-def _held_softmaxes(model: Any) -> list[tuple[str, Any, Any]]:
-    """``(path, softmax layer, the layer holding it)`` for `attention_softmaxes`."""
-    layers = dict(walk(model))
+def _held_softmaxes(layers: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(path, softmax layer, the layer holding it)`` for `attention_softmaxes`, from a
+    model's layers by path (`keras_initlab.model.tree.walk`)."""
     found = []
     for path, layer in layers.items():
         parent = layers.get(path.rpartition("/")[0])
@@ -163,9 +169,12 @@ def _held_softmaxes(model: Any) -> list[tuple[str, Any, Any]]:
 
 def attention_scores(
     model: Any, x: Any, mode: str = "inference"
-) -> dict[str, list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]]:
+) -> dict[str, list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]]:
     """The scores, mask and weights of every call of each attention softmax of ``model``
-    on ``x`` (`attention_softmaxes`), by the softmax's path.
+    on ``x`` (`attention_softmaxes`), by the softmax's path, and of every call of the fused
+    ``keras.ops.dot_product_attention`` inside it, by the calling layer's path and
+    ``/dot_product_attention`` (scores computed from its query and key as the operation
+    does: key heads repeated for grouped queries, times ``scale``, soft-capped, masked).
 
     Args:
         model: a built Keras model.
@@ -174,28 +183,98 @@ def attention_scores(
             non-trainable variables and every global random state put back).
 
     Returns:
-        ``{path: [(scores, mask or None, weights), ...]}``, one entry per call, as NumPy
-        arrays; the softmaxes that were not called are left out (a model without attention
-        softmaxes is not called at all).
+        ``{path: [(scores, mask or None, weights or None), ...]}``, one entry per call, as
+        NumPy arrays (the weights None for a fused call: `judge_scores` computes them);
+        nothing that was not called. A model that holds no attention softmax and no fused
+        attention at its own level is not called at all.
     """
-    found = _held_softmaxes(model)
-    captured: dict[str, list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]] = {}
-    if not found:  # nothing to read: the model is not called
+    layers = dict(walk(model))
+    found = _held_softmaxes(layers)
+    graphs = [("", model)] + [(f"{p}/", m) for p, m in layers.items() if isinstance(m, keras.Model)]
+    nodes = {
+        id(op): f"{prefix}{op.name}"
+        for prefix, graph in graphs
+        for op in getattr(graph, "operations", [])
+        if type(op).__name__ == "DotProductAttention"
+    }
+    captured: dict[str, list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]] = {}
+    if not found and not nodes:  # nothing to read: the model is not called
         return captured
     attentions = [parent for _, _, parent in found if isinstance(parent, ATTENTION)]
     recorder = _recorder({id(layer): path for path, layer, _ in found}, captured)
+
+    def node_recorder(op: Any, call: Any) -> Any:
+        """A graph's own ``DotProductAttention`` node runs its operation's ``call``."""
+        signature = inspect.signature(call)
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            output = call(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            cap = getattr(op, "attn_logits_soft_cap", None)
+            options = {"is_causal": op.is_causal, "attn_logits_soft_cap": cap}
+            scores = _fused_scores({**bound.arguments, **options})
+            captured.setdefault(nodes[id(op)], []).append(scores)
+            return output
+
+        return recorded
+
+    def record_fused(scope: str, arguments: dict[str, Any]) -> None:
+        # Keras' name scope of an eager call omits the outer models' names: the walk's path
+        # that ends with it names the layer.
+        within = [p for p in layers if p == scope or p.endswith(f"/{scope}")] if scope else []
+        name = f"{min(within, key=len) if within else scope}/dot_product_attention".lstrip("/")
+        captured.setdefault(name, []).append(_fused_scores(arguments))
+
     with (
         _keras.kept_state(model),
         _keras.explicit_attention(attentions),
         _keras.wrapped_methods([layer for _, layer, _ in found], "call", recorder),
+        _keras.recorded_fused_attention(record_fused),
+        _keras.wrapped_methods(
+            [op for _, g in graphs for op in getattr(g, "operations", []) if id(op) in nodes],
+            "call",
+            node_recorder,
+        ),
     ):
         model(x, training=mode == "training")
     return captured
 
 
+def _fused_scores(arguments: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, None]:
+    """``(scores, mask or None, None)`` of one ``dot_product_attention`` call, queries by
+    keys last: ``scale q.k`` over ``(batch, heads, T, S)`` (``scale`` 1/sqrt(dim) by default;
+    each key head read by its group of query heads), plus ``bias``, soft-capped by
+    ``attn_logits_soft_cap``; the mask from ``mask`` and ``is_causal`` (lower triangle)."""
+
+    def array(name: str) -> np.ndarray | None:
+        value = arguments.get(name)
+        return None if value is None else np.asarray(keras.ops.convert_to_numpy(value))
+
+    q, k = (np.asarray(keras.ops.convert_to_numpy(arguments[n])) for n in ("query", "key"))
+    k = np.repeat(k, q.shape[-2] // k.shape[-2], axis=-2)
+    given = array("scale")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if given is None else float(given)
+    scores = np.einsum("btnh,bsnh->bnts", q.astype(np.float64), k.astype(np.float64)) * scale
+    bias = array("bias")
+    if bias is not None:
+        scores = scores + bias
+    cap = arguments.get("attn_logits_soft_cap")
+    if cap is not None:
+        scores = float(cap) * np.tanh(scores / float(cap))
+    mask = array("mask")
+    visible = None if mask is None else np.broadcast_to(mask.astype(bool), scores.shape)
+    if arguments.get("is_causal"):
+        causal = np.tri(*scores.shape[-2:]) > 0
+        visible = causal if visible is None else visible & causal
+    if visible is not None:
+        visible = np.broadcast_to(visible, scores.shape)
+    return scores, visible, None
+
+
 def _recorder(
     paths: dict[int, str],
-    captured: dict[str, list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]],
+    captured: dict[str, list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]],
 ) -> Any:
     """The ``wrap`` of `keras_initlab._keras.wrapped_methods` that records each softmax's
     inputs, mask and output into ``captured``, by the path ``paths`` gives its layer."""

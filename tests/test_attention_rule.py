@@ -140,3 +140,78 @@ def test_a_model_without_attention_is_not_called():
     calls.clear()  # the symbolic call that built the graph
     assert attention_scores(model, np.zeros((2, 4), "float32")) == {}
     assert calls == []
+
+
+def _fused(groups=2, causal=True, scale=None, lost=False):
+    """A classifier whose attention is ``keras.ops.dot_product_attention`` at its own level:
+    EinsumDense projections, 4 query heads of 8 sharing ``4 // groups`` key and value heads,
+    He-initialized (query and key kernels ``8^(1/4)`` larger where ``lost``)."""
+    x = keras.Input((T, WIDTH), name="x")
+    heads, dim = 4, 8
+
+    def project(name, count):
+        return L.EinsumDense("btd,dnh->btnh", (T, count, dim), name=name)(x)
+
+    q, k, v = (
+        project("query", heads),
+        project("key", heads // groups),
+        project("value", heads // groups),
+    )
+    a = keras.ops.dot_product_attention(q, k, v, scale=scale, is_causal=causal)
+    h = L.Reshape((T, heads * dim), name="heads")(a)
+    y = L.Dense(5, name="head")(L.GlobalAveragePooling1D(name="gap")(h))
+    model = keras.Model(x, L.Softmax(name="probabilities")(y), name="fused")
+    keras_initlab.initialize(model, "he_normal", seed=1)
+    if lost:
+        for name in ("query", "key"):
+            kernel = model.get_layer(name).kernel
+            kernel.assign(keras.ops.convert_to_numpy(kernel) * dim**0.25)
+    return model
+
+
+@pytest.mark.parametrize(("groups", "causal", "scale"), [(1, False, None), (2, True, 0.5)])
+def test_the_scores_of_a_fused_attention_give_back_its_output(groups, causal, scale):
+    """The scores read from a ``dot_product_attention`` node (its query and key, key heads
+    repeated for their group, times ``scale``, masked) are the operation's own: their
+    softmax averages the values into its output (to float32 rounding)."""
+    model = _fused(groups, causal, scale)
+    x = np.random.default_rng(2).standard_normal((3, T, WIDTH)).astype("float32")
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+    (node,) = [op.name for op in model.operations if type(op).__name__ == "DotProductAttention"]
+    ((scores, mask, weights),) = attention_scores(model, x)[node]
+    parts = keras.Model(
+        model.input, [model.get_layer("value").output, model.get_layer("heads").input]
+    )
+    v, out = (keras.ops.convert_to_numpy(t) for t in parts(x))
+    visible = np.ones(scores.shape, bool) if mask is None else mask
+    if causal:
+        np.testing.assert_array_equal(visible, np.broadcast_to(np.tri(T, T) > 0, scores.shape))
+    assert weights is None
+    e = np.where(visible, np.exp(scores - scores.max(-1, keepdims=True)), 0.0)
+    p = e / e.sum(-1, keepdims=True)
+    expected = np.einsum("bnts,bsnh->btnh", p, np.repeat(v, groups, axis=-2))
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+    after = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_a_lost_scale_in_a_fused_attention_draws_the_alert(lost):
+    """He: q and k of variance 2 per element (fan-in 32), scores ``q.k / sqrt(8)`` of
+    variance 2 x 2 = 4; a lost ``1/sqrt(d_head)``: 8 x 4 = 32, beyond 2 x 2 ln 12 = 9.9
+    for the 12 keys of the last query."""
+    model = _fused(lost=lost)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, T, WIDTH)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alerts, _, _ = step0_alerts(model, x, rng.integers(0, 5, 8))
+    attention = [a for a in alerts if a.kind == "attention"]
+    if not lost:
+        assert attention == []
+        return
+    (alert,) = attention
+    assert [alert.layer] == [
+        op.name for op in model.operations if type(op).__name__ == "DotProductAttention"
+    ]
+    assert alert.factor > 2 * 2 * math.log(T)

@@ -16,6 +16,7 @@ says, by class name, what each one is for a propagation of moments:
   transpose, slicing, concatenation, padding, splitting, tiling).
 * `Reduction`: ``mean``, ``sum``, ``max`` or ``min`` over some axes.
 * `Contraction`: ``matmul`` or ``einsum``, sums of products of the operands' elements.
+* `Attention`: ``dot_product_attention``, the fused softmax attention.
 * `Unchanged`: the values pass through (copies, float casts); ``gradient=False`` where the
   gradient is stopped.
 
@@ -37,6 +38,7 @@ __all__ = [
     "Activation",
     "Affine",
     "Arithmetic",
+    "Attention",
     "Contraction",
     "Function",
     "Kind",
@@ -103,6 +105,12 @@ class Contraction:
 
 
 @dataclass(frozen=True)
+class Attention:
+    """``dot_product_attention(query, key, value, ...)``: a softmax over keys of the
+    query-key products, averaging the values."""
+
+
+@dataclass(frozen=True)
 class Filled:
     """A tensor of the input's shape whose values do not depend on the input's
     (``zeros_like``, ``ones_like``, ``full_like``): the same in every sample."""
@@ -130,6 +138,7 @@ Kind = (
     | Relayout
     | Reduction
     | Contraction
+    | Attention
     | Filled
     | Select
     | Unchanged
@@ -291,6 +300,7 @@ OPERATIONS: dict[str, Kind] = {
     "Nanmin": Reduction("min"),
     "Matmul": Contraction("matmul"),
     "Einsum": Contraction("einsum"),
+    "DotProductAttention": Attention(),
     "Copy": Unchanged(),
     "ConvertToTensor": Unchanged(),
     "Cast": Unchanged(),
@@ -353,7 +363,7 @@ NOT_COVERED: dict[str, str] = {
     ),
     **_reasons(
         "no rule for this contraction (matmul and einsum have one)",
-        *("Dot", "Tensordot", "Inner", "Outer", "Kron", "Vdot", "DotProductAttention"),
+        *("Dot", "Tensordot", "Inner", "Outer", "Kron", "Vdot"),
     ),
     **_reasons(
         "a matrix decomposition, inverse or determinant: no rule",

@@ -1,31 +1,40 @@
-"""MultiHeadAttention: projections, the softmax over keys, the value average, the output.
+"""Attention: ``MultiHeadAttention`` (projections, the softmax over keys, the value average,
+the output) and the fused ``keras.ops.dot_product_attention`` (the same without projections).
 
 With ``q, k, v`` the projected query, key and value (the EinsumDense rule, per head) and
-``T`` keys, the attention logits ``q.k / sqrt(key_dim)`` vary across keys with variance ``s2
-= E[q^2] within_k`` (the keys' fixed offsets are common to all keys and cancel in the
+``T`` keys, the attention logits ``c q.k`` (``c = 1/sqrt(key_dim)`` in ``MultiHeadAttention``;
+``dot_product_attention``'s ``scale``) vary across keys with variance ``s2 = c^2 key_dim
+E[q^2] within_k`` (the keys' fixed offsets are common to all keys and cancel in the
 softmax). The weights' ``E[p^2]`` is integrated over the keys' iid Gaussian logits
 (``softmax_square``, a Laplace-transform integral; ``1/T^2`` for uniform attention, Noci et
 al. 2022 on attention at initialization). The attended values keep the values' mean (the
 weights sum to 1) and their fluctuations shrink to ``T E[p^2]``. Backward, for a gradient
 independent across query tokens: ``Var(dv) = Var(do) Tq E[p^2]``; through the softmax
-``Var(dq) = Var(do) T E[p^2] value_dim within_v within_k / key_dim`` and ``Var(dk) = Var(do)
-Tq E[p^2] value_dim within_v E[q^2] / key_dim`` (leading order in the logits; ``E[p^2]``
+``Var(dq) = Var(do) T E[p^2] value_dim within_v within_k c^2`` and ``Var(dk) = Var(do)
+Tq E[p^2] value_dim within_v E[q^2] c^2`` (leading order in the logits; ``E[p^2]``
 there is the softmax's backward factor with its projection, `softmax_sums`, 0 for a query
 that sees one key). A gradient common to all query tokens (the walk marks it: a global
 average pool downstream through per-position layers) reaches the values coherently:
 ``Var(dv) = Var(do) (Tq / T)^2``.
 
-With a mask (``attention_mask`` whose value the walk knows, or ``use_causal_mask=True``)
+With a mask (``attention_mask``/``mask`` whose value the walk knows, ``use_causal_mask``,
+``is_causal``)
 query ``i`` sees ``n_i`` keys: each sum above runs over them (``T -> n_i`` for the query,
 ``Tq -> `` the queries that see a key for the key and value); causal attention keeps
 ``(i + 1) E[p^2]`` of the values' fluctuations at position ``i``, far more than ``T E[p^2]``
-near the start.
+near the start. Grouped-query attention (fewer key and value heads than query heads,
+keras_hub's Llama, Mistral, Gemma) reads each key and value head from the query heads of its
+group: forward the heads are repeated, backward their gradients add.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import keras
 import numpy as np
 
 from keras_initlab._keras import attention_softmax
@@ -46,32 +55,117 @@ def _project(dense: Any, x: Signal, call: Call) -> Step:
     return einsum_dense(Call(dense, [x], [], [], call.mode))
 
 
-def _visible(call: Call, t_q: int, t_k: int) -> tuple[np.ndarray, str]:
+def _visible(raw: Any, causal: bool, call: Call, t_q: int, t_k: int) -> tuple[np.ndarray, str]:
     """``(t_q, t_k)`` float: 1 where a query position sees a key position, and the note.
 
-    From the ``attention_mask`` argument (its first sample): a constant, or a tensor whose
-    value the walk computed (`Signal.value`: the causal mask keras_hub builds from the
-    sequence length and a padding mask of ones); a lower triangle for
-    ``use_causal_mask=True``; all ones without either. A mask tensor of unknown value, or
-    one the rule cannot lay out as queries by keys, raises NotImplementedError (assumed).
+    From a mask argument ``raw`` (its first sample): a constant, or a tensor whose value the
+    walk computed (`Signal.value`: the causal mask keras_hub builds from the sequence length
+    and a padding mask of ones), the same for every head; a lower triangle where ``causal``
+    (``use_causal_mask=True``, ``is_causal=True``); all ones without either. A mask tensor
+    of unknown value, or one the rule cannot lay out as queries by keys, raises
+    NotImplementedError (assumed).
     """
-    raw: Any = call.kwargs.get("attention_mask")
-    if raw is None and len(call.args) > 6:
-        raw = call.args[6]
     mask = np.ones((t_q, t_k))
     if raw is not None:
         first = call.known(raw, 2)
         if first is None:
             raise NotImplementedError("an attention mask whose value the walk does not know")
+        first = np.asarray(first, dtype=np.float64)
+        heads = first.reshape(-1, *first.shape[-2:]) if first.ndim > 2 else first[None]
+        if not np.all(heads == heads[:1]):
+            raise NotImplementedError("an attention mask that differs between heads")
         try:
-            mask = mask * np.broadcast_to(first.reshape(first.shape[-2:]), (t_q, t_k))
+            mask = mask * np.broadcast_to(heads[0], (t_q, t_k))
         except ValueError as error:
             raise NotImplementedError(f"an attention mask of shape {first.shape}") from error
-    if call.kwargs.get("use_causal_mask"):
-        mask = mask * np.tri(t_q, t_k, t_k - t_q)
+    if causal:
+        mask = mask * np.tri(t_q, t_k)  # row >= column, as Keras builds it
     if not mask.any(axis=1).all():
         raise NotImplementedError("an attention mask that hides every key from a query")
     return mask, "no mask" if mask.all() else "each query over the keys its mask shows"
+
+
+@dataclass(frozen=True)
+class _Attended:
+    """The attention core's answer: the attended values (before any output projection),
+    the weights (heads, queries, keys), and the gradients of the query, key, value and
+    weights from the attended values' (``grads(g, coherent)``)."""
+
+    out: Signal
+    probs: Signal
+    grads: Callable[[np.ndarray, bool], dict[str, np.ndarray]]
+
+
+def _repeat_heads(x: Signal, groups: int) -> Signal:
+    """Each key or value head read by ``groups`` query heads (grouped-query attention: query
+    head ``n`` reads key head ``n // groups``, as Keras' backends repeat them)."""
+    return make(np.repeat(x.means, groups, axis=-2), np.repeat(x.variances, groups, axis=-2))
+
+
+def _sum_heads(g: np.ndarray, groups: int) -> np.ndarray:
+    """The gradient of a repeated head: the sum over the query heads that read it."""
+    return g.reshape(*g.shape[:-2], g.shape[-2] // groups, groups, g.shape[-1]).sum(axis=-2)
+
+
+def _attend(
+    q: Signal,
+    k: Signal,
+    v: Signal,
+    mask: np.ndarray,
+    scale: float,
+    batch: int | None,
+) -> _Attended:
+    """Queries ``q`` ``(..., heads, key_dim)`` attend with scores ``scale q.k`` over the
+    keys ``mask`` shows, to the values ``v``; key and value heads fewer
+    than the query heads are shared (module docstring)."""
+    groups = q.shape[-2] // k.shape[-2]
+    k, v = _repeat_heads(k, groups), _repeat_heads(v, groups)
+    key_dim, value_dim = q.shape[-1], v.shape[-1]
+    t_q, t_k = mask.shape
+    seen = mask.sum(axis=1)  # (t_q,): the keys each query sees
+    k_within = float(k.variances.mean() + k.means.var(axis=tuple(range(k.means.ndim - 2))).mean())
+    scale2 = scale * scale
+    s2 = scale2 * key_dim * q.second * k_within
+    counts, where = np.unique(seen, return_inverse=True)
+    p2 = softmax_square(s2, counts)[where]  # (t_q,)
+    # The scores' backward factor with the softmax's projection (0 for a query that sees
+    # one key, whose weight is 1 whatever its score; E[p^2] for many keys).
+    factor = np.array([softmax_sums(s2, int(n), batch)[1] for n in counts])[where]
+    weights_shape = (v.shape[-2], t_q, t_k)
+    share = mask / seen[:, None]  # the mean weight of each visible key
+    spread = mask * np.maximum(p2 - 1.0 / seen**2, 0.0)[:, None]
+    probs = make(np.broadcast_to(share, weights_shape), np.broadcast_to(spread, weights_shape))
+    keys = tuple(range(v.means.ndim - 2))
+    v_mean = v.means.mean(axis=keys)  # (heads, dim): softmax weights sum to 1
+    v_var = v.variances.mean(axis=keys) + v.means.var(axis=keys)
+    shape = (*q.shape[:-2], *v.shape[-2:])
+    kept = np.minimum(p2 * seen, 1.0).reshape((*q.shape[:-2], 1, 1))  # per query
+    out = make(np.broadcast_to(v_mean, shape), v_var * kept)
+
+    def per_query(a: np.ndarray) -> np.ndarray:
+        return a.reshape(t_q, -1).mean(axis=1)
+
+    def to_keys(per_key: np.ndarray, like: Signal) -> np.ndarray:
+        return np.broadcast_to(per_key.reshape((*like.shape[:-2], 1, 1)), like.shape)
+
+    def grads(g_att: np.ndarray, coherent: bool) -> dict[str, np.ndarray]:
+        g_att = g_att.reshape(shape)  # (Tq, heads, value_dim)
+        g_score = factor * value_dim * per_query(g_att) * float(np.mean(v_var))  # (t_q,)
+        rows = g_att.reshape(t_q, -1)  # (t_q, heads * value_dim)
+        if coherent:  # sum_i p_ij = sum_i mask_ij / n_i
+            g_value = np.outer(share.sum(axis=0) ** 2, rows.mean(axis=0)).reshape(v.shape)
+        else:
+            g_value = (mask.T @ (p2[:, None] * rows)).reshape(v.shape)
+        return {
+            "value": _sum_heads(g_value, groups),
+            "query": to_keys(seen * g_score * k_within * scale2, q),
+            "key": _sum_heads(to_keys(mask.T @ g_score * q.second * scale2, k), groups),
+            "softmax": np.broadcast_to(
+                (value_dim * per_query(g_att) * v.second)[None, :, None], weights_shape
+            ),
+        }
+
+    return _Attended(out, probs, grads)
 
 
 def multi_head_attention(call: Call) -> Step:
@@ -83,58 +177,22 @@ def multi_head_attention(call: Call) -> Step:
     qi = _argument(call, 0, "query", 0)
     vi = _argument(call, 1, "value", qi)
     ki = _argument(call, 2, "key", vi)
-    key_dim = int(layer.key_dim)
-    value_dim = int(layer.value_dim or key_dim)
     q_step = _project(layer.query_dense, call.inputs[qi], call)
     k_step = _project(layer.key_dense, call.inputs[ki], call)
     v_step = _project(layer.value_dense, call.inputs[vi], call)
     q, k, v = q_step.outputs[0], k_step.outputs[0], v_step.outputs[0]  # (T, heads, dim)
+    raw: Any = call.kwargs.get("attention_mask")
+    if raw is None and len(call.args) > 6:
+        raw = call.args[6]
     t_q, t_k = q.means[..., 0, 0].size, k.means[..., 0, 0].size
-    mask, mask_note = _visible(call, t_q, t_k)
-    seen = mask.sum(axis=1)  # (t_q,): the keys each query sees
-    k_within = float(k.variances.mean() + k.means.var(axis=tuple(range(k.means.ndim - 2))).mean())
-    s2 = q.second * k_within
-    counts, where = np.unique(seen, return_inverse=True)
-    p2 = softmax_square(s2, counts)[where]  # (t_q,)
-    # The scores' backward factor with the softmax's projection (0 for a query that sees
-    # one key, whose weight is 1 whatever its score; E[p^2] for many keys).
-    factor = np.array([softmax_sums(s2, int(n), call.batch)[1] for n in counts])[where]
-    heads = v.shape[-2]
-    weights_shape = (heads, t_q, t_k)
-    share = mask / seen[:, None]  # the mean weight of each visible key
-    spread = mask * np.maximum(p2 - 1.0 / seen**2, 0.0)[:, None]
-    probs = make(np.broadcast_to(share, weights_shape), np.broadcast_to(spread, weights_shape))
-    keys = tuple(range(v.means.ndim - 2))
-    v_mean = v.means.mean(axis=keys)  # (heads, dim): softmax weights sum to 1
-    v_var = v.variances.mean(axis=keys) + v.means.var(axis=keys)
-    shape = (*q.shape[:-2], *v.shape[-2:])
-    kept = np.minimum(p2 * seen, 1.0).reshape((*q.shape[:-2], 1, 1))  # per query
-    attended = make(np.broadcast_to(v_mean, shape), v_var * kept)
-    o_step = _project(layer.output_dense, attended, call)
+    mask, mask_note = _visible(raw, bool(call.kwargs.get("use_causal_mask")), call, t_q, t_k)
+    attended = _attend(q, k, v, mask, 1.0 / np.sqrt(int(layer.key_dim)), call.batch)
+    o_step = _project(layer.output_dense, attended.out, call)
     out = o_step.outputs[0]
 
-    def per_query(a: np.ndarray) -> np.ndarray:
-        return a.reshape(t_q, -1).mean(axis=1)
-
-    def to_keys(per_key: np.ndarray, like: Signal) -> np.ndarray:
-        return np.broadcast_to(per_key.reshape((*like.shape[:-2], 1, 1)), like.shape)
-
     def grads(g_out: np.ndarray) -> dict[str, np.ndarray]:
-        g_att = o_step.backward([g_out])[0]  # (Tq, heads, value_dim)
-        g_score = factor * value_dim * per_query(g_att) * float(np.mean(v_var))  # (t_q,)
-        rows = g_att.reshape(t_q, -1)  # (t_q, heads * value_dim)
-        if step.context.get("coherent", False):  # sum_i p_ij = sum_i mask_ij / n_i
-            g_value = np.outer(share.sum(axis=0) ** 2, rows.mean(axis=0)).reshape(v.shape)
-        else:
-            g_value = (mask.T @ (p2[:, None] * rows)).reshape(v.shape)
-        return {
-            "value": g_value,
-            "query": to_keys(seen * g_score * k_within / key_dim, q),
-            "key": to_keys(mask.T @ g_score * q.second / key_dim, k),
-            "softmax": np.broadcast_to(
-                (value_dim * per_query(g_att) * v.second)[None, :, None], weights_shape
-            ),
-        }
+        g_att = o_step.backward([g_out])[0]
+        return attended.grads(g_att, step.context.get("coherent", False))
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
         parts = grads(g[0])
@@ -149,9 +207,54 @@ def multi_head_attention(call: Call) -> Step:
         Part(layer.query_dense.name, layer.query_dense, q, lambda g: grads(g[0])["query"]),
         Part(layer.key_dense.name, layer.key_dense, k, lambda g: grads(g[0])["key"]),
         Part(layer.value_dense.name, layer.value_dense, v, lambda g: grads(g[0])["value"]),
-        Part(softmax.name, softmax, probs, lambda g: grads(g[0])["softmax"]),
+        Part(softmax.name, softmax, attended.probs, lambda g: grads(g[0])["softmax"]),
         Part(layer.output_dense.name, layer.output_dense, out, lambda g: g[0]),
     ]
     note = f"attention logits iid Gaussian over keys, {mask_note}"
     step = Step([out], backward, note=note, parts=rows)
+    return step
+
+
+def dot_product_attention(kind: Any, call: Call) -> Step:
+    """``keras.ops.dot_product_attention(query, key, value, mask=, scale=, is_causal=)``,
+    the fused attention keras_hub's decoders take on JAX and PyTorch (and Keras' own
+    ``MultiHeadAttention`` inside its traced call): query, key and value ``(T, heads,
+    dim)`` per sample, key and value heads shared by groups of query heads, scores ``scale
+    q.k`` (``scale`` 1/sqrt(dim) by default) over the keys ``mask`` and ``is_causal`` show;
+    the rule of `multi_head_attention` without its projections. An additive ``bias`` and
+    logit soft-capping (``attn_logits_soft_cap``, which Keras runs on JAX on TPU only) are
+    not covered."""
+    try:
+        bound = inspect.signature(call.layer.call).bind(*call.args, **call.kwargs).arguments
+    except TypeError as error:
+        raise NotImplementedError(f"arguments not read: {error}") from None
+    if bound.get("bias") is not None:
+        raise NotImplementedError("an additive attention bias")
+    if getattr(call.layer, "attn_logits_soft_cap", None) is not None:
+        raise NotImplementedError("soft-capped attention logits (no rule in the fused op)")
+    operands = [bound[name] for name in ("query", "key", "value")]
+    if not all(isinstance(a, Arg) for a in operands):
+        raise NotImplementedError("a constant query, key or value")
+    q, k, v = (call.inputs[a.index] for a in operands)
+    if len(q.shape) != 3 or len(k.shape) != 3 or q.shape[-2] % k.shape[-2]:
+        raise NotImplementedError("query, key and value not laid out as (T, heads, dim)")
+    scale = bound.get("scale")
+    if isinstance(scale, Arg):
+        raise NotImplementedError("a scale computed in the graph")
+    scale = (
+        1.0 / np.sqrt(q.shape[-1]) if scale is None else float(keras.ops.convert_to_numpy(scale))
+    )
+    causal = bool(getattr(call.layer, "is_causal", False))
+    mask, mask_note = _visible(bound.get("mask"), causal, call, q.shape[0], k.shape[0])
+    attended = _attend(q, k, v, mask, scale, call.batch)
+
+    def backward(g: list[np.ndarray]) -> list[np.ndarray]:
+        parts = attended.grads(g[0], step.context.get("coherent", False))
+        result = [np.zeros(x.shape) for x in call.inputs]
+        for name, arg in zip(("query", "key", "value"), operands, strict=True):
+            result[arg.index] = result[arg.index] + parts[name]
+        return result
+
+    note = f"attention logits iid Gaussian over keys, {mask_note}"
+    step = Step([attended.out], backward, note=note)
     return step

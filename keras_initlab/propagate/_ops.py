@@ -64,7 +64,7 @@ import keras
 import numpy as np
 
 from keras_initlab.model import operations as table
-from keras_initlab.propagate import _activations, _merge, _paths, _pooling
+from keras_initlab.propagate import _activations, _attention, _merge, _paths, _pooling
 from keras_initlab.propagate._kernels import kernel
 from keras_initlab.propagate._moments import (
     LINEAR,
@@ -870,6 +870,7 @@ RULES: dict[type, Callable[[Any, Call], Step]] = {
     table.Relayout: relayout,
     table.Reduction: reduction,
     table.Contraction: contraction,
+    table.Attention: _attention.dot_product_attention,
     table.Filled: filled,
     table.Select: select,
     table.Unchanged: unchanged,

@@ -15,8 +15,6 @@ from keras_initlab.testing import budget, variance_interval
 pytest.importorskip("keras_hub")
 from tests.hub.models import BLOCKS, VOCAB, WIDTH, backbone, vit_classifier
 
-pytestmark = pytest.mark.tensorflow
-
 
 @pytest.mark.parametrize("name", ["gpt2", "bert", "llama", "gemma", "vit"])
 def test_a_stock_model_passes_the_audit_of_its_own_initializers(name):

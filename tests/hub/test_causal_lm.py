@@ -22,7 +22,6 @@ from keras_initlab.callbacks import VarianceMonitor
 pytest.importorskip("keras_hub")
 from tests.hub.models import BLOCKS, TOKENS, VOCAB, WIDTH, causal_lm, tokens
 
-pytestmark = pytest.mark.tensorflow
 BATCH = 4
 MODELS = ("gemma", "gpt2", "llama")
 
@@ -115,3 +114,26 @@ def test_auto_scales_every_kernel_inside_gpt2s_blocks():
     inside = [r for r in report if "/transformer_layer_" in r.layer and r.kernel]
     assert len(inside) == 6 * BLOCKS
     assert all(r.kernel == "scaled" for r in inside), [(r.layer, r.note) for r in inside]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_attention_softmax_is_recorded_or_said_not_to_have_run(name):
+    """keras_hub's attention layers hold a softmax layer; on TensorFlow they compute their
+    weights with it (a record per block). Llama's attention on JAX takes the fused
+    ``keras.ops.dot_product_attention`` instead, which keeps no weights: its softmax did
+    not run, and the monitor's ``skipped`` says so."""
+    from keras_initlab.attention_rule import attention_softmaxes
+
+    model, x, y = _built(name)
+    monitor = VarianceMonitor((x, y))
+    monitor.set_model(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monitor.on_train_begin()
+    recorded = {r["layer"] for r in monitor.records}
+    did_not_run = {path for path, _, reason in monitor.skipped if reason == "did not run"}
+    softmaxes = [path for path, _ in attention_softmaxes(model)]
+    assert len(softmaxes) == BLOCKS
+    fused = keras.backend.backend() == "jax" and name == "llama"
+    assert [path in did_not_run for path in softmaxes] == [fused] * BLOCKS
+    assert [path in recorded for path in softmaxes] == [not fused] * BLOCKS

@@ -50,6 +50,26 @@ def test_causal_self_attention_is_predicted_over_each_querys_prefix():
     assert row.activation_var > 2 * plain.activation_var
 
 
+@pytest.mark.parametrize(("groups", "causal", "scale"), [(1, False, None), (2, True, 0.5)])
+def test_a_fused_dot_product_attention_is_predicted(groups, causal, scale):
+    """``keras.ops.dot_product_attention`` (what keras_hub's decoders call on JAX and
+    PyTorch) as a graph node: 4 query heads sharing ``4 // groups`` key and value heads, the
+    rule of ``MultiHeadAttention`` without its projections."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((T, WIDTH))
+
+    def project(name, heads):
+        return L.EinsumDense("btd,dnh->btnh", (T, heads, 8), name=name)(x)
+
+    q, k, v = project("query", 4), project("key", 4 // groups), project("value", 4 // groups)
+    a = keras.ops.dot_product_attention(q, k, v, scale=scale, is_causal=causal)
+    model = keras.Model(x, L.Dense(WIDTH, name="out")(L.Reshape((T, 32), name="heads")(a)))
+    _agrees(prediction_agreement(model, _probe((T, WIDTH))))
+    rows = [r for r in keras_initlab.propagate(model) if "dot_product_attention" in r.layer]
+    assert [r.status for r in rows] == ["predicted"]
+    assert ("its mask shows" in rows[0].note) == causal
+
+
 class _MaskedScores(L.Layer):
     """Self-attention weights written with ops and a ``Softmax`` given a causal mask."""
 
