@@ -910,6 +910,54 @@ class ConstantCall(TypeError):
         self.values = [keras.ops.convert_to_numpy(t) for t in outputs]
 
 
+@contextlib.contextmanager
+def _nodes_without_none() -> Iterator[None]:
+    """Within the block, a node Keras records for an operation's call keeps its tensor
+    outputs and leaves out ``None`` (``keras.src.ops.node.Node``, private, raises on any
+    output that is not a tensor): an operation that returns ``None`` beside its tensors
+    (keras_hub's GPT-NeoX attention without a cache: ``(output, None)``) is traced, its
+    caller still receiving the ``None``."""
+    from keras.src.ops.node import Node
+
+    original = Node.__init__
+
+    def init(
+        node: Any,
+        operation: Any,
+        call_args: Any = None,
+        call_kwargs: Any = None,
+        outputs: Any = None,
+    ) -> None:
+        if outputs is not None:
+            outputs = [x for x in keras.tree.flatten(outputs) if x is not None]
+        original(node, operation, call_args, call_kwargs, outputs)
+
+    setattr(Node, "__init__", init)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(Node, "__init__", original)  # noqa: B010
+
+
+@contextlib.contextmanager
+def _keras_tensors_defer_to_arrays() -> Iterator[None]:
+    """Within the block, an array's operator with a KerasTensor (``array * x``) defers to
+    the KerasTensor's (``x.__rmul__``: a Keras operation, recorded), on JAX as on the
+    other backends: a JAX array first asks the KerasTensor for ``__jax_array__``, which
+    raises, and defers only to an operand without it (keras_hub's Falcon multiplies a JAX
+    array of ALiBi slopes by a tensor of its positions). The method is off the class for
+    the block."""
+    method = vars(keras.KerasTensor).get("__jax_array__")
+    if method is None:
+        yield
+        return
+    delattr(keras.KerasTensor, "__jax_array__")
+    try:
+        yield
+    finally:
+        setattr(keras.KerasTensor, "__jax_array__", method)  # noqa: B010
+
+
 def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]) -> Trace:
     """Trace ``layer.call(*args, **kwargs)`` on the KerasTensors ``inputs`` (placed in
     ``args``/``kwargs`` by the caller): every sub-layer and ``keras.ops`` call records a
@@ -918,7 +966,8 @@ def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]
     again (``_inbound_nodes``/``_outbound_nodes``), so the model is left as it was.
     Raises whatever the call raises on KerasTensors (Python control flow on values,
     backend ops): the caller treats the layer as opaque; `ConstantCall` where no output
-    depends on the inputs' values. A sub-layer whose own
+    depends on the inputs' values. ``None`` among a call's outputs (a cache it does not
+    use) is left out of the trace's outputs and nodes. A sub-layer whose own
     ``compute_output_spec`` does not take every argument its ``call`` takes (keras_hub's
     ``CachedMultiHeadAttention``: ``cache=``, on ``MultiHeadAttention``'s spec) gets its
     output spec from its ``call`` on placeholders, as Keras' base ``Layer`` computes it.
@@ -934,11 +983,13 @@ def traced_call(layer: Any, inputs: list[Any], args: Any, kwargs: dict[str, Any]
     ]
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(_nodes_without_none())
+            stack.enter_context(_keras_tensors_defer_to_arrays())
             for sub in layers[1:]:
                 spec = _spec_from_call(sub)
                 stack.enter_context(swapped_attribute(sub, "compute_output_spec", spec))
             returned = layer.call(*args, **kwargs)
-        outputs = tuple(keras.tree.flatten(returned))
+        outputs = tuple(t for t in keras.tree.flatten(returned) if t is not None)
         if outputs and not any(isinstance(t, keras.KerasTensor) for t in outputs):
             raise ConstantCall(outputs)
         if not outputs or not all(isinstance(t, keras.KerasTensor) for t in outputs):

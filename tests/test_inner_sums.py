@@ -170,3 +170,53 @@ def test_a_block_whose_sublayer_rejects_its_own_arguments_symbolically_is_read()
     a = np.asarray(keras.ops.convert_to_numpy(model(probe)), np.float64)
     got = records["block/add"]["activation_var"]
     assert abs(got - a.var()) <= variance_rtol(a) * a.var()
+
+
+class _WithoutCache(L.Layer):
+    """Returns ``(output, None)``, as keras_hub's GPT-NeoX attention does without a cache:
+    Keras records no node with a ``None`` output."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = L.Dense(WIDTH, name="dense")
+
+    def call(self, x):
+        return self.dense(x), None
+
+
+class _NoneBlock(L.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = _WithoutCache(name="inner")
+
+    def call(self, x):
+        h, cache = self.inner(x)
+        return x if cache is not None else x + h
+
+
+class _SlopesBlock(L.Layer):
+    """``x + dense(slopes * x)`` with ``slopes`` a backend array on the left of the product
+    (keras_hub's Falcon builds its ALiBi bias so): a JAX array does not defer to a
+    KerasTensor of its own accord."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = L.Dense(WIDTH, name="dense")
+
+    def call(self, x):
+        slopes = keras.ops.convert_to_tensor(np.linspace(0.5, 1.5, WIDTH), dtype=x.dtype)
+        return x + self.dense(slopes * x)
+
+
+@pytest.mark.parametrize("block", [_NoneBlock, _SlopesBlock])
+def test_blocks_keras_cannot_trace_as_they_are_written_are_read(block):
+    """Each block's sum is found, measured (NumPy's variance of the output) and predicted."""
+    x = keras.Input((WIDTH,))
+    model = keras.Model(x, block(name="block")(x))
+    assert [b.add for b in residual_blocks(model)] == ["block/add"]
+    probe = _data()[0]
+    records = {r["layer"]: r for r in measure(model, probe)}
+    a = np.asarray(keras.ops.convert_to_numpy(model(probe)), np.float64)
+    assert abs(records["block/add"]["activation_var"] - a.var()) <= variance_rtol(a) * a.var()
+    rows = propagate(model).by_layer()
+    assert rows["block/add"].status == "predicted", rows["block/add"].note

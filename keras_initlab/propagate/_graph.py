@@ -413,6 +413,10 @@ class Walker:
             return inputs, taints, lambda g: g
         if out_specs and not any(_floating(t) for t in out_specs):
             return self._indices(operation, inputs, out_specs, args, kwargs)
+        if not isinstance(operation, keras.layers.Layer) and inputs:
+            known = self._values(operation, inputs, args, kwargs)
+            if known is not None and len(known) == len(out_specs):
+                return self._indices(operation, inputs, out_specs, args, kwargs, known)
         key = (prefix, operation.name)
         calls = self._calls[key] = self._calls.get(key, 0) + 1
         name = f"{prefix}{operation.name}" + (f"@{calls}" if calls > 1 else "")
@@ -557,27 +561,44 @@ class Walker:
         out_specs: list[Any],
         args: Any,
         kwargs: dict[str, Any],
+        outputs: list[np.ndarray | None] | None = None,
     ) -> tuple[list[Signal], list[Taint], Backward]:
-        """An operation whose outputs are integer or boolean (a mask, positions): no
-        activation, no row, no gradient; its value computed from its inputs' where all are
-        known (`Signal.value`: a causal mask built from a sequence length, a padding mask
-        of ones), so that an attention layer can read which keys each query sees."""
-        values = [signal.value for signal in inputs]
-        outputs: list[Any] = [None] * len(out_specs)
-        if all(v is not None for v in values):
-            tensors = [keras.ops.convert_to_tensor(v) for v in values]
-            try:
-                result = operation(
-                    *_unbind(args, tensors), **{k: _unbind(v, tensors) for k, v in kwargs.items()}
-                )
-                outputs = [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(result)]
-            except Exception:  # whatever the operation raises: its value stays unknown
-                outputs = [None] * len(out_specs)
+        """An operation whose outputs are integer or boolean (a mask, positions), or a
+        ``keras.ops`` operation of such tensors alone (``outputs``: the values `_values`
+        computed; Falcon's ALiBi bias from its padding mask): no row, no gradient; its
+        value computed from its inputs' where all are known (`Signal.value`: a causal mask
+        built from a sequence length, a padding mask of ones), so that an attention layer
+        can read which keys each query sees. A floating output has that value's mean and
+        variance over the batch as its moments (a bias the same in every sample: variance
+        0)."""
+        if outputs is None:
+            outputs = self._values(operation, inputs, args, kwargs) or [None] * len(out_specs)
         signals = [
-            index_signal(spec, value) for spec, value in zip(out_specs, outputs, strict=True)
+            index_signal(spec, value)
+            if value is None or not _floating(spec)
+            else dataclasses.replace(make(value.mean(axis=0), value.var(axis=0)), value=value)
+            for spec, value in zip(out_specs, outputs, strict=True)
         ]
 
         return signals, [() for _ in signals], lambda g: _no_gradient(inputs)
+
+    @staticmethod
+    def _values(
+        operation: Any, inputs: list[Signal], args: Any, kwargs: dict[str, Any]
+    ) -> list[np.ndarray | None] | None:
+        """The operation run on its inputs' values (batch axis first), or None where one
+        is not known or the operation raises."""
+        values = [signal.value for signal in inputs]
+        if not all(v is not None for v in values):
+            return None
+        tensors = [keras.ops.convert_to_tensor(v) for v in values]
+        try:
+            result = operation(
+                *_unbind(args, tensors), **{k: _unbind(v, tensors) for k, v in kwargs.items()}
+            )
+            return [keras.ops.convert_to_numpy(t) for t in keras.tree.flatten(result)]
+        except Exception:  # whatever the operation raises: its value stays unknown
+            return None
 
     def _out_shapes(
         self,

@@ -18,6 +18,11 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "bert": ("Bert", {"num_heads": 2, "max_sequence_length": 4 * TOKENS}),
     "llama": ("Llama", {"num_query_heads": 4, "num_key_value_heads": 2}),
     "gemma": ("Gemma", {"num_query_heads": 2, "num_key_value_heads": 1, "head_dim": 32}),
+    # Beyond the transformer issue's five: GPT-NeoX's attention returns ``(output, None)``
+    # without a cache; Falcon builds an ALiBi bias from its padding mask with a backend
+    # array of slopes.
+    "gptneox": ("GPTNeoX", {"num_heads": 2, "max_sequence_length": 4 * TOKENS}),
+    "falcon": ("Falcon", {"num_attention_heads": 2}),
 }
 
 

@@ -57,3 +57,18 @@ def test_llama_and_gemma_are_read_row_by_row(name):
     model = backbone(name)
     report = keras_initlab.propagate(model, **probe_moments(tokens(name, BATCH), model))
     assert [(r.layer, r.note) for r in report if not r.predicted] == []
+
+
+@pytest.mark.parametrize("name", ["gptneox", "falcon"])
+def test_blocks_that_return_none_or_mix_backend_arrays_are_read(name):
+    """GPT-NeoX's attention returns ``(output, None)`` (no cache), which Keras cannot record
+    as a node; Falcon multiplies a backend array of ALiBi slopes by a tensor of positions
+    (a JAX array does not defer to a KerasTensor) and moves the batch axis of the bias it
+    computes from its padding mask. Every row is predicted; GPT-NeoX's within the bounds
+    (Falcon, without a position embedding, has Llama's gradient error)."""
+    agreement = prediction_agreement(backbone(name), tokens(name, BATCH))
+    assert agreement.share == 1.0, [(r.layer, r.note) for r in agreement.not_predicted]
+    if name == "gptneox":
+        for summary in (agreement.activation, agreement.gradient):
+            assert summary.median <= BOUNDS[0], str(agreement)
+            assert summary.p90 <= BOUNDS[1], str(agreement)

@@ -196,3 +196,23 @@ def test_where_with_a_known_condition_and_zeros_like():
     assert rows["masked"].activation_mean == 0.0
     agreement = prediction_agreement(model, _probe((WIDTH,)))
     _agrees(agreement)
+
+
+def test_a_bias_computed_from_a_mask_alone_is_known_in_every_sample():
+    """A float tensor computed by ``keras.ops`` from a padding mask alone (Falcon's ALiBi
+    bias: positions counted along the mask, the batch axis moved by ``expand_dims`` and a
+    transpose) is the same in every sample: its value is computed, not assumed. With a
+    mask of ones the bias at position ``t`` is ``0.1 t``: the sum's predicted mean is the
+    dense output's (0: no bias, zero-mean input) plus ``0.1 (T - 1) / 2``."""
+    x = keras.Input((T, WIDTH))
+    m = keras.Input((T,), dtype="int32")
+    steps = keras.ops.cast(keras.ops.cumsum(m, axis=-1) - 1, "float32")
+    moved = keras.ops.transpose(keras.ops.expand_dims(steps, 0), (1, 0, 2))  # (B, 1, T)
+    bias = 0.1 * keras.ops.transpose(moved, (0, 2, 1))  # (B, T, 1)
+    h = keras.ops.add(L.Dense(WIDTH, name="dense")(x), bias)
+    model = keras.Model([x, m], L.Dense(WIDTH, name="out")(h))
+    report = keras_initlab.propagate(model)
+    assert [(r.layer, r.note) for r in report if not r.predicted] == []
+    (row,) = [r for r in report if r.layer.startswith("add")]
+    # (the bias computed in float32, as the model computes it: 0.1 rounds at 1.5e-8)
+    assert row.activation_mean == pytest.approx(0.1 * (T - 1) / 2, rel=1e-7)
