@@ -107,17 +107,21 @@ def test_only_the_softmaxes_inside_attention_layers_are_read():
     ]
 
 
-@pytest.mark.parametrize("lost", [False, True])
-def test_a_lost_scale_draws_the_attention_alert_at_step_0(lost):
-    """He: the scores' variance is about 2 x 2 (q and k of variance 2 per element after a
-    LayerNorm) = 4 < 2 x 2 ln 12 = 9.9. Lost ``1/sqrt(d_head)``: about 4 x 16 = 64."""
-    model = _stack(lost=lost, dropout=0.1)
+def _attention_alerts(model):
+    """The step-0 alerts on 8 probe sequences, and those of kind "attention"."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((8, T, WIDTH)).astype("float32")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         alerts, _, _ = step0_alerts(model, x, rng.integers(0, 5, 8))
-    attention = [a for a in alerts if a.kind == "attention"]
+    return alerts, [a for a in alerts if a.kind == "attention"]
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_a_lost_scale_draws_the_attention_alert_at_step_0(lost):
+    """He: the scores' variance is about 2 x 2 (q and k of variance 2 per element after a
+    LayerNorm) = 4 < 2 x 2 ln 12 = 9.9. Lost ``1/sqrt(d_head)``: about 4 x 16 = 64."""
+    alerts, attention = _attention_alerts(_stack(lost=lost, dropout=0.1))
     if not lost:
         assert [a.message for a in alerts] == []
         return
@@ -201,12 +205,7 @@ def test_a_lost_scale_in_a_fused_attention_draws_the_alert(lost):
     variance 2 x 2 = 4; a lost ``1/sqrt(d_head)``: 8 x 4 = 32, beyond 2 x 2 ln 12 = 9.9
     for the 12 keys of the last query."""
     model = _fused(lost=lost)
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((8, T, WIDTH)).astype("float32")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        alerts, _, _ = step0_alerts(model, x, rng.integers(0, 5, 8))
-    attention = [a for a in alerts if a.kind == "attention"]
+    _, attention = _attention_alerts(model)
     if not lost:
         assert attention == []
         return

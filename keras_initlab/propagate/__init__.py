@@ -8,9 +8,9 @@ variances backward. The rules
 and their formulas are in the modules of this package: ``_kernels`` (Dense, Conv,
 Depthwise, Separable, Transpose, EinsumDense, Embedding), ``_moments``/``_activations``
 (every Keras activation), ``_normalization``, ``_merge``, ``_pooling``, ``_structural``,
-``_attention``, ``_recurrent``, ``_ops`` (the ``keras.ops`` calls a graph records, constant
-operands included: ``x + 3.0``, ``relu6``, ``mean``, reshapes; `keras_initlab.model.operations`
-says what each is), ``_registered`` (layers registered with
+``_attention``, ``_positions``, ``_recurrent``, ``_ops`` (the ``keras.ops`` calls a graph
+records, constant operands included: ``x + 3.0``, ``relu6``, ``mean``, reshapes;
+`keras_initlab.model.operations` says what each is), ``_registered`` (layers registered with
 `keras_initlab.register_layer`); ``_graph`` walks the model, and reads a custom layer or
 subclassed block through its ``call`` traced on KerasTensors (`keras_initlab.model.trace`)
 at the sizes the walk knows (``input_shapes``: a sequence length). Which rule a layer gets
@@ -26,7 +26,12 @@ Assumptions (mean field): the elements of a layer's input independent of each ot
 (across channels and positions) and of the weights; pre-activations Gaussian; the gradient
 independent of the forward signal (Poole et al. 2016; Schoenholz et al. 2017), except where
 a rule tracks the dependence (max pooling's argmax, two activations chained through an
-elementwise map). For one layer on independent inputs the rules are exact for the actual
+elementwise map). Positions an attention layer averaged are correlated (each output
+position a weighted average of values other positions share): the walk carries their
+correlation forward to the next attention's average and to a global average pool
+(`_positions`; without it, keras_hub's Llama's second attention output was predicted 2.7x
+low and every gradient below its final norm 2x high); gradients are read as independent
+across positions. For one layer on independent inputs the rules are exact for the actual
 weights; through depth, the channels of a layer's output are correlated by their shared
 inputs at ``O(1/sqrt(fan_in))``, so a deep stack departs from the prediction by about
 ``sqrt(2 / fan_in)`` relative per layer, compounding, and narrow layers (a 3-channel stem,

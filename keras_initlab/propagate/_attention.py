@@ -38,6 +38,7 @@ import keras
 import numpy as np
 
 from keras_initlab._keras import attention_softmax
+from keras_initlab.propagate import _positions
 from keras_initlab.propagate._kernels import einsum_dense
 from keras_initlab.propagate._moments import softmax_square, softmax_sums
 from keras_initlab.propagate._signal import Signal, make
@@ -99,7 +100,8 @@ class _Attended:
 def _repeat_heads(x: Signal, groups: int) -> Signal:
     """Each key or value head read by ``groups`` query heads (grouped-query attention: query
     head ``n`` reads key head ``n // groups``, as Keras' backends repeat them)."""
-    return make(np.repeat(x.means, groups, axis=-2), np.repeat(x.variances, groups, axis=-2))
+    repeated = make(np.repeat(x.means, groups, axis=-2), np.repeat(x.variances, groups, axis=-2))
+    return repeated.with_positions(x.positions)
 
 
 def _sum_heads(g: np.ndarray, groups: int) -> np.ndarray:
@@ -139,8 +141,17 @@ def _attend(
     v_mean = v.means.mean(axis=keys)  # (heads, dim): softmax weights sum to 1
     v_var = v.variances.mean(axis=keys) + v.means.var(axis=keys)
     shape = (*q.shape[:-2], *v.shape[-2:])
-    kept = np.minimum(p2 * seen, 1.0).reshape((*q.shape[:-2], 1, 1))  # per query
-    out = make(np.broadcast_to(v_mean, shape), v_var * kept)
+    query_axes = (*q.shape[:-2], 1, 1)
+    kept = np.minimum(p2 * seen, 1.0).reshape(query_axes)  # the weights' own spread
+    fluctuation = v.variances.mean(axis=keys)  # (the rest of v_var: the keys' fixed offsets)
+    average = v_var * kept
+    positions = None
+    if len(shape) == 3 and len(v.shape) == 3:  # one axis of positions: their correlation
+        var, positions = _positions.averaged(share, spread, v)
+        correlated = var / max(float(np.mean(_positions.spread(v))), np.finfo(float).tiny)
+        average = average + fluctuation * (np.minimum(correlated, 1.0).reshape(query_axes) - kept)
+    out = make(np.broadcast_to(v_mean, shape), average)
+    out = out.with_positions(positions)
 
     def per_query(a: np.ndarray) -> np.ndarray:
         return a.reshape(t_q, -1).mean(axis=1)
@@ -181,6 +192,8 @@ def multi_head_attention(call: Call) -> Step:
     k_step = _project(layer.key_dense, call.inputs[ki], call)
     v_step = _project(layer.value_dense, call.inputs[vi], call)
     q, k, v = q_step.outputs[0], k_step.outputs[0], v_step.outputs[0]  # (T, heads, dim)
+    # A projection keeps each position apart: the values keep their input's correlation.
+    v = v.with_positions(call.inputs[vi].positions)
     raw: Any = call.kwargs.get("attention_mask")
     if raw is None and len(call.args) > 6:
         raw = call.args[6]
@@ -188,7 +201,7 @@ def multi_head_attention(call: Call) -> Step:
     mask, mask_note = _visible(raw, bool(call.kwargs.get("use_causal_mask")), call, t_q, t_k)
     attended = _attend(q, k, v, mask, 1.0 / np.sqrt(int(layer.key_dim)), call.batch)
     o_step = _project(layer.output_dense, attended.out, call)
-    out = o_step.outputs[0]
+    out = o_step.outputs[0].with_positions(attended.out.positions)
 
     def grads(g_out: np.ndarray) -> dict[str, np.ndarray]:
         g_att = o_step.backward([g_out])[0]

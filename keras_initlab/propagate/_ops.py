@@ -64,7 +64,7 @@ import keras
 import numpy as np
 
 from keras_initlab.model import operations as table
-from keras_initlab.propagate import _activations, _attention, _merge, _paths, _pooling
+from keras_initlab.propagate import _activations, _attention, _merge, _paths, _pooling, _positions
 from keras_initlab.propagate._kernels import kernel
 from keras_initlab.propagate._moments import (
     LINEAR,
@@ -657,7 +657,7 @@ def relayout(kind: table.Relayout, call: Call) -> Step:
             out = make(np.where(copied, means[at], constant), np.where(copied, variances[at], 0))
         if len(xs) == 1:
             _MOVED_FROM[out] = (xs[0], index.reshape(-1))
-        outs.append(out)
+        outs.append(_positions_kept(xs, index, out))
     sizes = [x.means.size for x in xs]
     bounds = np.cumsum([0, *sizes])
 
@@ -670,6 +670,26 @@ def relayout(kind: table.Relayout, call: Call) -> Step:
         return [flat[bounds[i] : bounds[i + 1]].reshape(x.shape) for i, x in enumerate(xs)]
 
     return Step(outs, backward)
+
+
+def _positions_kept(xs: list[Signal], index: np.ndarray, out: Signal) -> Signal:
+    """``out`` with the inputs' correlation between positions (`_positions`) where every
+    element copied keeps its position on the first axis (a reshape of the other axes, a
+    repeat of heads, a concatenation of channels); ``out`` itself otherwise."""
+    carried = [x.positions for x in xs if x.positions is not None]
+    n = out.shape[0] if len(out.shape) > 1 else 0
+    if not carried or any(x.shape[0] != n or len(x.shape) < 2 for x in xs):
+        return out
+    starts = np.cumsum([0, *(x.means.size for x in xs)])
+    rows = np.concatenate([np.arange(x.means.size) // (x.means.size // n) for x in xs])
+    flat = index.reshape(-1)
+    copied = flat >= 0
+    if not copied.any() or starts[-1] != rows.size:
+        return out
+    own = np.arange(flat.size) // (flat.size // n)
+    if np.array_equal(rows[flat[copied]], own[copied]):
+        return out.with_positions(carried[0])
+    return out
 
 
 # ----------------------------------------------------------------------------- reductions
@@ -826,7 +846,47 @@ def _contract(call: Call, equation: str, operands: list[Operand]) -> Step:
         pairs = [(o, back(i, gy)) for i, o in enumerate(operands) if o.index is not None]
         return _to_inputs(call, pairs)
 
-    return Step([make(m, v)], backward)
+    return Step([_over_positions(equation, operands, make(m, v))], backward)
+
+
+def _over_positions(equation: str, operands: list[Operand], out: Signal) -> Signal:
+    """``out`` of ``einsum(equation)`` where it averages a tensor over its positions
+    (`_positions`): values ``x`` summed over their first axis, with weights ``p`` (no
+    correlation of their own) whose axes hold it and the output's first axis (attention
+    weights times the values: ``o_t = sum_s p_ts x_s``). Correlated positions of ``x``
+    add ``(W C W^T)_tt - sum_s W_ts^2 D_s`` to position ``t``'s variance (``W`` the
+    weights' means, averaged over their other axes), and ``out`` gets the correlation
+    the average makes (shared values: correlated even where ``x``'s positions are not)."""
+    terms, output = equation.split("->")
+    named = [(t, o) for t, o in zip(terms.split(","), operands, strict=True) if o.index is not None]
+    if "..." in equation or len(named) != 2 or not output or len(out.shape) < 2:
+        return out
+    t = output[0]
+    found = [
+        (tw, w, tx, x)
+        for (tw, w), (tx, x) in (named, named[::-1])
+        if w.signal.positions is None
+        and len(x.signal.shape) > 1
+        and tx[0] not in output
+        and tx[0] in tw
+        and t in tw
+        and t not in tx
+    ]
+    if len(found) != 1:
+        return out
+    tw, w, tx, x = found[0]
+    s = tx[0]
+
+    def arranged(a: np.ndarray) -> np.ndarray:
+        moved = np.moveaxis(a, [tw.index(t), tw.index(s)], [0, 1])
+        return moved.reshape(*moved.shape[:2], -1).mean(axis=-1)
+
+    weights, weight_var = arranged(w.signal.means), arranged(w.signal.variances)
+    var, positions = _positions.averaged(weights, weight_var, x.signal)
+    independent = (weights**2 + weight_var) @ _positions.spread(x.signal)
+    extra = (var - independent).reshape(-1, *([1] * (len(out.shape) - 1)))
+    corrected = make(out.means, np.maximum(out.variances + extra, 0.0))
+    return corrected.with_positions(positions)
 
 
 def filled(kind: table.Filled, call: Call) -> Step:

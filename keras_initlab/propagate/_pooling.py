@@ -255,9 +255,13 @@ def global_average_pooling(call: Call) -> Step:
     p, c = _positions(x), x.channels
     means = x.means.reshape(-1, c).mean(axis=0)
     variances = x.variances.reshape(-1, c).mean(axis=0) / p
+    note = "fluctuations taken as uncorrelated over positions" if p > 1 else ""
+    if x.positions is not None and len(x.shape) == 2:  # a sequence an attention averaged
+        sd = np.sqrt(x.variances)  # (p, c): sum_ab R_ab sd_a sd_b per channel, over p^2
+        variances = np.einsum("ab,ac,bc->c", x.positions, sd, sd) / (p * p)
+        note = "over positions correlated by attention"
     out_shape = tuple(int(d or 1) for d in call.out_shapes[0][1:])
     out = make(means.reshape(out_shape), variances.reshape(out_shape))
-    note = "fluctuations taken as uncorrelated over positions" if p > 1 else ""
     return Step(
         [out],
         lambda g: [np.broadcast_to(g[0].reshape(-1)[None, :] / (p * p), (p, c)).reshape(x.shape)],

@@ -21,6 +21,7 @@ from keras_initlab.propagate import (
     _normalization,
     _ops,
     _pooling,
+    _positions,
     _recurrent,
     _structural,
 )
@@ -93,7 +94,7 @@ def predict(call: Call) -> Step:
         reason = f"no rule for {name}: {ASSUMPTION}"
     else:
         try:
-            return rule(call)
+            return _positions.carried(call, rule(call))
         except NotImplementedError as error:
             reason = f"{name} ({error}) not covered: {ASSUMPTION}"
     x = call.x.plain() if call.inputs else Signal.uniform(0.0, 0.0, (1,))

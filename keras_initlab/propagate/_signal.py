@@ -145,6 +145,11 @@ class Signal:
             ``root`` the activation's own ``Source`` (None: inputs taken as Gaussian), so
             that a max pool of it (a global max pool after a pool) takes the maximum of
             ``draws`` times its window and sets the derivative there.
+        correlation: ``[R]`` where an attention layer's averages made the fluctuations of
+            the positions along the first axis correlated (`_positions`): ``R`` is
+            ``(n, n)``, shared by the elements of the other axes; empty: independent (read
+            it as `positions`). Each tensor's own (``dataclasses.replace`` does not copy
+            it): set on a new tensor by `with_positions` or by appending.
     """
 
     means: np.ndarray
@@ -154,11 +159,25 @@ class Signal:
     blend: Blend | None = None
     correlated_steps: bool = False
     pooled: tuple[Source, int, Source | None] | None = None
+    correlation: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
 
     @staticmethod
     def uniform(mean: float, var: float, shape: tuple[int | None, ...]) -> Signal:
         dims = tuple(max(int(d or 1), 1) for d in shape) or (1,)
         return Signal(np.full(dims, float(mean)), np.full(dims, float(var)))
+
+    @property
+    def positions(self) -> np.ndarray | None:
+        """The correlation between positions (`correlation`), or None: independent."""
+        return self.correlation[0] if self.correlation else None
+
+    def with_positions(self, r: np.ndarray | None) -> Signal:
+        """A copy of this tensor whose positions have the correlation ``r`` (None:
+        independent)."""
+        copy = dataclasses.replace(self)
+        if r is not None:
+            copy.correlation.append(r)
+        return copy
 
     @property
     def shape(self) -> tuple[int, ...]:
