@@ -50,11 +50,24 @@ def test_causal_self_attention_is_predicted_over_each_querys_prefix():
     assert row.activation_var > 2 * plain.activation_var
 
 
+def _grouped_heads_run() -> bool:
+    """Whether this Keras backend's ``dot_product_attention`` takes fewer key and value
+    heads than query heads (Keras 3.12's TensorFlow backend does not)."""
+    q, kv = np.ones((1, 2, 4, 8), "float32"), np.ones((1, 2, 2, 8), "float32")
+    try:
+        keras.ops.dot_product_attention(q, kv, kv)
+    except Exception:  # whatever the backend raises on the shapes
+        return False
+    return True
+
+
 @pytest.mark.parametrize(("groups", "causal", "scale"), [(1, False, None), (2, True, 0.5)])
 def test_a_fused_dot_product_attention_is_predicted(groups, causal, scale):
     """``keras.ops.dot_product_attention`` (what keras_hub's decoders call on JAX and
     PyTorch) as a graph node: 4 query heads sharing ``4 // groups`` key and value heads, the
     rule of ``MultiHeadAttention`` without its projections."""
+    if groups > 1 and not _grouped_heads_run():
+        pytest.skip("this Keras backend's dot_product_attention has no grouped heads")
     keras.utils.set_random_seed(0)
     x = keras.Input((T, WIDTH))
 
