@@ -680,11 +680,10 @@ def _positions_kept(xs: list[Signal], index: np.ndarray, out: Signal) -> Signal:
     n = out.shape[0] if len(out.shape) > 1 else 0
     if not carried or any(x.shape[0] != n or len(x.shape) < 2 for x in xs):
         return out
-    starts = np.cumsum([0, *(x.means.size for x in xs)])
     rows = np.concatenate([np.arange(x.means.size) // (x.means.size // n) for x in xs])
     flat = index.reshape(-1)
     copied = flat >= 0
-    if not copied.any() or starts[-1] != rows.size:
+    if not copied.any():
         return out
     own = np.arange(flat.size) // (flat.size // n)
     if np.array_equal(rows[flat[copied]], own[copied]):
