@@ -165,8 +165,8 @@ def saturation(
     the measured size passes back spreads by more than `SPREAD_LIMIT` from batch to batch
     (``spread``, `softmax_moments`), one measurement is that batch's luck.
     """
-    if activation != SOFTMAX or d2.size == 0:
-        return ""
+    if activation != SOFTMAX or d2.size == 0 or d2.shape[-1] == 1:
+        return ""  # (over one logit: exactly 0, whatever the dtype)
     dtype = str(getattr(layer, "compute_dtype", "float32"))
     u = UNIT_ROUNDOFF.get(dtype, UNIT_ROUNDOFF["float32"])
     floor = (u / d2.shape[-1]) ** 2

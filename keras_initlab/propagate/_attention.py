@@ -25,6 +25,13 @@ query ``i`` sees ``n_i`` keys: each sum above runs over them (``T -> n_i`` for t
 near the start. Grouped-query attention (fewer key and value heads than query heads,
 keras_hub's Llama, Mistral, Gemma) reads each key and value head from the query heads of its
 group: forward the heads are repeated, backward their gradients add.
+
+Where the query and key are projections of one tensor (`_linear`: self-attention), the logit
+of a query for the key at its own position has the mean ``c C`` per head (``C`` the two
+projections' covariance there: ``sum_f Var(x_f) (A_q A_k^T)_ff``, far from 0 where the two
+kernels share their draws), and the weights are a softmax of logits with those means over
+fixed normal draws (`softmax_moments`): ``E[p]``, ``E[p^2]`` and the backward factor per
+query and key replace the uniform share, ``E[p^2]`` and factor above, head by head.
 """
 
 from __future__ import annotations
@@ -38,9 +45,9 @@ import keras
 import numpy as np
 
 from keras_initlab._keras import attention_softmax
-from keras_initlab.propagate import _positions
+from keras_initlab.propagate import _activations, _linear, _positions
 from keras_initlab.propagate._kernels import einsum_dense
-from keras_initlab.propagate._moments import softmax_square, softmax_sums
+from keras_initlab.propagate._moments import softmax_moments, softmax_square, softmax_sums
 from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Arg, Call, Part, Step
 
@@ -95,6 +102,7 @@ class _Attended:
     out: Signal
     probs: Signal
     grads: Callable[[np.ndarray, bool], dict[str, np.ndarray]]
+    assumed: str = ""  # why the gradient through the softmax is not predicted, or ""
 
 
 def _repeat_heads(x: Signal, groups: int) -> Signal:
@@ -109,6 +117,43 @@ def _sum_heads(g: np.ndarray, groups: int) -> np.ndarray:
     return g.reshape(*g.shape[:-2], g.shape[-2] // groups, groups, g.shape[-1]).sum(axis=-2)
 
 
+def _weights(
+    q: Signal, k: Signal, mask: np.ndarray, scale: float, batch: int | None, s2: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Signal | None, float]:
+    """``(E[p], E[p^2], backward factor)`` per query and key ``(t_q, t_k)``, averaged over
+    the query heads, the weights per head where they differ from the iid rule (else None),
+    and the batch-to-batch spread of the energy they pass back (`softmax_moments`).
+
+    Logits iid ``N(0, s2)`` over the keys each query sees: `softmax_square` and
+    `softmax_sums` per number of keys. Where the query and key are projections of one
+    tensor (`_linear`), a query's logit for the key at its own position has the mean
+    ``scale C`` (``C`` the covariance of the two projections there, per head; the variance
+    ``scale^2 C^2`` more): the softmax of logits with those means over fixed normal draws
+    (`softmax_moments`)."""
+    t_q, t_k = mask.shape
+    kv, groups = k.shape[-2], q.shape[-2] // k.shape[-2]
+    paired = _linear.contracted(
+        "tkgh,skh->kgts", _linear.reshaped(q, (t_q, kv, groups, q.shape[-1])), k
+    )
+    if paired is None or not np.any(paired[0]):
+        seen = mask.sum(axis=1)
+        counts, where = np.unique(seen, return_inverse=True)
+        p2 = softmax_square(s2, counts)[where]
+        factor = np.array([softmax_sums(s2, int(n), batch)[1] for n in counts])[where]
+        return mask / seen[:, None], mask * p2[:, None], mask * factor[:, None], None, 1.0
+    mean, var = (a.reshape(kv * groups, t_q, t_k) for a in paired)
+    logits = make(scale * mean, s2 + scale * scale * var)
+    probs, factor, spread = softmax_moments(logits, batch, mask)
+    second = probs.variances + probs.means**2
+    return (
+        probs.means.mean(axis=0),
+        second.mean(axis=0),
+        factor.mean(axis=0),
+        probs,
+        spread,
+    )
+
+
 def _attend(
     q: Signal,
     k: Signal,
@@ -121,33 +166,32 @@ def _attend(
     keys ``mask`` shows, to the values ``v``; key and value heads fewer
     than the query heads are shared (module docstring)."""
     groups = q.shape[-2] // k.shape[-2]
-    k, v = _repeat_heads(k, groups), _repeat_heads(v, groups)
-    key_dim, value_dim = q.shape[-1], v.shape[-1]
-    t_q, t_k = mask.shape
-    seen = mask.sum(axis=1)  # (t_q,): the keys each query sees
     k_within = float(k.variances.mean() + k.means.var(axis=tuple(range(k.means.ndim - 2))).mean())
     scale2 = scale * scale
-    s2 = scale2 * key_dim * q.second * k_within
-    counts, where = np.unique(seen, return_inverse=True)
-    p2 = softmax_square(s2, counts)[where]  # (t_q,)
-    # The scores' backward factor with the softmax's projection (0 for a query that sees
-    # one key, whose weight is 1 whatever its score; E[p^2] for many keys).
-    factor = np.array([softmax_sums(s2, int(n), batch)[1] for n in counts])[where]
+    s2 = scale2 * q.shape[-1] * q.second * k_within
+    share, p2, factor, per_head, spread = _weights(q, k, mask, scale, batch, s2)
+    k, v = _repeat_heads(k, groups), _repeat_heads(v, groups)
+    value_dim = v.shape[-1]
+    t_q, t_k = mask.shape
     weights_shape = (v.shape[-2], t_q, t_k)
-    share = mask / seen[:, None]  # the mean weight of each visible key
-    spread = mask * np.maximum(p2 - 1.0 / seen**2, 0.0)[:, None]
-    probs = make(np.broadcast_to(share, weights_shape), np.broadcast_to(spread, weights_shape))
+    variance = np.maximum(p2 - share**2, 0.0)  # of each weight
+    if per_head is None:
+        probs = make(
+            np.broadcast_to(share, weights_shape), np.broadcast_to(variance, weights_shape)
+        )
+    else:
+        probs = per_head
     keys = tuple(range(v.means.ndim - 2))
     v_mean = v.means.mean(axis=keys)  # (heads, dim): softmax weights sum to 1
     v_var = v.variances.mean(axis=keys) + v.means.var(axis=keys)
     shape = (*q.shape[:-2], *v.shape[-2:])
     query_axes = (*q.shape[:-2], 1, 1)
-    kept = np.minimum(p2 * seen, 1.0).reshape(query_axes)  # the weights' own spread
+    kept = np.minimum(p2.sum(axis=1), 1.0).reshape(query_axes)  # the weights' own spread
     fluctuation = v.variances.mean(axis=keys)  # (the rest of v_var: the keys' fixed offsets)
     average = v_var * kept
     positions = None
     if len(shape) == 3 and len(v.shape) == 3:  # one axis of positions: their correlation
-        var, positions = _positions.averaged(share, spread, v)
+        var, positions = _positions.averaged(share, variance, v)
         correlated = var / max(float(np.mean(_positions.spread(v))), np.finfo(float).tiny)
         average = average + fluctuation * (np.minimum(correlated, 1.0).reshape(query_axes) - kept)
     out = make(np.broadcast_to(v_mean, shape), average)
@@ -161,22 +205,26 @@ def _attend(
 
     def grads(g_att: np.ndarray, coherent: bool) -> dict[str, np.ndarray]:
         g_att = g_att.reshape(shape)  # (Tq, heads, value_dim)
-        g_score = factor * value_dim * per_query(g_att) * float(np.mean(v_var))  # (t_q,)
+        # each score's gradient: the softmax's backward factor (with its projection: 0 for
+        # a query that sees one key) times what the attended values pass back
+        g_score = factor * (value_dim * per_query(g_att) * float(np.mean(v_var)))[:, None]
         rows = g_att.reshape(t_q, -1)  # (t_q, heads * value_dim)
-        if coherent:  # sum_i p_ij = sum_i mask_ij / n_i
+        if coherent:  # sum_i E[p_ij]
             g_value = np.outer(share.sum(axis=0) ** 2, rows.mean(axis=0)).reshape(v.shape)
         else:
-            g_value = (mask.T @ (p2[:, None] * rows)).reshape(v.shape)
+            g_value = (p2.T @ rows).reshape(v.shape)
         return {
             "value": _sum_heads(g_value, groups),
-            "query": to_keys(seen * g_score * k_within * scale2, q),
-            "key": _sum_heads(to_keys(mask.T @ g_score * q.second * scale2, k), groups),
+            "query": to_keys(g_score.sum(axis=1) * k_within * scale2, q),
+            "key": _sum_heads(to_keys(g_score.sum(axis=0) * q.second * scale2, k), groups),
             "softmax": np.broadcast_to(
                 (value_dim * per_query(g_att) * v.second)[None, :, None], weights_shape
             ),
         }
 
-    return _Attended(out, probs, grads)
+    several = factor[mask.sum(axis=1) > 1]  # a query that sees one key passes back 0
+    assumed = _activations.saturation(_activations.SOFTMAX, several, None, spread)
+    return _Attended(out, probs, grads, assumed)
 
 
 def multi_head_attention(call: Call) -> Step:
@@ -224,7 +272,7 @@ def multi_head_attention(call: Call) -> Step:
         Part(layer.output_dense.name, layer.output_dense, out, lambda g: g[0]),
     ]
     note = f"attention logits iid Gaussian over keys, {mask_note}"
-    step = Step([out], backward, note=note, parts=rows)
+    step = Step([out], backward, note=note, parts=rows, gradient_assumed=attended.assumed)
     return step
 
 
@@ -269,5 +317,5 @@ def dot_product_attention(kind: Any, call: Call) -> Step:
         return result
 
     note = f"attention logits iid Gaussian over keys, {mask_note}"
-    step = Step([attended.out], backward, note=note)
+    step = Step([attended.out], backward, note=note, gradient_assumed=attended.assumed)
     return step

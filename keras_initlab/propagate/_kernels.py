@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from keras_initlab.model.layers import EINSUM_DENSE
-from keras_initlab.propagate import _activations
+from keras_initlab.propagate import _activations, _linear
 from keras_initlab.propagate._geometry import gather, scatter, window_index
 from keras_initlab.propagate._signal import Signal, Source, make
 from keras_initlab.propagate._step import Call, Step
@@ -105,11 +105,19 @@ def bias_means(layer: Any, shape: tuple[int, ...]) -> np.ndarray | float:
     return bias.reshape(-1)
 
 
+def _projection(call: Call, step: Step, jacobian: np.ndarray) -> Step:
+    """``step`` with its output recorded as a per-position linear map of the input
+    (`_linear`), where the layer has no activation."""
+    if _activations.from_function(getattr(call.layer, "activation", None)) is None:
+        _linear.projected(step.outputs[0], call.x, jacobian)
+    return step
+
+
 def dense(call: Call) -> Step:
     w = kernel(call.layer.kernel)
     pre = matrix(call.x, w, values(call.layer.bias))
     w2 = w * w
-    return _finish(call, pre, lambda g: g @ w2.T)
+    return _projection(call, _finish(call, pre, lambda g: g @ w2.T), w)
 
 
 def einsum_dense(call: Call) -> Step:
@@ -127,7 +135,13 @@ def einsum_dense(call: Call) -> Step:
     means = means + bias_means(layer, means.shape)
     pre = make(means, np.einsum(forward, x.variances, w * w))
     w2, back = w * w, f"{out_sub},{k_sub}->{x_sub}"
-    return _finish(call, pre, lambda g: np.einsum(back, np.broadcast_to(g, pre.shape), w2))
+    step = _finish(call, pre, lambda g: np.einsum(back, np.broadcast_to(g, pre.shape), w2))
+    position, feature = (x_sub[0], x_sub[-1]) if len(x_sub) == 2 else ("", "")
+    if out_sub[:1] == position and position not in k_sub and feature not in out_sub:
+        # the map of one position: the equation on each feature's unit vector
+        jacobian = np.einsum(forward, np.eye(x.shape[-1]), w)  # (F, *E)
+        return _projection(call, step, jacobian)
+    return step
 
 
 def _spatial(call: Call) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -385,27 +385,35 @@ def _softmax_draws(n: int, draws: int = SOFTMAX_DRAWS) -> np.ndarray:
 
 def _drawn_sums(
     z: np.ndarray, batch: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """``(E[p_j], E[p_j^2], backward factor_j, spread)`` per logit ``j`` of a softmax,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(E[p_j], E[p_j^2], backward factor_j, groups)`` per logit ``j`` of a softmax,
     averaged over the rows of ``z`` (drawn logits, ``-inf`` where masked); the factor is
     scaled to the typical value of a batch of ``batch`` draws (`softmax_sums`), and
-    ``spread`` is how far that batch value moves from batch to batch: the ratio of the 90th
-    to the 10th percentile of the groups' means (1 without groups or where every group
-    passes no gradient, infinite where a tenth of them pass none)."""
+    ``groups`` holds each disjoint group of ``batch`` draws' mean backward energy (summed
+    over the logits; empty without ``batch`` or where fewer than `MIN_GROUPS` groups fit or
+    no draw passes a gradient), from which `_spread` tells how far one batch's value moves."""
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     s_2 = np.sum(p * p, axis=1, keepdims=True)
     energy = p * p * (1.0 - 2.0 * p + s_2)  # E[dz_j^2] / g for each draw
     factor = energy.mean(axis=0)
     totals = energy.sum(axis=1)
-    groups = len(totals) // batch if batch else 0
-    spread = 1.0
-    if batch and groups >= MIN_GROUPS and totals.mean() > 0.0:
-        means = totals[: groups * batch].reshape(groups, batch).mean(axis=1)
-        factor = factor * (np.median(means) / totals.mean())
-        low, high = np.quantile(means, [0.1, 0.9])
-        spread = float(high / low) if low > 0.0 else math.inf
-    return p.mean(axis=0), (p * p).mean(axis=0), factor, spread
+    count = len(totals) // batch if batch else 0
+    groups = np.zeros(0)
+    if batch and count >= MIN_GROUPS and totals.mean() > 0.0:
+        groups = totals[: count * batch].reshape(count, batch).mean(axis=1)
+        factor = factor * (np.median(groups) / totals.mean())
+    return p.mean(axis=0), (p * p).mean(axis=0), factor, groups
+
+
+def _spread(groups: np.ndarray) -> float:
+    """How far a batch's backward energy moves from batch to batch: the ratio of the 90th
+    to the 10th percentile of the groups' (1 without groups, infinite where a tenth of
+    them pass no gradient)."""
+    if groups.size == 0:
+        return 1.0
+    low, high = np.quantile(groups, [0.1, 0.9])
+    return float(high / low) if low > 0.0 else math.inf
 
 
 def softmax_sums(s2: float, n: int, batch: int | None = None) -> tuple[float, float]:
@@ -460,8 +468,10 @@ def softmax_moments(
     `SOFTMAX_ELEMENTS` numbers, at least ``MIN_GROUPS * batch`` draws each). With equal
     means and variances this is `softmax_sums`. ``visible`` (1 or 0, broadcast to the
     logits: a mask) leaves the logits of each row it marks in: the masked ones get
-    probability 0 and no gradient. The third value is the largest batch-to-batch spread of
-    the backward factor over the rows (`_drawn_sums`; 1 without ``batch``).
+    probability 0 and no gradient. The third value is the batch-to-batch spread of the
+    backward energy of all rows together, as a measurement of a batch sees it (`_spread`;
+    1 without ``batch``): rows are drawn from the same normals, so each row's groups are
+    shifted against the others' to add as independent ones.
     """
     mask = np.ones(pre.shape) if visible is None else np.broadcast_to(visible, pre.shape)
     mask = mask.astype(bool)
@@ -480,7 +490,12 @@ def softmax_moments(
         _drawn_sums(row[:n] + np.sqrt(row[n:]) * noise, batch) for row in values.astype(np.float64)
     ]
     sums = np.stack([np.stack(d[:3]) for d in drawn])  # (rows, 3, n)
-    spread = max(d[3] for d in drawn)
+    # What one batch measures: the energy of all rows, each row's groups shifted so that
+    # rows drawn from the same normals add as independent ones.
+    counts = np.bincount(where.ravel(), minlength=len(values))
+    sized = [(c, d[3]) for c, d in zip(counts, drawn, strict=True) if d[3].size]
+    total = sum(c * np.roll(g, r) for r, (c, g) in enumerate(sized))
+    spread = _spread(total) if sized else 1.0  # rows that pass no gradient add nothing
     sums = sums[where.ravel()].reshape(*pre.shape[:-1], 3, n)
     mean, second, factor = (np.where(mask, sums[..., i, :], 0.0) for i in range(3))
     return make(mean, second - mean * mean), factor, spread

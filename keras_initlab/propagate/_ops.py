@@ -43,7 +43,9 @@ in the arguments) are elements of mean ``c`` and variance 0.
 * ``matmul``/``einsum`` of independent operands: ``E[y] = sum E[a] E[b]``, ``Var(y) = sum
   (E[a^2] E[b^2] - E[a]^2 E[b]^2)``; backward ``Var(da) = sum Var(dy) E[b^2]``. Operands
   that read the same elements of one tensor (``x @ transpose(x)``, followed back through
-  elementwise functions and re-layouts) are not independent: not covered.
+  elementwise functions and re-layouts) are not independent: not covered. Two projections
+  of one tensor (a query and a key) are correlated where they read one position: their
+  covariance is added (`_linear`), as it is to a sum of two of them (RoPE's halves).
 
 A rule that cannot read its call (the batch axis reduced or moved, an array operand of a
 nonlinear function, two independent tensors divided, moments that are not finite) raises
@@ -64,7 +66,15 @@ import keras
 import numpy as np
 
 from keras_initlab.model import operations as table
-from keras_initlab.propagate import _activations, _attention, _merge, _paths, _pooling, _positions
+from keras_initlab.propagate import (
+    _activations,
+    _attention,
+    _linear,
+    _merge,
+    _paths,
+    _pooling,
+    _positions,
+)
 from keras_initlab.propagate._kernels import kernel
 from keras_initlab.propagate._moments import (
     LINEAR,
@@ -422,6 +432,7 @@ def _affine(call: Call, x: Operand, scale: Any, shift: Any) -> Step:
         source = s.source.affine(scale, shift) if s.source else Source(LINEAR, s, scale, shift)
     out = make(means, variances, source)
     _finite(out.means, out.variances)
+    _linear.scaled(out, s, scale)
     found = _GAMMA.get(s)
     if found is not None and np.all(scale > 0) and np.all(shift >= 0):
         a, t, q = found
@@ -502,6 +513,8 @@ def _with_reduction(call: Call, a: Operand, b: Operand, sign: float, step: Step)
             raise NotImplementedError("a sum of a tensor and its own reduction")
         out = make(out.means, out.variances + 2.0 * sign * c * x.signal.variances)
         factors[0 if x is a else 1] = 1.0 + 2.0 * sign * c
+    else:
+        out = _linear.summed(out, a.signal, b.signal, sign)
 
     def backward(g: list[np.ndarray]) -> list[np.ndarray]:
         grads = step.backward(g)
@@ -657,7 +670,9 @@ def relayout(kind: table.Relayout, call: Call) -> Step:
             out = make(np.where(copied, means[at], constant), np.where(copied, variances[at], 0))
         if len(xs) == 1:
             _MOVED_FROM[out] = (xs[0], index.reshape(-1))
-        outs.append(_positions_kept(xs, index, out))
+        out = _positions_kept(xs, index, out)
+        _linear.moved(out, xs, index)
+        outs.append(out)
     sizes = [x.means.size for x in xs]
     bounds = np.cumsum([0, *sizes])
 
@@ -818,6 +833,10 @@ def _contract(call: Call, equation: str, operands: list[Operand]) -> Step:
         v = np.einsum(equation, *seconds) - np.einsum(equation, *[a * a for a in means])
     except ValueError as error:
         raise NotImplementedError(f"shapes not contracted per sample ({error})") from None
+    if len(operands) == 2 and all(o.index is not None for o in operands):
+        covariance = _linear.contracted(equation, operands[0].signal, operands[1].signal)
+        if covariance is not None:
+            m, v = m + covariance[0], v + covariance[1]
     out_shape = _sample_shape(call.out_shapes[0])
     if m.shape != out_shape:
         raise NotImplementedError("the batch axis is contracted or moved")

@@ -221,3 +221,48 @@ def test_a_softmax_near_saturation_passes_back_no_predicted_gradient(logit_var, 
         assert rows["pre"].gradient_assumes == ("out",)
     else:
         assert rows["pre"].status == "predicted", rows["pre"].note
+
+
+class _CausalSoftmax(L.Layer):
+    """A softmax over the keys each query sees (query ``t``: keys ``0..t``)."""
+
+    def __init__(self, length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.length = length
+        self.softmax = L.Softmax(name="softmax")
+
+    def call(self, logits):
+        mask = keras.ops.cast(keras.ops.tril(keras.ops.ones((self.length, self.length))), "bool")
+        return self.softmax(logits, mask=mask[None])
+
+
+def test_a_causal_softmax_spreads_as_all_its_rows_together():
+    """Logits of variance 9 over causal prefixes of 16 keys: the second query's two keys
+    alone pass back a gradient that moves by far more than `SPREAD_LIMIT` between batches
+    of 16, but a measurement sees all 16 queries together, whose sum moves by less (400
+    measured batches); the softmax's gradient is predicted."""
+    from keras_initlab.propagate import _moments
+    from keras_initlab.propagate._activations import SPREAD_LIMIT
+
+    batch, repeats, t, width = 16, 400, 16, 32
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((t, width)),
+            L.Dense(
+                t,
+                name="pre",
+                kernel_initializer=keras.initializers.RandomNormal(
+                    stddev=math.sqrt(9.0 / width), seed=0
+                ),
+            ),
+            _CausalSoftmax(t, name="out"),
+        ]
+    )
+    two_keys = _moments._drawn_sums(3.0 * _moments._softmax_draws(2), batch)[3]
+    assert _moments._spread(two_keys) > SPREAD_LIMIT
+    measured = _gradient_repeats(model, "pre", batch, repeats, (t, width), seed=5)
+    low, high = np.quantile(measured, [0.1, 0.9])
+    assert high < SPREAD_LIMIT * low, (low, high)
+    rows = keras_initlab.propagate(model, batch_size=batch).by_layer()
+    assert rows["pre"].status == "predicted", rows["pre"].note
