@@ -8,6 +8,7 @@ from typing import Any
 from keras_initlab.healthy import HealthyRow, healthy_weights
 from keras_initlab.model.weights import other_weights
 from keras_initlab.prescribed import AUDIT_Z, AuditRow, scheme_rows, unhandled_row
+from keras_initlab.repeated_draws import repeated_draws
 from keras_initlab.text_table import RowReport, format_table
 
 __all__ = ["AUDIT_Z", "AuditReport", "AuditRow", "audit"]
@@ -21,7 +22,8 @@ class AuditReport(RowReport[AuditRow]):
     reference (``audit(model)``), the table has the columns ``healthy`` (the scheme) and
     ``healthy_ratio`` and a column ``unhealthy`` marked ``**`` for those kernels, before
     ``flag`` (``!!`` stays at the end of a flagged row). The table has a ``note`` column
-    when some row is not handled.
+    when some row is not handled, and a ``repeats`` column (the weight whose draws a row
+    repeats) when some row repeats another's (``report.repeated``).
     """
 
     _COLUMNS = ("layer", "path", "layout", "fan_in", "fan_out", "std", "expected_std", "ratio")
@@ -42,6 +44,10 @@ class AuditReport(RowReport[AuditRow]):
         return [r for r in self.rows if r.healthy_flagged]
 
     @property
+    def repeated(self) -> list[AuditRow]:
+        return [r for r in self.rows if r.repeats]
+
+    @property
     def _has_healthy(self) -> bool:
         return any(r.healthy_scheme is not None for r in self.rows)
 
@@ -49,6 +55,8 @@ class AuditReport(RowReport[AuditRow]):
         counts = f"{len(self.rows)} weights, {len(self.flagged)} flagged"
         if self._has_healthy:
             counts += f", {len(self.unhealthy)} unhealthy"
+        if self.repeated:
+            counts += f", {len(self.repeated)} repeating another's draws"
         return f"AuditReport({counts})"
 
     def __str__(self) -> str:
@@ -70,6 +78,9 @@ class AuditReport(RowReport[AuditRow]):
             ]
             for r in self.rows
         ]
+        if self.repeated:
+            columns.append("repeats")
+            rows = [[*row, r.repeats] for row, r in zip(rows, self.rows, strict=True)]
         if self.not_handled:
             columns.append("note")
             rows = [[*row, r.note] for row, r in zip(rows, self.rows, strict=True)]
@@ -130,6 +141,16 @@ def audit(
     GPT-2, every kernel at 0.02, audited against ``"gpt2"`` has its attention-output and
     FFN-output kernels flagged with ratio ``sqrt(2N)``, ``N`` blocks.
 
+    Whatever the scheme, a weight whose random draws repeat an earlier weight's (up to a
+    factor: one unseeded initializer instance passed to several layers, whose every call
+    Keras draws from one seed) names that weight in its ``repeats`` (`keras_initlab.
+    repeated_draws`, at the same ``z``): stock keras_hub Llama and Gemma attentions have
+    query, key, value and output kernels of the same numbers. ``initialize(model,
+    scheme)`` draws each kernel from its own seed, and re-draws an embedding table that
+    repeats another weight's draws from its own initializer under its own seed; a weight
+    it does not handle (keras_hub's untied ``reverse_embeddings``) keeps its draws and its
+    ``repeats``.
+
     Args:
         model: a built Keras model or layer.
         scheme: None, a scheme name, a recipe name (``keras_initlab.recipes.RECIPES``) or
@@ -158,4 +179,6 @@ def audit(
     rows = scheme_rows(model, scheme, z, residual)
     if scheme is None:
         rows = _with_healthy(model, rows)
-    return AuditReport(rows + [unhandled_row(other) for other in other_weights(model)])
+    rows = rows + [unhandled_row(other) for other in other_weights(model)]
+    repeats = {r.path: r.of for r in repeated_draws(model.weights, z)}
+    return AuditReport([replace(r, repeats=repeats.get(r.path, "")) for r in rows])

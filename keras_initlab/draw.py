@@ -13,7 +13,10 @@ nothing), and AutoInit draws its starting point with (`draw`):
   LSTM's ``unit_forget_bias`` (forget-gate bias 1);
 * embeddings: kept. A lookup table has no fan-in (each output reads one row), so a
   variance-scaling scheme on fan_in = 1 would give He a std of 1.41 where Keras' default
-  draws 0.05; the table keeps the layer's own ``embeddings_initializer`` draw;
+  draws 0.05; the table keeps the layer's own ``embeddings_initializer`` draw, unless that
+  draw repeats another weight's (`keras_initlab.repeated_draws`: keras_hub's untied output
+  embedding drawn by the token embedding's unseeded initializer instance): then it is
+  re-drawn from that initializer under the weight's own seed;
 * normalization layers' scales, offsets and statistics: kept;
 * other weights (custom layers' own ``add_weight`` weights): not handled, left as they are.
 """
@@ -29,6 +32,7 @@ from keras import ops
 from keras_initlab import initializers as ini
 from keras_initlab.model.layers import LSTM_CELLS
 from keras_initlab.model.weights import WeightSpec, weight_specs
+from keras_initlab.repeated_draws import repeated_draws
 from keras_initlab.schemes import as_scheme, base_seed, for_weight, weight_seed
 
 # Schemes applied as they are to recurrent kernels; every other scheme gets an orthogonal
@@ -39,6 +43,9 @@ KEPT = "kept"
 NOT_HANDLED = "not handled"
 EMBEDDING_REASON = (
     "embedding table: no fan-in (one row per lookup); keeps the layer's embeddings_initializer"
+)
+REPEATED_EMBEDDING_REASON = (
+    "embedding table whose draws repeated another weight's: its own initializer, re-seeded"
 )
 
 
@@ -83,15 +90,29 @@ def _bias_plan(spec: WeightSpec) -> WeightPlan:
     return WeightPlan(REDRAWN, base, "bias: the layer's bias_initializer (zeros by default)")
 
 
+def _reseeded(initializer: Any, seed: int | None) -> Any:
+    """``initializer`` drawn under ``seed`` (a Keras initializer with a ``seed`` in its
+    config), or None where it has none."""
+    config = initializer.get_config() if initializer is not None else {}
+    if "seed" not in config:
+        return None
+    return type(initializer).from_config({**config, "seed": seed})
+
+
 def plan_weight(
-    base: Any, spec: WeightSpec, seed: int | None, embeddings: ini.Scheme | None = None
+    base: Any,
+    spec: WeightSpec,
+    seed: int | None,
+    embeddings: ini.Scheme | None = None,
+    repeats: bool = False,
 ) -> WeightPlan:
     """The rule of ``initialize`` (module docstring) for one weight, under scheme ``base``.
 
     ``base`` is a keras_initlab initializer or a user's own Keras initializer; ``seed`` is
     the weight's own seed (None: the scheme's default). ``embeddings``: None (tables kept),
     or the scheme a recipe draws embedding tables from (`keras_initlab.recipes`), on their
-    ``(vocabulary, width)`` layout.
+    ``(vocabulary, width)`` layout. ``repeats``: the weight's values repeat another
+    weight's draws (a kept table is then re-drawn under its own seed).
     """
     if spec.is_bias:
         return _bias_plan(spec)
@@ -102,6 +123,9 @@ def plan_weight(
             "embedding table: the recipe's draw",
         )
     if spec.layout == "embedding":
+        reseeded = _reseeded(spec.initializer, seed) if repeats else None
+        if reseeded is not None:
+            return WeightPlan(REDRAWN, reseeded, REPEATED_EMBEDDING_REASON)
         return WeightPlan(KEPT, spec.initializer, EMBEDDING_REASON)
     if not isinstance(base, ini.Scheme):
         return WeightPlan(REDRAWN, base, "the given initializer, called with the shape alone")
@@ -136,8 +160,10 @@ def plans_and_values(
         own = getattr(base, "seed", None)
         seed = own if isinstance(own, int) and not isinstance(own, bool) else None
     seed = base_seed(seed)
+    repeated = {r.path for r in repeated_draws([spec.variable for spec in specs])}
     plans = [
-        plan_weight(base, spec, weight_seed(seed, i), embeddings) for i, spec in enumerate(specs)
+        plan_weight(base, spec, weight_seed(seed, i), embeddings, spec.variable.path in repeated)
+        for i, spec in enumerate(specs)
     ]
     values = [
         plan.initializer(tuple(spec.variable.shape), dtype=spec.variable.dtype)

@@ -48,6 +48,10 @@ class AuditRow:
     schemes (`HealthyRow.flagged`). They are filled for the kernels of ``audit(model)``
     (``scheme=None``) only; biases, weights that are not kernels and every row of an audit
     against an explicit scheme keep None, None and False.
+
+    ``repeats`` is the path of an earlier weight whose random draws this one repeats, up to
+    a factor (`keras_initlab.repeated_draws`: one unseeded initializer instance passed to
+    several layers), or "".
     """
 
     layer: str
@@ -63,6 +67,7 @@ class AuditRow:
     healthy_scheme: str | None = None
     healthy_ratio: float | None = None
     healthy_flagged: bool = False
+    repeats: str = ""
 
     @property
     def handled(self) -> bool:

@@ -165,11 +165,13 @@ def test_audit_leaves_pythons_random_state_as_it_was(scheme):
 
 
 def _relu_stack(stddev=0.1, width=64, depth=3):
-    init = keras.initializers.RandomNormal(stddev=stddev, seed=0)
+    def init(i):  # one instance per layer: one instance draws the same numbers at each call
+        return keras.initializers.RandomNormal(stddev=stddev, seed=i)
+
     return keras.Sequential(
         [keras.Input((width,))]
         + [
-            L.Dense(width, activation="relu", kernel_initializer=init, name=f"d{i}")
+            L.Dense(width, activation="relu", kernel_initializer=init(i), name=f"d{i}")
             for i in range(depth)
         ],
         name="stack",
@@ -241,3 +243,41 @@ def test_table_shows_the_healthy_columns_and_marks_unhealthy_kernels():
     kernel_lines = [line for line in lines if "/kernel" in line]
     assert len(kernel_lines) == 3
     assert all("he_normal" in line and line.rstrip().endswith("**") for line in kernel_lines)
+
+
+def _shared_instance_model() -> keras.Model:
+    """Two Dense layers and an embedding sharing unseeded initializer instances: Keras
+    draws the same numbers at every call of one instance."""
+    keras.utils.set_random_seed(0)
+    kernels = keras.initializers.GlorotUniform()
+    tables = keras.initializers.RandomNormal(stddev=0.05)
+    x = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(50, 32, embeddings_initializer=tables, name="lookup")(x)
+    h = keras.layers.Embedding(50, 32, embeddings_initializer=tables, name="other")(x) + h
+    h = keras.layers.Dense(32, kernel_initializer=kernels, name="a")(h)
+    return keras.Model(x, keras.layers.Dense(16, kernel_initializer=kernels, name="b")(h))
+
+
+def test_weights_that_repeat_another_weights_draws_are_marked_and_initialize_redraws_them():
+    model = _shared_instance_model()
+    report = ki.audit(model)
+    pairs = {frozenset((r.path, r.repeats)) for r in report.repeated}
+    assert pairs == {
+        frozenset(("other/embeddings", "lookup/embeddings")),
+        frozenset(("b/kernel", "a/kernel")),
+    }
+    assert report.flagged == []  # each is what its initializer drew
+    assert "repeats" in str(report)
+    assert "2 repeating another's draws" in repr(report)
+    ki.initialize(model, "he_normal", seed=0)
+    after = ki.audit(model, "he_normal")
+    assert after.repeated == []
+    assert after.flagged == []  # the table re-drawn from its own RandomNormal(0.05)
+
+
+def test_independent_draws_are_never_marked_as_repeats():
+    """MobileNetV2's 262 weights (34,191 pairs, down to 3x3 depthwise kernels of 32
+    channels): a repeat's correlation is 1, independent ones' about N(0, 1/n)."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), weights=None)
+    assert ki.audit(model).repeated == []

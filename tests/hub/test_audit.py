@@ -63,3 +63,30 @@ def test_the_rules_that_cannot_apply_to_a_hub_block_say_why():
         keras_initlab.initialize(bert, "deepnet")
     with pytest.raises(ValueError, match=r"'t_fixup'.*without normalization"):
         keras_initlab.initialize(backbone("gpt2"), "t_fixup")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bert", "llama", "gemma", "vit"])
+def test_attention_projections_drawn_from_one_instance_repeat_the_querys_draws(name):
+    """Llama's and Gemma's attentions pass one unseeded initializer instance to their
+    four projections (Keras draws the same numbers at each call of one instance), and
+    Llama's untied output table repeats its token table; GPT-2, BERT and ViT clone theirs.
+    `initialize` re-draws every kernel from its own seed; the untied ``reverse_embeddings``
+    is a weight it does not handle and keeps its draws."""
+    model = vit_classifier() if name == "vit" else backbone(name)
+    report = keras_initlab.audit(model)
+    pairs = {(r.path, r.repeats) for r in report.repeated}
+    expected = set()
+    if name in ("llama", "gemma"):
+        llama = name == "llama"
+        attention = "transformer_layer_{}/self_attention" if llama else "decoder_block_{}/attention"
+        for block in range(BLOCKS):
+            prefix = attention.format(block)
+            for other in ("key", "value", "attention_output"):
+                expected.add((f"{prefix}/{other}/kernel", f"{prefix}/query/kernel"))
+    untied = {("token_embedding/reverse_embeddings", "token_embedding/embeddings")}
+    if name == "llama":
+        expected |= untied
+    assert pairs == expected
+    keras_initlab.initialize(model, "he_normal", seed=0)
+    after = {(r.path, r.repeats) for r in keras_initlab.audit(model).repeated}
+    assert after == (untied if name == "llama" else set())
