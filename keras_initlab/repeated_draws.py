@@ -71,9 +71,9 @@ def repeated_draws(weights: Iterable[Any], z: float = Z) -> list[Repeat]:
     >>> shared = keras.initializers.GlorotUniform()  # one unseeded instance
     >>> model = keras.Sequential([keras.Input((16,)),
     ...     keras.layers.Dense(16, kernel_initializer=shared, name="a"),
-    ...     keras.layers.Dense(16, kernel_initializer=shared, name="b")])
+    ...     keras.layers.Dense(16, kernel_initializer=shared, name="b")], name="net")
     >>> [(r.path, r.of, round(r.r, 3)) for r in repeated_draws(model.weights)]
-    [('sequential/b/kernel', 'sequential/a/kernel', 1.0)]
+    [('net/b/kernel', 'net/a/kernel', 1.0)]
     """
     paths, prefixes = [], []
     for weight in weights:

@@ -56,22 +56,27 @@ def _shared_stack(form: str) -> keras.Model:
         branch = _attention(form, L.LayerNormalization(name=f"ln{i}")(h), i)
         h = L.Add(name=f"add{i}")([h, branch])
     model = keras.Model(x, L.Dense(WIDTH, name="head")(h))
+    rng = np.random.default_rng(0)
     for i in range(2):
         if form == "layer":
             att = model.get_layer(f"att{i}")
-            att.key_dense.kernel.assign(att.query_dense.kernel)
+            q, k = att.query_dense, att.key_dense
         elif form == "fused":
-            model.get_layer(f"k{i}").kernel.assign(model.get_layer(f"q{i}").kernel)
+            q, k = model.get_layer(f"q{i}"), model.get_layer(f"k{i}")
         else:
             att = model.get_layer(f"att{i}")
-            att.k.kernel.assign(att.q.kernel)
+            q, k = att.q, att.k
+        # one draw of variance 1/WIDTH for both (each Keras release draws its own scale)
+        kernel = rng.normal(0.0, np.sqrt(1.0 / WIDTH), q.kernel.shape).astype("float32")
+        q.kernel.assign(kernel)
+        k.kernel.assign(kernel)
     return model
 
 
 @pytest.mark.parametrize("form", ["layer", "fused", "explicit"])
 def test_attention_whose_query_and_key_share_draws_is_predicted(form, monkeypatch):
     """Each query scores its own key about 4 above the others (``scale ||W||^2``: 32 x 16
-    draws of variance 1/32, over ``sqrt(16)``): the softmax of those logits keeps the
+    draws of variance 1/32 per head, over ``sqrt(16)``): the softmax of those logits keeps the
     prediction within the bounds; read as independent, the attention and the rows after
     it are not."""
     model = _shared_stack(form)
