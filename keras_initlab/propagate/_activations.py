@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_initlab._roundoff import UNIT_ROUNDOFF
 from keras_initlab.model.layers import activation_kind
-from keras_initlab.propagate import _paths
+from keras_initlab.propagate import _paths, _positions
 from keras_initlab.propagate._moments import (
     LINEAR,
     Activation,
@@ -206,7 +206,10 @@ def activation_layer(call: Call) -> Step:
         out, d2, spread = softmax_moments(call.x, call.batch, mask)
         return Step(
             [out],
-            lambda g: [g[0] * d2] + [np.zeros(x.shape) for x in call.inputs[1:]],
+            lambda g: (
+                [g[0] * d2 * _positions.received(out)]
+                + [np.zeros(x.shape) for x in call.inputs[1:]]
+            ),
             note="softmax over the logits its mask leaves in",
             gradient_assumed=saturation(activation, d2, call.layer, spread),
         )
@@ -216,7 +219,7 @@ def activation_layer(call: Call) -> Step:
         out = _paths.along(blend, out)  # a rectified stream: its paths
     return Step(
         [out],
-        lambda g: [g[0] * _paths.factor(out, backward_factor(out, d2))],
+        lambda g: [g[0] * _paths.factor(out, backward_factor(out, d2)) * _positions.received(out)],
         gradient_assumed=saturation(activation, d2, call.layer, spread),
         paths=True,
     )
