@@ -51,6 +51,9 @@ from keras_initlab.propagate._moments import softmax_moments, softmax_square, so
 from keras_initlab.propagate._signal import Signal, make
 from keras_initlab.propagate._step import Arg, Call, Part, Step
 
+# The mean logit of a query's own key (`_linear`) below which the iid rule is kept.
+SELF_SCORE_IGNORED = 0.1
+
 
 def _argument(call: Call, position: int, name: str, default: int) -> int:
     value: Any = call.kwargs.get(name)
@@ -129,13 +132,15 @@ def _weights(
     tensor (`_linear`), a query's logit for the key at its own position has the mean
     ``scale C`` (``C`` the covariance of the two projections there, per head; the variance
     ``scale^2 C^2`` more): the softmax of logits with those means over fixed normal draws
-    (`softmax_moments`)."""
+    (`softmax_moments`), where some mean reaches `SELF_SCORE_IGNORED` (independent kernels
+    give means of the order of one draw's chance, which move ``E[p]`` of that one key by
+    less than that, and the iid integrals are exact and cheaper)."""
     t_q, t_k = mask.shape
     kv, groups = k.shape[-2], q.shape[-2] // k.shape[-2]
     paired = _linear.contracted(
         "tkgh,skh->kgts", _linear.reshaped(q, (t_q, kv, groups, q.shape[-1])), k
     )
-    if paired is None or not np.any(paired[0]):
+    if paired is None or np.max(np.abs(scale * paired[0])) < SELF_SCORE_IGNORED:
         seen = mask.sum(axis=1)
         counts, where = np.unique(seen, return_inverse=True)
         p2 = softmax_square(s2, counts)[where]
