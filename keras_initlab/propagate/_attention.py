@@ -176,7 +176,7 @@ def _attend(
     s2 = scale2 * q.shape[-1] * q.second * k_within
     share, p2, factor, per_head, spread = _weights(q, k, mask, scale, batch, s2)
     # values alike across keys pass the softmax a gradient whose common part it removes
-    factor = factor * _positions.projection_share(share, v.positions)
+    factor = factor * _positions.fluctuation_share(share, v.positions, _positions.fluctuating(v))
     k, v = _repeat_heads(k, groups), _repeat_heads(v, groups)
     value_dim = v.shape[-1]
     t_q, t_k = mask.shape

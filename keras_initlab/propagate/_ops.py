@@ -900,8 +900,8 @@ def _over_positions(equation: str, operands: list[Operand], out: Signal) -> Sign
         return moved.reshape(*moved.shape[:2], -1).mean(axis=-1)
 
     weights, weight_var = arranged(w.signal.means), arranged(w.signal.variances)
-    if x.signal.positions is not None and tw[-1] == s:
-        _positions.keys_correlated(w.signal, x.signal.positions)
+    if tw[-1] == s:
+        _positions.keys_correlated(w.signal, x.signal)
     var, positions = _positions.averaged(weights, weight_var, x.signal)
     independent = (weights**2 + weight_var) @ _positions.spread(x.signal)
     extra = (var - independent).reshape(-1, *([1] * (len(out.shape) - 1)))

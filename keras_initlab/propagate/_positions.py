@@ -119,17 +119,38 @@ def averaged(
 
 
 # Softmax outputs (attention weights) whose gradient, from an average of values over their
-# last axis, moves with those values: ``{weights: R}`` (``R`` the values' correlation between
-# positions), weakly, set by the average (`_ops._over_positions`) and read by the
-# softmax's backward after the walk forward.
-_KEYS: weakref.WeakKeyDictionary[Signal, np.ndarray] = weakref.WeakKeyDictionary()
+# last axis, moves with those values: ``{weights: (R, fluctuation)}`` (``R`` the values'
+# correlation between positions; ``fluctuation`` the share of the gradient's variance that
+# their fluctuations carry), weakly, set by the average (`_ops._over_positions`) and read
+# by the softmax's backward after the walk forward.
+_KEYS: weakref.WeakKeyDictionary[Signal, tuple[np.ndarray, float]] = weakref.WeakKeyDictionary()
 
 
-def keys_correlated(weights: Signal, r: np.ndarray) -> None:
+def fluctuating(values: Signal) -> float:
+    """The share of the values' variance across keys (the first axis) that their
+    fluctuations carry; the rest, a pattern fixed across samples, differs from key to key
+    as it is, whatever their correlation."""
+    fluctuation = float(values.variances.mean())
+    pattern = float(values.means.var(axis=0).mean())
+    total = fluctuation + pattern
+    return fluctuation / total if total > 0.0 else 1.0
+
+
+def keys_correlated(weights: Signal, values: Signal) -> None:
     """Record that the gradient ``weights`` receives moves along its last axis with the
-    correlation ``r`` (the values it averages)."""
-    if weights.shape[-1] == r.shape[0]:
-        _KEYS[weights] = r
+    correlation of ``values``' positions (the values it averages)."""
+    r = values.positions
+    if r is not None and weights.shape[-1] == r.shape[0]:
+        _KEYS[weights] = (r, fluctuating(values))
+
+
+def fluctuation_share(weights: np.ndarray, r: np.ndarray | None, fluctuation: float) -> Any:
+    """`projection_share` on the ``fluctuation`` share of the gradient a softmax with mean
+    ``weights`` receives (the values' fluctuations, correlated by ``r``), the rest passing
+    as it is: ``fluctuation * projection_share + 1 - fluctuation``."""
+    if r is None:
+        return 1.0
+    return fluctuation * projection_share(weights, r) + (1.0 - fluctuation)
 
 
 def projection_share(weights: np.ndarray, r: np.ndarray | None) -> np.ndarray | float:
@@ -161,11 +182,11 @@ def projection_share(weights: np.ndarray, r: np.ndarray | None) -> np.ndarray | 
 def received(weights: Signal) -> np.ndarray | float:
     """`projection_share` for a softmax output ``weights`` whose last axis an average of
     correlated values reads (`keys_correlated`), broadcast to its shape; 1 otherwise."""
-    r = _KEYS.get(weights)
-    if r is None:
+    found = _KEYS.get(weights)
+    if found is None:
         return 1.0
     mean = weights.means.reshape(-1, *weights.shape[-2:]).mean(axis=0)
-    return np.broadcast_to(projection_share(mean, r), weights.shape)
+    return np.broadcast_to(fluctuation_share(mean, *found), weights.shape)
 
 
 def _mehler(r: np.ndarray, fn: Any, mean: float, std: float) -> np.ndarray:
