@@ -31,9 +31,10 @@ Every other operation drops it: its output is read as independent across positio
 before. Gradients are read as independent across positions (not carried), with one
 exception, the gradient a softmax over keys receives: ``dp_s = g . v_s`` moves with the
 values, so where they are correlated across keys the softmax's projection ``dz_s = p_s (dp_s
-- sum_k p_k dp_k)`` removes their common part (`projection_share`): the gradients to the
-queries and keys of a deep stack's attention, whose values are nearly alike across
-positions, were predicted up to 20 times too large without it.
+- sum_k p_k dp_k)`` removes the common part of their fluctuations (`projection_share`; a
+pattern fixed across samples passes, `fluctuation_share`): the gradients to the queries and
+keys of a deep stack's attention, whose values are nearly alike across positions, were
+predicted up to 20 times too large without it.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def projection_share(weights: np.ndarray, r: np.ndarray | None) -> np.ndarray | 
 
 
 def received(weights: Signal) -> np.ndarray | float:
-    """`projection_share` for a softmax output ``weights`` whose last axis an average of
+    """`fluctuation_share` for a softmax output ``weights`` whose last axis an average of
     correlated values reads (`keys_correlated`), broadcast to its shape; 1 otherwise."""
     found = _KEYS.get(weights)
     if found is None:
