@@ -8,6 +8,12 @@ initializer drew (no ``!!`` flag: the model is as Keras built it) and marks both
 ``keras_initlab.initialize`` re-draws every kernel on its true fans, and the audit against
 He and the healthy reference come back clean.
 
+Then a fault no fan rule shows: one unseeded initializer instance passed to two layers.
+Keras draws the same numbers at every call of one instance, so the second kernel repeats
+the first (keras_hub's Llama and Gemma attentions do this to their query, key, value and
+output projections). The audit names the weight it repeats (``repeats``);
+``initialize`` draws each kernel from its own seed.
+
 Run: python examples/audit_and_fix.py
 """
 
@@ -46,3 +52,21 @@ if __name__ == "__main__":
     print(after)
     assert not after.flagged, after.flagged
     assert not keras_initlab.audit(model).unhealthy
+
+    shared = keras.initializers.GlorotUniform()  # one unseeded instance for two layers
+    twins = keras.Sequential(
+        [
+            keras.Input((32,)),
+            keras.layers.Dense(32, activation="tanh", kernel_initializer=shared, name="first"),
+            keras.layers.Dense(32, activation="tanh", kernel_initializer=shared, name="second"),
+        ],
+        name="twins",
+    )
+    repeated = keras_initlab.audit(twins).repeated
+    print("\nOne initializer instance for two layers: weights that repeat another's draws:")
+    for row in repeated:
+        print(f"  {row.path} repeats {row.repeats}")
+    assert [row.path for row in repeated] == ["twins/second/kernel"], repeated
+    keras_initlab.initialize(twins, "glorot_normal", seed=0)
+    assert not keras_initlab.audit(twins).repeated
+    print("After keras_initlab.initialize(twins, 'glorot_normal'): none.")
