@@ -77,9 +77,11 @@ def repeated_draws(weights: Iterable[Any], z: float = Z) -> list[Repeat]:
     """
     paths, prefixes = [], []
     for weight in weights:
-        values = np.asarray(keras.ops.convert_to_numpy(weight.value), dtype=np.float64)
-        flat = values.reshape(-1)[:PREFIX]
-        if values.size < MIN_SIZE or np.ptp(flat[:MIN_SIZE]) == 0.0:
+        if math.prod(weight.shape) < MIN_SIZE:
+            continue
+        head = keras.ops.reshape(weight.value, (-1,))[:PREFIX]  # no host copy of the rest
+        flat = np.asarray(keras.ops.convert_to_numpy(head), dtype=np.float64)
+        if np.ptp(flat[:MIN_SIZE]) == 0.0:
             continue
         if not np.all(np.isfinite(flat)):
             continue
