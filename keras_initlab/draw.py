@@ -14,9 +14,9 @@ nothing), and AutoInit draws its starting point with (`draw`):
 * embeddings: kept. A lookup table has no fan-in (each output reads one row), so a
   variance-scaling scheme on fan_in = 1 would give He a std of 1.41 where Keras' default
   draws 0.05; the table keeps the layer's own ``embeddings_initializer`` draw, unless that
-  draw repeats another weight's (`keras_initlab.repeated_draws`: keras_hub's untied output
-  embedding drawn by the token embedding's unseeded initializer instance): then it is
-  re-drawn from that initializer under the weight's own seed;
+  draw repeats another weight's (`keras_initlab.repeated_draws`: two tables drawn by one
+  unseeded initializer instance): then it is re-drawn from that initializer under the
+  weight's own seed;
 * normalization layers' scales, offsets and statistics: kept;
 * other weights (custom layers' own ``add_weight`` weights): not handled, left as they are.
 """
