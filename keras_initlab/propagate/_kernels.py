@@ -138,9 +138,9 @@ def einsum_dense(call: Call) -> Step:
     step = _finish(call, pre, lambda g: np.einsum(back, np.broadcast_to(g, pre.shape), w2))
     position, feature = (x_sub[0], x_sub[-1]) if len(x_sub) == 2 else ("", "")
     if out_sub[:1] == position and position not in k_sub and feature not in out_sub:
-        # the map of one position: the equation on each feature's unit vector
-        jacobian = np.einsum(forward, np.eye(x.shape[-1]), w)  # (F, *E)
-        return _projection(call, step, jacobian)
+        # the map of one position: the kernel with the input feature first and the output
+        # axes in the output's order (a view; kernel axes in neither are summed)
+        return _projection(call, step, np.einsum(f"{k_sub}->{feature}{out_sub[1:]}", w))
     return step
 
 

@@ -66,9 +66,9 @@ def projected(out: Signal, x: Signal, jacobian: np.ndarray) -> None:
     if len(x.shape) != 2 or out.shape[0] != x.shape[0] or jacobian.shape[0] != x.shape[1]:
         return
     t, f = x.shape
+    if t * jacobian.size > MAX_NUMBERS or t * jacobian.size != out.means.size * f:
+        return  # (before any copy: a large layer's maps are not built)
     per = jacobian.reshape(f, -1).T  # (E, F)
-    if t * per.size > MAX_NUMBERS or per.shape[0] * t != out.means.size:
-        return
     maps = np.broadcast_to(per, (t, *per.shape)).reshape(-1, f)
     _keep(out, x, maps, np.repeat(np.arange(t), per.shape[0]))
 
