@@ -123,6 +123,24 @@ def check_choice(name: str, value: Any, allowed: Iterable[str]) -> str:
     raise ValueError(unknown_name_message(name, value, allowed))
 
 
+def check_names(name: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``values`` is non-empty and each is one of ``allowed``.
+
+    Example:
+    >>> check_names("schemes", (), ("a", "b"))
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `schemes` must name at least one of a, b. Received: schemes=()
+    """
+    if not values:
+        raise ValueError(
+            f"Argument `{name}` must name at least one of {', '.join(allowed)}. Received: {name}=()"
+        )
+    for value in values:
+        if value not in allowed:
+            raise ValueError(unknown_name_message(name, value, allowed))
+
+
 def unknown_name_message(name: str, value: Any, allowed: Iterable[str]) -> str:
     """The message for an unknown name: the value, close matches and every allowed name."""
     allowed = sorted(allowed)

@@ -1,4 +1,4 @@
-"""One model compiled once with SGD for many runs, each from the same optimizer state."""
+"""One model compiled once for many runs, each from the same optimizer state."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 
 class SGDRuns:
-    """``model`` compiled with SGD with momentum, and its optimizer's start state.
+    """``model`` compiled with SGD with momentum (or ``optimizer``), and its optimizer's start
+    state.
 
     Keras traces a model's training step once per compile, so the experiments compile one
     model and re-draw its weights before each run; `reset` puts the optimizer's variables
@@ -17,6 +18,9 @@ class SGDRuns:
         model: the model to compile.
         learning_rate, momentum: SGD's.
         loss, metrics: as in ``model.compile``.
+        optimizer: another Keras optimizer, compiled instead of SGD (``learning_rate`` and
+            ``momentum`` then go unused); a learning-rate schedule restarts with the step
+            counter.
 
     Example:
     >>> import keras
@@ -31,12 +35,19 @@ class SGDRuns:
     """
 
     def __init__(
-        self, model: Any, *, learning_rate: float, momentum: float, loss: Any, metrics: Any
+        self,
+        model: Any,
+        *,
+        learning_rate: float,
+        momentum: float,
+        loss: Any,
+        metrics: Any,
+        optimizer: Any = None,
     ) -> None:
         import keras
 
         model.compile(
-            optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum),
+            optimizer=optimizer or keras.optimizers.SGD(learning_rate, momentum=momentum),
             loss=loss,
             metrics=metrics,
         )

@@ -104,7 +104,9 @@ class Experiment:
         check_data: ``check_data(config, data)`` raises ValueError when the runs cannot
             use the data (checked before any training); None: any data.
         help, description: the command's line in ``keras-initlab --help`` and its own.
-        dataset_help: what ``--dataset`` takes, for ``--help``.
+        dataset_help: what ``--dataset`` takes, for ``--help`` (its default is the config's).
+        optimizer, momentum_help, epochs_help: what ``--learning-rate``, ``--momentum`` and
+            ``--epochs`` set, for ``--help`` (SGD's rate and momentum, epochs by default).
         quick_help: what ``--quick`` runs, for ``--help``.
         default_out: the report folder's default name.
         report_contents: what the report folder holds, in the command's last line.
@@ -141,6 +143,9 @@ class Experiment:
         "digits (default, embedded), circles, spirals, mnist, fashion_mnist (need a network "
         "once) or a PATH.npz"
     )
+    optimizer: str = "SGD"
+    momentum_help: str = "SGD momentum"
+    epochs_help: str = "epochs per scheme"
     from_args: Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]] = _no_values
     sections: Callable[[Any, bool], list[str]] = _nothing
     footer: Callable[[list[str]], list[str]] = _nothing

@@ -42,19 +42,25 @@ def add_options(parser: argparse.ArgumentParser, experiment: Experiment) -> None
     >>> parser.parse_args(["--blocks", "4"]).blocks
     4
     """
-    parser.add_argument("--dataset", default="digits", help=experiment.dataset_help)
+    default, out = experiment.config_type(), experiment.default_out
+    parser.add_argument("--dataset", default=default.dataset, help=experiment.dataset_help)
     parser.add_argument(
         "--schemes", default="all", help="comma-separated scheme names, or 'all' (default)"
     )
     experiment.add_options(parser)
-    default, out = experiment.config_type(), experiment.default_out
-    parser.add_argument("--epochs", type=int, help=f"epochs per scheme (default {default.epochs})")
+    parser.add_argument(
+        "--epochs", type=int, help=f"{experiment.epochs_help} (default {default.epochs})"
+    )
     parser.add_argument("--batch-size", type=int, help=f"batch size (default {default.batch_size})")
     parser.add_argument(
-        "--learning-rate", type=float, help=f"SGD learning rate (default {default.learning_rate:g})"
+        "--learning-rate",
+        type=float,
+        help=f"{experiment.optimizer} learning rate (default {default.learning_rate:g})",
     )
     parser.add_argument(
-        "--momentum", type=float, help=f"SGD momentum (default {default.momentum:g})"
+        "--momentum",
+        type=float,
+        help=f"{experiment.momentum_help} (default {default.momentum:g})",
     )
     parser.add_argument(
         "--seed", type=int, help=f"seed of the split, weights and batches ({default.seed})"

@@ -24,6 +24,19 @@ def log10_or_nan(value: float) -> float:
     )
 
 
+def seed_band(ax: Any, x: Sequence[Any], rows: list[list[float]], color: Any, label: str) -> None:
+    """Plot the median over seeds of ``rows`` (one list per seed, one value per ``x``) as a
+    line, and their min-max range as a band where there are several seeds."""
+    from keras_initlab.compare.spread import spread
+
+    columns = [spread(list(c)) for c in zip(*rows, strict=True)]
+    ax.plot(x, [c.median for c in columns], color=color, label=label)
+    if len(rows) > 1:
+        ax.fill_between(
+            x, [c.low for c in columns], [c.high for c in columns], color=color, alpha=0.12
+        )
+
+
 def scheme_colors(n: int) -> list[Any]:
     from matplotlib import colormaps
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_initlab._validation import check_positive_int, unknown_name_message
+from keras_initlab._validation import check_names, check_positive_int
 from keras_initlab.compare.config import TrainingConfig, check_training
 from keras_initlab.compare.datasets import check_dataset_name
 
@@ -85,17 +85,6 @@ RESIDUAL_QUICK = {
 """Overrides of ``--quick``: a smoke run of every scheme in seconds."""
 
 
-def _check_names(argument: str, names: tuple[str, ...], allowed: tuple[str, ...]) -> None:
-    if not names:
-        raise ValueError(
-            f"Argument `{argument}` must name at least one of {', '.join(allowed)}. "
-            f"Received: {argument}=()"
-        )
-    for name in names:
-        if name not in allowed:
-            raise ValueError(unknown_name_message(argument, name, allowed))
-
-
 def check_residual_config(config: ResidualConfig) -> ResidualConfig:
     """Validate a config before any training; return it.
 
@@ -109,8 +98,8 @@ def check_residual_config(config: ResidualConfig) -> ResidualConfig:
     ValueError: Argument `blocks` must be a positive integer. Received: blocks=0
     """
     check_dataset_name(config.dataset)
-    _check_names("schemes", config.schemes, RESIDUAL_SCHEMES)
-    _check_names("architectures", config.architectures, ARCHITECTURES)
+    check_names("schemes", config.schemes, RESIDUAL_SCHEMES)
+    check_names("architectures", config.architectures, ARCHITECTURES)
     for field in ("blocks", "width", "cnn_blocks", "channels"):
         check_positive_int(field, getattr(config, field))
     check_training(config)

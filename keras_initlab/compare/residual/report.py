@@ -23,7 +23,7 @@ from keras_initlab.compare.datasets import Dataset
 from keras_initlab.compare.harness import report as harness_report
 from keras_initlab.compare.harness.claims import Claim, claims_as_dicts, fmt_spread
 from keras_initlab.compare.harness.report import partial_note, strict_json
-from keras_initlab.compare.report.figures import DPI, log10_or_nan, scheme_colors
+from keras_initlab.compare.report.figures import DPI, log10_or_nan, scheme_colors, seed_band
 from keras_initlab.compare.residual.claims import check_residual_claims, verdict
 from keras_initlab.compare.residual.experiment import ResidualResult
 from keras_initlab.compare.spread import spread
@@ -100,15 +100,6 @@ def write_residual_json(
     return harness_report.write_json(RESIDUAL, result, path, claims)
 
 
-def _band(ax: Any, x: Sequence[int], rows: list[list[float]], color: Any, label: str) -> None:
-    columns = [spread(c) for c in zip(*rows, strict=True)]
-    ax.plot(x, [c.median for c in columns], color=color, label=label)
-    if len(rows) > 1:
-        ax.fill_between(
-            x, [c.low for c in columns], [c.high for c in columns], color=color, alpha=0.12
-        )
-
-
 def _profile_figure(result: ResidualResult) -> Any:
     from matplotlib.figure import Figure
 
@@ -122,7 +113,7 @@ def _profile_figure(result: ResidualResult) -> Any:
         for scheme, color in zip(schemes, scheme_colors(len(schemes)), strict=True):
             rows = [[log10_or_nan(v) for v in r.relative_stream] for r in result.of(arch, scheme)]
             if rows:
-                _band(ax, x, rows, color, scheme)
+                seed_band(ax, x, rows, color, scheme)
         ax.plot(x, [i * math.log10(3.0) for i in x], color="grey", ls=":", label="3^l (He theory)")
         ax.set_xlabel("block (0: stem)")
         ax.set_ylabel("log10 stream variance / stem's, at init")
@@ -146,8 +137,8 @@ def _curves_figure(result: ResidualResult) -> Any:
             if not runs:
                 continue
             x = list(range(1, len(runs[0].loss) + 1))
-            _band(row[0], x, [[log10_or_nan(v) for v in r.loss] for r in runs], color, scheme)
-            _band(row[1], x, [r.test_accuracy for r in runs], color, scheme)
+            seed_band(row[0], x, [[log10_or_nan(v) for v in r.loss] for r in runs], color, scheme)
+            seed_band(row[1], x, [r.test_accuracy for r in runs], color, scheme)
         row[0].set_ylabel(f"{arch}: log10 training loss")
         row[1].set_ylabel(f"{arch}: test accuracy")
         for ax in row:
