@@ -104,8 +104,9 @@ def _experiments() -> dict[str, Experiment]:
     """The experiments the command runs, by name (their definitions are Keras-free)."""
     from keras_initlab.compare.definition import COMPARE
     from keras_initlab.compare.residual.definition import RESIDUAL
+    from keras_initlab.compare.transformer.definition import TRANSFORMER
 
-    return {e.name: e for e in (COMPARE, RESIDUAL)}
+    return {e.name: e for e in (COMPARE, RESIDUAL, TRANSFORMER)}
 
 
 def without_startup_noise(text: str) -> list[str]:
