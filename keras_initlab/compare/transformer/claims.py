@@ -9,8 +9,9 @@ blocks), measured on held-out windows; "growth" is ``V_2N / V_1``; medians over 
 2. **Pre-LN without depth scaling grows at least linearly** (Xiong et al. 2020, "On Layer
    Normalization in the Transformer Architecture": each pre-LN branch reads a normalized
    input, so it adds a variance that does not shrink with depth): under N(0, 0.02), He,
-   LeCun and SmallInit the second half of the sums adds at least `LINEAR_SHARE` of what
-   the first half adds (a linear stream adds as much in each half).
+   LeCun and SmallInit the second half of the blocks adds at least `LINEAR_SHARE` of what
+   the first half adds, ``V_2N - V_N >= LINEAR_SHARE (V_N - V_0)`` with ``V_0`` the
+   embedding's variance (a linear stream adds as much in each half).
 3. **GPT-2's projections**: the same N(0, 0.02) draw with each branch's output projection
    times ``1/sqrt(2N)`` makes each pre-LN branch add ``1/(2N)`` of the variance for the same
    normalized input, so the variance all sums add is at least ``2N`` times smaller than
@@ -69,11 +70,12 @@ def _added(run: TransformerRun) -> float:
 
 
 def _halves(run: TransformerRun) -> float:
-    """What the second half of the sums adds over what the first half adds."""
-    sums = _sums(run)
-    middle = len(sums) // 2
-    first = sums[middle - 1] - sums[0]
-    return (sums[-1] - sums[middle - 1]) / first if first > 0 else math.nan
+    """What the second half of the blocks adds over what the first half adds:
+    ``(V_2N - V_N) / (V_N - V_0)``, ``V_0`` the embedding's variance."""
+    stream = run.stream
+    middle = (len(stream) - 1) // 2
+    first = stream[middle] - stream[0]
+    return (stream[-1] - stream[middle]) / first if first > 0 else math.nan
 
 
 def _median(values: list[float]) -> float:
@@ -114,7 +116,7 @@ def _linear(result: TransformerResult) -> Claim:
     schemes = [s for s in UNSCALED_PRE_LN if result.of("pre_ln", s)]
     claim = (
         f"Without depth scaling the pre-LN stream grows at least linearly with depth: the "
-        f"second half of the sums adds at least {fmt(LINEAR_SHARE)} of what the first adds"
+        f"second half of the blocks adds at least {fmt(LINEAR_SHARE)} of what the first adds"
     )
     if not schemes or result.config.depth < 2:
         return Claim(claim, None, "no pre-LN run without depth scaling of 2 blocks or more")
