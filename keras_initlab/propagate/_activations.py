@@ -149,7 +149,11 @@ def apply(
 
 
 def saturation(
-    activation: Activation | str | None, d2: np.ndarray, layer: Any, spread: float = 1.0
+    activation: Activation | str | None,
+    d2: np.ndarray,
+    layer: Any,
+    spread: float = 1.0,
+    visible: np.ndarray | None = None,
 ) -> str:
     """Why the gradient a softmax passes back is not predicted, or "".
 
@@ -164,9 +168,15 @@ def saturation(
     through its samples whose two largest logits lie close, and where the value a batch of
     the measured size passes back spreads by more than `SPREAD_LIMIT` from batch to batch
     (``spread``, `softmax_moments`), one measurement is that batch's luck.
+
+    A softmax over one logit passes back exactly 0, whatever the dtype: such rows are left
+    out, the rows of one logit and, where ``visible`` (the logits a mask leaves in,
+    broadcastable to ``d2``) is given, the rows whose mask shows one.
     """
+    if visible is not None and d2.ndim:
+        d2 = d2[np.broadcast_to(visible, d2.shape).sum(axis=-1) > 1]
     if activation != SOFTMAX or d2.size == 0 or d2.shape[-1] == 1:
-        return ""  # (over one logit: exactly 0, whatever the dtype)
+        return ""
     dtype = str(getattr(layer, "compute_dtype", "float32"))
     u = UNIT_ROUNDOFF.get(dtype, UNIT_ROUNDOFF["float32"])
     floor = (u / d2.shape[-1]) ** 2
@@ -211,7 +221,7 @@ def activation_layer(call: Call) -> Step:
                 + [np.zeros(x.shape) for x in call.inputs[1:]]
             ),
             note="softmax over the logits its mask leaves in",
-            gradient_assumed=saturation(activation, d2, call.layer, spread),
+            gradient_assumed=saturation(activation, d2, call.layer, spread, visible=mask != 0),
         )
     out, d2, spread = apply(activation, call.x, call.batch)
     blend = call.x.blend

@@ -229,8 +229,7 @@ def _attend(
             ),
         }
 
-    several = factor[mask.sum(axis=1) > 1]  # a query that sees one key passes back 0
-    assumed = _activations.saturation(_activations.SOFTMAX, several, None, spread)
+    assumed = _activations.saturation(_activations.SOFTMAX, factor, None, spread, visible=mask)
     return _Attended(out, probs, grads, assumed)
 
 

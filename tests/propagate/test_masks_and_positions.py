@@ -84,18 +84,35 @@ def test_a_fused_dot_product_attention_is_predicted(groups, causal, scale):
 
 
 class _MaskedScores(L.Layer):
-    """Self-attention weights written with ops and a ``Softmax`` given a causal mask."""
+    """Self-attention weights written with ops and a ``Softmax`` given a causal mask (or,
+    with ``diagonal``, a mask that shows each query only its own key)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, diagonal=False, **kwargs):
         super().__init__(**kwargs)
         self.query = L.Dense(8, name="query")
         self.key = L.Dense(8, name="key")
         self.softmax = L.Softmax(name="softmax")
+        self.diagonal = diagonal
 
     def call(self, x):
         scores = keras.ops.einsum("btd,bsd->bts", self.query(x), self.key(x)) / np.sqrt(8.0)
-        mask = keras.ops.tril(keras.ops.ones((x.shape[1], x.shape[1])))
+        t = x.shape[1]
+        mask = keras.ops.eye(t) if self.diagonal else keras.ops.tril(keras.ops.ones((t, t)))
         return self.softmax(scores, mask=keras.ops.cast(mask[None], "bool"))
+
+
+def test_a_softmax_whose_mask_shows_one_logit_per_row_passes_back_exactly_zero():
+    """Each row's weight is 1 on its one visible logit whatever the scores: the gradient it
+    passes back is exactly 0, predicted as such, not a softmax saturated beyond float32."""
+    x = keras.Input((T, 8))
+    model = keras.Model(x, _MaskedScores(diagonal=True, name="scores")(x))
+    rows = keras_initlab.propagate(model).by_layer()
+    assert "saturated" not in rows["scores/softmax"].note
+    for name in ("scores/query", "scores/key"):
+        assert rows[name].status == "predicted", rows[name].note
+        assert rows[name].gradient_var == 0.0
+    weights = keras.ops.convert_to_numpy(model(_probe((T, 8))))
+    np.testing.assert_array_equal(weights, np.broadcast_to(np.eye(T), weights.shape))
 
 
 def test_a_softmax_given_a_mask_averages_over_the_keys_it_shows():
