@@ -44,7 +44,8 @@ MAX_NUMBERS = 1 << 22  # numbers one record's maps may hold (32 MiB of float64)
 @dataclass(frozen=True, eq=False)
 class Linear:
     """``x[i] = sum_f maps[i, f] base[pos[i], f] + c_i`` for each element ``i`` of ``x``
-    (flat); ``pos[i] = -1`` where the element is a constant."""
+    (flat); ``pos[i] = -1`` where the element is a constant, and its ``maps[i]`` are 0
+    there (every record is built so: a re-layout's constants get zeros, a sum adds zeros)."""
 
     base: Signal
     maps: np.ndarray  # (x.size, F)
@@ -162,8 +163,8 @@ def contracted(equation: str, a: Signal, b: Signal) -> tuple[np.ndarray, np.ndar
     tb_p = tb.replace(s, p)  # b read at a's position: the pairs that share one
     union = "".join(dict.fromkeys(ta + tb_p))
     f = la.base.shape[1]
-    maps_a = np.where((la.pos >= 0)[:, None], la.maps, 0.0).reshape(*a.shape, f)
-    maps_b = np.where((lb.pos >= 0)[:, None], lb.maps, 0.0).reshape(*b.shape, f)
+    maps_a = la.maps.reshape(*a.shape, f)  # (0 where an element is a constant)
+    maps_b = lb.maps.reshape(*b.shape, f)
     # b's elements at the positions a reads: b's first axis is the base's positions too
     c = np.einsum(f"{ta}{z},{tb_p}{z},{p}{z}->{union}", maps_a, maps_b, la.base.variances)
     out_p = out.replace(s, "") if s != p else out
