@@ -377,6 +377,21 @@ SOFTMAX_ELEMENTS = 1 << 22
 MIN_GROUPS = 8  # groups of `batch` draws a softmax's typical batch value needs
 
 
+def unique_at_float32(rows: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, ...]:
+    """``np.unique(rows, axis=0, **kwargs)`` of ``rows`` rounded to float32's 24-bit
+    significand, in float64: rows that differ by rounding are one, and values beyond
+    float32's range (a stream of variance 1e54 deep in an unnormalized network) stay finite
+    instead of overflowing a cast to float32.
+
+    Example:
+    >>> unique_at_float32(np.array([[1.0, 1e54], [1.0 + 1e-9, 1e54]]))[0].shape
+    (1, 2)
+    """
+    mantissa, exponent = np.frexp(rows)
+    rounded = np.ldexp(np.round(mantissa * 2.0**24) / 2.0**24, exponent)
+    return np.unique(rounded, axis=0, **kwargs)
+
+
 @functools.lru_cache(maxsize=16)
 def _softmax_draws(n: int, draws: int = SOFTMAX_DRAWS) -> np.ndarray:
     draws = max(min(draws, SOFTMAX_ELEMENTS // n), 64)
@@ -483,12 +498,10 @@ def softmax_moments(
     rows = np.concatenate(
         [np.where(mask, offsets, -np.inf), np.where(mask, pre.variances, 0.0)], axis=-1
     ).reshape(-1, 2 * n)
-    values, where = np.unique(rows.astype(np.float32), axis=0, return_inverse=True)
+    values, where = unique_at_float32(rows, return_inverse=True)
     draws = max(SOFTMAX_ELEMENTS // (n * len(values)), MIN_GROUPS * (batch or 0), 64)
     noise = _softmax_draws(n, min(draws, SOFTMAX_DRAWS))
-    drawn = [
-        _drawn_sums(row[:n] + np.sqrt(row[n:]) * noise, batch) for row in values.astype(np.float64)
-    ]
+    drawn = [_drawn_sums(row[:n] + np.sqrt(row[n:]) * noise, batch) for row in values]
     sums = np.stack([np.stack(d[:3]) for d in drawn])  # (rows, 3, n)
     # What one batch measures: the energy of all rows, each row's groups shifted so that
     # rows drawn from the same normals add as independent ones.

@@ -39,7 +39,13 @@ import numpy as np
 from keras_initlab.gaussian import max_unequal_nodes
 from keras_initlab.propagate import _paths
 from keras_initlab.propagate._geometry import gather, scatter, window_index
-from keras_initlab.propagate._moments import LINEAR, max_derivative, max_moments, rectified
+from keras_initlab.propagate._moments import (
+    LINEAR,
+    max_derivative,
+    max_moments,
+    rectified,
+    unique_at_float32,
+)
 from keras_initlab.propagate._signal import Signal, Source, make, require_independent_steps
 from keras_initlab.propagate._step import Call, Step
 
@@ -224,9 +230,7 @@ def _unequal(
     key = np.concatenate(
         [np.where(ok, m, 0.0), np.where(ok, v, 0.0), ok, scale[:, None], shift[:, None]], axis=1
     )
-    _, first, inverse = np.unique(
-        key.astype(np.float32), axis=0, return_index=True, return_inverse=True
-    )
+    _, first, inverse = unique_at_float32(key, return_index=True, return_inverse=True)
     results = []
     for chunk in np.array_split(first, max(1, len(first) // _ROWS)):
         t, w, wins = max_unequal_nodes(m[chunk], np.sqrt(v[chunk]), ok[chunk])

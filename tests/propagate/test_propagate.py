@@ -1030,3 +1030,19 @@ def test_a_max_pool_of_a_rectified_stream_reads_its_paths(monkeypatch):
 
 # The stated model error of a max pool's variance on a rectified stream (its docstring).
 POOL_OF_STREAM = 0.08
+
+
+def test_logits_beyond_float32s_range_give_a_finite_prediction():
+    """An unnormalized deep stream reaches variances of 1e54 (24 He blocks of a transformer
+    without normalization): the softmax over such logits is one-hot, predicted in float64
+    (the rows a softmax shares were told apart through a float32 cast, which overflowed to
+    infinity and gave NaN)."""
+    inputs = keras.Input((4, 8))
+    h = L.Dense(8, kernel_initializer=keras.initializers.RandomNormal(stddev=1e26))(inputs)
+    model = keras.Model(inputs, L.Softmax()(h))
+    with np.errstate(over="raise", invalid="raise"):
+        rows = keras_initlab.propagate(model).rows
+    assert all(math.isfinite(r.activation_var) for r in rows)
+    assert all(math.isfinite(r.gradient_var) for r in rows)
+    # one-hot rows of 8 (each sums to 1): mean 1/8 and mean square 1/8 exactly
+    assert rows[-1].activation_var == pytest.approx(1 / 8 - 1 / 64, rel=1e-9)
