@@ -30,7 +30,6 @@ from keras_initlab.compare.transformer.config import (
 from keras_initlab.compare.transformer.experiment import TransformerResult, TransformerRun
 from keras_initlab.compare.transformer.text import STDLIB_FILES, VOCABULARY, load_stdlib
 
-SCHEMES = ("normal_0.02", "gpt2", "deepnet", "t_fixup")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = {
     "depth": 2,
@@ -50,7 +49,7 @@ TINY = {
 def quick_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("transformer")
     out, err = io.StringIO(), io.StringIO()
-    argv = ["transformer", "--quick", "--schemes", ",".join(SCHEMES), "--quiet"]
+    argv = ["transformer", "--quick", "--quiet"]  # every setup: the smoke run CI runs
     argv += ["--out", str(folder / "report"), "--json", str(folder / "out.json")]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(argv)
@@ -61,7 +60,7 @@ def test_quick_run_writes_every_run_and_the_report(quick_run):
     code, printed, folder = quick_run
     assert code == 0
     document = json.loads((folder / "out.json").read_text())
-    setups = [(a, s) for a, schemes in SCHEMES_OF.items() for s in schemes if s in SCHEMES]
+    setups = [(a, s) for a, schemes in SCHEMES_OF.items() for s in schemes]
     assert [(r["architecture"], r["scheme"]) for r in document["runs"]] == [
         setup for setup in setups for _ in range(TRANSFORMER_QUICK["seeds"])
     ]
@@ -81,17 +80,14 @@ def test_quick_run_writes_every_run_and_the_report(quick_run):
     assert len(document["claims"]) == 7
 
 
-def test_a_depth_scaled_start_is_what_the_recipes_draw(quick_run):
-    """T-Fixup's and DeepNet's streams barely grow (their branches are scaled down with the
-    depth), and the flat N(0, 0.02) draw starts at the uniform loss ln(128)."""
+def test_the_initialization_claims_hold_on_the_smoke_run(quick_run):
+    """Claims 1, 2 and 4 need no training: propagate's prediction within 2x, a pre-LN
+    stream without depth scaling growing at least linearly, and He's stream without
+    normalization at least doubling per block while T-Fixup's stays below 2x. Their
+    thresholds come from the variance recursions (`claims`'s docstring), not from a run."""
     _, _, folder = quick_run
-    runs = json.loads((folder / "out.json").read_text())["runs"]
-    for run in runs:
-        if run["scheme"] in ("t_fixup", "deepnet"):
-            assert 0.8 < run["growth"] < 1.25, run
-        if run["scheme"] == "normal_0.02":
-            # logits of std ~0.01: the loss is ln(V) to within their variance
-            assert abs(run["initial_loss"] - math.log(VOCABULARY)) < 0.05
+    claims = json.loads((folder / "out.json").read_text())["claims"]
+    assert [claims[i]["holds"] for i in (0, 1, 3)] == [True, True, True], claims
 
 
 def test_the_windows_are_the_standard_librarys_bytes_shifted_by_one():

@@ -10,6 +10,11 @@ and its gradient's after the token embedding and after every residual sum on hel
 windows, `keras_initlab.propagate` predicts the same variances from the weights alone, and
 the test loss is evaluated; then each of ``config.epochs`` rounds trains ``config.steps``
 steps on windows no earlier round saw and evaluates the test loss.
+
+The seeds are not stacked into one model (`keras_initlab.compare.harness.stacking`): the
+training step is traced once per architecture already, and on one thread a stacked model
+computes its towers one after another, so stacking would save nothing and lose the
+per-run progress and Ctrl-C granularity.
 """
 
 from __future__ import annotations

@@ -145,7 +145,11 @@ def _curves_figure(result: TransformerResult) -> Any:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("Test loss under each scheme (median; band: min-max over seeds)")
-    fig.supxlabel("A curve that stops: the loss became NaN or infinite.", fontsize=7)
+    fig.supxlabel(
+        "A curve that stops: the loss became NaN or infinite; one missing: above twice the "
+        "unigram loss throughout.",
+        fontsize=7,
+    )
     return fig
 
 
