@@ -27,14 +27,22 @@ def log10_or_nan(value: float) -> float:
 def seed_band(ax: Any, x: Sequence[Any], rows: list[list[float]], color: Any, label: str) -> None:
     """Plot the median over seeds of ``rows`` (one list per seed, one value per ``x``) as a
     line, and their min-max range as a band where there are several seeds."""
-    from keras_initlab.compare.spread import spread
-
     columns = [spread(list(c)) for c in zip(*rows, strict=True)]
     ax.plot(x, [c.median for c in columns], color=color, label=label)
     if len(rows) > 1:
         ax.fill_between(
             x, [c.low for c in columns], [c.high for c in columns], color=color, alpha=0.12
         )
+
+
+def save_figures(folder: Path, figures: dict[str, Any]) -> list[Path]:
+    """Save each matplotlib ``Figure`` of ``{file name: figure}`` in ``folder`` at `DPI`;
+    return the paths in order."""
+    paths = []
+    for name, figure in figures.items():
+        figure.savefig(folder / name, dpi=DPI)
+        paths.append(folder / name)
+    return paths
 
 
 def scheme_colors(n: int) -> list[Any]:
@@ -257,7 +265,6 @@ def write_plots(result: CompareResult, folder: Path, data: Dataset | None = None
     runs = result.all_runs
     name = result.dataset["name"]
     main = list(result.schemes.values())
-    paths = []
     figures = {
         "depth_profile.png": _plot_profiles(main, f"Depth profile at initialization ({name})"),
         "heatmap.png": _plot_heatmap(runs, f"Variance across depth, every scheme ({name})"),
@@ -282,9 +289,7 @@ def write_plots(result: CompareResult, folder: Path, data: Dataset | None = None
         figures["decision_boundaries.png"] = _plot_boundaries(
             with_boundary, data, f"Decision boundary after training ({name})"
         )
-    for filename, fig in figures.items():
-        fig.savefig(folder / filename, dpi=DPI)
-        paths.append(folder / filename)
+    paths = save_figures(folder, figures)
     training = folder / "training"
     training.mkdir(exist_ok=True)
     for run in runs:

@@ -23,7 +23,12 @@ from keras_initlab.compare.datasets import Dataset
 from keras_initlab.compare.harness import report as harness_report
 from keras_initlab.compare.harness.claims import Claim, claims_as_dicts, fmt_spread
 from keras_initlab.compare.harness.report import partial_note, strict_json
-from keras_initlab.compare.report.figures import DPI, log10_or_nan, scheme_colors, seed_band
+from keras_initlab.compare.report.figures import (
+    log10_or_nan,
+    save_figures,
+    scheme_colors,
+    seed_band,
+)
 from keras_initlab.compare.residual.claims import check_residual_claims, verdict
 from keras_initlab.compare.residual.experiment import ResidualResult
 from keras_initlab.compare.spread import spread
@@ -178,14 +183,13 @@ def residual_setup(result: ResidualResult) -> list[str]:
 
 def residual_files(result: ResidualResult, folder: Path, data: Dataset | None) -> list[Path]:
     """The report's plots, ``stream_profile.png`` and ``training_curves.png``, in ``folder``."""
-    paths = []
-    for name, figure in (
-        ("stream_profile.png", _profile_figure(result)),
-        ("training_curves.png", _curves_figure(result)),
-    ):
-        figure.savefig(folder / name, dpi=DPI)
-        paths.append(folder / name)
-    return paths
+    return save_figures(
+        folder,
+        {
+            "stream_profile.png": _profile_figure(result),
+            "training_curves.png": _curves_figure(result),
+        },
+    )
 
 
 def write_residual_report(

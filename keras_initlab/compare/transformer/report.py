@@ -20,7 +20,12 @@ from typing import Any
 from keras_initlab.compare.datasets import Dataset
 from keras_initlab.compare.harness.claims import Claim, claims_as_dicts, fmt, fmt_spread
 from keras_initlab.compare.harness.report import partial_note, strict_json
-from keras_initlab.compare.report.figures import DPI, log10_or_nan, scheme_colors, seed_band
+from keras_initlab.compare.report.figures import (
+    log10_or_nan,
+    save_figures,
+    scheme_colors,
+    seed_band,
+)
 from keras_initlab.compare.transformer.claims import check_transformer_claims, verdict
 from keras_initlab.compare.transformer.experiment import TransformerResult
 from keras_initlab.compare.transformer.text import README_SHA256
@@ -185,11 +190,10 @@ def transformer_setup(result: TransformerResult) -> list[str]:
 
 def transformer_files(result: TransformerResult, folder: Path, data: Dataset | None) -> list[Path]:
     """The report's plots, ``stream_profile.png`` and ``training_curves.png``, in ``folder``."""
-    paths = []
-    for name, figure in (
-        ("stream_profile.png", _profile_figure(result)),
-        ("training_curves.png", _curves_figure(result)),
-    ):
-        figure.savefig(folder / name, dpi=DPI)
-        paths.append(folder / name)
-    return paths
+    return save_figures(
+        folder,
+        {
+            "stream_profile.png": _profile_figure(result),
+            "training_curves.png": _curves_figure(result),
+        },
+    )
