@@ -384,7 +384,7 @@ def unique_at_float32(rows: np.ndarray, **kwargs: Any) -> tuple[np.ndarray, ...]
     instead of overflowing a cast to float32.
 
     Example:
-    >>> unique_at_float32(np.array([[1.0, 1e54], [1.0 + 1e-9, 1e54]]))[0].shape
+    >>> unique_at_float32(np.array([[1.0, 1e54], [1.0 + 1e-9, 1e54]])).shape
     (1, 2)
     """
     mantissa, exponent = np.frexp(rows)

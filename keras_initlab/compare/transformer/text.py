@@ -138,8 +138,8 @@ def unigram_loss(y: np.ndarray) -> float:
     context.
 
     Example:
-    >>> round(unigram_loss(np.array([[0, 1], [0, 1]])), 4) == round(math.log(2), 4)
-    True
+    >>> round(unigram_loss(np.array([[0, 1], [0, 1]])), 6)  # two bytes, equally often: ln 2
+    0.693147
     """
     counts = np.bincount(np.asarray(y).ravel(), minlength=VOCABULARY).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
