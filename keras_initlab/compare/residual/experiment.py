@@ -22,6 +22,7 @@ import numpy as np
 from keras_initlab.compare.datasets import Dataset, describe
 from keras_initlab.compare.harness.experiment import OnEpoch, Plan
 from keras_initlab.compare.harness.runner import run_experiment
+from keras_initlab.compare.harness.runs import SetupResult
 from keras_initlab.compare.residual.config import ResidualConfig, split_scheme
 from keras_initlab.compare.residual.models import (
     STEM,
@@ -32,7 +33,6 @@ from keras_initlab.compare.residual.models import (
 )
 from keras_initlab.compare.setups import LSUV_BATCH
 from keras_initlab.compare.sgd_runs import SGDRuns
-from keras_initlab.compare.spread import Spread, spread
 
 __all__ = [
     "ResidualResult",
@@ -84,35 +84,10 @@ class ResidualRun:
 
 
 @dataclasses.dataclass
-class ResidualResult:
-    """Every run of an experiment, with its config and data description.
-
-    Attributes:
-        config: the run's `ResidualConfig`.
-        dataset: ``describe(dataset)`` of the data trained on.
-        runs: one `ResidualRun` per architecture, scheme and seed, in that order.
-        seconds: wall time of the whole experiment.
-        partial: interrupted: only the runs that finished.
-    """
-
-    config: ResidualConfig
-    dataset: dict[str, Any]
-    runs: list[ResidualRun]
-    seconds: float
-    partial: bool = False
-
-    @property
-    def finished(self) -> int:
-        """How many runs finished (all of them unless ``partial``)."""
-        return len(self.runs)
-
-    def of(self, architecture: str, scheme: str) -> list[ResidualRun]:
-        """The seeds of one architecture under one scheme."""
-        return [r for r in self.runs if (r.architecture, r.scheme) == (architecture, scheme)]
-
-    def spread_of(self, architecture: str, scheme: str, key: str) -> Spread:
-        """Median and range over seeds of a run property (``"growth"``, ``"final_accuracy"``)."""
-        return spread([getattr(r, key) for r in self.of(architecture, scheme)])
+class ResidualResult(SetupResult[ResidualConfig, ResidualRun]):
+    """Every run of an experiment (`SetupResult`): ``config`` a `ResidualConfig`, ``runs``
+    one `ResidualRun` per architecture, scheme and seed; `spread_of` reads ``"growth"``,
+    ``"final_accuracy"``, ..."""
 
 
 def apply_scheme(model: Any, name: str, *, seed: int, x: Any) -> Any:

@@ -27,8 +27,8 @@ from typing import Any, TextIO
 from keras_initlab.compare.datasets import Dataset, describe
 from keras_initlab.compare.harness.experiment import OnEpoch, Plan
 from keras_initlab.compare.harness.runner import run_experiment
+from keras_initlab.compare.harness.runs import SetupResult
 from keras_initlab.compare.sgd_runs import SGDRuns
-from keras_initlab.compare.spread import Spread, spread
 from keras_initlab.compare.transformer.config import TransformerConfig
 from keras_initlab.compare.transformer.models import EMBEDDING, build_decoder, sum_names
 from keras_initlab.compare.transformer.text import load_stdlib, stdlib_text, unigram_loss
@@ -98,39 +98,15 @@ def _ratio(a: float, b: float) -> float:
 
 
 @dataclasses.dataclass
-class TransformerResult:
-    """Every run of an experiment, with its config and data description.
-
-    Attributes:
-        config: the run's `TransformerConfig`.
-        dataset: ``describe(dataset)`` of the windows trained on, with the text's
-            ``sha256`` and ``unigram_loss`` (the test windows' byte-frequency entropy).
-        runs: one `TransformerRun` per architecture, scheme and seed, in that order.
-        seconds: wall time of the whole experiment.
-        partial: interrupted: only the runs that finished.
-    """
-
-    config: TransformerConfig
-    dataset: dict[str, Any]
-    runs: list[TransformerRun]
-    seconds: float
-    partial: bool = False
-
-    @property
-    def finished(self) -> int:
-        return len(self.runs)
+class TransformerResult(SetupResult[TransformerConfig, TransformerRun]):
+    """Every run of an experiment (`SetupResult`): ``config`` a `TransformerConfig`,
+    ``runs`` one `TransformerRun` per architecture, scheme and seed, ``dataset`` the
+    windows' description with the text's ``sha256`` and ``unigram_loss`` (the test windows'
+    byte-frequency entropy); `spread_of` reads ``"growth"``, ``"final_test_loss"``, ..."""
 
     @property
     def unigram_loss(self) -> float:
         return float(self.dataset["unigram_loss"])
-
-    def of(self, architecture: str, scheme: str) -> list[TransformerRun]:
-        """The seeds of one architecture under one scheme."""
-        return [r for r in self.runs if (r.architecture, r.scheme) == (architecture, scheme)]
-
-    def spread_of(self, architecture: str, scheme: str, key: str) -> Spread:
-        """Median and range over seeds of a run property (``"growth"``, ``"final_test_loss"``)."""
-        return spread([getattr(r, key) for r in self.of(architecture, scheme)])
 
 
 def _table(scheme: str, width: int) -> tuple[float, str] | None:
