@@ -59,14 +59,9 @@ def verdict(result: TransformerResult, architecture: str, scheme: str) -> str:
     return "trains" if final < result.unigram_loss else "stalls"
 
 
-def _sums(run: TransformerRun) -> list[float]:
-    return run.stream[1:]
-
-
 def _added(run: TransformerRun) -> float:
     """What the sums after the first add: ``V_2N - V_1``."""
-    sums = _sums(run)
-    return sums[-1] - sums[0]
+    return run.stream[-1] - run.stream[1]
 
 
 def _halves(run: TransformerRun) -> float:
@@ -89,10 +84,9 @@ def _has(result: TransformerResult, *setups: tuple[str, str]) -> bool:
 def _prediction(result: TransformerResult) -> Claim:
     ratios = {}
     for arch, scheme in result.config.setups:
-        runs = result.of(arch, scheme)
-        if runs:
-            measured = _median([r.growth for r in runs])
-            predicted = _median([r.predicted_growth for r in runs])
+        if result.of(arch, scheme):
+            measured = result.spread_of(arch, scheme, "growth").median
+            predicted = result.spread_of(arch, scheme, "predicted_growth").median
             ratios[arch, scheme] = measured / predicted if predicted > 0 else math.nan
     if not ratios:
         return Claim("propagate() predicts each stream's growth", None, "no run")

@@ -27,9 +27,6 @@ SmallInit on pre-LN, DeepNet on post-LN with its Xavier base without the depth f
 the control, T-Fixup without normalization, He as that setting's control)."""
 
 TRANSFORMER_SCHEMES = tuple(dict.fromkeys(s for schemes in SCHEMES_OF.values() for s in schemes))
-DEPTH_SCALED = ("gpt2", "deepnet", "t_fixup")
-"""The schemes whose residual branches are scaled with the depth ``N``."""
-
 DATASETS = ("stdlib",)
 
 

@@ -109,16 +109,16 @@ class TransformerResult(SetupResult[TransformerConfig, TransformerRun]):
         return float(self.dataset["unigram_loss"])
 
 
-def _table(scheme: str, width: int) -> tuple[float, str] | None:
-    """The std the experiment draws the token table with under ``scheme`` and why, or None
-    where the scheme draws it itself (the recipes) or keeps the build-time table."""
+def _table_std(scheme: str, width: int) -> float | None:
+    """The std the experiment draws the token table with under ``scheme``, or None where
+    the recipe draws it itself (``gpt2``, ``t_fixup``)."""
     if scheme == "normal_0.02":
-        return 0.02, "keras_hub's GPT-2: every weight N(0, 0.02)"
+        return 0.02  # keras_hub's GPT-2: every weight N(0, 0.02)
     if scheme == "small_init":
-        return math.sqrt(2.0 / (5.0 * width)), "GPT-NeoX draws its embedding with SmallInit"
+        return math.sqrt(2.0 / (5.0 * width))  # GPT-NeoX draws its embedding so
     if scheme in ("gpt2", "t_fixup"):
         return None
-    return 1.0, "unit-variance tokens, the input scale variance-preserving schemes assume"
+    return 1.0  # unit-variance tokens: the input scale variance-preserving schemes assume
 
 
 def apply_scheme(model: Any, scheme: str, *, seed: int) -> Any:
@@ -143,9 +143,9 @@ def apply_scheme(model: Any, scheme: str, *, seed: int) -> Any:
     from keras_initlab.initializers import RandomNormal
 
     layer = model.get_layer(EMBEDDING)
-    table = _table(scheme, int(layer.embeddings.shape[-1]))
-    if table is not None:
-        draw = RandomNormal(0.0, table[0], seed=seed + TABLE_SEED_OFFSET)
+    std = _table_std(scheme, int(layer.embeddings.shape[-1]))
+    if std is not None:
+        draw = RandomNormal(0.0, std, seed=seed + TABLE_SEED_OFFSET)
         layer.embeddings.assign(keras.ops.cast(draw(layer.embeddings.shape), "float32"))
     kernels: Any = RandomNormal(0.0, 0.02) if scheme == "normal_0.02" else scheme
     return initialize(model, kernels, seed=seed)
@@ -173,7 +173,7 @@ class _Trainer:
 
         from keras_initlab.measurement import Measurement, probe_data
 
-        self.config, self.data = config, data
+        self.architecture, self.config, self.data = architecture, config, data
         self.model = build_decoder(
             architecture,
             vocabulary=data.num_classes,
@@ -204,7 +204,7 @@ class _Trainer:
             )
         )
 
-    def run(self, architecture: str, scheme: str, seed: int, on_epoch: OnEpoch) -> TransformerRun:
+    def run(self, scheme: str, seed: int, on_epoch: OnEpoch) -> TransformerRun:
         import keras
 
         from keras_initlab.propagate import propagate
@@ -231,7 +231,7 @@ class _Trainer:
             test_loss.append(self._evaluate())
             on_epoch(epoch, {"loss": loss[-1]})
         return TransformerRun(
-            architecture, scheme, seed, stream, predicted, gradient, initial, loss, test_loss
+            self.architecture, scheme, seed, stream, predicted, gradient, initial, loss, test_loss
         )
 
 
@@ -306,7 +306,7 @@ def plan_transformer(config: TransformerConfig, data: Dataset) -> Plan:
         def run(on_epoch: OnEpoch) -> TransformerRun:
             if architecture not in trainers:
                 trainers[architecture] = _Trainer(architecture, config, data)
-            return trainers[architecture].run(architecture, scheme, seed, on_epoch)
+            return trainers[architecture].run(scheme, seed, on_epoch)
 
         return run
 

@@ -14,6 +14,7 @@ run, so a run on other text says so.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sysconfig
 from pathlib import Path
@@ -58,8 +59,10 @@ README_SHA256 = "3cdd9abca39866d75dd25f2418e036b894c7f23bc191caad648ee1bfb74be40
 """The text's SHA-256 in the README's run (Python 3.11's standard library)."""
 
 
+@functools.lru_cache(maxsize=2)
 def stdlib_text(root: str | Path | None = None) -> tuple[bytes, str]:
-    """``(text, sha256 hex digest)`` of `STDLIB_FILES` joined by newlines.
+    """``(text, sha256 hex digest)`` of `STDLIB_FILES` joined by newlines, read once per
+    folder (`load_stdlib` and the report's digest both ask).
 
     Args:
         root: the standard library's folder (default: this Python's).
